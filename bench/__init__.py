@@ -1,0 +1,6 @@
+"""`make bench`: throughput and streaming-capacity figures of the simulator.
+
+Each figure is a ratio against a baseline measured in the same run on the same
+machine, so results from different machines can be compared. Run it as
+``python -m bench``; see docs/developer-guide/benchmarks.md for the method.
+"""

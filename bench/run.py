@@ -1,0 +1,177 @@
+"""Runs both benchmark figures and writes the report.
+
+(a) requests/s of the simulator vs the baseline server, same client and
+concurrency, zero simulated latency. (b) the most concurrent SSE streams one
+simulator process holds at 50 ms inter-token latency with the client-measured
+ITL p99 within 10 ms of 50 ms, stepping the number of streams up until it
+breaks. The whole run is bounded (``--budget`` seconds for the stepping).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvloop
+
+from bench import loadgen, report, wrk
+from bench.procs import Server, free_port, pin
+
+MODEL = "bench-model"
+PROMPT = "Hello, how are you today? Tell me something."
+RPS_BODY: dict[str, object] = {"model": MODEL, "prompt": PROMPT, "max_tokens": 8}
+RAMP_SECONDS = 1.0
+SETTLE_SECONDS = 1.0
+DEFAULT_LEVELS = "250,500,1000,1500,2000,2500,3000,4000"
+
+
+@dataclass(frozen=True)
+class Settings:
+    sim_command: list[str]
+    output: Path
+    concurrency: int
+    levels: list[int]
+    itl_ms: float
+    tolerance_ms: float
+    rps_seconds: int
+    measure_seconds: float
+    budget: float
+
+
+def parse_args(argv: Sequence[str] | None) -> Settings:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--output", type=Path, default=Path("docs/developer-guide/benchmarks.md"))
+    p.add_argument(
+        "--sim-command",
+        default=f"{shlex.quote(sys.executable)} -m pyllmd sim",
+        help="command that starts the simulator (e.g. the Go llm-d-inference-sim to compare)",
+    )
+    p.add_argument("--concurrency", type=int, default=32, help="connections for figure (a)")
+    p.add_argument("--levels", default=DEFAULT_LEVELS, help="stream counts for figure (b)")
+    p.add_argument("--itl-ms", type=float, default=50.0)
+    p.add_argument("--tolerance-ms", type=float, default=10.0)
+    p.add_argument("--rps-seconds", type=int, default=8)
+    p.add_argument("--measure-seconds", type=float, default=4.0)
+    p.add_argument("--budget", type=float, default=180.0, help="seconds for figure (b)")
+    a = p.parse_args(argv)
+    return Settings(
+        sim_command=shlex.split(a.sim_command),
+        output=a.output,
+        concurrency=a.concurrency,
+        levels=[int(x) for x in a.levels.split(",") if x.strip()],
+        itl_ms=a.itl_ms,
+        tolerance_ms=a.tolerance_ms,
+        rps_seconds=a.rps_seconds,
+        measure_seconds=a.measure_seconds,
+        budget=a.budget,
+    )
+
+
+def simulator(s: Settings, *flags: str) -> Server:
+    port = free_port()
+    argv = [*s.sim_command, "--model", MODEL, "--port", str(port), "--seed", "1", *flags]
+    return Server("simulator", argv, port)
+
+
+def baseline(s: Settings) -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
+    argv += ["--inter-token-latency-ms", str(s.itl_ms)]
+    return Server("baseline", argv, port)
+
+
+def requests_per_second(url: str, s: Settings) -> loadgen.Throughput:
+    if wrk.available():
+        wrk.run(url, RPS_BODY, s.concurrency, 2)  # warm-up, discarded
+        return wrk.run(url, RPS_BODY, s.concurrency, s.rps_seconds)
+    return uvloop.run(loadgen.throughput(url, RPS_BODY, s.concurrency, 2.0, s.rps_seconds))
+
+
+def stream_body(s: Settings) -> dict[str, object]:
+    """A streaming request that lasts past the measuring window (plus 1 s)."""
+    seconds = RAMP_SECONDS + SETTLE_SECONDS + s.measure_seconds + 1.0
+    tokens = math.ceil(seconds * 1000 / s.itl_ms)
+    return {
+        "model": MODEL,
+        "prompt": PROMPT,
+        "max_tokens": tokens,
+        "ignore_eos": True,
+        "stream": True,
+    }
+
+
+def hold(url: str, n: int, s: Settings) -> loadgen.StreamRun:
+    body = stream_body(s)
+    run = uvloop.run(
+        loadgen.hold_streams(url, body, n, RAMP_SECONDS, SETTLE_SECONDS, s.measure_seconds)
+    )
+    p99 = run.itl_ms(0.99)
+    print(f"  {n} streams: p99 {p99:.1f} ms, min open {run.min_open}, errors {run.errors}")
+    return run
+
+
+def stream_levels(s: Settings) -> tuple[list[loadgen.StreamRun], int, loadgen.StreamRun | None]:
+    """Step up until a level does not hold or the time budget is spent."""
+    deadline = time.monotonic() + s.budget
+    runs: list[loadgen.StreamRun] = []
+    held, broke_at = 0, 0
+    top = max(s.levels) * 2
+    flags = ["--inter-token-latency", f"{s.itl_ms:g}ms", "--max-num-seqs", str(top)]
+    flags += ["--max-waiting-queue-length", str(top)]
+    with simulator(s, *flags) as sim:
+        for n in s.levels:
+            if time.monotonic() > deadline:
+                print(f"  time budget spent before {n} streams")
+                break
+            run = hold(f"{sim.base_url}/v1/completions", n, s)
+            runs.append(run)
+            if not report.holds(run, s.itl_ms, s.tolerance_ms):
+                broke_at = n
+                break
+            held = n
+    base_run = None
+    if broke_at:
+        print("baseline server at the breaking level:")
+        with baseline(s) as base:
+            base_run = hold(f"{base.base_url}/v1/completions", broke_at, s)
+    return runs, held, base_run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    s = parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the servers
+    pin(0, 1)  # this process is the client; servers go on core 0
+    client = "wrk (1 thread)" if wrk.available() else "bench.loadgen (aiohttp)"
+    print(f"(a) requests/s with {client}, {s.concurrency} connections")
+    with simulator(s, "--max-num-seqs", str(max(s.concurrency, 5))) as sim:
+        sim_rps = requests_per_second(f"{sim.base_url}/v1/completions", s)
+    print(f"  simulator {sim_rps.rps:,.0f} req/s ({sim_rps.errors} errors)")
+    with baseline(s) as base:
+        base_rps = requests_per_second(f"{base.base_url}/v1/completions", s)
+    print(f"  baseline  {base_rps.rps:,.0f} req/s ({base_rps.errors} errors)")
+    print(f"(b) concurrent streams at {s.itl_ms:g} ms inter-token latency")
+    runs, held, base_run = stream_levels(s)
+    results = report.Results(
+        client=client,
+        concurrency=s.concurrency,
+        sim_rps=sim_rps,
+        base_rps=base_rps,
+        levels=runs,
+        held=held,
+        itl_ms=s.itl_ms,
+        tolerance_ms=s.tolerance_ms,
+        max_level=max(s.levels),
+        baseline_at_break=base_run,
+    )
+    report.write(s.output, results)
+    print(report.render(results))
+    print(f"written to {s.output}")
+    return 0 if sim_rps.errors == 0 else 1

@@ -1,0 +1,1 @@
+"""The workload variant autoscaler: sizes model variants from vLLM and EPP metrics."""

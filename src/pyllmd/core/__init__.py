@@ -1,0 +1,1 @@
+"""Helpers shared by every part: flags, clock, errors, hashing. Imports no part."""

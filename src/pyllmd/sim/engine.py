@@ -1,0 +1,171 @@
+"""The model server's core: admission, KV-cache lookup, response planning, latency.
+
+Pure and synchronous: time comes in as `now` (seconds from the shell's Clock),
+randomness from one seeded `random.Random`. The HTTP shell calls `admit`, then
+`start` once the request holds a worker, asks `itl` before each further token,
+and always calls `release` at the end, which hands the worker to the queue.
+Errors raised by `start` leave the worker held, so the shell's `finally:
+release` is what prevents upstream's worker leak.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from pyllmd.core.errors import LlmdError
+from pyllmd.sim.config import SimConfig
+from pyllmd.sim.kvcache import CacheLookup, KVCache, KVCacheError
+from pyllmd.sim.latency import LatencyParams, make_calculator
+from pyllmd.sim.scheduler import Admission, Scheduler
+from pyllmd.sim.textgen import RandomText, completion_length, echo_tokens
+
+
+@dataclass(eq=False, slots=True)
+class Work:
+    """One admitted completion request, as the engine sees it."""
+
+    request_id: str
+    prompt_ids: list[int]
+    prompt_tokens: list[str]
+    max_tokens: int | None = None
+    ignore_eos: bool = False
+    remote_prefill: bool = False
+    remote_decode: bool = False
+    cache_hit_threshold: float | None = None
+    force_cache_threshold: bool = False
+    admitted_at: float = 0.0
+    started_at: float = 0.0
+    in_kv_cache: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the response will be: its tokens, finish reason and time to first token."""
+
+    tokens: list[str]
+    finish_reason: str
+    cached_tokens: int
+    ttft: float
+
+    @property
+    def delays(self) -> bool:
+        """A cache-threshold reply is immediate: no TTFT, no inter-token delays."""
+        return self.finish_reason != "cache_threshold"
+
+
+def context_length_message(max_model_len: int, prompt: int, max_tokens: int) -> str:
+    """Upstream's (vLLM's) text for a request that does not fit the context window."""
+    return (
+        f"This model's maximum context length is {max_model_len} tokens. However, you "
+        f"requested {prompt + max_tokens} tokens ({prompt} in the messages, {max_tokens} in "
+        "the completion). Please reduce the length of the messages or completion"
+    )
+
+
+class Engine:
+    """Scheduler + KV cache + text and latency models of one simulator rank."""
+
+    def __init__(
+        self,
+        cfg: SimConfig,
+        rng: random.Random,
+        text: RandomText,
+        kv: KVCache | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.rng = rng
+        self.text = text
+        self.kv = kv
+        self.calculator = make_calculator(cfg.latency_calculator, LatencyParams.from_config(cfg))
+        self.scheduler: Scheduler[Work] = Scheduler(cfg.max_num_seqs, cfg.max_waiting_queue_length)
+
+    @property
+    def num_running(self) -> int:
+        """Requests holding a worker (the real count, even with fake metrics)."""
+        return self.scheduler.num_running
+
+    @property
+    def num_waiting(self) -> int:
+        """Requests in the waiting queue."""
+        return self.scheduler.num_waiting
+
+    @property
+    def kv_usage(self) -> float:
+        """Fraction of KV blocks in use (0 without a KV cache)."""
+        return self.kv.usage if self.kv is not None else 0.0
+
+    def check_context(self, work: Work) -> None:
+        """Refuse a request that cannot fit the context window, before it is queued."""
+        prompt = len(work.prompt_ids)
+        max_tokens = work.max_tokens or 0
+        if prompt + max_tokens > self.cfg.max_model_len:
+            raise LlmdError(400, context_length_message(self.cfg.max_model_len, prompt, max_tokens))
+
+    def admit(self, work: Work, now: float) -> Admission:
+        """Start or queue `work`; REJECTED means the waiting queue is full."""
+        work.admitted_at = now
+        return self.scheduler.submit(work)
+
+    def withdraw(self, work: Work) -> bool:
+        """Drop a waiting request whose client left; True if it was still waiting."""
+        return self.scheduler.withdraw(work)
+
+    def start(self, work: Work, now: float) -> Plan:
+        """Plan the response of a request that just got a worker."""
+        work.started_at = now
+        lookup = self._kv_start(work, now)
+        block = self.cfg.block_size
+        cached_tokens = lookup.prefix_blocks * block if lookup is not None else 0
+        if self._below_threshold(work, lookup):
+            return Plan([], "cache_threshold", cached_tokens, 0.0)
+        tokens, finish = self._generate(work)
+        if work.remote_decode:
+            finish = "remote_decode"
+        ttft = self.calculator.ttft(
+            len(work.prompt_ids), cached_tokens, work.remote_prefill, self.num_running, self.rng
+        )
+        return Plan(tokens, finish, cached_tokens, ttft)
+
+    def itl(self) -> float:
+        """Delay before the next token, under the current load."""
+        return self.calculator.itl(self.num_running, self.rng)
+
+    def release(self, work: Work, now: float) -> list[Work]:
+        """Free the request's worker and KV blocks; return the queued requests that start."""
+        if work.in_kv_cache and self.kv is not None:
+            self.kv.finish(work.request_id, now)
+            work.in_kv_cache = False
+        return self.scheduler.release(work)
+
+    def _kv_start(self, work: Work, now: float) -> CacheLookup | None:
+        if self.kv is None or not self.kv.enabled:
+            return None
+        try:
+            lookup = self.kv.start(work.request_id, work.prompt_ids, now)
+        except KVCacheError as e:
+            raise LlmdError(500, e.message) from None
+        work.in_kv_cache = True
+        return lookup
+
+    def _below_threshold(self, work: Work, lookup: CacheLookup | None) -> bool:
+        if work.force_cache_threshold:
+            return True
+        if lookup is None:
+            return False
+        threshold = work.cache_hit_threshold
+        if threshold is None or not 0.0 <= threshold <= 1.0:
+            threshold = self.cfg.global_cache_hit_threshold or None
+        return threshold is not None and lookup.hit_rate < threshold
+
+    def _generate(self, work: Work) -> tuple[list[str], str]:
+        if self.cfg.mode == "echo":
+            return echo_tokens(work.prompt_tokens, work.max_tokens)
+        length, finish = completion_length(
+            self.rng,
+            work.max_tokens,
+            work.ignore_eos,
+            self.cfg.max_model_len,
+            len(work.prompt_ids),
+        )
+        return self.text.tokens(self.rng, length), finish

@@ -1,0 +1,154 @@
+"""The HTTP surface of one rank: routes, router behaviour, and the small endpoints.
+
+aiohttp (with uvloop) was the fastest full framework measured here for SSE.
+Middlewares reproduce upstream's router: plain-text `Not Found` and
+`Method Not Allowed` (with `Allow`), automatic OPTIONS, and slash-fixing
+redirects; and they turn any unexpected exception into an OpenAI-style 500,
+so no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pyllmd.core.clock import Clock
+from pyllmd.core.errors import LlmdError
+from pyllmd.sim.config import SimConfig
+from pyllmd.sim.metrics import CONTENT_TYPE, SimMetrics
+from pyllmd.sim.requests import Message, describe_validation_error
+from pyllmd.sim.serving import CompletionService, error_response
+from pyllmd.sim.tokenizer import SimpleTokenizer
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class TokenizeRequest(BaseModel):
+    """`POST /tokenize` body."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[Message] | None = None
+
+
+def _json(payload: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
+
+
+@web.middleware
+async def router_compat(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Upstream router replies for unknown paths and methods; 500s without tracebacks."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as e:
+        allow = ", ".join(sorted(e.allowed_methods)) + ", OPTIONS"
+        if request.method == "OPTIONS":
+            return web.Response(status=200, headers={"Allow": allow})
+        return web.Response(status=405, text="Method Not Allowed", headers={"Allow": allow})
+    except web.HTTPNotFound:
+        target = await _fixed_path(request)
+        if target is not None:
+            status = 301 if request.method == "GET" else 307
+            return web.Response(status=status, headers={"Location": target})
+        return web.Response(status=404, text="Not Found")
+    except web.HTTPException:
+        raise
+    except LlmdError as e:
+        return error_response(e)
+    except Exception:
+        log.exception("unexpected error path=%s", request.path)
+        return error_response(LlmdError(500, "internal server error"))
+
+
+async def _fixed_path(request: web.Request) -> str | None:
+    """The registered path that differs only by a trailing slash or letter case."""
+    key = request.path.lower().rstrip("/")
+    for route in request.app.router.routes():
+        known = route.resource.canonical if route.resource else ""
+        if known != request.path and known.lower().rstrip("/") == key:
+            return known
+    return None
+
+
+class SimHTTP:
+    """Builds the aiohttp application of one rank."""
+
+    def __init__(
+        self,
+        cfg: SimConfig,
+        clock: Clock,
+        metrics: SimMetrics,
+        tokenizer: SimpleTokenizer,
+        completions: CompletionService,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.metrics = metrics
+        self.tokenizer = tokenizer
+        self.completions = completions
+
+    def app(self) -> web.Application:
+        """The application with every upstream route."""
+        app = web.Application(middlewares=[router_compat], client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self.completions.chat)
+        app.router.add_post("/v1/completions", self.completions.text)
+        app.router.add_get("/v1/models", self.models, allow_head=False)
+        app.router.add_get("/metrics", self.metrics_handler, allow_head=False)
+        app.router.add_get("/health", self.health, allow_head=False)
+        app.router.add_get("/ready", self.health, allow_head=False)
+        app.router.add_post("/tokenize", self.tokenize)
+        return app
+
+    async def health(self, _: web.Request) -> web.Response:
+        """GET /health and /ready: always 200 `{}`."""
+        return _json({})
+
+    async def metrics_handler(self, _: web.Request) -> web.Response:
+        """GET /metrics in the classic text format (keeps the `vllm:` names)."""
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def models(self, _: web.Request) -> web.Response:
+        """GET /v1/models: one entry per served model name."""
+        created = int(self.clock.wall())
+        names = self.cfg.served_model_name or (self.cfg.model,)
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "vllm",
+                "root": name,
+                "parent": None,
+            }
+            for name in names
+        ]
+        return _json({"object": "list", "data": data})
+
+    async def tokenize(self, request: web.Request) -> web.Response:
+        """POST /tokenize with the simple tokenizer."""
+        try:
+            req = TokenizeRequest.model_validate_json(await request.read())
+        except ValidationError as e:
+            raise LlmdError(
+                400,
+                "Failed to read and parse tokenize request body, " + describe_validation_error(e),
+            ) from None
+        if req.prompt and req.messages is not None:
+            raise LlmdError(400, "both prompt and messages fields in tokenize request")
+        text = req.prompt or " ".join(m.text() for m in req.messages or ())
+        ids, _ = self.tokenizer.encode(text)
+        return _json(
+            {
+                "max_model_len": self.cfg.max_model_len,
+                "count": len(ids),
+                "tokens": ids,
+                "token_strs": None,
+            }
+        )

@@ -1,0 +1,418 @@
+"""The simulator's `vllm:*` Prometheus metrics (spec §6), on a private registry.
+
+Every metric is a `prometheus_client` metric; this module only declares them
+(`metric_specs`, one table that the golden test pins), wires the per-request
+calls of the HTTP shell to them, and realises `--fake-metrics`.
+
+Exposition choices, all to look like the Go simulator to a scraper:
+- Always the classic text format (`CONTENT_TYPE`), whatever `Accept` says:
+  prometheus_client rewrites `vllm:` to `vllm_` when it serves OpenMetrics,
+  and Prometheus asks for OpenMetrics by default.
+- No `_created` series (the Go client has none) and no HELP/TYPE lines for a
+  metric without series; `render` filters both out of the registry's output.
+- Label names of each metric are declared in sorted order, the order the Go
+  client prints them in.
+- Counters and histograms get their only child (`model_name`) lazily on first
+  use, so no series exists before the first observation; after that the bound
+  child is cached, keeping the per-token path to one call.
+
+Fake bucket counts are realised as upstream does, by observing each sample
+(no public API adds n samples at once): start-up time grows with the counts,
+about 1 s per million.
+
+Deliberate fix vs upstream: upstream writes the `request-generation-tokens`
+fake counts into `vllm:request_params_max_tokens` and the
+`request-params-max-tokens` counts into `vllm:request_generation_tokens`. Here
+each key fills the histogram of its own name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+from pyllmd.sim.config import FakeMetrics, SimConfig
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""Classic Prometheus text format; served for every scrape (never OpenMetrics)."""
+
+FINISH_REASONS: tuple[str, ...] = (
+    "stop",
+    "length",
+    "tool_calls",
+    "remote_decode",
+    "cache_threshold",
+)
+
+TTFT_BUCKETS: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
+    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+TPOT_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0,
+    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+)  # fmt: skip
+REQUEST_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
+    50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+
+MODEL = ("model_name",)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric: exposed name, Prometheus type, label names, buckets."""
+
+    name: str
+    kind: str  # "gauge" | "counter" | "histogram"
+    labels: tuple[str, ...]
+    help: str
+    buckets: tuple[float, ...] = ()
+
+
+def build_125_buckets(max_value: int) -> list[float]:
+    """1, 2, 5, 10, 20, 50, ... up to and including `max_value` (vLLM's token buckets)."""
+    buckets: list[float] = []
+    scale = 1
+    while max_value > 0:
+        for mantissa in (1, 2, 5):
+            if mantissa * scale > max_value:
+                return buckets
+            buckets.append(float(mantissa * scale))
+        scale *= 10
+    return buckets
+
+
+def metric_specs(max_model_len: int) -> tuple[MetricSpec, ...]:
+    """Every metric of spec §6, in registration order."""
+    tokens = tuple(build_125_buckets(max_model_len))
+    lat = REQUEST_LATENCY_BUCKETS
+    h, g, c = "histogram", "gauge", "counter"
+    return (
+        MetricSpec(
+            "vllm:lora_requests_info",
+            g,
+            ("max_lora", "running_lora_adapters", "waiting_lora_adapters"),
+            "LoRA adapters with running / waiting requests; value is the update time.",
+        ),
+        MetricSpec("vllm:num_requests_running", g, MODEL, "Requests being processed now."),
+        MetricSpec("vllm:num_requests_waiting", g, MODEL, "Requests in the waiting queue."),
+        MetricSpec("vllm:kv_cache_usage_perc", g, MODEL, "Fraction of KV-cache blocks in use."),
+        MetricSpec(
+            "vllm:cache_config_info",
+            g,
+            ("block_size", "num_gpu_blocks"),
+            "KV-cache configuration; value is always 1.",
+        ),
+        MetricSpec(
+            "vllm:time_to_first_token_seconds", h, MODEL, "Time to first token.", TTFT_BUCKETS
+        ),
+        MetricSpec(
+            "vllm:time_per_output_token_seconds", h, MODEL, "Delay per output token.", TPOT_BUCKETS
+        ),
+        MetricSpec(
+            "vllm:inter_token_latency_seconds", h, MODEL, "Delay between tokens.", TPOT_BUCKETS
+        ),
+        MetricSpec(
+            "vllm:e2e_request_latency_seconds", h, MODEL, "End-to-end request latency.", lat
+        ),
+        MetricSpec(
+            "vllm:request_queue_time_seconds", h, MODEL, "Time spent waiting in queue.", lat
+        ),
+        MetricSpec("vllm:request_inference_time_seconds", h, MODEL, "Time spent running.", lat),
+        MetricSpec("vllm:request_prefill_time_seconds", h, MODEL, "Time spent in prefill.", lat),
+        MetricSpec("vllm:request_decode_time_seconds", h, MODEL, "Time spent in decode.", lat),
+        MetricSpec("vllm:request_prompt_tokens", h, MODEL, "Prompt tokens per request.", tokens),
+        MetricSpec(
+            "vllm:request_generation_tokens", h, MODEL, "Generated tokens per request.", tokens
+        ),
+        MetricSpec(
+            "vllm:max_num_generation_tokens", h, MODEL, "Most tokens of one choice.", tokens
+        ),
+        MetricSpec("vllm:request_params_max_tokens", h, MODEL, "The max_tokens parameter.", tokens),
+        MetricSpec("vllm:prompt_tokens_total", c, MODEL, "Prompt tokens processed."),
+        MetricSpec("vllm:generation_tokens_total", c, MODEL, "Tokens generated."),
+        MetricSpec(
+            "vllm:request_success_total",
+            c,
+            ("finish_reason", "model_name"),
+            "Successfully processed requests.",
+        ),
+    )
+
+
+def _build(spec: MetricSpec, registry: CollectorRegistry) -> MetricWrapperBase:
+    if spec.kind == "gauge":
+        return Gauge(spec.name, spec.help, spec.labels, registry=registry)
+    if spec.kind == "counter":
+        return Counter(spec.name, spec.help, spec.labels, registry=registry)
+    return Histogram(spec.name, spec.help, spec.labels, registry=registry, buckets=spec.buckets)
+
+
+def estimate_token_total(counts: Sequence[int], buckets: Sequence[float]) -> int:
+    """Upstream's default for a fake token counter: Σ count × bucket midpoint.
+
+    The first bucket's lower bound is 0; past the last bound the upper bound is
+    twice the lower one. Each bucket's product is truncated to an integer.
+    """
+    if not counts or not buckets:
+        return 0
+    total, lower = 0, 0.0
+    for i, count in enumerate(counts):
+        if count == 0:
+            if i < len(buckets):
+                lower = buckets[i]
+            continue
+        upper = buckets[i] if i < len(buckets) else lower * 2.0
+        total += int(count * ((lower + upper) / 2.0))
+        lower = upper
+    return total
+
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+def _typed(metric: MetricWrapperBase, kind: type[M]) -> M:
+    """Narrow a built metric to its class (the table decides the class by `kind`)."""
+    assert isinstance(metric, kind), metric
+    return metric
+
+
+class _Child(Generic[M]):
+    """A metric's child for fixed label values, created on first use and cached."""
+
+    __slots__ = ("_parent", "_values", "_child")
+
+    def __init__(self, parent: M, *values: str) -> None:
+        self._parent = parent
+        self._values = values
+        self._child: M | None = None
+
+    def __call__(self) -> M:
+        child = self._child
+        if child is None:
+            child = self._child = self._parent.labels(*self._values)
+        return child
+
+
+class _ClassicView(Collector):
+    """The registry as the Go client would show it: no `_created`, no empty families."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            samples: list[Sample] = [s for s in family.samples if not s.name.endswith("_created")]
+            if samples:
+                family.samples = samples
+                yield family
+
+
+class SimMetrics:
+    """All `vllm:*` metrics of one simulator instance; methods are called by the HTTP shell."""
+
+    CONTENT_TYPE = CONTENT_TYPE
+
+    def __init__(self, cfg: SimConfig, wall: Callable[[], float]) -> None:
+        self._wall = wall
+        self._model = cfg.display_model
+        self._max_lora = str(cfg.max_loras)
+        self._fake = cfg.fake_metrics
+        self._frozen = cfg.fake_metrics is not None
+        self.token_buckets: tuple[float, ...] = tuple(build_125_buckets(cfg.max_model_len))
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._view = _ClassicView(self.registry)
+        m = {s.name: _build(s, self.registry) for s in metric_specs(cfg.max_model_len)}
+        model = self._model
+
+        def gauge(name: str) -> Gauge:
+            return _typed(m[name], Gauge)
+
+        def hist(name: str) -> _Child[Histogram]:
+            return _Child(_typed(m[name], Histogram), model)
+
+        def counter(name: str) -> _Child[Counter]:
+            return _Child(_typed(m[name], Counter), model)
+
+        self._lora_info = gauge("vllm:lora_requests_info")
+        self._running = gauge("vllm:num_requests_running").labels(model)
+        self._waiting = gauge("vllm:num_requests_waiting").labels(model)
+        self._kv_usage = gauge("vllm:kv_cache_usage_perc").labels(model)
+        self._ttft = hist("vllm:time_to_first_token_seconds")
+        self._tpot = hist("vllm:time_per_output_token_seconds")
+        self._itl = hist("vllm:inter_token_latency_seconds")
+        self._e2e = hist("vllm:e2e_request_latency_seconds")
+        self._queue = hist("vllm:request_queue_time_seconds")
+        self._inference = hist("vllm:request_inference_time_seconds")
+        self._prefill = hist("vllm:request_prefill_time_seconds")
+        self._decode = hist("vllm:request_decode_time_seconds")
+        self._prompt_hist = hist("vllm:request_prompt_tokens")
+        self._gen_hist = hist("vllm:request_generation_tokens")
+        self._max_gen_hist = hist("vllm:max_num_generation_tokens")
+        self._max_tokens_hist = hist("vllm:request_params_max_tokens")
+        self._prompt_total = counter("vllm:prompt_tokens_total")
+        self._gen_total = counter("vllm:generation_tokens_total")
+        self._success_parent = _typed(m["vllm:request_success_total"], Counter)
+        self._success: dict[str, Counter] = {}
+        gauge("vllm:cache_config_info").labels(str(cfg.block_size), str(cfg.kv_cache_size)).set(1)
+        self._running.set(0)
+        self._waiting.set(0)
+        self._kv_usage.set(0)
+        if self._fake is None or not self._fake.loras:
+            self._set_lora_series("", "")
+        if self._fake is not None:
+            self._apply_fake(self._fake)
+
+    # -- gauges -------------------------------------------------------------
+
+    def set_running(self, n: int) -> None:
+        """Requests being processed (frozen under --fake-metrics)."""
+        if not self._frozen:
+            self._running.set(n)
+
+    def set_waiting(self, n: int) -> None:
+        """Waiting-queue length (frozen under --fake-metrics)."""
+        if not self._frozen:
+            self._waiting.set(n)
+
+    def set_kv_usage(self, v: float) -> None:
+        """KV-cache usage fraction 0..1 (frozen under --fake-metrics)."""
+        if not self._frozen:
+            self._kv_usage.set(v)
+
+    def lora_info(self, running: Sequence[str], waiting: Sequence[str]) -> None:
+        """Add/refresh the series for the current adapter sets, valued at the current time."""
+        if not self._frozen:
+            self._set_lora_series(",".join(running), ",".join(waiting))
+
+    def _set_lora_series(self, running: str, waiting: str) -> None:
+        now = float(int(self._wall()))  # whole seconds, as upstream
+        self._lora_info.labels(self._max_lora, running, waiting).set(now)
+
+    # -- timing histograms (suppressed under --fake-metrics) ------------------
+
+    def observe_ttft(self, s: float) -> None:
+        """The computed time to first token of a request."""
+        if not self._frozen:
+            self._ttft().observe(s)
+
+    def observe_itl(self, s: float) -> None:
+        """One computed inter-token delay (TPOT and inter-token-latency histograms)."""
+        if not self._frozen:
+            self._tpot().observe(s)
+            self._itl().observe(s)
+
+    def observe_e2e(self, s: float) -> None:
+        """Scheduler hand-off to response finished."""
+        if not self._frozen:
+            self._e2e().observe(s)
+
+    def observe_queue_time(self, s: float) -> None:
+        """Time a queued request spent waiting."""
+        if not self._frozen:
+            self._queue().observe(s)
+
+    def observe_inference_time(self, s: float) -> None:
+        """Worker start to response finished."""
+        if not self._frozen:
+            self._inference().observe(s)
+
+    def observe_prefill_time(self, s: float) -> None:
+        """Measured duration of the TTFT wait."""
+        if not self._frozen:
+            self._prefill().observe(s)
+
+    def observe_decode_time(self, s: float) -> None:
+        """Measured duration of the inter-token waits."""
+        if not self._frozen:
+            self._decode().observe(s)
+
+    # -- per successful request (never suppressed, as upstream) ---------------
+
+    def record_success(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        max_tokens: int | None,
+        finish_reason: str,
+    ) -> None:
+        """Token histograms and counters of one successful request."""
+        self._prompt_hist().observe(prompt_tokens)
+        self._gen_hist().observe(completion_tokens)
+        self._max_gen_hist().observe(completion_tokens)
+        if max_tokens is not None:
+            self._max_tokens_hist().observe(max_tokens)
+        self._prompt_total().inc(prompt_tokens)
+        self._gen_total().inc(completion_tokens)
+        self._success_child(finish_reason).inc()
+
+    def _success_child(self, reason: str) -> Counter:
+        child = self._success.get(reason)
+        if child is None:
+            child = self._success[reason] = self._success_parent.labels(reason, self._model)
+        return child
+
+    # -- exposition -----------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The `/metrics` body, in the classic text format (`CONTENT_TYPE`)."""
+        return generate_latest(self._view)
+
+    # -- --fake-metrics -------------------------------------------------------
+
+    def _apply_fake(self, fake: FakeMetrics) -> None:
+        """Set the reported values of spec §6.4 once, at start."""
+        self._running.set(fake.running_requests)
+        self._waiting.set(fake.waiting_requests)
+        self._kv_usage.set(fake.kv_cache_usage)
+        for lora in fake.loras:
+            self._lora_info.labels(self._max_lora, lora.running, lora.waiting).set(lora.timestamp)
+        lat, tok = REQUEST_LATENCY_BUCKETS, self.token_buckets
+        fills = (
+            (fake.ttft_buckets_values, self._ttft, TTFT_BUCKETS),
+            (fake.tpot_buckets_values, self._tpot, TPOT_BUCKETS),
+            (fake.tpot_buckets_values, self._itl, TPOT_BUCKETS),
+            (fake.e2erl_buckets_values, self._e2e, lat),
+            (fake.queue_time_buckets_values, self._queue, lat),
+            (fake.inf_time_buckets_values, self._inference, lat),
+            (fake.prefill_time_buckets_values, self._prefill, lat),
+            (fake.decode_time_buckets_values, self._decode, lat),
+            (fake.request_prompt_tokens, self._prompt_hist, tok),
+            (fake.request_generation_tokens, self._gen_hist, tok),
+            (fake.request_params_max_tokens, self._max_tokens_hist, tok),
+            (fake.request_max_generation_tokens, self._max_gen_hist, tok),
+        )
+        for counts, child, bounds in fills:
+            if counts is not None:
+                _fill_histogram(child(), bounds, counts)
+        # A token counter starts only with its histogram; default: estimate from the buckets.
+        totals = (
+            (fake.request_prompt_tokens, fake.total_prompt_tokens, self._prompt_total),
+            (fake.request_generation_tokens, fake.total_generation_tokens, self._gen_total),
+        )
+        for counts, total, counter in totals:
+            if counts is not None:
+                counter().inc(estimate_token_total(counts, tok) if total is None else total)
+        if fake.request_success_total is not None:
+            given = fake.request_success_total
+            for reason in (*FINISH_REASONS, *(r for r in given if r not in FINISH_REASONS)):
+                self._success_child(reason).inc(given.get(reason, 0))
+
+
+def _fill_histogram(hist: Histogram, bounds: Sequence[float], counts: Sequence[int]) -> None:
+    """Observe counts[i] samples at bucket i's upper bound (past the last: last bound + 1)."""
+    if not bounds:
+        return
+    for i, count in enumerate(counts):
+        value = bounds[i] if i < len(bounds) else bounds[-1] + 1
+        for _ in range(count):
+            hist.observe(value)

@@ -1,0 +1,174 @@
+"""Typed request bodies of the completion endpoints, parsed strictly like Go's JSON decoder.
+
+Strict pydantic models mirror upstream's Go structs: a field of the wrong JSON
+type is a parse error (Go does not coerce `"5"` to 5), `null` leaves a field
+unset, unknown fields are ignored. Parse errors become the 400 reply
+`Failed to read and parse request body, <reason>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pyllmd.core.errors import LlmdError
+
+PARSE_ERROR_PREFIX = "Failed to read and parse request body, "
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class StreamOptions(_Body):
+    """`stream_options`: only `include_usage` is read."""
+
+    include_usage: bool | None = None
+
+
+class KVTransferParams(_Body):
+    """P/D parameters; only the two booleans change behaviour, the rest is accepted."""
+
+    do_remote_decode: bool | None = None
+    do_remote_prefill: bool | None = None
+    remote_engine_id: str | None = None
+    remote_block_ids: list[str] | None = None
+    remote_host: str | None = None
+    remote_port: int | None = None
+    tp_size: int | None = None
+
+
+class ImageURL(_Body):
+    """`image_url` content block payload (parsed, ignored)."""
+
+    url: str | None = None
+
+
+class ContentBlock(_Body):
+    """One block of an array-valued message `content`."""
+
+    type: str | None = None
+    text: str | None = None
+    image_url: ImageURL | None = None
+
+
+class Message(_Body):
+    """A chat message; roles are not part of the prompt text (no chat template)."""
+
+    role: str | None = None
+    content: str | list[ContentBlock] | None = None
+    tool_calls: list[Any] | None = None
+
+    def text(self) -> str:
+        """Plain text of the message: the string, or every text block followed by a space."""
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            return ""
+        return "".join(f"{b.text or ''} " for b in self.content if b.type == "text")
+
+
+class _Completion(_Body):
+    model: str | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    ignore_eos: bool | None = None
+    kv_transfer_params: KVTransferParams | None = None
+    cache_hit_threshold: float | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a streamed response ends with a usage chunk."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def remote_decode(self) -> bool:
+        """This instance acts as the prefill node of a P/D pair."""
+        return bool(self.kv_transfer_params and self.kv_transfer_params.do_remote_decode)
+
+    @property
+    def remote_prefill(self) -> bool:
+        """This instance acts as the decode node of a P/D pair."""
+        return bool(self.kv_transfer_params and self.kv_transfer_params.do_remote_prefill)
+
+    @property
+    def effective_max_tokens(self) -> int | None:
+        """The completion-token limit the request asks for, if any."""
+        return self.max_tokens
+
+    def prompt_text(self) -> str:
+        """The text that is tokenized as the prompt."""
+        raise NotImplementedError
+
+
+class ChatCompletionRequest(_Completion):
+    """`POST /v1/chat/completions` body."""
+
+    messages: list[Message] | None = None
+    max_completion_tokens: int | None = None
+    tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+    @property
+    def effective_max_tokens(self) -> int | None:
+        if self.max_completion_tokens is not None:
+            return self.max_completion_tokens
+        return self.max_tokens
+
+    def prompt_text(self) -> str:
+        return " ".join(m.text() for m in self.messages or ()).strip()
+
+
+class TextCompletionRequest(_Completion):
+    """`POST /v1/completions` body: `prompt` must be a string."""
+
+    prompt: str | None = None
+    logprobs: int | None = None
+
+    def prompt_text(self) -> str:
+        return self.prompt or ""
+
+
+def parse_body(kind: type[_Completion], raw: bytes) -> _Completion:
+    """Parse a request body or raise the 400 parse error."""
+    try:
+        return kind.model_validate_json(raw)
+    except ValidationError as e:
+        raise LlmdError(400, PARSE_ERROR_PREFIX + describe_validation_error(e)) from None
+
+
+def describe_validation_error(e: ValidationError) -> str:
+    """One short line for the first problem: which field, and what was wrong."""
+    err = e.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
+    msg = str(err["msg"])
+    if err["type"] == "json_invalid":
+        return f"invalid JSON: {err.get('ctx', {}).get('error', msg)}"
+    if not loc:
+        return f"request body: {msg.lower()}"
+    return f"field '{loc}': {msg.lower()}"
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part.startswith(("list[", "dict[")) or part in _TAGS)
+
+
+_TAGS = {"str", "int", "float", "bool", "function-after", "ContentBlock"}
+
+
+def validate_request(req: _Completion) -> None:
+    """Upstream's request validation after the model check (400s), in upstream's order."""
+    max_tokens = req.effective_max_tokens
+    if max_tokens is not None and max_tokens <= 0:
+        raise LlmdError(400, "Max completion tokens and max tokens should be positive")
+    if req.remote_decode and req.stream:
+        raise LlmdError(400, "Prefill does not support streaming")
+    if req.ignore_eos and max_tokens is None:
+        raise LlmdError(
+            400,
+            "Ignore_eos is true but max_completion_tokens (or max_tokens) is not set",
+        )

@@ -1,0 +1,302 @@
+"""The completion flow of one rank: parse, check, queue, run, reply (the imperative shell).
+
+Decisions come from the Engine; this module owns the waiting futures, the
+sleeps, the socket writes and the metrics calls. Every admitted request is
+released in a `finally`, so a failure after scheduling never leaks a worker,
+and every request gets either a response or an OpenAI-style error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from pyllmd.core.clock import Clock
+from pyllmd.core.errors import LlmdError, error_json
+from pyllmd.sim.config import SimConfig
+from pyllmd.sim.engine import Engine, Plan, Work
+from pyllmd.sim.failures import pick_failure
+from pyllmd.sim.metrics import SimMetrics
+from pyllmd.sim.requests import (
+    ChatCompletionRequest,
+    TextCompletionRequest,
+    parse_body,
+    validate_request,
+)
+from pyllmd.sim.responses import DONE, ChunkWriter, Usage, completion_body
+from pyllmd.sim.scheduler import QUEUE_FULL_MESSAGE, Admission
+from pyllmd.sim.tokenizer import SimpleTokenizer
+
+log = logging.getLogger(__name__)
+
+# Go strconv.ParseBool spellings of true (the header forces the reason only when true).
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+
+
+def error_response(e: LlmdError) -> web.Response:
+    """An OpenAI-style JSON error reply."""
+    return web.Response(
+        status=e.status,
+        body=error_json(e.status, e.message, e.param),
+        content_type="application/json",
+    )
+
+
+@dataclass(slots=True)
+class _Call:
+    """Per-request facts the reply needs, beyond the engine's Work."""
+
+    chat: bool
+    stream: bool
+    include_usage: bool
+    model: str
+    headers: dict[str, str]
+
+
+class CompletionService:
+    """Serves `/v1/chat/completions` and `/v1/completions` for one rank."""
+
+    def __init__(
+        self,
+        cfg: SimConfig,
+        port: int,
+        clock: Clock,
+        rng: random.Random,
+        engine: Engine,
+        metrics: SimMetrics,
+        tokenizer: SimpleTokenizer,
+    ) -> None:
+        self.cfg = cfg
+        self.port = port
+        self.clock = clock
+        self.rng = rng
+        self.engine = engine
+        self.metrics = metrics
+        self.tokenizer = tokenizer
+        self._served = frozenset(cfg.served_model_name or (cfg.model,))
+        self._waiters: dict[Work, asyncio.Future[None]] = {}
+        self._counter = 0
+        self._base_headers = _pod_headers(cfg, port)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/chat/completions."""
+        return await self._serve(request, chat=True)
+
+    async def text(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/completions."""
+        return await self._serve(request, chat=False)
+
+    async def _serve(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+        try:
+            work, call = self._prepare(await request.read(), request.headers, chat=chat)
+        except LlmdError as e:
+            return error_response(e)
+        return await self._run(request, work, call)
+
+    def _prepare(self, raw: bytes, headers: Mapping[str, str], *, chat: bool) -> tuple[Work, _Call]:
+        """Everything before queueing: parse, failure injection, model check, validation."""
+        req = parse_body(ChatCompletionRequest if chat else TextCompletionRequest, raw)
+        request_id = self._request_id(headers)
+        failure = pick_failure(
+            self.rng, self.cfg.failure_injection_rate, self.cfg.failure_types, self.cfg.model
+        )
+        if failure is not None:
+            raise failure
+        if req.model not in self._served:
+            raise LlmdError(404, f"The model `{req.model}` does not exist.")
+        validate_request(req)
+        ids, strs = self.tokenizer.encode(req.prompt_text())
+        force = headers.get("X-Cache-Threshold-Finish-Reason", "")
+        work = Work(
+            request_id=request_id,
+            prompt_ids=ids,
+            prompt_tokens=strs,
+            max_tokens=req.effective_max_tokens,
+            ignore_eos=bool(req.ignore_eos),
+            remote_prefill=req.remote_prefill,
+            remote_decode=req.remote_decode,
+            cache_hit_threshold=req.cache_hit_threshold,
+            force_cache_threshold=force in _TRUE,
+        )
+        self.engine.check_context(work)
+        reply_headers = dict(self._base_headers)
+        if self.cfg.enable_request_id_headers:
+            reply_headers["X-Request-Id"] = request_id
+        call = _Call(
+            chat, bool(req.stream), req.include_usage, self.cfg.display_model, reply_headers
+        )
+        return work, call
+
+    def _request_id(self, headers: Mapping[str, str]) -> str:
+        if self.cfg.enable_request_id_headers:
+            given = headers.get("X-Request-Id", "")
+            if given:
+                return given
+        self._counter += 1
+        name = f"{self.cfg.seed}-{self.port}-{self._counter}"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+    async def _run(self, request: web.Request, work: Work, call: _Call) -> web.StreamResponse:
+        admission = self.engine.admit(work, self.clock.now())
+        if admission is Admission.REJECTED:
+            return error_response(LlmdError(429, QUEUE_FULL_MESSAGE))
+        holds_worker = admission is Admission.STARTED
+        self._publish_gauges()
+        try:
+            if not holds_worker:
+                holds_worker = await self._wait_for_worker(work)
+            plan = self.engine.start(work, self.clock.now())
+            self._publish_gauges()
+            if call.stream:
+                return await self._stream(request, work, call, plan)
+            return await self._respond(work, call, plan)
+        except LlmdError as e:
+            return error_response(e)
+        finally:
+            if holds_worker:
+                self._release(work)
+
+    async def _wait_for_worker(self, work: Work) -> bool:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[work] = fut
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if self.engine.withdraw(work):
+                self._publish_gauges()
+            else:  # started meanwhile: give the worker back
+                self._release(work)
+            raise
+        finally:
+            self._waiters.pop(work, None)
+        self.metrics.observe_queue_time(self.clock.now() - work.admitted_at)
+        return True
+
+    def _release(self, work: Work) -> None:
+        for started in self.engine.release(work, self.clock.now()):
+            fut = self._waiters.get(started)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        self._publish_gauges()
+
+    def _publish_gauges(self) -> None:
+        self.metrics.set_running(self.engine.num_running)
+        self.metrics.set_waiting(self.engine.num_waiting)
+        if self.engine.kv is not None:
+            self.metrics.set_kv_usage(self.engine.kv_usage)
+
+    def _usage(self, work: Work, plan: Plan) -> Usage:
+        cached = plan.cached_tokens if self.engine.kv is not None else None
+        return Usage(len(work.prompt_ids), len(plan.tokens), cached)
+
+    async def _respond(self, work: Work, call: _Call, plan: Plan) -> web.Response:
+        if plan.delays:
+            await self._sleep_ttft(plan)
+            start = self.clock.now()
+            deadline = start
+            for _ in range(len(plan.tokens) - 1):
+                delay = self.engine.itl()
+                self.metrics.observe_itl(delay)
+                if delay > 0:
+                    deadline += delay
+                    await self.clock.sleep_until(deadline)
+            if len(plan.tokens) > 1:
+                self.metrics.observe_decode_time(self.clock.now() - start)
+        body = completion_body(
+            chat=call.chat,
+            request_id=work.request_id,
+            created=int(self.clock.wall()),
+            model=call.model,
+            text="".join(plan.tokens),
+            finish_reason=plan.finish_reason,
+            usage=self._usage(work, plan),
+        )
+        self._record_success(work, plan)
+        return web.Response(body=body, content_type="application/json", headers=call.headers)
+
+    async def _sleep_ttft(self, plan: Plan) -> None:
+        self.metrics.observe_ttft(plan.ttft)
+        before = self.clock.now()
+        if plan.ttft > 0:
+            await self.clock.sleep(plan.ttft)
+        self.metrics.observe_prefill_time(self.clock.now() - before)
+
+    async def _stream(
+        self, request: web.Request, work: Work, call: _Call, plan: Plan
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={**call.headers, "Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        writer = ChunkWriter(
+            chat=call.chat,
+            request_id=work.request_id,
+            created=int(self.clock.wall()),
+            model=call.model,
+        )
+        try:
+            await self._stream_tokens(resp, writer, call, plan)
+            if call.include_usage:
+                await resp.write(writer.usage(self._usage(work, plan)))
+            await resp.write(DONE)
+        except (ConnectionError, asyncio.CancelledError):
+            log.debug("client left the stream request_id=%s", work.request_id)
+            raise
+        self._record_success(work, plan)
+        return resp
+
+    async def _stream_tokens(
+        self, resp: web.StreamResponse, writer: ChunkWriter, call: _Call, plan: Plan
+    ) -> None:
+        tokens = plan.tokens
+        if not tokens:
+            if plan.finish_reason == "cache_threshold":
+                await resp.write(writer.token("", plan.finish_reason))
+            return
+        buf = bytearray(writer.role() if call.chat else b"")
+        if plan.delays:
+            if buf:
+                await resp.write(bytes(buf))
+                buf.clear()
+            await self._sleep_ttft(plan)
+        last = len(tokens) - 1
+        on_last = plan.finish_reason if plan.finish_reason != "stop" else None
+        start = deadline = self.clock.now()
+        for i, tok in enumerate(tokens):
+            if i and plan.delays:
+                delay = self.engine.itl()
+                self.metrics.observe_itl(delay)
+                if delay > 0:
+                    if buf:
+                        await resp.write(bytes(buf))
+                        buf.clear()
+                    deadline += delay
+                    await self.clock.sleep_until(deadline)
+            buf += writer.token(tok, on_last if i == last else None)
+        if plan.finish_reason == "stop":
+            buf += writer.token("", "stop")
+        await resp.write(bytes(buf))
+        if last and plan.delays:
+            self.metrics.observe_decode_time(self.clock.now() - start)
+
+    def _record_success(self, work: Work, plan: Plan) -> None:
+        now = self.clock.now()
+        self.metrics.observe_e2e(now - work.admitted_at)
+        self.metrics.observe_inference_time(now - work.started_at)
+        self.metrics.record_success(
+            len(work.prompt_ids), len(plan.tokens), work.max_tokens, plan.finish_reason
+        )
+
+
+def _pod_headers(cfg: SimConfig, port: int) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if cfg.pod_name:
+        headers["x-inference-pod"] = cfg.pod_name
+        headers["x-inference-port"] = str(port)
+    if cfg.pod_namespace:
+        headers["x-inference-namespace"] = cfg.pod_namespace
+    return headers

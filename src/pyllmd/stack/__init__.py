@@ -1,0 +1,1 @@
+"""The local stack: runs the parts together as processes on one machine."""
