@@ -39,7 +39,6 @@ $(STAMP): pyproject.toml
 			$(SUDO) apt-get install -y --no-install-recommends python3-venv && \
 			$(PY) -m venv $(VENV); }; \
 	fi
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
@@ -66,7 +65,7 @@ up: $(STAMP)
 	@echo "      messages=[{\"role\": \"user\", \"content\": \"Hello\"}])"
 	@echo "  print(r.choices[0].message.content)"
 	@echo ""
-	exec $(BIN)/pyllmd sim --model $(MODEL) --port $(PORT) \
+	@exec $(BIN)/pyllmd sim --model $(MODEL) --port $(PORT) \
 		--time-to-first-token 100ms --inter-token-latency 20ms
 
 # pytest exits 5 when it collected no test; make treats that as a failure.
@@ -94,7 +93,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
-	$(BIN)/mypy bench tools tests/e2e/conftest.py
+	$(BIN)/mypy bench tools tests/e2e
 	$(BIN)/lint-imports
 
 fmt: $(STAMP)

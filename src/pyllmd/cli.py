@@ -58,7 +58,11 @@ def sim_main(argv: Sequence[str] | None = None) -> int:
     for warning in loaded.warnings:
         log.warning("%s", warning)
     log.info("configuration %s", config_to_json(cfg))
-    from pyllmd.sim.server import run
+    from pyllmd.sim.server import StartupError, run
 
-    run(cfg, cfg.host)
+    try:
+        run(cfg, cfg.host)
+    except StartupError as e:
+        print(f"llm-d-inference-sim: error: {e}", file=sys.stderr)
+        return 1
     return 0

@@ -12,7 +12,14 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import LOOPBACK, ManagedProcess, PrometheusServer, free_port, sample_value
+
+from tests.e2e.harness import (
+    LOOPBACK,
+    ManagedProcess,
+    PrometheusServer,
+    free_port,
+    sample_value,
+)
 
 pytestmark = pytest.mark.e2e
 

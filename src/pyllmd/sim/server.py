@@ -7,6 +7,7 @@ import contextlib
 import logging
 import random
 import signal
+from typing import Any
 
 from aiohttp import web
 
@@ -14,7 +15,7 @@ from pyllmd.core.clock import Clock, RealClock
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.engine import Engine
 from pyllmd.sim.http import SimHTTP
-from pyllmd.sim.kvcache import KVCache
+from pyllmd.sim.kvcache import EventSink, KVCache
 from pyllmd.sim.metrics import SimMetrics
 from pyllmd.sim.serving import CompletionService
 from pyllmd.sim.textgen import RandomText
@@ -22,15 +23,27 @@ from pyllmd.sim.tokenizer import SimpleTokenizer
 
 log = logging.getLogger(__name__)
 
+# Cancel a handler when its client disconnects, as vLLM aborts such requests:
+# a queued request leaves the queue and a running one frees its worker.
+RUNNER_OPTIONS: dict[str, Any] = {"handler_cancellation": True, "access_log": None}
+
+
+class StartupError(Exception):
+    """The server could not start (e.g. the port is taken); the message is one line."""
+
 
 def build_app(
-    cfg: SimConfig, port: int, clock: Clock, tokenizer: SimpleTokenizer
+    cfg: SimConfig,
+    port: int,
+    clock: Clock,
+    tokenizer: SimpleTokenizer,
+    sink: EventSink | None = None,
 ) -> web.Application:
-    """One rank: its own engine, KV cache, metrics and random stream."""
+    """One rank: its own engine, KV cache (events go to `sink`), metrics and random stream."""
     rng = random.Random(cfg.seed)
     metrics = SimMetrics(cfg, clock.wall)
     kv = (
-        KVCache(cfg.kv_cache_size, cfg.block_size, cfg.hash_seed, sink=None)
+        KVCache(cfg.kv_cache_size, cfg.block_size, cfg.hash_seed, sink=sink)
         if cfg.enable_kvcache
         else None
     )
@@ -52,10 +65,13 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
     try:
         for rank in range(cfg.data_parallel_size):
             port = cfg.port + rank
-            runner = web.AppRunner(build_app(cfg, port, clock, tokenizer), access_log=None)
+            runner = web.AppRunner(build_app(cfg, port, clock, tokenizer), **RUNNER_OPTIONS)
             await runner.setup()
-            await web.TCPSite(runner, host, port, backlog=4096).start()
             runners.append(runner)
+            try:
+                await web.TCPSite(runner, host, port, backlog=4096).start()
+            except OSError as e:
+                raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
             log.info("listening host=%s port=%d rank=%d", host, port, rank)
         await stop.wait()
     finally:
@@ -67,7 +83,7 @@ def run(cfg: SimConfig, host: str) -> None:
     """Run the simulator in the foreground (uvloop when available)."""
     try:
         import uvloop
-
-        uvloop.run(serve(cfg, host))
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         asyncio.run(serve(cfg, host))
+    else:
+        uvloop.run(serve(cfg, host))

@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestServer
 
 from pyllmd.core.clock import Clock, RealClock, SteppingClock
 from pyllmd.sim.config import SimConfig, load_config
-from pyllmd.sim.server import build_app
+from pyllmd.sim.kvcache import EventSink
+from pyllmd.sim.server import RUNNER_OPTIONS, build_app
 from pyllmd.sim.tokenizer import SimpleTokenizer
 
 
@@ -53,12 +54,19 @@ async def start_sim() -> AsyncIterator[SimFactory]:
     started: list[Sim] = []
 
     async def factory(
-        *args: str, env: Mapping[str, str] | None = None, clock: Clock | None = None
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        sink: EventSink | None = None,
     ) -> Sim:
         argv = ["--model", "m", "--seed", "7", *args]
         cfg = load_config(argv, dict(env or {}), 0).config
         clk = clock or SteppingClock()
-        server = TestServer(build_app(cfg, cfg.port, clk, SimpleTokenizer()), host="127.0.0.1")
+        server = TestServer(
+            build_app(cfg, cfg.port, clk, SimpleTokenizer(), sink),
+            host="127.0.0.1",
+            **RUNNER_OPTIONS,
+        )
         await server.start_server()
         http = aiohttp.ClientSession()
         base = str(server.make_url("/v1"))
@@ -90,7 +98,9 @@ def serve_in_thread(args: Sequence[str] = ()) -> Iterator[str]:
     """A real-time simulator on a loopback port, in its own thread and loop, for sync clients."""
     cfg = load_config(["--model", "m", *args], {}, 0).config
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(build_app(cfg, cfg.port, RealClock(), SimpleTokenizer()))
+    runner = web.AppRunner(
+        build_app(cfg, cfg.port, RealClock(), SimpleTokenizer()), **RUNNER_OPTIONS
+    )
     loop.run_until_complete(runner.setup())
     site = web.TCPSite(runner, "127.0.0.1", 0)
     loop.run_until_complete(site.start())

@@ -128,3 +128,22 @@ async def test_sim_acc_31_time_factor_under_load(start_sim: SimFactory) -> None:
     assert metric_value(
         text, "vllm:time_to_first_token_seconds_sum", model_name="m"
     ) == pytest.approx(0.75)
+
+
+async def test_client_disconnect_frees_queue_and_worker(start_sim: SimFactory) -> None:
+    """A client that leaves is dropped from the queue; one that leaves mid-run frees its worker."""
+    clock = VirtualClock()
+    sim = await start_sim("--max-num-seqs", "1", "--time-to-first-token", "10s", clock=clock)
+    running = asyncio.create_task(sim.post("/v1/completions", BODY))
+    await wait_metrics(sim, vllm__num_requests_running=1)
+    queued = asyncio.create_task(sim.post("/v1/completions", BODY))
+    await wait_metrics(sim, vllm__num_requests_running=1, vllm__num_requests_waiting=1)
+    queued.cancel()
+    await wait_metrics(sim, vllm__num_requests_running=1, vllm__num_requests_waiting=0)
+    running.cancel()
+    await wait_metrics(sim, vllm__num_requests_running=0, vllm__num_requests_waiting=0)
+    text = await sim.metrics()
+    assert (
+        metric_value(text, "vllm:request_success_total", finish_reason="stop", model_name="m")
+        is None
+    )

@@ -1,0 +1,65 @@
+"""The KV cache through HTTP: capacity errors, events, usage gauge, cached tokens (checks 53-55)."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from pyllmd.sim.kvcache import BlockRemoved, BlockStored, ListSink
+
+from .conftest import SimFactory, metric_value
+
+KV = ("--enable-kvcache", "--block-size", "8")
+ENV = {"POD_IP": "10.0.0.1"}
+
+
+def words(prefix: str, n: int) -> str:
+    """A prompt of exactly n simple tokens."""
+    return " ".join(f"{prefix}{i}" for i in range(n))
+
+
+async def test_sim_acc_53_capacity_error(start_sim: SimFactory) -> None:
+    sim = await start_sim(*KV, "--kv-cache-size", "2", env=ENV)
+    with pytest.raises(openai.InternalServerError) as e:
+        await sim.client.completions.create(model="m", prompt=words("a", 24), max_tokens=2)
+    assert "the kv cache does not have sufficient capacity to store this request" in str(e.value)
+
+
+async def test_sim_acc_54_eviction_events_and_usage(start_sim: SimFactory) -> None:
+    sink = ListSink()
+    sim = await start_sim(*KV, "--kv-cache-size", "2", env=ENV, sink=sink)
+    await sim.client.completions.create(model="m", prompt=words("a", 16), max_tokens=2)
+    first = list(sink.events)
+    assert [type(e) for e in first] == [BlockStored, BlockStored]
+    text = await sim.metrics()
+    assert metric_value(text, "vllm:kv_cache_usage_perc", model_name="m") == 0
+    await sim.client.completions.create(model="m", prompt=words("b", 16), max_tokens=2)
+    second = sink.events[len(first) :]
+    removed = {e.block_hash for e in second if isinstance(e, BlockRemoved)}
+    stored = [e for e in second if isinstance(e, BlockStored)]
+    assert removed == {e.block_hash for e in first if isinstance(e, BlockStored)}
+    assert len(stored) == 2 and stored[1].parent_block_hash == stored[0].block_hash
+    assert all(len(e.token_ids) == 8 and e.block_size == 8 for e in stored)
+    text = await sim.metrics()
+    assert metric_value(text, "vllm:kv_cache_usage_perc", model_name="m") == 0
+
+
+async def test_chat_uses_the_prefix_cache(start_sim: SimFactory) -> None:
+    sim = await start_sim(*KV, env=ENV)
+    messages = [{"role": "user", "content": words("c", 20)}]
+    one = await sim.client.chat.completions.create(model="m", messages=messages, max_tokens=2)  # type: ignore[arg-type]
+    two = await sim.client.chat.completions.create(model="m", messages=messages, max_tokens=2)  # type: ignore[arg-type]
+    assert one.usage is not None and one.usage.prompt_tokens_details is not None
+    assert two.usage is not None and two.usage.prompt_tokens_details is not None
+    assert one.usage.prompt_tokens_details.cached_tokens == 0
+    assert two.usage.prompt_tokens_details.cached_tokens == 16
+
+
+async def test_cache_hit_threshold_uses_hits_before_insertion(start_sim: SimFactory) -> None:
+    sim = await start_sim(*KV, env=ENV)
+    body = {"model": "m", "prompt": words("d", 16), "max_tokens": 3, "cache_hit_threshold": 0.5}
+    first = await (await sim.post("/v1/completions", body)).json()
+    second = await (await sim.post("/v1/completions", body)).json()
+    assert first["choices"][0]["finish_reason"] == "cache_threshold"
+    assert first["usage"]["completion_tokens"] == 0
+    assert second["choices"][0]["finish_reason"] != "cache_threshold"
