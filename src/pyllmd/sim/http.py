@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pyllmd.core.clock import Clock
 from pyllmd.core.errors import LlmdError
+from pyllmd.core.metricset import CONTENT_TYPE
 from pyllmd.sim.config import SimConfig
-from pyllmd.sim.metrics import CONTENT_TYPE, SimMetrics
+from pyllmd.sim.metrics import SimMetrics
 from pyllmd.sim.requests import Message, describe_validation_error
 from pyllmd.sim.serving import CompletionService, error_response
 from pyllmd.sim.tokenizer import SimpleTokenizer

@@ -1,24 +1,24 @@
 """The simulator's `vllm:*` Prometheus metrics (spec §6), on a private registry.
 
-Every metric is a `prometheus_client` metric; this module only declares them
-(`metric_specs`, one table that the golden test pins), wires the per-request
-calls of the HTTP shell to them, and realises `--fake-metrics`.
+Metrics live in `pyllmd.core.metricset` (lock-free, rendered like the Go
+client); this module declares them (`metric_specs`, one table that the golden
+test pins), wires the per-request calls of the HTTP shell to them, and
+realises `--fake-metrics`.
 
 Exposition choices, all to look like the Go simulator to a scraper:
 - Always the classic text format (`CONTENT_TYPE`), whatever `Accept` says:
-  prometheus_client rewrites `vllm:` to `vllm_` when it serves OpenMetrics,
-  and Prometheus asks for OpenMetrics by default.
+  OpenMetrics exposition would rewrite `vllm:` to `vllm_` (prometheus_client
+  does), and Prometheus asks for OpenMetrics by default.
 - No `_created` series (the Go client has none) and no HELP/TYPE lines for a
-  metric without series; `render` filters both out of the registry's output.
+  metric without series; numbers as Go prints them (`1`, not `1.0`).
 - Label names of each metric are declared in sorted order, the order the Go
   client prints them in.
 - Counters and histograms get their only child (`model_name`) lazily on first
   use, so no series exists before the first observation; after that the bound
   child is cached, keeping the per-token path to one call.
 
-Fake bucket counts are realised as upstream does, by observing each sample
-(no public API adds n samples at once): start-up time grows with the counts,
-about 1 s per million.
+Fake bucket counts are added to each bucket at once (upstream observes each
+sample; the exposed result is the same).
 
 Deliberate fix vs upstream: upstream writes the `request-generation-tokens`
 fake counts into `vllm:request_params_max_tokens` and the
@@ -28,20 +28,18 @@ each key fills the histogram of its own name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics import MetricWrapperBase
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
-
+from pyllmd.core.metricset import (
+    CONTENT_TYPE,
+    CounterChild,
+    Family,
+    GaugeChild,
+    HistogramChild,
+    Registry,
+)
 from pyllmd.sim.config import FakeMetrics, SimConfig
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-"""Classic Prometheus text format; served for every scrape (never OpenMetrics)."""
 
 FINISH_REASONS: tuple[str, ...] = (
     "stop",
@@ -149,14 +147,6 @@ def metric_specs(max_model_len: int) -> tuple[MetricSpec, ...]:
     )
 
 
-def _build(spec: MetricSpec, registry: CollectorRegistry) -> MetricWrapperBase:
-    if spec.kind == "gauge":
-        return Gauge(spec.name, spec.help, spec.labels, registry=registry)
-    if spec.kind == "counter":
-        return Counter(spec.name, spec.help, spec.labels, registry=registry)
-    return Histogram(spec.name, spec.help, spec.labels, registry=registry, buckets=spec.buckets)
-
-
 def estimate_token_total(counts: Sequence[int], buckets: Sequence[float]) -> int:
     """Upstream's default for a fake token counter: Σ count × bucket midpoint.
 
@@ -177,44 +167,38 @@ def estimate_token_total(counts: Sequence[int], buckets: Sequence[float]) -> int
     return total
 
 
-M = TypeVar("M", bound=MetricWrapperBase)
+class _LazyHistogram:
+    """A histogram series created on its first observation (no series before it)."""
 
+    __slots__ = ("_family", "_values", "_child")
 
-def _typed(metric: MetricWrapperBase, kind: type[M]) -> M:
-    """Narrow a built metric to its class (the table decides the class by `kind`)."""
-    assert isinstance(metric, kind), metric
-    return metric
-
-
-class _Child(Generic[M]):
-    """A metric's child for fixed label values, created on first use and cached."""
-
-    __slots__ = ("_parent", "_values", "_child")
-
-    def __init__(self, parent: M, *values: str) -> None:
-        self._parent = parent
+    def __init__(self, family: Family, *values: str) -> None:
+        self._family = family
         self._values = values
-        self._child: M | None = None
+        self._child: HistogramChild | None = None
 
-    def __call__(self) -> M:
+    def __call__(self) -> HistogramChild:
         child = self._child
         if child is None:
-            child = self._child = self._parent.labels(*self._values)
+            child = self._child = self._family.histogram(*self._values)
         return child
 
 
-class _ClassicView(Collector):
-    """The registry as the Go client would show it: no `_created`, no empty families."""
+class _LazyCounter:
+    """A counter series created on its first increment (no series before it)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
+    __slots__ = ("_family", "_values", "_child")
 
-    def collect(self) -> Iterable[Metric]:
-        for family in self._registry.collect():
-            samples: list[Sample] = [s for s in family.samples if not s.name.endswith("_created")]
-            if samples:
-                family.samples = samples
-                yield family
+    def __init__(self, family: Family, *values: str) -> None:
+        self._family = family
+        self._values = values
+        self._child: CounterChild | None = None
+
+    def __call__(self) -> CounterChild:
+        child = self._child
+        if child is None:
+            child = self._child = self._family.counter(*self._values)
+        return child
 
 
 class SimMetrics:
@@ -229,24 +213,23 @@ class SimMetrics:
         self._fake = cfg.fake_metrics
         self._frozen = cfg.fake_metrics is not None
         self.token_buckets: tuple[float, ...] = tuple(build_125_buckets(cfg.max_model_len))
-        self.registry = CollectorRegistry(auto_describe=False)
-        self._view = _ClassicView(self.registry)
-        m = {s.name: _build(s, self.registry) for s in metric_specs(cfg.max_model_len)}
+        self.registry = Registry()
+        m = {
+            s.name: self.registry.add(Family(s.name, s.kind, s.help, s.labels, s.buckets))
+            for s in metric_specs(cfg.max_model_len)
+        }
         model = self._model
 
-        def gauge(name: str) -> Gauge:
-            return _typed(m[name], Gauge)
+        def hist(name: str) -> _LazyHistogram:
+            return _LazyHistogram(m[name], model)
 
-        def hist(name: str) -> _Child[Histogram]:
-            return _Child(_typed(m[name], Histogram), model)
+        def counter(name: str) -> _LazyCounter:
+            return _LazyCounter(m[name], model)
 
-        def counter(name: str) -> _Child[Counter]:
-            return _Child(_typed(m[name], Counter), model)
-
-        self._lora_info = gauge("vllm:lora_requests_info")
-        self._running = gauge("vllm:num_requests_running").labels(model)
-        self._waiting = gauge("vllm:num_requests_waiting").labels(model)
-        self._kv_usage = gauge("vllm:kv_cache_usage_perc").labels(model)
+        self._lora_info = m["vllm:lora_requests_info"]
+        self._running: GaugeChild = m["vllm:num_requests_running"].gauge(model)
+        self._waiting: GaugeChild = m["vllm:num_requests_waiting"].gauge(model)
+        self._kv_usage: GaugeChild = m["vllm:kv_cache_usage_perc"].gauge(model)
         self._ttft = hist("vllm:time_to_first_token_seconds")
         self._tpot = hist("vllm:time_per_output_token_seconds")
         self._itl = hist("vllm:inter_token_latency_seconds")
@@ -261,12 +244,9 @@ class SimMetrics:
         self._max_tokens_hist = hist("vllm:request_params_max_tokens")
         self._prompt_total = counter("vllm:prompt_tokens_total")
         self._gen_total = counter("vllm:generation_tokens_total")
-        self._success_parent = _typed(m["vllm:request_success_total"], Counter)
-        self._success: dict[str, Counter] = {}
-        gauge("vllm:cache_config_info").labels(str(cfg.block_size), str(cfg.kv_cache_size)).set(1)
-        self._running.set(0)
-        self._waiting.set(0)
-        self._kv_usage.set(0)
+        self._success_family = m["vllm:request_success_total"]
+        self._success: dict[str, CounterChild] = {}
+        m["vllm:cache_config_info"].gauge(str(cfg.block_size), str(cfg.kv_cache_size)).set(1)
         if self._fake is None or not self._fake.loras:
             self._set_lora_series("", "")
         if self._fake is not None:
@@ -277,17 +257,17 @@ class SimMetrics:
     def set_running(self, n: int) -> None:
         """Requests being processed (frozen under --fake-metrics)."""
         if not self._frozen:
-            self._running.set(n)
+            self._running.value = n
 
     def set_waiting(self, n: int) -> None:
         """Waiting-queue length (frozen under --fake-metrics)."""
         if not self._frozen:
-            self._waiting.set(n)
+            self._waiting.value = n
 
     def set_kv_usage(self, v: float) -> None:
         """KV-cache usage fraction 0..1 (frozen under --fake-metrics)."""
         if not self._frozen:
-            self._kv_usage.set(v)
+            self._kv_usage.value = v
 
     def lora_info(self, running: Sequence[str], waiting: Sequence[str]) -> None:
         """Add/refresh the series for the current adapter sets, valued at the current time."""
@@ -296,7 +276,7 @@ class SimMetrics:
 
     def _set_lora_series(self, running: str, waiting: str) -> None:
         now = float(int(self._wall()))  # whole seconds, as upstream
-        self._lora_info.labels(self._max_lora, running, waiting).set(now)
+        self._lora_info.gauge(self._max_lora, running, waiting).set(now)
 
     # -- timing histograms (suppressed under --fake-metrics) ------------------
 
@@ -355,17 +335,17 @@ class SimMetrics:
         self._gen_total().inc(completion_tokens)
         self._success_child(finish_reason).inc()
 
-    def _success_child(self, reason: str) -> Counter:
+    def _success_child(self, reason: str) -> CounterChild:
         child = self._success.get(reason)
         if child is None:
-            child = self._success[reason] = self._success_parent.labels(reason, self._model)
+            child = self._success[reason] = self._success_family.counter(reason, self._model)
         return child
 
     # -- exposition -----------------------------------------------------------
 
     def render(self) -> bytes:
         """The `/metrics` body, in the classic text format (`CONTENT_TYPE`)."""
-        return generate_latest(self._view)
+        return self.registry.render()
 
     # -- --fake-metrics -------------------------------------------------------
 
@@ -375,7 +355,7 @@ class SimMetrics:
         self._waiting.set(fake.waiting_requests)
         self._kv_usage.set(fake.kv_cache_usage)
         for lora in fake.loras:
-            self._lora_info.labels(self._max_lora, lora.running, lora.waiting).set(lora.timestamp)
+            self._lora_info.gauge(self._max_lora, lora.running, lora.waiting).set(lora.timestamp)
         lat, tok = REQUEST_LATENCY_BUCKETS, self.token_buckets
         fills = (
             (fake.ttft_buckets_values, self._ttft, TTFT_BUCKETS),
@@ -408,11 +388,9 @@ class SimMetrics:
                 self._success_child(reason).inc(given.get(reason, 0))
 
 
-def _fill_histogram(hist: Histogram, bounds: Sequence[float], counts: Sequence[int]) -> None:
-    """Observe counts[i] samples at bucket i's upper bound (past the last: last bound + 1)."""
+def _fill_histogram(hist: HistogramChild, bounds: Sequence[float], counts: Sequence[int]) -> None:
+    """Add counts[i] samples at bucket i's upper bound (past the last: last bound + 1)."""
     if not bounds:
         return
     for i, count in enumerate(counts):
-        value = bounds[i] if i < len(bounds) else bounds[-1] + 1
-        for _ in range(count):
-            hist.observe(value)
+        hist.observe_many(bounds[i] if i < len(bounds) else bounds[-1] + 1, count)

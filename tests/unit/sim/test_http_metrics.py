@@ -28,7 +28,7 @@ async def test_sim_acc_35_metrics_at_start(start_sim: SimFactory) -> None:
         )
         is not None
     )
-    assert 'vllm:num_requests_running{model_name="m"} 0.0' in text
+    assert 'vllm:num_requests_running{model_name="m"} 0\n' in text
 
 
 async def test_sim_acc_36_fake_gauges_ignore_traffic(start_sim: SimFactory) -> None:

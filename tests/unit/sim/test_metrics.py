@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pyllmd.core.metricset import go_float
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.metrics import (
     CONTENT_TYPE,
@@ -123,8 +124,8 @@ def test_sim_acc_34_success_counters() -> None:
     assert 'vllm:request_success_total{finish_reason="stop",model_name="m"} 1' in text
     assert value(m, "vllm:prompt_tokens_total", model_name="m") == 7
     assert value(m, "vllm:generation_tokens_total", model_name="m") == 3
-    assert value(m, "vllm:request_prompt_tokens_bucket", le="10.0", model_name="m") == 1
-    assert value(m, "vllm:request_prompt_tokens_bucket", le="5.0", model_name="m") == 0
+    assert value(m, "vllm:request_prompt_tokens_bucket", le="10", model_name="m") == 1
+    assert value(m, "vllm:request_prompt_tokens_bucket", le="5", model_name="m") == 0
     assert value(m, "vllm:request_generation_tokens_sum", model_name="m") == 3
     assert value(m, "vllm:max_num_generation_tokens_count", model_name="m") == 1
     assert "vllm:request_params_max_tokens" not in text
@@ -182,7 +183,7 @@ def test_fake_tpot_fills_both_token_delay_histograms_and_overflow_bucket() -> No
     counts = [0] * 19 + [4]  # only the (80, +Inf) bucket
     m = make({"tpot-buckets-values": counts})
     for name in ("vllm:time_per_output_token_seconds", "vllm:inter_token_latency_seconds"):
-        assert value(m, f"{name}_bucket", le="80.0", model_name="m") == 0
+        assert value(m, f"{name}_bucket", le="80", model_name="m") == 0
         assert value(m, f"{name}_bucket", le="+Inf", model_name="m") == 4
         assert value(m, f"{name}_sum", model_name="m") == 4 * 81
 
@@ -294,7 +295,7 @@ def test_exposed_buckets_and_labels_match_the_metric_table() -> None:
     for spec in metric_specs(1024):
         if spec.kind == "histogram":
             les = {dict(labels)["le"] for name, labels in exposed if name == f"{spec.name}_bucket"}
-            assert les == {*(str(float(b)) for b in spec.buckets), "+Inf"}, spec.name
+            assert les == {*(go_float(b) for b in spec.buckets), "+Inf"}, spec.name
         else:
             label_sets = [set(dict(lb)) for name, lb in exposed if name == spec.name]
             assert label_sets and all(ls == set(spec.labels) for ls in label_sets), spec.name
