@@ -44,11 +44,11 @@ $(STAMP): pyproject.toml
 
 # Debian's prometheus (no service is started by the package).
 e2e-deps:
-	@command -v prometheus >/dev/null 2>&1 || { \
-		echo "installing prometheus (apt)"; \
+	@{ command -v prometheus && command -v curl; } >/dev/null 2>&1 || { \
+		echo "installing prometheus and curl (apt)"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-			--no-install-recommends prometheus >/dev/null; }
+			--no-install-recommends prometheus curl >/dev/null; }
 	@prometheus --version 2>&1 | head -n 1
 
 up: $(STAMP)

@@ -62,18 +62,29 @@ def parse_spec(text: str) -> list[Check]:
     return checks
 
 
-def load_json(path: Path) -> tuple[list[Check], dict[str, str]]:
-    """Checks and the deferred map (check number -> issue reference)."""
+def load_json(path: Path) -> tuple[list[Check], dict[str, str], dict[str, str]]:
+    """Checks, the deferred map (number -> issue) and the notes map (number -> deviation)."""
     data = json.loads(path.read_text())
     checks = [Check(int(c["number"]), str(c["text"])) for c in data["checks"]]
     deferred = {str(k): str(v) for k, v in data.get("deferred", {}).items()}
-    return checks, deferred
+    notes = {str(k): str(v) for k, v in data.get("notes", {}).items()}
+    return checks, deferred, notes
 
 
-def dump_json(path: Path, checks: list[Check], deferred: Mapping[str, str]) -> None:
+def _by_number(items: Mapping[str, str]) -> dict[str, str]:
+    return dict(sorted(items.items(), key=lambda kv: int(kv[0])))
+
+
+def dump_json(
+    path: Path,
+    checks: list[Check],
+    deferred: Mapping[str, str],
+    notes: Mapping[str, str] | None = None,
+) -> None:
     data = {
         "source": "shared/spec/simulator.md, section 14 (regenerate: make conformance)",
-        "deferred": dict(sorted(deferred.items(), key=lambda kv: int(kv[0]))),
+        "deferred": _by_number(deferred),
+        "notes": _by_number(notes or {}),
         "checks": [{"number": c.number, "text": c.text} for c in checks],
     }
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -114,18 +125,29 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def status(check: Check, tests: Mapping[int, list[str]], deferred: Mapping[str, str]) -> str:
+def status(
+    check: Check,
+    tests: Mapping[int, list[str]],
+    deferred: Mapping[str, str],
+    notes: Mapping[str, str] | None = None,
+) -> str:
     if tests.get(check.number):
-        return "tested"
+        note = (notes or {}).get(str(check.number))
+        return f"tested ({note})" if note else "tested"
     if str(check.number) in deferred:
         return f"deferred ({deferred[str(check.number)]})"
     return "open"
 
 
-def render(checks: list[Check], tests: Mapping[int, list[str]], deferred: Mapping[str, str]) -> str:
+def render(
+    checks: list[Check],
+    tests: Mapping[int, list[str]],
+    deferred: Mapping[str, str],
+    notes: Mapping[str, str] | None = None,
+) -> str:
     """The whole conformance.md text; a pure function of its inputs."""
-    states = [status(c, tests, deferred) for c in checks]
-    tested = sum(s == "tested" for s in states)
+    states = [status(c, tests, deferred, notes) for c in checks]
+    tested = sum(s.startswith("tested") for s in states)
     later = sum(s.startswith("deferred") for s in states)
     lines = [
         "# Simulator conformance",
@@ -150,8 +172,8 @@ def render(checks: list[Check], tests: Mapping[int, list[str]], deferred: Mappin
 
 
 def generate(root: Path = ROOT, checks_json: Path = CHECKS_JSON) -> str:
-    checks, deferred = load_json(checks_json)
-    return render(checks, scan_tests(root / "tests", root), deferred)
+    checks, deferred, notes = load_json(checks_json)
+    return render(checks, scan_tests(root / "tests", root), deferred, notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{DOC.relative_to(ROOT)} is out of date: run make conformance", file=sys.stderr)
         return 1
     if args.spec.exists():
-        deferred = load_json(CHECKS_JSON)[1] if CHECKS_JSON.exists() else {}
-        dump_json(CHECKS_JSON, parse_spec(args.spec.read_text()), deferred)
+        _, deferred, notes = load_json(CHECKS_JSON) if CHECKS_JSON.exists() else ([], {}, {})
+        dump_json(CHECKS_JSON, parse_spec(args.spec.read_text()), deferred, notes)
         print(f"refreshed {CHECKS_JSON.relative_to(ROOT)} from {args.spec.name}")
     DOC.write_text(generate())
     print(f"wrote {DOC.relative_to(ROOT)}")

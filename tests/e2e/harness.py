@@ -156,7 +156,8 @@ class SimProcess(ManagedProcess):
         given = _port_from_args(args)
         self.port = given if given is not None else free_port()
         port_args = [] if given is not None else ["--port", str(self.port)]
-        argv = [sys.executable, "-m", "pyllmd", "sim", *port_args, *args]
+        host_args = [] if any(a.startswith("--host") for a in args) else ["--host", LOOPBACK]
+        argv = [sys.executable, "-m", "pyllmd", "sim", *host_args, *port_args, *args]
         super().__init__("pyllmd-sim", argv, env)
         self.base_url = f"http://{LOOPBACK}:{self.port}"
 
