@@ -2,7 +2,8 @@
 
 It answers ``/v1/completions`` with a fixed body shaped like the simulator's
 (after parsing the request JSON, which any real server must do), and streams a
-fixed number of SSE chunks with a fixed gap when ``stream`` is true. Benchmarks
+fixed number of SSE chunks with a fixed gap (after an optional fixed wait for
+the first one) when ``stream`` is true. Benchmarks
 divide the simulator's figure by this server's, measured with the same client.
 
 Run: ``python -m bench.baseline --port N``.
@@ -44,8 +45,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
     if not body.get("stream"):
         return web.Response(body=COMPLETION, content_type="application/json")
     gap = float(request.app["itl"])
+    ttft = float(request.app["ttft"])
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
+    if ttft > 0:
+        await asyncio.sleep(ttft)
     for i in range(int(body.get("max_tokens", 16))):
         if i:
             await asyncio.sleep(gap)
@@ -59,16 +63,17 @@ async def health(_: web.Request) -> web.Response:
     return web.json_response({})
 
 
-def build_app(itl: float) -> web.Application:
+def build_app(itl: float, ttft: float = 0.0) -> web.Application:
     app = web.Application()
     app["itl"] = itl
+    app["ttft"] = ttft
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/health", health)
     return app
 
 
-async def serve(port: int, itl: float) -> None:
-    runner = web.AppRunner(build_app(itl), access_log=None)
+async def serve(port: int, itl: float, ttft: float = 0.0) -> None:
+    runner = web.AppRunner(build_app(itl, ttft), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
     await asyncio.Event().wait()
@@ -78,8 +83,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--inter-token-latency-ms", type=float, default=50.0)
+    parser.add_argument("--time-to-first-token-ms", type=float, default=0.0)
     args = parser.parse_args()
-    uvloop.run(serve(args.port, args.inter_token_latency_ms / 1000))
+    ttft = args.time_to_first_token_ms / 1000
+    uvloop.run(serve(args.port, args.inter_token_latency_ms / 1000, ttft))
 
 
 if __name__ == "__main__":

@@ -85,16 +85,20 @@ async def throughput(
 
 @dataclass
 class StreamRun:
-    """Outcome of holding ``concurrency`` SSE streams open for a while."""
+    """Outcome of running ``concurrency`` SSE streams at once for a while."""
 
     concurrency: int
     gaps: list[float] = field(default_factory=list)  # seconds between token events
     streams: int = 0
     errors: int = 0
     min_open: int = 0
+    ttfts: list[float] = field(default_factory=list)  # seconds, request sent -> first event
 
     def itl_ms(self, q: float) -> float:
         return percentile(self.gaps, q) * 1000
+
+    def ttft_ms(self, q: float) -> float:
+        return percentile(self.ttfts, q) * 1000
 
 
 @dataclass
@@ -114,6 +118,8 @@ class _StreamProtocol(asyncio.Protocol):
     of streams that difference decides whether the client or the server is
     measured. Token events are counted as ``data: `` prefixes (a 5-byte carry
     catches one split across reads); chunked-encoding size lines never match.
+    The time from sending the request to the first event is recorded as TTFT
+    (every event is a token for text completions: there is no role chunk).
     """
 
     def __init__(self, request: bytes, window: _Window, run: StreamRun, open_now: list[int]):
@@ -125,12 +131,14 @@ class _StreamProtocol(asyncio.Protocol):
         self.status = 0
         self.carry = b""
         self.last: float | None = None
+        self.sent = 0.0
         self.finished = False
         self.transport: asyncio.WriteTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, so no isinstance check
         self.transport = cast(asyncio.WriteTransport, transport)
+        self.sent = time.monotonic()
         self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
@@ -145,8 +153,11 @@ class _StreamProtocol(asyncio.Protocol):
         self.carry = buf[-5:]
         events = buf.count(b"data: ") - buf.count(DONE)
         for _ in range(events):
-            if self.last is not None and now in self.window:
-                self.run.gaps.append(now - self.last)
+            if now in self.window:
+                if self.last is None:
+                    self.run.ttfts.append(now - self.sent)
+                else:
+                    self.run.gaps.append(now - self.last)
             self.last = now
         if DONE in buf:
             self.finished = True
@@ -228,4 +239,27 @@ async def hold_streams(
         await asyncio.sleep(0.1)
     run.min_open = min(samples, default=0)
     await asyncio.gather(*tasks)
+    return run
+
+
+async def repeat_streams(
+    url: str, body: dict[str, object], concurrency: int, warmup: float, duration: float
+) -> StreamRun:
+    """A closed loop of ``concurrency`` workers, each running one stream after another.
+
+    Workers start new streams until ``warmup + duration`` seconds have passed;
+    TTFTs and gaps are recorded only for events inside the last ``duration``
+    seconds of that span, so the first (cold) streams do not count.
+    """
+    host, port, request = _post_request(url, body)
+    run = StreamRun(concurrency)
+    open_now = [0]
+    begin = time.monotonic()
+    window = _Window(begin + warmup, begin + warmup + duration)
+
+    async def worker() -> None:
+        while time.monotonic() < window.end:
+            await _one_stream(host, port, request, window, run, open_now)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return run

@@ -14,19 +14,12 @@ from typing import TYPE_CHECKING
 
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import seconds_to_ns
+from pyllmd.sim.failures import FAILURE_TYPES
+from pyllmd.sim.responses import FINISH_REASONS
 
 if TYPE_CHECKING:
     from pyllmd.sim.config import FakeMetrics, SimConfig
 
-FAILURE_TYPES = (
-    "rate_limit",
-    "invalid_api_key",
-    "context_length",
-    "server_error",
-    "invalid_request",
-    "model_not_found",
-)
-FINISH_REASONS = ("stop", "length", "tool_calls", "remote_decode", "cache_threshold")
 BLOCK_SIZES = (8, 16, 32, 64, 128)
 LATENCY_CALCULATORS = ("", "constant", "per-token")
 TTFT_BUCKETS = 22  # finite bucket bounds of vllm:time_to_first_token_seconds

@@ -40,14 +40,7 @@ from pyllmd.core.metricset import (
     Registry,
 )
 from pyllmd.sim.config import FakeMetrics, SimConfig
-
-FINISH_REASONS: tuple[str, ...] = (
-    "stop",
-    "length",
-    "tool_calls",
-    "remote_decode",
-    "cache_threshold",
-)
+from pyllmd.sim.responses import FINISH_REASONS
 
 TTFT_BUCKETS: tuple[float, ...] = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,

@@ -13,6 +13,15 @@ import orjson
 
 DONE = b"data: [DONE]\n\n"
 
+FINISH_REASONS: tuple[str, ...] = (
+    "stop",
+    "length",
+    "tool_calls",
+    "remote_decode",
+    "cache_threshold",
+)
+"""Every `finish_reason` the simulator reports (also the `request_success_total` labels)."""
+
 # vLLM's P/D reply from a prefill node (upstream's placeholder values).
 REMOTE_DECODE_PARAMS: dict[str, Any] = {
     "do_remote_decode": False,
