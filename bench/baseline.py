@@ -3,7 +3,8 @@
 It answers ``/v1/completions`` with a fixed body shaped like the simulator's
 (after parsing the request JSON, which any real server must do), and streams a
 fixed number of SSE chunks with a fixed gap (after an optional fixed wait for
-the first one) when ``stream`` is true. Benchmarks
+the first one) when ``stream`` is true. The gaps are paced against deadlines,
+as the simulator paces them, so timer overshoot does not add up. Benchmarks
 divide the simulator's figure by this server's, measured with the same client.
 
 Run: ``python -m bench.baseline --port N``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 
 import uvloop
 from aiohttp import web
@@ -50,9 +52,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     if ttft > 0:
         await asyncio.sleep(ttft)
+    start = time.monotonic()
     for i in range(int(body.get("max_tokens", 16))):
         if i:
-            await asyncio.sleep(gap)
+            await asyncio.sleep(max(0.0, start + i * gap - time.monotonic()))
         await resp.write(CHUNK)
     await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()

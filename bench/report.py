@@ -19,6 +19,53 @@ START = "<!-- bench:results:start -->"
 END = "<!-- bench:results:end -->"
 STREAM_AIM = 1000
 RPS_AIM = 0.5
+ACCURACY_AIM_MS = 5.0  # |p50 - configured| for TTFT and ITL in figure (c)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Client-side TTFT and ITL percentiles (ms) and their p50 errors vs configured."""
+
+    ttft_p50: float
+    ttft_p99: float
+    itl_p50: float
+    itl_p99: float
+    ttft_error: float  # p50 - configured, ms
+    itl_error: float
+
+    def within(self, tolerance_ms: float) -> bool:
+        """Both p50 errors measured and within ``tolerance_ms``."""
+        errors = (self.ttft_error, self.itl_error)
+        return all(not math.isnan(e) and abs(e) <= tolerance_ms for e in errors)
+
+
+def summarize(run: StreamRun, ttft_ms: float, itl_ms: float) -> Latency:
+    """Latency figures of ``run`` against the configured TTFT and ITL (ms)."""
+    ttft_p50, itl_p50 = run.ttft_ms(0.5), run.itl_ms(0.5)
+    return Latency(
+        ttft_p50=ttft_p50,
+        ttft_p99=run.ttft_ms(0.99),
+        itl_p50=itl_p50,
+        itl_p99=run.itl_ms(0.99),
+        ttft_error=ttft_p50 - ttft_ms,
+        itl_error=itl_p50 - itl_ms,
+    )
+
+
+@dataclass
+class LowLoad:
+    """Figure (c): the same low streaming load against the simulator and the baseline."""
+
+    ttft_ms: float
+    itl_ms: float
+    concurrency: int
+    max_tokens: int
+    seconds: float
+    sim: StreamRun
+    base: StreamRun
+
+    def latency(self, run: StreamRun) -> Latency:
+        return summarize(run, self.ttft_ms, self.itl_ms)
 
 
 @dataclass
@@ -35,6 +82,7 @@ class Results:
     tolerance_ms: float
     max_level: int
     baseline_at_break: StreamRun | None
+    low_load: LowLoad | None = None
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -42,12 +90,23 @@ def _fmt(value: float, digits: int = 1) -> str:
 
 
 def _ratio(num: float, den: float) -> str:
-    return f"{num / den:.2f}" if den > 0 else "n/a"
+    return f"{num / den:.2f}" if den > 0 and not math.isnan(num) else "n/a"
+
+
+def _signed(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:+.1f}"
+
+
+def _latency_cell(lat: Latency) -> str:
+    return (
+        f"TTFT {_fmt(lat.ttft_p50)} / ITL {_fmt(lat.itl_p50)} ms "
+        f"(error {_signed(lat.ttft_error)} / {_signed(lat.itl_error)})"
+    )
 
 
 def summary_table(r: Results) -> list[str]:
     held = f"{r.held:,}" + (" (every level tried held)" if r.held == r.max_level else "")
-    return [
+    rows = [
         "| figure | simulator | baseline | ratio | aim |",
         "|---|---|---|---|---|",
         f"| (a) requests/s, `/v1/completions`, `max_tokens` 8, zero latency, "
@@ -58,6 +117,35 @@ def summary_table(r: Results) -> list[str]:
         f"(p99 within {r.tolerance_ms:g} ms) | {held} | {STREAM_AIM:,} (aim) | "
         f"{_ratio(r.held, STREAM_AIM)} | ≥ 1.0 |",
     ]
+    if r.low_load is not None:
+        c = r.low_load
+        sim = c.latency(c.sim)
+        rows.append(
+            f"| (c) latency at low load, {c.concurrency} streams, configured TTFT "
+            f"{c.ttft_ms:g} ms / ITL {c.itl_ms:g} ms: p50 (p50 − configured) | "
+            f"{_latency_cell(sim)} | {_latency_cell(c.latency(c.base))} (same pacing) | "
+            f"{_ratio(sim.itl_p50, c.itl_ms)} (ITL p50 ÷ {c.itl_ms:g} ms) | "
+            f"errors within ±{ACCURACY_AIM_MS:g} ms |"
+        )
+    return rows
+
+
+def low_load_table(c: LowLoad) -> list[str]:
+    lines = [
+        "| server | streams finished | errors | TTFT p50 ms | TTFT p99 ms | TTFT p50 error ms "
+        "| ITL p50 ms | ITL p99 ms | ITL p50 error ms | within ±"
+        f"{ACCURACY_AIM_MS:g} ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for who, run in (("simulator", c.sim), ("baseline server", c.base)):
+        lat = c.latency(run)
+        ok = lat.within(ACCURACY_AIM_MS) and run.errors == 0
+        lines.append(
+            f"| {who} | {run.streams:,} | {run.errors} | {_fmt(lat.ttft_p50)} | "
+            f"{_fmt(lat.ttft_p99)} | {_signed(lat.ttft_error)} | {_fmt(lat.itl_p50)} | "
+            f"{_fmt(lat.itl_p99)} | {_signed(lat.itl_error)} | {'yes' if ok else 'no'} |"
+        )
+    return lines
 
 
 def level_table(r: Results) -> list[str]:
@@ -110,6 +198,17 @@ def render(r: Results, now: datetime | None = None) -> str:
             "",
             "The baseline row is the minimal server streaming the same chunks at the first level "
             "the simulator did not hold: if it fails too, the client or machine is the limit.",
+        ]
+    if r.low_load is not None:
+        c = r.low_load
+        lines += [
+            "",
+            f"Latency at low load (c): {c.concurrency} concurrent streams of `max_tokens` "
+            f"{c.max_tokens} for {c.seconds:g} s, configured TTFT {c.ttft_ms:g} ms and ITL "
+            f"{c.itl_ms:g} ms; the baseline server waits and paces the same, so its errors "
+            "are the floor set by the client and the event loops.",
+            "",
+            *low_load_table(c),
         ]
     lines.append(END)
     return "\n".join(lines) + "\n"

@@ -1,10 +1,13 @@
-"""Runs both benchmark figures and writes the report.
+"""Runs the three benchmark figures and writes the report.
 
 (a) requests/s of the simulator vs the baseline server, same client and
 concurrency, zero simulated latency. (b) the most concurrent SSE streams one
 simulator process holds at 50 ms inter-token latency with the client-measured
 ITL p99 within 10 ms of 50 ms, stepping the number of streams up until it
-breaks. The whole run is bounded (``--budget`` seconds for the stepping).
+breaks. (c) client-measured TTFT and ITL at low load (4 streams, configured
+100 ms / 20 ms) on the simulator and on the baseline server paced the same, so
+the client's and event loops' own error shows next to the simulator's. The
+whole run is bounded (``--budget`` seconds for the stepping, fixed spans else).
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ RPS_BODY: dict[str, object] = {"model": MODEL, "prompt": PROMPT, "max_tokens": 8
 RAMP_SECONDS = 1.0
 SETTLE_SECONDS = 1.0
 DEFAULT_LEVELS = "250,500,1000,1500,2000,2500,3000,4000"
+LOW_TTFT_MS = 100.0
+LOW_ITL_MS = 20.0
+LOW_STREAMS = 4
+LOW_MAX_TOKENS = 50
+LOW_WARMUP_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class Settings:
     rps_seconds: int
     measure_seconds: float
     budget: float
+    low_load_seconds: float
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
@@ -60,6 +69,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     p.add_argument("--rps-seconds", type=int, default=8)
     p.add_argument("--measure-seconds", type=float, default=4.0)
     p.add_argument("--budget", type=float, default=180.0, help="seconds for figure (b)")
+    p.add_argument("--low-load-seconds", type=float, default=5.0, help="span of figure (c)")
     a = p.parse_args(argv)
     return Settings(
         sim_command=shlex.split(a.sim_command),
@@ -71,6 +81,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         rps_seconds=a.rps_seconds,
         measure_seconds=a.measure_seconds,
         budget=a.budget,
+        low_load_seconds=a.low_load_seconds,
     )
 
 
@@ -80,10 +91,10 @@ def simulator(s: Settings, *flags: str) -> Server:
     return Server("simulator", argv, port)
 
 
-def baseline(s: Settings) -> Server:
+def baseline(itl_ms: float, ttft_ms: float = 0.0) -> Server:
     port = free_port()
     argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
-    argv += ["--inter-token-latency-ms", str(s.itl_ms)]
+    argv += ["--inter-token-latency-ms", str(itl_ms), "--time-to-first-token-ms", str(ttft_ms)]
     return Server("baseline", argv, port)
 
 
@@ -139,9 +150,48 @@ def stream_levels(s: Settings) -> tuple[list[loadgen.StreamRun], int, loadgen.St
     base_run = None
     if broke_at:
         print("baseline server at the breaking level:")
-        with baseline(s) as base:
+        with baseline(s.itl_ms) as base:
             base_run = hold(f"{base.base_url}/v1/completions", broke_at, s)
     return runs, held, base_run
+
+
+def low_load_run(url: str, s: Settings, who: str) -> loadgen.StreamRun:
+    body: dict[str, object] = {
+        "model": MODEL,
+        "prompt": PROMPT,
+        "max_tokens": LOW_MAX_TOKENS,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    run = uvloop.run(
+        loadgen.repeat_streams(url, body, LOW_STREAMS, LOW_WARMUP_SECONDS, s.low_load_seconds)
+    )
+    lat = report.summarize(run, LOW_TTFT_MS, LOW_ITL_MS)
+    print(
+        f"  {who}: TTFT p50 {lat.ttft_p50:.1f} p99 {lat.ttft_p99:.1f} ms, "
+        f"ITL p50 {lat.itl_p50:.1f} p99 {lat.itl_p99:.1f} ms, "
+        f"{run.streams} streams, {run.errors} errors"
+    )
+    return run
+
+
+def low_load(s: Settings) -> report.LowLoad:
+    """Figure (c): the same client and load against the simulator, then the baseline."""
+    flags = ["--time-to-first-token", f"{LOW_TTFT_MS:g}ms"]
+    flags += ["--inter-token-latency", f"{LOW_ITL_MS:g}ms"]
+    with simulator(s, *flags) as sim:
+        sim_run = low_load_run(f"{sim.base_url}/v1/completions", s, "simulator")
+    with baseline(LOW_ITL_MS, LOW_TTFT_MS) as base:
+        base_run = low_load_run(f"{base.base_url}/v1/completions", s, "baseline ")
+    return report.LowLoad(
+        ttft_ms=LOW_TTFT_MS,
+        itl_ms=LOW_ITL_MS,
+        concurrency=LOW_STREAMS,
+        max_tokens=LOW_MAX_TOKENS,
+        seconds=s.low_load_seconds,
+        sim=sim_run,
+        base=base_run,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,11 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     with simulator(s, "--max-num-seqs", str(max(s.concurrency, 5))) as sim:
         sim_rps = requests_per_second(f"{sim.base_url}/v1/completions", s)
     print(f"  simulator {sim_rps.rps:,.0f} req/s ({sim_rps.errors} errors)")
-    with baseline(s) as base:
+    with baseline(s.itl_ms) as base:
         base_rps = requests_per_second(f"{base.base_url}/v1/completions", s)
     print(f"  baseline  {base_rps.rps:,.0f} req/s ({base_rps.errors} errors)")
     print(f"(b) concurrent streams at {s.itl_ms:g} ms inter-token latency")
     runs, held, base_run = stream_levels(s)
+    print(f"(c) latency at {LOW_STREAMS} streams, TTFT {LOW_TTFT_MS:g} ms, ITL {LOW_ITL_MS:g} ms")
+    low = low_load(s)
     results = report.Results(
         client=client,
         concurrency=s.concurrency,
@@ -170,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tolerance_ms=s.tolerance_ms,
         max_level=max(s.levels),
         baseline_at_break=base_run,
+        low_load=low,
     )
     report.write(s.output, results)
     print(report.render(results))
