@@ -77,7 +77,11 @@ class Engine:
         self.rng = rng
         self.text = text
         self.kv = kv
-        self.calculator = make_calculator(cfg.latency_calculator, LatencyParams.from_config(cfg))
+        params = LatencyParams.from_config(cfg)
+        self.calculator = make_calculator(cfg.latency_calculator, params)
+        # Without a std-dev the inter-token delay depends only on the running count,
+        # which cannot change while no time passes: a zero delay stays zero.
+        self.itl_fixed = params.itl_std_dev == 0
         self.scheduler: Scheduler[Work] = Scheduler(cfg.max_num_seqs, cfg.max_waiting_queue_length)
 
     @property

@@ -284,6 +284,12 @@ class SimMetrics:
             self._tpot().observe(s)
             self._itl().observe(s)
 
+    def observe_itl_many(self, s: float, n: int) -> None:
+        """`n` equal inter-token delays at once."""
+        if not self._frozen:
+            self._tpot().observe_many(s, n)
+            self._itl().observe_many(s, n)
+
     def observe_e2e(self, s: float) -> None:
         """Scheduler hand-off to response finished."""
         if not self._frozen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import signal
@@ -73,6 +74,8 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
             except OSError as e:
                 raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
             log.info("listening host=%s port=%d rank=%d", host, port, rank)
+        gc.collect()
+        gc.freeze()  # start-up objects never die: keep them out of every collection
         await stop.wait()
     finally:
         for runner in runners:

@@ -200,11 +200,13 @@ class CompletionService:
     async def _respond(self, work: Work, call: _Call, plan: Plan) -> web.Response:
         if plan.delays:
             await self._sleep_ttft(plan)
-            start = self.clock.now()
-            deadline = start
-            for _ in range(len(plan.tokens) - 1):
-                delay = self.engine.itl()
-                self.metrics.observe_itl(delay)
+            start = deadline = self.clock.now()
+            remaining = len(plan.tokens) - 1
+            while remaining > 0:
+                delay = self._next_itl(remaining)
+                if delay is None:
+                    break
+                remaining -= 1
                 if delay > 0:
                     deadline += delay
                     await self.clock.sleep_until(deadline)
@@ -221,6 +223,15 @@ class CompletionService:
         )
         self._record_success(work, plan)
         return web.Response(body=body, content_type="application/json", headers=call.headers)
+
+    def _next_itl(self, remaining: int) -> float | None:
+        """The next inter-token delay, observed; None once the rest are all zero (and observed)."""
+        delay = self.engine.itl()
+        if delay <= 0 and self.engine.itl_fixed:
+            self.metrics.observe_itl_many(delay, remaining)
+            return None
+        self.metrics.observe_itl(delay)
+        return delay
 
     async def _sleep_ttft(self, plan: Plan) -> None:
         self.metrics.observe_ttft(plan.ttft)
@@ -261,18 +272,20 @@ class CompletionService:
             return
         buf = bytearray(writer.role() if call.chat else b"")
         if plan.delays:
-            if buf:
+            if buf and plan.ttft > 0:  # the role chunk goes out before the TTFT wait
                 await resp.write(bytes(buf))
                 buf.clear()
             await self._sleep_ttft(plan)
         last = len(tokens) - 1
         on_last = plan.finish_reason if plan.finish_reason != "stop" else None
         start = deadline = self.clock.now()
+        timed = plan.delays
         for i, tok in enumerate(tokens):
-            if i and plan.delays:
-                delay = self.engine.itl()
-                self.metrics.observe_itl(delay)
-                if delay > 0:
+            if i and timed:
+                delay = self._next_itl(last - i + 1)
+                if delay is None:
+                    timed = False
+                elif delay > 0:
                     if buf:
                         await resp.write(bytes(buf))
                         buf.clear()

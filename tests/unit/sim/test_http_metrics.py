@@ -83,3 +83,20 @@ async def test_injected_failures_are_not_counted(start_sim: SimFactory) -> None:
         metric_value(text, "vllm:request_success_total", finish_reason="stop", model_name="m")
         is None
     )
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("itl", ["0s", "1ms"])
+async def test_every_inter_token_delay_is_observed(
+    start_sim: SimFactory, stream: bool, itl: str
+) -> None:
+    sim = await start_sim("--inter-token-latency", itl)
+    body = {"model": "m", "prompt": "hi", "max_tokens": 8, "ignore_eos": True, "stream": stream}
+    for _ in range(2):
+        r = await sim.post("/v1/completions", body)
+        assert r.status == 200
+    text = await sim.metrics()
+    for name in ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"):
+        assert metric_value(text, name + "_count", model_name="m") == 14
+        expected_sum = 14 * (0.001 if itl == "1ms" else 0.0)
+        assert metric_value(text, name + "_sum", model_name="m") == pytest.approx(expected_sum)
