@@ -339,3 +339,21 @@ async def test_router_not_found_and_method(start_sim: SimFactory) -> None:
         assert "POST" in r.headers["Allow"] and "OPTIONS" in r.headers["Allow"]
     async with sim.http.get(sim.url + "/health/", allow_redirects=False) as r:
         assert r.status == 301 and r.headers["Location"] == "/health"
+
+
+async def test_same_seed_same_texts(start_sim: SimFactory) -> None:
+    """Two simulators with the same --seed answer the same requests with the same texts."""
+    texts = []
+    for _ in range(2):
+        sim = await start_sim("--seed", "42")
+        run = []
+        for max_tokens in (5, 50, None):
+            resp = await sim.client.completions.create(
+                model="m", prompt="hi", max_tokens=max_tokens
+            )
+            run.append(resp.choices[0].text)
+        texts.append(run)
+    assert texts[0] == texts[1]
+    other = await start_sim("--seed", "43")
+    resp = await other.client.completions.create(model="m", prompt="hi", max_tokens=50)
+    assert resp.choices[0].text != texts[0][1]
