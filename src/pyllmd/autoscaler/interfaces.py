@@ -8,9 +8,11 @@ targets live: Kubernetes or the local process supervisor), a `MetricsSource`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
 from pyllmd.autoscaler.model import Decision, ModelGroup, ReplicaMetrics, SaturationConfig
 
 
@@ -45,4 +47,84 @@ class Actuator(Protocol):
 
     async def apply(self, decisions: Sequence[Decision]) -> None:
         """Publish or enact `decisions`."""
+        ...
+
+
+@dataclass(frozen=True)
+class Container:
+    """The parts of a pod-template container the autoscaler reads."""
+
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    gpu_requests: int = 0  # nvidia.com/gpu + amd.com/gpu + intel.com/gpu requests
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A scale target (a Deployment in practice) as the engine sees it (spec §3.2)."""
+
+    namespace: str
+    name: str
+    spec_replicas: int | None
+    status_replicas: int = 0
+    ready_replicas: int = 0
+    template_labels: Mapping[str, str] = field(default_factory=dict)
+    containers: tuple[Container, ...] = ()
+    deleting: bool = False
+
+    @property
+    def current_replicas(self) -> int:
+        """`status.replicas`, or `spec.replicas` while the status still says 0."""
+        if self.status_replicas == 0 and self.spec_replicas is not None:
+            return self.spec_replicas
+        return self.status_replicas
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPU requests of the pod template; 0 counts as 1."""
+        return sum(c.gpu_requests for c in self.containers) or 1
+
+
+@dataclass(frozen=True)
+class GpuNode:
+    """A node's GPU inventory entry (for the limiter)."""
+
+    name: str
+    vendor: str  # "nvidia.com" | "amd.com" | "intel.com"
+    product: str  # the `<vendor>/gpu.product` label
+    count: int  # allocatable `<vendor>/gpu`
+
+
+class Cluster(Protocol):
+    """Where VariantAutoscalings and their targets live: Kubernetes, or local processes."""
+
+    async def list_variant_autoscalings(self) -> list[VariantAutoscaling]:
+        """Every VA (all namespaces, or the watched one)."""
+        ...
+
+    async def get_workload(
+        self, namespace: str, ref: CrossVersionObjectReference
+    ) -> Workload | None:
+        """The VA's scale target, or None when it does not exist."""
+        ...
+
+    async def patch_status(self, va: VariantAutoscaling, status: Mapping[str, Any]) -> None:
+        """JSON-merge-patch the VA's status subresource."""
+        ...
+
+    async def scale(self, namespace: str, ref: CrossVersionObjectReference, replicas: int) -> bool:
+        """Set replicas through the target's scale subresource; False if already there."""
+        ...
+
+    async def pod_workloads(self, namespace: str) -> Mapping[str, str]:
+        """Pod name → name of the workload that owns it (Pod → ReplicaSet → Deployment)."""
+        ...
+
+    async def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        """A ConfigMap's data, or None when it does not exist."""
+        ...
+
+    async def gpu_nodes(self, selector: str = "") -> list[GpuNode]:
+        """GPU inventory of the (selected) nodes."""
         ...
