@@ -90,11 +90,16 @@ def run_sim() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 @pytest.fixture
 def prometheus(_processes: _Processes) -> Callable[..., PrometheusServer]:
-    """Factory: ``prometheus(["127.0.0.1:PORT"])`` returns a ready Prometheus."""
+    """Factory: ``prometheus(["127.0.0.1:PORT"], tls=..., target_labels=...)``: a ready one."""
     binary = prometheus_binary()
 
-    def start(targets: Sequence[str], scrape_interval: str = "1s") -> PrometheusServer:
-        prom = PrometheusServer(binary, targets, scrape_interval)
+    def start(
+        targets: Sequence[str],
+        scrape_interval: str = "1s",
+        tls: bool = False,
+        target_labels: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> PrometheusServer:
+        prom = PrometheusServer(binary, targets, scrape_interval, tls, target_labels)
         _processes.items.append(prom)
         prom.wait_ready()
         return prom

@@ -10,9 +10,12 @@ Fixtures (tests/e2e/conftest.py):
     Runs ``python -m pyllmd sim --port <free> *args``; stopped at test end, or
     earlier when used as a context manager.
   * ``run_sim`` -> runs ``pyllmd sim *args`` expecting it to exit (startup errors).
-  * ``prometheus(targets, scrape_interval="1s")`` -> :class:`PrometheusServer`
-    scraping ``targets`` ("127.0.0.1:PORT" strings), with ``query`` and
-    ``wait_for`` helpers.
+  * ``prometheus(targets, scrape_interval="1s", tls=False, target_labels=None)``
+    -> :class:`PrometheusServer` scraping ``targets`` ("127.0.0.1:PORT" strings),
+    with ``query`` and ``wait_for`` helpers. ``tls=True`` serves the API over
+    https with a self-signed certificate (``ca_file``); ``target_labels`` maps a
+    target to labels attached to its series (as Kubernetes discovery would add
+    ``namespace`` and ``pod``).
 
 Prometheus is Debian's ``prometheus`` binary (``make test-e2e-smoke`` installs
 it); ``PROMETHEUS_BIN`` overrides the path. HTTP calls use the standard library
@@ -26,6 +29,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -53,10 +57,12 @@ def free_port() -> int:
         return port
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get(
+    url: str, timeout: float = 2.0, context: ssl.SSLContext | None = None
+) -> tuple[int, bytes]:
     """GET returning (status, body); HTTP error statuses are returned, not raised."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             return int(resp.status), bytes(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, err.read()
@@ -87,7 +93,8 @@ class ManagedProcess:
     @property
     def output(self) -> str:
         """Everything the process printed so far (stdout and stderr)."""
-        self._log.flush()
+        if not self._log.closed:  # stop() closes it; the file stays readable
+            self._log.flush()
         return Path(self._log.name).read_text(errors="replace")
 
     def describe(self, tail: int = 60) -> str:
@@ -173,17 +180,27 @@ class SimProcess(ManagedProcess):
 
 
 class PrometheusServer(ManagedProcess):
-    """Debian's prometheus scraping fixed targets, with a temp TSDB."""
+    """Debian's prometheus scraping fixed targets, with a temp TSDB; optionally over https."""
 
-    def __init__(self, binary: str, targets: Sequence[str], scrape_interval: str) -> None:
+    def __init__(
+        self,
+        binary: str,
+        targets: Sequence[str],
+        scrape_interval: str,
+        tls: bool = False,
+        target_labels: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="prom-"))
         self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{LOOPBACK}:{self.port}"
+        self.ca_file: Path | None = None
+        self._context: ssl.SSLContext | None = None
+        static: list[dict[str, Any]] = [{"targets": list(targets)}]
+        if target_labels:
+            static = [{"targets": [t], "labels": dict(target_labels.get(t, {}))} for t in targets]
         config = {  # JSON is valid YAML, so no YAML writer is needed
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-            "scrape_configs": [
-                {"job_name": "e2e", "static_configs": [{"targets": list(targets)}]},
-            ],
+            "scrape_configs": [{"job_name": "e2e", "static_configs": static}],
         }
         config_file = self.workdir / "prometheus.yml"
         config_file.write_text(json.dumps(config, indent=2))
@@ -193,16 +210,31 @@ class PrometheusServer(ManagedProcess):
             f"--storage.tsdb.path={self.workdir / 'data'}",
             f"--web.listen-address={LOOPBACK}:{self.port}",
         ]
+        if tls:
+            argv.append(f"--web.config.file={self._write_tls_config()}")
         super().__init__("prometheus", argv, None)
+
+    def _write_tls_config(self) -> Path:
+        from tests.tlsutil import write_self_signed
+
+        cert, key = write_self_signed(self.workdir)
+        self.ca_file = cert
+        self._context = ssl.create_default_context(cafile=str(cert))
+        web = {"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}}
+        web_file = self.workdir / "web.yml"
+        web_file.write_text(json.dumps(web))
+        return web_file
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Block until ``/-/ready`` answers 200."""
-        self.wait_until(lambda: http_get(f"{self.url}/-/ready")[0] == 200, timeout, "ready")
+        ready = f"{self.url}/-/ready"
+        self.wait_until(lambda: http_get(ready, context=self._context)[0] == 200, timeout, "ready")
 
     def query(self, promql: str) -> list[Sample]:
         """Instant query; returns the ``result`` list (vector samples)."""
         qs = urllib.parse.urlencode({"query": promql})
-        status, body = http_get(f"{self.url}/api/v1/query?{qs}", timeout=5.0)
+        url = f"{self.url}/api/v1/query?{qs}"
+        status, body = http_get(url, timeout=5.0, context=self._context)
         reply = json.loads(body)
         if status != 200 or reply.get("status") != "success":
             raise AssertionError(f"query {promql!r} failed ({status}): {body[:500]!r}")

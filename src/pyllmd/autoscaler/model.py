@@ -7,7 +7,7 @@ upstream's `interfaces` package.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_VARIANT_COST = 10.0
 """Cost per replica when `spec.variantCost` is missing or does not parse."""
@@ -151,6 +151,8 @@ class SaturationConfig:
     scale_down_boundary: float = 0.70
     model_id: str = ""
     namespace: str = ""
+    fields_set: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    """Names of the fields the ConfigMap entry spelled out (an override applies only these)."""
 
 
 @dataclass(frozen=True, slots=True)

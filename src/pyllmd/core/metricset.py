@@ -137,6 +137,10 @@ class Family:
             self.children[values] = child
         return child
 
+    def remove(self, *values: str) -> bool:
+        """Drop the series with these label values (gone from exposition); False if absent."""
+        return self.children.pop(values, None) is not None
+
     def gauge(self, *values: str) -> GaugeChild:
         """The gauge series for these label values."""
         child = self.labels(*values)

@@ -60,3 +60,15 @@ def test_duplicate_names_and_wrong_label_counts_are_rejected() -> None:
         reg.add(Family("x", "counter", "x"))
     with pytest.raises(ValueError):
         fam.labels("1", "2")
+
+
+def test_remove_drops_one_series_from_the_exposition() -> None:
+    reg = Registry()
+    gauge = reg.add(Family("wva_g", "gauge", "g", ("namespace", "variant_name")))
+    gauge.gauge("ns", "a").set(1)
+    gauge.gauge("ns", "b").set(2)
+    assert gauge.remove("ns", "a") is True
+    assert gauge.remove("ns", "a") is False
+    assert reg.render().decode().splitlines()[2:] == ['wva_g{namespace="ns",variant_name="b"} 2']
+    assert gauge.remove("ns", "b") is True
+    assert reg.render() == b""

@@ -1,0 +1,349 @@
+"""The saturation engine: one cycle of list → collect → analyze → enforce → limit → apply.
+
+This is the imperative shell around the pure decision code (analyzers,
+`enforce`, the limiter): it reads VAs, targets and ConfigMaps from a
+`Cluster`, metrics from Prometheus, then publishes the `wva_*` gauges, writes
+each VA's status and, when an actuator is given (local stack, or direct
+actuation on Kubernetes), enacts the targets. One bad VA or model group never
+stops the cycle for the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pyllmd.autoscaler import api
+from pyllmd.autoscaler.analyze import make_analyzer
+from pyllmd.autoscaler.analyze.capacity_store import V2State
+from pyllmd.autoscaler.analyze.vllm_args import parse_vllm_args
+from pyllmd.autoscaler.collect import CollectionResult
+from pyllmd.autoscaler.configmaps import (
+    ScaleToZeroConfig,
+    cycle_settings,
+    parse_saturation_configmap,
+    parse_scale_to_zero,
+    resolve_saturation,
+    resolve_scale_to_zero,
+)
+from pyllmd.autoscaler.enforce import carry_over, enforce, safety_net
+from pyllmd.autoscaler.interfaces import Actuator, Cluster, Workload
+from pyllmd.autoscaler.limiter import limit_by_nodes
+from pyllmd.autoscaler.metrics import ControllerMetrics
+from pyllmd.autoscaler.model import (
+    Decision,
+    ModelGroup,
+    SaturationConfig,
+    VariantState,
+    parse_cost,
+)
+from pyllmd.autoscaler.status import StatusBook, VariantKey
+from pyllmd.core.clock import Clock
+
+log = logging.getLogger(__name__)
+
+SCALE_TO_ZERO_CONFIG_MAP = "wva-model-scale-to-zero-config"
+
+
+class GroupCollector:
+    """What the engine needs of the metrics source (PrometheusMetricsSource)."""
+
+    async def collect(
+        self, group: ModelGroup, pod_variants: Mapping[str, str] | None = None
+    ) -> CollectionResult:
+        raise NotImplementedError
+
+    async def request_count(
+        self, namespace: str, model_id: str, retention_seconds: float
+    ) -> float | None:
+        raise NotImplementedError
+
+    async def scheduler_queue(self, model_id: str) -> tuple[float, float]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Names and switches the engine needs from the controller configuration."""
+
+    system_namespace: str = "workload-variant-autoscaler-system"
+    saturation_config_map: str = "wva-saturation-scaling-config"
+    scale_to_zero_config_map: str = SCALE_TO_ZERO_CONFIG_MAP
+    controller_instance: str = ""
+    env_scale_to_zero: bool = False
+    node_selector: str = ""
+
+
+@dataclass(frozen=True)
+class Member:
+    """An active VA with its target and the engine's view of both."""
+
+    va: api.VariantAutoscaling
+    workload: Workload
+    state: VariantState
+
+    @property
+    def key(self) -> VariantKey:
+        return (self.va.metadata.namespace, self.va.metadata.name)
+
+
+@dataclass(frozen=True)
+class Configs:
+    """ConfigMaps read at the start of a cycle (global, and namespace-local ones)."""
+
+    saturation_global: Mapping[str, SaturationConfig]
+    saturation_local: Mapping[str, Mapping[str, SaturationConfig]]
+    s2z_global: ScaleToZeroConfig
+    s2z_local: Mapping[str, ScaleToZeroConfig]
+
+
+def variant_state(va: api.VariantAutoscaling, workload: Workload) -> VariantState:
+    """The engine's view of a VA and its target (spec §3.2)."""
+    alloc = va.status.desired_optimized_alloc
+    return VariantState(
+        name=va.metadata.name,
+        namespace=va.metadata.namespace,
+        model_id=va.spec.model_id,
+        accelerator=va.metadata.labels.get(api.ACCELERATOR_LABEL, ""),
+        cost=parse_cost(va.spec.variant_cost),
+        current_replicas=workload.current_replicas,
+        ready_replicas=workload.ready_replicas,
+        desired_replicas=alloc.num_replicas if alloc else 0,
+        previous_accelerator=alloc.accelerator if alloc else "",
+        gpus_per_replica=workload.gpus_per_replica,
+        vllm_params=parse_vllm_args(workload.containers),
+    )
+
+
+def target_key(namespace: str, ref: api.CrossVersionObjectReference) -> str:
+    """Index key of a scale target (`apiVersion` defaults to apps/v1)."""
+    return f"{namespace}/{ref.api_version or 'apps/v1'}/{ref.kind}/{ref.name}"
+
+
+def unambiguous(vas: Sequence[api.VariantAutoscaling]) -> set[VariantKey]:
+    """VAs whose target no other VA claims (a shared target gets no metric-based decisions)."""
+    owners: dict[str, list[VariantKey]] = {}
+    for va in vas:
+        key = target_key(va.metadata.namespace, va.spec.scale_target_ref)
+        owners.setdefault(key, []).append((va.metadata.namespace, va.metadata.name))
+    return {keys[0] for keys in owners.values() if len(keys) == 1}
+
+
+class SaturationEngine:
+    """Runs saturation cycles against a cluster, a metrics source and the outputs."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        source: GroupCollector,
+        metrics: ControllerMetrics,
+        book: StatusBook,
+        clock: Clock,
+        settings: EngineSettings = EngineSettings(),
+        actuator: Actuator | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.source = source
+        self.metrics = metrics
+        self.book = book
+        self.clock = clock
+        self.settings = settings
+        self.actuator = actuator
+        self.v2_state = V2State()
+        self._published: set[VariantKey] = set()
+
+    def mine(self, va: api.VariantAutoscaling) -> bool:
+        """Multi-controller isolation: only VAs labelled with this controller's instance."""
+        instance = self.settings.controller_instance
+        if va.metadata.deletion_timestamp or not va.spec.scale_target_ref.name:
+            return False
+        return not instance or va.metadata.labels.get(api.CONTROLLER_INSTANCE_LABEL) == instance
+
+    async def cycle(self) -> list[Decision]:
+        """One saturation cycle; returns the decisions it applied."""
+        now = datetime.fromtimestamp(self.clock.wall(), UTC)
+        vas = [va for va in await self.cluster.list_variant_autoscalings() if self.mine(va)]
+        configs = await self.read_configs({va.metadata.namespace for va in vas})
+        members: list[Member] = []
+        for va in vas:
+            workload = await self.cluster.get_workload(
+                va.metadata.namespace, va.spec.scale_target_ref
+            )
+            self.book.target(va, workload is not None)
+            if workload is not None and not workload.deleting and _spec_replicas(workload) > 0:
+                members.append(Member(va, workload, variant_state(va, workload)))
+        decisions = await self._decide(members, configs, unambiguous(vas), now.timestamp())
+        applied = self._apply(members, decisions)
+        await self._write_statuses(vas, now)
+        self._forget_gone({(va.metadata.namespace, va.metadata.name) for va in vas})
+        if self.actuator is not None and applied:
+            await self.actuator.apply(applied)
+        return applied
+
+    async def read_configs(self, namespaces: set[str]) -> Configs:
+        """The saturation and scale-to-zero ConfigMaps, global and per namespace."""
+        s = self.settings
+        sat_global, _ = await self._saturation(s.system_namespace)
+        s2z_global = await self._scale_to_zero(s.system_namespace)
+        sat_local: dict[str, Mapping[str, SaturationConfig]] = {}
+        s2z_local: dict[str, ScaleToZeroConfig] = {}
+        for ns in sorted(namespaces - {s.system_namespace}):
+            sat_local[ns], _ = await self._saturation(ns)
+            s2z_local[ns] = await self._scale_to_zero(ns)
+        return Configs(sat_global, sat_local, s2z_global, s2z_local)
+
+    async def _saturation(self, namespace: str) -> tuple[Mapping[str, SaturationConfig], list[str]]:
+        data = await self.cluster.config_map(namespace, self.settings.saturation_config_map)
+        entries, errors = parse_saturation_configmap(data or {})
+        for error in errors:
+            log.warning("namespace=%s %s", namespace, error)
+        return entries, errors
+
+    async def _scale_to_zero(self, namespace: str) -> ScaleToZeroConfig:
+        data = await self.cluster.config_map(namespace, self.settings.scale_to_zero_config_map)
+        config, notes = parse_scale_to_zero(data or {})
+        for note in notes:
+            log.warning("namespace=%s %s", namespace, note)
+        return config
+
+    async def _decide(
+        self,
+        members: Sequence[Member],
+        configs: Configs,
+        clear_targets: set[VariantKey],
+        now: float,
+    ) -> dict[VariantKey, Decision]:
+        analyzer_name, limiter_on = cycle_settings(configs.saturation_global)
+        analyzer = make_analyzer(analyzer_name, self.v2_state)
+        groups: dict[tuple[str, str], list[Member]] = {}
+        for m in members:
+            groups.setdefault((m.va.spec.model_id, m.va.metadata.namespace), []).append(m)
+        decisions: dict[VariantKey, Decision] = {}
+        for (model_id, namespace), group_members in sorted(groups.items()):
+            try:
+                found = await self._decide_group(
+                    model_id, namespace, group_members, configs, clear_targets, analyzer
+                )
+            except Exception:  # one group's failure must not stop the others
+                log.exception("model group failed model=%s namespace=%s", model_id, namespace)
+                continue
+            decisions.update(found)
+        if limiter_on and decisions:
+            decisions = await self._limit(decisions)
+        return decisions
+
+    async def _decide_group(
+        self,
+        model_id: str,
+        namespace: str,
+        members: Sequence[Member],
+        configs: Configs,
+        clear_targets: set[VariantKey],
+        analyzer: Any,
+    ) -> dict[VariantKey, Decision]:
+        cfg = resolve_saturation(
+            configs.saturation_global,
+            configs.saturation_local.get(namespace, {}),
+            namespace,
+            model_id,
+        )
+        if cfg is None:
+            log.info("no saturation config default entry; skipping model=%s", model_id)
+            return {}
+        usable = [m for m in members if m.key in clear_targets]
+        pods = await self.cluster.pod_workloads(namespace)
+        va_of_workload = {m.workload.name: m.va.metadata.name for m in usable}
+        pod_variants = {p: va_of_workload[w] for p, w in pods.items() if w in va_of_workload}
+        queue_size, queue_bytes = await self.source.scheduler_queue(model_id)
+        group = ModelGroup(
+            model_id, namespace, tuple(m.state for m in usable), (), queue_size, queue_bytes
+        )
+        result = await self.source.collect(group, pod_variants)
+        if result.status == "error":
+            self._safety_net(members, result)
+            return {}
+        for m in members:
+            self.book.metrics(m.key, result.status == "ok", result.reason, result.detail)
+        if not result.replicas:
+            return {}
+        group = dataclasses.replace(group, replicas=result.replicas)
+        found = analyzer.analyze(group, cfg)
+        policy = resolve_scale_to_zero(
+            configs.s2z_global,
+            configs.s2z_local.get(namespace, ScaleToZeroConfig()),
+            model_id,
+            self.settings.env_scale_to_zero,
+        )
+        count = (
+            await self.source.request_count(namespace, model_id, policy.retention_seconds)
+            if policy.enabled
+            else None
+        )
+        found = enforce(found, policy, count, analyzer=analyzer.version)
+        return {(d.namespace, d.variant): d for d in found}
+
+    def _safety_net(self, members: Sequence[Member], result: CollectionResult) -> None:
+        """Spec §3.6: keep publishing the previous desired replicas; status says why."""
+        log.warning("collection failed: %s", result.detail)
+        for m in members:
+            self.book.metrics(m.key, False, api.REASON_PROMETHEUS_ERROR, result.detail)
+        for d in safety_net([m.state for m in members]):
+            self.metrics.publish(d.variant, d.namespace, d.accelerator, d.current_replicas,
+                                 d.target_replicas, d.reason)  # fmt: skip
+            self._published.add((d.namespace, d.variant))
+
+    async def _limit(self, decisions: dict[VariantKey, Decision]) -> dict[VariantKey, Decision]:
+        try:
+            nodes = await self.cluster.gpu_nodes(self.settings.node_selector)
+        except Exception as e:  # limiter failure: the original decisions stand
+            log.warning("GPU discovery failed, limiter skipped: %s", e)
+            return decisions
+        limited = limit_by_nodes(list(decisions.values()), nodes)
+        return {(d.namespace, d.variant): d for d in limited}
+
+    def _apply(
+        self, members: Sequence[Member], decisions: Mapping[VariantKey, Decision]
+    ) -> list[Decision]:
+        """Spec §3.5: a decision, or the previous one carried over; gauges and status."""
+        applied: list[Decision] = []
+        for m in members:
+            decision = decisions.get(m.key)
+            chosen = decision or carry_over(m.state)
+            if chosen is None or not chosen.accelerator:
+                self.book.metrics(m.key, False, api.REASON_METRICS_MISSING, "", keep_worse=True)
+                continue
+            self.metrics.publish(
+                chosen.variant, chosen.namespace, chosen.accelerator,
+                m.workload.status_replicas, chosen.target_replicas, chosen.reason,
+            )  # fmt: skip
+            self._published.add(m.key)
+            self.book.decision(m.key, chosen, fresh=decision is not None)
+            applied.append(chosen)
+        return applied
+
+    async def _write_statuses(self, vas: Sequence[api.VariantAutoscaling], now: datetime) -> None:
+        for va in vas:
+            patch = self.book.patch_for(va, now)
+            if patch is None:
+                continue
+            try:
+                await self.cluster.patch_status(va, patch)
+            except Exception as e:  # a missing or conflicting VA must not stop the others
+                log.warning("status patch failed va=%s/%s: %s", va.metadata.namespace,
+                            va.metadata.name, e)  # fmt: skip
+
+    def _forget_gone(self, present: set[VariantKey]) -> None:
+        """Remove the series of VAs that no longer exist."""
+        for key in sorted(self._published - present):
+            self.metrics.forget(*key)
+            self.book.forget(key)
+        self._published &= present
+
+
+def _spec_replicas(workload: Workload) -> int:
+    """`spec.replicas`, nil counting as 1."""
+    return 1 if workload.spec_replicas is None else workload.spec_replicas

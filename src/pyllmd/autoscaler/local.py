@@ -1,0 +1,328 @@
+"""The local cluster: VariantAutoscalings and their "Deployments" as simulator processes.
+
+This is the autoscaler's `Cluster` for a laptop: each variant's Deployment is a
+set of `pyllmd sim` processes on free loopback ports (one process = one pod),
+`scale` starts or stops processes, and the pods are published to Prometheus
+through a file_sd targets file carrying the `namespace` and `pod` labels that
+the upstream PromQL queries select on. No Kubernetes is needed; the controller
+code cannot tell the difference.
+
+Process supervision is done by hand with asyncio subprocesses (no library adds
+anything for a handful of children we start and stop ourselves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
+from pyllmd.autoscaler.interfaces import Container, GpuNode, Workload
+from pyllmd.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """An unused loopback TCP port."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Pod:
+    """One simulator process."""
+
+    name: str
+    port: int
+    process: asyncio.subprocess.Process
+    ready: bool = False
+
+    @property
+    def url(self) -> str:
+        """Base URL of the pod's OpenAI API."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+
+@dataclass
+class LocalDeployment:
+    """A Deployment whose pods are simulator processes started with `args`."""
+
+    namespace: str
+    name: str
+    args: tuple[str, ...]
+    replicas: int = 1
+    labels: dict[str, str] = field(default_factory=dict)
+    gpus_per_replica: int = 1
+    pods: list[Pod] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LocalSpec:
+    """What a local stack file declares: VAs, their Deployments, nodes, ConfigMaps."""
+
+    vas: tuple[VariantAutoscaling, ...]
+    deployments: tuple[LocalDeployment, ...]
+    config_maps: Mapping[tuple[str, str], Mapping[str, str]]
+    nodes: tuple[GpuNode, ...] = ()
+
+
+def load_local_spec(path: Path) -> LocalSpec:
+    """Read a local stack file (see docs/user-guide/admin/autoscaler-local.md)."""
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"--local-stack {path}: {e}") from None
+    return parse_local_spec(doc, str(path))
+
+
+def parse_local_spec(doc: Mapping[str, Any], where: str = "local stack") -> LocalSpec:
+    """Validate the local stack document into VAs, Deployments, ConfigMaps and nodes."""
+    namespace = str(doc.get("namespace", "default"))
+    vas: list[VariantAutoscaling] = []
+    deployments: list[LocalDeployment] = []
+    for i, item in enumerate(doc.get("variants") or ()):
+        try:
+            va = VariantAutoscaling.model_validate(item["variantAutoscaling"])
+            dep = item["deployment"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: variants[{i}]: {e}") from None
+        va.metadata.namespace = va.metadata.namespace or namespace
+        deployments.append(
+            LocalDeployment(
+                namespace=va.metadata.namespace,
+                name=str(dep.get("name", va.spec.scale_target_ref.name)),
+                args=tuple(str(a) for a in dep.get("args", ())),
+                replicas=int(dep.get("replicas", 1)),
+                labels={str(k): str(v) for k, v in (dep.get("labels") or {}).items()},
+                gpus_per_replica=int(dep.get("gpusPerReplica", 1)),
+            )
+        )
+        vas.append(va)
+    config_maps: dict[tuple[str, str], Mapping[str, str]] = {}
+    for cm in doc.get("configMaps") or ():
+        meta = cm.get("metadata", {})
+        key = (str(meta.get("namespace", namespace)), str(meta["name"]))
+        config_maps[key] = {str(k): str(v) for k, v in (cm.get("data") or {}).items()}
+    nodes = tuple(
+        GpuNode(str(n["name"]), str(n["vendor"]), str(n["product"]), int(n["count"]))
+        for n in doc.get("nodes") or ()
+    )
+    return LocalSpec(tuple(vas), tuple(deployments), config_maps, nodes)
+
+
+class LocalCluster:
+    """`Cluster` over local simulator processes; `reconcile()` makes pods match replicas."""
+
+    def __init__(
+        self,
+        spec: LocalSpec,
+        targets_file: Path | None = None,
+        sim_command: Sequence[str] = (sys.executable, "-m", "pyllmd", "sim"),
+        ready_timeout: float = 20.0,
+    ) -> None:
+        self.vas = {(v.metadata.namespace, v.metadata.name): v for v in spec.vas}
+        self.deployments = {(d.namespace, d.name): d for d in spec.deployments}
+        self._config_maps = dict(spec.config_maps)
+        self._nodes = list(spec.nodes)
+        self.targets_file = targets_file
+        self.sim_command = tuple(sim_command)
+        self.ready_timeout = ready_timeout
+        self._lock = asyncio.Lock()
+        self._http: aiohttp.ClientSession | None = None
+
+    # -- Cluster protocol -------------------------------------------------------
+
+    async def list_variant_autoscalings(self) -> list[VariantAutoscaling]:
+        return [v.model_copy(deep=True) for v in self.vas.values()]
+
+    async def get_workload(
+        self, namespace: str, ref: CrossVersionObjectReference
+    ) -> Workload | None:
+        dep = self.deployments.get((namespace, ref.name))
+        if dep is None or ref.kind not in ("Deployment", ""):
+            return None
+        alive = [p for p in dep.pods if p.process.returncode is None]
+        return Workload(
+            namespace=namespace,
+            name=dep.name,
+            spec_replicas=dep.replicas,
+            status_replicas=len(alive),
+            ready_replicas=sum(p.ready for p in alive),
+            template_labels=dep.labels,
+            containers=(
+                Container(
+                    command=self.sim_command, args=dep.args, gpu_requests=dep.gpus_per_replica
+                ),
+            ),
+        )
+
+    async def patch_status(self, va: VariantAutoscaling, status: Mapping[str, Any]) -> None:
+        key = (va.metadata.namespace, va.metadata.name)
+        stored = self.vas.get(key)
+        if stored is None:
+            return
+        merged = _merge_patch(stored.status.model_dump(by_alias=True, exclude_none=True), status)
+        self.vas[key] = stored.model_copy(
+            update={"status": type(stored.status).model_validate(merged)}
+        )
+
+    async def scale(self, namespace: str, ref: CrossVersionObjectReference, replicas: int) -> bool:
+        dep = self.deployments.get((namespace, ref.name))
+        if dep is None:
+            raise LookupError(f"deployment {namespace}/{ref.name} not found")
+        if dep.replicas == replicas:
+            return False
+        log.info(
+            "scale deployment=%s/%s from=%d to=%d", namespace, ref.name, dep.replicas, replicas
+        )
+        dep.replicas = replicas
+        await self.reconcile()
+        return True
+
+    async def pod_workloads(self, namespace: str) -> Mapping[str, str]:
+        return {
+            p.name: d.name
+            for (ns, _), d in self.deployments.items()
+            if ns == namespace
+            for p in d.pods
+        }
+
+    async def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        return self._config_maps.get((namespace, name))
+
+    async def gpu_nodes(self, selector: str = "") -> list[GpuNode]:
+        return list(self._nodes)
+
+    # -- local-only operations ---------------------------------------------------
+
+    def set_config_map(self, namespace: str, name: str, data: Mapping[str, str] | None) -> None:
+        """Create, replace or (with None) delete a ConfigMap."""
+        if data is None:
+            self._config_maps.pop((namespace, name), None)
+        else:
+            self._config_maps[(namespace, name)] = dict(data)
+
+    def ready_pods(self, model_id: str) -> list[Pod]:
+        """Ready pods of every variant serving `model_id` (what a gateway routes to)."""
+        names = {
+            (va.metadata.namespace, va.spec.scale_target_ref.name)
+            for va in self.vas.values()
+            if va.spec.model_id == model_id
+        }
+        return [
+            p
+            for key in names
+            if (d := self.deployments.get(key)) is not None
+            for p in d.pods
+            if p.ready and p.process.returncode is None
+        ]
+
+    async def reconcile(self) -> None:
+        """Start or stop processes until every Deployment has its replicas, then publish targets."""
+        async with self._lock:
+            for dep in self.deployments.values():
+                dep.pods = [p for p in dep.pods if p.process.returncode is None]
+                while len(dep.pods) > dep.replicas:
+                    await _stop(dep.pods.pop())  # newest first, like a ReplicaSet scale-down
+                starting = [await self._start_pod(dep) for _ in range(dep.replicas - len(dep.pods))]
+                dep.pods.extend(starting)
+            self._write_targets()
+        waiting = [p for d in self.deployments.values() for p in d.pods if not p.ready]
+        await asyncio.gather(*(self._wait_ready(p) for p in waiting))
+        async with self._lock:
+            self._write_targets()
+
+    async def close(self) -> None:
+        """Stop every pod."""
+        for dep in self.deployments.values():
+            for pod in dep.pods:
+                await _stop(pod)
+            dep.pods.clear()
+        self._write_targets()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _start_pod(self, dep: LocalDeployment) -> Pod:
+        name = f"{dep.name}-{secrets.token_hex(4)}-{secrets.token_hex(2)}"
+        port = free_port()
+        env = dict(os.environ, POD_NAME=name, POD_NAMESPACE=dep.namespace, POD_IP=LOOPBACK)
+        proc = await asyncio.create_subprocess_exec(
+            *self.sim_command, *dep.args, "--host", LOOPBACK, "--port", str(port),
+            env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        log.info("pod started pod=%s port=%d", name, port)
+        return Pod(name, port, proc)
+
+    async def _wait_ready(self, pod: Pod) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ready_timeout
+        while loop.time() < deadline and pod.process.returncode is None:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with self._http.get(pod.url + "/health") as r:
+                    if r.status == 200:
+                        pod.ready = True
+                        return
+            await asyncio.sleep(0.05)
+        log.warning("pod not ready pod=%s", pod.name)
+
+    def _write_targets(self) -> None:
+        """Prometheus file_sd: one target per pod, labelled like Kubernetes pod discovery."""
+        if self.targets_file is None:
+            return
+        groups = [
+            {
+                "targets": [f"{LOOPBACK}:{p.port}"],
+                "labels": {"namespace": d.namespace, "pod": p.name},
+            }
+            for d in self.deployments.values()
+            for p in d.pods
+        ]
+        tmp = self.targets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(groups, indent=1))
+        tmp.replace(self.targets_file)  # atomic, so Prometheus never reads half a file
+
+
+async def _stop(pod: Pod) -> None:
+    if pod.process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            pod.process.terminate()
+        try:
+            await asyncio.wait_for(pod.process.wait(), timeout=5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                pod.process.kill()
+            await pod.process.wait()
+    log.info("pod stopped pod=%s", pod.name)
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, Mapping):
+        return patch
+    out = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge_patch(out.get(key), value)
+    return out

@@ -1,0 +1,175 @@
+"""A real Prometheus for the local stack: generated config, self-signed TLS, process control.
+
+The autoscaler only talks to Prometheus over `https` (as upstream requires), so
+the stack serves Prometheus' API with a self-signed certificate for
+127.0.0.1 and hands the CA file to the controller. Pods are discovered through
+a file_sd targets file that the local cluster rewrites as pods come and go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import shutil
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A self-signed certificate (also its own CA) and its key, as PEM files."""
+
+    cert: Path
+    key: Path
+
+
+def self_signed(directory: Path, host: str = LOOPBACK, now: dt.datetime | None = None) -> TlsFiles:
+    """Write a one-year self-signed EC certificate valid for `host` (IP SAN) and localhost."""
+    now = now or dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pyllmd local stack")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    files = TlsFiles(directory / "tls.crt", directory / "tls.key")
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    files.key.chmod(0o600)
+    return files
+
+
+def prometheus_config(
+    scrape_interval: str,
+    pod_targets_file: Path | None = None,
+    static: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, object]:
+    """A Prometheus config: file_sd job `pods` (labels namespace/pod) and static jobs."""
+    jobs: list[dict[str, object]] = []
+    if pod_targets_file is not None:
+        jobs.append({"job_name": "pods", "file_sd_configs": [{"files": [str(pod_targets_file)]}]})
+    for job, targets in (static or {}).items():
+        jobs.append({"job_name": job, "static_configs": [{"targets": list(targets)}]})
+    return {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": jobs,
+    }
+
+
+def prometheus_binary() -> str:
+    """Path of Debian's `prometheus`, or a clear error naming the install command."""
+    found = shutil.which("prometheus")
+    if found is None:
+        raise FileNotFoundError(
+            "prometheus is not installed: apt-get install -y --no-install-recommends prometheus"
+        )
+    return found
+
+
+class PrometheusProcess:
+    """Prometheus serving HTTPS on a loopback port, with its own TSDB directory."""
+
+    def __init__(self, directory: Path, port: int, config: Mapping[str, object]) -> None:
+        self.directory = directory
+        self.port = port
+        self.config = config
+        self.tls = self_signed(directory)
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTPS API."""
+        return f"https://{LOOPBACK}:{self.port}"
+
+    async def start(self, ready_timeout: float = 20.0) -> None:
+        """Start the process and wait until `/-/ready` answers."""
+        config = self.directory / "prometheus.yml"
+        config.write_text(yaml.safe_dump(dict(self.config)))
+        web = self.directory / "web.yml"
+        web.write_text(
+            json.dumps(
+                {
+                    "tls_server_config": {
+                        "cert_file": str(self.tls.cert),
+                        "key_file": str(self.tls.key),
+                    }
+                }
+            )
+        )
+        self.process = await asyncio.create_subprocess_exec(
+            prometheus_binary(),
+            f"--config.file={config}",
+            f"--web.config.file={web}",
+            f"--storage.tsdb.path={self.directory / 'tsdb'}",
+            f"--web.listen-address={LOOPBACK}:{self.port}",
+            "--web.enable-lifecycle",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=(self.directory / "prometheus.log").open("wb"),
+            start_new_session=True,
+        )
+        await self._wait_ready(ready_timeout)
+
+    async def _wait_ready(self, timeout: float) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.tls.cert))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
+            while loop.time() < deadline:
+                if self.process is not None and self.process.returncode is not None:
+                    break
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(self.url + "/-/ready", ssl=ctx) as r:
+                        if r.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(
+            f"prometheus did not become ready (see {self.directory / 'prometheus.log'})"
+        )
+
+    async def stop(self) -> None:
+        """Terminate (then kill) the process."""
+        proc = self.process
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
