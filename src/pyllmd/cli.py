@@ -6,22 +6,25 @@ binary's command lines work unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from pyllmd.core import logging as pylog
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.flags import HelpRequested
+from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, parse_flags
 
 log = logging.getLogger("pyllmd")
 
 USAGE = """usage: pyllmd <command> [flags]
 
 commands:
-  sim     run the inference simulator (drop-in for llm-d-inference-sim)
+  sim         run the inference simulator (drop-in for llm-d-inference-sim)
+  autoscaler  run the workload variant autoscaler controller (drop-in for llm-d WVA)
+  up          run the local stack: simulators, gateway, Prometheus and the autoscaler
 
 Run 'pyllmd <command> --help' for the flags of a command.
 """
@@ -36,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "sim":
         return sim_main(rest)
+    if command == "up":
+        return up_main(rest)
+    if command == "autoscaler":
+        return autoscaler_main(rest)
     print(f"pyllmd: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 
@@ -66,3 +73,67 @@ def sim_main(argv: Sequence[str] | None = None) -> int:
         print(f"llm-d-inference-sim: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+UP_FLAGS = (
+    FlagSpec("stack", FlagKind.STRING, "config/local/stack.yaml", "local stack file"),
+    FlagSpec("port", FlagKind.INT, 8000, "gateway port (the OpenAI API)"),
+    FlagSpec("interval", FlagKind.DURATION, 15.0, "autoscaler cycle period"),
+    FlagSpec("scrape-interval", FlagKind.STRING, "1s", "Prometheus scrape interval"),
+    FlagSpec("workdir", FlagKind.STRING, "", "directory for Prometheus data (default: temporary)"),
+    FlagSpec("v", FlagKind.INT, 2, "log verbosity"),
+)
+
+
+def up_main(argv: Sequence[str]) -> int:
+    """Entry point of `pyllmd up`."""
+    from pathlib import Path
+
+    from pyllmd.stack.local import StackOptions, run_local_stack
+
+    try:
+        values = parse_flags(list(argv), UP_FLAGS, prog="pyllmd up").effective(UP_FLAGS)
+    except HelpRequested as h:
+        print(h.text, end="")
+        return 0
+    except ConfigError as e:
+        print(f"pyllmd up: error: {e}", file=sys.stderr)
+        return 1
+    pylog.setup(int(str(values["v"])))
+    workdir = str(values["workdir"])
+    opts = StackOptions(
+        stack_file=Path(str(values["stack"])),
+        gateway_port=int(str(values["port"])),
+        interval=float(str(values["interval"])),
+        scrape_interval=str(values["scrape-interval"]),
+        workdir=Path(workdir) if workdir else None,
+    )
+    return _run_until_signal(lambda stop: run_local_stack(opts, stop), "pyllmd up")
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]], prog: str) -> int:
+    """Run `main(stop)` on uvloop until SIGINT/SIGTERM; one-line errors, exit 1."""
+    import signal
+
+    import uvloop
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        uvloop.run(runner())
+    except (ConfigError, FileNotFoundError, RuntimeError, OSError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def autoscaler_main(argv: Sequence[str]) -> int:
+    """Entry point of `pyllmd autoscaler` (Kubernetes mode)."""
+    from pyllmd.autoscaler.run import run_controller
+
+    return run_controller(list(argv), _run_until_signal)

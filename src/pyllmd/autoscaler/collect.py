@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from pyllmd.autoscaler.configmaps import format_retention
-from pyllmd.autoscaler.interfaces import CollectionError
+from pyllmd.autoscaler.interfaces import CollectionError, MetricsSource
 from pyllmd.autoscaler.model import ModelGroup, ReplicaMetrics, VariantState
 from pyllmd.autoscaler.promclient import PrometheusError, VectorSample
 
@@ -306,3 +306,6 @@ def _cache_config(samples: Sequence[VectorSample]) -> dict[str, tuple[int, int]]
         if pod and entry[0] * entry[1] >= out.get(pod, (0, 0))[0] * out.get(pod, (0, 0))[1]:
             out[pod] = entry
     return out
+
+
+_PROTOCOL_CHECK: type[MetricsSource] = PrometheusMetricsSource

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pyllmd.autoscaler import api
 from pyllmd.autoscaler.analyze import make_analyzer
@@ -49,21 +49,24 @@ log = logging.getLogger(__name__)
 SCALE_TO_ZERO_CONFIG_MAP = "wva-model-scale-to-zero-config"
 
 
-class GroupCollector:
+class GroupCollector(Protocol):
     """What the engine needs of the metrics source (PrometheusMetricsSource)."""
 
     async def collect(
         self, group: ModelGroup, pod_variants: Mapping[str, str] | None = None
     ) -> CollectionResult:
-        raise NotImplementedError
+        """Replica metrics of a group, classified ok / missing / stale / error."""
+        ...
 
     async def request_count(
         self, namespace: str, model_id: str, retention_seconds: float
     ) -> float | None:
-        raise NotImplementedError
+        """Successful requests over the retention window; None when unknown."""
+        ...
 
     async def scheduler_queue(self, model_id: str) -> tuple[float, float]:
-        raise NotImplementedError
+        """EPP flow-control queue (size, bytes) of a model."""
+        ...
 
 
 @dataclass(frozen=True)

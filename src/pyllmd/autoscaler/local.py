@@ -31,6 +31,7 @@ import yaml
 
 from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
 from pyllmd.autoscaler.interfaces import Container, GpuNode, Workload
+from pyllmd.autoscaler.model import Decision
 from pyllmd.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class LocalCluster:
         self.sim_command = tuple(sim_command)
         self.ready_timeout = ready_timeout
         self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
 
     # -- Cluster protocol -------------------------------------------------------
@@ -193,7 +195,7 @@ class LocalCluster:
             "scale deployment=%s/%s from=%d to=%d", namespace, ref.name, dep.replicas, replicas
         )
         dep.replicas = replicas
-        await self.reconcile()
+        self.request_reconcile()
         return True
 
     async def pod_workloads(self, namespace: str) -> Mapping[str, str]:
@@ -234,6 +236,21 @@ class LocalCluster:
             if p.ready and p.process.returncode is None
         ]
 
+    def request_reconcile(self) -> None:
+        """Ask the background supervisor (`run`) to bring pods in line with replicas."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Supervise pods until cancelled: reconcile on request, and every few seconds."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+            self._wake.clear()
+            try:
+                await self.reconcile()
+            except Exception:  # a failed start must not end supervision
+                log.exception("reconcile failed")
+
     async def reconcile(self) -> None:
         """Start or stop processes until every Deployment has its replicas, then publish targets."""
         async with self._lock:
@@ -266,7 +283,7 @@ class LocalCluster:
         proc = await asyncio.create_subprocess_exec(
             *self.sim_command, *dep.args, "--host", LOOPBACK, "--port", str(port),
             env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+            stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         log.info("pod started pod=%s port=%d", name, port)
         return Pod(name, port, proc)
@@ -326,3 +343,18 @@ def _merge_patch(target: Any, patch: Any) -> Any:
         else:
             out[key] = _merge_patch(out.get(key), value)
     return out
+
+
+class LocalActuator:
+    """Plays the HPA of the local stack: sets each variant's replicas to its decided target."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+
+    async def apply(self, decisions: Sequence[Decision]) -> None:
+        """Scale every decided variant's Deployment to the target."""
+        for d in decisions:
+            va = self.cluster.vas.get((d.namespace, d.variant))
+            if va is None:
+                continue
+            await self.cluster.scale(d.namespace, va.spec.scale_target_ref, d.target_replicas)

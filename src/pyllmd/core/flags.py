@@ -111,6 +111,10 @@ class ParsedFlags:
     args: tuple[str, ...]
     deprecated_ms: Mapping[str, str]  # duration flag -> its bare-integer (milliseconds) text
 
+    def effective(self, specs: Sequence[FlagSpec]) -> dict[str, object]:
+        """Every flag's value: the given one, else the spec's default."""
+        return {s.name: self.values.get(s.name, s.default) for s in specs}
+
 
 class HelpRequested(Exception):
     """`--help` or `-h` was given; carries the usage text to print (exit 0)."""

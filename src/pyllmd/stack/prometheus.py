@@ -139,7 +139,6 @@ class PrometheusProcess:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=(self.directory / "prometheus.log").open("wb"),
-            start_new_session=True,
         )
         await self._wait_ready(ready_timeout)
 

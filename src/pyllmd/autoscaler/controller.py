@@ -1,0 +1,147 @@
+"""The controller process: health and metrics endpoints, and the engine loops on a Clock.
+
+Start-up follows upstream's order (config → Prometheus connectivity with
+backoff → loops). The saturation loop runs every `GLOBAL_OPT_INTERVAL`
+(counted from the end of one cycle to the start of the next; upstream ignores
+the setting and uses 30 s), retrying a failed cycle with backoff; the
+scale-from-zero loop ticks every 100 ms. `/readyz` fails until the first read
+of the ConfigMaps succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from pyllmd.autoscaler.engine import SaturationEngine
+from pyllmd.autoscaler.metrics import ControllerMetrics
+from pyllmd.autoscaler.scalefromzero import ScaleFromZeroEngine
+from pyllmd.core.clock import Clock
+from pyllmd.core.metricset import CONTENT_TYPE
+
+log = logging.getLogger(__name__)
+
+SCALE_FROM_ZERO_PERIOD = 0.1
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: `initial` doubling (× `factor`) up to `cap`."""
+
+    initial: float = 0.1
+    factor: float = 2.0
+    cap: float = 4.0
+
+    def delays(self) -> list[float]:
+        """The first few delays (for documentation and tests)."""
+        out, d = [], self.initial
+        for _ in range(8):
+            out.append(min(d, self.cap))
+            d *= self.factor
+        return out
+
+
+def split_bind_address(address: str) -> tuple[str, int] | None:
+    """`":8081"` → ("0.0.0.0", 8081); `"127.0.0.1:9"` → (...); `"0"` or "" → None (disabled)."""
+    if address in ("", "0"):
+        return None
+    host, _, port = address.rpartition(":")
+    return (host or "0.0.0.0", int(port))
+
+
+class Controller:
+    """Owns the loops and the HTTP endpoints of one controller process."""
+
+    def __init__(
+        self,
+        saturation: SaturationEngine,
+        metrics: ControllerMetrics,
+        clock: Clock,
+        interval: float,
+        from_zero: ScaleFromZeroEngine | None = None,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        self.saturation = saturation
+        self.metrics = metrics
+        self.clock = clock
+        self.interval = interval
+        self.from_zero = from_zero
+        self.backoff = backoff
+        self.ready = False
+        self.ready_error = ""
+        self.cycles = 0
+
+    async def bootstrap(self) -> None:
+        """Read the ConfigMaps once; readiness depends on it (as upstream's bootstrap)."""
+        try:
+            await self.saturation.read_configs(set())
+        except Exception as e:
+            self.ready_error = str(e)
+            raise
+        self.ready = True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run the loops until `stop` is set."""
+        tasks = [asyncio.create_task(self._loop(self._saturation_cycle, self.interval, stop))]
+        if self.from_zero is not None:
+            tasks.append(
+                asyncio.create_task(self._loop(self._from_zero_tick, SCALE_FROM_ZERO_PERIOD, stop))
+            )
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _saturation_cycle(self) -> None:
+        await self.saturation.cycle()
+        self.cycles += 1
+
+    async def _from_zero_tick(self) -> None:
+        assert self.from_zero is not None
+        await self.from_zero.tick()
+
+    async def _loop(
+        self, step: Callable[[], Awaitable[None]], period: float, stop: asyncio.Event
+    ) -> None:
+        delay = self.backoff.initial
+        while not stop.is_set():
+            try:
+                await step()
+            except Exception:
+                log.exception("cycle failed; retrying in %.1fs", delay)
+                await self.clock.sleep(delay)
+                delay = min(delay * self.backoff.factor, self.backoff.cap)
+                continue
+            delay = self.backoff.initial
+            await self.clock.sleep(period)
+
+    # -- HTTP -----------------------------------------------------------------
+
+    def health_routes(self) -> list[web.RouteDef]:
+        """`/healthz` (always ok) and `/readyz` (after the ConfigMap bootstrap)."""
+        return [web.get("/healthz", self._healthz), web.get("/readyz", self._readyz)]
+
+    def metrics_routes(self) -> list[web.RouteDef]:
+        """`/metrics` with the `wva_*` families."""
+        return [web.get("/metrics", self._metrics, allow_head=False)]
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        if self.ready:
+            return web.Response(text="ok")
+        detail = f": {self.ready_error}" if self.ready_error else ""
+        return web.Response(status=500, text=f"initial ConfigMap bootstrap not complete{detail}")
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

@@ -1,0 +1,138 @@
+"""`pyllmd autoscaler`: the controller on Kubernetes (composition root).
+
+Upstream's start-up order: configuration → Kubernetes client → Prometheus
+client and an `up` query retried with backoff (5 s, ×2, 6 steps) → endpoints
+→ loops. Any failure before the loops is one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import sys
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from pyllmd.autoscaler.collect import PrometheusMetricsSource
+from pyllmd.autoscaler.config import ControllerConfig, load_controller_config
+from pyllmd.autoscaler.controller import Controller, split_bind_address
+from pyllmd.autoscaler.engine import EngineSettings, SaturationEngine
+from pyllmd.autoscaler.kube import KubeCluster, connect
+from pyllmd.autoscaler.metrics import ControllerMetrics
+from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusError, PrometheusOptions
+from pyllmd.autoscaler.status import StatusBook
+from pyllmd.core import logging as pylog
+from pyllmd.core.clock import Clock, RealClock
+from pyllmd.core.errors import ConfigError
+from pyllmd.core.flags import HelpRequested
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[Callable[[asyncio.Event], Awaitable[None]], str], int]
+
+
+def prometheus_options(cfg: ControllerConfig) -> PrometheusOptions:
+    """Client settings from the `PROMETHEUS_*` keys."""
+    return PrometheusOptions(
+        base_url=cfg.prometheus_base_url,
+        bearer_token=cfg.prometheus_bearer_token,
+        token_path=cfg.prometheus_token_path,
+        insecure_skip_verify=cfg.prometheus_tls_insecure_skip_verify,
+        ca_cert_path=cfg.prometheus_ca_cert_path,
+        client_cert_path=cfg.prometheus_client_cert_path,
+        client_key_path=cfg.prometheus_client_key_path,
+        server_name=cfg.prometheus_server_name,
+    )
+
+
+def engine_settings(cfg: ControllerConfig) -> EngineSettings:
+    """The engine's names and switches from the configuration."""
+    return EngineSettings(
+        system_namespace=cfg.pod_namespace,
+        saturation_config_map=cfg.saturation_config_map_name,
+        controller_instance=cfg.controller_instance,
+        env_scale_to_zero=cfg.wva_scale_to_zero,
+        node_selector=cfg.wva_node_selector,
+    )
+
+
+async def wait_for_prometheus(
+    client: PrometheusClient, clock: Clock, steps: int = 6, initial: float = 5.0
+) -> None:
+    """Upstream's connectivity check: `up`, retried with exponential backoff and jitter."""
+    delay, rng = initial, random.Random()
+    for attempt in range(steps):
+        try:
+            await client.validate_connectivity()
+            return
+        except PrometheusError as e:
+            if attempt == steps - 1:
+                raise ConfigError(f"PROMETHEUS_BASE_URL: Prometheus is not reachable: {e}") from e
+            log.warning("prometheus not reachable yet (%s); retrying in %.0fs", e, delay)
+            await clock.sleep(delay * (1 + 0.1 * rng.random()))
+            delay *= 2
+
+
+async def serve_controller(cfg: ControllerConfig, stop: asyncio.Event) -> None:
+    """Build everything from `cfg` and run until `stop`."""
+    clock = RealClock()
+    kube = connect(timeout=cfg.rest_client_timeout)
+    cluster = KubeCluster(
+        kube,
+        namespace=cfg.watch_namespace,
+        controller_instance=cfg.controller_instance,
+        system_namespace=cfg.pod_namespace,
+    )
+    client = PrometheusClient(prometheus_options(cfg), clock)
+    runners: list[web.AppRunner] = []
+    try:
+        await wait_for_prometheus(client, clock)
+        metrics = ControllerMetrics(cfg.controller_instance)
+        engine = SaturationEngine(
+            cluster,
+            PrometheusMetricsSource(
+                client, fresh_threshold=cfg.prometheus_metrics_cache_fresh_threshold
+            ),
+            metrics,
+            StatusBook(),
+            clock,
+            engine_settings(cfg),
+        )
+        controller = Controller(engine, metrics, clock, cfg.global_opt_interval)
+        for address, routes in (
+            (cfg.health_probe_bind_address, controller.health_routes()),
+            (cfg.metrics_bind_address, controller.metrics_routes()),
+        ):
+            bind = split_bind_address(address)
+            if bind is None:
+                continue
+            app = web.Application()
+            app.add_routes(routes)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, bind[0], bind[1]).start()
+            runners.append(runner)
+        await controller.bootstrap()
+        await controller.run(stop)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+        await client.close()
+        await cluster.close()
+
+
+def run_controller(argv: list[str], runner: Runner) -> int:
+    """Parse the configuration and run the controller; the exit status."""
+    try:
+        cfg = load_controller_config(argv, os.environ)
+    except HelpRequested as h:
+        print(h.text, end="")
+        return 0
+    except ConfigError as e:
+        print(f"pyllmd autoscaler: error: {e}", file=sys.stderr)
+        return 1
+    pylog.setup(cfg.log_verbosity)
+    return runner(lambda stop: serve_controller(cfg, stop), "pyllmd autoscaler")

@@ -1,0 +1,204 @@
+"""The whole autoscaling loop as a user runs it: `pyllmd up`, a load ramp, idleness, a wake-up.
+
+Two variants of one model (cheap A100 at 1 replica, pricey H100 at 2) run as
+simulator processes behind the stack's gateway; a real Prometheus (HTTPS)
+scrapes them and the controller sizes them. The test drives traffic with the
+openai client and reads what a user reads: the `wva_*` gauges, the VA status
+list, and Prometheus.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+import ssl
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.e2e.harness import ManagedProcess, free_port
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "m"
+SIM_ARGS = (
+    '[--model, m, --max-num-seqs, "2", --time-to-first-token, 50ms, --inter-token-latency, 20ms]'
+)
+STACK = f"""
+namespace: llm
+variants:
+  - variantAutoscaling:
+      metadata: {{name: cheap, labels: {{inference.optimization/acceleratorName: A100}}}}
+      spec: {{scaleTargetRef: {{kind: Deployment, name: cheap}}, modelID: m, variantCost: "5"}}
+    deployment: {{replicas: 1, args: {SIM_ARGS}}}
+  - variantAutoscaling:
+      metadata: {{name: pricey, labels: {{inference.optimization/acceleratorName: H100}}}}
+      spec: {{scaleTargetRef: {{kind: Deployment, name: pricey}}, modelID: m, variantCost: "15"}}
+    deployment: {{replicas: 2, args: {SIM_ARGS}}}
+configMaps:
+  - metadata:
+      name: wva-saturation-scaling-config
+      namespace: workload-variant-autoscaler-system
+    data:
+      default: |
+        kvCacheThreshold: 0.80
+        queueLengthThreshold: 5
+        kvSpareTrigger: 0.1
+        queueSpareTrigger: 3
+  - metadata:
+      name: wva-model-scale-to-zero-config
+      namespace: workload-variant-autoscaler-system
+    data:
+      default: |
+        enable_scale_to_zero: true
+        retention_period: 100s
+"""
+
+
+class Stack:
+    """A running `pyllmd up` and readers for what it shows."""
+
+    def __init__(self, proc: ManagedProcess, urls: dict[str, str]) -> None:
+        self.proc = proc
+        self.urls = urls
+        self.timeline: list[tuple[float, dict[str, int]]] = []
+
+    def desired(self) -> dict[str, int]:
+        text = urllib.request.urlopen(self.urls["admin"] + "/metrics", timeout=5).read().decode()
+        found = re.findall(r'wva_desired_replicas\{[^}]*variant_name="(\w+)"\} (\d+)', text)
+        return {name: int(value) for name, value in found}
+
+    def vas(self) -> dict[str, dict[str, object]]:
+        url = self.urls["admin"] + "/apis/llmd.ai/v1alpha1/variantautoscalings"
+        items = json.loads(urllib.request.urlopen(url, timeout=5).read())["items"]
+        return {va["metadata"]["name"]: va for va in items}
+
+    def prometheus(self, promql: str) -> list[dict[str, object]]:
+        ctx = ssl.create_default_context(cafile=self.urls["ca"])
+        url = self.urls["prometheus"] + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        body = json.loads(urllib.request.urlopen(url, timeout=5, context=ctx).read())
+        result: list[dict[str, object]] = body["data"]["result"]
+        return result
+
+    def record(self) -> dict[str, int]:
+        now = self.desired()
+        if not self.timeline or self.timeline[-1][1] != now:
+            self.timeline.append((time.monotonic(), now))
+        return now
+
+    def wait_for(self, what: str, check: Callable[[dict[str, int]], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check(self.record()):
+                return
+            time.sleep(1)
+        raise AssertionError(f"timed out waiting for {what}; timeline: {self.timeline}\n"
+                             + self.proc.describe(tail=40))  # fmt: skip
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack_file = tmp_path / "stack.yaml"
+    stack_file.write_text(STACK)
+    port = free_port()
+    argv = [sys.executable, "-m", "pyllmd", "up", "--stack", str(stack_file), "--port", str(port),
+            "--interval", "2s", "--workdir", str(tmp_path / "work")]  # fmt: skip
+    proc = ManagedProcess("pyllmd-up", argv, None)
+    try:
+        urls: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "admin" not in urls:
+            out = proc.output
+            if m := re.search(r"autoscaler metrics:\s+(http://\S+)/metrics", out):
+                urls["admin"] = m.group(1)
+            time.sleep(0.2)
+        out = proc.output
+        assert urls, "pyllmd up did not start:\n" + proc.describe(tail=60)
+        urls["gateway"] = re.search(r"OpenAI API \(gateway\):\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+        m = re.search(r"Prometheus \(HTTPS\):\s+(\S+)\s+\(CA: (\S+)\)", out)
+        assert m is not None
+        urls["prometheus"], urls["ca"] = m.group(1), m.group(2)
+        yield Stack(proc, urls)
+    finally:
+        proc.stop()
+
+
+def _load(gateway: str, concurrency: int, seconds: float) -> int:
+    def worker(_: int) -> int:
+        client = openai.OpenAI(base_url=gateway, api_key="x", max_retries=0, timeout=120)
+        done, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            client.completions.create(
+                model=MODEL, prompt="hello there", max_tokens=40, extra_body={"ignore_eos": True}
+            )
+            done += 1
+        return done
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        return sum(pool.map(worker, range(concurrency)))
+
+
+def _first_drop(timeline: list[tuple[float, dict[str, int]]], name: str, after: float) -> float:
+    peak, prev = None, None
+    for t, values in timeline:
+        v = values.get(name, 0)
+        if t >= after and prev is not None and v < prev and v > 0:
+            return t
+        prev = v
+        peak = v if peak is None else max(peak, v)
+    return float("inf")
+
+
+@pytest.mark.timeout(480)
+def test_load_ramp_scale_up_down_to_zero_and_back(stack: Stack) -> None:
+    # 1. a load ramp saturates the variants: the cheaper one is scaled up, the pricey one not
+    with concurrent.futures.ThreadPoolExecutor(1) as bg:
+        load = bg.submit(_load, stack.urls["gateway"], 24, 35)
+        stack.wait_for("cheap scaled up", lambda d: d.get("cheap", 0) >= 3, timeout=60)
+        assert stack.desired()["pricey"] <= 2
+        served = load.result(timeout=120)
+    load_end = time.monotonic()
+    assert served > 0
+    # the new replicas exist and took load (Prometheus sees several cheap pods with successes)
+    pods = stack.prometheus(
+        'sum by (pod) (vllm:request_success_total{namespace="llm",pod=~"cheap-.*"})'
+    )
+    assert len([p for p in pods if float(p["value"][1]) > 0]) >= 2  # type: ignore[index]
+    # status and gauges agree
+    vas, desired = stack.vas(), stack.desired()
+    for name in ("cheap", "pricey"):
+        alloc = vas[name]["status"]["desiredOptimizedAlloc"]  # type: ignore[index]
+        assert alloc["numReplicas"] == desired[name]  # type: ignore[index]
+    # 2. idle: the pricey variant is scaled down first, then the cheap one
+    stack.wait_for("pricey back to 1", lambda d: d.get("pricey") == 1, timeout=150)
+    stack.wait_for("cheap scaled down", lambda d: 0 < d.get("cheap", 0) < 3, timeout=150)
+    assert _first_drop(stack.timeline, "pricey", load_end) <= _first_drop(
+        stack.timeline, "cheap", load_end
+    )
+    # 3. after the retention period without requests: everything at zero
+    stack.wait_for("scale to zero", lambda d: d.get("cheap") == 0 and d.get("pricey") == 0, 200)
+    # ... and the pods are gone: Prometheus stops seeing any simulator target
+    for _ in range(60):
+        if not stack.prometheus('up{job="pods"} == 1'):
+            break
+        time.sleep(1)
+    assert stack.prometheus('up{job="pods"} == 1') == []
+    # 4. a request arrives: it waits at the gateway, a variant is woken, and it is answered
+    client = openai.OpenAI(base_url=stack.urls["gateway"], api_key="x", max_retries=0, timeout=90)
+    reply = client.completions.create(model=MODEL, prompt="wake up", max_tokens=5)
+    assert reply.choices[0].text
+    stack.wait_for("woken", lambda d: d.get("cheap", 0) + d.get("pricey", 0) >= 1, timeout=30)
+    desired = stack.desired()
+    woken = [n for n, va in stack.vas().items() if desired.get(n, 0) >= 1]
+    assert woken, stack.timeline
+    va = stack.vas()[woken[0]]
+    assert va["status"]["desiredOptimizedAlloc"]["numReplicas"] == desired[woken[0]]  # type: ignore[index]
+    ready = {c["type"]: c["status"] for c in va["status"]["conditions"]}  # type: ignore[index]
+    assert ready["OptimizationReady"] == "True" and ready["TargetResolved"] == "True"
+    assert "scale from zero" in stack.proc.output
