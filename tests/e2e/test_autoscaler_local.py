@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -74,16 +75,16 @@ class Stack:
         found = re.findall(r'wva_desired_replicas\{[^}]*variant_name="(\w+)"\} (\d+)', text)
         return {name: int(value) for name, value in found}
 
-    def vas(self) -> dict[str, dict[str, object]]:
+    def vas(self) -> dict[str, Any]:
         url = self.urls["admin"] + "/apis/llmd.ai/v1alpha1/variantautoscalings"
         items = json.loads(urllib.request.urlopen(url, timeout=5).read())["items"]
         return {va["metadata"]["name"]: va for va in items}
 
-    def prometheus(self, promql: str) -> list[dict[str, object]]:
+    def prometheus(self, promql: str) -> list[Any]:
         ctx = ssl.create_default_context(cafile=self.urls["ca"])
         url = self.urls["prometheus"] + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
         body = json.loads(urllib.request.urlopen(url, timeout=5, context=ctx).read())
-        result: list[dict[str, object]] = body["data"]["result"]
+        result: list[Any] = body["data"]["result"]
         return result
 
     def record(self) -> dict[str, int]:
@@ -120,7 +121,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             time.sleep(0.2)
         out = proc.output
         assert urls, "pyllmd up did not start:\n" + proc.describe(tail=60)
-        urls["gateway"] = re.search(r"OpenAI API \(gateway\):\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+        gw = re.search(r"OpenAI API \(gateway\):\s+(\S+)", out)
+        assert gw is not None
+        urls["gateway"] = gw.group(1)
         m = re.search(r"Prometheus \(HTTPS\):\s+(\S+)\s+\(CA: (\S+)\)", out)
         assert m is not None
         urls["prometheus"], urls["ca"] = m.group(1), m.group(2)
@@ -169,12 +172,12 @@ def test_load_ramp_scale_up_down_to_zero_and_back(stack: Stack) -> None:
     pods = stack.prometheus(
         'sum by (pod) (vllm:request_success_total{namespace="llm",pod=~"cheap-.*"})'
     )
-    assert len([p for p in pods if float(p["value"][1]) > 0]) >= 2  # type: ignore[index]
+    assert len([p for p in pods if float(p["value"][1]) > 0]) >= 2
     # status and gauges agree
     vas, desired = stack.vas(), stack.desired()
     for name in ("cheap", "pricey"):
-        alloc = vas[name]["status"]["desiredOptimizedAlloc"]  # type: ignore[index]
-        assert alloc["numReplicas"] == desired[name]  # type: ignore[index]
+        alloc = vas[name]["status"]["desiredOptimizedAlloc"]
+        assert alloc["numReplicas"] == desired[name]
     # 2. idle: the pricey variant is scaled down first, then the cheap one
     stack.wait_for("pricey back to 1", lambda d: d.get("pricey") == 1, timeout=150)
     stack.wait_for("cheap scaled down", lambda d: 0 < d.get("cheap", 0) < 3, timeout=150)
@@ -198,7 +201,7 @@ def test_load_ramp_scale_up_down_to_zero_and_back(stack: Stack) -> None:
     woken = [n for n, va in stack.vas().items() if desired.get(n, 0) >= 1]
     assert woken, stack.timeline
     va = stack.vas()[woken[0]]
-    assert va["status"]["desiredOptimizedAlloc"]["numReplicas"] == desired[woken[0]]  # type: ignore[index]
-    ready = {c["type"]: c["status"] for c in va["status"]["conditions"]}  # type: ignore[index]
+    assert va["status"]["desiredOptimizedAlloc"]["numReplicas"] == desired[woken[0]]
+    ready = {c["type"]: c["status"] for c in va["status"]["conditions"]}
     assert ready["OptimizationReady"] == "True" and ready["TargetResolved"] == "True"
     assert "scale from zero" in stack.proc.output

@@ -38,7 +38,8 @@ def scale_up(variants: Sequence[VariantCapacity], required: float, targets: dict
             break
         if vc.per_replica_capacity <= 0:
             continue
-        added = math.ceil(remaining / vc.per_replica_capacity)
+        # at least one replica while any capacity is required (a denormal ratio rounds to 0)
+        added = max(1, math.ceil(remaining / vc.per_replica_capacity))
         targets[vc.variant] += added
         remaining -= added * vc.per_replica_capacity
 
