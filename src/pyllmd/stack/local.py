@@ -78,9 +78,19 @@ def admin_app(controller: Controller, cluster: LocalCluster) -> web.Application:
     return app
 
 
+@dataclass
+class RunningStack:
+    """The pieces of a running stack, and where to reach them."""
+
+    urls: dict[str, str]
+    cluster: LocalCluster
+    prometheus: PrometheusProcess
+    controller: Controller
+
+
 @contextlib.asynccontextmanager
-async def local_stack(opts: StackOptions) -> AsyncIterator[dict[str, str]]:
-    """Start every piece; yields the URLs; stops everything on exit."""
+async def local_stack(opts: StackOptions) -> AsyncIterator[RunningStack]:
+    """Start every piece; yields them with their URLs; stops everything on exit."""
     with contextlib.ExitStack() as files:
         workdir = opts.workdir or Path(files.enter_context(tempfile.TemporaryDirectory()))
         workdir.mkdir(parents=True, exist_ok=True)
@@ -135,13 +145,14 @@ async def local_stack(opts: StackOptions) -> AsyncIterator[dict[str, str]]:
             runners.append(await _serve(admin_app(controller, cluster), admin_port))
             await controller.bootstrap()
             tasks.append(asyncio.create_task(controller.run(stop)))
-            yield {
+            urls = {
                 "gateway": gateway_url,
                 "admin": f"http://{LOOPBACK}:{admin_port}",
                 "prometheus": prom.url,
                 "prometheus_ca": str(prom.tls.cert),
                 "workdir": str(workdir),
             }
+            yield RunningStack(urls, cluster, prom, controller)
         finally:
             stop.set()
             for task in tasks:
@@ -160,7 +171,8 @@ async def local_stack(opts: StackOptions) -> AsyncIterator[dict[str, str]]:
 
 async def run_local_stack(opts: StackOptions, stop: asyncio.Event) -> None:
     """Run the stack until `stop` is set, printing where everything is."""
-    async with local_stack(opts) as urls:
+    async with local_stack(opts) as running:
+        urls = running.urls
         lines = [
             "pyllmd local stack is up:",
             f"  OpenAI API (gateway): {urls['gateway']}/v1",
