@@ -293,6 +293,8 @@ def default_text(spec: FlagSpec) -> str:
         return format_duration(float(value))
     if spec.kind is FlagKind.STRING:
         return quote_go(str(value))
+    if isinstance(value, bool):
+        return "true"  # false is the zero value, returned above; Go spells bools lower-case
     if isinstance(value, tuple):
         return "[" + ",".join(str(v) for v in value) + "]"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:

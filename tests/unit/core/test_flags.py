@@ -331,3 +331,10 @@ def test_format_duration(ns: int, text: str) -> None:
 @given(st.integers(min_value=-(2**62), max_value=2**62))
 def test_format_then_parse_round_trips(ns: int) -> None:
     assert go_parse_duration_ns(format_duration_ns(ns)) == ns
+
+
+def test_usage_prints_bool_defaults_like_pflag() -> None:
+    from pyllmd.core.flags import FlagKind, FlagSpec, usage
+
+    text = usage([FlagSpec("metrics-secure", FlagKind.BOOL, True, "serve metrics over HTTPS")])
+    assert "(default true)" in text
