@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import ipaddress
 import json
 import shutil
 import ssl
@@ -21,10 +19,8 @@ from pathlib import Path
 
 import aiohttp
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from pyllmd.core.tls import write_self_signed
 
 LOOPBACK = "127.0.0.1"
 
@@ -37,39 +33,10 @@ class TlsFiles:
     key: Path
 
 
-def self_signed(directory: Path, host: str = LOOPBACK, now: dt.datetime | None = None) -> TlsFiles:
-    """Write a one-year self-signed EC certificate valid for `host` (IP SAN) and localhost."""
-    now = now or dt.datetime.now(dt.UTC)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pyllmd local stack")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    files = TlsFiles(directory / "tls.crt", directory / "tls.key")
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    files.key.chmod(0o600)
-    return files
+def self_signed(directory: Path, host: str = LOOPBACK) -> TlsFiles:
+    """A one-year self-signed certificate valid for `host` (IP SAN) and localhost."""
+    cert, key = write_self_signed(directory, "tls", ips=(host,))
+    return TlsFiles(cert, key)
 
 
 def prometheus_config(
