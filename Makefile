@@ -12,19 +12,20 @@ LINT_PATHS := src tests bench tools
 
 MODEL ?= meta-llama/Llama-3.1-8B-Instruct
 PORT ?= 8000
+STACK ?= config/local/stack.yaml
 
 .PHONY: help up test test-e2e-smoke test-e2e-full bench lint fmt conformance clean \
 	venv e2e-deps bench-deps
 
 help:
-	@echo "make up              run a simulator on port $(PORT) (model $(MODEL))"
+	@echo "make up              run the local stack (simulators, gateway on port $(PORT), Prometheus, autoscaler)"
 	@echo "make test            unit tests"
 	@echo "make test-e2e-smoke  end-to-end tests with real processes (installs prometheus)"
 	@echo "make test-e2e-full   all end-to-end tests, including the long scenarios"
 	@echo "make bench           benchmarks; rewrites docs/developer-guide/benchmarks.md"
 	@echo "make lint            ruff, ruff format --check, mypy, import-linter"
 	@echo "make fmt             ruff format + ruff check --fix"
-	@echo "make conformance     regenerate docs/developer-guide/conformance.md"
+	@echo "make conformance     regenerate docs/developer-guide/conformance*.md"
 	@echo "make clean           remove the venv and caches"
 
 venv: $(STAMP)
@@ -51,22 +52,22 @@ e2e-deps:
 			--no-install-recommends prometheus curl >/dev/null; }
 	@prometheus --version 2>&1 | head -n 1
 
-up: $(STAMP)
-	@echo "Starting the simulator for $(MODEL) on http://127.0.0.1:$(PORT) (Ctrl-C stops it)."
+# The local stack needs Debian's prometheus, hence e2e-deps.
+up: $(STAMP) e2e-deps
+	@echo "Starting the local stack from $(STACK): two simulator variants of $(MODEL),"
+	@echo "a gateway on http://127.0.0.1:$(PORT), Prometheus and the autoscaler (Ctrl-C stops it)."
 	@echo ""
-	@echo "Call it with curl:"
-	@echo "  curl -s http://127.0.0.1:$(PORT)/v1/chat/completions -H 'Content-Type: application/json' \\"
-	@echo "    -d '{\"model\": \"$(MODEL)\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"
+	@echo "Send load through the gateway, e.g. 40 concurrent requests in a loop:"
+	@echo "  while :; do for i in \$$(seq 40); do curl -s -o /dev/null http://127.0.0.1:$(PORT)/v1/chat/completions \\"
+	@echo "    -H 'Content-Type: application/json' -d '{\"model\": \"$(MODEL)\", \"max_tokens\": 200,"
+	@echo "    \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}' & done; wait; done"
 	@echo ""
-	@echo "or with the openai client ($(BIN)/python):"
-	@echo "  from openai import OpenAI"
-	@echo "  client = OpenAI(base_url=\"http://127.0.0.1:$(PORT)/v1\", api_key=\"unused\")"
-	@echo "  r = client.chat.completions.create(model=\"$(MODEL)\","
-	@echo "      messages=[{\"role\": \"user\", \"content\": \"Hello\"}])"
-	@echo "  print(r.choices[0].message.content)"
+	@echo "Watch it scale (the admin URL is printed below once everything is up):"
+	@echo "  curl -s <admin>/metrics | grep '^wva_'"
+	@echo "  curl -s <admin>/apis/llmd.ai/v1alpha1/variantautoscalings"
+	@echo "See docs/user-guide/admin/autoscaler-local.md."
 	@echo ""
-	@exec $(BIN)/pyllmd sim --model $(MODEL) --port $(PORT) \
-		--time-to-first-token 100ms --inter-token-latency 20ms
+	@exec $(BIN)/pyllmd up --stack $(STACK) --port $(PORT)
 
 # pytest exits 5 when it collected no test; make treats that as a failure.
 test: $(STAMP)

@@ -1,17 +1,21 @@
-"""Generates docs/developer-guide/conformance.md: spec acceptance checks -> tests.
+"""Generates the conformance pages: spec acceptance checks -> tests.
 
-The simulator spec's §14 lists numbered acceptance checks. A test covers check
-NN when its name starts with ``test_sim_acc_NN_``. This tool joins the two and
-writes a table with each check's status (a test covering several checks lists
-them all: ``test_sim_acc_09_10_validation``): ``tested``, ``deferred (issue N)``
-(from the ``deferred`` map in tools/acceptance_checks.json) or ``open``.
+Each part's spec ends with numbered acceptance checks: the simulator spec's
+§14 and the autoscaler spec's "Acceptance checks" section (grouped under plain
+sub-headings). A test covers check NN of a part when its name starts with the
+part's prefix and the number: ``test_sim_acc_NN_`` (simulator) or
+``test_wva_acc_NN_`` (autoscaler); a test covering several checks lists them
+all: ``test_sim_acc_09_10_validation``. This tool joins the two and writes one
+table per part with each check's status: ``tested``, ``deferred (reason)``
+(from the ``deferred`` map of the part's checked-in JSON), ``partly tested``
+(tests exist and the rest is deferred) or ``open``.
 
-The spec lives outside the repository (``../shared/spec/simulator.md`` from
-the repository root). When it is there, the check titles are refreshed into
-tools/acceptance_checks.json, the checked-in copy the doc is built from, so the
-doc can be regenerated without it.
+The specs live outside the repository (``../shared/spec/`` from the
+repository root). When a spec is there, its check titles are refreshed into
+the part's checked-in JSON (tools/acceptance_checks*.json), which the page is
+built from, so the pages can be regenerated without the specs.
 
-Usage: ``python tools/conformance.py [--check] [--spec PATH]``.
+Usage: ``python tools/conformance.py [--check] [--spec-dir DIR]``.
 """
 
 from __future__ import annotations
@@ -26,46 +30,102 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT.parent / "shared" / "spec" / "simulator.md"
-CHECKS_JSON = ROOT / "tools" / "acceptance_checks.json"
-DOC = ROOT / "docs" / "developer-guide" / "conformance.md"
-TEST_NAME = re.compile(r"^test_sim_acc_((?:\d{2}_)+)\w*$")
-SECTION = "## 14. Acceptance checks"
+SPEC_DIR = ROOT.parent / "shared" / "spec"
 ITEM = re.compile(r"^(\d+)\.\s+(.*\S)\s*$")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One part's acceptance checks: where they come from and where the page goes."""
+
+    key: str
+    title: str
+    spec_name: str
+    section: str
+    prefix: str
+    checks_json: Path
+    doc: Path
+
+    @property
+    def test_name(self) -> re.Pattern[str]:
+        return re.compile(rf"^{self.prefix}((?:\d{{2}}_)+)\w*$")
+
+
+SIMULATOR = Suite(
+    key="sim",
+    title="Simulator",
+    spec_name="simulator.md",
+    section="## 14. Acceptance checks",
+    prefix="test_sim_acc_",
+    checks_json=ROOT / "tools" / "acceptance_checks.json",
+    doc=ROOT / "docs" / "developer-guide" / "conformance.md",
+)
+AUTOSCALER = Suite(
+    key="wva",
+    title="Autoscaler",
+    spec_name="autoscaler.md",
+    section="## Acceptance checks",
+    prefix="test_wva_acc_",
+    checks_json=ROOT / "tools" / "acceptance_checks_autoscaler.json",
+    doc=ROOT / "docs" / "developer-guide" / "conformance-autoscaler.md",
+)
+SUITES = (SIMULATOR, AUTOSCALER)
+
+# Backwards-compatible names (the simulator suite).
+SPEC = SPEC_DIR / SIMULATOR.spec_name
+CHECKS_JSON = SIMULATOR.checks_json
+DOC = SIMULATOR.doc
+SECTION = SIMULATOR.section
 
 
 @dataclass(frozen=True)
 class Check:
     number: int
     text: str
+    group: str = ""
 
 
-def parse_spec(text: str) -> list[Check]:
-    """The numbered items of the acceptance-checks section, in order."""
+def _is_group_heading(lines: list[str], i: int) -> bool:
+    """A plain line (no number, not indented, no final period) right before an item."""
+    line = lines[i]
+    if not line.strip() or line[0].isspace() or ITEM.match(line) or line.rstrip().endswith("."):
+        return False
+    following = next((x for x in lines[i + 1 :] if x.strip()), "")
+    return bool(ITEM.match(following))
+
+
+def parse_spec(text: str, section: str = SECTION) -> list[Check]:
+    """The numbered items of the acceptance-checks section, in order, with their groups."""
     lines = text.splitlines()
     try:
-        start = next(i for i, line in enumerate(lines) if line.startswith(SECTION))
+        start = next(i for i, line in enumerate(lines) if line.startswith(section))
     except StopIteration:
-        raise ValueError(f"section {SECTION!r} not found in the spec") from None
+        raise ValueError(f"section {section!r} not found in the spec") from None
     checks: list[Check] = []
-    for line in lines[start + 1 :]:
+    group = ""
+    for i in range(start + 1, len(lines)):
+        line = lines[i]
         if line.startswith("## "):
             break
         match = ITEM.match(line)
         if match:
-            checks.append(Check(int(match.group(1)), match.group(2)))
+            checks.append(Check(int(match.group(1)), match.group(2), group))
         elif checks and line.startswith("   ") and line.strip():
             last = checks[-1]  # a wrapped continuation line
-            checks[-1] = Check(last.number, f"{last.text} {line.strip()}")
+            checks[-1] = Check(last.number, f"{last.text} {line.strip()}", last.group)
+        elif _is_group_heading(lines, i):
+            group = line.strip()
     if not checks:
         raise ValueError("no acceptance checks found in the spec")
     return checks
 
 
 def load_json(path: Path) -> tuple[list[Check], dict[str, str], dict[str, str]]:
-    """Checks, the deferred map (number -> issue) and the notes map (number -> deviation)."""
+    """Checks, the deferred map (number -> reason) and the notes map (number -> remark)."""
     data = json.loads(path.read_text())
-    checks = [Check(int(c["number"]), str(c["text"])) for c in data["checks"]]
+    checks = [
+        Check(int(c["number"]), str(c["text"]), str(c.get("group", ""))) for c in data["checks"]
+    ]
     deferred = {str(k): str(v) for k, v in data.get("deferred", {}).items()}
     notes = {str(k): str(v) for k, v in data.get("notes", {}).items()}
     return checks, deferred, notes
@@ -75,24 +135,37 @@ def _by_number(items: Mapping[str, str]) -> dict[str, str]:
     return dict(sorted(items.items(), key=lambda kv: int(kv[0])))
 
 
+def _check_json(check: Check) -> dict[str, object]:
+    item: dict[str, object] = {"number": check.number, "text": check.text}
+    if check.group:
+        item["group"] = check.group
+    return item
+
+
 def dump_json(
     path: Path,
     checks: list[Check],
     deferred: Mapping[str, str],
     notes: Mapping[str, str] | None = None,
+    source: str = "shared/spec/simulator.md, section 14 (regenerate: make conformance)",
 ) -> None:
     data = {
-        "source": "shared/spec/simulator.md, section 14 (regenerate: make conformance)",
+        "source": source,
         "deferred": _by_number(deferred),
         "notes": _by_number(notes or {}),
-        "checks": [{"number": c.number, "text": c.text} for c in checks],
+        "checks": [_check_json(c) for c in checks],
     }
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def check_numbers(test_name: str) -> list[int]:
+def _source(suite: Suite) -> str:
+    where = "section 14" if suite is SIMULATOR else "section Acceptance checks"
+    return f"shared/spec/{suite.spec_name}, {where} (regenerate: make conformance)"
+
+
+def check_numbers(test_name: str, suite: Suite = SIMULATOR) -> list[int]:
     """Check numbers a test name claims: ``test_sim_acc_09_10_x`` -> [9, 10]."""
-    match = TEST_NAME.match(test_name)
+    match = suite.test_name.match(test_name)
     if not match:
         return []
     return [int(n) for n in match.group(1).split("_") if n]
@@ -109,14 +182,14 @@ def _test_names(tree: ast.Module) -> Iterable[str]:
                     yield f"{node.name}::{item.name}"
 
 
-def scan_tests(tests_dir: Path, root: Path) -> dict[int, list[str]]:
-    """Check number -> ``path::name`` of every test named test_sim_acc_NN_*."""
+def scan_tests(tests_dir: Path, root: Path, suite: Suite = SIMULATOR) -> dict[int, list[str]]:
+    """Check number -> ``path::name`` of every test named with the suite's prefix."""
     found: dict[int, list[str]] = {}
     for path in sorted(tests_dir.rglob("test_*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         rel = path.relative_to(root).as_posix()
         for name in _test_names(tree):
-            for number in check_numbers(name.rsplit("::", 1)[-1]):
+            for number in check_numbers(name.rsplit("::", 1)[-1], suite):
                 found.setdefault(number, []).append(f"{rel}::{name}")
     return found
 
@@ -131,12 +204,41 @@ def status(
     deferred: Mapping[str, str],
     notes: Mapping[str, str] | None = None,
 ) -> str:
+    key = str(check.number)
+    note = (notes or {}).get(key)
     if tests.get(check.number):
-        note = (notes or {}).get(str(check.number))
+        if key in deferred:
+            return f"partly tested ({note or 'see tests'}); rest deferred ({deferred[key]})"
         return f"tested ({note})" if note else "tested"
-    if str(check.number) in deferred:
-        return f"deferred ({deferred[str(check.number)]})"
+    if key in deferred:
+        return f"deferred ({deferred[key]})"
     return "open"
+
+
+def _header(suite: Suite) -> list[str]:
+    if suite is SIMULATOR:
+        return [
+            "# Simulator conformance",
+            "",
+            "Generated by `make conformance` (tools/conformance.py) from the acceptance checks of",
+            "the simulator spec (section 14) and the tests named `test_sim_acc_NN_*`. Do not edit.",
+        ]
+    return [
+        f"# {suite.title} conformance",
+        "",
+        "Generated by `make conformance` (tools/conformance.py) from the acceptance checks of",
+        f'the {suite.title.lower()} spec (section "{suite.section.lstrip("# ")}") and the '
+        f"tests named `{suite.prefix}NN_*`.",
+        "Do not edit. The simulator's page is [conformance.md](conformance.md).",
+    ]
+
+
+def _table(rows: list[tuple[Check, str]], tests: Mapping[int, list[str]]) -> list[str]:
+    lines = ["| # | check | tests | status |", "|---|---|---|---|"]
+    for check, state in rows:
+        names = "<br>".join(f"`{t}`" for t in tests.get(check.number, []))
+        lines.append(f"| {check.number} | {_cell(check.text)} | {names} | {state} |")
+    return lines
 
 
 def render(
@@ -144,26 +246,28 @@ def render(
     tests: Mapping[int, list[str]],
     deferred: Mapping[str, str],
     notes: Mapping[str, str] | None = None,
+    suite: Suite = SIMULATOR,
 ) -> str:
-    """The whole conformance.md text; a pure function of its inputs."""
+    """The whole conformance page; a pure function of its inputs."""
     states = [status(c, tests, deferred, notes) for c in checks]
     tested = sum(s.startswith("tested") for s in states)
+    partly = sum(s.startswith("partly") for s in states)
     later = sum(s.startswith("deferred") for s in states)
-    lines = [
-        "# Simulator conformance",
-        "",
-        "Generated by `make conformance` (tools/conformance.py) from the acceptance checks of",
-        "the simulator spec (section 14) and the tests named `test_sim_acc_NN_*`. Do not edit.",
-        "",
-        f"{tested} of {len(checks)} checks tested, {later} deferred, "
-        f"{len(checks) - tested - later} open.",
-        "",
-        "| # | check | tests | status |",
-        "|---|---|---|---|",
-    ]
-    for check, state in zip(checks, states, strict=True):
-        names = "<br>".join(f"`{t}`" for t in tests.get(check.number, []))
-        lines.append(f"| {check.number} | {_cell(check.text)} | {names} | {state} |")
+    opened = len(checks) - tested - partly - later
+    summary = f"{tested} of {len(checks)} checks tested, "
+    if partly:
+        summary += f"{partly} partly tested, "
+    lines = [*_header(suite), "", f"{summary}{later} deferred, {opened} open.", ""]
+    rows = list(zip(checks, states, strict=True))
+    groups = list(dict.fromkeys(c.group for c in checks))
+    if groups == [""]:
+        lines += _table(rows, tests)
+    else:
+        for group in groups:
+            lines += [f"## {group or 'Other'}", ""]
+            lines += _table([r for r in rows if r[0].group == group], tests)
+            lines.append("")
+        lines.pop()
     unknown = sorted(set(tests) - {c.number for c in checks})
     if unknown:
         lines += ["", "Tests naming a check the spec does not have:", ""]
@@ -171,27 +275,39 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def generate(root: Path = ROOT, checks_json: Path = CHECKS_JSON) -> str:
-    checks, deferred, notes = load_json(checks_json)
-    return render(checks, scan_tests(root / "tests", root), deferred, notes)
+def generate(root: Path = ROOT, checks_json: Path | None = None, suite: Suite = SIMULATOR) -> str:
+    checks, deferred, notes = load_json(checks_json or suite.checks_json)
+    return render(checks, scan_tests(root / "tests", root, suite), deferred, notes, suite)
+
+
+def refresh(suite: Suite, spec: Path) -> bool:
+    """Rewrite the suite's JSON from the spec when the spec is present."""
+    if not spec.exists():
+        return False
+    path = suite.checks_json
+    _, deferred, notes = load_json(path) if path.exists() else ([], {}, {})
+    checks = parse_spec(spec.read_text(), suite.section)
+    dump_json(path, checks, deferred, notes, _source(suite))
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="fail if the doc is out of date")
-    parser.add_argument("--spec", type=Path, default=SPEC)
+    parser.add_argument("--check", action="store_true", help="fail if a page is out of date")
+    parser.add_argument("--spec-dir", type=Path, default=SPEC_DIR)
     args = parser.parse_args(argv)
     if args.check:
-        if DOC.exists() and DOC.read_text() == generate():
-            return 0
-        print(f"{DOC.relative_to(ROOT)} is out of date: run make conformance", file=sys.stderr)
-        return 1
-    if args.spec.exists():
-        _, deferred, notes = load_json(CHECKS_JSON) if CHECKS_JSON.exists() else ([], {}, {})
-        dump_json(CHECKS_JSON, parse_spec(args.spec.read_text()), deferred, notes)
-        print(f"refreshed {CHECKS_JSON.relative_to(ROOT)} from {args.spec.name}")
-    DOC.write_text(generate())
-    print(f"wrote {DOC.relative_to(ROOT)}")
+        stale = [s for s in SUITES if not s.doc.exists() or s.doc.read_text() != generate(suite=s)]
+        for suite in stale:
+            print(f"{suite.doc.relative_to(ROOT)} is out of date: run make conformance",
+                  file=sys.stderr)  # fmt: skip
+        return 1 if stale else 0
+    for suite in SUITES:
+        spec = args.spec_dir / suite.spec_name
+        if refresh(suite, spec):
+            print(f"refreshed {suite.checks_json.relative_to(ROOT)} from {spec.name}")
+        suite.doc.write_text(generate(suite=suite))
+        print(f"wrote {suite.doc.relative_to(ROOT)}")
     return 0
 
 

@@ -79,3 +79,74 @@ def test_committed_conformance_doc_is_up_to_date() -> None:
     expected = conf.generate()
     actual = conf.DOC.read_text() if conf.DOC.exists() else ""
     assert actual == expected, "docs/developer-guide/conformance.md is stale: run make conformance"
+
+
+GROUPED_SPEC = """# Spec
+
+## Acceptance checks
+
+Defaults unless stated: T_kv 0.80.
+
+CRD and config
+1. First check.
+2. Second check.
+
+Outputs (`wva_*`)
+
+3. Third check.
+
+## Known weaknesses
+"""
+
+
+def test_parse_spec_records_plain_sub_headings_as_groups() -> None:
+    checks = conf.parse_spec(GROUPED_SPEC, conf.AUTOSCALER.section)
+    assert [(c.number, c.group) for c in checks] == [
+        (1, "CRD and config"),
+        (2, "CRD and config"),
+        (3, "Outputs (`wva_*`)"),
+    ]
+
+
+def test_simulator_spec_without_sub_headings_has_no_groups() -> None:
+    assert {c.group for c in conf.parse_spec(SPEC)} == {""}
+
+
+def test_autoscaler_test_names_use_the_wva_prefix() -> None:
+    assert conf.check_numbers("test_wva_acc_01_03_schema", conf.AUTOSCALER) == [1, 3]
+    assert conf.check_numbers("test_sim_acc_01_x", conf.AUTOSCALER) == []
+    assert conf.check_numbers("test_wva_acc_01_x", conf.SIMULATOR) == []
+
+
+def test_render_groups_and_partly_tested_checks() -> None:
+    checks = conf.parse_spec(GROUPED_SPEC, conf.AUTOSCALER.section)
+    doc = conf.render(
+        checks,
+        {1: ["t.py::test_wva_acc_01_x"], 3: ["t.py::test_wva_acc_03_x"]},
+        {"2": "later", "3": "needs a real cluster"},
+        {"3": "manifests only"},
+        conf.AUTOSCALER,
+    )
+    assert doc.startswith("# Autoscaler conformance\n")
+    assert "## CRD and config" in doc and "## Outputs (`wva_*`)" in doc
+    rows = [line for line in doc.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert rows[1].endswith("| deferred (later) |")
+    assert rows[2].endswith(
+        "| partly tested (manifests only); rest deferred (needs a real cluster) |"
+    )
+    assert "1 of 3 checks tested, 1 partly tested, 1 deferred, 0 open." in doc
+
+
+def test_dump_and_load_keep_groups(tmp_path: Path) -> None:
+    path = tmp_path / "checks.json"
+    checks = conf.parse_spec(GROUPED_SPEC, conf.AUTOSCALER.section)
+    conf.dump_json(path, checks, {"2": "later"}, {"1": "note"})
+    assert conf.load_json(path) == (checks, {"2": "later"}, {"1": "note"})
+
+
+def test_committed_autoscaler_conformance_doc_is_up_to_date() -> None:
+    suite = conf.AUTOSCALER
+    actual = suite.doc.read_text() if suite.doc.exists() else ""
+    assert actual == conf.generate(suite=suite), (
+        "docs/developer-guide/conformance-autoscaler.md is stale: run make conformance"
+    )
