@@ -6,6 +6,13 @@ backoff → loops). The saturation loop runs every `GLOBAL_OPT_INTERVAL`
 the setting and uses 30 s), retrying a failed cycle with backoff; the
 scale-from-zero loop ticks every 100 ms. `/readyz` fails until the first read
 of the ConfigMaps succeeded.
+
+With an event source (Kubernetes watches), a VA created or whose spec changed,
+and a Deployment created, changed or deleted, get their `TargetResolved`
+written at once (`SaturationEngine.resolve_targets`) instead of at the next
+cycle. Upstream reconciles on VA and Deployment creation only; VA spec edits
+and Deployment deletions wait for its engine loop. Changes that leave
+`metadata.generation` alone (status writes, ours included) trigger nothing.
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -27,6 +35,31 @@ from pyllmd.core.metricset import CONTENT_TYPE
 log = logging.getLogger(__name__)
 
 SCALE_FROM_ZERO_PERIOD = 0.1
+VA_KIND = "VariantAutoscaling"
+DEPLOYMENT_KIND = "Deployment"
+
+
+class ClusterEvent(Protocol):
+    """A watch event (`kube.WatchEvent`)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...  # ADDED | MODIFIED | DELETED
+    @property
+    def generation(self) -> int: ...  # metadata.generation, 0 when unknown
+
+
+class EventSource(Protocol):
+    """Where watch events come from (`kube.KubeCluster`)."""
+
+    def watch_events(self) -> AsyncIterator[ClusterEvent]:
+        """Events until closed; reconnects by itself."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -65,6 +98,7 @@ class Controller:
         interval: float,
         from_zero: ScaleFromZeroEngine | None = None,
         backoff: Backoff = Backoff(),
+        events: EventSource | None = None,
     ) -> None:
         self.saturation = saturation
         self.metrics = metrics
@@ -75,6 +109,9 @@ class Controller:
         self.ready = False
         self.ready_error = ""
         self.cycles = 0
+        self.events = events
+        self.event_passes = 0
+        self._generations: dict[tuple[str, str, str], int] = {}
 
     async def bootstrap(self) -> None:
         """Read the ConfigMaps once; readiness depends on it (as upstream's bootstrap)."""
@@ -92,6 +129,8 @@ class Controller:
             tasks.append(
                 asyncio.create_task(self._loop(self._from_zero_tick, SCALE_FROM_ZERO_PERIOD, stop))
             )
+        if self.events is not None:
+            tasks.append(asyncio.create_task(self._watch(self.events, stop)))
         try:
             await stop.wait()
         finally:
@@ -100,6 +139,42 @@ class Controller:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    async def handle_event(self, event: ClusterEvent) -> bool:
+        """Run the targets pass an event calls for; True when one ran."""
+        if event.kind not in (VA_KIND, DEPLOYMENT_KIND):
+            return False
+        key = (event.kind, event.namespace, event.name)
+        if event.event_type == "DELETED":
+            self._generations.pop(key, None)
+            if event.kind == VA_KIND:
+                return False
+        else:
+            seen = self._generations.get(key)
+            self._generations[key] = event.generation
+            if event.event_type == "MODIFIED" and event.generation and seen == event.generation:
+                return False  # no spec change: a status write (ours among them)
+        if event.kind == VA_KIND:
+            await self.saturation.resolve_targets(event.namespace, va_name=event.name)
+        else:
+            await self.saturation.resolve_targets(event.namespace, target_name=event.name)
+        self.event_passes += 1
+        return True
+
+    async def _watch(self, events: EventSource, stop: asyncio.Event) -> None:
+        delay = self.backoff.initial
+        while not stop.is_set():
+            try:
+                async for event in events.watch_events():
+                    try:
+                        await self.handle_event(event)
+                    except Exception:  # one failed pass must not end the watch
+                        log.exception("event handling failed event=%s", event)
+                    delay = self.backoff.initial
+            except Exception:
+                log.exception("watch failed; restarting in %.1fs", delay)
+            await self.clock.sleep(delay)
+            delay = min(delay * self.backoff.factor, self.backoff.cap)
 
     async def _saturation_cycle(self) -> None:
         await self.saturation.cycle()

@@ -6,10 +6,20 @@ This is the imperative shell around the pure decision code (analyzers,
 each VA's status and, when an actuator is given (local stack, or direct
 actuation on Kubernetes), enacts the targets. One bad VA or model group never
 stops the cycle for the others.
+
+Beyond upstream (documented in the differences page):
+- VAs in a namespace annotated `wva.llmd.ai/exclude=true` (other than the
+  watch namespace) are skipped altogether, and that namespace's local
+  ConfigMaps are ignored; upstream's engines still process such VAs.
+- A VA that breaks the CRD schema (when the cluster reports such objects) gets
+  `OptimizationReady=False/InvalidConfiguration` with the validation message.
+- `resolve_targets` is the light pass the controller runs on watch events:
+  `TargetResolved` of the VAs concerned, written at once, between cycles.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
@@ -41,7 +51,8 @@ from pyllmd.autoscaler.model import (
     VariantState,
     parse_cost,
 )
-from pyllmd.autoscaler.status import StatusBook, VariantKey
+from pyllmd.autoscaler.reconcile import VaScope, excluded_namespaces, flag_invalid, write_target
+from pyllmd.autoscaler.status import InvalidVariantAutoscaling, StatusBook, VariantKey
 from pyllmd.core.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -79,6 +90,7 @@ class EngineSettings:
     controller_instance: str = ""
     env_scale_to_zero: bool = False
     node_selector: str = ""
+    watch_namespace: str = ""  # never excluded by the namespace annotation (as upstream)
 
 
 @dataclass(frozen=True)
@@ -158,18 +170,28 @@ class SaturationEngine:
         self.actuator = actuator
         self.v2_state = V2State()
         self._published: set[VariantKey] = set()
+        self._last_global: dict[str, Mapping[str, str]] = {}
+        self._lock = asyncio.Lock()  # a cycle and an event-driven pass never interleave
+        self.scope = VaScope(cluster, settings.controller_instance, settings.watch_namespace)
 
     def mine(self, va: api.VariantAutoscaling) -> bool:
         """Multi-controller isolation: only VAs labelled with this controller's instance."""
-        instance = self.settings.controller_instance
-        if va.metadata.deletion_timestamp or not va.spec.scale_target_ref.name:
-            return False
-        return not instance or va.metadata.labels.get(api.CONTROLLER_INSTANCE_LABEL) == instance
+        return self.scope.mine(va)
+
+    async def active_vas(
+        self,
+    ) -> tuple[list[api.VariantAutoscaling], list[InvalidVariantAutoscaling]]:
+        """This controller's VAs outside excluded namespaces, and the invalid ones among them."""
+        return await self.scope.list()
 
     async def cycle(self) -> list[Decision]:
         """One saturation cycle; returns the decisions it applied."""
+        async with self._lock:
+            return await self._cycle()
+
+    async def _cycle(self) -> list[Decision]:
         now = datetime.fromtimestamp(self.clock.wall(), UTC)
-        vas = [va for va in await self.cluster.list_variant_autoscalings() if self.mine(va)]
+        vas, invalid = await self.active_vas()
         configs = await self.read_configs({va.metadata.namespace for va in vas})
         members: list[Member] = []
         for va in vas:
@@ -182,32 +204,82 @@ class SaturationEngine:
         decisions = await self._decide(members, configs, unambiguous(vas), now.timestamp())
         applied = self._apply(members, decisions)
         await self._write_statuses(vas, now)
+        await flag_invalid(self.cluster, invalid, now)
         self._forget_gone({(va.metadata.namespace, va.metadata.name) for va in vas})
         if self.actuator is not None and applied:
             await self.actuator.apply(applied)
         return applied
 
+    async def resolve_targets(
+        self, namespace: str, *, va_name: str = "", target_name: str = ""
+    ) -> list[VariantKey]:
+        """The light pass run on a watch event: `TargetResolved` of the matching VAs, now.
+
+        Matches the VA named `va_name`, or the VAs whose Deployment target is
+        `target_name`, in `namespace`. A VA is written only when the condition
+        changes, so the events of our own status writes end the chain. An
+        invalid VA named `va_name` gets its `InvalidConfiguration` condition.
+        Returns the VAs written.
+        """
+        async with self._lock:
+            now = datetime.fromtimestamp(self.clock.wall(), UTC)
+            vas, invalid = await self.active_vas()
+            if va_name:
+                mine = [i for i in invalid if i.key == (namespace, va_name)]
+                await flag_invalid(self.cluster, mine, now)
+            written: list[VariantKey] = []
+            for va in vas:
+                ref = va.spec.scale_target_ref
+                if va.metadata.namespace != namespace:
+                    continue
+                if va_name and va.metadata.name != va_name:
+                    continue
+                if target_name and (
+                    ref.name != target_name
+                    or ref.kind != "Deployment"
+                    or ref.api_version not in ("", "apps/v1")
+                ):
+                    continue
+                if await write_target(self.cluster, va, now):
+                    written.append((namespace, va.metadata.name))
+            return written
+
     async def read_configs(self, namespaces: set[str]) -> Configs:
-        """The saturation and scale-to-zero ConfigMaps, global and per namespace."""
+        """The saturation and scale-to-zero ConfigMaps, global and per namespace.
+
+        Namespace-local ConfigMaps of excluded namespaces are ignored.
+        """
         s = self.settings
         sat_global, _ = await self._saturation(s.system_namespace)
         s2z_global = await self._scale_to_zero(s.system_namespace)
         sat_local: dict[str, Mapping[str, SaturationConfig]] = {}
         s2z_local: dict[str, ScaleToZeroConfig] = {}
-        for ns in sorted(namespaces - {s.system_namespace}):
+        local = namespaces - {s.system_namespace}
+        local -= await excluded_namespaces(self.cluster, local, s.watch_namespace)
+        for ns in sorted(local):
             sat_local[ns], _ = await self._saturation(ns)
             s2z_local[ns] = await self._scale_to_zero(ns)
         return Configs(sat_global, sat_local, s2z_global, s2z_local)
 
+    async def _config_data(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        """A ConfigMap's data; a global one deleted after it was read keeps its last values."""
+        data = await self.cluster.config_map(namespace, name)
+        if namespace != self.settings.system_namespace:
+            return data
+        if data is None:
+            return self._last_global.get(name)
+        self._last_global[name] = data
+        return data
+
     async def _saturation(self, namespace: str) -> tuple[Mapping[str, SaturationConfig], list[str]]:
-        data = await self.cluster.config_map(namespace, self.settings.saturation_config_map)
+        data = await self._config_data(namespace, self.settings.saturation_config_map)
         entries, errors = parse_saturation_configmap(data or {})
         for error in errors:
             log.warning("namespace=%s %s", namespace, error)
         return entries, errors
 
     async def _scale_to_zero(self, namespace: str) -> ScaleToZeroConfig:
-        data = await self.cluster.config_map(namespace, self.settings.scale_to_zero_config_map)
+        data = await self._config_data(namespace, self.settings.scale_to_zero_config_map)
         config, notes = parse_scale_to_zero(data or {})
         for note in notes:
             log.warning("namespace=%s %s", namespace, note)

@@ -1,7 +1,7 @@
 """The Kubernetes side of the autoscaler: `Cluster` and `Actuator` over the API server.
 
 Uses lightkube's `AsyncClient` with dict-backed resource classes for
-every resource (see `_resource`). Objects are read as plain JSON dicts and
+every resource (see `resource_type`). Objects are read as plain JSON dicts and
 turned into the autoscaler's own types by the pure functions of
 `kubeobjects` (re-exported here: `targets_index`, `target_key`).
 
@@ -13,6 +13,10 @@ Differences from upstream (deliberate):
   (what the kubelet applies to extended resources).
 - `watch_events` reports VA updates and deletions and Deployment updates and
   deletions too; the controller decides what triggers a reconcile.
+- VA objects are checked against the CRD schema (`api.validate_variant_autoscaling`),
+  not only parsed: one that breaks it is left out of `list_variant_autoscalings`
+  and reported by `list_variant_autoscalings_checked`, so the engine can tell
+  its owner why (condition `OptimizationReady=False/InvalidConfiguration`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
@@ -44,7 +48,6 @@ from pyllmd.autoscaler.api import (
 from pyllmd.autoscaler.interfaces import Actuator, Cluster, GpuNode, Workload
 from pyllmd.autoscaler.kubeobjects import (
     gpu_nodes_from,
-    parse_va,
     pod_owners,
     target_key,
     targets_index,
@@ -52,13 +55,17 @@ from pyllmd.autoscaler.kubeobjects import (
 )
 from pyllmd.autoscaler.model import Decision
 from pyllmd.autoscaler.selector import parse_label_selector
+from pyllmd.autoscaler.status import InvalidVariantAutoscaling, check_va
 
 __all__ = [
+    "InvalidVariantAutoscaling",
     "KubeActuator",
     "KubeCluster",
     "UnsupportedTargetError",
     "WatchEvent",
+    "check_va",
     "connect",
+    "resource_type",
     "target_key",
     "targets_index",
 ]
@@ -66,7 +73,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _resource(group: str, version: str, kind: str, plural: str, namespaced: bool = True) -> Any:
+def resource_type(group: str, version: str, kind: str, plural: str, namespaced: bool = True) -> Any:
     """A dict-backed lightkube resource class with `Status` and `Scale` subresources.
 
     Not put in lightkube's global registry, and decoded as plain JSON rather than
@@ -97,18 +104,19 @@ def _resource(group: str, version: str, kind: str, plural: str, namespaced: bool
     return type(kind, (base,), attrs)
 
 
-VariantAutoscalingResource = _resource(GROUP, VERSION, KIND, PLURAL)
+VariantAutoscalingResource = resource_type(GROUP, VERSION, KIND, PLURAL)
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
-LeaderWorkerSetResource = _resource(
+LeaderWorkerSetResource = resource_type(
     "leaderworkerset.x-k8s.io", "v1", "LeaderWorkerSet", "leaderworkersets"
 )
-Deployment = _resource("apps", "v1", "Deployment", "deployments")
-StatefulSet = _resource("apps", "v1", "StatefulSet", "statefulsets")
-ReplicaSet = _resource("apps", "v1", "ReplicaSet", "replicasets")
-Pod = _resource("", "v1", "Pod", "pods")
-ConfigMap = _resource("", "v1", "ConfigMap", "configmaps")
-Node = _resource("", "v1", "Node", "nodes", namespaced=False)
-Namespace = _resource("", "v1", "Namespace", "namespaces", namespaced=False)
+Deployment = resource_type("apps", "v1", "Deployment", "deployments")
+StatefulSet = resource_type("apps", "v1", "StatefulSet", "statefulsets")
+ReplicaSet = resource_type("apps", "v1", "ReplicaSet", "replicasets")
+Pod = resource_type("", "v1", "Pod", "pods")
+ConfigMap = resource_type("", "v1", "ConfigMap", "configmaps")
+Node = resource_type("", "v1", "Node", "nodes", namespaced=False)
+Namespace = resource_type("", "v1", "Namespace", "namespaces", namespaced=False)
+Service = resource_type("", "v1", "Service", "services")
 DEFAULT_CONFIG_MAPS = (
     "wva-variantautoscaling-config",
     "wva-saturation-scaling-config",
@@ -136,6 +144,7 @@ class WatchEvent:
     namespace: str
     name: str
     event_type: str  # ADDED | MODIFIED | DELETED
+    generation: int = field(default=0, compare=False)  # metadata.generation (0 = unknown)
 
 
 def connect(
@@ -203,20 +212,37 @@ class KubeCluster:
         await self.client.close()
 
     async def list_variant_autoscalings(self) -> list[VariantAutoscaling]:
-        """VAs in scope (instance label filter applied), skipping ones being deleted."""
-        vas: list[VariantAutoscaling] = []
+        """Valid VAs in scope (instance label filter applied), skipping ones being deleted."""
+        return (await self.list_variant_autoscalings_checked())[0]
+
+    async def list_variant_autoscalings_checked(
+        self,
+    ) -> tuple[list[VariantAutoscaling], list[InvalidVariantAutoscaling]]:
+        """VAs in scope split into valid ones and ones breaking the CRD schema.
+
+        Objects being deleted are left out of both.
+        """
+        valid: list[VariantAutoscaling] = []
+        invalid: list[InvalidVariantAutoscaling] = []
         listing = self.client.list(
             VariantAutoscalingResource, namespace=self._scope, labels=self._va_labels()
         )
         async for obj in listing:
-            va = parse_va(_dict(obj))
-            if va is not None and not va.metadata.deletion_timestamp:
-                vas.append(va)
-        return vas
+            checked = check_va(_dict(obj))
+            if checked.metadata.deletion_timestamp:
+                continue
+            if isinstance(checked, InvalidVariantAutoscaling):
+                log.debug("invalid VariantAutoscaling %s/%s: %s", *checked.key, checked.message)
+                invalid.append(checked)
+            else:
+                valid.append(checked)
+        return valid, invalid
 
     async def get_variant_autoscaling(self, namespace: str, name: str) -> VariantAutoscaling | None:
+        """The VA, or None when it does not exist or breaks the CRD schema."""
         obj = await self._get(VariantAutoscalingResource, name, namespace)
-        return parse_va(obj) if obj is not None else None
+        checked = check_va(obj) if obj is not None else None
+        return checked if isinstance(checked, VariantAutoscaling) else None
 
     async def _get(self, res: Any, name: str, namespace: str | None) -> dict[str, Any] | None:
         try:
@@ -335,7 +361,8 @@ class KubeCluster:
                     name, ns = meta.get("name", ""), meta.get("namespace", "")
                     if kind == "ConfigMap" and name not in self.config_map_names:
                         continue
-                    await queue.put(WatchEvent(kind, ns, name, event_type))
+                    generation = int(meta.get("generation") or 0)
+                    await queue.put(WatchEvent(kind, ns, name, event_type, generation))
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001 - keep watching whatever happened

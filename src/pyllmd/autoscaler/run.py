@@ -3,6 +3,9 @@
 Upstream's start-up order: configuration → Kubernetes client → Prometheus
 client and an `up` query retried with backoff (5 s, ×2, 6 steps) → endpoints
 → loops. Any failure before the loops is one line on stderr and exit 1.
+The loops are the saturation engine, the scale-from-zero engine (InferencePools
+of `POOL_GROUP`, EPP pods scraped with `EPP_METRIC_READER_BEARER_TOKEN`) and the
+watch-driven targets pass.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from pyllmd.autoscaler.collect import PrometheusMetricsSource
 from pyllmd.autoscaler.config import ControllerConfig, load_controller_config
 from pyllmd.autoscaler.controller import Controller, split_bind_address
 from pyllmd.autoscaler.engine import EngineSettings, SaturationEngine
+from pyllmd.autoscaler.eppscrape import EppScraper
 from pyllmd.autoscaler.kube import KubeCluster, connect
 from pyllmd.autoscaler.metrics import ControllerMetrics
+from pyllmd.autoscaler.pools import KubePools
 from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusError, PrometheusOptions
+from pyllmd.autoscaler.scalefromzero import ScaleFromZeroEngine
 from pyllmd.autoscaler.status import StatusBook
 from pyllmd.core import logging as pylog
 from pyllmd.core.clock import Clock, RealClock
@@ -56,7 +62,40 @@ def engine_settings(cfg: ControllerConfig) -> EngineSettings:
         controller_instance=cfg.controller_instance,
         env_scale_to_zero=cfg.wva_scale_to_zero,
         node_selector=cfg.wva_node_selector,
+        watch_namespace=cfg.watch_namespace,
     )
+
+
+def build_controller(
+    cfg: ControllerConfig,
+    cluster: KubeCluster,
+    client: PrometheusClient,
+    scraper: EppScraper,
+    clock: Clock,
+) -> Controller:
+    """The controller with its engines, wired from `cfg` (no I/O)."""
+    metrics = ControllerMetrics(cfg.controller_instance)
+    engine = SaturationEngine(
+        cluster,
+        PrometheusMetricsSource(
+            client, fresh_threshold=cfg.prometheus_metrics_cache_fresh_threshold
+        ),
+        metrics,
+        StatusBook(),
+        clock,
+        engine_settings(cfg),
+    )
+    from_zero = ScaleFromZeroEngine(
+        cluster,
+        KubePools(cluster, cfg.pool_group, clock=clock),
+        scraper,
+        metrics,
+        clock,
+        controller_instance=cfg.controller_instance,
+        max_concurrency=cfg.scale_from_zero_engine_max_concurrency,
+        watch_namespace=cfg.watch_namespace,
+    )
+    return Controller(engine, metrics, clock, cfg.global_opt_interval, from_zero, events=cluster)
 
 
 async def wait_for_prometheus(
@@ -87,21 +126,11 @@ async def serve_controller(cfg: ControllerConfig, stop: asyncio.Event) -> None:
         system_namespace=cfg.pod_namespace,
     )
     client = PrometheusClient(prometheus_options(cfg), clock)
+    scraper = EppScraper(bearer_token=cfg.epp_metric_reader_bearer_token)
     runners: list[web.AppRunner] = []
     try:
         await wait_for_prometheus(client, clock)
-        metrics = ControllerMetrics(cfg.controller_instance)
-        engine = SaturationEngine(
-            cluster,
-            PrometheusMetricsSource(
-                client, fresh_threshold=cfg.prometheus_metrics_cache_fresh_threshold
-            ),
-            metrics,
-            StatusBook(),
-            clock,
-            engine_settings(cfg),
-        )
-        controller = Controller(engine, metrics, clock, cfg.global_opt_interval)
+        controller = build_controller(cfg, cluster, client, scraper, clock)
         for address, routes in (
             (cfg.health_probe_bind_address, controller.health_routes()),
             (cfg.metrics_bind_address, controller.metrics_routes()),
@@ -120,6 +149,7 @@ async def serve_controller(cfg: ControllerConfig, stop: asyncio.Event) -> None:
     finally:
         for runner in runners:
             await runner.cleanup()
+        await scraper.close()
         await client.close()
         await cluster.close()
 

@@ -5,6 +5,9 @@ finds the InferencePool whose selector matches the target's pod-template
 labels, scrapes that pool's EPP pods directly (Prometheus would add seconds of
 delay), and when the flow-control queue holds requests for the VA's model it
 sets the target's scale subresource to 1 and records the decision.
+
+It handles the same VAs as the saturation engine (`reconcile.VaScope`): unlike
+upstream, none in a namespace annotated `wva.llmd.ai/exclude=true`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pyllmd.autoscaler.eppscrape import EppScraper, pending_demand
 from pyllmd.autoscaler.interfaces import Cluster, Workload
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.model import Decision, parse_cost
+from pyllmd.autoscaler.reconcile import VaScope
 from pyllmd.autoscaler.status import StatusBook
 from pyllmd.core.clock import Clock
 
@@ -84,6 +88,7 @@ class ScaleFromZeroEngine:
         clock: Clock,
         controller_instance: str = "",
         max_concurrency: int = 10,
+        watch_namespace: str = "",
     ) -> None:
         self.cluster = cluster
         self.pools = pools
@@ -92,6 +97,7 @@ class ScaleFromZeroEngine:
         self.clock = clock
         self.controller_instance = controller_instance
         self._limit = asyncio.Semaphore(max_concurrency)
+        self.scope = VaScope(cluster, controller_instance, watch_namespace)
 
     async def tick(self) -> list[Decision]:
         """Check every inactive VA once; returns the wake-ups made."""
@@ -106,18 +112,13 @@ class ScaleFromZeroEngine:
 
     async def _inactive(self) -> list[tuple[api.VariantAutoscaling, Workload]]:
         found = []
-        for va in await self.cluster.list_variant_autoscalings():
-            labels = va.metadata.labels
-            if self.controller_instance and (
-                labels.get(api.CONTROLLER_INSTANCE_LABEL) != self.controller_instance
-            ):
-                continue
-            if va.metadata.deletion_timestamp or not va.spec.scale_target_ref.name:
-                continue
+        vas, _ = await self.scope.list(exclude=False)  # exclusion checked for the few left
+        for va in vas:
             wl = await self.cluster.get_workload(va.metadata.namespace, va.spec.scale_target_ref)
             if wl is not None and wl.spec_replicas == 0:
                 found.append((va, wl))
-        return found
+        excluded = await self.scope.excluded({va.metadata.namespace for va, _ in found})
+        return [(va, wl) for va, wl in found if va.metadata.namespace not in excluded]
 
     async def _check(
         self, va: api.VariantAutoscaling, wl: Workload, pools: Sequence[InferencePool]

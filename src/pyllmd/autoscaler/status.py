@@ -3,22 +3,139 @@
 The engine records facts as it goes (target found, metrics available and why,
 the decision); `patch_for` turns them into one status merge patch per VA with
 standard condition semantics. Pure bookkeeping: no I/O, time is passed in.
-Unlike upstream, `OptimizationReady` and `actuation.applied` are persisted too.
+Unlike upstream, `OptimizationReady` and `actuation.applied` are persisted too,
+and a VA that breaks the CRD schema gets `OptimizationReady=False/InvalidConfiguration`
+with the validation message (upstream defines the reason but never sets it).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from pyllmd.autoscaler import api
 from pyllmd.autoscaler.model import Decision
+
+log = logging.getLogger(__name__)
 
 VariantKey = tuple[str, str]
 """(namespace, VA name)."""
 
 _BAD_REASONS = (api.REASON_PROMETHEUS_ERROR, api.REASON_METRICS_STALE)
+
+
+@dataclass(frozen=True)
+class InvalidVariantAutoscaling:
+    """A VA object that breaks the CRD schema: enough of it to address it and say why."""
+
+    metadata: api.ObjectMeta
+    conditions: tuple[api.Condition, ...]
+    message: str
+
+    @property
+    def key(self) -> VariantKey:
+        return (self.metadata.namespace, self.metadata.name)
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any], message: str) -> InvalidVariantAutoscaling:
+        """Metadata and whatever conditions still parse; malformed parts are left out."""
+        raw_meta = obj.get("metadata")
+        meta_obj = raw_meta if isinstance(raw_meta, Mapping) else {}
+        try:
+            meta = api.ObjectMeta.model_validate(meta_obj)
+        except ValidationError:
+            meta = api.ObjectMeta(
+                name=str(meta_obj.get("name", "")), namespace=str(meta_obj.get("namespace", ""))
+            )
+        status = obj.get("status")
+        items = status.get("conditions") if isinstance(status, Mapping) else None
+        conditions: list[api.Condition] = []
+        for item in items if isinstance(items, list) else []:
+            try:
+                conditions.append(api.Condition.model_validate(item))
+            except ValidationError:
+                continue
+        return cls(meta, tuple(conditions), message)
+
+    def placeholder(self) -> api.VariantAutoscaling:
+        """A typed stand-in carrying only the metadata (for `Cluster.patch_status`)."""
+        spec = api.VariantAutoscalingSpec.model_construct(
+            scale_target_ref=api.CrossVersionObjectReference.model_construct(kind="", name=""),
+            model_id="",
+        )
+        return api.VariantAutoscaling.model_construct(
+            metadata=self.metadata, spec=spec, status=api.VariantAutoscalingStatus()
+        )
+
+
+def check_va(obj: Mapping[str, Any]) -> api.VariantAutoscaling | InvalidVariantAutoscaling:
+    """A VA object checked as the API server checks it against the CRD schema.
+
+    Only metadata and spec decide validity. The status is the controller's own
+    output (and the API server validates writes to it): one that does not parse
+    is dropped, so the next status write replaces it.
+    """
+    try:
+        va = api.validate_variant_autoscaling({k: v for k, v in obj.items() if k != "status"})
+    except api.InvalidObject as err:
+        return InvalidVariantAutoscaling.from_object(obj, err.message)
+    except ValidationError as err:  # passes the schema, fails the typed model (metadata)
+        meta = obj.get("metadata")
+        name = meta.get("name", "") if isinstance(meta, Mapping) else ""
+        causes = ", ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        return InvalidVariantAutoscaling.from_object(
+            obj, f'{api.KIND}.{api.GROUP} "{name}" is invalid: {causes}'
+        )
+    try:
+        status = api.VariantAutoscalingStatus.model_validate(obj.get("status") or {})
+    except ValidationError as err:
+        log.debug("dropping unreadable status of %s/%s: %s", va.metadata.namespace,
+                  va.metadata.name, err)  # fmt: skip
+        status = api.VariantAutoscalingStatus()
+    return va.model_copy(update={"status": status})
+
+
+def invalid_patch(va: InvalidVariantAutoscaling, now: datetime) -> dict[str, Any] | None:
+    """`OptimizationReady=False/InvalidConfiguration` with the validation message; None when
+    the VA already says exactly that (so a watch event of our own write does not loop)."""
+    current = api.get_condition(list(va.conditions), api.TYPE_OPTIMIZATION_READY)
+    if (
+        current is not None
+        and current.status == api.STATUS_FALSE
+        and current.reason == api.REASON_INVALID_CONFIGURATION
+        and current.message == va.message
+        and current.observed_generation == va.metadata.generation
+    ):
+        return None
+    conditions = api.set_condition(
+        list(va.conditions),
+        api.TYPE_OPTIMIZATION_READY,
+        api.STATUS_FALSE,
+        api.REASON_INVALID_CONFIGURATION,
+        va.message,
+        va.metadata.generation,
+        api.rfc3339(now),
+    )
+    return {"conditions": [c.model_dump(by_alias=True) for c in conditions]}
+
+
+def same_condition(before: api.Condition | None, after: api.Condition | None) -> bool:
+    """True when a condition write would change nothing a user sees."""
+    if before is None or after is None:
+        return before is after
+    return (before.status, before.reason, before.message, before.observed_generation) == (
+        after.status,
+        after.reason,
+        after.message,
+        after.observed_generation,
+    )
 
 
 @dataclass

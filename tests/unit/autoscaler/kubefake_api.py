@@ -116,6 +116,17 @@ NAMESPACES = ResourceDef(
     short_names=("ns",),
     subresources=("status",),
 )
+SERVICES = ResourceDef("", "v1", "services", "Service", short_names=("svc",))
+INFERENCEPOOLS_V1 = ResourceDef(
+    "inference.networking.k8s.io", "v1", "inferencepools", "InferencePool", subresources=("status",)
+)
+INFERENCEPOOLS_V1ALPHA2 = ResourceDef(
+    "inference.networking.x-k8s.io",
+    "v1alpha2",
+    "inferencepools",
+    "InferencePool",
+    subresources=("status",),
+)
 CRDS = ResourceDef(
     "apiextensions.k8s.io",
     "v1",
@@ -134,6 +145,9 @@ ALL_RESOURCES = (
     NODES,
     CONFIGMAPS,
     NAMESPACES,
+    SERVICES,
+    INFERENCEPOOLS_V1,
+    INFERENCEPOOLS_V1ALPHA2,
     CRDS,
 )
 
