@@ -307,7 +307,7 @@ class SaturationEngine:
                 log.exception("model group failed model=%s namespace=%s", model_id, namespace)
                 continue
             decisions.update(found)
-        if limiter_on and decisions:
+        if limiter_on and decisions and analyzer.version == "v1":  # upstream: V1 only
             decisions = await self._limit(decisions)
         return decisions
 

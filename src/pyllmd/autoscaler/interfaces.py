@@ -37,6 +37,9 @@ class MetricsSource(Protocol):
 class Analyzer(Protocol):
     """Turns one model group's metrics into per-variant decisions; pure."""
 
+    version: str
+    """`v1` or `v2`: which saturation model (enforcement and the limiter depend on it)."""
+
     def analyze(self, group: ModelGroup, config: SaturationConfig) -> list[Decision]:
         """Decisions for the variants of `group` that get one this cycle."""
         ...

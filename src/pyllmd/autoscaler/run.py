@@ -14,8 +14,11 @@ import asyncio
 import logging
 import os
 import random
+import ssl
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -34,6 +37,7 @@ from pyllmd.core import logging as pylog
 from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import HelpRequested
+from pyllmd.core.tls import write_self_signed
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,25 @@ def build_controller(
     return Controller(engine, metrics, clock, cfg.global_opt_interval, from_zero, events=cluster)
 
 
+def metrics_tls(cfg: ControllerConfig) -> ssl.SSLContext | None:
+    """TLS for `/metrics` when `--metrics-secure`: the given cert, else a self-signed one.
+
+    Upstream also authenticates scrapers (TokenReview/SubjectAccessReview); that
+    is not done here: restrict access with a NetworkPolicy (config/network-policy).
+    """
+    if not cfg.metrics_secure:
+        return None
+    if cfg.metrics_cert_path:
+        directory = Path(cfg.metrics_cert_path)
+        cert, key = directory / cfg.metrics_cert_name, directory / cfg.metrics_cert_key
+    else:
+        cert, key = write_self_signed(Path(tempfile.mkdtemp(prefix="wva-metrics-")), "metrics")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
 async def wait_for_prometheus(
     client: PrometheusClient, clock: Clock, steps: int = 6, initial: float = 5.0
 ) -> None:
@@ -131,9 +154,9 @@ async def serve_controller(cfg: ControllerConfig, stop: asyncio.Event) -> None:
     try:
         await wait_for_prometheus(client, clock)
         controller = build_controller(cfg, cluster, client, scraper, clock)
-        for address, routes in (
-            (cfg.health_probe_bind_address, controller.health_routes()),
-            (cfg.metrics_bind_address, controller.metrics_routes()),
+        for address, routes, tls in (
+            (cfg.health_probe_bind_address, controller.health_routes(), None),
+            (cfg.metrics_bind_address, controller.metrics_routes(), metrics_tls(cfg)),
         ):
             bind = split_bind_address(address)
             if bind is None:
@@ -142,7 +165,7 @@ async def serve_controller(cfg: ControllerConfig, stop: asyncio.Event) -> None:
             app.add_routes(routes)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, bind[0], bind[1]).start()
+            await web.TCPSite(runner, bind[0], bind[1], ssl_context=tls).start()
             runners.append(runner)
         await controller.bootstrap()
         await controller.run(stop)

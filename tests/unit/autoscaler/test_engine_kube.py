@@ -534,3 +534,19 @@ async def test_invalid_va_event_reports_invalid_configuration(rig: Rig) -> None:
     )
     await rig.engine.resolve_targets(NS, va_name="b")
     assert rig.reason("b", "OptimizationReady") == ("False", "InvalidConfiguration")
+
+
+# -- GPU limiter in the cycle -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("free_gpus,expected", [(0, 1), (1, 2)])
+async def test_limiter_caps_v1_scale_up_by_free_gpus(
+    rig: Rig, free_gpus: int, expected: int
+) -> None:
+    body = saturation()["default"] + "enableLimiter: true\n"
+    rig.kube.update(api.CONFIGMAPS, SYSTEM, SAT, {"data": {"default": body}})
+    # the variant's one replica uses one A100; `free_gpus` more are on the node
+    rig.kube.add_gpu_node("node-1", "NVIDIA-A100-SXM4-80GB", 1 + free_gpus)
+    add_variant(rig, "llama", 0.75)  # spare KV 0.05 < 0.10 → wants +1 replica
+    await rig.engine.cycle()
+    assert rig.gauges() == {(NS, "llama"): float(expected)}
