@@ -214,15 +214,24 @@ def render(r: Results, now: datetime | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def splice(doc: str, block: str) -> str:
-    """Replace the marked block in ``doc``, or append it under a Results heading."""
-    if START in doc and END in doc:
-        head, rest = doc.split(START, 1)
-        tail = rest.split(END, 1)[1]
+def splice(doc: str, block: str, start: str = START, end: str = END) -> str:
+    """Replace the block marked ``start``/``end`` in ``doc``; else put it after the
+    simulator's results block, or append it under a Results heading."""
+    if start in doc and end in doc:
+        head, rest = doc.split(start, 1)
+        tail = rest.split(end, 1)[1]
         return head + block.rstrip("\n") + tail
+    if start != START and END in doc:
+        head, tail = doc.split(END, 1)
+        return head + END + "\n\n" + block.rstrip("\n") + tail
     return doc.rstrip("\n") + "\n\n## Results\n\n" + block
 
 
-def write(path: Path, r: Results) -> None:
+def write_block(path: Path, block: str, start: str = START, end: str = END) -> None:
+    """Splice ``block`` (rendered with the same markers) into the page at ``path``."""
     doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    path.write_text(splice(doc, render(r)))
+    path.write_text(splice(doc, block, start, end))
+
+
+def write(path: Path, r: Results) -> None:
+    write_block(path, render(r))

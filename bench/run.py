@@ -1,4 +1,4 @@
-"""Runs the three benchmark figures and writes the report.
+"""Runs the benchmark figures and writes the report.
 
 (a) requests/s of the simulator vs the baseline server, same client and
 concurrency, zero simulated latency. (b) the most concurrent SSE streams one
@@ -6,8 +6,10 @@ simulator process holds at 50 ms inter-token latency with the client-measured
 ITL p99 within 10 ms of 50 ms, stepping the number of streams up until it
 breaks. (c) client-measured TTFT and ITL at low load (4 streams, configured
 100 ms / 20 ms) on the simulator and on the baseline server paced the same, so
-the client's and event loops' own error shows next to the simulator's. The
-whole run is bounded (``--budget`` seconds for the stepping, fixed spans else).
+the client's and event loops' own error shows next to the simulator's. (d) one
+autoscaler decision cycle for 1,000 variants from pre-collected metrics, against
+an empty cycle (`bench.autoscaler_cycle`). The whole run is bounded (``--budget``
+seconds for the stepping, fixed spans or counts else); ``--only`` runs a part.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pathlib import Path
 
 import uvloop
 
-from bench import loadgen, report, wrk
+from bench import autoscaler_cycle, loadgen, report, wrk
+from bench.autoscaler_fleet import FleetShape
 from bench.procs import Server, free_port, pin
 
 MODEL = "bench-model"
@@ -52,6 +55,14 @@ class Settings:
     measure_seconds: float
     budget: float
     low_load_seconds: float
+    only: str = "all"
+    autoscaler_repetitions: int = 30
+    autoscaler_models: int = 250
+    profile_autoscaler: bool = False
+
+    def runs(self, part: str) -> bool:
+        """Whether this run includes ``part`` (``simulator`` or ``autoscaler``)."""
+        return self.only in ("all", part)
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
@@ -70,6 +81,21 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     p.add_argument("--measure-seconds", type=float, default=4.0)
     p.add_argument("--budget", type=float, default=180.0, help="seconds for figure (b)")
     p.add_argument("--low-load-seconds", type=float, default=5.0, help="span of figure (c)")
+    p.add_argument(
+        "--only",
+        choices=("all", "simulator", "autoscaler"),
+        default="all",
+        help="run figures (a)-(c) (simulator) or (d) (autoscaler) only; rewrites only its block",
+    )
+    p.add_argument("--autoscaler-repetitions", type=int, default=30, help="timed cycles in (d)")
+    p.add_argument(
+        "--autoscaler-models", type=int, default=250, help="models (× 4 variants) in (d)"
+    )
+    p.add_argument(
+        "--profile-autoscaler",
+        action="store_true",
+        help="also print a cProfile of 10 cycles per analyzer for (d)",
+    )
     a = p.parse_args(argv)
     return Settings(
         sim_command=shlex.split(a.sim_command),
@@ -82,6 +108,10 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         measure_seconds=a.measure_seconds,
         budget=a.budget,
         low_load_seconds=a.low_load_seconds,
+        only=a.only,
+        autoscaler_repetitions=a.autoscaler_repetitions,
+        autoscaler_models=a.autoscaler_models,
+        profile_autoscaler=a.profile_autoscaler,
     )
 
 
@@ -194,8 +224,32 @@ def low_load(s: Settings) -> report.LowLoad:
     )
 
 
+def autoscaler(s: Settings) -> None:
+    """Figure (d), in this process (no servers), written to its own block."""
+    pin(0, 1)  # the same core as the load client of (a)-(c)
+    shape = FleetShape(models=s.autoscaler_models)
+    print(f"(d) one autoscaler decision cycle for {shape.variants:,} variants")
+    results = autoscaler_cycle.run(shape, s.autoscaler_repetitions)
+    if s.profile_autoscaler:
+        for label, name in autoscaler_cycle.ANALYZERS:
+            print(f"profile of 10 {label} cycles:")
+            print(autoscaler_cycle.profile(shape, name))
+    block = autoscaler_cycle.render(results)
+    report.write_block(s.output, block, autoscaler_cycle.START, autoscaler_cycle.END)
+    print(block)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     s = parse_args(argv)
+    code = simulator_figures(s) if s.runs("simulator") else 0
+    if s.runs("autoscaler"):
+        autoscaler(s)
+    print(f"written to {s.output}")
+    return code
+
+
+def simulator_figures(s: Settings) -> int:
+    """Figures (a)-(c); 1 when figure (a) saw errors."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the servers
     pin(0, 1)  # this process is the client; servers go on core 0
@@ -226,5 +280,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     report.write(s.output, results)
     print(report.render(results))
-    print(f"written to {s.output}")
     return 0 if sim_rps.errors == 0 else 1
