@@ -199,37 +199,42 @@ def set_condition(
 ) -> list[Condition]:
     """A new list with the condition set, as Kubernetes' `meta.SetStatusCondition` does:
     the entry of the same type is replaced in place, `lastTransitionTime` moves to now
-    only when the condition is new or its status changed. The input is not modified."""
+    only when the condition is new or its status changed. The input is not modified
+    (conditions are treated as immutable, so untouched ones are shared, not copied)."""
     result: list[Condition] = []
     found = False
     for cond in conditions:
         if cond.type != type_:
-            result.append(cond.model_copy())
+            result.append(cond)
             continue
         found = True
-        changed = cond.status != status
-        result.append(
-            Condition(
-                type=type_,
-                status=status,
-                observedGeneration=generation,
-                lastTransitionTime=now_rfc3339 if changed else cond.last_transition_time,
-                reason=reason,
-                message=message,
-            )
-        )
+        if (cond.status, cond.reason, cond.message, cond.observed_generation) == (
+            status,
+            reason,
+            message,
+            generation,
+        ):
+            result.append(cond)  # unchanged: the steady state of most cycles
+            continue
+        since = now_rfc3339 if cond.status != status else cond.last_transition_time
+        result.append(_condition(type_, status, generation, since, reason, message))
     if not found:
-        result.append(
-            Condition(
-                type=type_,
-                status=status,
-                observedGeneration=generation,
-                lastTransitionTime=now_rfc3339,
-                reason=reason,
-                message=message,
-            )
-        )
+        result.append(_condition(type_, status, generation, now_rfc3339, reason, message))
     return result
+
+
+def _condition(
+    type_: str, status: str, generation: int, since: str, reason: str, message: str
+) -> Condition:
+    # model_construct: the values are ours and already valid; validation costs ~10 µs each
+    return Condition.model_construct(
+        type=type_,
+        status=status,
+        observed_generation=generation,
+        last_transition_time=since,
+        reason=reason,
+        message=message,
+    )
 
 
 # ---------------------------------------------------------------- schema validation

@@ -41,7 +41,7 @@ from pyllmd.autoscaler.configmaps import (
     resolve_scale_to_zero,
 )
 from pyllmd.autoscaler.enforce import carry_over, enforce, safety_net
-from pyllmd.autoscaler.interfaces import Actuator, Cluster, Workload
+from pyllmd.autoscaler.interfaces import Actuator, Cluster, Container, Workload
 from pyllmd.autoscaler.limiter import limit_by_nodes
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.model import (
@@ -49,6 +49,7 @@ from pyllmd.autoscaler.model import (
     ModelGroup,
     SaturationConfig,
     VariantState,
+    VllmParams,
     parse_cost,
 )
 from pyllmd.autoscaler.reconcile import VaScope, excluded_namespaces, flag_invalid, write_target
@@ -116,8 +117,10 @@ class Configs:
     s2z_local: Mapping[str, ScaleToZeroConfig]
 
 
-def variant_state(va: api.VariantAutoscaling, workload: Workload) -> VariantState:
-    """The engine's view of a VA and its target (spec §3.2)."""
+def variant_state(
+    va: api.VariantAutoscaling, workload: Workload, params: VllmParams | None = None
+) -> VariantState:
+    """The engine's view of a VA and its target (spec §3.2); `params` parsed if not given."""
     alloc = va.status.desired_optimized_alloc
     return VariantState(
         name=va.metadata.name,
@@ -130,7 +133,7 @@ def variant_state(va: api.VariantAutoscaling, workload: Workload) -> VariantStat
         desired_replicas=alloc.num_replicas if alloc else 0,
         previous_accelerator=alloc.accelerator if alloc else "",
         gpus_per_replica=workload.gpus_per_replica,
-        vllm_params=parse_vllm_args(workload.containers),
+        vllm_params=params if params is not None else parse_vllm_args(workload.containers),
     )
 
 
@@ -170,6 +173,8 @@ class SaturationEngine:
         self.actuator = actuator
         self.v2_state = V2State()
         self._published: set[VariantKey] = set()
+        self._params: dict[VariantKey, tuple[tuple[Container, ...], VllmParams]] = {}
+        self._pods: dict[str, dict[str, list[str]]] = {}  # per cycle: namespace → workload → pods
         self._last_global: dict[str, Mapping[str, str]] = {}
         self._lock = asyncio.Lock()  # a cycle and an event-driven pass never interleave
         self.scope = VaScope(cluster, settings.controller_instance, settings.watch_namespace)
@@ -191,6 +196,7 @@ class SaturationEngine:
 
     async def _cycle(self) -> list[Decision]:
         now = datetime.fromtimestamp(self.clock.wall(), UTC)
+        self._pods.clear()
         vas, invalid = await self.active_vas()
         configs = await self.read_configs({va.metadata.namespace for va in vas})
         members: list[Member] = []
@@ -200,7 +206,8 @@ class SaturationEngine:
             )
             self.book.target(va, workload is not None)
             if workload is not None and not workload.deleting and _spec_replicas(workload) > 0:
-                members.append(Member(va, workload, variant_state(va, workload)))
+                state = variant_state(va, workload, self._vllm_params(workload))
+                members.append(Member(va, workload, state))
         decisions = await self._decide(members, configs, unambiguous(vas), now.timestamp())
         applied = self._apply(members, decisions)
         await self._write_statuses(vas, now)
@@ -209,6 +216,16 @@ class SaturationEngine:
         if self.actuator is not None and applied:
             await self.actuator.apply(applied)
         return applied
+
+    def _vllm_params(self, workload: Workload) -> VllmParams:
+        """Parsed vLLM arguments of a target, re-parsed only when its containers change."""
+        key = (workload.namespace, workload.name)
+        cached = self._params.get(key)
+        if cached is not None and cached[0] == workload.containers:
+            return cached[1]
+        params = parse_vllm_args(workload.containers)
+        self._params[key] = (workload.containers, params)
+        return params
 
     async def resolve_targets(
         self, namespace: str, *, va_name: str = "", target_name: str = ""
@@ -311,6 +328,16 @@ class SaturationEngine:
             decisions = await self._limit(decisions)
         return decisions
 
+    async def _pods_of(self, namespace: str) -> dict[str, list[str]]:
+        """Workload → its pods, read once per namespace per cycle."""
+        found = self._pods.get(namespace)
+        if found is None:
+            found = {}
+            for pod, workload in (await self.cluster.pod_workloads(namespace)).items():
+                found.setdefault(workload, []).append(pod)
+            self._pods[namespace] = found
+        return found
+
     async def _decide_group(
         self,
         model_id: str,
@@ -330,9 +357,10 @@ class SaturationEngine:
             log.info("no saturation config default entry; skipping model=%s", model_id)
             return {}
         usable = [m for m in members if m.key in clear_targets]
-        pods = await self.cluster.pod_workloads(namespace)
-        va_of_workload = {m.workload.name: m.va.metadata.name for m in usable}
-        pod_variants = {p: va_of_workload[w] for p, w in pods.items() if w in va_of_workload}
+        by_workload = await self._pods_of(namespace)
+        pod_variants = {
+            pod: m.va.metadata.name for m in usable for pod in by_workload.get(m.workload.name, ())
+        }
         queue_size, queue_bytes = await self.source.scheduler_queue(model_id)
         group = ModelGroup(
             model_id, namespace, tuple(m.state for m in usable), (), queue_size, queue_bytes

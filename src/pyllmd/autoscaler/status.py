@@ -10,6 +10,7 @@ with the validation message (upstream defines the reason but never sets it).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -123,7 +124,7 @@ def invalid_patch(va: InvalidVariantAutoscaling, now: datetime) -> dict[str, Any
         va.metadata.generation,
         api.rfc3339(now),
     )
-    return {"conditions": [c.model_dump(by_alias=True) for c in conditions]}
+    return {"conditions": [condition_json(c) for c in conditions]}
 
 
 def same_condition(before: api.Condition | None, after: api.Condition | None) -> bool:
@@ -195,7 +196,7 @@ class StatusBook:
         entry = self.entries.pop((va.metadata.namespace, va.metadata.name), None)
         if entry is None:
             return None
-        stamp = api.rfc3339(now)
+        stamp = _stamp(now)
         gen = va.metadata.generation
         conditions = list(va.status.conditions)
 
@@ -225,7 +226,7 @@ class StatusBook:
                 "numReplicas": decision.target_replicas,
             }
             patch["actuation"] = {"applied": True}
-        patch["conditions"] = [c.model_dump(by_alias=True) for c in conditions]
+        patch["conditions"] = [condition_json(c) for c in conditions]
         return patch
 
 
@@ -247,3 +248,21 @@ def _optimization(entry: _Entry, decision: Decision) -> tuple[str, str]:
             decision.reason, decision.target_replicas
         )
     return api.REASON_OPTIMIZATION_SUCCEEDED, api.MESSAGE_NO_SCALING_CHANGE
+
+
+def condition_json(c: api.Condition) -> dict[str, Any]:
+    """A condition as the API stores it (hand-built: this runs for every VA every cycle)."""
+    return {
+        "type": c.type,
+        "status": c.status,
+        "observedGeneration": c.observed_generation,
+        "lastTransitionTime": c.last_transition_time,
+        "reason": c.reason,
+        "message": c.message,
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def _stamp(now: datetime) -> str:
+    """`now` as metav1.Time text; cached because a cycle stamps every VA with one `now`."""
+    return api.rfc3339(now)

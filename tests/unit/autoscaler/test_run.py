@@ -24,6 +24,7 @@ async def test_metrics_served_over_tls_with_a_self_signed_cert() -> None:
     cfg = load_controller_config(["--metrics-bind-address=127.0.0.1:0"], ENV)
     tls = metrics_tls(cfg)
     assert tls is not None and tls.minimum_version == ssl.TLSVersion.TLSv1_2
+
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(text="wva_desired_replicas 1\n")
 
