@@ -13,6 +13,12 @@ written at once (`SaturationEngine.resolve_targets`) instead of at the next
 cycle. Upstream reconciles on VA and Deployment creation only; VA spec edits
 and Deployment deletions wait for its engine loop. Changes that leave
 `metadata.generation` alone (status writes, ours included) trigger nothing.
+
+With an elector (`--leader-elect`), everything but the endpoints and the
+ConfigMap bootstrap runs only while this replica holds the Lease: the loops
+start once it is acquired, stop before it is released on shutdown, and stop
+when it is lost, after which `run` raises `LeaderElectionLost` (exit 1, as
+controller-runtime).
 """
 
 from __future__ import annotations
@@ -52,6 +58,33 @@ class ClusterEvent(Protocol):
     def event_type(self) -> str: ...  # ADDED | MODIFIED | DELETED
     @property
     def generation(self) -> int: ...  # metadata.generation, 0 when unknown
+
+
+class LeaderElectionLost(RuntimeError):
+    """The Lease could not be renewed in time; the process must exit (status 1).
+
+    Defined here rather than in `leader` so the local stack, which has no
+    elector, does not import the Kubernetes client.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("leader election lost")
+
+
+class Elector(Protocol):
+    """Leader election (`leader.LeaderElector`)."""
+
+    async def acquire(self, stop: asyncio.Event) -> bool:
+        """Wait for leadership: True once leading, False when `stop` was set first."""
+        ...
+
+    async def hold(self, stop: asyncio.Event) -> bool:
+        """Keep leadership until `stop` (True) or until it is lost (False)."""
+        ...
+
+    async def release(self) -> None:
+        """Give leadership up (best effort)."""
+        ...
 
 
 class EventSource(Protocol):
@@ -99,6 +132,7 @@ class Controller:
         from_zero: ScaleFromZeroEngine | None = None,
         backoff: Backoff = Backoff(),
         events: EventSource | None = None,
+        elector: Elector | None = None,
     ) -> None:
         self.saturation = saturation
         self.metrics = metrics
@@ -110,6 +144,7 @@ class Controller:
         self.ready_error = ""
         self.cycles = 0
         self.events = events
+        self.elector = elector
         self.event_passes = 0
         self._generations: dict[tuple[str, str, str], int] = {}
 
@@ -123,7 +158,26 @@ class Controller:
         self.ready = True
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run the loops until `stop` is set."""
+        """Run the loops until `stop` is set (while leading, with an elector)."""
+        if self.elector is None:
+            await self._run_loops(stop)
+            return
+        if not await self.elector.acquire(stop):
+            return
+        loops_stop = asyncio.Event()
+        loops = asyncio.create_task(self._run_loops(loops_stop))
+        lost = False
+        try:
+            lost = not await self.elector.hold(stop)
+        finally:  # the loops end before the lease is released (release-on-cancel)
+            loops_stop.set()
+            await loops
+            if not lost:
+                await self.elector.release()
+        if lost:
+            raise LeaderElectionLost()
+
+    async def _run_loops(self, stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(self._loop(self._saturation_cycle, self.interval, stop))]
         if self.from_zero is not None:
             tasks.append(

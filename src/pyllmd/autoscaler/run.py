@@ -5,7 +5,9 @@ client and an `up` query retried with backoff (5 s, ×2, 6 steps) → endpoints
 → loops. Any failure before the loops is one line on stderr and exit 1.
 The loops are the saturation engine, the scale-from-zero engine (InferencePools
 of `POOL_GROUP`, EPP pods scraped with `EPP_METRIC_READER_BEARER_TOKEN`) and the
-watch-driven targets pass.
+watch-driven targets pass; with `--leader-elect` they run only on the replica
+holding the Lease `LEADER_ELECTION_ID` in `POD_NAMESPACE`, and losing it ends
+the process with "leader election lost" (exit 1).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pyllmd.autoscaler.controller import Controller, split_bind_address
 from pyllmd.autoscaler.engine import EngineSettings, SaturationEngine
 from pyllmd.autoscaler.eppscrape import EppScraper
 from pyllmd.autoscaler.kube import KubeCluster, connect
+from pyllmd.autoscaler.leader import LeaderElector, default_identity
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.pools import KubePools
 from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusError, PrometheusOptions
@@ -76,8 +79,12 @@ def build_controller(
     client: PrometheusClient,
     scraper: EppScraper,
     clock: Clock,
+    identity: str = "",
 ) -> Controller:
-    """The controller with its engines, wired from `cfg` (no I/O)."""
+    """The controller with its engines, wired from `cfg` (no I/O).
+
+    `identity` names this replica in the Lease (default `<hostname>_<uuid>`).
+    """
     metrics = ControllerMetrics(cfg.controller_instance)
     engine = SaturationEngine(
         cluster,
@@ -99,7 +106,27 @@ def build_controller(
         max_concurrency=cfg.scale_from_zero_engine_max_concurrency,
         watch_namespace=cfg.watch_namespace,
     )
-    return Controller(engine, metrics, clock, cfg.global_opt_interval, from_zero, events=cluster)
+    elector = None
+    if cfg.leader_elect:
+        elector = LeaderElector(
+            cluster.client,
+            clock,
+            name=cfg.leader_election_id,
+            namespace=cfg.pod_namespace,
+            identity=identity or default_identity(),
+            lease_duration=cfg.leader_election_lease_duration,
+            renew_deadline=cfg.leader_election_renew_deadline,
+            retry_period=cfg.leader_election_retry_period,
+        )
+    return Controller(
+        engine,
+        metrics,
+        clock,
+        cfg.global_opt_interval,
+        from_zero,
+        events=cluster,
+        elector=elector,
+    )
 
 
 def metrics_tls(cfg: ControllerConfig) -> ssl.SSLContext | None:

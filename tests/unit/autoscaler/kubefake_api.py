@@ -127,6 +127,7 @@ INFERENCEPOOLS_V1ALPHA2 = ResourceDef(
     "InferencePool",
     subresources=("status",),
 )
+LEASES = ResourceDef("coordination.k8s.io", "v1", "leases", "Lease")
 CRDS = ResourceDef(
     "apiextensions.k8s.io",
     "v1",
@@ -148,6 +149,7 @@ ALL_RESOURCES = (
     SERVICES,
     INFERENCEPOOLS_V1,
     INFERENCEPOOLS_V1ALPHA2,
+    LEASES,
     CRDS,
 )
 
