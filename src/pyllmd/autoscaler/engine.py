@@ -42,7 +42,7 @@ from pyllmd.autoscaler.configmaps import (
 )
 from pyllmd.autoscaler.enforce import carry_over, enforce, safety_net
 from pyllmd.autoscaler.interfaces import Actuator, Cluster, Container, Workload
-from pyllmd.autoscaler.limiter import limit_by_nodes
+from pyllmd.autoscaler.limiter import inventory, limit_by_nodes
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.model import (
     Decision,
@@ -91,6 +91,7 @@ class EngineSettings:
     controller_instance: str = ""
     env_scale_to_zero: bool = False
     node_selector: str = ""
+    limited_mode: bool = False  # WVA_LIMITED_MODE: log the GPU inventory every cycle
     watch_namespace: str = ""  # never excluded by the namespace annotation (as upstream)
 
 
@@ -197,6 +198,8 @@ class SaturationEngine:
     async def _cycle(self) -> list[Decision]:
         now = datetime.fromtimestamp(self.clock.wall(), UTC)
         self._pods.clear()
+        if self.settings.limited_mode:
+            await self._log_inventory()
         vas, invalid = await self.active_vas()
         configs = await self.read_configs({va.metadata.namespace for va in vas})
         members: list[Member] = []
@@ -216,6 +219,15 @@ class SaturationEngine:
         if self.actuator is not None and applied:
             await self.actuator.apply(applied)
         return applied
+
+    async def _log_inventory(self) -> None:
+        """Limited mode (as upstream): list the GPU inventory each cycle, for the logs only."""
+        try:
+            nodes = await self.cluster.gpu_nodes(self.settings.node_selector)
+        except Exception as e:
+            log.warning("GPU discovery failed: %s", e)
+            return
+        log.info("limited mode: GPU inventory %s", inventory(nodes))
 
     def _vllm_params(self, workload: Workload) -> VllmParams:
         """Parsed vLLM arguments of a target, re-parsed only when its containers change."""

@@ -69,6 +69,7 @@ def engine_settings(cfg: ControllerConfig) -> EngineSettings:
         controller_instance=cfg.controller_instance,
         env_scale_to_zero=cfg.wva_scale_to_zero,
         node_selector=cfg.wva_node_selector,
+        limited_mode=cfg.wva_limited_mode,
         watch_namespace=cfg.watch_namespace,
     )
 

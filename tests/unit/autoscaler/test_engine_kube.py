@@ -550,3 +550,15 @@ async def test_limiter_caps_v1_scale_up_by_free_gpus(
     add_variant(rig, "llama", 0.75)  # spare KV 0.05 < 0.10 → wants +1 replica
     await rig.engine.cycle()
     assert rig.gauges() == {(NS, "llama"): float(expected)}
+
+
+async def test_limited_mode_logs_the_gpu_inventory(
+    kube: KubeFake, prom: FakePrometheus, state: Prom, caplog: pytest.LogCaptureFixture
+) -> None:
+    kube.add_namespace(SYSTEM)
+    kube.add_gpu_node("node-1", "NVIDIA-H100-80GB-HBM3", 8)
+    rig = Rig(kube, prom, state, limited_mode=True)
+    with caplog.at_level("INFO", logger="pyllmd.autoscaler.engine"):
+        await rig.engine.cycle()
+    await rig.close()
+    assert "limited mode: GPU inventory {'H100': 8}" in caplog.text
