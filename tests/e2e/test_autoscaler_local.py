@@ -24,6 +24,7 @@ import openai
 import pytest
 
 from tests.e2e.harness import ManagedProcess, free_port
+from tests.e2e.stacks import SATURATION_CONFIG_MAP
 
 pytestmark = pytest.mark.e2e
 
@@ -43,16 +44,7 @@ variants:
       spec: {{scaleTargetRef: {{kind: Deployment, name: pricey}}, modelID: m, variantCost: "15"}}
     deployment: {{replicas: 2, args: {SIM_ARGS}}}
 configMaps:
-  - metadata:
-      name: wva-saturation-scaling-config
-      namespace: workload-variant-autoscaler-system
-    data:
-      default: |
-        kvCacheThreshold: 0.80
-        queueLengthThreshold: 5
-        kvSpareTrigger: 0.1
-        queueSpareTrigger: 3
-  - metadata:
+{SATURATION_CONFIG_MAP}  - metadata:
       name: wva-model-scale-to-zero-config
       namespace: workload-variant-autoscaler-system
     data:

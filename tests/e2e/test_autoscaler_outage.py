@@ -18,27 +18,19 @@ import pytest
 
 from pyllmd.stack.local import RunningStack, StackOptions, local_stack
 from tests.e2e.harness import free_port
+from tests.e2e.stacks import SATURATION_CONFIG_MAP
 
 pytestmark = pytest.mark.e2e
 
-STACK = """
+STACK = f"""
 namespace: llm
 variants:
   - variantAutoscaling:
-      metadata: {name: solo, labels: {inference.optimization/acceleratorName: A100}}
-      spec: {scaleTargetRef: {kind: Deployment, name: solo}, modelID: m}
-    deployment: {replicas: 2, args: [--model, m, --max-num-seqs, "2"]}
+      metadata: {{name: solo, labels: {{inference.optimization/acceleratorName: A100}}}}
+      spec: {{scaleTargetRef: {{kind: Deployment, name: solo}}, modelID: m}}
+    deployment: {{replicas: 2, args: [--model, m, --max-num-seqs, "2"]}}
 configMaps:
-  - metadata:
-      name: wva-saturation-scaling-config
-      namespace: workload-variant-autoscaler-system
-    data:
-      default: |
-        kvCacheThreshold: 0.80
-        queueLengthThreshold: 5
-        kvSpareTrigger: 0.1
-        queueSpareTrigger: 3
-"""
+{SATURATION_CONFIG_MAP}"""
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> Any:
