@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -191,6 +191,38 @@ class Family:
         labels = _label_text(names, values)
         out.append(f"{self.name}_sum{labels} {go_float(child.sum)}")
         out.append(f"{self.name}_count{labels} {cumulative}")
+
+
+class CollectorFamily(Family):
+    """A gauge or counter family whose series are computed when rendered (a Go
+    `prometheus.Collector`): `collect` returns (label values, value) pairs, so
+    series of things that disappeared vanish without bookkeeping."""
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        help_text: str,
+        labelnames: Sequence[str],
+        collect: Callable[[], Iterable[tuple[tuple[str, ...], float]]],
+    ) -> None:
+        if kind == "histogram":
+            raise ValueError("a collector family is a gauge or a counter")
+        super().__init__(name, kind, help_text, labelnames)
+        self.collect = collect
+
+    def render(self, out: list[str]) -> None:
+        """Compute the series now, then render them like any family."""
+        children: dict[tuple[str, ...], Child] = {}
+        for values, value in self.collect():
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {values}")
+            child = self._new_child()
+            assert isinstance(child, GaugeChild | CounterChild)
+            child.value = float(value)
+            children[tuple(values)] = child
+        self.children = children
+        super().render(out)
 
 
 class Registry:

@@ -1,0 +1,1 @@
+"""The scheduling framework: plugin contracts, the request/endpoint types, the profile runner."""

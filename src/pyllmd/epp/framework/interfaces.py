@@ -1,0 +1,89 @@
+"""Plugin contracts (upstream `framework/interface`), as Protocols.
+
+Scoring is synchronous and CPU-only; async I/O happens before it, in the data
+layer. Randomness comes from the cycle's injected `random.Random`, time from
+the `now` passed in.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pyllmd.epp.framework.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
+
+
+@dataclass
+class CycleState:
+    """Per-request scratch space shared by the plugins of one scheduling cycle.
+
+    Typed fields for what in-tree plugins exchange; `extra` for anything else,
+    keyed by the producing plugin's name.
+    """
+
+    rng: random.Random
+    now: float
+    prefix_hits: dict[str, int] = field(default_factory=dict)  # endpoint namespaced name → blocks
+    prefix_total_blocks: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Plugin(Protocol):
+    """Every plugin has its upstream type string and a configured name."""
+
+    type_name: str
+    name: str
+
+
+class Filter(Plugin, Protocol):
+    """Narrows the candidate endpoints."""
+
+    def filter(
+        self, state: CycleState, request: LLMRequest, endpoints: Sequence[Endpoint]
+    ) -> list[Endpoint]: ...
+
+
+class Scorer(Plugin, Protocol):
+    """Scores candidates in [0, 1]; endpoints left out score 0."""
+
+    def score(
+        self, state: CycleState, request: LLMRequest, endpoints: Sequence[Endpoint]
+    ) -> dict[str, float]:  # endpoint namespaced name → score
+        ...
+
+
+class Picker(Plugin, Protocol):
+    """Chooses the target endpoints from scored candidates, best first."""
+
+    def pick(
+        self, state: CycleState, scored: Sequence[tuple[Endpoint, float]]
+    ) -> list[Endpoint]: ...
+
+
+class ProfileHandler(Plugin, Protocol):
+    """Chooses which profiles run, and assembles their results."""
+
+    def pick_profiles(
+        self,
+        state: CycleState,
+        request: LLMRequest,
+        profiles: Sequence[str],
+        results: Mapping[str, ProfileResult | None],
+    ) -> list[str]: ...
+
+    def process_results(
+        self,
+        state: CycleState,
+        request: LLMRequest,
+        results: Mapping[str, ProfileResult | None],
+    ) -> SchedulingResult: ...
+
+
+class PreRequest(Plugin, Protocol):
+    """Runs after scheduling, before the request is forwarded (e.g. prefix-index update)."""
+
+    def pre_request(
+        self, state: CycleState, request: LLMRequest, result: SchedulingResult
+    ) -> None: ...

@@ -1,0 +1,50 @@
+"""In-tree plugins, registered explicitly by upstream type string in `register_all`."""
+
+from __future__ import annotations
+
+from pyllmd.epp.framework.registry import Registry
+from pyllmd.epp.plugins.filter import (
+    by_label,
+    by_label_selector,
+    decode_filter,
+    header_based_testing_filter,
+    prefill_filter,
+)
+from pyllmd.epp.plugins.picker import max_score_picker, random_picker, weighted_random_picker
+from pyllmd.epp.plugins.profile import single_profile_handler
+from pyllmd.epp.plugins.scorer import (
+    kv_cache_utilization_scorer,
+    load_aware_scorer,
+    lora_affinity_scorer,
+    prefix_cache_scorer,
+    queue_scorer,
+    running_requests_size_scorer,
+)
+
+
+def register_all(registry: Registry) -> Registry:
+    """Adds every in-tree plugin type to `registry` and returns it."""
+    for module in (
+        single_profile_handler,
+        max_score_picker,
+        random_picker,
+        weighted_random_picker,
+        queue_scorer,
+        running_requests_size_scorer,
+        kv_cache_utilization_scorer,
+        lora_affinity_scorer,
+        prefix_cache_scorer,
+        load_aware_scorer,
+        header_based_testing_filter,
+        by_label,
+        by_label_selector,
+        prefill_filter,
+        decode_filter,
+    ):
+        registry.register(module.TYPE, module.factory)
+    return registry
+
+
+def default_registry() -> Registry:
+    """A fresh registry with all in-tree plugins."""
+    return register_all(Registry())

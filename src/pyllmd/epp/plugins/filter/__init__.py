@@ -1,0 +1,1 @@
+"""Filter plugins, one module per upstream type."""

@@ -1,0 +1,1 @@
+"""Picker plugins, one module per upstream type."""

@@ -1,0 +1,35 @@
+"""`max-score-picker`: highest total score first; ties broken at random."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pyllmd.epp.framework.interfaces import CycleState
+from pyllmd.epp.framework.registry import Handle
+from pyllmd.epp.framework.types import Endpoint
+from pyllmd.epp.plugins.base import PluginBase
+from pyllmd.epp.plugins.picker.common import max_endpoints
+
+TYPE = "max-score-picker"
+
+
+class MaxScorePicker(PluginBase):
+    """Shuffle, then stable sort by score descending, keep the first N."""
+
+    TYPE = TYPE
+
+    def __init__(self, name: str = "", max_num_of_endpoints: int = 1) -> None:
+        super().__init__(name)
+        self.max_num_of_endpoints = max(1, max_num_of_endpoints)
+
+    def pick(self, state: CycleState, scored: Sequence[tuple[Endpoint, float]]) -> list[Endpoint]:
+        order = list(scored)
+        state.rng.shuffle(order)
+        order.sort(key=lambda item: item[1], reverse=True)  # stable: ties stay shuffled
+        return [ep for ep, _ in order[: self.max_num_of_endpoints]]
+
+
+def factory(name: str, raw: Any, handle: Handle) -> MaxScorePicker:
+    """Parameter `maxNumOfEndpoints`."""
+    return MaxScorePicker(name, max_endpoints(raw))

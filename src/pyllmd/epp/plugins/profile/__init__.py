@@ -1,0 +1,1 @@
+"""Profile plugins, one module per upstream type."""

@@ -1,0 +1,1 @@
+"""Scorer plugins, one module per upstream type."""
