@@ -1,0 +1,82 @@
+"""The small interfaces the ext_proc servicer is built against (spec §2.3).
+
+The servicer (`server.py`) needs only these shapes from the scheduler, the
+datastore, admission control and the metrics registry, so each side can be
+built and tested on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
+from pyllmd.epp.requests import Usage
+
+
+class Scheduler(Protocol):
+    """Picks the target endpoints of one request; raises with a message when it cannot."""
+
+    def schedule(self, request: LLMRequest, candidates: Sequence[Endpoint]) -> SchedulingResult: ...
+
+
+class EndpointSource(Protocol):
+    """The datastore's current endpoints and whether the pool was read."""
+
+    @property
+    def synced(self) -> bool: ...
+
+    def __call__(self) -> Sequence[Endpoint]: ...
+
+
+class Admission(Protocol):
+    """Admission control before scheduling: a rejection message (→ 429) or None."""
+
+    def admit(self, request: LLMRequest, candidates: Sequence[Endpoint]) -> str | None: ...
+
+
+class ResponseObserver(Protocol):
+    """Told once per scheduled request when its response ended (or the stream did)."""
+
+    def response_complete(self, request: LLMRequest, result: SchedulingResult) -> None: ...
+
+
+class RequestMetrics(Protocol):
+    """The per-request metrics the servicer reports (spec §9); labels are model names."""
+
+    def request_received(self, model: str, target: str, size: int) -> None: ...
+    def request_error(self, model: str, target: str, code: str) -> None: ...
+    def running_changed(self, model: str, delta: int) -> None: ...
+    def response_done(self, model: str, target: str, size: int, latency: float) -> None: ...
+    def tokens(self, model: str, target: str, usage: Usage) -> None: ...
+
+
+class NullMetrics:
+    """Records nothing; the default when no metrics registry is wired in."""
+
+    def request_received(self, model: str, target: str, size: int) -> None:
+        pass
+
+    def request_error(self, model: str, target: str, code: str) -> None:
+        pass
+
+    def running_changed(self, model: str, delta: int) -> None:
+        pass
+
+    def response_done(self, model: str, target: str, size: int, latency: float) -> None:
+        pass
+
+    def tokens(self, model: str, target: str, usage: Usage) -> None:
+        pass
+
+
+@dataclass
+class StaticEndpoints:
+    """A fixed endpoint list, synced from the start (static mode and tests)."""
+
+    endpoints: Sequence[Endpoint] = ()
+    synced: bool = True
+
+    def __call__(self) -> Sequence[Endpoint]:
+        return self.endpoints

@@ -1,0 +1,388 @@
+"""The ext_proc servicer: one gRPC stream per HTTP request, answered as spec §2.3 says.
+
+Envoy runs the filter in FULL_DUPLEX_STREAMED mode, so the request-headers
+answer is held until the whole body arrived; then the EPP parses, validates,
+admits and schedules, and sends the header mutation (destination, fresh
+Content-Length, re-emitted client headers), the `envoy.lb` dynamic metadata
+and the body back as streamed pieces. Responses are passed through while their
+token usage is read.
+
+The scheduler, the endpoint source, admission and metrics are the small
+Protocols of `contracts.py`, so this shell does not depend on how they are built.
+
+Deviations from upstream (spec §14): the subset hint honours a port when one is
+given; response errors are detected from `:status` as well as `status`; an
+unchanged request body and every response body are forwarded byte for byte;
+response pseudo-headers (`:status`) are not re-emitted in the header mutation.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+
+from pyllmd.core.clock import Clock, RealClock
+from pyllmd.core.tls import write_self_signed
+from pyllmd.epp import wire
+from pyllmd.epp.contracts import (
+    Admission,
+    EndpointSource,
+    NullMetrics,
+    RequestMetrics,
+    ResponseObserver,
+    Scheduler,
+)
+from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
+from pyllmd.epp.requests import (
+    DESTINATION_HEADER,
+    INTERNAL,
+    OBJECTIVE_HEADER,
+    REQUEST_ID_HEADER,
+    RESOURCE_EXHAUSTED,
+    SERVICE_UNAVAILABLE,
+    EppError,
+    ParsedRequest,
+    SseUsage,
+    Usage,
+    body_chunks,
+    forwarded_body,
+    forwarded_headers,
+    json_usage,
+    parse_request,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_SERVER_ERROR = "ModelServerError"
+NO_CANDIDATES = "failed to find candidate pods for serving the request"
+
+
+def subset_filter(endpoints: Sequence[Endpoint], hint: Sequence[str]) -> list[Endpoint]:
+    """Endpoints named by a subset hint: `ip` keeps every port of the pod, `ip:port` one port."""
+    wanted: set[tuple[str, int | None]] = set()
+    for entry in hint:
+        if entry.startswith("["):  # [v6]:port or [v6]
+            host, _, rest = entry[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        elif entry.count(":") == 1:
+            host, port = entry.split(":")
+        else:
+            host, port = entry, ""
+        wanted.add((host, int(port) if port.isdigit() else None))
+    return [e for e in endpoints if (e.address, e.port) in wanted or (e.address, None) in wanted]
+
+
+@dataclass
+class _Stream:
+    """Per-stream request context."""
+
+    received_at: float
+    headers: dict[str, str] = field(default_factory=dict)
+    generated_id: str | None = None
+    body: bytearray = field(default_factory=bytearray)
+    body_done: bool = False
+    subset: list[str] | None = None
+    parsed: ParsedRequest | None = None
+    request: LLMRequest | None = None
+    result: SchedulingResult | None = None
+    error_code: str | None = None
+    running: bool = False
+    streaming: bool = False
+    response: bytearray = field(default_factory=bytearray)
+    response_size: int = 0
+    sse: SseUsage = field(default_factory=SseUsage)
+    tokens_recorded: bool = False
+    completed: bool = False
+
+    @property
+    def models(self) -> tuple[str, str]:
+        p = self.parsed
+        return (p.incoming_model, p.target_model) if p is not None else ("", "")
+
+
+class ExtProcServicer:
+    """`envoy.service.ext_proc.v3.ExternalProcessor` (registered by `serve_epp`)."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        endpoints: EndpointSource,
+        *,
+        admission: Admission | None = None,
+        metrics: RequestMetrics | None = None,
+        observer: ResponseObserver | None = None,
+        model_rewrite: Callable[[str], str] | None = None,
+        objective_priority: Callable[[str], int | None] | None = None,
+        disable_subset_filter: bool = False,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        self.endpoints = endpoints
+        self.admission = admission
+        self.metrics: RequestMetrics = metrics or NullMetrics()
+        self.observer = observer
+        self.model_rewrite = model_rewrite
+        self.objective_priority = objective_priority
+        self.disable_subset_filter = disable_subset_filter
+        self.clock: Clock = clock or RealClock()
+        self.rng = rng or random.Random()
+
+    async def Process(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[Any], context: Any
+    ) -> AsyncIterator[Any]:
+        """Handle one HTTP request's messages in order; end after an immediate response."""
+        stream = _Stream(received_at=self.clock.now())
+        try:
+            async for message in request_iterator:
+                try:
+                    replies = self._handle(stream, message)
+                except EppError as err:
+                    stream.error_code = err.code
+                    log.debug("immediate response %d: %s", err.status, err)
+                    yield wire.immediate_response(err)
+                    return
+                except Exception as err:
+                    log.exception("ext_proc stream failed")
+                    await context.abort(grpc.StatusCode.UNKNOWN, f"failed to handle request: {err}")
+                for reply in replies:
+                    yield reply
+        finally:
+            self._finish(stream)
+
+    def _handle(self, stream: _Stream, message: Any) -> list[Any]:
+        kind = message.WhichOneof("request")
+        if message.HasField("metadata_context"):
+            hint = wire.subset_hint(message)
+            if hint is not None:
+                stream.subset = hint
+        if kind == "request_headers":
+            return self._request_headers(stream, message.request_headers)
+        if kind == "request_body":
+            stream.body += message.request_body.body
+            if message.request_body.end_of_stream:
+                return self._request_complete(stream, end_of_stream=True)
+            return []
+        if kind == "request_trailers":
+            replies = [] if stream.body_done else self._request_complete(stream, False)
+            return [*replies, wire.request_trailers_response()]
+        if kind == "response_headers":
+            return self._response_headers(stream, message.response_headers)
+        if kind == "response_body":
+            body = message.response_body
+            return self._response_body(stream, body.body, body.end_of_stream)
+        if kind == "response_trailers":
+            replies = [] if stream.completed else self._response_body(stream, b"", True)
+            return [*replies, wire.response_trailers_response()]
+        return []
+
+    def _request_headers(self, stream: _Stream, msg: Any) -> list[Any]:
+        incoming = wire.header_map(msg.headers)
+        if not any(k.lower() == REQUEST_ID_HEADER for k in incoming):
+            stream.generated_id = str(uuid.uuid4())
+        if not msg.end_of_stream:
+            stream.headers = incoming
+            if stream.generated_id is not None:
+                stream.headers[REQUEST_ID_HEADER] = stream.generated_id
+            return []
+        stream.body_done = True  # no body: random endpoint, no scheduling
+        endpoints = self.endpoints()
+        if not endpoints:
+            raise EppError(INTERNAL, "no pods available in datastore")
+        destination = self.rng.choice(list(endpoints)).hostport
+        headers = [(DESTINATION_HEADER, destination)]
+        if stream.generated_id is not None:
+            headers.append((REQUEST_ID_HEADER, stream.generated_id))
+        return [wire.request_headers_response(headers, destination)]
+
+    def _request_complete(self, stream: _Stream, end_of_stream: bool) -> list[Any]:
+        stream.body_done = True
+        raw = bytes(stream.body)
+        stream.body = bytearray()
+        parsed = parse_request(raw, stream.headers)
+        if self.model_rewrite is not None:
+            parsed = _with_target(parsed, self.model_rewrite(parsed.target_model))
+        stream.parsed = parsed
+        request = LLMRequest(
+            request_id=self._request_id(stream),
+            incoming_model=parsed.incoming_model,
+            target_model=parsed.target_model,
+            api=parsed.api,
+            body=parsed.body,
+            headers=dict(stream.headers),
+            priority=self._priority(stream.headers),
+        )
+        stream.request = request
+        candidates = list(self.endpoints())
+        if stream.subset is not None and not self.disable_subset_filter:
+            candidates = subset_filter(candidates, stream.subset)
+        if self.admission is not None:
+            rejection = self.admission.admit(request, candidates)
+            if rejection is not None:
+                raise EppError(RESOURCE_EXHAUSTED, rejection)
+        if not candidates:
+            raise EppError(SERVICE_UNAVAILABLE, NO_CANDIDATES)
+        try:
+            result = self.scheduler.schedule(request, candidates)
+            targets = result.targets
+        except Exception as err:  # noqa: BLE001 - any scheduling failure is a 429
+            raise EppError(RESOURCE_EXHAUSTED, f"failed to find target pod: {err}") from err
+        if not targets:
+            raise EppError(RESOURCE_EXHAUSTED, "failed to find target pod: no endpoint chosen")
+        stream.result = result
+        stream.headers.update(result.headers)
+        out = forwarded_body(raw, parsed)
+        destination = ",".join(t.hostport for t in targets)
+        headers = [(DESTINATION_HEADER, destination)]
+        if out:
+            headers.append(("Content-Length", str(len(out))))
+        headers += forwarded_headers(stream.headers).items()
+        replies = [wire.request_headers_response(headers, destination)]
+        replies += [
+            wire.request_body_response(chunk, eos and end_of_stream)
+            for chunk, eos in body_chunks(out)
+        ]
+        model, target = stream.models
+        self.metrics.request_received(model, target, len(raw))
+        self.metrics.running_changed(model, 1)
+        stream.running = True
+        return replies
+
+    def _request_id(self, stream: _Stream) -> str:
+        for key, value in stream.headers.items():
+            if key.lower() == REQUEST_ID_HEADER:
+                return value
+        return stream.generated_id or ""
+
+    def _priority(self, headers: dict[str, str]) -> int:
+        name = headers.get(OBJECTIVE_HEADER)
+        if not name or self.objective_priority is None:
+            return 0
+        return self.objective_priority(name) or 0
+
+    def _response_headers(self, stream: _Stream, msg: Any) -> list[Any]:
+        headers = wire.header_map(msg.headers)
+        status = headers.get(":status", headers.get("status", "200"))
+        if status != "200":
+            stream.error_code = MODEL_SERVER_ERROR
+        stream.streaming = "text/event-stream" in headers.get("content-type", "")
+        out = [("x-went-into-resp-headers", "true")]
+        out += [(k, v) for k, v in forwarded_headers(headers).items() if not k.startswith(":")]
+        if msg.end_of_stream:
+            self._complete(stream)
+        return [wire.response_headers_response(out)]
+
+    def _response_body(self, stream: _Stream, chunk: bytes, end_of_stream: bool) -> list[Any]:
+        stream.response_size += len(chunk)
+        if stream.streaming:
+            stream.sse.feed(chunk)
+            if end_of_stream:
+                stream.sse.finish()
+            if stream.sse.done or end_of_stream:
+                self._record_tokens(stream, stream.sse.usage)
+            if end_of_stream:
+                self._complete(stream)
+            return [wire.response_body_response(chunk, end_of_stream)]
+        stream.response += chunk
+        if not end_of_stream:
+            return []
+        body = bytes(stream.response)
+        stream.response = bytearray()
+        usage, _ = json_usage(body)
+        self._record_tokens(stream, usage)
+        self._complete(stream)
+        return [wire.response_body_response(c, eos) for c, eos in body_chunks(body)]
+
+    def _record_tokens(self, stream: _Stream, usage: Usage | None) -> None:
+        if usage is None or stream.tokens_recorded:
+            return
+        stream.tokens_recorded = True
+        self.metrics.tokens(*stream.models, usage)
+
+    def _complete(self, stream: _Stream) -> None:
+        if stream.completed:
+            return
+        stream.completed = True
+        model, target = stream.models
+        latency = self.clock.now() - stream.received_at
+        self.metrics.response_done(model, target, stream.response_size, latency)
+        self._notify(stream)
+
+    def _notify(self, stream: _Stream) -> None:
+        if self.observer is not None and stream.request is not None and stream.result is not None:
+            try:
+                self.observer.response_complete(stream.request, stream.result)
+            except Exception:  # noqa: BLE001 - cleanup hooks must not break the stream
+                log.exception("response_complete hook failed")
+
+    def _finish(self, stream: _Stream) -> None:
+        """Stream end (normal, cancelled or after an error): cleanup and error metrics."""
+        model, target = stream.models
+        if not stream.completed and stream.result is not None:
+            stream.completed = True
+            self._notify(stream)
+        if stream.error_code is not None:
+            self.metrics.request_error(model, target, stream.error_code)
+        if stream.running:
+            stream.running = False
+            self.metrics.running_changed(model, -1)
+
+
+def _with_target(parsed: ParsedRequest, target: str) -> ParsedRequest:
+    return ParsedRequest(parsed.body, parsed.incoming_model, target, parsed.api)
+
+
+def server_credentials(cert_path: Path | None) -> grpc.ServerCredentials:
+    """TLS from `<cert_path>/tls.crt` + `tls.key`, or a fresh self-signed certificate (§11)."""
+    if cert_path is None:
+        directory = Path(tempfile.mkdtemp(prefix="pyllmd-epp-tls-"))
+        try:
+            cert, key = write_self_signed(directory, "tls", days=3650)
+            pair = (key.read_bytes(), cert.read_bytes())
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+    else:
+        pair = ((cert_path / "tls.key").read_bytes(), (cert_path / "tls.crt").read_bytes())
+    return grpc.ssl_server_credentials([pair])
+
+
+async def serve_epp(
+    servicer: ExtProcServicer,
+    port: int,
+    *,
+    host: str = "0.0.0.0",
+    secure: bool = True,
+    cert_path: Path | None = None,
+    health: Any | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """Start the ext_proc gRPC server (TLS unless `secure` is off); returns it and its port.
+
+    `health` (a `grpc.health.v1` servicer) is registered on the same port when given,
+    as `--health-checking` does upstream.
+    """
+    from grpc_health.v1 import health_pb2_grpc
+
+    server = grpc.aio.server()
+    pb_grpc.add_ExternalProcessorServicer_to_server(servicer, server)
+    if health is not None:
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    address = f"{host}:{port}"
+    bound = (
+        server.add_secure_port(address, server_credentials(cert_path))
+        if secure
+        else server.add_insecure_port(address)
+    )
+    if bound == 0:
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    return server, bound
