@@ -2,7 +2,8 @@
 
 The framework scheduler becomes `contracts.Scheduler` (one cycle, then the
 PreRequest plugins, timed for the metrics); the datastore an `EndpointSource`;
-the saturation detector `Admission`; the metrics registry `RequestMetrics`.
+the saturation detector `Admission`; the metrics registry `RequestMetrics`;
+the InferenceModelRewrite store the servicer's `model_rewrite` hook.
 Scheduling leaves out endpoints whose metrics are stale while a fresher one
 exists (upstream scores stale values; in static mode nothing else would ever
 take a dead server out of rotation). Timing uses `time.perf_counter` here, in
@@ -27,6 +28,7 @@ from pyllmd.epp.framework.registry import ROLE_PRE_REQUEST, roles
 from pyllmd.epp.framework.scheduler import Scheduler
 from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
 from pyllmd.epp.metrics import EppMetrics
+from pyllmd.epp.objectives import Rewrites
 from pyllmd.epp.plugins.scorer.prefix_cache_scorer import CHARS_PER_TOKEN, PrefixState
 from pyllmd.epp.requests import Usage
 
@@ -34,6 +36,7 @@ __all__ = [
     "DatastoreEndpoints",
     "FrameworkScheduler",
     "MetricsRecorder",
+    "ModelRewriter",
     "SaturationAdmission",
     "fresh_candidates",
 ]
@@ -160,8 +163,12 @@ class MetricsRecorder:
     def running_changed(self, model: str, delta: int) -> None:
         self.m.running_delta(model, delta)
 
-    def response_done(self, model: str, target: str, size: int, latency: float) -> None:
+    def response_done(
+        self, model: str, target: str, size: int, latency: float, usage: Usage | None = None
+    ) -> None:
         self.m.record_response(model, target, latency, size)
+        if usage is not None:
+            self.m.record_ntpot(model, target, latency, usage.completion_tokens)
 
     def tokens(self, model: str, target: str, usage: Usage) -> None:
         f = self.m.f
@@ -177,3 +184,23 @@ class MetricsRecorder:
             f["inference_objective_prompt_cached_tokens"].histogram(model, target).observe(
                 usage.cached_tokens
             )
+
+
+class ModelRewriter:
+    """The rewrite rules as the servicer's `model_rewrite`: the target model of each request.
+
+    A model without an applicable rule is left as it is; each decision is counted.
+    """
+
+    def __init__(self, rewrites: Rewrites, rng: random.Random, metrics: EppMetrics) -> None:
+        self.rewrites = rewrites
+        self.rng = rng
+        self.metrics = metrics
+
+    def __call__(self, model: str) -> str:
+        found = self.rewrites.rewrite(model, self.rng)
+        if found is None:
+            return model
+        name, target = found
+        self.metrics.record_model_rewrite(name, model, target)
+        return target

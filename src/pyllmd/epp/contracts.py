@@ -48,7 +48,12 @@ class RequestMetrics(Protocol):
     def request_received(self, model: str, target: str, size: int) -> None: ...
     def request_error(self, model: str, target: str, code: str) -> None: ...
     def running_changed(self, model: str, delta: int) -> None: ...
-    def response_done(self, model: str, target: str, size: int, latency: float) -> None: ...
+    def response_done(
+        self, model: str, target: str, size: int, latency: float, usage: Usage | None = None
+    ) -> None:
+        """A response ended: its size, latency and the usage it reported (for NTPOT), if any."""
+        ...
+
     def tokens(self, model: str, target: str, usage: Usage) -> None: ...
 
 
@@ -64,7 +69,9 @@ class NullMetrics:
     def running_changed(self, model: str, delta: int) -> None:
         pass
 
-    def response_done(self, model: str, target: str, size: int, latency: float) -> None:
+    def response_done(
+        self, model: str, target: str, size: int, latency: float, usage: Usage | None = None
+    ) -> None:
         pass
 
     def tokens(self, model: str, target: str, usage: Usage) -> None:

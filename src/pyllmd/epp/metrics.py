@@ -146,11 +146,19 @@ class EppMetrics:
             f["inference_objective_input_tokens"].histogram(model, target).observe(input_tokens)
         if output_tokens > 0:
             f["inference_objective_output_tokens"].histogram(model, target).observe(output_tokens)
-            ntpot = f["inference_objective_normalized_time_per_output_token_seconds"]
-            ntpot.histogram(model, target).observe(duration / output_tokens)
+            self.record_ntpot(model, target, duration, output_tokens)
         if cached_tokens > 0:
             cached = f["inference_objective_prompt_cached_tokens"]
             cached.histogram(model, target).observe(cached_tokens)
+
+    def record_ntpot(self, model: str, target: str, duration: float, output_tokens: int) -> None:
+        """Normalized time per output token: whole request latency / output tokens.
+
+        As upstream, only for a positive latency and at least one output token.
+        """
+        if output_tokens > 0 and duration > 0:
+            ntpot = self.f["inference_objective_normalized_time_per_output_token_seconds"]
+            ntpot.histogram(model, target).observe(duration / output_tokens)
 
     # ------------------------------------------------------------ scheduler
 

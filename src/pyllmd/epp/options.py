@@ -497,17 +497,16 @@ endpoint-selector must be set`):
 * `--bind-address` (**pyllmd extension**) is the address the ext_proc, health
   and metrics servers listen on; the default `0.0.0.0` is upstream's
   behaviour (all interfaces); `127.0.0.1` keeps a local EPP private.
-* Only `--static-endpoints` runs today: `--pool-name` and
-  `--endpoint-selector` pass validation but start-up then stops with one line
-  (Kubernetes discovery is not implemented yet), as does
-  `--ha-enable-leader-election`.
+* `--pool-name` and `--endpoint-selector` discover pods through the Kubernetes
+  API (kubeconfig from `--kubeconfig`, `KUBECONFIG`, in-cluster, then
+  `~/.kube/config`); `--ha-enable-leader-election` is not implemented yet and
+  stops start-up with one line.
 * `--metrics-endpoint-auth=true` (the default) cannot validate tokens without
   Kubernetes (TokenReview), so every `/metrics` scrape is refused (401 without
   a bearer token, 403 with one) and a warning is logged at start-up; pass
   `--metrics-endpoint-auth=false` to scrape the metrics.
 * `--enable-pprof` and `--tracing` are accepted and have no effect (no Go
-  profiles, no OpenTelemetry export); `--enable-cert-reload` is accepted but
-  the certificate is read once at start-up.
+  profiles, no OpenTelemetry export).
 
 ## Flags
 

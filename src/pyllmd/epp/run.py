@@ -1,17 +1,19 @@
 """`pyllmd epp`: the endpoint picker's composition root (options → config → wiring → servers).
 
-`build_epp` wires the tested pieces without I/O; `start_epp` opens the three
-servers (ext_proc, gRPC health, `/metrics`) and the background loops
-(metrics scrapes, pool gauges, prefix-index pruning); `run_epp` is the CLI.
+`build_epp` wires the tested pieces without network I/O; `start_epp` opens the
+three servers (ext_proc, gRPC health, `/metrics`) and the background loops
+(metrics scrapes, pool gauges, prefix-index pruning, and in the pool and
+standalone modes the Kubernetes discovery of `kube.py`/`objectives.py`);
+`run_epp` is the CLI.
 
-Only `--static-endpoints` runs: the pool and standalone modes discover pods
-through the Kubernetes API, which is not implemented yet, so they stop at
-start-up with one line instead of pretending. Other deviations, on purpose:
-* without Kubernetes no TokenReview is possible, so `--metrics-endpoint-auth=true`
-  (the default) refuses every scrape (401 without a bearer token, 403 with
-  one) rather than serving metrics unauthenticated; `=false` serves them;
+Deviations, on purpose:
+* `--ha-enable-leader-election` is not implemented and stops start-up with one line;
+* no TokenReview is done, so `--metrics-endpoint-auth=true` (the default)
+  refuses every scrape (401 without a bearer token, 403 with one) rather than
+  serving metrics unauthenticated; `=false` serves them;
 * endpoints whose metrics are older than `--metrics-staleness-threshold` are
-  left out of scheduling while a fresher one exists (see `adapters.py`).
+  left out of scheduling while a fresher one exists (see `adapters.py`);
+* `--static-endpoints` (extension) needs no Kubernetes at all.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from aiohttp import web
@@ -37,6 +39,7 @@ from pyllmd.epp.adapters import (
     DatastoreEndpoints,
     FrameworkScheduler,
     MetricsRecorder,
+    ModelRewriter,
     SaturationAdmission,
 )
 from pyllmd.epp.config import (
@@ -48,10 +51,15 @@ from pyllmd.epp.config import (
 )
 from pyllmd.epp.datastore import Datastore, endpoints_from_static
 from pyllmd.epp.health import EppHealth, serve_health
+from pyllmd.epp.kube import Informer, PodDiscovery, PoolSpec, connect
 from pyllmd.epp.metrics import CONTENT_TYPE, EppMetrics, pool_gauge_loop
+from pyllmd.epp.objectives import Objectives, Rewrites, informers
 from pyllmd.epp.options import EppOptions, HelpRequested, load_options
 from pyllmd.epp.scrape import HttpFetcher, MetricMapping, Scraper
 from pyllmd.epp.server import ExtProcServicer, serve_epp
+
+if TYPE_CHECKING:
+    from lightkube import AsyncClient
 
 __all__ = [
     "Epp",
@@ -67,9 +75,8 @@ log = logging.getLogger(__name__)
 PROG = "pyllmd epp"
 STATIC_POOL_NAME = "static"  # the `name` label of the inference_pool_* gauges in static mode
 PRUNE_INTERVAL = 120.0  # seconds between prefix-index prunes of departed endpoints
-NO_KUBERNETES = (
-    "{what} needs Kubernetes, which pyllmd epp does not implement yet; "
-    "use --static-endpoints=ip:port[,ip:port...] to list the model servers"
+NO_LEADER_ELECTION = (
+    "--ha-enable-leader-election is not implemented by pyllmd epp; run one replica without it"
 )
 AUTH_WARNING = (
     "--metrics-endpoint-auth=true needs a Kubernetes TokenReview, which is not available: "
@@ -116,6 +123,11 @@ class Epp:
     scheduler: FrameworkScheduler
     servicer: ExtProcServicer
     health: EppHealth
+    kube: AsyncClient | None = None  # pool and standalone modes
+    discovery: PodDiscovery | None = None
+    informers: list[Informer] = field(default_factory=list)  # objectives and rewrites (pool mode)
+    objectives: Objectives | None = None
+    rewrites: Rewrites | None = None
 
 
 def build_epp(
@@ -125,21 +137,24 @@ def build_epp(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     fetch: Callable[[str], Awaitable[str]] | None = None,
+    kube: AsyncClient | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Epp:
-    """Wire the EPP for `--static-endpoints` (no I/O); other modes raise `ConfigError`."""
-    if options.mode != "static":
-        flag = "--pool-name" if options.mode == "pool" else "--endpoint-selector"
-        raise ConfigError(NO_KUBERNETES.format(what=f"{flag} (pod discovery)"))
+    """Wire the EPP (no network I/O); pool/standalone modes connect `kube` or build a client
+    from `--kubeconfig`, `$KUBECONFIG` (in `env`) or the in-cluster config."""
     if options.ha_enable_leader_election:
-        raise ConfigError(NO_KUBERNETES.format(what="--ha-enable-leader-election"))
+        raise ConfigError(NO_LEADER_ELECTION)
     clock = clock or RealClock()
     rng = rng or random.Random()
     datastore = Datastore()
-    datastore.set_static(
-        endpoints_from_static(
-            options.static_endpoints, options.pool_namespace, options.model_server_metrics_port
+    if options.mode == "static":
+        datastore.set_static(
+            endpoints_from_static(
+                options.static_endpoints, options.pool_namespace, options.model_server_metrics_port
+            )
         )
-    )
+    else:
+        kube = kube or connect(options.kubeconfig, os.environ if env is None else env)
     metrics = EppMetrics(options.pool_name or STATIC_POOL_NAME, datastore.snapshot_tuple)
     fetcher = None
     if fetch is None:
@@ -155,20 +170,49 @@ def build_epp(
         fetch=fetch,
         rng=random.Random(rng.random()),
     )
+    discovery, watchers, objectives, rewrites = _discovery(options, kube, datastore)
     scheduler = FrameworkScheduler(config, clock, rng, metrics, options.metrics_staleness_threshold)
     servicer = ExtProcServicer(
         scheduler,
         DatastoreEndpoints(datastore),
         admission=SaturationAdmission(config.saturation, clock),
         metrics=MetricsRecorder(metrics),
+        model_rewrite=ModelRewriter(rewrites, rng, metrics) if rewrites is not None else None,
+        objective_priority=objectives.priority if objectives is not None else None,
         disable_subset_filter=options.disable_endpoint_subset_filter,
         clock=clock,
         rng=rng,
     )
     health = EppHealth(lambda: datastore.synced)
     return Epp(
-        options, config, clock, datastore, metrics, scraper, fetcher, scheduler, servicer, health
+        options, config, clock, datastore, metrics, scraper, fetcher, scheduler, servicer, health,
+        kube, discovery, watchers, objectives, rewrites,
+    )  # fmt: skip
+
+
+def _discovery(
+    options: EppOptions, kube: AsyncClient | None, datastore: Datastore
+) -> tuple[PodDiscovery | None, list[Informer], Objectives | None, Rewrites | None]:
+    """Pod discovery for the mode; objectives and rewrites only in pool mode (spec §3.2)."""
+    if kube is None or options.mode == "static":
+        return None, [], None, None
+    common: dict[str, Any] = {
+        "metrics_port_override": options.model_server_metrics_port,
+        "pool_group": options.pool_group,
+    }
+    if options.mode == "standalone":
+        pool = PoolSpec(dict(options.endpoint_selector), options.endpoint_target_ports)
+        discovery = PodDiscovery(
+            kube, datastore, options.pool_namespace, static_pool=pool, **common
+        )
+        return discovery, [], None, None
+    discovery = PodDiscovery(
+        kube, datastore, options.pool_namespace, pool_name=options.pool_name, **common
     )
+    objectives = Objectives(options.pool_name, options.pool_group)
+    rewrites = Rewrites(options.pool_name, options.pool_group)
+    watchers = informers(kube, options.pool_namespace, objectives, rewrites)
+    return discovery, watchers, objectives, rewrites
 
 
 # ------------------------------------------------------------------ servers
@@ -215,6 +259,8 @@ class RunningEpp:
         await self.metrics_runner.cleanup()
         if self.epp.fetcher is not None:
             await self.epp.fetcher.close()
+        if self.epp.kube is not None:
+            await self.epp.kube.close()
 
 
 async def _prune_loop(epp: Epp) -> None:
@@ -239,6 +285,7 @@ async def start_epp(epp: Epp) -> RunningEpp:
             secure=opts.secure_serving,
             cert_path=cert,
             health=epp.health if opts.health_checking else None,
+            cert_reload=opts.enable_cert_reload,
         )
         runner = web.AppRunner(
             metrics_app(epp.metrics, opts.metrics_endpoint_auth), access_log=None
@@ -269,6 +316,9 @@ async def start_epp(epp: Epp) -> RunningEpp:
         ),
         loop.create_task(_prune_loop(epp), name="prefix prune"),
     ]
+    if epp.discovery is not None:
+        tasks.append(loop.create_task(epp.discovery.run(), name="pod discovery"))
+    tasks += [loop.create_task(i.run(), name=f"{i.res.__name__} informer") for i in epp.informers]
     return RunningEpp(
         epp, grpc_server, grpc_port, health_server, health_port, runner, metrics_port, tasks
     )
@@ -283,8 +333,6 @@ def _warn_unsupported(options: EppOptions, config: EppConfig) -> None:
         log.warning("feature gate flowControl is not implemented; legacy admission is used")
     if config.enabled(GATE_DATA_LAYER):
         log.warning("feature gate dataLayer is not implemented; the legacy scraper is used")
-    if options.enable_cert_reload:
-        log.warning("--enable-cert-reload is not implemented; the certificate is read once")
 
 
 async def serve(epp: Epp, stop: asyncio.Event) -> None:
@@ -324,7 +372,7 @@ def run_epp(argv: Sequence[str], runner: Runner, env: Mapping[str, str] | None =
     try:
         options = load_options(argv, env)
         config = load_epp_config(options, env)
-        epp = build_epp(options, config)
+        epp = build_epp(options, config, env=env)
     except HelpRequested as h:
         print(h.text, end="" if h.text.endswith("\n") else "\n")
         return 0

@@ -18,12 +18,11 @@ response pseudo-headers (`:status`) are not re-emitted in the header mutation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
-import shutil
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from pyllmd.core.clock import Clock, RealClock
-from pyllmd.core.tls import write_self_signed
 from pyllmd.epp import wire
 from pyllmd.epp.contracts import (
     Admission,
@@ -60,6 +58,7 @@ from pyllmd.epp.requests import (
     json_usage,
     parse_request,
 )
+from pyllmd.epp.tls import CertReloader, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ class _Stream:
     response: bytearray = field(default_factory=bytearray)
     response_size: int = 0
     sse: SseUsage = field(default_factory=SseUsage)
-    tokens_recorded: bool = False
+    usage: Usage | None = None
     completed: bool = False
 
     @property
@@ -304,9 +303,9 @@ class ExtProcServicer:
         return [wire.response_body_response(c, eos) for c, eos in body_chunks(body)]
 
     def _record_tokens(self, stream: _Stream, usage: Usage | None) -> None:
-        if usage is None or stream.tokens_recorded:
+        if usage is None or stream.usage is not None:
             return
-        stream.tokens_recorded = True
+        stream.usage = usage
         self.metrics.tokens(*stream.models, usage)
 
     def _complete(self, stream: _Stream) -> None:
@@ -315,7 +314,7 @@ class ExtProcServicer:
         stream.completed = True
         model, target = stream.models
         latency = self.clock.now() - stream.received_at
-        self.metrics.response_done(model, target, stream.response_size, latency)
+        self.metrics.response_done(model, target, stream.response_size, latency, stream.usage)
         self._notify(stream)
 
     def _notify(self, stream: _Stream) -> None:
@@ -342,18 +341,21 @@ def _with_target(parsed: ParsedRequest, target: str) -> ParsedRequest:
     return ParsedRequest(parsed.body, parsed.incoming_model, target, parsed.api)
 
 
-def server_credentials(cert_path: Path | None) -> grpc.ServerCredentials:
-    """TLS from `<cert_path>/tls.crt` + `tls.key`, or a fresh self-signed certificate (§11)."""
-    if cert_path is None:
-        directory = Path(tempfile.mkdtemp(prefix="pyllmd-epp-tls-"))
-        try:
-            cert, key = write_self_signed(directory, "tls", days=3650)
-            pair = (key.read_bytes(), cert.read_bytes())
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-    else:
-        pair = ((cert_path / "tls.key").read_bytes(), (cert_path / "tls.crt").read_bytes())
-    return grpc.ssl_server_credentials([pair])
+_background: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
+async def _stop_with(server: grpc.aio.Server, task: asyncio.Task[None]) -> None:
+    try:
+        await server.wait_for_termination()
+    finally:
+        task.cancel()
 
 
 async def serve_epp(
@@ -363,26 +365,35 @@ async def serve_epp(
     host: str = "0.0.0.0",
     secure: bool = True,
     cert_path: Path | None = None,
+    cert_reload: bool = False,
     health: Any | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start the ext_proc gRPC server (TLS unless `secure` is off); returns it and its port.
 
     `health` (a `grpc.health.v1` servicer) is registered on the same port when given,
-    as `--health-checking` does upstream.
+    as `--health-checking` does upstream. `cert_reload` (only with `cert_path`)
+    polls the files on the servicer's clock until the server stops.
     """
     from grpc_health.v1 import health_pb2_grpc
 
+    reloader = CertReloader(cert_path) if secure and cert_reload and cert_path else None
     server = grpc.aio.server()
     pb_grpc.add_ExternalProcessorServicer_to_server(servicer, server)
     if health is not None:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
     address = f"{host}:{port}"
-    bound = (
-        server.add_secure_port(address, server_credentials(cert_path))
-        if secure
-        else server.add_insecure_port(address)
-    )
+    if not secure:
+        bound = server.add_insecure_port(address)
+    else:
+        if reloader is not None:
+            credentials = reloader.credentials()
+        else:  # RSA 4096 generation takes about a second: keep the loop free meanwhile
+            credentials = await asyncio.to_thread(server_credentials, cert_path)
+        bound = server.add_secure_port(address, credentials)
     if bound == 0:
         raise OSError(f"cannot listen on {address}")
     await server.start()
+    if reloader is not None:
+        task = _spawn(reloader.run(servicer.clock), "ext_proc cert reload")
+        _spawn(_stop_with(server, task), "ext_proc cert reload stop")
     return server, bound

@@ -170,3 +170,17 @@ async def test_pool_gauge_loop_uses_fresh_endpoints() -> None:
     assert value(m, "inference_pool_average_queue_size") == 4
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def test_ntpot_needs_output_tokens_and_a_positive_latency() -> None:
+    m = EppMetrics("p")
+    m.record_ntpot("m", "t", 1.0, 0)
+    m.record_ntpot("m", "t", 0.0, 5)
+    assert "inference_objective_normalized_time_per_output_token_seconds_count" not in text(m)
+    m.record_ntpot("m", "t", 3.0, 4)
+    m.record_ntpot("m", "t", 0.004, 2)
+    name = "inference_objective_normalized_time_per_output_token_seconds"
+    assert value(m, name + "_count", model_name="m", target_model_name="t") == 2
+    assert value(m, name + "_sum") == pytest.approx(0.752)
+    assert value(m, name + "_bucket", le="0.002") == 1
+    assert value(m, name + "_bucket", le="1") == 2

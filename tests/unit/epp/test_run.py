@@ -84,24 +84,26 @@ def test_build_epp_wires_static_endpoints_and_flags() -> None:
     assert epp.servicer.admission is not None
 
 
-def test_pool_and_standalone_modes_need_kubernetes() -> None:
+def test_kubernetes_modes_need_a_kubeconfig_and_leader_election_is_refused(
+    tmp_path: Path,
+) -> None:
     config = load_config_text(None)
-    for argv, env in (
-        (["--pool-name=p"], {}),
-        (["--endpoint-selector=app=x", "--endpoint-target-ports=8000"], {"POD_NAME": "e-1-2"}),
-    ):
-        with pytest.raises(ConfigError, match="needs Kubernetes, which pyllmd epp does not"):
-            build_epp(load_options(argv, env), config)
-    with pytest.raises(ConfigError, match="--ha-enable-leader-election needs Kubernetes"):
+    missing = f"--kubeconfig={tmp_path / 'none'}"
+    standalone = ["--endpoint-selector=app=x", "--endpoint-target-ports=8000", missing]
+    for argv, env in ((["--pool-name=p", missing], {}), (standalone, {"POD_NAME": "e-1-2"})):
+        with pytest.raises(ConfigError, match="unable to get kubeconfig"):
+            build_epp(load_options(argv, env), config, env={})
+    with pytest.raises(ConfigError, match="--ha-enable-leader-election is not implemented"):
         build_epp(load_options([STATIC, "--ha-enable-leader-election"], {}), config)
 
 
-def test_pool_mode_start_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = run_cli(["--pool-name=p"], capsys)
+def test_pool_mode_without_kubeconfig_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, err = run_cli(["--pool-name=p", f"--kubeconfig={tmp_path / 'none'}"], capsys)
     assert code == 1
     assert len(err) == 1
-    assert err[0].startswith("pyllmd epp: error: --pool-name (pod discovery) needs Kubernetes")
-    assert "--static-endpoints" in err[0]
+    assert err[0].startswith("pyllmd epp: error: unable to get kubeconfig")
 
 
 def test_epp_acc_13_unknown_plugin_type_through_the_cli(

@@ -13,9 +13,13 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from google.protobuf import struct_pb2
 
+from pyllmd.core.clock import VirtualClock
+from pyllmd.core.promtext import parse_samples
 from pyllmd.epp import wire
+from pyllmd.epp.adapters import MetricsRecorder
 from pyllmd.epp.contracts import StaticEndpoints
 from pyllmd.epp.framework.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
+from pyllmd.epp.metrics import EppMetrics
 from pyllmd.epp.requests import Usage
 from pyllmd.epp.server import ExtProcServicer
 
@@ -52,6 +56,7 @@ class Metrics:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.running = 0
+        self.done_usage: list[Usage | None] = []
 
     def request_received(self, model: str, target: str, size: int) -> None:
         self.calls.append(("request", model, target, size))
@@ -62,8 +67,11 @@ class Metrics:
     def running_changed(self, model: str, delta: int) -> None:
         self.running += delta
 
-    def response_done(self, model: str, target: str, size: int, latency: float) -> None:
+    def response_done(
+        self, model: str, target: str, size: int, latency: float, usage: Usage | None = None
+    ) -> None:
         self.calls.append(("response", model, target, size))
+        self.done_usage.append(usage)
 
     def tokens(self, model: str, target: str, usage: Usage) -> None:
         self.calls.append(("tokens", model, target, usage))
@@ -439,3 +447,61 @@ async def test_unexpected_error_aborts_the_stream() -> None:
     servicer = ExtProcServicer(FirstScheduler(), Broken())
     with pytest.raises(AbortError, match="failed to handle request: boom"):
         await run(servicer, [headers_msg(), body_msg(COMPLETION)])
+
+
+NTPOT = "inference_objective_normalized_time_per_output_token_seconds"
+CHAT_USAGE = b'{"object":"chat.completion","usage":{"prompt_tokens":2,"completion_tokens":8,'
+CHAT_USAGE += b'"total_tokens":10}}'
+
+
+async def test_completion_callback_gets_the_usage_once() -> None:
+    metrics = Metrics()
+    flow = _response_flow({":status": "200"}, [(CHAT_USAGE, True)])
+    await run(make(metrics=metrics), flow)
+    assert metrics.done_usage == [Usage(2, 8, 10, 0)]
+    sse = b'data: {"object":"chat.completion.chunk","usage":{"prompt_tokens":1,'
+    sse += b'"completion_tokens":4,"total_tokens":5}}\n\ndata: [DONE]\n\n'
+    flow = _response_flow({"content-type": "text/event-stream"}, [(sse, False), (b"", True)])
+    await run(make(metrics=metrics), flow)
+    await run(make(metrics=metrics), _response_flow({":status": "200"}, [(b"{}", True)]))
+    assert metrics.done_usage[1:] == [Usage(1, 4, 5, 0), None]
+
+
+def _samples(m: EppMetrics, name: str) -> dict[str, float]:
+    body = m.render().decode()
+    return {s.name: s.value for s in parse_samples(body) if s.name.startswith(name)}
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_ntpot_is_latency_per_output_token(streaming: bool) -> None:
+    clock, registry = VirtualClock(), EppMetrics("p")
+    servicer = make(metrics=MetricsRecorder(registry), clock=clock)
+    if streaming:
+        sse = b'data: {"object":"chat.completion.chunk","usage":{"prompt_tokens":2,'
+        sse += b'"completion_tokens":8,"total_tokens":10}}\n\ndata: [DONE]\n\n'
+        ctype, chunks = "text/event-stream", [(sse, False), (b"", True)]
+    else:
+        ctype, chunks = "application/json", [(CHAT_USAGE, True)]
+    response = [resp_headers_msg({":status": "200", "content-type": ctype})]
+    response += [resp_body_msg(c, eos) for c, eos in chunks]
+
+    async def source() -> AsyncIterator[Any]:
+        yield headers_msg()
+        yield body_msg(COMPLETION)
+        await clock.advance(2.0)  # the model server takes two seconds
+        for m in response:
+            yield m
+
+    [r async for r in servicer.Process(source(), FakeContext())]
+    samples = _samples(registry, NTPOT)
+    assert samples[NTPOT + "_count"] == 1
+    assert samples[NTPOT + "_sum"] == 0.25  # 2 s / 8 output tokens
+
+
+async def test_no_ntpot_without_output_tokens() -> None:
+    registry = EppMetrics("p")
+    servicer = make(metrics=MetricsRecorder(registry), clock=VirtualClock())
+    body = b'{"object":"chat.completion","usage":{"prompt_tokens":2,"completion_tokens":0,'
+    body += b'"total_tokens":2}}'
+    await run(servicer, _response_flow({":status": "200"}, [(body, True)]))
+    assert _samples(registry, NTPOT) == {}
