@@ -1,4 +1,4 @@
-"""`make bench`: throughput and streaming-capacity figures of the simulator.
+"""`make bench`: figures of the simulator, the autoscaler and the endpoint picker (EPP).
 
 Each figure is a ratio against a baseline measured in the same run on the same
 machine, so results from different machines can be compared. Run it as

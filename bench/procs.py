@@ -8,6 +8,7 @@ interpreter.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,12 +36,33 @@ def pin(pid: int, cpu: int) -> None:
         os.sched_setaffinity(pid, {cpu % cpus})
 
 
-class Server:
-    """A server child process; ``base_url`` is on loopback."""
+def pinned(argv: Sequence[str], cpu: int) -> list[str]:
+    """``argv`` under ``taskset`` when pinning applies, so threads started before
+    `pin` could run (Envoy's workers) are on the core too."""
+    cpus = os.cpu_count() or 1
+    if cpus >= 2 and shutil.which("taskset") is not None:
+        return ["taskset", "-c", str(cpu % cpus), *argv]
+    return list(argv)
 
-    def __init__(self, name: str, argv: Sequence[str], port: int) -> None:
+
+class Server:
+    """A server child process; ``base_url`` is on loopback, pinned to core ``cpu``.
+
+    ``health_path`` is polled on ``port`` until it answers 200.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        port: int,
+        *,
+        cpu: int = 0,
+        health_path: str = "/health",
+    ) -> None:
         self.name = name
         self.port = port
+        self.health_path = health_path
         self.base_url = f"http://{LOOPBACK}:{port}"
         self._log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log")
         self.proc = subprocess.Popen(
@@ -50,7 +72,7 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        pin(self.proc.pid, 0)
+        pin(self.proc.pid, cpu)
 
     def wait_healthy(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -58,7 +80,7 @@ class Server:
             if self.proc.poll() is not None:
                 break
             try:
-                with urllib.request.urlopen(f"{self.base_url}/health", timeout=1) as resp:
+                with urllib.request.urlopen(self.base_url + self.health_path, timeout=1) as resp:
                     if resp.status == 200:
                         return
             except OSError:
@@ -84,3 +106,18 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stat_cpu_ticks(stat: str) -> int:
+    """utime + stime (clock ticks, all threads) from the text of ``/proc/<pid>/stat``."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far; NaN where ``/proc`` is not available."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    return stat_cpu_ticks(stat) / os.sysconf("SC_CLK_TCK")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from bench.loadgen import StreamRun, Throughput
 
 START = "<!-- bench:results:start -->"
 END = "<!-- bench:results:end -->"
+END_MARKER = re.compile(r"<!-- bench:[a-z]+:end -->")
 STREAM_AIM = 1000
 RPS_AIM = 0.5
 ACCURACY_AIM_MS = 5.0  # |p50 - configured| for TTFT and ITL in figure (c)
@@ -216,14 +218,15 @@ def render(r: Results, now: datetime | None = None) -> str:
 
 def splice(doc: str, block: str, start: str = START, end: str = END) -> str:
     """Replace the block marked ``start``/``end`` in ``doc``; else put it after the
-    simulator's results block, or append it under a Results heading."""
+    last results block (simulator, autoscaler, ...), or append it under a Results heading."""
     if start in doc and end in doc:
         head, rest = doc.split(start, 1)
         tail = rest.split(end, 1)[1]
         return head + block.rstrip("\n") + tail
-    if start != START and END in doc:
-        head, tail = doc.split(END, 1)
-        return head + END + "\n\n" + block.rstrip("\n") + tail
+    ends = list(END_MARKER.finditer(doc))
+    if start != START and ends:
+        cut = ends[-1].end()
+        return doc[:cut] + "\n\n" + block.rstrip("\n") + doc[cut:]
     return doc.rstrip("\n") + "\n\n## Results\n\n" + block
 
 

@@ -8,7 +8,9 @@ breaks. (c) client-measured TTFT and ITL at low load (4 streams, configured
 100 ms / 20 ms) on the simulator and on the baseline server paced the same, so
 the client's and event loops' own error shows next to the simulator's. (d) one
 autoscaler decision cycle for 1,000 variants from pre-collected metrics, against
-an empty cycle (`bench.autoscaler_cycle`). The whole run is bounded (``--budget``
+an empty cycle (`bench.autoscaler_cycle`). (e)-(g) the endpoint picker: one
+scheduling decision (`bench.epp_cycle`), the latency Envoy + EPP add and the
+requests/s one EPP routes (`bench.epp_gateway`). The whole run is bounded (``--budget``
 seconds for the stepping, fixed spans or counts else); ``--only`` runs a part.
 """
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import autoscaler_cycle, loadgen, report, wrk
+from bench import autoscaler_cycle, epp_cycle, epp_gateway, epp_report, loadgen, report, wrk
 from bench.autoscaler_fleet import FleetShape
 from bench.procs import Server, free_port, pin
 
@@ -59,9 +61,13 @@ class Settings:
     autoscaler_repetitions: int = 30
     autoscaler_models: int = 250
     profile_autoscaler: bool = False
+    epp_cycles: int = 2_000
+    epp_requests: int = 1_000
+    epp_seconds: int = 5
+    epp_concurrency: int = 32
 
     def runs(self, part: str) -> bool:
-        """Whether this run includes ``part`` (``simulator`` or ``autoscaler``)."""
+        """Whether this run includes ``part`` (``simulator``, ``autoscaler`` or ``epp``)."""
         return self.only in ("all", part)
 
 
@@ -83,9 +89,10 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     p.add_argument("--low-load-seconds", type=float, default=5.0, help="span of figure (c)")
     p.add_argument(
         "--only",
-        choices=("all", "simulator", "autoscaler"),
+        choices=("all", "simulator", "autoscaler", "epp"),
         default="all",
-        help="run figures (a)-(c) (simulator) or (d) (autoscaler) only; rewrites only its block",
+        help="run figures (a)-(c) (simulator), (d) (autoscaler) or (e)-(g) (epp) only; "
+        "rewrites only its block",
     )
     p.add_argument("--autoscaler-repetitions", type=int, default=30, help="timed cycles in (d)")
     p.add_argument(
@@ -96,6 +103,12 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         action="store_true",
         help="also print a cProfile of 10 cycles per analyzer for (d)",
     )
+    p.add_argument("--epp-cycles", type=int, default=2_000, help="timed decisions in (e)")
+    p.add_argument(
+        "--epp-requests", type=int, default=1_000, help="sequential requests per gateway in (f)"
+    )
+    p.add_argument("--epp-seconds", type=int, default=5, help="measured seconds per gateway in (g)")
+    p.add_argument("--epp-concurrency", type=int, default=32, help="connections in (g)")
     a = p.parse_args(argv)
     return Settings(
         sim_command=shlex.split(a.sim_command),
@@ -112,6 +125,10 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         autoscaler_repetitions=a.autoscaler_repetitions,
         autoscaler_models=a.autoscaler_models,
         profile_autoscaler=a.profile_autoscaler,
+        epp_cycles=a.epp_cycles,
+        epp_requests=a.epp_requests,
+        epp_seconds=a.epp_seconds,
+        epp_concurrency=a.epp_concurrency,
     )
 
 
@@ -239,11 +256,43 @@ def autoscaler(s: Settings) -> None:
     print(block)
 
 
+def epp(s: Settings) -> int:
+    """Figures (e)-(g), written to their own block; 1 when (f) or (g) saw errors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    pin(0, 1)  # the client's core, shared with Envoy and the simulators; the EPP gets core 0
+    print(f"(e) one EPP scheduling decision, {epp_cycle.ENDPOINTS} endpoints, 8k-token prompts")
+    cycle = epp_cycle.run(s.epp_cycles)
+    print("(f) sequential requests through Envoy + EPP and through Envoy alone, one simulator")
+    with epp_gateway.gateways(s.sim_command, 1) as gw:
+        latency = epp_gateway.sequential(gw.epp_url, gw.direct_url, s.epp_requests, 100)
+    print(
+        f"  Envoy + EPP p50 {latency.epp(0.5):.2f} p99 {latency.epp(0.99):.2f} ms, "
+        f"Envoy alone p50 {latency.direct(0.5):.2f} p99 {latency.direct(0.99):.2f} ms, "
+        f"added p50 {latency.added(0.5):.2f} ms, {latency.errors} errors"
+    )
+    print(f"(g) requests/s through one EPP to three simulators, {s.epp_concurrency} connections")
+    with epp_gateway.gateways(s.sim_command, 3) as gw:
+        rps = epp_gateway.throughput(gw, s.epp_concurrency, s.epp_seconds)
+    print(
+        f"  Envoy + EPP {rps.epp.rps:,.0f} req/s ({rps.epp.errors} errors, EPP "
+        f"{rps.epp_cpu:.0%} of a core, split {rps.per_sim}), Envoy alone "
+        f"{rps.direct.rps:,.0f} req/s ({rps.direct.errors} errors)"
+    )
+    block = epp_report.render(epp_report.EppResults(cycle, latency, rps))
+    report.write_block(s.output, block, epp_report.START, epp_report.END)
+    print(block)
+    errors = latency.errors + rps.epp.errors + rps.direct.errors
+    return 0 if errors == 0 else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     s = parse_args(argv)
     code = simulator_figures(s) if s.runs("simulator") else 0
     if s.runs("autoscaler"):
         autoscaler(s)
+    if s.runs("epp"):
+        code = max(code, epp(s))
     print(f"written to {s.output}")
     return code
 
