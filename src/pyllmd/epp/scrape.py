@@ -123,6 +123,12 @@ SGLANG_MAPPING = MetricMapping.from_specs(
 )
 
 
+def _names(mapping: MetricMapping) -> frozenset[str]:
+    """The sample names `extract_metrics` reads for `mapping` (narrows the parse)."""
+    specs = (mapping.queue, mapping.running, mapping.kv_usage, mapping.lora, mapping.cache_info)
+    return frozenset(s.name for s in specs if s is not None)
+
+
 def _first(samples: Sequence[Sample], spec: MetricSpec | None) -> Sample | None:
     if spec is None:
         return None
@@ -315,16 +321,16 @@ class Scraper:
         if endpoint is None:
             return False
         try:
-            samples = parse_samples(await self.fetch(self.url(endpoint)))
+            text = await self.fetch(self.url(endpoint))
+            current = self.datastore.get(key)  # may have changed while fetching
+            mapping = self.mapping(current or endpoint)
+            samples = parse_samples(text, _names(mapping))
         except (ScrapeError, PromTextError) as exc:
             log.debug("metrics scrape failed endpoint=%s error=%s", key, exc)
             return False
-        endpoint = self.datastore.get(key)  # may have changed while fetching
-        if endpoint is None:
+        if current is None:
             return False
-        metrics = extract_metrics(
-            samples, self.mapping(endpoint), endpoint.metrics, self.clock.now()
-        )
+        metrics = extract_metrics(samples, mapping, current.metrics, self.clock.now())
         return self.datastore.update_metrics(key, metrics)
 
     async def _loop(self, key: str) -> None:

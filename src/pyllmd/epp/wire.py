@@ -3,14 +3,18 @@
 The servicer in `server.py` decides; this module only turns its decisions into
 `ProcessingResponse` messages and reads headers and filter metadata out of
 `ProcessingRequest`s.
+
+Messages are filled in place (`msg.field.sub = x`) rather than built from nested
+constructors: with the upb runtime that is several times cheaper, and these run
+a few times per routed request.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
@@ -50,28 +54,25 @@ def subset_hint(request: ProcessingRequest) -> list[str] | None:
     ]
 
 
-def _set_headers(headers: Iterable[tuple[str, str]]) -> Any:
-    return pb.HeaderMutation(
-        set_headers=[
-            base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, raw_value=v.encode()))
-            for k, v in headers
-        ]
-    )
+def _set_headers(mutation: Any, headers: Iterable[tuple[str, str]]) -> None:
+    mutation.SetInParent()  # present even when empty, as a constructed message is
+    add = mutation.set_headers.add
+    for k, v in headers:
+        header = add().header
+        header.key = k
+        header.raw_value = v.encode()
 
 
 def request_headers_response(
     headers: Iterable[tuple[str, str]], destination: str | None
 ) -> ProcessingResponse:
     """The deferred request-headers answer: route-cache clear, header mutation, `envoy.lb`."""
-    response = pb.ProcessingResponse(
-        request_headers=pb.HeadersResponse(
-            response=pb.CommonResponse(
-                clear_route_cache=True, header_mutation=_set_headers(headers)
-            )
-        )
-    )
+    response = pb.ProcessingResponse()
+    common = response.request_headers.response
+    common.clear_route_cache = True
+    _set_headers(common.header_mutation, headers)
     if destination is not None:
-        response.dynamic_metadata.CopyFrom(destination_metadata(destination))
+        response.dynamic_metadata.CopyFrom(_destination_struct(destination))
     return response
 
 
@@ -82,33 +83,38 @@ def destination_metadata(destination: str) -> struct_pb2.Struct:
     return md
 
 
+@functools.lru_cache(maxsize=4096)
+def _destination_struct(destination: str) -> struct_pb2.Struct:
+    """`destination_metadata`, built once per destination (callers copy it, never mutate)."""
+    return destination_metadata(destination)
+
+
 def request_body_response(chunk: bytes, end_of_stream: bool) -> ProcessingResponse:
     """One streamed piece of the (possibly mutated) request body."""
-    return pb.ProcessingResponse(request_body=_streamed(chunk, end_of_stream))
+    response = pb.ProcessingResponse()
+    _streamed(response.request_body, chunk, end_of_stream)
+    return response
 
 
 def response_body_response(chunk: bytes, end_of_stream: bool) -> ProcessingResponse:
     """One streamed piece of the response body."""
-    return pb.ProcessingResponse(response_body=_streamed(chunk, end_of_stream))
+    response = pb.ProcessingResponse()
+    _streamed(response.response_body, chunk, end_of_stream)
+    return response
 
 
-def _streamed(chunk: bytes, end_of_stream: bool) -> Any:
-    return pb.BodyResponse(
-        response=pb.CommonResponse(
-            body_mutation=pb.BodyMutation(
-                streamed_response=pb.StreamedBodyResponse(body=chunk, end_of_stream=end_of_stream)
-            )
-        )
-    )
+def _streamed(body: Any, chunk: bytes, end_of_stream: bool) -> None:
+    piece = body.response.body_mutation.streamed_response
+    piece.SetInParent()
+    piece.body = chunk
+    piece.end_of_stream = end_of_stream
 
 
 def response_headers_response(headers: Iterable[tuple[str, str]]) -> ProcessingResponse:
     """The response-headers answer with its header mutation."""
-    return pb.ProcessingResponse(
-        response_headers=pb.HeadersResponse(
-            response=pb.CommonResponse(header_mutation=_set_headers(headers))
-        )
-    )
+    response = pb.ProcessingResponse()
+    _set_headers(response.response_headers.response.header_mutation, headers)
+    return response
 
 
 def request_trailers_response() -> ProcessingResponse:

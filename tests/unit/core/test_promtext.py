@@ -48,3 +48,29 @@ def test_empty_text_has_no_samples() -> None:
 def test_malformed_text_raises(text: str) -> None:
     with pytest.raises(PromTextError):
         parse_samples(text)
+
+
+NARROW_TEXT = """# HELP vllm:num_requests_waiting Waiting.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{model_name="m"} 3
+# TYPE vllm:e2e_request_latency_seconds histogram
+vllm:e2e_request_latency_seconds_bucket{le="+Inf",model_name="m"} 2
+vllm:e2e_request_latency_seconds_sum{model_name="m"} 0.5
+vllm:kv_cache_usage_perc 0.25 1700000000000
+requests_total 7
+"""
+
+
+def test_names_narrow_the_parse_without_changing_the_wanted_samples() -> None:
+    names = {"vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"}
+    narrowed = parse_samples(NARROW_TEXT, names)
+    assert narrowed == [s for s in parse_samples(NARROW_TEXT) if s.name in names]
+    assert [s.name for s in narrowed] == sorted(names, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "line", ["this is { not prometheus", 'x{a="1} 3', 'x{a="1"} notanumber', "x{a=1} 3"]
+)
+def test_names_still_reject_malformed_lines_of_other_metrics(line: str) -> None:
+    with pytest.raises(PromTextError):
+        parse_samples(NARROW_TEXT + line + "\n", {"vllm:num_requests_waiting"})
