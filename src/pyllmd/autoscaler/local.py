@@ -33,6 +33,7 @@ from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscalin
 from pyllmd.autoscaler.interfaces import Container, GpuNode, Workload
 from pyllmd.autoscaler.model import Decision
 from pyllmd.core.errors import ConfigError
+from pyllmd.core.process import terminate
 
 log = logging.getLogger(__name__)
 
@@ -320,15 +321,7 @@ class LocalCluster:
 
 
 async def _stop(pod: Pod) -> None:
-    if pod.process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            pod.process.terminate()
-        try:
-            await asyncio.wait_for(pod.process.wait(), timeout=5)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                pod.process.kill()
-            await pod.process.wait()
+    await terminate(pod.process, grace=5.0)
     log.info("pod stopped pod=%s", pod.name)
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from pyllmd.core.process import terminate
+
 LOOPBACK = "127.0.0.1"
 DESTINATION_HEADER = "x-gateway-destination-endpoint"
 EXT_PROC_CLUSTER = "ext_proc"
@@ -268,14 +270,4 @@ class EnvoyProcess:
 
     async def stop(self) -> None:
         """Terminate (then kill) Envoy."""
-        proc = self.process
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=10)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await terminate(self.process)

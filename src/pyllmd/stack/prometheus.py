@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from pyllmd.core.process import terminate
 from pyllmd.core.tls import write_self_signed
 
 LOOPBACK = "127.0.0.1"
@@ -128,14 +129,4 @@ class PrometheusProcess:
 
     async def stop(self) -> None:
         """Terminate (then kill) the process."""
-        proc = self.process
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=10)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await terminate(self.process)
