@@ -36,6 +36,7 @@ from pyllmd.autoscaler.engine import SaturationEngine
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.scalefromzero import ScaleFromZeroEngine
 from pyllmd.core.clock import Clock
+from pyllmd.core.kubeauth import Decide, guarded_handler
 from pyllmd.core.metricset import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
@@ -259,9 +260,10 @@ class Controller:
         """`/healthz` (always ok) and `/readyz` (after the ConfigMap bootstrap)."""
         return [web.get("/healthz", self._healthz), web.get("/readyz", self._readyz)]
 
-    def metrics_routes(self) -> list[web.RouteDef]:
-        """`/metrics` with the `wva_*` families."""
-        return [web.get("/metrics", self._metrics, allow_head=False)]
+    def metrics_routes(self, authorize: Decide | None = None) -> list[web.RouteDef]:
+        """`/metrics` with the `wva_*` families, behind `authorize` when given."""
+        handler = self._metrics if authorize is None else guarded_handler(self._metrics, authorize)
+        return [web.get("/metrics", handler, allow_head=False)]
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -272,5 +274,5 @@ class Controller:
         detail = f": {self.ready_error}" if self.ready_error else ""
         return web.Response(status=500, text=f"initial ConfigMap bootstrap not complete{detail}")
 
-    async def _metrics(self, _: web.Request) -> web.Response:
+    async def _metrics(self, _: web.Request) -> web.StreamResponse:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

@@ -28,11 +28,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
-from lightkube import AsyncClient, KubeConfig, operators
-from lightkube import generic_resource as gr
-from lightkube.config import models
-from lightkube.core import resource as lr
+from lightkube import AsyncClient, operators
 from lightkube.core.exceptions import ApiError
 from lightkube.types import OnErrorAction, OnErrorResult, PatchType
 
@@ -56,6 +52,7 @@ from pyllmd.autoscaler.kubeobjects import (
 from pyllmd.autoscaler.model import Decision
 from pyllmd.autoscaler.selector import parse_label_selector
 from pyllmd.autoscaler.status import InvalidVariantAutoscaling, check_va
+from pyllmd.core.kubeclient import connect, resource_type
 
 __all__ = [
     "InvalidVariantAutoscaling",
@@ -71,37 +68,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def resource_type(group: str, version: str, kind: str, plural: str, namespaced: bool = True) -> Any:
-    """A dict-backed lightkube resource class with `Status` and `Scale` subresources.
-
-    Not put in lightkube's global registry, and decoded as plain JSON rather than
-    typed models: the controller reads a handful of fields and must not fail on
-    objects that a strict schema decoder rejects.
-    """
-    base = gr.GenericNamespacedResource if namespaced else gr.GenericGlobalResource
-    info = gr.create_api_info(group, version, kind, plural)
-    parent = info.resource
-
-    def sub(cls: type, action: str, target: lr.ResourceDef) -> type:
-        sub_info = lr.ApiInfo(
-            resource=target,
-            parent=parent,
-            plural=plural,
-            verbs=["get", "patch", "put"],
-            action=action,
-        )
-        return type(f"{kind}{action.capitalize()}", (cls,), {"_api_info": sub_info})
-
-    scale_cls = gr.GenericNamespacedScale if namespaced else gr.GenericGlobalScale
-    status_cls = gr.GenericNamespacedStatus if namespaced else gr.GenericGlobalStatus
-    attrs = {
-        "_api_info": info,
-        "Scale": sub(scale_cls, "scale", lr.ResourceDef("autoscaling", "v1", "Scale")),
-        "Status": sub(status_cls, "status", parent),
-    }
-    return type(kind, (base,), attrs)
 
 
 VariantAutoscalingResource = resource_type(GROUP, VERSION, KIND, PLURAL)
@@ -145,23 +111,6 @@ class WatchEvent:
     name: str
     event_type: str  # ADDED | MODIFIED | DELETED
     generation: int = field(default=0, compare=False)  # metadata.generation (0 = unknown)
-
-
-def connect(
-    server: str = "", kubeconfig: str = "", context: str | None = None, timeout: float = 60.0
-) -> AsyncClient:
-    """A client from an explicit server URL, a kubeconfig file, or the environment.
-
-    The environment means the in-cluster service account, then `$KUBECONFIG`,
-    then `~/.kube/config` (client-go's order).
-    """
-    if server:  # no credentials: a local/test API server (token auth comes via kubeconfig)
-        config = KubeConfig.from_one(cluster=models.Cluster(server=server), user=models.User())
-    elif kubeconfig:
-        config = KubeConfig.from_file(kubeconfig)
-    else:
-        config = KubeConfig.from_env()
-    return AsyncClient(config.get(context), timeout=httpx2.Timeout(timeout), trust_env=not server)
 
 
 def _retry_watch(err: Exception, count: int) -> OnErrorResult:

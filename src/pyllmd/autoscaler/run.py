@@ -30,7 +30,6 @@ from pyllmd.autoscaler.controller import Controller, split_bind_address
 from pyllmd.autoscaler.engine import EngineSettings, SaturationEngine
 from pyllmd.autoscaler.eppscrape import EppScraper
 from pyllmd.autoscaler.kube import KubeCluster, connect
-from pyllmd.autoscaler.leader import LeaderElector, default_identity
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.pools import KubePools
 from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusError, PrometheusOptions
@@ -40,6 +39,8 @@ from pyllmd.core import logging as pylog
 from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import HelpRequested
+from pyllmd.core.kubeauth import KubeAuthorizer
+from pyllmd.core.leader import LeaderElector, default_identity
 from pyllmd.core.tls import write_self_signed
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,7 @@ def build_controller(
 def metrics_tls(cfg: ControllerConfig) -> ssl.SSLContext | None:
     """TLS for `/metrics` when `--metrics-secure`: the given cert, else a self-signed one.
 
-    Upstream also authenticates scrapers (TokenReview/SubjectAccessReview); that
-    is not done here: restrict access with a NetworkPolicy (config/network-policy).
+    Scrapers are then also authenticated and authorized (`core.kubeauth`).
     """
     if not cfg.metrics_secure:
         return None
@@ -182,9 +182,10 @@ async def serve_controller(cfg: ControllerConfig, stop: asyncio.Event) -> None:
     try:
         await wait_for_prometheus(client, clock)
         controller = build_controller(cfg, cluster, client, scraper, clock)
+        authorize = KubeAuthorizer(kube, clock).decide if cfg.metrics_secure else None
         for address, routes, tls in (
             (cfg.health_probe_bind_address, controller.health_routes(), None),
-            (cfg.metrics_bind_address, controller.metrics_routes(), metrics_tls(cfg)),
+            (cfg.metrics_bind_address, controller.metrics_routes(authorize), metrics_tls(cfg)),
         ):
             bind = split_bind_address(address)
             if bind is None:

@@ -12,7 +12,7 @@ instantiated (flow control is not built yet).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -87,6 +87,8 @@ class EppConfig:
     handler_name: str
     saturation: SaturationConfig
     scheduler: Scheduler = field(compare=False)
+    metrics_source: Plugin | None = None  # `metrics-data-source` (data layer on)
+    metrics_extractor: Plugin | None = None  # `model-server-protocol-metrics`, if any
 
     def enabled(self, gate: str) -> bool:
         """Whether a feature gate is on."""
@@ -299,14 +301,7 @@ def load_config_text(
         stage = "scheduler config build failed: "
         profiles, handler_name = _build_profiles(profile_specs, handle.plugins)
         stage = ""
-        if GATE_DATA_LAYER in gates:
-            if raw.data_sources is None:
-                raise ConfigError(
-                    "the Datalayer has been enabled. "
-                    "You must specify the Data section in the configuration"
-                )
-            if not raw.data_sources:
-                raise ConfigError("data layer enabled but no data sources configured")
+        source, extractor = _data_layer(raw, GATE_DATA_LAYER in gates, handle.plugins)
     except ConfigError as err:
         raise ConfigError(f"{LOAD_PREFIX}{stage}{err}") from None
     handler = handle.plugins[handler_name]
@@ -319,7 +314,61 @@ def load_config_text(
         handler_name=handler_name,
         saturation=saturation_config(raw.saturation, env),
         scheduler=Scheduler(profiles, cast(ProfileHandler, handler)),
+        metrics_source=source,
+        metrics_extractor=extractor,
     )
+
+
+METRICS_SOURCE, METRICS_EXTRACTOR = "metrics-data-source", "model-server-protocol-metrics"
+
+
+def _data_layer(
+    raw: RawConfig, enabled: bool, plugins: Mapping[str, Plugin]
+) -> tuple[Plugin | None, Plugin | None]:
+    """The metrics source and extractor the scraper uses (spec §4.2).
+
+    With the gate off, a declared `model-server-protocol-metrics` plugin still
+    sets the legacy scraper's mapping (pyllmd: upstream silently ignores it),
+    but referencing it from `data.sources` is refused as upstream does.
+    """
+    sources = raw.data_sources
+    if not enabled:
+        for src in sources or ():
+            for ref in src.extractors:
+                if _type(plugins.get(ref)) == METRICS_EXTRACTOR:
+                    raise ConfigError(
+                        f"disallowed Extractor {ref} is configured for source {src.plugin_ref}"
+                    )
+        return None, _first_of(plugins.values(), METRICS_EXTRACTOR)
+    if sources is None:
+        raise ConfigError(
+            "the Datalayer has been enabled. You must specify the Data section in the configuration"
+        )
+    if not sources:
+        raise ConfigError("data layer enabled but no data sources configured")
+    source = extractor = None
+    for src in sources:
+        plugin = plugins.get(src.plugin_ref)
+        if plugin is None:
+            raise ConfigError(f"data source '{src.plugin_ref}' is not a configured plugin")
+        for ref in src.extractors:
+            if ref not in plugins:
+                raise ConfigError(
+                    f"extractor '{ref}' of data source '{src.plugin_ref}' "
+                    "is not a configured plugin"
+                )
+        if _type(plugin) == METRICS_SOURCE and source is None:
+            source = plugin
+            extractor = _first_of((plugins[r] for r in src.extractors), METRICS_EXTRACTOR)
+    return source, extractor
+
+
+def _type(plugin: Plugin | None) -> str:
+    return str(getattr(plugin, "type_name", ""))
+
+
+def _first_of(plugins: Iterable[Plugin], type_name: str) -> Plugin | None:
+    return next((p for p in plugins if _type(p) == type_name), None)
 
 
 def load_config_file(

@@ -22,15 +22,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2
-from lightkube import AsyncClient, KubeConfig
+from lightkube import AsyncClient
 from lightkube import generic_resource as gr
-from lightkube.config import models
 from lightkube.core.exceptions import ApiError
-from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 from lightkube.types import OnErrorAction, OnErrorResult
 
-from pyllmd.core.errors import ConfigError
+from pyllmd.core.kubeclient import connect
 from pyllmd.epp.datastore import Datastore, endpoints_for_pod
 from pyllmd.epp.framework.types import Endpoint
 
@@ -70,29 +67,6 @@ InferencePoolV1Alpha2 = resource_type(GROUP_V1ALPHA2, "v1alpha2", "InferencePool
 def pool_resource(pool_group: str) -> Any:
     """The InferencePool class `--pool-group` selects (the x-k8s.io group means v1alpha2)."""
     return InferencePoolV1Alpha2 if pool_group == GROUP_V1ALPHA2 else InferencePoolV1
-
-
-def connect(
-    kubeconfig: str = "",
-    env: Mapping[str, str] | None = None,
-    *,
-    server: str = "",
-    timeout: float = 60.0,
-) -> AsyncClient:
-    """A client as controller-runtime finds one: `--kubeconfig`, `$KUBECONFIG`, in-cluster,
-    `~/.kube/config`; `server` (tests) is a plain URL without credentials."""
-    try:
-        if server:
-            config = KubeConfig.from_one(cluster=models.Cluster(server=server), user=models.User())
-        elif kubeconfig:
-            config = KubeConfig.from_file(kubeconfig)
-        elif env is not None and env.get("KUBECONFIG"):
-            config = KubeConfig.from_file(env["KUBECONFIG"].split(":")[0])
-        else:
-            config = KubeConfig.from_env()
-        return AsyncClient(config.get(), timeout=httpx2.Timeout(timeout), trust_env=not server)
-    except (LightkubeConfigError, OSError, ValueError) as err:
-        raise ConfigError(f"unable to get kubeconfig: {err}") from None
 
 
 # ---------------------------------------------------------------- pure rules

@@ -499,12 +499,15 @@ endpoint-selector must be set`):
   behaviour (all interfaces); `127.0.0.1` keeps a local EPP private.
 * `--pool-name` and `--endpoint-selector` discover pods through the Kubernetes
   API (kubeconfig from `--kubeconfig`, `KUBECONFIG`, in-cluster, then
-  `~/.kube/config`); `--ha-enable-leader-election` is not implemented yet and
-  stops start-up with one line.
-* `--metrics-endpoint-auth=true` (the default) cannot validate tokens without
-  Kubernetes (TokenReview), so every `/metrics` scrape is refused (401 without
-  a bearer token, 403 with one) and a warning is logged at start-up; pass
-  `--metrics-endpoint-auth=false` to scrape the metrics.
+  `~/.kube/config`). `--ha-enable-leader-election` campaigns for the Lease
+  `epp-<namespace>-<pool>.gateway-api-inference-extension.sigs.k8s.io`; only the
+  leader is ready, while discovery runs on every replica (warm fail-over).
+* `--metrics-endpoint-auth=true` (the default) reviews each scraper's bearer token
+  with a TokenReview and a SubjectAccessReview (`get` on the `/metrics` URL);
+  401 without a valid token, 403 without the permission. With
+  `--static-endpoints` the Kubernetes API is still used for this when a
+  kubeconfig is found; without one every scrape is refused (a warning says so
+  at start-up): pass `--metrics-endpoint-auth=false` to scrape the metrics.
 * `--enable-pprof` and `--tracing` are accepted and have no effect (no Go
   profiles, no OpenTelemetry export).
 

@@ -7,10 +7,13 @@ standalone modes the Kubernetes discovery of `kube.py`/`objectives.py`);
 `run_epp` is the CLI.
 
 Deviations, on purpose:
-* `--ha-enable-leader-election` is not implemented and stops start-up with one line;
-* no TokenReview is done, so `--metrics-endpoint-auth=true` (the default)
-  refuses every scrape (401 without a bearer token, 403 with one) rather than
-  serving metrics unauthenticated; `=false` serves them;
+* under `--ha-enable-leader-election` pod discovery and the objective/rewrite
+  informers run on every replica, not only the leader, so a follower that
+  takes over starts warm (readiness still passes only on the leader);
+* `--metrics-endpoint-auth=true` reviews scrapers' tokens with the Kubernetes
+  API; in static mode with no reachable configuration nothing can be reviewed,
+  so every scrape is refused (401 without a token, 403 with one) rather than
+  served unauthenticated;
 * endpoints whose metrics are older than `--metrics-staleness-threshold` are
   left out of scheduling while a fresher one exists (see `adapters.py`);
 * `--static-endpoints` (extension) needs no Kubernetes at all.
@@ -35,6 +38,8 @@ from aiohttp import web
 from pyllmd.core import logging as pylog
 from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.errors import ConfigError
+from pyllmd.core.kubeauth import Decide, KubeAuthorizer, guarded_handler, refuse_all
+from pyllmd.core.leader import LeaderElector, default_identity
 from pyllmd.epp.adapters import (
     DatastoreEndpoints,
     FrameworkScheduler,
@@ -43,18 +48,19 @@ from pyllmd.epp.adapters import (
     SaturationAdmission,
 )
 from pyllmd.epp.config import (
-    GATE_DATA_LAYER,
     GATE_FLOW_CONTROL,
     EppConfig,
     load_config_file,
     load_config_text,
 )
 from pyllmd.epp.datastore import Datastore, endpoints_from_static
+from pyllmd.epp.framework.types import Endpoint
 from pyllmd.epp.health import EppHealth, serve_health
 from pyllmd.epp.kube import Informer, PodDiscovery, PoolSpec, connect
 from pyllmd.epp.metrics import CONTENT_TYPE, EppMetrics, pool_gauge_loop
 from pyllmd.epp.objectives import Objectives, Rewrites, informers
 from pyllmd.epp.options import EppOptions, HelpRequested, load_options
+from pyllmd.epp.plugins.datalayer.model_server_protocol_metrics import ModelServerProtocolMetrics
 from pyllmd.epp.scrape import HttpFetcher, MetricMapping, Scraper
 from pyllmd.epp.server import ExtProcServicer, serve_epp
 
@@ -75,13 +81,14 @@ log = logging.getLogger(__name__)
 PROG = "pyllmd epp"
 STATIC_POOL_NAME = "static"  # the `name` label of the inference_pool_* gauges in static mode
 PRUNE_INTERVAL = 120.0  # seconds between prefix-index prunes of departed endpoints
-NO_LEADER_ELECTION = (
-    "--ha-enable-leader-election is not implemented by pyllmd epp; run one replica without it"
-)
 AUTH_WARNING = (
-    "--metrics-endpoint-auth=true needs a Kubernetes TokenReview, which is not available: "
-    "every /metrics scrape is refused; pass --metrics-endpoint-auth=false to serve metrics"
+    "--metrics-endpoint-auth=true needs the Kubernetes API to review scrapers' tokens and none "
+    "is configured (%s): every /metrics scrape is refused; "
+    "pass --metrics-endpoint-auth=false to serve metrics"
 )
+LEASE_SUFFIX = "gateway-api-inference-extension.sigs.k8s.io"
+# controller-runtime's default leader-election timings (seconds)
+LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 15.0, 10.0, 2.0
 
 
 # ------------------------------------------------------------------ wiring
@@ -109,6 +116,16 @@ def metric_mapping(options: EppOptions) -> MetricMapping:
         raise ConfigError(f"failed to parse metric specs: {err}") from None
 
 
+def endpoint_mapping(options: EppOptions, config: EppConfig) -> Callable[[Endpoint], MetricMapping]:
+    """Per endpoint, the series to scrape: the config's `model-server-protocol-metrics`
+    plugin (by engine label), else the flags' mapping."""
+    extractor = config.metrics_extractor
+    if isinstance(extractor, ModelServerProtocolMetrics):
+        return extractor.mapping
+    mapping = metric_mapping(options)
+    return lambda _endpoint: mapping
+
+
 @dataclass
 class Epp:
     """Everything the servers and loops need, built but not started."""
@@ -128,6 +145,8 @@ class Epp:
     informers: list[Informer] = field(default_factory=list)  # objectives and rewrites (pool mode)
     objectives: Objectives | None = None
     rewrites: Rewrites | None = None
+    authorize: Decide | None = None  # `/metrics` guard (`--metrics-endpoint-auth`)
+    elector: LeaderElector | None = None  # `--ha-enable-leader-election`
 
 
 def build_epp(
@@ -142,8 +161,6 @@ def build_epp(
 ) -> Epp:
     """Wire the EPP (no network I/O); pool/standalone modes connect `kube` or build a client
     from `--kubeconfig`, `$KUBECONFIG` (in `env`) or the in-cluster config."""
-    if options.ha_enable_leader_election:
-        raise ConfigError(NO_LEADER_ELECTION)
     clock = clock or RealClock()
     rng = rng or random.Random()
     datastore = Datastore()
@@ -153,20 +170,24 @@ def build_epp(
                 options.static_endpoints, options.pool_namespace, options.model_server_metrics_port
             )
         )
-    else:
-        kube = kube or connect(options.kubeconfig, os.environ if env is None else env)
+    env = os.environ if env is None else env
+    if options.mode != "static" or options.ha_enable_leader_election:
+        kube = kube or connect(kubeconfig=options.kubeconfig, env=env)
     metrics = EppMetrics(options.pool_name or STATIC_POOL_NAME, datastore.snapshot_tuple)
+    source = config.metrics_source
     fetcher = None
     if fetch is None:
-        fetch = fetcher = HttpFetcher(options.model_server_metrics_https_insecure_skip_verify)
-    mapping = metric_mapping(options)
+        insecure = getattr(source, "insecure_skip_verify", None)
+        if insecure is None:
+            insecure = options.model_server_metrics_https_insecure_skip_verify
+        fetch = fetcher = HttpFetcher(insecure)
     scraper = Scraper(
         datastore,
         clock,
         interval=options.refresh_metrics_interval,
-        scheme=options.model_server_metrics_scheme,
-        path=options.model_server_metrics_path,
-        mapping=lambda _endpoint: mapping,
+        scheme=getattr(source, "scheme", None) or options.model_server_metrics_scheme,
+        path=getattr(source, "path", None) or options.model_server_metrics_path,
+        mapping=endpoint_mapping(options, config),
         fetch=fetch,
         rng=random.Random(rng.random()),
     )
@@ -183,11 +204,51 @@ def build_epp(
         clock=clock,
         rng=rng,
     )
-    health = EppHealth(lambda: datastore.synced)
+    elector = _elector(options, kube, clock)
+    health = EppHealth(
+        lambda: datastore.synced, (lambda: elector.is_leader) if elector is not None else None
+    )
+    authorize, kube = _metrics_guard(options, kube, clock, env)
     return Epp(
         options, config, clock, datastore, metrics, scraper, fetcher, scheduler, servicer, health,
-        kube, discovery, watchers, objectives, rewrites,
+        kube, discovery, watchers, objectives, rewrites, authorize, elector,
     )  # fmt: skip
+
+
+def lease_name(options: EppOptions) -> str:
+    """`epp-<namespace>-<pool or deployment>.gateway-api-inference-extension.sigs.k8s.io`."""
+    name = options.pool_name or STATIC_POOL_NAME
+    return f"epp-{options.pool_namespace}-{name}.{LEASE_SUFFIX}"
+
+
+def _elector(options: EppOptions, kube: AsyncClient | None, clock: Clock) -> LeaderElector | None:
+    if not options.ha_enable_leader_election or kube is None:
+        return None
+    return LeaderElector(
+        kube,
+        clock,
+        name=lease_name(options),
+        namespace=options.pool_namespace,
+        identity=default_identity(),
+        lease_duration=LEASE_DURATION,
+        renew_deadline=RENEW_DEADLINE,
+        retry_period=RETRY_PERIOD,
+    )
+
+
+def _metrics_guard(
+    options: EppOptions, kube: AsyncClient | None, clock: Clock, env: Mapping[str, str]
+) -> tuple[Decide | None, AsyncClient | None]:
+    """The `/metrics` guard and the client it uses (static mode connects only for it)."""
+    if not options.metrics_endpoint_auth:
+        return None, kube
+    if kube is None:
+        try:
+            kube = connect(kubeconfig=options.kubeconfig, env=env)
+        except ConfigError as err:
+            log.warning(AUTH_WARNING, err)
+            return refuse_all("no Kubernetes API server is configured to review tokens"), None
+    return KubeAuthorizer(kube, clock).decide, kube
 
 
 def _discovery(
@@ -218,20 +279,15 @@ def _discovery(
 # ------------------------------------------------------------------ servers
 
 
-def metrics_app(metrics: EppMetrics, auth: bool) -> web.Application:
-    """`/metrics`; with `auth` every scrape is refused (no TokenReview without Kubernetes)."""
+def metrics_app(metrics: EppMetrics, authorize: Decide | None) -> web.Application:
+    """`/metrics`, behind `authorize` when given (TokenReview + SubjectAccessReview)."""
 
-    async def handle(request: web.Request) -> web.Response:
-        if auth:
-            bearer = request.headers.get("Authorization", "").startswith("Bearer ")
-            return web.Response(
-                status=403 if bearer else 401,
-                text="Forbidden\n" if bearer else "Unauthorized\n",
-            )
+    async def handle(_: web.Request) -> web.StreamResponse:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
-    app.router.add_get("/metrics", handle)
+    guarded = handle if authorize is None else guarded_handler(handle, authorize)
+    app.router.add_get("/metrics", guarded)
     return app
 
 
@@ -287,9 +343,7 @@ async def start_epp(epp: Epp) -> RunningEpp:
             health=epp.health if opts.health_checking else None,
             cert_reload=opts.enable_cert_reload,
         )
-        runner = web.AppRunner(
-            metrics_app(epp.metrics, opts.metrics_endpoint_auth), access_log=None
-        )
+        runner = web.AppRunner(metrics_app(epp.metrics, epp.authorize), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, opts.metrics_port).start()
         metrics_port = int(cast(Any, runner.addresses[0])[1])
@@ -327,12 +381,8 @@ async def start_epp(epp: Epp) -> RunningEpp:
 def _warn_unsupported(options: EppOptions, config: EppConfig) -> None:
     for warning in options.warnings:
         log.warning("%s", warning)
-    if options.metrics_endpoint_auth:
-        log.warning("%s", AUTH_WARNING)
     if config.enabled(GATE_FLOW_CONTROL):
         log.warning("feature gate flowControl is not implemented; legacy admission is used")
-    if config.enabled(GATE_DATA_LAYER):
-        log.warning("feature gate dataLayer is not implemented; the legacy scraper is used")
 
 
 async def serve(epp: Epp, stop: asyncio.Event) -> None:
@@ -349,10 +399,26 @@ async def serve(epp: Epp, stop: asyncio.Event) -> None:
         len(epp.datastore),
     )
     try:
-        await stop.wait()
+        if epp.elector is None:
+            await stop.wait()
+        elif not await lead(epp.elector, stop):
+            raise RuntimeError("leader election lost")
     finally:
         log.info("epp shutting down")
         await running.close()
+        if epp.elector is not None:
+            await epp.elector.release()
+
+
+async def lead(elector: LeaderElector, stop: asyncio.Event) -> bool:
+    """Campaign, then hold the lease until `stop` (True) or until it is lost (False).
+
+    The servers run all along; readiness follows `elector.is_leader`.
+    """
+    if not await elector.acquire(stop):
+        return True
+    log.info("epp is the leader of lease %s/%s", elector.namespace, elector.name)
+    return await elector.hold(stop)
 
 
 def _verbosity(options: EppOptions) -> int:

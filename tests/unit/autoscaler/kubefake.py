@@ -16,6 +16,8 @@ mis-parses `/api/v1/namespaces[/name]`. Here:
   strategic (approximated) and JSON-patch flavours;
 - `/status` changes only status; the main path ignores status;
 - `/scale` (autoscaling/v1 Scale) of Deployments, ReplicaSets, LeaderWorkerSets;
+- TokenReview and SubjectAccessReview answered from `tokens` and `grants`
+  (what a test registers), as the real reviews answer;
 - watch with resourceVersion resume, 410 Expired, `timeoutSeconds`, and
   `drop_watches()` to test reconnects; 404/409/422 as `v1 Status` objects with
   the exact `Content-Type: application/json` clients check.
@@ -84,6 +86,8 @@ class KubeFake(ObjectBuilders, kmock.KubernetesScaffold):  # type: ignore[misc]
         )
         self._changed = asyncio.Event()
         self._epoch = 0
+        self.tokens: dict[str, Obj] = {}  # bearer token -> TokenReview `status.user`
+        self.grants: set[tuple[str, str, str]] = set()  # (user or "group:<g>", path, verb)
         for r in resources:
             self.resources[r.key] = kmock.ResourceInfo(
                 namespaced=r.namespaced,
@@ -135,6 +139,8 @@ class KubeFake(ObjectBuilders, kmock.KubernetesScaffold):  # type: ignore[misc]
         self, raw: aiohttp.web.BaseRequest, r: api.Route, body: Any
     ) -> aiohttp.web.StreamResponse:
         method, q = raw.method, raw.query
+        if r.rdef.kind in ("TokenReview", "SubjectAccessReview") and method == "POST":
+            return _json_response(self._review(r.rdef, body), 201)
         if r.name is None:
             if method == "GET" and q.get("watch") in ("true", "1"):
                 return await self._watch(raw, r)
@@ -154,6 +160,19 @@ class KubeFake(ObjectBuilders, kmock.KubernetesScaffold):  # type: ignore[misc]
             ctype = raw.headers.get("Content-Type", JSON)
             return _json_response(self._write(r, method, ctype, body))
         raise ApiStatusError(405, "MethodNotAllowed", f"method {method} not allowed")
+
+    def _review(self, rdef: ResourceDef, body: Obj) -> Obj:
+        """The review `body` with the `status` the real API server would fill in."""
+        spec = body.get("spec") or {}
+        if rdef.kind == "TokenReview":
+            user = self.tokens.get(spec.get("token", ""))
+            status: Obj = {"authenticated": True, "user": user} if user else {"error": "invalid"}
+        else:
+            attrs = spec.get("nonResourceAttributes") or {}
+            who = [spec.get("user", "")] + [f"group:{g}" for g in spec.get("groups") or []]
+            allowed = any((w, attrs.get("path"), attrs.get("verb")) in self.grants for w in who)
+            status = {"allowed": allowed} | ({} if allowed else {"reason": "no RBAC rule"})
+        return {**body, "status": status}
 
     # -- verbs --------------------------------------------------------------------------------
 

@@ -128,6 +128,12 @@ INFERENCEPOOLS_V1ALPHA2 = ResourceDef(
     subresources=("status",),
 )
 LEASES = ResourceDef("coordination.k8s.io", "v1", "leases", "Lease")
+TOKENREVIEWS = ResourceDef(
+    "authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False
+)
+SUBJECTACCESSREVIEWS = ResourceDef(
+    "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", namespaced=False
+)
 CRDS = ResourceDef(
     "apiextensions.k8s.io",
     "v1",
@@ -151,6 +157,8 @@ ALL_RESOURCES = (
     INFERENCEPOOLS_V1ALPHA2,
     LEASES,
     CRDS,
+    TOKENREVIEWS,
+    SUBJECTACCESSREVIEWS,
 )
 
 

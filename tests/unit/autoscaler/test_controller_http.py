@@ -69,3 +69,30 @@ async def test_readyz_reports_a_failed_bootstrap() -> None:
     assert status == 500
     assert text == "initial ConfigMap bootstrap not complete: configmaps is forbidden"
     await server.close()
+
+
+async def test_secure_metrics_review_the_scraper_with_the_api_server() -> None:
+    """`--metrics-secure`: the scraper's token goes through TokenReview + SubjectAccessReview."""
+    from pyllmd.core.kubeauth import KubeAuthorizer
+    from pyllmd.core.kubeclient import connect
+    from tests.unit.autoscaler.kubefake import running_kube
+
+    async with running_kube() as kube:
+        kube.tokens["prom"] = {"username": "prometheus"}
+        kube.grants.add(("prometheus", "/metrics", "get"))
+        client = connect(server=kube.url)
+        controller = Controller(SlowConfigs(), ControllerMetrics(), VirtualClock(), 60.0)  # type: ignore[arg-type]
+        app = web.Application()
+        app.add_routes(controller.metrics_routes(KubeAuthorizer(client, VirtualClock()).decide))
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with aiohttp.ClientSession() as http:
+                assert (await _probe(http, server, "/metrics"))[0] == 401
+                url = server.make_url("/metrics")
+                async with http.get(url, headers={"Authorization": "Bearer prom"}) as r:
+                    assert r.status == 200
+                    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        finally:
+            await server.close()
+            await client.close()

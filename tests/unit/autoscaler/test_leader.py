@@ -14,7 +14,12 @@ from pyllmd.autoscaler.config import load_controller_config
 from pyllmd.autoscaler.controller import Controller, LeaderElectionLost
 from pyllmd.autoscaler.eppscrape import EppScraper
 from pyllmd.autoscaler.kube import KubeCluster, connect
-from pyllmd.autoscaler.leader import (
+from pyllmd.autoscaler.metrics import ControllerMetrics
+from pyllmd.autoscaler.promclient import PrometheusClient
+from pyllmd.autoscaler.run import build_controller, prometheus_options
+from pyllmd.cli import _run_until_signal
+from pyllmd.core.clock import VirtualClock
+from pyllmd.core.leader import (
     Action,
     LeaderElector,
     LeaseRecord,
@@ -27,11 +32,6 @@ from pyllmd.autoscaler.leader import (
     renew_deadline_exceeded,
     spec_from_record,
 )
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.promclient import PrometheusClient
-from pyllmd.autoscaler.run import build_controller, prometheus_options
-from pyllmd.cli import _run_until_signal
-from pyllmd.core.clock import VirtualClock
 from tests.unit.autoscaler import kubefake_api as api
 from tests.unit.autoscaler.kubefake import KubeFake
 

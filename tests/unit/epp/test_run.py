@@ -84,17 +84,15 @@ def test_build_epp_wires_static_endpoints_and_flags() -> None:
     assert epp.servicer.admission is not None
 
 
-def test_kubernetes_modes_need_a_kubeconfig_and_leader_election_is_refused(
-    tmp_path: Path,
-) -> None:
+def test_kubernetes_modes_and_leader_election_need_a_kubeconfig(tmp_path: Path) -> None:
     config = load_config_text(None)
     missing = f"--kubeconfig={tmp_path / 'none'}"
     standalone = ["--endpoint-selector=app=x", "--endpoint-target-ports=8000", missing]
     for argv, env in ((["--pool-name=p", missing], {}), (standalone, {"POD_NAME": "e-1-2"})):
         with pytest.raises(ConfigError, match="unable to get kubeconfig"):
             build_epp(load_options(argv, env), config, env={})
-    with pytest.raises(ConfigError, match="--ha-enable-leader-election is not implemented"):
-        build_epp(load_options([STATIC, "--ha-enable-leader-election"], {}), config)
+    with pytest.raises(ConfigError, match="unable to get kubeconfig"):
+        build_epp(load_options([STATIC, "--ha-enable-leader-election", missing], {}), config)
 
 
 def test_pool_mode_without_kubeconfig_is_one_line_and_exit_1(
@@ -220,11 +218,13 @@ async def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, st
         return r.status, await r.text()
 
 
-async def test_epp_acc_61_metrics_auth_and_health() -> None:
+async def test_metrics_refused_in_static_mode_without_kubernetes(tmp_path: Path) -> None:
+    """Auth on and nothing to review tokens with: refused, never served unauthenticated."""
     from pyllmd.core.clock import RealClock
 
+    missing = f"--kubeconfig={tmp_path / 'none'}"
     epp = build_epp(
-        load_options([STATIC, *LOCAL], {}),
+        load_options([STATIC, *LOCAL, missing], {}),
         load_config_text(None),
         clock=RealClock(),
         fetch=fake_fetch,
@@ -239,20 +239,6 @@ async def test_epp_acc_61_metrics_auth_and_health() -> None:
             reply = await stub.Check(health_pb2.HealthCheckRequest(service="readiness"))
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         assert running.grpc_port > 0
-    finally:
-        await running.close(grace=0)
-    open_epp = build_epp(
-        load_options([STATIC, *LOCAL, "--metrics-endpoint-auth=false"], {}),
-        load_config_text(None),
-        clock=RealClock(),
-        fetch=fake_fetch,
-    )
-    running = await start_epp(open_epp)
-    try:
-        status, body = await _get(f"http://127.0.0.1:{running.metrics_port}/metrics")
-        assert status == 200
-        assert 'inference_pool_ready_pods{name="static"}' in body
-        assert "inference_extension_info{" in body
     finally:
         await running.close(grace=0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pyllmd.epp.framework.registry import Registry
+from pyllmd.epp.plugins.datalayer import metrics_data_source, model_server_protocol_metrics
 from pyllmd.epp.plugins.filter import (
     by_label,
     by_label_selector,
@@ -40,6 +41,8 @@ def register_all(registry: Registry) -> Registry:
         by_label_selector,
         prefill_filter,
         decode_filter,
+        metrics_data_source,
+        model_server_protocol_metrics,
     ):
         registry.register(module.TYPE, module.factory)
     return registry

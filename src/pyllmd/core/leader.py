@@ -33,8 +33,8 @@ from typing import Any, TypeVar
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 
-from pyllmd.autoscaler.kube import resource_type
 from pyllmd.core.clock import Clock
+from pyllmd.core.kubeclient import resource_type
 
 log = logging.getLogger(__name__)
 
