@@ -6,9 +6,9 @@ Three simulators with slow tokens and two running slots each (so queues form),
 Which simulator served a request is read from its `x-inference-port` response
 header and cross-checked with the simulators' `vllm:request_success_total`.
 
-Sheddable-request shedding (acceptance 41) is not exercised here: a request's
-priority comes from an InferenceObjective, a Kubernetes object, so in static
-mode every request has priority 0 (spec §12) and is never shed.
+Sheddable-request shedding (acceptance 41) needs an InferenceObjective, a
+Kubernetes object (in static mode every request has priority 0): it is
+exercised in pool mode by test_epp_kubernetes.py.
 """
 
 from __future__ import annotations
