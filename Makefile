@@ -15,7 +15,7 @@ PORT ?= 8000
 STACK ?= config/local/stack.yaml
 
 .PHONY: help up test test-e2e-smoke test-e2e-full bench lint fmt conformance clean \
-	venv e2e-deps bench-deps
+	venv e2e-deps bench-deps protos
 
 help:
 	@echo "make up              run the local stack (simulators, gateway on port $(PORT), Prometheus, autoscaler)"
@@ -26,6 +26,7 @@ help:
 	@echo "make lint            ruff, ruff format --check, mypy, import-linter"
 	@echo "make fmt             ruff format + ruff check --fix"
 	@echo "make conformance     regenerate docs/developer-guide/conformance*.md"
+	@echo "make protos          regenerate the simulator's gRPC code from its .proto"
 	@echo "make clean           remove the venv and caches"
 
 venv: $(STAMP)
@@ -42,6 +43,11 @@ $(STAMP): pyproject.toml
 	fi
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
+
+# The generated code is committed; run this after editing the .proto.
+protos: $(STAMP)
+	cd src && ../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
+		--grpc_python_out=. pyllmd/sim/grpcgen/vllm_engine.proto
 
 # Debian's prometheus (no service is started by the package).
 e2e-deps:

@@ -74,7 +74,7 @@ _OUTRO = """
 | `POD_IP` | IP in the KV-event topic `kv@<ip>@<model>`; needed by `--enable-kvcache`; \
 YAML `ip` overrides it |
 | `PYTHONHASHSEED` | used as `--hash-seed` when that is empty |
-| `HF_TOKEN` | token for downloading gated HuggingFace tokenizers |
+| `HF_TOKEN` | accepted for compatibility and unused: tokenizers are never downloaded |
 | `VLLM_SERVER_DEV_MODE` | `1` enables dev mode; `/sleep` acts only with it and \
 `--enable-sleep-mode` |
 

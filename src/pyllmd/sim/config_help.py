@@ -117,7 +117,9 @@ FLAG_DOCS: dict[str, FlagDoc] = {
         "Default cache-hit threshold of requests that give none",
         "0..1; a YAML value is honoured (upstream ignores it)",
     ),
-    "tokenizers-cache-dir": FlagDoc("Directory where HuggingFace tokenizers are cached"),
+    "tokenizers-cache-dir": FlagDoc(
+        "Directory searched for a local tokenizer.json of --model (never downloaded)"
+    ),
     "hash-seed": FlagDoc("Seed of KV block hashes (default: env PYTHONHASHSEED)"),
     "zmq-endpoint": FlagDoc("ZMQ address the KV-event publisher connects to; empty disables it"),
     "zmq-max-connect-attempts": FlagDoc("ZMQ connect attempts before giving up", "0..10"),

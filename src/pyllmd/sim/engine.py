@@ -6,19 +6,26 @@ randomness from one seeded `random.Random`. The HTTP shell calls `admit`, then
 and always calls `release` at the end, which hands the worker to the queue.
 Errors raised by `start` leave the worker held, so the shell's `finally:
 release` is what prevents upstream's worker leak.
+
+The engine also owns the LoRA registry (which `model` values are adapters) and
+the sleep state: `sleep` pauses the scheduler and discards the KV cache,
+`wake_up` returns the queued requests that start once fully awake.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyllmd.core.errors import LlmdError
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.kvcache import CacheLookup, KVCache, KVCacheError
 from pyllmd.sim.latency import LatencyParams, make_calculator
+from pyllmd.sim.lora import LoraRegistry, LoraRuntime
 from pyllmd.sim.scheduler import Admission, Scheduler
-from pyllmd.sim.textgen import RandomText, completion_length, echo_tokens
+from pyllmd.sim.sleep import SleepState
+from pyllmd.sim.textgen import RandomText, echo_tokens
 
 
 @dataclass(eq=False, slots=True)
@@ -28,12 +35,14 @@ class Work:
     request_id: str
     prompt_ids: list[int]
     prompt_tokens: list[str]
+    lora: str | None = None
     max_tokens: int | None = None
     ignore_eos: bool = False
     remote_prefill: bool = False
     remote_decode: bool = False
     cache_hit_threshold: float | None = None
     force_cache_threshold: bool = False
+    dataset_keys: tuple[bytes, ...] = ()  # chat: tried before the prompt-id key (dataset.py)
     admitted_at: float = 0.0
     started_at: float = 0.0
     in_kv_cache: bool = False
@@ -82,7 +91,13 @@ class Engine:
         # Without a std-dev the inter-token delay depends only on the running count,
         # which cannot change while no time passes: a zero delay stays zero.
         self.itl_fixed = params.itl_std_dev == 0
-        self.scheduler: Scheduler[Work] = Scheduler(cfg.max_num_seqs, cfg.max_waiting_queue_length)
+        self.scheduler: Scheduler[Work] = Scheduler(
+            cfg.max_num_seqs, cfg.max_waiting_queue_length, cfg.max_loras
+        )
+        self.lora_registry = LoraRegistry(
+            cfg.served_model_name or (cfg.model,), (m.name for m in cfg.lora_modules)
+        )
+        self.sleep_state = SleepState()
 
     @property
     def num_running(self) -> int:
@@ -95,9 +110,34 @@ class Engine:
         return self.scheduler.num_waiting
 
     @property
+    def loras(self) -> LoraRuntime:
+        """LoRA slots and the adapters with running / waiting requests."""
+        return self.scheduler.loras
+
+    @property
     def kv_usage(self) -> float:
         """Fraction of KV blocks in use (0 without a KV cache)."""
         return self.kv.usage if self.kv is not None else 0.0
+
+    def resolve_model(self, model: str | None) -> str | None:
+        """The LoRA adapter a request's `model` names (None: base model); 404 if unknown."""
+        return self.lora_registry.resolve(model)
+
+    def sleep(self, level: int) -> None:
+        """Accepted `/sleep`: nothing new starts; level >= 1 discards and disables the KV cache."""
+        self.sleep_state = self.sleep_state.sleep(level)
+        self.scheduler.pause()
+        if self.kv is not None and self.sleep_state.kv_cache_asleep:
+            self.kv.disable()  # AllBlocksCleared on every accepted sleep, as upstream
+
+    def wake_up(self, tags: Sequence[str] | None) -> list[Work]:
+        """`/wake_up[?tags=]`: wake the named parts; return the queued requests that start."""
+        self.sleep_state = self.sleep_state.wake_up(tags)
+        if self.kv is not None and not self.sleep_state.kv_cache_asleep:
+            self.kv.enable()
+        if self.sleep_state.is_sleeping:
+            return []
+        return self.scheduler.resume()
 
     def check_context(self, work: Work) -> None:
         """Refuse a request that cannot fit the context window, before it is queued."""
@@ -146,7 +186,8 @@ class Engine:
         if self.kv is None or not self.kv.enabled:
             return None
         try:
-            lookup = self.kv.start(work.request_id, work.prompt_ids, now)
+            lora = self.lora_registry.tag(work.lora) if work.lora is not None else None
+            lookup = self.kv.start(work.request_id, work.prompt_ids, now, lora)
         except KVCacheError as e:
             raise LlmdError(500, e.message) from None
         work.in_kv_cache = True
@@ -165,11 +206,11 @@ class Engine:
     def _generate(self, work: Work) -> tuple[list[str], str]:
         if self.cfg.mode == "echo":
             return echo_tokens(work.prompt_tokens, work.max_tokens)
-        length, finish = completion_length(
+        return self.text.generate(
             self.rng,
+            work.prompt_ids,
+            work.dataset_keys,
             work.max_tokens,
             work.ignore_eos,
             self.cfg.max_model_len,
-            len(work.prompt_ids),
         )
-        return self.text.tokens(self.rng, length), finish

@@ -1,4 +1,5 @@
-"""The HTTP surface of one rank: routes, router behaviour, and the small endpoints.
+"""The HTTP surface of one rank: routes, router behaviour, and the small endpoints
+(models, LoRA (un)loading, sleep mode, tokenize, health, metrics).
 
 aiohttp (with uvloop) was the fastest full framework measured here for SSE.
 Middlewares reproduce upstream's router: plain-text `Not Found` and
@@ -19,11 +20,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pyllmd.core.clock import Clock
 from pyllmd.core.errors import LlmdError
 from pyllmd.core.metricset import CONTENT_TYPE
+from pyllmd.core.tokenize import Tokenizer
 from pyllmd.sim.config import SimConfig
+from pyllmd.sim.lora import parse_lora_name
 from pyllmd.sim.metrics import SimMetrics
 from pyllmd.sim.requests import Message, describe_validation_error
 from pyllmd.sim.serving import CompletionService, error_response
-from pyllmd.sim.tokenizer import SimpleTokenizer
+from pyllmd.sim.sleep import parse_level
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class SimHTTP:
         cfg: SimConfig,
         clock: Clock,
         metrics: SimMetrics,
-        tokenizer: SimpleTokenizer,
+        tokenizer: Tokenizer,
         completions: CompletionService,
     ) -> None:
         self.cfg = cfg
@@ -105,6 +108,11 @@ class SimHTTP:
         app.router.add_get("/health", self.health, allow_head=False)
         app.router.add_get("/ready", self.health, allow_head=False)
         app.router.add_post("/tokenize", self.tokenize)
+        app.router.add_post("/v1/load_lora_adapter", self.load_lora)
+        app.router.add_post("/v1/unload_lora_adapter", self.unload_lora)
+        app.router.add_post("/sleep", self.sleep)
+        app.router.add_post("/wake_up", self.wake_up)
+        app.router.add_get("/is_sleeping", self.is_sleeping, allow_head=False)
         return app
 
     async def health(self, _: web.Request) -> web.Response:
@@ -116,21 +124,54 @@ class SimHTTP:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def models(self, _: web.Request) -> web.Response:
-        """GET /v1/models: one entry per served model name."""
-        created = int(self.clock.wall())
-        names = self.cfg.served_model_name or (self.cfg.model,)
-        data = [
-            {
-                "id": name,
-                "object": "model",
-                "created": created,
-                "owned_by": "vllm",
-                "root": name,
-                "parent": None,
-            }
-            for name in names
-        ]
+        """GET /v1/models: the served model names, then the registered LoRA adapters."""
+        data = self.completions.engine.lora_registry.models(int(self.clock.wall()))
         return _json({"object": "list", "data": data})
+
+    async def load_lora(self, request: web.Request) -> web.Response:
+        """POST /v1/load_lora_adapter: register an adapter (idempotent); 200, empty body."""
+        name = parse_lora_name(await request.read(), load=True)
+        self.completions.engine.lora_registry.load(name)
+        log.info("LoRA adapter loaded name=%s", name)
+        return web.Response(status=200)
+
+    async def unload_lora(self, request: web.Request) -> web.Response:
+        """POST /v1/unload_lora_adapter: forget an adapter (unknown too); 200, empty body."""
+        name = parse_lora_name(await request.read(), load=False)
+        self.completions.engine.lora_registry.unload(name)
+        log.info("LoRA adapter unloaded name=%s", name)
+        return web.Response(status=200)
+
+    async def sleep(self, request: web.Request) -> web.Response:
+        """POST /sleep[?level=]: acts only with --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1."""
+        level = parse_level(request.query.get("level"))
+        if not (self.cfg.enable_sleep_mode and self.cfg.dev_mode):
+            log.warning(
+                "/sleep ignored: it needs --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1 "
+                "(enable-sleep-mode=%s, dev mode=%s)",
+                self.cfg.enable_sleep_mode,
+                self.cfg.dev_mode,
+            )
+            return web.Response(status=200)
+        engine = self.completions.engine
+        engine.sleep(level)
+        self.metrics.set_sleep_state(engine.sleep_state)
+        log.info("sleeping level=%d; completion requests wait until /wake_up", level)
+        return web.Response(status=200)
+
+    async def wake_up(self, request: web.Request) -> web.Response:
+        """POST /wake_up[?tags=weights&tags=kv_cache]: wake the named parts (none given: all)."""
+        tags = request.query.getall("tags", None)
+        engine = self.completions.engine
+        started = engine.wake_up(tags)
+        self.metrics.set_sleep_state(engine.sleep_state)
+        self.completions.resume(started)
+        log.info("wake_up tags=%s sleeping=%s", tags, engine.sleep_state.is_sleeping)
+        return web.Response(status=200)
+
+    async def is_sleeping(self, _: web.Request) -> web.Response:
+        """GET /is_sleeping."""
+        return _json({"is_sleeping": self.completions.engine.sleep_state.is_sleeping})
 
     async def tokenize(self, request: web.Request) -> web.Response:
         """POST /tokenize with the simple tokenizer."""

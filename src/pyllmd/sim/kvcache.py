@@ -12,8 +12,14 @@ the same instant, upstream's choice is arbitrary; we free a request's blocks tai
 first, so its tail is evicted first and its prefix survives longest, as in vLLM.
 
 Deviations (deliberate, per the kv-events contract and spec §15): BlockStored
-carries parent key, token ids and block size; `CacheLookup.prefix_blocks` is
-computed before insertion, so a hit rate is meaningful.
+carries parent key, token ids and block size, and the LoRA adapter (id and name)
+as vLLM fills them; `CacheLookup.prefix_blocks` is computed before insertion, so
+a hit rate is meaningful. As the contract says, one BlockStored per block (vLLM
+may group consecutive blocks in one event; consumers accept both), and the LoRA
+is not hashed into the block key, so a base-model and an adapter request with the
+same prompt share blocks (upstream behaviour).
+
+Sleep (spec §4.6) uses `disable()` (clear and stop recording) and `enable()`.
 """
 
 from __future__ import annotations
@@ -32,6 +38,14 @@ CAPACITY_ERROR = "the kv cache does not have sufficient capacity to store this r
 
 
 @dataclass(frozen=True, slots=True)
+class LoraTag:
+    """The adapter a request runs on, as vLLM reports it: `lora_int_id` and name."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class BlockStored:
     """A block entered the cache; parent is the previous block's key in the request."""
 
@@ -39,6 +53,8 @@ class BlockStored:
     parent_block_hash: int | None
     token_ids: tuple[int, ...]
     block_size: int
+    lora_id: int | None = None
+    lora_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +150,17 @@ class KVCache:
         """The lookup `start` would report for these tokens, without changing anything."""
         return self._lookup(block_keys(token_ids, self.block_size, self.hash_seed))
 
-    def start(self, request_id: str, token_ids: Sequence[int], now: float) -> CacheLookup:
-        """Record a starting request's blocks; raise KVCacheError if it cannot be held."""
+    def start(
+        self,
+        request_id: str,
+        token_ids: Sequence[int],
+        now: float,
+        lora: LoraTag | None = None,
+    ) -> CacheLookup:
+        """Record a starting request's blocks; raise KVCacheError if it cannot be held.
+
+        `lora` only labels the BlockStored events of new blocks (the key ignores it).
+        """
         if not self.enabled:
             return CacheLookup(len(token_ids) // self.block_size, 0, 0)
         if request_id in self._requests:
@@ -154,7 +179,7 @@ class KVCache:
             self._used[k] = 1
             self._unused.pop(k, None)
         for i in new:
-            self._store(keys, i, token_ids)
+            self._store(keys, i, token_ids, lora)
         self._requests[request_id] = keys
         return lookup
 
@@ -182,6 +207,16 @@ class KVCache:
         self._requests.clear()
         self._emit(AllBlocksCleared())
 
+    def disable(self) -> None:
+        """Accepted `/sleep`: clear (one AllBlocksCleared per call, even when already
+        disabled, as upstream) and record nothing until `enable()`."""
+        self.clear()
+        self.enabled = False
+
+    def enable(self) -> None:
+        """`/wake_up`: record requests again, starting from the empty cache."""
+        self.enabled = True
+
     def _lookup(self, keys: list[int]) -> CacheLookup:
         cached = sum(1 for k in keys if k in self._used or k in self._unused)
         prefix = 0
@@ -191,7 +226,9 @@ class KVCache:
             prefix += 1
         return CacheLookup(len(keys), cached, prefix)
 
-    def _store(self, keys: list[int], index: int, token_ids: Sequence[int]) -> None:
+    def _store(
+        self, keys: list[int], index: int, token_ids: Sequence[int], lora: LoraTag | None
+    ) -> None:
         key = keys[index]
         if key not in self._used:  # a repeated key of this request takes no new slot
             if len(self._used) + len(self._unused) >= self.capacity and self._unused:
@@ -205,6 +242,8 @@ class KVCache:
                 parent_block_hash=keys[index - 1] if index > 0 else None,
                 token_ids=tuple(token_ids[start : start + self.block_size]),
                 block_size=self.block_size,
+                lora_id=lora.id if lora is not None else None,
+                lora_name=lora.name if lora is not None else None,
             )
         )
 

@@ -20,6 +20,11 @@ Exposition choices, all to look like the Go simulator to a scraper:
 Fake bucket counts are added to each bucket at once (upstream observes each
 sample; the exposed result is the same).
 
+Beyond upstream: `vllm:engine_sleep_state` (vLLM's own gauge, same labels and
+values) says whether the engine sleeps; upstream's simulator has no such series.
+`vllm:cache_config_info` keeps upstream's two labels: vLLM's series carries the
+CacheConfig fields and `engine`, but no `model_name`.
+
 Deliberate fix vs upstream: upstream writes the `request-generation-tokens`
 fake counts into `vllm:request_params_max_tokens` and the
 `request-params-max-tokens` counts into `vllm:request_generation_tokens`. Here
@@ -40,7 +45,9 @@ from pyllmd.core.metricset import (
     Registry,
 )
 from pyllmd.sim.config import FakeMetrics, SimConfig
+from pyllmd.sim.lora import LoraRuntime
 from pyllmd.sim.responses import FINISH_REASONS
+from pyllmd.sim.sleep import SLEEP_STATES, SleepState
 
 TTFT_BUCKETS: tuple[float, ...] = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
@@ -56,6 +63,8 @@ REQUEST_LATENCY_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 MODEL = ("model_name",)
+# vLLM's engine index label of vllm:engine_sleep_state; every rank here is one engine.
+ENGINE = "0"
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,13 @@ def metric_specs(max_model_len: int) -> tuple[MetricSpec, ...]:
             g,
             ("block_size", "num_gpu_blocks"),
             "KV-cache configuration; value is always 1.",
+        ),
+        MetricSpec(
+            "vllm:engine_sleep_state",
+            g,
+            ("engine", "model_name", "sleep_state"),
+            "Whether the engine sleeps: awake is 1 when awake, weights_offloaded is 1 "
+            "after a level-1 sleep, discard_all is 1 after a level-2 sleep.",
         ),
         MetricSpec(
             "vllm:time_to_first_token_seconds", h, MODEL, "Time to first token.", TTFT_BUCKETS
@@ -240,6 +256,10 @@ class SimMetrics:
         self._success_family = m["vllm:request_success_total"]
         self._success: dict[str, CounterChild] = {}
         m["vllm:cache_config_info"].gauge(str(cfg.block_size), str(cfg.kv_cache_size)).set(1)
+        sleep = m["vllm:engine_sleep_state"]
+        self._sleep_state = {s: sleep.gauge(ENGINE, model, s) for s in SLEEP_STATES}
+        self.set_sleep_state(SleepState())
+        self._lora_version = 0
         if self._fake is None or not self._fake.loras:
             self._set_lora_series("", "")
         if self._fake is not None:
@@ -266,6 +286,17 @@ class SimMetrics:
         """Add/refresh the series for the current adapter sets, valued at the current time."""
         if not self._frozen:
             self._set_lora_series(",".join(running), ",".join(waiting))
+
+    def publish_loras(self, loras: LoraRuntime) -> None:
+        """Re-emit `vllm:lora_requests_info` if the adapters' requests changed since last call."""
+        if loras.version != self._lora_version:
+            self._lora_version = loras.version
+            self.lora_info(loras.running, loras.waiting)
+
+    def set_sleep_state(self, state: SleepState) -> None:
+        """`vllm:engine_sleep_state` (real even under --fake-metrics, which has no sleep key)."""
+        for name, value in state.gauge().items():
+            self._sleep_state[name].value = value
 
     def _set_lora_series(self, running: str, waiting: str) -> None:
         now = float(int(self._wall()))  # whole seconds, as upstream

@@ -8,11 +8,13 @@ unset, unknown fields are ignored. Parse errors become the 400 reply
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 
 from pyllmd.core.errors import LlmdError
+from pyllmd.sim.logprobs import MAX_LOGPROBS
+from pyllmd.sim.tools import FunctionDef, ToolChoice, parse_tool_choice, validate_tools
 
 PARSE_ERROR_PREFIX = "Failed to read and parse request body, "
 
@@ -28,19 +30,23 @@ class StreamOptions(_Body):
 
 
 class KVTransferParams(_Body):
-    """P/D parameters; only the two booleans change behaviour, the rest is accepted."""
+    """P/D parameters; only the two booleans change behaviour.
+
+    The other fields are accepted whatever their JSON type (upstream wants strings
+    for block ids, but a vLLM prefiller hands the decoder integers).
+    """
 
     do_remote_decode: bool | None = None
     do_remote_prefill: bool | None = None
-    remote_engine_id: str | None = None
-    remote_block_ids: list[str] | None = None
-    remote_host: str | None = None
-    remote_port: int | None = None
-    tp_size: int | None = None
+    remote_engine_id: Any = None
+    remote_block_ids: Any = None
+    remote_host: Any = None
+    remote_port: Any = None
+    tp_size: Any = None
 
 
 class ImageURL(_Body):
-    """`image_url` content block payload (parsed, ignored)."""
+    """`image_url` content block payload: parsed and ignored (no image tokens)."""
 
     url: str | None = None
 
@@ -98,9 +104,43 @@ class _Completion(_Body):
         """The completion-token limit the request asks for, if any."""
         return self.max_tokens
 
+    @property
+    def logprobs_count(self) -> int | None:
+        """How many alternatives per token the reply's logprobs list; None: no logprobs."""
+        return None
+
+    @property
+    def function_defs(self) -> tuple[FunctionDef, ...] | None:
+        """The request's tools (None when `tools` is absent or null)."""
+        return None
+
     def prompt_text(self) -> str:
         """The text that is tokenized as the prompt."""
         raise NotImplementedError
+
+
+class ToolFunction(_Body):
+    """A tool's `function`; upstream reads only these three keys."""
+
+    name: str | None = None
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(_Body):
+    """One entry of `tools`; its `type` is not checked (vLLM knows only functions)."""
+
+    type: str | None = None
+    function: ToolFunction | None = None
+
+    def definition(self) -> FunctionDef:
+        """The function as the tool-call code sees it."""
+        f = self.function or ToolFunction()
+        return FunctionDef(f.name or "", f.description or "", f.parameters)
+
+
+def _tool_choice(value: Any) -> ToolChoice:
+    return parse_tool_choice(value)
 
 
 class ChatCompletionRequest(_Completion):
@@ -108,8 +148,8 @@ class ChatCompletionRequest(_Completion):
 
     messages: list[Message] | None = None
     max_completion_tokens: int | None = None
-    tools: list[Any] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Annotated[ToolChoice | None, PlainValidator(_tool_choice)] = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
 
@@ -118,6 +158,23 @@ class ChatCompletionRequest(_Completion):
         if self.max_completion_tokens is not None:
             return self.max_completion_tokens
         return self.max_tokens
+
+    @property
+    def logprobs_count(self) -> int | None:
+        if not self.logprobs:
+            return None
+        return 1 if self.top_logprobs is None else self.top_logprobs
+
+    @property
+    def function_defs(self) -> tuple[FunctionDef, ...] | None:
+        if self.tools is None:
+            return None
+        return tuple(t.definition() for t in self.tools)
+
+    @property
+    def choice(self) -> ToolChoice:
+        """The parsed `tool_choice` ("auto" when absent)."""
+        return self.tool_choice or ToolChoice()
 
     def prompt_text(self) -> str:
         return " ".join(m.text() for m in self.messages or ()).strip()
@@ -128,6 +185,10 @@ class TextCompletionRequest(_Completion):
 
     prompt: str | None = None
     logprobs: int | None = None
+
+    @property
+    def logprobs_count(self) -> int | None:
+        return self.logprobs if self.logprobs is not None and self.logprobs > 0 else None
 
     def prompt_text(self) -> str:
         return self.prompt or ""
@@ -148,9 +209,13 @@ def describe_validation_error(e: ValidationError) -> str:
     msg = str(err["msg"])
     if err["type"] == "json_invalid":
         return f"invalid JSON: {err.get('ctx', {}).get('error', msg)}"
+    if err["type"] == "value_error":  # our own validators: keep the text as written
+        msg = str(err.get("ctx", {}).get("error", msg))
+    else:
+        msg = msg.lower()
     if not loc:
-        return f"request body: {msg.lower()}"
-    return f"field '{loc}': {msg.lower()}"
+        return f"request body: {msg}"
+    return f"field '{loc}': {msg}"
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -161,7 +226,14 @@ _TAGS = {"str", "int", "float", "bool", "function-after", "ContentBlock"}
 
 
 def validate_request(req: _Completion) -> None:
-    """Upstream's request validation after the model check (400s), in upstream's order."""
+    """Upstream's request validation after the model check (400s), in upstream's order.
+
+    The logprobs bound is ours: upstream crashes on a negative `top_logprobs` and
+    builds any number of alternatives.
+    """
+    tools = req.function_defs
+    if tools:
+        validate_tools(tools)
     max_tokens = req.effective_max_tokens
     if max_tokens is not None and max_tokens <= 0:
         raise LlmdError(400, "Max completion tokens and max tokens should be positive")
@@ -172,3 +244,7 @@ def validate_request(req: _Completion) -> None:
             400,
             "Ignore_eos is true but max_completion_tokens (or max_tokens) is not set",
         )
+    count = req.logprobs_count
+    if count is not None and not 0 <= count <= MAX_LOGPROBS:
+        field = "top_logprobs" if isinstance(req, ChatCompletionRequest) else "logprobs"
+        raise LlmdError(400, f"{field} must be between 0 and {MAX_LOGPROBS}, got {count}")

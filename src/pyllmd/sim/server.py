@@ -1,4 +1,11 @@
-"""Composition root of the simulator: builds each rank's objects and runs the listeners."""
+"""Composition root of the simulator: builds each rank's objects and runs the listeners.
+
+Data parallel (spec §10.4): `--data-parallel-size N` runs N full ranks in one
+process on `port` .. `port + N - 1`, each with its own engine, queue, metrics, KV
+cache and KV-event publisher (own sequence numbers). Beyond upstream, each rank
+draws from its own random stream (seed + rank; upstream's ranks all repeat one
+stream) and its events carry its own rank (upstream: always 0).
+"""
 
 from __future__ import annotations
 
@@ -8,25 +15,35 @@ import gc
 import logging
 import random
 import signal
+import socket
+import ssl
 from typing import Any
 
+import grpc
 from aiohttp import web
 
 from pyllmd.core.clock import Clock, RealClock
+from pyllmd.core.tokenize import Tokenizer, load_tokenizer
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.engine import Engine
+from pyllmd.sim.grpcapi import serve_grpc
 from pyllmd.sim.http import SimHTTP
 from pyllmd.sim.kvcache import EventSink, KVCache
+from pyllmd.sim.kvevents import KVEventPublisher, PublisherError, event_rank, topic
 from pyllmd.sim.metrics import SimMetrics
+from pyllmd.sim.portmux import PortMux
 from pyllmd.sim.serving import CompletionService
 from pyllmd.sim.textgen import RandomText
-from pyllmd.sim.tokenizer import SimpleTokenizer
+from pyllmd.sim.tls import TLSSetupError, server_ssl_context
 
 log = logging.getLogger(__name__)
 
 # Cancel a handler when its client disconnects, as vLLM aborts such requests:
 # a queued request leaves the queue and a running one frees its worker.
 RUNNER_OPTIONS: dict[str, Any] = {"handler_cancellation": True, "access_log": None}
+
+
+SERVICE = web.AppKey("completion-service", CompletionService)
 
 
 class StartupError(Exception):
@@ -37,49 +54,107 @@ def build_app(
     cfg: SimConfig,
     port: int,
     clock: Clock,
-    tokenizer: SimpleTokenizer,
+    tokenizer: Tokenizer,
     sink: EventSink | None = None,
+    rank: int = 0,
 ) -> web.Application:
     """One rank: its own engine, KV cache (events go to `sink`), metrics and random stream."""
-    rng = random.Random(cfg.seed)
+    rng = random.Random(cfg.seed + rank)
     metrics = SimMetrics(cfg, clock.wall)
+    if isinstance(sink, KVEventPublisher):
+        metrics.registry.add(sink.dropped_family(cfg.display_model))
     kv = (
         KVCache(cfg.kv_cache_size, cfg.block_size, cfg.hash_seed, sink=sink)
         if cfg.enable_kvcache
         else None
     )
-    engine = Engine(cfg, rng, RandomText(tokenizer), kv)
+    text = RandomText.from_config(cfg, tokenizer)  # opens --dataset-path (ConfigError)
+    engine = Engine(cfg, rng, text, kv)
     service = CompletionService(cfg, port, clock, rng, engine, metrics, tokenizer)
-    return SimHTTP(cfg, clock, metrics, tokenizer, service).app()
+    app = SimHTTP(cfg, clock, metrics, tokenizer, service).app()
+    app[SERVICE] = service
+    app.on_cleanup.append(text.cleanup)
+    return app
 
 
 async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) -> None:
     """Listen on `port + rank` for every data-parallel rank until `stop` is set or a signal."""
     clock = RealClock()
-    tokenizer = SimpleTokenizer()
+    tokenizer = load_tokenizer(cfg.model, cfg.tokenizers_cache_dir)  # local files only
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    try:
+        tls = server_ssl_context(cfg)
+    except TLSSetupError as e:
+        raise StartupError(str(e)) from None
     runners: list[web.AppRunner] = []
+    muxes: list[PortMux] = []
+    grpc_servers: list[grpc.aio.Server] = []
+    publishers: list[KVEventPublisher] = []
     try:
         for rank in range(cfg.data_parallel_size):
             port = cfg.port + rank
-            runner = web.AppRunner(build_app(cfg, port, clock, tokenizer), **RUNNER_OPTIONS)
+            publisher = await start_publisher(cfg, rank, clock)
+            if publisher is not None:
+                publishers.append(publisher)
+            app = build_app(cfg, port, clock, tokenizer, publisher, rank)
+            runner = web.AppRunner(app, **RUNNER_OPTIONS)
             await runner.setup()
             runners.append(runner)
-            try:
-                await web.TCPSite(runner, host, port, backlog=4096).start()
-            except OSError as e:
-                raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-            log.info("listening host=%s port=%d rank=%d", host, port, rank)
+            grpc_server, grpc_port = await serve_grpc(app[SERVICE], clock)
+            grpc_servers.append(grpc_server)
+            muxes.append(_listen(runner, host, port, tls, grpc_port))
+            label = event_rank(cfg.data_parallel_size, cfg.data_parallel_rank, rank)
+            scheme = "https" if tls is not None else "http"
+            log.info("listening host=%s port=%d scheme=%s rank=%d", host, port, scheme, label)
         gc.collect()
         gc.freeze()  # start-up objects never die: keep them out of every collection
         await stop.wait()
     finally:
+        for mux in muxes:
+            await mux.close()
         for runner in runners:
             await runner.cleanup()
+        for server in grpc_servers:
+            await server.stop(None)
+        # After the listeners: events of the last requests are flushed (bounded).
+        await asyncio.gather(*(p.close() for p in publishers))
+
+
+async def start_publisher(cfg: SimConfig, rank: int, clock: Clock) -> KVEventPublisher | None:
+    """The rank's KV-event publisher, connected; None when events are not published."""
+    if not cfg.enable_kvcache or not cfg.zmq_endpoint:
+        return None
+    publisher = KVEventPublisher(
+        cfg.zmq_endpoint,
+        topic(cfg.ip, cfg.model),
+        event_rank(cfg.data_parallel_size, cfg.data_parallel_rank, rank),
+        cfg.event_batch_size,
+        clock,
+        connect_attempts=cfg.zmq_max_connect_attempts,
+    )
+    try:
+        await publisher.start()
+    except PublisherError as e:
+        raise StartupError(str(e)) from None
+    return publisher
+
+
+def _listen(
+    runner: web.AppRunner, host: str, port: int, tls: ssl.SSLContext | None, grpc_port: int
+) -> PortMux:
+    """REST (over `tls` when set) and cleartext gRPC on one port, as upstream (spec §2.1)."""
+    try:
+        sock = socket.create_server((host, port), backlog=4096)
+    except OSError as e:
+        raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    assert runner.server is not None  # set up
+    mux = PortMux(sock, runner.server, ("127.0.0.1", grpc_port), tls)
+    mux.start()
+    return mux
 
 
 def run(cfg: SimConfig, host: str) -> None:

@@ -9,19 +9,22 @@ and every request gets either a response or an OpenAI-style error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from pyllmd.core.clock import Clock
 from pyllmd.core.errors import LlmdError, error_json
+from pyllmd.core.tokenize import Tokenizer
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.engine import Engine, Plan, Work
 from pyllmd.sim.failures import pick_failure
+from pyllmd.sim.logprobs import chat_logprobs, text_logprobs
 from pyllmd.sim.metrics import SimMetrics
 from pyllmd.sim.requests import (
     ChatCompletionRequest,
@@ -31,7 +34,7 @@ from pyllmd.sim.requests import (
 )
 from pyllmd.sim.responses import DONE, ChunkWriter, Usage, completion_body
 from pyllmd.sim.scheduler import QUEUE_FULL_MESSAGE, Admission
-from pyllmd.sim.tokenizer import SimpleTokenizer
+from pyllmd.sim.tools import ToolCall, ToolError, ToolLimits, completion_tokens, make_tool_calls
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,26 @@ class _Call:
     include_usage: bool
     model: str
     headers: dict[str, str]
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What is sent: text tokens or tool calls, the finish reason and the completion tokens."""
+
+    tokens: list[str]
+    calls: tuple[ToolCall, ...]
+    finish_reason: str
+    completion_tokens: int
+
+    @classmethod
+    def of(cls, plan: Plan, calls: tuple[ToolCall, ...]) -> Reply:
+        """Tool calls replace the text unless the reply is a cache-threshold one."""
+        if not calls or plan.finish_reason == "cache_threshold":
+            return cls(plan.tokens, (), plan.finish_reason, len(plan.tokens))
+        finish = "remote_decode" if plan.finish_reason == "remote_decode" else "tool_calls"
+        return cls([], calls, finish, completion_tokens(calls))
 
 
 class CompletionService:
@@ -70,7 +93,7 @@ class CompletionService:
         rng: random.Random,
         engine: Engine,
         metrics: SimMetrics,
-        tokenizer: SimpleTokenizer,
+        tokenizer: Tokenizer,
     ) -> None:
         self.cfg = cfg
         self.port = port
@@ -86,6 +109,7 @@ class CompletionService:
         # runs are reproducible) and a 48-bit counter; cheaper than one UUIDv5 per request.
         self._id_prefix = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{cfg.seed}-{port}"))[:24]
         self._base_headers = _pod_headers(cfg, port)
+        self._tool_limits = ToolLimits.from_config(cfg)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/chat/completions."""
@@ -111,8 +135,7 @@ class CompletionService:
         )
         if failure is not None:
             raise failure
-        if req.model not in self._served:
-            raise LlmdError(404, f"The model `{req.model}` does not exist.")
+        lora = self.engine.resolve_model(req.model)  # 404 unless served name or LoRA adapter
         validate_request(req)
         ids, strs = self.tokenizer.encode(req.prompt_text())
         force = headers.get("X-Cache-Threshold-Finish-Reason", "")
@@ -120,6 +143,7 @@ class CompletionService:
             request_id=request_id,
             prompt_ids=ids,
             prompt_tokens=strs,
+            lora=lora,
             max_tokens=req.effective_max_tokens,
             ignore_eos=bool(req.ignore_eos),
             remote_prefill=req.remote_prefill,
@@ -127,14 +151,43 @@ class CompletionService:
             cache_hit_threshold=req.cache_hit_threshold,
             force_cache_threshold=force in _TRUE,
         )
+        if isinstance(req, ChatCompletionRequest):
+            work.dataset_keys = self.engine.text.chat_keys(req.messages)
         self.engine.check_context(work)
+        calls = () if work.force_cache_threshold else self._tool_calls(req, request_id)
         reply_headers = dict(self._base_headers)
         if self.cfg.enable_request_id_headers:
             reply_headers["X-Request-Id"] = request_id
+        model = lora or self.cfg.display_model  # an adapter request reports the adapter
         call = _Call(
-            chat, bool(req.stream), req.include_usage, self.cfg.display_model, reply_headers
+            chat,
+            bool(req.stream),
+            req.include_usage,
+            model,
+            reply_headers,
+            calls,
+            req.logprobs_count,
         )
         return work, call
+
+    def _tool_calls(self, req: object, request_id: str) -> tuple[ToolCall, ...]:
+        """The reply's tool calls, decided before queueing so errors cost no worker."""
+        if not isinstance(req, ChatCompletionRequest) or req.choice.mode == "none":
+            return ()
+        tools = req.function_defs
+        if tools is None:
+            return ()
+        try:
+            calls = make_tool_calls(tools, req.choice, self._tool_limits, self.rng, self._tokenize)
+        except ToolError as e:
+            raise LlmdError(
+                500,
+                f"failed to create response for chat completion request (req id {request_id}) {e}",
+            ) from None
+        return tuple(calls)
+
+    def _tokenize(self, text: str) -> list[str]:
+        return self.tokenizer.encode(text)[1]
 
     def _request_id(self, headers: Mapping[str, str]) -> str:
         if self.cfg.enable_request_id_headers:
@@ -145,9 +198,25 @@ class CompletionService:
         return f"{self._id_prefix}{self._counter & 0xFFFFFFFFFFFF:012x}"
 
     async def _run(self, request: web.Request, work: Work, call: _Call) -> web.StreamResponse:
+        try:
+            async with self.admitted(work) as plan:
+                reply = Reply.of(plan, call.tool_calls)
+                if call.stream:
+                    return await self._stream(request, work, call, plan, reply)
+                return await self._respond(work, call, plan, reply)
+        except LlmdError as e:
+            return error_response(e)
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, work: Work) -> AsyncIterator[Plan]:
+        """Queue `work`, wait for a worker, start it; the worker is released on exit.
+
+        A full queue is a 429 `LlmdError`; errors of `start` (context, KV capacity)
+        propagate after the worker was given back.
+        """
         admission = self.engine.admit(work, self.clock.now())
         if admission is Admission.REJECTED:
-            return error_response(LlmdError(429, QUEUE_FULL_MESSAGE))
+            raise LlmdError(429, QUEUE_FULL_MESSAGE)
         holds_worker = admission is Admission.STARTED
         self._publish_gauges()
         try:
@@ -155,11 +224,7 @@ class CompletionService:
                 holds_worker = await self._wait_for_worker(work)
             plan = self.engine.start(work, self.clock.now())
             self._publish_gauges()
-            if call.stream:
-                return await self._stream(request, work, call, plan)
-            return await self._respond(work, call, plan)
-        except LlmdError as e:
-            return error_response(e)
+            yield plan
         finally:
             if holds_worker:
                 self._release(work)
@@ -187,44 +252,59 @@ class CompletionService:
                 fut.set_result(None)
         self._publish_gauges()
 
+    def resume(self, started: list[Work]) -> None:
+        """Hand workers to queued requests started by a wake-up (not by a release)."""
+        for work in started:
+            fut = self._waiters.get(work)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        self._publish_gauges()
+
     def _publish_gauges(self) -> None:
         self.metrics.set_running(self.engine.num_running)
         self.metrics.set_waiting(self.engine.num_waiting)
+        self.metrics.publish_loras(self.engine.loras)
         if self.engine.kv is not None:
             self.metrics.set_kv_usage(self.engine.kv_usage)
 
-    def _usage(self, work: Work, plan: Plan) -> Usage:
+    def _usage(self, work: Work, plan: Plan, reply: Reply) -> Usage:
         cached = plan.cached_tokens if self.engine.kv is not None else None
-        return Usage(len(work.prompt_ids), len(plan.tokens), cached)
+        return Usage(len(work.prompt_ids), reply.completion_tokens, cached)
 
-    async def _respond(self, work: Work, call: _Call, plan: Plan) -> web.Response:
+    async def _respond(self, work: Work, call: _Call, plan: Plan, reply: Reply) -> web.Response:
         if plan.delays:
-            await self._sleep_ttft(plan)
+            await self.sleep_ttft(plan)
             start = deadline = self.clock.now()
-            remaining = len(plan.tokens) - 1
+            remaining = reply.completion_tokens - 1
             while remaining > 0:
-                delay = self._next_itl(remaining)
+                delay = self.next_itl(remaining)
                 if delay is None:
                     break
                 remaining -= 1
                 if delay > 0:
                     deadline += delay
                     await self.clock.sleep_until(deadline)
-            if len(plan.tokens) > 1:
+            if reply.completion_tokens > 1:
                 self.metrics.observe_decode_time(self.clock.now() - start)
+        logprobs = None
+        if call.logprobs is not None and reply.tokens:
+            make = chat_logprobs if call.chat else text_logprobs
+            logprobs = make(reply.tokens, call.logprobs)
         body = completion_body(
             chat=call.chat,
             request_id=work.request_id,
             created=int(self.clock.wall()),
             model=call.model,
-            text="".join(plan.tokens),
-            finish_reason=plan.finish_reason,
-            usage=self._usage(work, plan),
+            text="".join(reply.tokens),
+            finish_reason=reply.finish_reason,
+            usage=self._usage(work, plan, reply),
+            tool_calls=reply.calls,
+            logprobs=logprobs,
         )
-        self._record_success(work, plan)
+        self.record_success(work, reply)
         return web.Response(body=body, content_type="application/json", headers=call.headers)
 
-    def _next_itl(self, remaining: int) -> float | None:
+    def next_itl(self, remaining: int) -> float | None:
         """The next inter-token delay, observed; None once the rest are all zero (and observed)."""
         delay = self.engine.itl()
         if delay <= 0 and self.engine.itl_fixed:
@@ -233,7 +313,7 @@ class CompletionService:
         self.metrics.observe_itl(delay)
         return delay
 
-    async def _sleep_ttft(self, plan: Plan) -> None:
+    async def sleep_ttft(self, plan: Plan) -> None:
         self.metrics.observe_ttft(plan.ttft)
         before = self.clock.now()
         if plan.ttft > 0:
@@ -241,7 +321,7 @@ class CompletionService:
         self.metrics.observe_prefill_time(self.clock.now() - before)
 
     async def _stream(
-        self, request: web.Request, work: Work, call: _Call, plan: Plan
+        self, request: web.Request, work: Work, call: _Call, plan: Plan, reply: Reply
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={**call.headers, "Content-Type": "text/event-stream"})
         await resp.prepare(request)
@@ -252,21 +332,22 @@ class CompletionService:
             model=call.model,
         )
         try:
-            await self._stream_tokens(resp, writer, call, plan)
+            await self._stream_tokens(resp, writer, call, plan, reply)
             if call.include_usage:
-                await resp.write(writer.usage(self._usage(work, plan)))
+                await resp.write(writer.usage(self._usage(work, plan, reply)))
             await resp.write(DONE)
         except (ConnectionError, asyncio.CancelledError):
             log.debug("client left the stream request_id=%s", work.request_id)
             raise
-        self._record_success(work, plan)
+        self.record_success(work, reply)
         return resp
 
     async def _stream_tokens(
-        self, resp: web.StreamResponse, writer: ChunkWriter, call: _Call, plan: Plan
+        self, resp: web.StreamResponse, writer: ChunkWriter, call: _Call, plan: Plan, reply: Reply
     ) -> None:
-        tokens = plan.tokens
-        if not tokens:
+        """Role chunk, one TTFT wait (also for tool calls), then the chunks with ITL gaps."""
+        count = len(reply.tokens) or sum(len(c.tokens) or 1 for c in reply.calls)
+        if not count:
             if plan.finish_reason == "cache_threshold":
                 await resp.write(writer.token("", plan.finish_reason))
             return
@@ -275,14 +356,18 @@ class CompletionService:
             if buf and plan.ttft > 0:  # the role chunk goes out before the TTFT wait
                 await resp.write(bytes(buf))
                 buf.clear()
-            await self._sleep_ttft(plan)
-        last = len(tokens) - 1
-        on_last = plan.finish_reason if plan.finish_reason != "stop" else None
+            await self.sleep_ttft(plan)
+        last = count - 1
+        if reply.calls:
+            chunks = writer.tool_calls(reply.calls, reply.finish_reason)
+        else:
+            on_last = reply.finish_reason if reply.finish_reason != "stop" else None
+            chunks = writer.tokens(reply.tokens, on_last, call.logprobs)
         start = deadline = self.clock.now()
         timed = plan.delays
-        for i, tok in enumerate(tokens):
+        for i, chunk in enumerate(chunks):
             if i and timed:
-                delay = self._next_itl(last - i + 1)
+                delay = self.next_itl(last - i + 1)
                 if delay is None:
                     timed = False
                 elif delay > 0:
@@ -291,19 +376,19 @@ class CompletionService:
                         buf.clear()
                     deadline += delay
                     await self.clock.sleep_until(deadline)
-            buf += writer.token(tok, on_last if i == last else None)
-        if plan.finish_reason == "stop":
+            buf += chunk
+        if reply.finish_reason == "stop":
             buf += writer.token("", "stop")
         await resp.write(bytes(buf))
         if last and plan.delays:
             self.metrics.observe_decode_time(self.clock.now() - start)
 
-    def _record_success(self, work: Work, plan: Plan) -> None:
+    def record_success(self, work: Work, reply: Reply) -> None:
         now = self.clock.now()
         self.metrics.observe_e2e(now - work.admitted_at)
         self.metrics.observe_inference_time(now - work.started_at)
         self.metrics.record_success(
-            len(work.prompt_ids), len(plan.tokens), work.max_tokens, plan.finish_reason
+            len(work.prompt_ids), reply.completion_tokens, work.max_tokens, reply.finish_reason
         )
 
 

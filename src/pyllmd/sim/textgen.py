@@ -1,16 +1,22 @@
-"""Response text and length for random and echo modes (spec §2.5).
+"""Response text and length for random and echo modes (spec §2.5), and the dataset hook.
 
 All randomness comes from the caller's `random.Random`, so a seeded run is
 repeatable. The sentences are our own; only their role (a fixed pool, picked
-uniformly, pre-tokenized once) follows upstream.
+uniformly, pre-tokenized once) follows upstream. With `--dataset-path`, random
+mode answers from the dataset instead (§10.2, `pyllmd.sim.dataset`), padding with
+these sentences when `ignore_eos` asks for more tokens than the row has.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable, Sequence
 
-from pyllmd.sim.tokenizer import SimpleTokenizer
+from pyllmd.core.tokenize import Tokenizer
+from pyllmd.sim.config import SimConfig
+from pyllmd.sim.dataset import ChatMessage, Dataset, chat_key, fit, prompt_key
+from pyllmd.sim.dataset_store import DatasetStore
 
 SENTENCES: tuple[str, ...] = (
     "The lighthouse keeper counted ships until the fog rolled in from the bay.",
@@ -106,12 +112,62 @@ def completion_length(
 
 
 class RandomText:
-    """Random-mode response text built from the pre-tokenized sentence pool."""
+    """Random-mode responses: the pre-tokenized sentence pool, or a dataset when one is open."""
 
-    def __init__(self, tokenizer: SimpleTokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, dataset: Dataset | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.dataset = dataset
         self._sentences: tuple[tuple[str, ...], ...] = tuple(
             tuple(tokenizer.encode(s)[1]) for s in SENTENCES
         )
+
+    @classmethod
+    def from_config(cls, cfg: SimConfig, tokenizer: Tokenizer) -> RandomText:
+        """The pool, plus the `--dataset-path` file in random mode (ConfigError if unusable)."""
+        if cfg.mode == "echo" or not cfg.dataset_path:
+            return cls(tokenizer)
+        store = DatasetStore.open(cfg.dataset_path, cfg.dataset_table_name, cfg.dataset_in_memory)
+        return cls(tokenizer, Dataset(store))
+
+    def chat_keys(self, messages: Iterable[ChatMessage] | None) -> tuple[bytes, ...]:
+        """Dataset keys of a chat request, tried before its prompt key; () without a dataset."""
+        if self.dataset is None:
+            return ()
+        return (chat_key(self.tokenizer, messages or ()),)
+
+    def generate(
+        self,
+        rng: random.Random,
+        prompt_ids: Sequence[int],
+        keys: Sequence[bytes],
+        max_tokens: int | None,
+        ignore_eos: bool,
+        max_model_len: int,
+    ) -> tuple[list[str], str]:
+        """Random-mode response tokens and finish reason.
+
+        Without a dataset: `completion_length` tokens of the sentence pool. With one:
+        the row chosen by the §10.2 rules for `keys` then the prompt-id key, cut or
+        padded to at most `max_tokens` (else the room left in the context window).
+        """
+        if self.dataset is None:
+            length, finish = completion_length(
+                rng, max_tokens, ignore_eos, max_model_len, len(prompt_ids)
+            )
+            return self.tokens(rng, length), finish
+        limit = max_tokens if max_tokens is not None else max(0, max_model_len - len(prompt_ids))
+        tried = (*keys, prompt_key(prompt_ids))
+        row = self.dataset.respond(rng, dict.fromkeys(tried), limit, ignore_eos)
+        return fit(row, limit, ignore_eos, lambda n: self.tokens(rng, n))
+
+    def close(self) -> None:
+        """Release the dataset file, if any."""
+        if self.dataset is not None:
+            self.dataset.close()
+
+    async def cleanup(self, _app: object) -> None:
+        """aiohttp `on_cleanup` hook: release the dataset with the app."""
+        self.close()
 
     def tokens(self, rng: random.Random, n: int) -> list[str]:
         """Exactly `n` token strings: whole random sentences, the last one cut short.

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from pyllmd.core.tokenize import SimpleTokenizer
 from pyllmd.sim.textgen import (
     SENTENCES,
     RandomText,
@@ -14,7 +15,6 @@ from pyllmd.sim.textgen import (
     echo_tokens,
     histogram_length,
 )
-from pyllmd.sim.tokenizer import SimpleTokenizer
 
 TOK = SimpleTokenizer()
 

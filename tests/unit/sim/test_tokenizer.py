@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyllmd.sim.tokenizer import SimpleTokenizer, fnv1a_32
+from pyllmd.core.tokenize import SimpleTokenizer, fnv1a_32
 
 TOK = SimpleTokenizer()
 
