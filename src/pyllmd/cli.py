@@ -26,6 +26,8 @@ commands:
   autoscaler  run the workload variant autoscaler controller (drop-in for llm-d WVA)
   epp         run the endpoint picker, an Envoy ext_proc server (drop-in for the llm-d EPP)
   up          run the local stack: simulators, gateway, Prometheus and the autoscaler
+  pd-sidecar  run the P/D routing sidecar in front of a decode server (llm-d pd-sidecar)
+  dataset     build a simulator dataset (SQLite) from ShareGPT JSON or JSONL conversations
 
 Run 'pyllmd <command> --help' for the flags of a command.
 """
@@ -46,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return autoscaler_main(rest)
     if command == "epp":
         return epp_main(rest)
+    if command == "pd-sidecar":
+        return pd_sidecar_main(rest)
+    if command == "dataset":
+        return dataset_main(rest)
     print(f"pyllmd: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 
@@ -68,11 +74,14 @@ def sim_main(argv: Sequence[str] | None = None) -> int:
     for warning in loaded.warnings:
         log.warning("%s", warning)
     log.info("configuration %s", config_to_json(cfg))
+    from pyllmd.sim.dataset_store import ensure_dataset_file
     from pyllmd.sim.server import StartupError, run
 
     try:
+        if cfg.mode != "echo":
+            ensure_dataset_file(cfg.dataset_url, cfg.dataset_path)  # before listening
         run(cfg, cfg.host)
-    except StartupError as e:
+    except (StartupError, ConfigError) as e:  # ConfigError: dataset or tokenizer file
         print(f"llm-d-inference-sim: error: {e}", file=sys.stderr)
         return 1
     return 0
@@ -147,3 +156,17 @@ def epp_main(argv: Sequence[str]) -> int:
     from pyllmd.epp.run import run_epp
 
     return run_epp(list(argv), _run_until_signal)
+
+
+def pd_sidecar_main(argv: Sequence[str]) -> int:
+    """Entry point of `pyllmd pd-sidecar` (llm-d's P/D routing sidecar)."""
+    from pyllmd.stack.pdsidecar import run_pd_sidecar
+
+    return run_pd_sidecar(list(argv), _run_until_signal)
+
+
+def dataset_main(argv: Sequence[str]) -> int:
+    """Entry point of `pyllmd dataset` (upstream's dataset-tool, local input)."""
+    from pyllmd.sim.dataset_tool import main as tool_main
+
+    return tool_main(list(argv))

@@ -27,6 +27,7 @@ from pyllmd.epp.framework.interfaces import CycleState, PreRequest, ProfileHandl
 from pyllmd.epp.framework.registry import ROLE_PRE_REQUEST, roles
 from pyllmd.epp.framework.scheduler import Scheduler
 from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
+from pyllmd.epp.lifecycle import record_pd_decisions
 from pyllmd.epp.metrics import EppMetrics
 from pyllmd.epp.objectives import Rewrites
 from pyllmd.epp.plugins.scorer.prefix_cache_scorer import CHARS_PER_TOKEN, PrefixState
@@ -105,6 +106,8 @@ class FrameworkScheduler:
         except Exception:
             self.metrics.record_scheduling(self.timer() - start, False)
             raise
+        finally:
+            record_pd_decisions(state, self.metrics)
         self.metrics.record_scheduling(self.timer() - start, True)
         for plugin in self.pre_request:
             begin = self.timer()

@@ -7,7 +7,7 @@ message starts with upstream's wrapper: `failed to parse config - ` (decoding, f
 Deviations, on purpose: no config at all means `DEFAULT_CONFIG` (the GIE helm
 chart's), not a crash; where upstream picks "any" picker (Go map order) the
 first declared one is used; the flow-control default policy plugins are not
-instantiated (flow control is not built yet).
+instantiated (every band uses FCFS and global-strict fairness, see `flowcontrol`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ built and tested on its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,10 +36,34 @@ class Admission(Protocol):
     def admit(self, request: LLMRequest, candidates: Sequence[Endpoint]) -> str | None: ...
 
 
+class FlowControl(Protocol):
+    """Flow control (gate `flowControl`): hold a request until it may be scheduled.
+
+    Raises `requests.EppError` (429 capacity, 503 TTL, 500 internal) instead of
+    returning; `candidates` is re-read while the request waits.
+    """
+
+    async def enqueue_and_wait(
+        self,
+        request: LLMRequest,
+        byte_size: int,
+        candidates: Callable[[], Sequence[Endpoint]],
+    ) -> None: ...
+
+
 class ResponseObserver(Protocol):
     """Told once per scheduled request when its response ended (or the stream did)."""
 
     def response_complete(self, request: LLMRequest, result: SchedulingResult) -> None: ...
+
+
+class ResponseHeadersObserver(ResponseObserver, Protocol):
+    """An observer that also sees the response headers and may add to them before the
+    servicer re-emits them to Envoy (optional: the servicer looks the method up)."""
+
+    def response_received(
+        self, request: LLMRequest, result: SchedulingResult, headers: dict[str, str]
+    ) -> None: ...
 
 
 class RequestMetrics(Protocol):

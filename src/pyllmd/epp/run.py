@@ -54,13 +54,18 @@ from pyllmd.epp.config import (
     load_config_text,
 )
 from pyllmd.epp.datastore import Datastore, endpoints_from_static
+from pyllmd.epp.flowcontrol import FlowController, FlowMetrics, flow_control_config
 from pyllmd.epp.framework.types import Endpoint
 from pyllmd.epp.health import EppHealth, serve_health
 from pyllmd.epp.kube import Informer, PodDiscovery, PoolSpec, connect
+from pyllmd.epp.lifecycle import PluginHooks
 from pyllmd.epp.metrics import CONTENT_TYPE, EppMetrics, pool_gauge_loop
 from pyllmd.epp.objectives import Objectives, Rewrites, informers
 from pyllmd.epp.options import EppOptions, HelpRequested, load_options
 from pyllmd.epp.plugins.datalayer.model_server_protocol_metrics import ModelServerProtocolMetrics
+from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import (
+    metric_families as precise_metric_families,
+)
 from pyllmd.epp.scrape import HttpFetcher, MetricMapping, Scraper
 from pyllmd.epp.server import ExtProcServicer, serve_epp
 
@@ -174,6 +179,8 @@ def build_epp(
     if options.mode != "static" or options.ha_enable_leader_election:
         kube = kube or connect(kubeconfig=options.kubeconfig, env=env)
     metrics = EppMetrics(options.pool_name or STATIC_POOL_NAME, datastore.snapshot_tuple)
+    for family in precise_metric_families(list(config.plugins.values())):
+        metrics.registry.add(family)
     source = config.metrics_source
     fetcher = None
     if fetch is None:
@@ -193,11 +200,14 @@ def build_epp(
     )
     discovery, watchers, objectives, rewrites = _discovery(options, kube, datastore)
     scheduler = FrameworkScheduler(config, clock, rng, metrics, options.metrics_staleness_threshold)
+    flow = _flow_control(options, config, clock, metrics)
     servicer = ExtProcServicer(
         scheduler,
         DatastoreEndpoints(datastore),
-        admission=SaturationAdmission(config.saturation, clock),
+        admission=SaturationAdmission(config.saturation, clock) if flow is None else None,
+        flow_control=flow,
         metrics=MetricsRecorder(metrics),
+        observer=PluginHooks(config.plugins.values(), metrics),
         model_rewrite=ModelRewriter(rewrites, rng, metrics) if rewrites is not None else None,
         objective_priority=objectives.priority if objectives is not None else None,
         disable_subset_filter=options.disable_endpoint_subset_filter,
@@ -213,6 +223,20 @@ def build_epp(
         options, config, clock, datastore, metrics, scraper, fetcher, scheduler, servicer, health,
         kube, discovery, watchers, objectives, rewrites, authorize, elector,
     )  # fmt: skip
+
+
+def _flow_control(
+    options: EppOptions, config: EppConfig, clock: Clock, metrics: EppMetrics
+) -> FlowController | None:
+    """The flow controller when the `flowControl` gate is on (it replaces legacy admission)."""
+    if not config.enabled(GATE_FLOW_CONTROL):
+        return None
+    try:
+        settings = flow_control_config(config.raw.flow_control)
+    except ConfigError as err:
+        raise ConfigError(f"failed to load the configuration - {err}") from None
+    flow_metrics = FlowMetrics(metrics.registry, options.pool_name)
+    return FlowController(settings, config.saturation, clock, flow_metrics)
 
 
 def lease_name(options: EppOptions) -> str:
@@ -309,6 +333,13 @@ class RunningEpp:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        for plugin in self.epp.config.plugins.values():  # e.g. KV-event subscribers
+            stop = getattr(plugin, "stop_background", None)
+            if callable(stop):
+                await stop()
+        flow = self.epp.servicer.flow_control
+        if isinstance(flow, FlowController):
+            await flow.close()  # requests still queued fail with 500
         await self.epp.scraper.stop()
         await self.grpc_server.stop(grace)
         await self.health_server.stop(None)
@@ -355,6 +386,10 @@ async def start_epp(epp: Epp) -> RunningEpp:
         await health_server.stop(None)
         raise
     epp.scraper.start()
+    for plugin in epp.config.plugins.values():  # e.g. the precise prefix scorer's subscribers
+        start = getattr(plugin, "start_background", None)
+        if callable(start):
+            await start(epp.clock)
     loop = asyncio.get_running_loop()
     staleness = opts.metrics_staleness_threshold
     tasks = [
@@ -381,8 +416,6 @@ async def start_epp(epp: Epp) -> RunningEpp:
 def _warn_unsupported(options: EppOptions, config: EppConfig) -> None:
     for warning in options.warnings:
         log.warning("%s", warning)
-    if config.enabled(GATE_FLOW_CONTROL):
-        log.warning("feature gate flowControl is not implemented; legacy admission is used")
 
 
 async def serve(epp: Epp, stop: asyncio.Event) -> None:

@@ -6,6 +6,8 @@ admits and schedules, and sends the header mutation (destination, fresh
 Content-Length, re-emitted client headers), the `envoy.lb` dynamic metadata
 and the body back as streamed pieces. Responses are passed through while their
 token usage is read.
+With flow control on (`flow_control`), a parsed request first waits there:
+the stream simply gets no answer until it is dispatched or refused.
 
 The scheduler, the endpoint source, admission and metrics are the small
 Protocols of `contracts.py`, so this shell does not depend on how they are built.
@@ -35,6 +37,7 @@ from pyllmd.epp import wire
 from pyllmd.epp.contracts import (
     Admission,
     EndpointSource,
+    FlowControl,
     NullMetrics,
     RequestMetrics,
     ResponseObserver,
@@ -91,6 +94,7 @@ class _Stream:
     body: bytearray = field(default_factory=bytearray)
     body_done: bool = False
     subset: list[str] | None = None
+    held: tuple[bytes, bool] | None = None  # body and EoS while flow control holds the request
     parsed: ParsedRequest | None = None
     request: LLMRequest | None = None
     result: SchedulingResult | None = None
@@ -118,6 +122,7 @@ class ExtProcServicer:
         endpoints: EndpointSource,
         *,
         admission: Admission | None = None,
+        flow_control: FlowControl | None = None,
         metrics: RequestMetrics | None = None,
         observer: ResponseObserver | None = None,
         model_rewrite: Callable[[str], str] | None = None,
@@ -129,6 +134,7 @@ class ExtProcServicer:
         self.scheduler = scheduler
         self.endpoints = endpoints
         self.admission = admission
+        self.flow_control = flow_control
         self.metrics: RequestMetrics = metrics or NullMetrics()
         self.observer = observer
         self.model_rewrite = model_rewrite
@@ -146,6 +152,8 @@ class ExtProcServicer:
             async for message in request_iterator:
                 try:
                     replies = self._handle(stream, message)
+                    if stream.held is not None:  # flow control: answer nothing until dispatched
+                        replies = [*(await self._release(stream)), *replies]
                 except EppError as err:
                     stream.error_code = err.code
                     log.debug("immediate response %d: %s", err.status, err)
@@ -222,9 +230,36 @@ class ExtProcServicer:
             priority=self._priority(stream.headers),
         )
         stream.request = request
+        if self.flow_control is not None:
+            stream.held = (raw, end_of_stream)
+            return []
+        return self._route(stream, raw, end_of_stream)
+
+    def _candidates(self, stream: _Stream) -> list[Endpoint]:
         candidates = list(self.endpoints())
         if stream.subset is not None and not self.disable_subset_filter:
             candidates = subset_filter(candidates, stream.subset)
+        return candidates
+
+    async def _release(self, stream: _Stream) -> list[Any]:
+        """Wait in flow control, then schedule; a vanished client counts as 503."""
+        assert stream.held is not None and stream.request is not None and self.flow_control
+        raw, end_of_stream = stream.held
+        stream.held = None
+        try:
+            await self.flow_control.enqueue_and_wait(
+                stream.request, len(raw), lambda: self._candidates(stream)
+            )
+        except asyncio.CancelledError:
+            stream.error_code = SERVICE_UNAVAILABLE  # client disconnected while queued
+            raise
+        return self._route(stream, raw, end_of_stream)
+
+    def _route(self, stream: _Stream, raw: bytes, end_of_stream: bool) -> list[Any]:
+        """Admission, candidates and scheduling; the header and body replies."""
+        request, parsed = stream.request, stream.parsed
+        assert request is not None and parsed is not None
+        candidates = self._candidates(stream)
         if self.admission is not None:
             rejection = self.admission.admit(request, candidates)
             if rejection is not None:
@@ -275,6 +310,9 @@ class ExtProcServicer:
         if status != "200":
             stream.error_code = MODEL_SERVER_ERROR
         stream.streaming = "text/event-stream" in headers.get("content-type", "")
+        received = getattr(self.observer, "response_received", None)  # ResponseHeadersObserver
+        if received is not None and stream.request is not None and stream.result is not None:
+            received(stream.request, stream.result, headers)  # may add e.g. x-session-token
         out = [("x-went-into-resp-headers", "true")]
         out += [(k, v) for k, v in forwarded_headers(headers).items() if not k.startswith(":")]
         if msg.end_of_stream:

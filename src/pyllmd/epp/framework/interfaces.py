@@ -87,3 +87,21 @@ class PreRequest(Plugin, Protocol):
     def pre_request(
         self, state: CycleState, request: LLMRequest, result: SchedulingResult
     ) -> None: ...
+
+
+class ResponseReceived(Plugin, Protocol):
+    """Runs when the model server's response headers arrive; may add response headers.
+
+    `headers` is the response-header map the servicer re-emits to Envoy, so a
+    key set here reaches the client (e.g. `x-session-token`).
+    """
+
+    def response_received(
+        self, request: LLMRequest, result: SchedulingResult, headers: dict[str, str]
+    ) -> None: ...
+
+
+class ResponseComplete(Plugin, Protocol):
+    """Runs once per scheduled request when its response ended (or its stream did)."""
+
+    def response_complete(self, request: LLMRequest, result: SchedulingResult) -> None: ...

@@ -21,6 +21,8 @@ ROLE_SCORER = "Scorer"
 ROLE_PICKER = "Picker"
 ROLE_PROFILE_HANDLER = "ProfileHandler"
 ROLE_PRE_REQUEST = "PreRequest"
+ROLE_RESPONSE_RECEIVED = "ResponseReceived"
+ROLE_RESPONSE_COMPLETE = "ResponseComplete"
 
 
 class ParamError(ValueError):
@@ -77,6 +79,10 @@ def roles(plugin: object) -> set[str]:
         found.add(ROLE_PROFILE_HANDLER)
     if callable(getattr(plugin, "pre_request", None)):
         found.add(ROLE_PRE_REQUEST)
+    if callable(getattr(plugin, "response_received", None)):
+        found.add(ROLE_RESPONSE_RECEIVED)
+    if callable(getattr(plugin, "response_complete", None)):
+        found.add(ROLE_RESPONSE_COMPLETE)
     return found
 
 

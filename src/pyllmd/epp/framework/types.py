@@ -96,7 +96,9 @@ class SchedulingResult:
 
     primary_profile: str
     profile_results: Mapping[str, ProfileResult]
-    headers: Mapping[str, str] = field(default_factory=dict)  # request headers plugins add
+    # Request headers plugins add (profile handlers when building the result, PreRequest
+    # plugins after it); the servicer forwards them upstream.
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def targets(self) -> tuple[Endpoint, ...]:

@@ -1,0 +1,1 @@
+"""Flow-control policy plugins (spec §8): declarable in the config's `plugins` list."""

@@ -1,0 +1,1 @@
+"""PreRequest plugins: run after scheduling, before the request is forwarded."""

@@ -1,0 +1,79 @@
+"""`data-parallel-profile-handler` (llm-d): one profile over data-parallel ranks (spec §6.4).
+
+Each rank of a vLLM data-parallel pod is its own endpoint (`<pod>-rank-<i>`,
+one port each). After the single profile picks a rank, the request is sent to
+the pod's `primaryPort`, where the routing sidecar listens, and
+`x-data-parallel-host-port` names the rank's own `ip:port` so the sidecar can
+forward it there.
+
+More than one configured profile is a scheduling error (429), as upstream's
+handler reports in ProcessResults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pyllmd.epp.framework.interfaces import CycleState
+from pyllmd.epp.framework.registry import Handle, ParamError
+from pyllmd.epp.framework.scheduler import SchedulingError
+from pyllmd.epp.framework.types import LLMRequest, ProfileResult, SchedulingResult
+from pyllmd.epp.plugins.base import PluginBase, params
+from pyllmd.epp.plugins.profile.pd_common import DATA_PARALLEL_HEADER, with_port
+from pyllmd.epp.plugins.profile.pd_profile_handler import check_primary_port
+
+TYPE = "data-parallel-profile-handler"
+DEFAULT_PRIMARY_PORT = 8000
+MULTIPLE = (
+    "data parallel profile handler is intended to be used with a single profile, "
+    "failed to process multiple profiles"
+)
+
+
+class DataParallelProfileHandler(PluginBase):
+    """Runs the only profile, then readdresses its targets to `primaryPort`."""
+
+    TYPE = TYPE
+
+    def __init__(self, name: str = "", primary_port: int = DEFAULT_PRIMARY_PORT) -> None:
+        super().__init__(name)
+        check_primary_port(primary_port)
+        self.primary_port = primary_port  # 0 is accepted and used as is, like upstream
+
+    def pick_profiles(
+        self,
+        state: CycleState,
+        request: LLMRequest,
+        profiles: Sequence[str],
+        results: Mapping[str, ProfileResult | None],
+    ) -> list[str]:
+        return [name for name in profiles if name not in results]
+
+    def process_results(
+        self,
+        state: CycleState,
+        request: LLMRequest,
+        results: Mapping[str, ProfileResult | None],
+    ) -> SchedulingResult:
+        if len(results) != 1:
+            raise SchedulingError(MULTIPLE)
+        name, result = next(iter(results.items()))
+        if result is None or not result.targets:
+            raise SchedulingError(f"failed to run scheduler profile '{name}'")
+        headers = {DATA_PARALLEL_HEADER: result.targets[0].hostport}
+        moved = ProfileResult(with_port(result.targets, self.primary_port))
+        return SchedulingResult(name, {name: moved}, headers=headers)
+
+
+def factory(name: str, raw: Any, handle: Handle) -> DataParallelProfileHandler:
+    """Parameter `primaryPort` (8000; 0 or 1..65535)."""
+    try:
+        port = params(raw, "dataParallelProfileHandlerParameters").get_int(
+            "primaryPort", DEFAULT_PRIMARY_PORT
+        )
+    except ParamError as err:
+        raise ParamError(
+            f"failed to parse the parameters of the '{TYPE}' profile handler - {err}"
+        ) from None
+    return DataParallelProfileHandler(name, port)
