@@ -30,16 +30,13 @@ from openai import AsyncOpenAI
 from pyllmd.core.promtext import Sample, parse_samples
 from pyllmd.stack.envoy import EnvoyProcess, envoy_bootstrap
 from tests.e2e.harness import ManagedProcess, SimProcess, free_port
+from tests.e2e.kubepool import NS, add_objective, add_pool, pool_api, write_kubeconfig
 from tests.unit.autoscaler import kubefake_api as api
-from tests.unit.autoscaler.kubefake import KubeFake, running_kube
+from tests.unit.autoscaler.kubefake import KubeFake
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "m"
-NS = "llm"
-GROUP = "inference.networking.x-k8s.io"
-OBJECTIVES = api.ResourceDef(GROUP, "v1alpha2", "inferenceobjectives", "InferenceObjective")
-REWRITES = api.ResourceDef(GROUP, "v1alpha2", "inferencemodelrewrites", "InferenceModelRewrite")
 SATURATED = json.dumps({"waiting-requests": 10})
 QUEUE_SIZE = "inference_extension_flow_control_queue_size"
 DURATION_COUNT = "inference_extension_flow_control_request_queue_duration_seconds_count"
@@ -54,38 +51,13 @@ saturationDetector:
 
 @pytest.fixture
 async def kube() -> AsyncIterator[KubeFake]:
-    async with running_kube(resources=(*api.ALL_RESOURCES, OBJECTIVES, REWRITES)) as fake:
+    async with pool_api() as fake:
         yield fake
 
 
 def _cluster(kube: KubeFake, port: int) -> None:
-    kube.create(
-        api.INFERENCEPOOLS_V1,
-        {
-            "metadata": {"name": "pool", "namespace": NS},
-            "spec": {
-                "selector": {"matchLabels": {"app": "sim"}},
-                "targetPorts": [{"number": port}],
-                "endpointPickerRef": {"name": "epp", "port": {"number": 9002}},
-            },
-        },
-    )
-    kube.create(
-        api.PODS,
-        {
-            "metadata": {"name": "sim-0", "namespace": NS, "labels": {"app": "sim"}},
-            "spec": {"containers": [{"name": "vllm"}]},
-            "status": {
-                "phase": "Running",
-                "podIP": "127.0.0.1",
-                "conditions": [{"type": "Ready", "status": "True"}],
-            },
-        },
-    )
-    objective = {"name": "chat", "namespace": NS}
-    kube.create(
-        OBJECTIVES, {"metadata": objective, "spec": {"poolRef": {"name": "pool"}, "priority": 10}}
-    )
+    add_pool(kube, [port])
+    add_objective(kube, "chat", 10)
 
 
 class Gateway:
@@ -93,14 +65,7 @@ class Gateway:
 
     def __init__(self, kube: KubeFake, config: str) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="epp-flow-"))
-        kubeconfig = self.work / "kubeconfig"
-        kubeconfig.write_text(
-            "apiVersion: v1\nkind: Config\n"
-            f"clusters:\n- name: fake\n  cluster:\n    server: {kube.url}\n"
-            "users:\n- name: epp\n  user: {}\n"
-            "contexts:\n- name: fake\n  context: {cluster: fake, user: epp}\n"
-            "current-context: fake\n"
-        )
+        kubeconfig = write_kubeconfig(self.work, kube.url)
         grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
         argv = [
             sys.executable, "-m", "pyllmd", "epp", "--pool-name=pool", f"--pool-namespace={NS}",

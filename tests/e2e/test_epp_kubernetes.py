@@ -26,68 +26,23 @@ from openai import AsyncOpenAI
 from pyllmd.core.promtext import parse_samples
 from pyllmd.stack.envoy import EnvoyProcess, envoy_bootstrap
 from tests.e2e.harness import ManagedProcess, SimProcess, free_port
-from tests.unit.autoscaler import kubefake_api as api
-from tests.unit.autoscaler.kubefake import KubeFake, running_kube
+from tests.e2e.kubepool import NS, add_objective, add_pool, pool_api, write_kubeconfig
+from tests.unit.autoscaler.kubefake import KubeFake
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "m"
-NS = "llm"
-GROUP = "inference.networking.x-k8s.io"
-OBJECTIVES = api.ResourceDef(GROUP, "v1alpha2", "inferenceobjectives", "InferenceObjective")
-REWRITES = api.ResourceDef(GROUP, "v1alpha2", "inferencemodelrewrites", "InferenceModelRewrite")
 SATURATED = json.dumps({"waiting-requests": 10, "running-requests": 2})
 PROM_USER = "system:serviceaccount:monitoring:prometheus"
 
 
-def _objective(name: str, priority: int) -> dict[str, object]:
-    return {
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"poolRef": {"name": "pool"}, "priority": priority},
-    }
-
-
 def _cluster(kube: KubeFake, ports: list[int]) -> None:
-    kube.create(
-        api.INFERENCEPOOLS_V1,
-        {
-            "metadata": {"name": "pool", "namespace": NS},
-            "spec": {
-                "selector": {"matchLabels": {"app": "sim"}},
-                "targetPorts": [{"number": p} for p in ports],
-                "endpointPickerRef": {"name": "epp", "port": {"number": 9002}},
-            },
-        },
-    )
-    kube.create(
-        api.PODS,
-        {
-            "metadata": {"name": "sim-0", "namespace": NS, "labels": {"app": "sim"}},
-            "spec": {"containers": [{"name": "vllm"}]},
-            "status": {
-                "phase": "Running",
-                "podIP": "127.0.0.1",
-                "conditions": [{"type": "Ready", "status": "True"}],
-            },
-        },
-    )
-    kube.create(OBJECTIVES, _objective("batch", -1))
-    kube.create(OBJECTIVES, _objective("chat", 10))
+    add_pool(kube, ports)
+    add_objective(kube, "batch", -1)
+    add_objective(kube, "chat", 10)
     kube.tokens["prom-token"] = {"username": PROM_USER}
     kube.tokens["other-token"] = {"username": "someone"}
     kube.grants.add((PROM_USER, "/metrics", "get"))
-
-
-def _kubeconfig(directory: Path, server: str) -> Path:
-    path = directory / "kubeconfig"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters:\n- name: fake\n  cluster:\n    server: {server}\n"
-        "users:\n- name: epp\n  user: {}\n"
-        "contexts:\n- name: fake\n  context: {cluster: fake, user: epp}\n"
-        "current-context: fake\n"
-    )
-    return path
 
 
 async def _get(url: str, token: str = "") -> tuple[int, str]:
@@ -99,7 +54,7 @@ async def _get(url: str, token: str = "") -> tuple[int, str]:
 
 @pytest.fixture
 async def kube() -> AsyncIterator[KubeFake]:
-    async with running_kube(resources=(*api.ALL_RESOURCES, OBJECTIVES, REWRITES)) as fake:
+    async with pool_api() as fake:
         yield fake
 
 
@@ -115,7 +70,7 @@ async def test_epp_acc_41_sheddable_shed_through_envoy_and_metrics_need_a_token(
     grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
     argv = [
         sys.executable, "-m", "pyllmd", "epp", "--pool-name=pool", f"--pool-namespace={NS}",
-        f"--kubeconfig={_kubeconfig(work, kube.url)}", "--bind-address=127.0.0.1",
+        f"--kubeconfig={write_kubeconfig(work, kube.url)}", "--bind-address=127.0.0.1",
         f"--grpc-port={grpc_port}", f"--grpc-health-port={health_port}",
         f"--metrics-port={metrics_port}",
     ]  # fmt: skip

@@ -132,7 +132,7 @@ class VllmEngineServicer(pb_grpc.VllmEngineServicer):
                 if stream:
                     await self._stream(work, plan, reply, ids, out)
                 else:
-                    await self._wait(plan, reply)
+                    await self.service.wait_whole(plan, reply.completion_tokens)
                     complete = _complete(
                         work, ids, reply.finish_reason, len(ids), plan.cached_tokens
                     )
@@ -143,22 +143,6 @@ class VllmEngineServicer(pb_grpc.VllmEngineServicer):
             return
         finally:
             out.put_nowait(None)
-
-    async def _wait(self, plan: Plan, reply: Reply) -> None:
-        """TTFT, then the inter-token gaps of a non-streamed reply."""
-        if not plan.delays:
-            return
-        await self.service.sleep_ttft(plan)
-        deadline = self.clock.now()
-        remaining = reply.completion_tokens - 1
-        while remaining > 0:
-            delay = self.service.next_itl(remaining)
-            if delay is None:
-                break
-            remaining -= 1
-            if delay > 0:
-                deadline += delay
-                await self.clock.sleep_until(deadline)
 
     async def _stream(
         self, work: Work, plan: Plan, reply: Reply, ids: list[int], out: asyncio.Queue[Any]

@@ -271,21 +271,26 @@ class CompletionService:
         cached = plan.cached_tokens if self.engine.kv is not None else None
         return Usage(len(work.prompt_ids), reply.completion_tokens, cached)
 
+    async def wait_whole(self, plan: Plan, completion_tokens: int) -> None:
+        """TTFT, then the inter-token gaps of a reply that is sent whole (not streamed)."""
+        if not plan.delays:
+            return
+        await self.sleep_ttft(plan)
+        start = deadline = self.clock.now()
+        remaining = completion_tokens - 1
+        while remaining > 0:
+            delay = self.next_itl(remaining)
+            if delay is None:
+                break
+            remaining -= 1
+            if delay > 0:
+                deadline += delay
+                await self.clock.sleep_until(deadline)
+        if completion_tokens > 1:
+            self.metrics.observe_decode_time(self.clock.now() - start)
+
     async def _respond(self, work: Work, call: _Call, plan: Plan, reply: Reply) -> web.Response:
-        if plan.delays:
-            await self.sleep_ttft(plan)
-            start = deadline = self.clock.now()
-            remaining = reply.completion_tokens - 1
-            while remaining > 0:
-                delay = self.next_itl(remaining)
-                if delay is None:
-                    break
-                remaining -= 1
-                if delay > 0:
-                    deadline += delay
-                    await self.clock.sleep_until(deadline)
-            if reply.completion_tokens > 1:
-                self.metrics.observe_decode_time(self.clock.now() - start)
+        await self.wait_whole(plan, reply.completion_tokens)
         logprobs = None
         if call.logprobs is not None and reply.tokens:
             make = chat_logprobs if call.chat else text_logprobs

@@ -12,16 +12,17 @@ handler reports in ProcessResults.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from pyllmd.epp.framework.interfaces import CycleState
 from pyllmd.epp.framework.registry import Handle, ParamError
 from pyllmd.epp.framework.scheduler import SchedulingError
 from pyllmd.epp.framework.types import LLMRequest, ProfileResult, SchedulingResult
-from pyllmd.epp.plugins.base import PluginBase, params
+from pyllmd.epp.plugins.base import params
 from pyllmd.epp.plugins.profile.pd_common import DATA_PARALLEL_HEADER, with_port
 from pyllmd.epp.plugins.profile.pd_profile_handler import check_primary_port
+from pyllmd.epp.plugins.profile.single_profile_handler import SingleProfileHandler
 
 TYPE = "data-parallel-profile-handler"
 DEFAULT_PRIMARY_PORT = 8000
@@ -31,8 +32,8 @@ MULTIPLE = (
 )
 
 
-class DataParallelProfileHandler(PluginBase):
-    """Runs the only profile, then readdresses its targets to `primaryPort`."""
+class DataParallelProfileHandler(SingleProfileHandler):
+    """Runs the only profile (as `single-profile-handler`), then readdresses its targets."""
 
     TYPE = TYPE
 
@@ -40,15 +41,6 @@ class DataParallelProfileHandler(PluginBase):
         super().__init__(name)
         check_primary_port(primary_port)
         self.primary_port = primary_port  # 0 is accepted and used as is, like upstream
-
-    def pick_profiles(
-        self,
-        state: CycleState,
-        request: LLMRequest,
-        profiles: Sequence[str],
-        results: Mapping[str, ProfileResult | None],
-    ) -> list[str]:
-        return [name for name in profiles if name not in results]
 
     def process_results(
         self,
