@@ -56,7 +56,9 @@ KV_LAST_SAMPLE = "kv_last_sample"
 QUERY_TEMPLATES: Mapping[str, str] = {
     KV_CACHE_USAGE: 'max by (pod) (max_over_time(vllm:kv_cache_usage_perc{namespace="{ns}",model_name="{model}"}[1m]))',  # noqa: E501
     QUEUE_LENGTH: 'max by (pod) (max_over_time(vllm:num_requests_waiting{namespace="{ns}",model_name="{model}"}[1m]))',  # noqa: E501
-    CACHE_CONFIG_INFO: 'max by (pod, num_gpu_blocks, block_size) (vllm:cache_config_info{namespace="{ns}",model_name="{model}"})',  # noqa: E501
+    # No model_name matcher (upstream has one): vLLM's info series carries no model_name
+    # label, so it would never match; pods are matched to the model by the other queries.
+    CACHE_CONFIG_INFO: 'max by (pod, num_gpu_blocks, block_size) (vllm:cache_config_info{namespace="{ns}"})',  # noqa: E501
     AVG_OUTPUT_TOKENS: 'max by (pod) (rate(vllm:request_generation_tokens_sum{namespace="{ns}",model_name="{model}"}[5m]) / rate(vllm:request_generation_tokens_count{namespace="{ns}",model_name="{model}"}[5m]))',  # noqa: E501
     AVG_INPUT_TOKENS: 'max by (pod) (rate(vllm:request_prompt_tokens_sum{namespace="{ns}",model_name="{model}"}[5m]) / rate(vllm:request_prompt_tokens_count{namespace="{ns}",model_name="{model}"}[5m]))',  # noqa: E501
     PREFIX_CACHE_HIT_RATE: 'max by (pod) (rate(vllm:prefix_cache_hits{namespace="{ns}",model_name="{model}"}[5m]) / rate(vllm:prefix_cache_queries{namespace="{ns}",model_name="{model}"}[5m]))',  # noqa: E501

@@ -25,7 +25,7 @@ GOLDEN = {
     "kv_cache_usage": f"max by (pod) (max_over_time(vllm:kv_cache_usage_perc{{{SEL}}}[1m]))",
     "queue_length": f"max by (pod) (max_over_time(vllm:num_requests_waiting{{{SEL}}}[1m]))",
     "cache_config_info": (
-        f"max by (pod, num_gpu_blocks, block_size) (vllm:cache_config_info{{{SEL}}})"
+        'max by (pod, num_gpu_blocks, block_size) (vllm:cache_config_info{namespace="llm-d"})'
     ),
     "avg_output_tokens": (
         f"max by (pod) (rate(vllm:request_generation_tokens_sum{{{SEL}}}[5m]) / "
