@@ -10,6 +10,8 @@ Deviations from upstream, on purpose:
   spec §1.2 item 5): the mapping belongs in the config file;
 * `--static-endpoints` (extension, spec §12/§14) lists model servers directly,
   so no Kubernetes API is needed; it is a third way to name the pool;
+* `--endpoints-file` (extension, `filesd.py`) reads the model servers from a
+  Prometheus file_sd file and follows its changes: a fourth way to name the pool;
 * `--bind-address` (extension) chooses the listening address of all three
   servers (upstream always listens on every interface).
 """
@@ -89,6 +91,7 @@ _FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("endpoint-selector", S, "", "Standalone mode: label selector of the model-server pods, comma-separated key=value pairs without spaces (e.g. app=vllm,env=prod)"),
     FlagSpec("endpoint-target-ports", L, (), "Standalone mode: comma-separated serving ports of the selected pods (e.g. 8000,8001)"),
     FlagSpec("static-endpoints", S, "", "pyllmd extension: comma-separated model servers ip:port[;label=value...] used as the pool without Kubernetes (e.g. 10.0.0.1:8000;llm-d.ai/role=decode,10.0.0.2:8000)"),
+    FlagSpec("endpoints-file", S, "", "pyllmd extension: a Prometheus file_sd file (.json, .yml or .yaml) whose ip:port targets, with their group labels, are the pool; re-read when it changes (no Kubernetes)"),
     FlagSpec("disable-endpoint-subset-filter", B, False, "Ignore the x-gateway-destination-endpoint-subset filter metadata"),
     FlagSpec("model-server-metrics-scheme", S, "http", "Scheme of model-server metrics scrapes: http or https"),
     FlagSpec("model-server-metrics-path", S, "/metrics", "URL path of model-server metrics"),
@@ -149,6 +152,7 @@ class EppOptions:
     endpoint_selector: Mapping[str, str] = field(default_factory=dict)
     endpoint_target_ports: tuple[int, ...] = ()
     static_endpoints: tuple[StaticEndpoint, ...] = ()
+    endpoints_file: str = ""  # pyllmd extension
     disable_endpoint_subset_filter: bool = False
     model_server_metrics_scheme: str = "http"
     model_server_metrics_path: str = "/metrics"
@@ -182,9 +186,11 @@ class EppOptions:
 
     @property
     def mode(self) -> str:
-        """`static`, `standalone` or `pool`."""
+        """`static`, `file` (`--endpoints-file`), `standalone` or `pool`."""
         if self.static_endpoints:
             return "static"
+        if self.endpoints_file:
+            return "file"
         return "standalone" if self.endpoint_selector else "pool"
 
     @property
@@ -367,12 +373,19 @@ def _env_overrides(env: Mapping[str, str], warnings: list[str]) -> dict[str, obj
 
 
 def _check_pool_choice(v: Mapping[str, object]) -> None:
-    """Spec §1.2 item 1, with `--static-endpoints` as a third, exclusive choice."""
+    """Spec §1.2 item 1, with `--static-endpoints` and `--endpoints-file` as exclusive choices."""
     pool, selector, static = (
         bool(v["pool-name"]),
         bool(v["endpoint-selector"]),
         bool(v["static-endpoints"]),
     )
+    if v["endpoints-file"] and (pool or selector or static):
+        raise ConfigError(
+            "--endpoints-file can not be combined with pool-name, endpoint-selector "
+            "or static-endpoints"
+        )
+    if v["endpoints-file"]:
+        return
     if static and (pool or selector):
         raise ConfigError(
             "--static-endpoints can not be combined with pool-name or endpoint-selector"
@@ -484,6 +497,15 @@ endpoint-selector must be set`):
   turned into `-`) in the namespace of `--pool-namespace`/`NAMESPACE`, ready at
   once; metrics are scraped from it like any pod. Combining it with
   `--pool-name` or `--endpoint-selector` is an error.
+* `--endpoints-file` (**pyllmd extension**, no Kubernetes): a Prometheus
+  file_sd file (`.json`, `.yml` or `.yaml`), e.g.
+  `[{"targets": ["10.0.0.1:8000"], "labels": {"llm-d.ai/role": "decode"}}]`.
+  Each target becomes an endpoint as with `--static-endpoints`, with its
+  group's labels (labels starting with `__` are skipped). The file is checked
+  every 250 ms and a changed file replaces the endpoint set in place; an empty
+  list is a valid, empty pool (requests wait under flow control). A missing
+  or invalid file stops start-up; later, a bad version is logged and the last
+  good endpoints are kept. Combining it with any of the three above is an error.
 
 ## Differences from upstream
 
@@ -505,7 +527,7 @@ endpoint-selector must be set`):
 * `--metrics-endpoint-auth=true` (the default) reviews each scraper's bearer token
   with a TokenReview and a SubjectAccessReview (`get` on the `/metrics` URL);
   401 without a valid token, 403 without the permission. With
-  `--static-endpoints` the Kubernetes API is still used for this when a
+  `--static-endpoints` or `--endpoints-file` the Kubernetes API is still used for this when a
   kubeconfig is found; without one every scrape is refused (a warning says so
   at start-up): pass `--metrics-endpoint-auth=false` to scrape the metrics.
 * `--enable-pprof` and `--tracing` are accepted and have no effect (no Go

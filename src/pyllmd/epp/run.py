@@ -16,7 +16,8 @@ Deviations, on purpose:
   served unauthenticated;
 * endpoints whose metrics are older than `--metrics-staleness-threshold` are
   left out of scheduling while a fresher one exists (see `adapters.py`);
-* `--static-endpoints` (extension) needs no Kubernetes at all.
+* `--static-endpoints` (extension) needs no Kubernetes at all, nor does
+  `--endpoints-file` (extension, `filesd.py`: a polled file_sd file).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from pyllmd.epp.config import (
     load_config_text,
 )
 from pyllmd.epp.datastore import Datastore, endpoints_from_static
+from pyllmd.epp.filesd import EndpointsFile
 from pyllmd.epp.flowcontrol import FlowController, FlowMetrics, flow_control_config
 from pyllmd.epp.framework.types import Endpoint
 from pyllmd.epp.health import EppHealth, serve_health
@@ -152,6 +154,7 @@ class Epp:
     rewrites: Rewrites | None = None
     authorize: Decide | None = None  # `/metrics` guard (`--metrics-endpoint-auth`)
     elector: LeaderElector | None = None  # `--ha-enable-leader-election`
+    endpoints_file: EndpointsFile | None = None  # `--endpoints-file`
 
 
 def build_epp(
@@ -175,8 +178,17 @@ def build_epp(
                 options.static_endpoints, options.pool_namespace, options.model_server_metrics_port
             )
         )
+    endpoints_file = None
+    if options.mode == "file":
+        endpoints_file = EndpointsFile(
+            Path(options.endpoints_file),
+            datastore,
+            options.pool_namespace,
+            options.model_server_metrics_port,
+        )
+        endpoints_file.load()
     env = os.environ if env is None else env
-    if options.mode != "static" or options.ha_enable_leader_election:
+    if options.mode not in ("static", "file") or options.ha_enable_leader_election:
         kube = kube or connect(kubeconfig=options.kubeconfig, env=env)
     metrics = EppMetrics(options.pool_name or STATIC_POOL_NAME, datastore.snapshot_tuple)
     for family in precise_metric_families(list(config.plugins.values())):
@@ -221,7 +233,7 @@ def build_epp(
     authorize, kube = _metrics_guard(options, kube, clock, env)
     return Epp(
         options, config, clock, datastore, metrics, scraper, fetcher, scheduler, servicer, health,
-        kube, discovery, watchers, objectives, rewrites, authorize, elector,
+        kube, discovery, watchers, objectives, rewrites, authorize, elector, endpoints_file,
     )  # fmt: skip
 
 
@@ -279,7 +291,7 @@ def _discovery(
     options: EppOptions, kube: AsyncClient | None, datastore: Datastore
 ) -> tuple[PodDiscovery | None, list[Informer], Objectives | None, Rewrites | None]:
     """Pod discovery for the mode; objectives and rewrites only in pool mode (spec §3.2)."""
-    if kube is None or options.mode == "static":
+    if kube is None or options.mode in ("static", "file"):
         return None, [], None, None
     common: dict[str, Any] = {
         "metrics_port_override": options.model_server_metrics_port,
@@ -407,6 +419,8 @@ async def start_epp(epp: Epp) -> RunningEpp:
     ]
     if epp.discovery is not None:
         tasks.append(loop.create_task(epp.discovery.run(), name="pod discovery"))
+    if epp.endpoints_file is not None:
+        tasks.append(loop.create_task(epp.endpoints_file.run(epp.clock), name="endpoints file"))
     tasks += [loop.create_task(i.run(), name=f"{i.res.__name__} informer") for i in epp.informers]
     return RunningEpp(
         epp, grpc_server, grpc_port, health_server, health_port, runner, metrics_port, tasks

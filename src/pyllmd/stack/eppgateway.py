@@ -1,0 +1,206 @@
+"""The local stack's `gateway: envoy-epp`: a real Envoy and `pyllmd epp` in front of the pods.
+
+Instead of the stand-in gateway (`gateway.py`), requests go through the same
+parts as on a cluster: Envoy runs the ext_proc filter against a `pyllmd epp`
+process with flow control on, and routes each request to the pod the EPP picks.
+The EPP learns the pods from an endpoints file (its `--endpoints-file`, a
+Prometheus file_sd file) that this module rewrites whenever the ready pods of
+the model change, so a model scaled to zero is an empty pool: requests wait in
+the EPP's flow-control queue, whose gauge the scale-from-zero engine reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from pyllmd.autoscaler.local import free_port
+from pyllmd.core.errors import ConfigError
+from pyllmd.core.process import terminate
+from pyllmd.stack.envoy import LOOPBACK, EnvoyProcess, envoy_bootstrap
+
+log = logging.getLogger(__name__)
+
+BUILTIN, ENVOY_EPP = "builtin", "envoy-epp"
+PUBLISH_INTERVAL = 0.1  # seconds between checks of the ready pods
+
+# The GIE chart's default plugins (spec §5.3) with the flow-control gate: an empty
+# or saturated pool holds requests instead of failing them.
+DEFAULT_EPP_CONFIG = """\
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- type: queue-scorer
+- type: kv-cache-utilization-scorer
+- type: prefix-cache-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - {pluginRef: queue-scorer, weight: 2}
+  - {pluginRef: kv-cache-utilization-scorer, weight: 2}
+  - {pluginRef: prefix-cache-scorer, weight: 3}
+"""
+
+TargetGroups = list[dict[str, Any]]
+"""Prometheus file_sd groups: `[{"targets": ["ip:port"], "labels": {...}}]`."""
+
+
+def gateway_settings(doc: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """The stack file's `gateway` (`builtin` or `envoy-epp`) and `eppConfig` text."""
+    kind = str(doc.get("gateway") or BUILTIN)
+    if kind not in (BUILTIN, ENVOY_EPP):
+        raise ConfigError(f"{where}: gateway must be {BUILTIN} or {ENVOY_EPP}, not {kind!r}")
+    config = doc.get("eppConfig")
+    if config is not None and kind != ENVOY_EPP:
+        raise ConfigError(f"{where}: eppConfig needs gateway: {ENVOY_EPP}")
+    if config is not None and not isinstance(config, str):
+        raise ConfigError(f"{where}: eppConfig must be the EndpointPickerConfig YAML as a string")
+    return kind, config or DEFAULT_EPP_CONFIG
+
+
+def read_gateway_settings(path: Path) -> tuple[str, str]:
+    """`gateway_settings` of a stack file."""
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"--stack {path}: {e}") from None
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"--stack {path}: not a map")
+    return gateway_settings(doc, str(path))
+
+
+def write_targets(path: Path, groups: TargetGroups) -> None:
+    """Replace `path` atomically, so the EPP never reads half a file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(groups, indent=1))
+    tmp.replace(path)
+
+
+class EnvoyEppGateway:
+    """Envoy on `listen_port` + a `pyllmd epp` child over the pods `groups()` returns."""
+
+    def __init__(
+        self,
+        directory: Path,
+        listen_port: int,
+        groups: Callable[[], TargetGroups],
+        namespace: str,
+        epp_config: str = DEFAULT_EPP_CONFIG,
+    ) -> None:
+        self.directory = directory
+        self.listen_port = listen_port or free_port()
+        self.groups = groups
+        self.namespace = namespace
+        self.epp_config = epp_config
+        self.endpoints_file = directory / "epp-endpoints.json"
+        self.grpc_port, self.health_port, self.metrics_port = (free_port() for _ in range(3))
+        self.envoy = EnvoyProcess(
+            directory, envoy_bootstrap(self.listen_port, self.grpc_port, free_port())
+        )
+        self.epp: asyncio.subprocess.Process | None = None
+        self._published: TargetGroups | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the OpenAI API (Envoy's listener)."""
+        return f"http://{LOOPBACK}:{self.listen_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The EPP's `/metrics` (flow-control queue gauge included)."""
+        return f"http://{LOOPBACK}:{self.metrics_port}/metrics"
+
+    @property
+    def epp_log(self) -> Path:
+        """Where the EPP's output goes."""
+        return self.directory / "epp.log"
+
+    def epp_argv(self) -> list[str]:
+        """The `pyllmd epp` command line."""
+        return [
+            sys.executable, "-m", "pyllmd", "epp",
+            f"--endpoints-file={self.endpoints_file}", f"--pool-namespace={self.namespace}",
+            f"--bind-address={LOOPBACK}", f"--grpc-port={self.grpc_port}",
+            f"--grpc-health-port={self.health_port}", f"--metrics-port={self.metrics_port}",
+            "--metrics-endpoint-auth=false", "--config-text", self.epp_config,
+        ]  # fmt: skip
+
+    def publish(self) -> bool:
+        """Rewrite the endpoints file if the ready pods changed; True when written."""
+        groups = self.groups()
+        if groups == self._published:
+            return False
+        write_targets(self.endpoints_file, groups)
+        self._published = groups
+        return True
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PUBLISH_INTERVAL)
+            try:
+                self.publish()
+            except OSError:
+                log.exception("writing %s failed", self.endpoints_file)
+
+    async def start(self, ready_timeout: float = 30.0) -> None:
+        """Start the EPP, wait for its metrics, then Envoy; keep the endpoints file current."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.publish()
+        with self.epp_log.open("wb") as out:
+            self.epp = await asyncio.create_subprocess_exec(
+                *self.epp_argv(), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out
+            )
+        try:
+            await self._wait_epp(ready_timeout)
+            await self.envoy.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._task = asyncio.create_task(self._publish_loop(), name="epp endpoints")
+        log.info("envoy+epp gateway up url=%s epp_metrics=%s", self.url, self.metrics_url)
+
+    async def _wait_epp(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
+            while loop.time() < deadline:
+                if self.epp is None or self.epp.returncode is not None:
+                    break
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(self.metrics_url) as r:
+                        if r.status == 200:
+                            return
+                await asyncio.sleep(0.05)
+        tail = self.epp_log.read_text(errors="replace").strip().splitlines()[-1:]
+        raise RuntimeError(f"pyllmd epp did not start (see {self.epp_log}): {' '.join(tail)}")
+
+    async def stop(self) -> None:
+        """Stop the publisher, Envoy and the EPP."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.envoy.stop()
+        await terminate(self.epp, grace=5.0)
+
+
+def pool_groups(
+    pods: Sequence[tuple[str, int, Mapping[str, str]]],
+) -> TargetGroups:
+    """One file_sd group per ready pod `(host, port, pod labels)`, in a stable order."""
+    return [
+        {"targets": [f"{host}:{port}"], "labels": dict(labels)}
+        for host, port, labels in sorted(pods, key=lambda p: (p[0], p[1]))
+    ]
