@@ -89,6 +89,7 @@ class EppConfig:
     scheduler: Scheduler = field(compare=False)
     metrics_source: Plugin | None = None  # `metrics-data-source` (data layer on)
     metrics_extractor: Plugin | None = None  # `model-server-protocol-metrics`, if any
+    models_source: Plugin | None = None  # `models-data-source` with its extractor (data layer on)
 
     def enabled(self, gate: str) -> bool:
         """Whether a feature gate is on."""
@@ -302,6 +303,7 @@ def load_config_text(
         profiles, handler_name = _build_profiles(profile_specs, handle.plugins)
         stage = ""
         source, extractor = _data_layer(raw, GATE_DATA_LAYER in gates, handle.plugins)
+        models = _models_source(raw, GATE_DATA_LAYER in gates, handle.plugins)
     except ConfigError as err:
         raise ConfigError(f"{LOAD_PREFIX}{stage}{err}") from None
     handler = handle.plugins[handler_name]
@@ -316,10 +318,25 @@ def load_config_text(
         scheduler=Scheduler(profiles, cast(ProfileHandler, handler)),
         metrics_source=source,
         metrics_extractor=extractor,
+        models_source=models,
     )
 
 
 METRICS_SOURCE, METRICS_EXTRACTOR = "metrics-data-source", "model-server-protocol-metrics"
+MODELS_SOURCE, MODELS_EXTRACTOR = "models-data-source", "model-server-protocol-models"
+
+
+def _models_source(raw: RawConfig, enabled: bool, plugins: Mapping[str, Plugin]) -> Plugin | None:
+    """The `models-data-source` whose extractors include `model-server-protocol-models`."""
+    if not enabled:
+        return None
+    for src in raw.data_sources or ():
+        plugin = plugins.get(src.plugin_ref)
+        if _type(plugin) != MODELS_SOURCE:
+            continue
+        if _first_of((plugins[r] for r in src.extractors if r in plugins), MODELS_EXTRACTOR):
+            return plugin
+    return None
 
 
 def _data_layer(

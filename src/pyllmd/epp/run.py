@@ -62,9 +62,12 @@ from pyllmd.epp.health import EppHealth, serve_health
 from pyllmd.epp.kube import Informer, PodDiscovery, PoolSpec, connect
 from pyllmd.epp.lifecycle import PluginHooks
 from pyllmd.epp.metrics import CONTENT_TYPE, EppMetrics, pool_gauge_loop
+from pyllmd.epp.modelscrape import MIN_INTERVAL as MODELS_MIN_INTERVAL
+from pyllmd.epp.modelscrape import ModelsScraper
 from pyllmd.epp.objectives import Objectives, Rewrites, informers
 from pyllmd.epp.options import EppOptions, HelpRequested, load_options
 from pyllmd.epp.plugins.datalayer.model_server_protocol_metrics import ModelServerProtocolMetrics
+from pyllmd.epp.plugins.datalayer.models_data_source import ModelsDataSource
 from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import (
     metric_families as precise_metric_families,
 )
@@ -155,6 +158,7 @@ class Epp:
     authorize: Decide | None = None  # `/metrics` guard (`--metrics-endpoint-auth`)
     elector: LeaderElector | None = None  # `--ha-enable-leader-election`
     endpoints_file: EndpointsFile | None = None  # `--endpoints-file`
+    models_scraper: ModelsScraper | None = None  # `models-data-source` (data layer)
 
 
 def build_epp(
@@ -234,7 +238,31 @@ def build_epp(
     return Epp(
         options, config, clock, datastore, metrics, scraper, fetcher, scheduler, servicer, health,
         kube, discovery, watchers, objectives, rewrites, authorize, elector, endpoints_file,
+        _models_scraper(options, config, datastore, clock, fetch if fetcher is None else None, rng),
     )  # fmt: skip
+
+
+def _models_scraper(
+    options: EppOptions,
+    config: EppConfig,
+    datastore: Datastore,
+    clock: Clock,
+    fetch: Callable[[str], Awaitable[str]] | None,
+    rng: random.Random,
+) -> ModelsScraper | None:
+    """The `/v1/models` loop when `models-data-source` is wired under the data layer."""
+    source = config.models_source
+    if not isinstance(source, ModelsDataSource):
+        return None
+    return ModelsScraper(
+        datastore,
+        clock,
+        interval=max(options.refresh_metrics_interval, MODELS_MIN_INTERVAL),
+        scheme=source.scheme,
+        path=source.path,
+        fetch=fetch or HttpFetcher(source.insecure_skip_verify),
+        rng=random.Random(rng.random()),
+    )
 
 
 def _flow_control(
@@ -353,6 +381,10 @@ class RunningEpp:
         if isinstance(flow, FlowController):
             await flow.close()  # requests still queued fail with 500
         await self.epp.scraper.stop()
+        if self.epp.models_scraper is not None:
+            await self.epp.models_scraper.stop()
+            if isinstance(self.epp.models_scraper.fetch, HttpFetcher):
+                await self.epp.models_scraper.fetch.close()
         await self.grpc_server.stop(grace)
         await self.health_server.stop(None)
         await self.metrics_runner.cleanup()
@@ -398,6 +430,8 @@ async def start_epp(epp: Epp) -> RunningEpp:
         await health_server.stop(None)
         raise
     epp.scraper.start()
+    if epp.models_scraper is not None:
+        epp.models_scraper.start()
     for plugin in epp.config.plugins.values():  # e.g. the precise prefix scorer's subscribers
         start = getattr(plugin, "start_background", None)
         if callable(start):

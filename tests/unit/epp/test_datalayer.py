@@ -166,3 +166,65 @@ def test_data_layer_config_errors_are_one_line(config: str, message: str) -> Non
         load_config_text(config)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+MODELS_CONFIG = """
+featureGates: [dataLayer]
+plugins:
+- type: metrics-data-source
+- type: model-server-protocol-metrics
+- type: models-data-source
+  parameters: {path: /v1/models}
+- type: model-server-protocol-models
+data:
+  sources:
+  - pluginRef: metrics-data-source
+    extractors:
+    - pluginRef: model-server-protocol-metrics
+  - pluginRef: models-data-source
+    extractors:
+    - pluginRef: model-server-protocol-models
+"""
+MODELS_BODY = (
+    '{"object":"list","data":[{"id":"m","object":"model","parent":null},'
+    '{"id":"l1","object":"model","parent":"m"}]}'
+)
+
+
+async def test_models_data_source_records_served_models() -> None:
+    async def fetch(url: str) -> str:
+        return MODELS_BODY if url.endswith("/v1/models") else BODY
+
+    epp = build_epp(
+        load_options(["--static-endpoints=10.0.0.1:8000", "--metrics-endpoint-auth=false"], {}),
+        load_config_text(MODELS_CONFIG),
+        clock=VirtualClock(),
+        rng=random.Random(1),
+        fetch=fetch,
+    )
+    assert epp.models_scraper is not None
+    assert epp.models_scraper.url(epp.datastore.snapshot()[0]) == "http://10.0.0.1:8000/v1/models"
+    key = epp.datastore.snapshot()[0].namespaced_name
+    assert await epp.models_scraper.scrape_once(key)
+    assert await epp.scraper.scrape_once(key)  # a metrics scrape keeps the models
+    endpoint = epp.datastore.get(key)
+    assert endpoint is not None
+    assert endpoint.metrics.served_models == (("m", ""), ("l1", "m"))
+    assert endpoint.metrics.waiting_queue_size == 2
+
+
+def test_models_extraction_and_parameters() -> None:
+    from pyllmd.epp.plugins.datalayer.model_server_protocol_models import parse_models
+
+    assert parse_models(MODELS_BODY) == (("m", ""), ("l1", "m"))
+    for bad in ("{", '{"data": 3}', "[]"):
+        with pytest.raises(ValueError):
+            parse_models(bad)
+    with pytest.raises(ConfigError, match="unsupported scheme: ftp"):
+        load_config_text("plugins:\n- type: models-data-source\n  parameters: {scheme: ftp}\n")
+    ungated = (
+        "plugins:\n- type: models-data-source\n- type: model-server-protocol-models\n"
+        "data:\n  sources:\n  - pluginRef: models-data-source\n"
+        "    extractors:\n    - pluginRef: model-server-protocol-models\n"
+    )
+    assert load_config_text(ungated).models_source is None  # only under the data-layer gate

@@ -24,6 +24,7 @@ class EndpointMetrics:
     cache_block_size: int = 0
     cache_num_gpu_blocks: int = 0
     update_time: float = 0.0  # Clock.now() of the last successful scrape; 0 = never
+    served_models: tuple[tuple[str, str], ...] = ()  # (id, parent or "") from `/v1/models`
 
 
 @dataclass(frozen=True, slots=True)

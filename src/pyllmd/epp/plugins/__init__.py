@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from pyllmd.epp.framework.registry import Registry
-from pyllmd.epp.plugins.datalayer import metrics_data_source, model_server_protocol_metrics
+from pyllmd.epp.plugins.datalayer import (
+    metrics_data_source,
+    model_server_protocol_metrics,
+    model_server_protocol_models,
+    models_data_source,
+)
 from pyllmd.epp.plugins.filter import (
     by_label,
     by_label_selector,
@@ -60,6 +65,8 @@ def register_all(registry: Registry) -> Registry:
         decode_filter,
         metrics_data_source,
         model_server_protocol_metrics,
+        models_data_source,
+        model_server_protocol_models,
         fcfs_ordering_policy,
         edf_ordering_policy,
         global_strict_fairness_policy,
