@@ -10,8 +10,10 @@ the client's and event loops' own error shows next to the simulator's. (d) one
 autoscaler decision cycle for 1,000 variants from pre-collected metrics, against
 an empty cycle (`bench.autoscaler_cycle`). (e)-(g) the endpoint picker: one
 scheduling decision (`bench.epp_cycle`), the latency Envoy + EPP add and the
-requests/s one EPP routes (`bench.epp_gateway`). The whole run is bounded (``--budget``
-seconds for the stepping, fixed spans or counts else); ``--only`` runs a part.
+requests/s one EPP routes (`bench.epp_gateway`). (h) TTFT and prefix-cache hit
+rate of four EPP configurations on a shared-prefix workload (`bench.epp_kv_wins`).
+The whole run is bounded (``--budget`` seconds for the stepping, fixed spans or
+counts else); ``--only`` runs a part.
 """
 
 from __future__ import annotations
@@ -28,7 +30,17 @@ from pathlib import Path
 
 import uvloop
 
-from bench import autoscaler_cycle, epp_cycle, epp_gateway, epp_report, loadgen, report, wrk
+from bench import (
+    autoscaler_cycle,
+    epp_cycle,
+    epp_gateway,
+    epp_kv_wins,
+    epp_kv_wins_report,
+    epp_report,
+    loadgen,
+    report,
+    wrk,
+)
 from bench.autoscaler_fleet import FleetShape
 from bench.procs import Server, free_port, pin
 
@@ -91,7 +103,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "--only",
         choices=("all", "simulator", "autoscaler", "epp"),
         default="all",
-        help="run figures (a)-(c) (simulator), (d) (autoscaler) or (e)-(g) (epp) only; "
+        help="run figures (a)-(c) (simulator), (d) (autoscaler) or (e)-(h) (epp) only; "
         "rewrites only its block",
     )
     p.add_argument("--autoscaler-repetitions", type=int, default=30, help="timed cycles in (d)")
@@ -286,13 +298,24 @@ def epp(s: Settings) -> int:
     return 0 if errors == 0 else 1
 
 
+def kv_wins(s: Settings) -> int:
+    """Figure (h), written to its own block; 1 when a request failed."""
+    pin(0, 1)  # the client's core, shared with Envoy and the simulators; the EPP gets core 0
+    print("(h) KV-cache wins: shared-prefix workload through four EPP configurations")
+    setup, runs = epp_kv_wins.run()
+    block = epp_kv_wins_report.render(setup, runs)
+    report.write_block(s.output, block, epp_kv_wins_report.START, epp_kv_wins_report.END)
+    print(block)
+    return 0 if all(r.errors == 0 for r in runs) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     s = parse_args(argv)
     code = simulator_figures(s) if s.runs("simulator") else 0
     if s.runs("autoscaler"):
         autoscaler(s)
     if s.runs("epp"):
-        code = max(code, epp(s))
+        code = max(code, epp(s), kv_wins(s))
     print(f"written to {s.output}")
     return code
 

@@ -1,0 +1,129 @@
+"""Pure parts of figure (h): the workload, the configurations, the hit-rate math, the report."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+from bench import epp_kv_wins, epp_kv_wins_report, report
+from bench.epp_kv_wins_report import ConfigRun, Outcome, Setup
+
+from pyllmd.core.tokenize import SimpleTokenizer
+from pyllmd.epp.config import load_config_text
+from pyllmd.epp.plugins.scorer.prefix_cache_scorer import CHARS_PER_TOKEN
+
+
+def test_workload_is_seeded_and_shares_one_system_prompt_per_tenant() -> None:
+    reqs = epp_kv_wins.workload(seed=3, tenants=4, requests=40, system_words=64)
+    assert reqs == epp_kv_wins.workload(seed=3, tenants=4, requests=40, system_words=64)
+    assert reqs != epp_kv_wins.workload(seed=4, tenants=4, requests=40, system_words=64)
+    assert len({r.prompt for r in reqs}) == 40  # every question is new
+    heads: dict[int, set[str]] = {}
+    for r in reqs:
+        heads.setdefault(r.tenant, set()).add(r.prompt.split(" q", 1)[0])
+    assert len(heads) == 4
+    assert all(len(h) == 1 for h in heads.values())
+    assert len(set().union(*heads.values())) == 4  # tenants differ
+
+
+def test_prompt_length_in_simulator_tokens_and_scorer_characters() -> None:
+    req = epp_kv_wins.workload(requests=1)[0]
+    tokens = SimpleTokenizer().count(req.prompt)
+    assert tokens == epp_kv_wins.SYSTEM_WORDS + epp_kv_wins.QUESTION_WORDS
+    # the approximate scorer's estimate (characters / 4) is within a token of the truth
+    assert abs(len(req.prompt) / CHARS_PER_TOKEN - tokens) <= 1
+    system_blocks = epp_kv_wins.SYSTEM_WORDS // epp_kv_wins.BLOCK_SIZE
+    # one simulator's cache holds some tenants' prompts but not all; four hold them all
+    assert epp_kv_wins.KV_CACHE_BLOCKS < epp_kv_wins.TENANTS * system_blocks
+    assert 4 * epp_kv_wins.KV_CACHE_BLOCKS > epp_kv_wins.TENANTS * system_blocks
+    # a full batch of running requests always fits (else the simulator answers 500)
+    request_blocks = tokens // epp_kv_wins.BLOCK_SIZE
+    assert epp_kv_wins.MAX_NUM_SEQS * request_blocks <= epp_kv_wins.KV_CACHE_BLOCKS
+
+
+@pytest.mark.parametrize("label", epp_kv_wins.LABELS)
+def test_every_configuration_loads(label: str) -> None:
+    text = epp_kv_wins.config_text(label, 5557)
+    config = load_config_text(text)
+    assert config is not None
+    if label == "precise":
+        assert 'zmqEndpoint: "tcp://127.0.0.1:5557"' in text
+    assert ("random-picker" in text) == (label == "random")
+
+
+def test_hit_rate_and_percentiles_skip_failed_requests() -> None:
+    outcomes = (
+        Outcome(10.0, 100, 80),
+        Outcome(20.0, 100, 0),
+        Outcome(math.nan),
+        Outcome(30.0, 200, 160),
+    )
+    run = ConfigRun("precise", outcomes, 1.0)
+    assert run.errors == 1
+    assert run.hit_rate == pytest.approx(240 / 400)
+    assert run.ttft(0.5) == 20.0
+    assert run.ttft(0.9) == 30.0
+    assert math.isnan(ConfigRun("x", (Outcome(math.nan),), 1.0).hit_rate)
+
+
+def _run(label: str, ttft: float, hit_percent: float) -> ConfigRun:
+    outcome = Outcome(ttft, 1000, round(hit_percent * 10))
+    return ConfigRun(label, (outcome,) * 10, 2.0, (5, 5))
+
+
+def test_verdict_checks_each_comparison() -> None:
+    published = [
+        _run("precise", 40, 95),
+        _run("approximate", 60, 90),
+        _run("load-only", 1000, 40),
+        _run("random", 1050, 38),
+    ]
+    v = epp_kv_wins_report.verdict(published)
+    assert v.aware_ttft and v.precise_ttft and v.blind_same and v.order_held
+    assert v.aware_hits and v.precise_hits
+    assert not v.aware_tie  # 5 points apart
+    tie = [_run("precise", 60, 90), _run("approximate", 50, 90.5), *published[2:]]
+    v = epp_kv_wins_report.verdict(tie)
+    assert v.aware_ttft and not v.precise_ttft and not v.order_held and not v.precise_hits
+    assert v.aware_tie
+    apart = [*published[:3], _run("random", 2000, 38)]
+    assert not epp_kv_wins_report.verdict(apart).blind_same
+
+
+def test_render_reports_the_table_and_what_did_not_hold() -> None:
+    runs = [
+        _run("precise", 60, 90),
+        _run("approximate", 50, 92),
+        _run("load-only", 1000, 40),
+        _run("random", 1000, 38),
+    ]
+    setup = Setup(40, 4, 16, 640, 1, 0.925)
+    block = epp_kv_wins_report.render(setup, runs, datetime(2026, 1, 2, 3, 4, tzinfo=UTC))
+    assert block.startswith(epp_kv_wins_report.START)
+    assert block.rstrip().endswith(epp_kv_wins_report.END)
+    assert "40 streamed requests per configuration, 4 tenants, 16 concurrent" in block
+    assert "could reach on this sequence (every tenant's prompt cached after its first " in block
+    assert "request) is 92.5 %." in block
+    assert "2.0 points of hit rate apart" not in block  # 2 points is not a tie
+    assert "Precise − approximate hit rate: -2.0 points." in block
+    assert "Last run: 2026-01-02 03:04 UTC" in block
+    assert "| precise | 60.0 | 60.0 | 90.0 % | 0 | 5 / 5 | 2.0 |" in block
+    assert "| precise beats approximate | **did not hold** | **did not hold** |" in block
+    assert "| cache-aware (precise, approximate) beat load-only and random | held | held |" in block
+    assert "(TTFT p90): **did not hold**" in block
+    doc = "# B\n\n<!-- bench:epp:start -->\nx\n<!-- bench:epp:end -->\n"
+    spliced = report.splice(doc, block, epp_kv_wins_report.START, epp_kv_wins_report.END)
+    assert spliced.index("bench:epp:end") < spliced.index(epp_kv_wins_report.START)
+    again = report.splice(spliced, block, epp_kv_wins_report.START, epp_kv_wins_report.END)
+    assert again == spliced
+
+
+def test_hit_ceiling_counts_only_repeat_visits_system_blocks() -> None:
+    reqs = epp_kv_wins.workload(seed=2, tenants=3, requests=30)
+    tokens = epp_kv_wins.SYSTEM_WORDS + epp_kv_wins.QUESTION_WORDS
+    repeats = 30 - len({r.tenant for r in reqs})
+    expected = repeats * epp_kv_wins.SYSTEM_WORDS / (30 * tokens)
+    assert epp_kv_wins.hit_ceiling(reqs) == pytest.approx(expected)
+    shape = epp_kv_wins.setup(reqs)
+    assert (shape.requests, shape.tenants, shape.hit_ceiling) == (30, 3, pytest.approx(expected))
