@@ -57,6 +57,19 @@ def free_port() -> int:
         return port
 
 
+def two_free_ports() -> int:
+    """A port p such that p and p + 1 were both free a moment ago (data-parallel ranks)."""
+    for _ in range(50):
+        base = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+    raise AssertionError("no two consecutive free ports")
+
+
 def http_get(
     url: str, timeout: float = 2.0, context: ssl.SSLContext | None = None
 ) -> tuple[int, bytes]:

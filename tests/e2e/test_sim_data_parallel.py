@@ -3,32 +3,18 @@ each with its own metrics, random stream and KV-event stream (own rank, own sequ
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
 
-from tests.e2e.harness import SimProcess, free_port, http_get
+from tests.e2e.harness import SimProcess, http_get, two_free_ports
 from tests.e2e.kvevents_sub import ENV, Subscriber, subscriber, words
 
 pytestmark = pytest.mark.e2e
 
 __all__ = ["subscriber"]  # the fixture, imported for this module's tests
-
-
-def two_free_ports() -> int:
-    """A port p such that p and p + 1 were both free a moment ago."""
-    for _ in range(50):
-        base = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        return base
-    raise AssertionError("no two consecutive free ports")
 
 
 def has_events(n: int) -> Callable[[list[list[Any]]], bool]:

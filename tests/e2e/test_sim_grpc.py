@@ -13,7 +13,7 @@ import pytest
 
 from pyllmd.sim.grpcgen import vllm_engine_pb2 as pb
 from pyllmd.sim.grpcgen import vllm_engine_pb2_grpc as pb_grpc
-from tests.e2e.harness import SimProcess, http_get
+from tests.e2e.harness import SimProcess, http_get, two_free_ports
 from tests.e2e.test_sim_tls import start_https
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,10 @@ def _generate(port: int, **kwargs: Any) -> list[pb.GenerateResponse]:
 
 
 def test_rest_and_grpc_share_the_port(start_sim: Callable[..., SimProcess]) -> None:
-    sim = start_sim("--model", "m", "--mode", "echo", "--data-parallel-size", "2")
+    port = two_free_ports()
+    sim = start_sim(
+        "--model", "m", "--mode", "echo", "--data-parallel-size", "2", "--port", str(port)
+    )
     for port in (sim.port, sim.port + 1):  # every rank muxes its own port
         replies = _generate(port, request_id="a", text="Hello, world!")
         assert replies[0].complete.completion_tokens == 4

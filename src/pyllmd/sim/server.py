@@ -94,7 +94,12 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
     muxes: list[PortMux] = []
     grpc_servers: list[grpc.aio.Server] = []
     publishers: list[KVEventPublisher] = []
+    socks: list[socket.socket] = []
     try:
+        # Every rank's port is bound before any private gRPC port is chosen, so the
+        # kernel cannot hand a later rank's port to an earlier rank's gRPC server.
+        for rank in range(cfg.data_parallel_size):
+            socks.append(_bind(host, cfg.port + rank))
         for rank in range(cfg.data_parallel_size):
             port = cfg.port + rank
             publisher = await start_publisher(cfg, rank, clock)
@@ -106,7 +111,7 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
             runners.append(runner)
             grpc_server, grpc_port = await serve_grpc(app[SERVICE], clock)
             grpc_servers.append(grpc_server)
-            muxes.append(_listen(runner, host, port, tls, grpc_port))
+            muxes.append(_mux(socks[rank], runner, tls, grpc_port))
             label = event_rank(cfg.data_parallel_size, cfg.data_parallel_rank, rank)
             scheme = "https" if tls is not None else "http"
             log.info("listening host=%s port=%d scheme=%s rank=%d", host, port, scheme, label)
@@ -120,6 +125,8 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
             await runner.cleanup()
         for server in grpc_servers:
             await server.stop(None)
+        for sock in socks:  # those no mux took over (start-up failed part-way)
+            sock.close()
         # After the listeners: events of the last requests are flushed (bounded).
         await asyncio.gather(*(p.close() for p in publishers))
 
@@ -143,14 +150,17 @@ async def start_publisher(cfg: SimConfig, rank: int, clock: Clock) -> KVEventPub
     return publisher
 
 
-def _listen(
-    runner: web.AppRunner, host: str, port: int, tls: ssl.SSLContext | None, grpc_port: int
-) -> PortMux:
-    """REST (over `tls` when set) and cleartext gRPC on one port, as upstream (spec §2.1)."""
+def _bind(host: str, port: int) -> socket.socket:
     try:
-        sock = socket.create_server((host, port), backlog=4096)
+        return socket.create_server((host, port), backlog=4096)
     except OSError as e:
         raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
+def _mux(
+    sock: socket.socket, runner: web.AppRunner, tls: ssl.SSLContext | None, grpc_port: int
+) -> PortMux:
+    """REST (over `tls` when set) and cleartext gRPC on one port, as upstream (spec §2.1)."""
     assert runner.server is not None  # set up
     mux = PortMux(sock, runner.server, ("127.0.0.1", grpc_port), tls)
     mux.start()
