@@ -15,6 +15,10 @@ turn, each against freshly started simulators (empty caches): precise
 (`prefix-cache-scorer`), load-only (`queue-scorer` + `kv-cache-utilization-scorer`)
 and random (`random-picker`). The client measures TTFT (first SSE event) and reads
 `usage.prompt_tokens_details.cached_tokens` of each stream's usage chunk.
+
+Two workloads: "ideal" (three-letter words, so the approximate scorer's model is
+exact) and "divergent" (8-12-letter words, so its 4-characters-per-token estimate is
+wrong, and each simulator's cache dropped once midway behind the router's back).
 """
 
 from __future__ import annotations
@@ -94,10 +98,26 @@ def config_text(label: str, zmq_port: int) -> str:
 # --- the workload (pure) ---------------------------------------------------------------
 
 
-def _words(rng: random.Random, n: int) -> str:
-    """`n` random three-letter words: one simple-tokenizer token and four characters
-    each, so the approximate scorer's 4-characters-per-token estimate is right."""
-    return " ".join("".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=3)) for _ in range(n))
+IDEAL_LETTERS = (3, 3)  # "ideal": 4 characters per token with the space, as the estimate assumes
+LONG_LETTERS = (8, 12)  # "divergent": about 11 characters per token
+# "divergent": simulator i's cache is dropped when this share of the requests has started
+DROP_AT = (0.4, 0.5, 0.6, 0.7)
+WORKLOADS = ("ideal", "divergent")
+
+
+def _words(rng: random.Random, n: int, letters: tuple[int, int] = IDEAL_LETTERS) -> str:
+    """`n` random words of `letters` (min, max) letters: one simple-tokenizer token each.
+    Three letters plus the space make the approximate scorer's 4-characters-per-token
+    estimate right; longer words make it overcount the tokens."""
+    low, high = letters
+    return " ".join(  # a fixed length draws no length, so "ideal" stays the sequence it was
+        "".join(
+            rng.choices(
+                "abcdefghijklmnopqrstuvwxyz", k=low if low == high else rng.randint(low, high)
+            )
+        )
+        for _ in range(n)
+    )
 
 
 @dataclass(frozen=True)
@@ -112,14 +132,15 @@ def workload(
     requests: int = REQUESTS,
     system_words: int = SYSTEM_WORDS,
     question_words: int = QUESTION_WORDS,
+    letters: tuple[int, int] = IDEAL_LETTERS,
 ) -> list[Request]:
     """The request sequence: a uniformly drawn tenant's system prompt + a new question."""
     rng = random.Random(seed)
-    systems = [_words(rng, system_words) for _ in range(tenants)]
+    systems = [_words(rng, system_words, letters) for _ in range(tenants)]
     out: list[Request] = []
     for i in range(requests):
         tenant = rng.randrange(tenants)
-        question = f" q{i} " + _words(rng, question_words - 1)
+        question = f" q{i} " + _words(rng, question_words - 1, letters)
         out.append(Request(tenant, systems[tenant] + question))
     return out
 
@@ -136,6 +157,11 @@ def hit_ceiling(requests: Sequence[Request], block_size: int = BLOCK_SIZE) -> fl
             cached += SYSTEM_WORDS // block_size * block_size
         seen.add(req.tenant)
     return cached / prompt if prompt else math.nan
+
+
+def drop_points(requests: int, shares: Sequence[float] = DROP_AT) -> dict[int, int]:
+    """Request index → simulator whose cache is dropped when that request is taken."""
+    return {int(requests * share): sim for sim, share in enumerate(shares)}
 
 
 def setup(requests: Sequence[Request]) -> Setup:
@@ -171,8 +197,9 @@ def _scrape(url: str, name: str, **labels: str) -> float:
 def _simulator(host: str, zmq_port: int) -> Server:
     port = _port_on(host)
     argv = [sys.executable, "-m", "pyllmd", "sim", *SIM_FLAGS, "--host", host]
+    argv += ["--enable-sleep-mode"]
     argv += ["--port", str(port), "--zmq-endpoint", f"tcp://127.0.0.1:{zmq_port}"]
-    env_argv = ["env", f"POD_IP={host}", f"POD_NAME=sim-{host}", *argv]
+    env_argv = ["env", f"POD_IP={host}", f"POD_NAME=sim-{host}", "VLLM_SERVER_DEV_MODE=1", *argv]
     server = Server(f"sim-{host}", pinned(env_argv, SHARED_CPU), port, cpu=SHARED_CPU)
     server.base_url = f"http://{host}:{port}"  # Server assumes 127.0.0.1
     return server
@@ -253,14 +280,31 @@ async def _one(session: aiohttp.ClientSession, url: str, prompt: str) -> Outcome
     return Outcome(first, int(prompt_tokens or 0), int(cached or 0))  # type: ignore[call-overload]
 
 
-async def drive(url: str, requests: Sequence[Request], concurrency: int) -> list[Outcome]:
-    """`concurrency` workers take the requests in order, one at a time each."""
+async def _drop_cache(session: aiohttp.ClientSession, sim_url: str) -> None:
+    """Sleep level 1 discards the KV cache (AllBlocksCleared); wake at once, since a
+    sleeping simulator holds its requests."""
+    async with session.post(f"{sim_url}/sleep?level=1") as resp:
+        resp.raise_for_status()
+    async with session.post(f"{sim_url}/wake_up") as resp:
+        resp.raise_for_status()
+
+
+async def drive(
+    url: str,
+    requests: Sequence[Request],
+    concurrency: int,
+    drops: dict[int, str] | None = None,
+) -> list[Outcome]:
+    """`concurrency` workers take the requests in order, one at a time each; taking
+    request i first drops the cache of simulator `drops[i]` (a base URL)."""
     outcomes: list[Outcome] = [Outcome(math.nan)] * len(requests)
     queue = iter(enumerate(requests))
     timeout = aiohttp.ClientTimeout(total=60)
 
     async def worker(session: aiohttp.ClientSession) -> None:
         for i, req in queue:
+            if drops and i in drops:
+                await _drop_cache(session, drops[i])
             outcomes[i] = await _one(session, url, req.prompt)
 
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -269,11 +313,17 @@ async def drive(url: str, requests: Sequence[Request], concurrency: int) -> list
     return outcomes
 
 
-def run_config(label: str, requests: Sequence[Request]) -> ConfigRun:
-    """One configuration over fresh simulators; the counters are read before they stop."""
+def run_config(label: str, requests: Sequence[Request], drop: bool = False) -> ConfigRun:
+    """One configuration over fresh simulators (`drop`: drop each one's cache midway);
+    the counters are read before they stop."""
     with stack(label) as st:
+        drops = (
+            {i: st.sims[sim].base_url for i, sim in drop_points(len(requests)).items()}
+            if drop
+            else None
+        )
         begin = time.monotonic()
-        outcomes = uvloop.run(drive(st.url, requests, CONCURRENCY))
+        outcomes = uvloop.run(drive(st.url, requests, CONCURRENCY, drops))
         seconds = time.monotonic() - begin
         per_sim = tuple(
             int(_scrape(f"{s.base_url}/metrics", "vllm:request_success_total")) for s in st.sims
@@ -287,7 +337,10 @@ def run_config(label: str, requests: Sequence[Request]) -> ConfigRun:
     return run
 
 
-def run(requests: int = REQUESTS) -> tuple[Setup, list[ConfigRun]]:
-    """Figure (h): every configuration over the same request sequence."""
-    sequence = workload(requests=requests)
-    return setup(sequence), [run_config(label, sequence) for label in LABELS]
+def run(requests: int = REQUESTS, name: str = "ideal") -> tuple[Setup, list[ConfigRun]]:
+    """Figure (h), one workload ("ideal" or "divergent"): every configuration over the
+    same request sequence."""
+    divergent = name == "divergent"
+    sequence = workload(requests=requests, letters=LONG_LETTERS if divergent else IDEAL_LETTERS)
+    print(f" workload {name}")
+    return setup(sequence), [run_config(label, sequence, divergent) for label in LABELS]

@@ -127,3 +127,41 @@ def test_hit_ceiling_counts_only_repeat_visits_system_blocks() -> None:
     assert epp_kv_wins.hit_ceiling(reqs) == pytest.approx(expected)
     shape = epp_kv_wins.setup(reqs)
     assert (shape.requests, shape.tenants, shape.hit_ceiling) == (30, 3, pytest.approx(expected))
+
+
+def test_divergent_words_are_one_token_but_about_eleven_characters() -> None:
+    reqs = epp_kv_wins.workload(requests=20, letters=epp_kv_wins.LONG_LETTERS)
+    tokenizer = SimpleTokenizer()
+    for req in reqs:
+        tokens = tokenizer.count(req.prompt)
+        assert tokens == epp_kv_wins.SYSTEM_WORDS + epp_kv_wins.QUESTION_WORDS
+        # the approximate scorer's characters / 4 overcounts by well over 2×
+        assert len(req.prompt) / CHARS_PER_TOKEN > 2.5 * tokens
+    words = reqs[0].prompt.split()
+    assert {len(w) for w in words[: epp_kv_wins.SYSTEM_WORDS]} == set(range(8, 13))
+    # other words than the ideal sequence
+    ideal = epp_kv_wins.workload(requests=20)
+    assert reqs[0].prompt != ideal[0].prompt
+
+
+def test_drop_points_take_each_simulator_once_midway() -> None:
+    points = epp_kv_wins.drop_points(480)
+    assert points == {192: 0, 240: 1, 288: 2, 336: 3}
+    assert epp_kv_wins.drop_points(10, (0.5,)) == {5: 0}
+
+
+def test_render_adds_the_divergent_section_after_the_ideal_one() -> None:
+    ideal = [_run("precise", 60, 90), _run("approximate", 60, 91)]
+    ideal += [_run("load-only", 1000, 40), _run("random", 1000, 38)]
+    divergent = [_run("precise", 60, 90), _run("approximate", 500, 70)]
+    divergent += [_run("load-only", 1000, 40), _run("random", 1000, 38)]
+    setup = Setup(40, 4, 16, 640, 1, 0.925)
+    block = epp_kv_wins_report.render(setup, ideal, divergent=(setup, divergent))
+    assert block.count(epp_kv_wins_report.START) == 1
+    assert block.rstrip().endswith(epp_kv_wins_report.END)
+    assert block.index("(h) Ideal: 40") < block.index("AllBlocksCleared")
+    assert block.index("AllBlocksCleared") < block.index("(h) Divergent: 40")
+    assert block.count("| configuration |") == 2
+    assert "Precise − approximate hit rate: +20.0 points." in block
+    assert "| precise beats approximate | held | held |" in block
+    assert "(h) Ideal" not in epp_kv_wins_report.render(setup, ideal)
