@@ -26,6 +26,7 @@ import yaml
 from pyllmd.autoscaler.local import free_port
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.process import terminate
+from pyllmd.epp.config import DEFAULT_CONFIG
 from pyllmd.stack.envoy import LOOPBACK, EnvoyProcess, envoy_bootstrap
 
 log = logging.getLogger(__name__)
@@ -35,21 +36,9 @@ PUBLISH_INTERVAL = 0.1  # seconds between checks of the ready pods
 
 # The GIE chart's default plugins (spec §5.3) with the flow-control gate: an empty
 # or saturated pool holds requests instead of failing them.
-DEFAULT_EPP_CONFIG = """\
-apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-featureGates: [flowControl]
-plugins:
-- type: queue-scorer
-- type: kv-cache-utilization-scorer
-- type: prefix-cache-scorer
-schedulingProfiles:
-- name: default
-  plugins:
-  - {pluginRef: queue-scorer, weight: 2}
-  - {pluginRef: kv-cache-utilization-scorer, weight: 2}
-  - {pluginRef: prefix-cache-scorer, weight: 3}
-"""
+DEFAULT_EPP_CONFIG = DEFAULT_CONFIG.replace(
+    "plugins:\n", "featureGates: [flowControl]\nplugins:\n", 1
+)
 
 TargetGroups = list[dict[str, Any]]
 """Prometheus file_sd groups: `[{"targets": ["ip:port"], "labels": {...}}]`."""
