@@ -52,18 +52,14 @@ class FlowControl(Protocol):
 
 
 class ResponseObserver(Protocol):
-    """Told once per scheduled request when its response ended (or the stream did)."""
-
-    def response_complete(self, request: LLMRequest, result: SchedulingResult) -> None: ...
-
-
-class ResponseHeadersObserver(ResponseObserver, Protocol):
-    """An observer that also sees the response headers and may add to them before the
-    servicer re-emits them to Envoy (optional: the servicer looks the method up)."""
+    """Told of each scheduled request's response: its headers (it may add to them before
+    the servicer re-emits them to Envoy), and once when the response or stream ended."""
 
     def response_received(
         self, request: LLMRequest, result: SchedulingResult, headers: dict[str, str]
     ) -> None: ...
+
+    def response_complete(self, request: LLMRequest, result: SchedulingResult) -> None: ...
 
 
 class RequestMetrics(Protocol):

@@ -310,9 +310,9 @@ class ExtProcServicer:
         if status != "200":
             stream.error_code = MODEL_SERVER_ERROR
         stream.streaming = "text/event-stream" in headers.get("content-type", "")
-        received = getattr(self.observer, "response_received", None)  # ResponseHeadersObserver
-        if received is not None and stream.request is not None and stream.result is not None:
-            received(stream.request, stream.result, headers)  # may add e.g. x-session-token
+        if self.observer is not None and stream.request is not None and stream.result is not None:
+            # may add e.g. x-session-token
+            self.observer.response_received(stream.request, stream.result, headers)
         out = [("x-went-into-resp-headers", "true")]
         out += [(k, v) for k, v in forwarded_headers(headers).items() if not k.startswith(":")]
         if msg.end_of_stream:

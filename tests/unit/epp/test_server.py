@@ -84,6 +84,11 @@ class Observer:
     def __init__(self) -> None:
         self.completed: list[str] = []
 
+    def response_received(
+        self, request: LLMRequest, result: SchedulingResult, headers: dict[str, str]
+    ) -> None:
+        pass
+
     def response_complete(self, request: LLMRequest, result: SchedulingResult) -> None:
         self.completed.append(request.request_id)
 
