@@ -9,12 +9,21 @@ spread that keeps each tenant on one simulator fits. Prefill costs a fixed time
 per uncached prompt token, so a cache hit shortens TTFT by about the prompt.
 
 The same seeded request sequence (a tenant's system prompt plus a short question
-of its own) is sent, with bounded concurrency, through four EPP configurations in
-turn, each against freshly started simulators (empty caches): precise
+of its own) is sent open-loop, at seeded Poisson arrival times of a fixed rate (as
+llm-d's benchmark offers a fixed QPS), through four EPP configurations in turn,
+each against freshly started simulators (empty caches): precise
 (`precise-prefix-cache-scorer` fed by the simulators' KV events), approximate
 (`prefix-cache-scorer`), load-only (`queue-scorer` + `kv-cache-utilization-scorer`)
 and random (`random-picker`). The client measures TTFT (first SSE event) and reads
 `usage.prompt_tokens_details.cached_tokens` of each stream's usage chunk.
+
+Open-loop matters: a miss holds one of a simulator's `--max-num-seqs` slots for
+about a second of prefill, a hit for tens of milliseconds, so the hit rate sets how
+many requests per second the four simulators can serve. The rate is fixed above
+what a cache-blind spread can serve and far below what a spread at the hit ceiling
+can (`capacity` gives both from the simulator's latency flags), which is the regime
+the published results describe: there, blind routing queues and TTFT grows with
+the run, while cache-aware routing keeps up.
 
 Two workloads: "ideal" (three-letter words, so the approximate scorer's model is
 exact) and "divergent" (8-12-letter words, so its 4-characters-per-token estimate is
@@ -41,7 +50,7 @@ import aiohttp
 import uvloop
 
 from bench.epp_gateway import envoy
-from bench.epp_kv_wins_report import ConfigRun, Outcome, Setup
+from bench.epp_kv_wins_report import ConfigRun, Outcome, Result, Setup
 from bench.procs import Server, free_port, pinned
 from pyllmd.core.promtext import parse_samples
 from pyllmd.core.tokenize import SimpleTokenizer
@@ -53,8 +62,9 @@ EPP_CPU, SHARED_CPU = 0, 1
 TENANTS = 24
 SYSTEM_WORDS = 1_024  # tokens of each system prompt (one simple-tokenizer token per word)
 QUESTION_WORDS = 24
-REQUESTS = 480
-CONCURRENCY = 16
+REQUESTS = 960  # 40 per tenant: first visits are 2.5 % of the requests
+# requests per second offered (open-loop): 1.2 and 2.4 × what a cache-blind spread serves
+RATES = (60.0, 120.0)
 MAX_TOKENS = 4
 BLOCK_SIZE = 16
 KV_CACHE_BLOCKS = 640  # 10 system prompts of 64 blocks; all 24 need 1,536
@@ -145,6 +155,28 @@ def workload(
     return out
 
 
+def arrivals(n: int, rate: float, seed: int = 1) -> list[float]:
+    """Seconds from the start at which each of `n` requests is sent: a seeded Poisson
+    process of `rate` per second."""
+    rng = random.Random(seed)
+    t, out = 0.0, []
+    for _ in range(n):
+        out.append(t)
+        t += rng.expovariate(rate)
+    return out
+
+
+def capacity(miss_share: float) -> float:
+    """Requests per second the four simulators serve when `miss_share` of the requests
+    miss the system prompt: each request holds a slot for its prefill (uncached
+    tokens × prefill time) and its decode."""
+    decode = (MAX_TOKENS - 1) * ITL_MS
+    miss = (SYSTEM_WORDS + QUESTION_WORDS) * PREFILL_MS_PER_TOKEN + decode
+    hit = (QUESTION_WORDS + SYSTEM_WORDS % BLOCK_SIZE) * PREFILL_MS_PER_TOKEN + decode
+    slot_ms = miss_share * miss + (1 - miss_share) * hit
+    return len(HOSTS) * MAX_NUM_SEQS * 1000 / slot_ms
+
+
 def hit_ceiling(requests: Sequence[Request], block_size: int = BLOCK_SIZE) -> float:
     """The best hit rate a router could reach: every request after its tenant's first
     finds the system prompt's full blocks; the question and the first visits miss."""
@@ -164,14 +196,19 @@ def drop_points(requests: int, shares: Sequence[float] = DROP_AT) -> dict[int, i
     return {int(requests * share): sim for sim, share in enumerate(shares)}
 
 
-def setup(requests: Sequence[Request]) -> Setup:
+def setup(requests: Sequence[Request], rate: float = RATES[0]) -> Setup:
+    tenants = len({r.tenant for r in requests})
     return Setup(
         requests=len(requests),
-        tenants=len({r.tenant for r in requests}),
-        concurrency=CONCURRENCY,
+        tenants=tenants,
+        rate=rate,
         kv_cache_blocks=KV_CACHE_BLOCKS,
         prefill_ms_per_token=PREFILL_MS_PER_TOKEN,
         hit_ceiling=hit_ceiling(requests),
+        ceiling_capacity=capacity(tenants / len(requests)) if requests else math.nan,
+        # a spread that ignores the caches finds a tenant's prompt on a simulator
+        # holding 10 of the 24 tenants' prompts: at best 10 / 24 of the time
+        blind_capacity=capacity(1 - KV_CACHE_BLOCKS // (SYSTEM_WORDS // BLOCK_SIZE) / TENANTS),
     )
 
 
@@ -292,30 +329,36 @@ async def _drop_cache(session: aiohttp.ClientSession, sim_url: str) -> None:
 async def drive(
     url: str,
     requests: Sequence[Request],
-    concurrency: int,
+    starts: Sequence[float],
     drops: dict[int, str] | None = None,
 ) -> list[Outcome]:
-    """`concurrency` workers take the requests in order, one at a time each; taking
-    request i first drops the cache of simulator `drops[i]` (a base URL)."""
+    """Send request i at `starts[i]` seconds whether or not earlier ones are answered;
+    sending request i first drops the cache of simulator `drops[i]` (a base URL)."""
     outcomes: list[Outcome] = [Outcome(math.nan)] * len(requests)
-    queue = iter(enumerate(requests))
-    timeout = aiohttp.ClientTimeout(total=60)
+    timeout = aiohttp.ClientTimeout(total=120)
 
-    async def worker(session: aiohttp.ClientSession) -> None:
-        for i, req in queue:
+    async def one(session: aiohttp.ClientSession, i: int, prompt: str) -> None:
+        outcomes[i] = await _one(session, url, prompt)
+
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=0)  # open-loop: no client-side cap
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        begin = loop.time()
+        tasks = []
+        for i, (req, start) in enumerate(zip(requests, starts, strict=True)):
+            await asyncio.sleep(max(0.0, begin + start - loop.time()))
             if drops and i in drops:
                 await _drop_cache(session, drops[i])
-            outcomes[i] = await _one(session, url, req.prompt)
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+            tasks.append(asyncio.create_task(one(session, i, req.prompt)))
+        await asyncio.gather(*tasks)
     return outcomes
 
 
-def run_config(label: str, requests: Sequence[Request], drop: bool = False) -> ConfigRun:
-    """One configuration over fresh simulators (`drop`: drop each one's cache midway);
-    the counters are read before they stop."""
+def run_config(
+    label: str, requests: Sequence[Request], rate: float, drop: bool = False
+) -> ConfigRun:
+    """One configuration over fresh simulators at `rate` requests per second (`drop`:
+    drop each one's cache midway); the counters are read before they stop."""
     with stack(label) as st:
         drops = (
             {i: st.sims[sim].base_url for i, sim in drop_points(len(requests)).items()}
@@ -323,7 +366,8 @@ def run_config(label: str, requests: Sequence[Request], drop: bool = False) -> C
             else None
         )
         begin = time.monotonic()
-        outcomes = uvloop.run(drive(st.url, requests, CONCURRENCY, drops))
+        starts = arrivals(len(requests), rate)
+        outcomes = uvloop.run(drive(st.url, requests, starts, drops))
         seconds = time.monotonic() - begin
         per_sim = tuple(
             int(_scrape(f"{s.base_url}/metrics", "vllm:request_success_total")) for s in st.sims
@@ -331,16 +375,23 @@ def run_config(label: str, requests: Sequence[Request], drop: bool = False) -> C
         indexed = int(_scrape(st.metrics_url, "pyllmd:epp_kv_events_total", outcome="indexed"))
     run = ConfigRun(label, tuple(outcomes), seconds, per_sim, indexed)
     print(
-        f"  {label}: TTFT p50 {run.ttft(0.5):.1f} p90 {run.ttft(0.9):.1f} ms, hit rate "
+        f"  {label}: TTFT p50 {run.ttft(0.5):.1f} p90 {run.ttft(0.9):.1f} mean "
+        f"{run.ttft_mean:.1f} ms, hit rate "
         f"{run.hit_rate:.1%}, {run.errors} errors, split {per_sim}, {seconds:.1f} s"
     )
     return run
 
 
-def run(requests: int = REQUESTS, name: str = "ideal") -> tuple[Setup, list[ConfigRun]]:
+def run(
+    requests: int = REQUESTS, name: str = "ideal", rates: Sequence[float] = RATES
+) -> list[Result]:
     """Figure (h), one workload ("ideal" or "divergent"): every configuration over the
-    same request sequence."""
+    same request sequence, at each offered rate."""
     divergent = name == "divergent"
     sequence = workload(requests=requests, letters=LONG_LETTERS if divergent else IDEAL_LETTERS)
-    print(f" workload {name}")
-    return setup(sequence), [run_config(label, sequence, divergent) for label in LABELS]
+    out: list[Result] = []
+    for rate in rates:
+        print(f" workload {name}, {rate:g} requests per second")
+        runs = [run_config(label, sequence, rate, divergent) for label in LABELS]
+        out.append((setup(sequence, rate), runs))
+    return out

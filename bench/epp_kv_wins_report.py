@@ -14,7 +14,10 @@ from bench.loadgen import percentile
 
 START = "<!-- bench:kvwins:start -->"
 END = "<!-- bench:kvwins:end -->"
-SAME_WITHIN = 0.1  # load-only ≈ random: TTFT p90s within 10 %
+# TTFT p90s closer than 10 % or 10 ms are a tie (load-only ≈ random): 10 ms is under
+# half the prefill of a hit's uncached question, so such a gap is not from caching
+SAME_WITHIN = 0.1
+SAME_MS = 10.0
 TIE_POINTS = 1.0  # hit rates closer than this many percentage points are called a tie
 
 
@@ -24,10 +27,12 @@ class Setup:
 
     requests: int
     tenants: int
-    concurrency: int
+    rate: float  # requests per second offered, open-loop
     kv_cache_blocks: int
     prefill_ms_per_token: float
     hit_ceiling: float  # the best hit rate any routing could reach on this sequence
+    ceiling_capacity: float = math.nan  # req/s the simulators serve at the hit ceiling
+    blind_capacity: float = math.nan  # req/s they serve when the spread ignores caches
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,11 @@ class ConfigRun:
         return percentile([o.ttft_ms for o in self.outcomes if o.ok], q)
 
     @property
+    def ttft_mean(self) -> float:
+        ok = [o.ttft_ms for o in self.outcomes if o.ok]
+        return sum(ok) / len(ok) if ok else math.nan
+
+    @property
     def hit_rate(self) -> float:
         """Cached / prompt tokens over the answered requests."""
         prompt = sum(o.prompt_tokens for o in self.outcomes if o.ok)
@@ -68,20 +78,22 @@ class ConfigRun:
         return cached / prompt if prompt else math.nan
 
 
+Result = tuple[Setup, Sequence[ConfigRun]]  # one workload at one offered rate
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The three comparisons behind llm-d's published order, for TTFT p90 and hit rate."""
 
     aware_ttft: bool  # precise and approximate both below load-only and random
-    precise_ttft: bool  # precise below approximate
-    blind_ratio: float  # load-only ÷ random TTFT p90; "≈" means within ±SAME_WITHIN
+    precise_ttft: bool  # precise below approximate, beyond a tie
+    blind_same: bool  # load-only and random TTFT p90s tie
+    blind_ratio: float  # load-only ÷ random TTFT p90
     aware_hits: bool
     precise_hits: bool
     hit_gap_points: float  # precise − approximate hit rate, percentage points
-
-    @property
-    def blind_same(self) -> bool:
-        return abs(self.blind_ratio - 1) <= SAME_WITHIN
+    aware_same: bool = False  # precise and approximate TTFT p90s tie
+    aware_ratio: float = math.nan  # precise ÷ approximate TTFT p90
 
     @property
     def order_held(self) -> bool:
@@ -89,7 +101,19 @@ class Verdict:
 
     @property
     def aware_tie(self) -> bool:
-        return abs(self.hit_gap_points) < TIE_POINTS
+        """Precise and approximate cannot be told apart: hit rates within TIE_POINTS
+        and TTFT p90s tied."""
+        return abs(self.hit_gap_points) < TIE_POINTS and self.aware_same
+
+
+def same(a: float, b: float) -> bool:
+    """Two TTFT p90s (ms) tie: closer than SAME_WITHIN of the larger or SAME_MS."""
+    return abs(a - b) <= max(SAME_WITHIN * max(a, b), SAME_MS)
+
+
+def lower(a: float, b: float) -> bool:
+    """TTFT p90 `a` beats `b`: lower, and not a tie."""
+    return a < b and not same(a, b)
 
 
 def verdict(runs: Sequence[ConfigRun]) -> Verdict:
@@ -100,12 +124,15 @@ def verdict(runs: Sequence[ConfigRun]) -> Verdict:
     blind_p = min(p["load-only"], p["random"])
     blind_h = max(h["load-only"], h["random"])
     return Verdict(
-        aware_ttft=max(p["precise"], p["approximate"]) < blind_p,
-        precise_ttft=p["precise"] < p["approximate"],
+        aware_ttft=lower(max(p["precise"], p["approximate"]), blind_p),
+        precise_ttft=lower(p["precise"], p["approximate"]),
+        blind_same=same(p["load-only"], p["random"]),
         blind_ratio=p["load-only"] / p["random"] if p["random"] > 0 else math.nan,
         aware_hits=min(h["precise"], h["approximate"]) > blind_h,
         precise_hits=h["precise"] > h["approximate"],
         hit_gap_points=(h["precise"] - h["approximate"]) * 100,
+        aware_same=same(p["precise"], p["approximate"]),
+        aware_ratio=p["precise"] / p["approximate"] if p["approximate"] > 0 else math.nan,
     )
 
 
@@ -119,15 +146,15 @@ def _held(ok: bool) -> str:
 
 def table(runs: Sequence[ConfigRun]) -> list[str]:
     lines = [
-        "| configuration | TTFT p50 ms | TTFT p90 ms | prefix-cache hit rate | errors "
-        "| requests per simulator | run s |",
-        "|---|---|---|---|---|---|---|",
+        "| configuration | TTFT p50 ms | TTFT p90 ms | TTFT mean ms | prefix-cache hit rate "
+        "| errors | requests per simulator | run s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         split = " / ".join(str(n) for n in r.per_sim) or "n/a"
         lines.append(
-            f"| {r.label} | {_n(r.ttft(0.5))} | {_n(r.ttft(0.9))} | {_n(r.hit_rate * 100)} % | "
-            f"{r.errors} | {split} | {_n(r.seconds)} |"
+            f"| {r.label} | {_n(r.ttft(0.5))} | {_n(r.ttft(0.9))} | {_n(r.ttft_mean)} | "
+            f"{_n(r.hit_rate * 100)} % | {r.errors} | {split} | {_n(r.seconds)} |"
         )
     return lines
 
@@ -147,45 +174,64 @@ DIVERGENT_NOTE = (
 
 
 def render(
-    setup: Setup,
-    runs: Sequence[ConfigRun],
+    ideal: Sequence[Result],
     now: datetime | None = None,
-    divergent: tuple[Setup, Sequence[ConfigRun]] | None = None,
+    divergent: Sequence[Result] = (),
 ) -> str:
-    """The results block of figure (h): the "ideal" workload, then optionally "divergent"."""
+    """The results block of figure (h): the "ideal" workload, then optionally "divergent",
+    each at every offered rate."""
     when = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         START,
         f"Last run: {when}; {os.cpu_count()} cores (nproc), {platform.machine()}, "
         f"Python {platform.python_version()}.",
         "",
-        *section(setup, runs, "Ideal" if divergent else ""),
+        *section(ideal, "Ideal" if divergent else ""),
     ]
-    if divergent is not None:
-        lines += ["", DIVERGENT_NOTE, "", *section(*divergent, "Divergent")]
+    if divergent:
+        lines += ["", DIVERGENT_NOTE, "", *section(divergent, "Divergent")]
     return "\n".join([*lines, END]) + "\n"
 
 
-def section(setup: Setup, runs: Sequence[ConfigRun], title: str = "") -> list[str]:
-    """One workload's paragraph, table and verdict lines."""
+def section(results: Sequence[Result], title: str = "") -> list[str]:
+    """One workload: its paragraph, then a table and verdict lines per offered rate."""
+    if not results:
+        return []
+    first = results[0][0]
+    name = f" {title}:" if title else ""
+    lines = [
+        f"(h){name} {first.requests:,} streamed requests per configuration and rate, "
+        f"{first.tenants} tenants, sent open-loop (Poisson arrivals) through Envoy + EPP to "
+        f"4 simulators ({first.kv_cache_blocks} KV blocks each, "
+        f"{first.prefill_ms_per_token:g} ms prefill per uncached token). The best hit rate "
+        f"any routing could reach on this sequence (every tenant's prompt cached after its "
+        f"first request) is {_n(first.hit_ceiling * 100)} %. By the simulators' latency "
+        f"flags they serve about {_n(first.ceiling_capacity, 0)} requests per second at "
+        f"that hit rate and about {_n(first.blind_capacity, 0)} when the spread ignores "
+        f"the caches.",
+    ]
+    for setup, runs in results:
+        lines += ["", *at_rate(setup, runs)]
+    return lines
+
+
+def at_rate(setup: Setup, runs: Sequence[ConfigRun]) -> list[str]:
+    """One offered rate: its table and which parts of the published order held."""
     v = verdict(runs)
     precise = next((r for r in runs if r.label == "precise"), None)
     events = f"{precise.events_indexed:,}" if precise is not None else "n/a"
     tie = (
         f"Precise and approximate are {_n(abs(v.hit_gap_points))} points of hit rate apart "
-        f"(under {TIE_POINTS:g}): a tie, so their TTFT order is within run-to-run noise here."
+        f"(under {TIE_POINTS:g}) and their TTFT p90s within {SAME_WITHIN * 100:g} % or "
+        f"{SAME_MS:g} ms (ratio {_n(v.aware_ratio, 2)}): a tie, not an order."
         if v.aware_tie
         else f"Precise − approximate hit rate: {v.hit_gap_points:+.1f} points."
     )
-    name = f" {title}:" if title else ""
     return [
-        f"(h){name} {setup.requests:,} streamed requests per configuration, "
-        f"{setup.tenants} tenants, "
-        f"{setup.concurrency} concurrent, through Envoy + EPP to 4 simulators "
-        f"({setup.kv_cache_blocks} KV blocks each, {setup.prefill_ms_per_token:g} ms prefill "
-        f"per uncached token). The best hit rate any routing could reach on this sequence "
-        f"(every tenant's prompt cached after its first request) is "
-        f"{_n(setup.hit_ceiling * 100)} %.",
+        f"At {setup.rate:g} requests per second, "
+        f"{_n(setup.rate / setup.blind_capacity, 2)} × what a cache-blind spread can serve "
+        f"and {_n(setup.rate / setup.ceiling_capacity, 2)} × what a spread at the ceiling "
+        f"can:",
         "",
         *table(runs),
         "",
@@ -194,7 +240,8 @@ def section(setup: Setup, runs: Sequence[ConfigRun], title: str = "") -> list[st
         f"| cache-aware (precise, approximate) beat load-only and random | "
         f"{_held(v.aware_ttft)} | {_held(v.aware_hits)} |",
         f"| precise beats approximate | {_held(v.precise_ttft)} | {_held(v.precise_hits)} |",
-        f"| load-only ≈ random (p90 ratio within ±{SAME_WITHIN:.0%}) | "
+        f"| load-only ≈ random (p90s within {SAME_WITHIN * 100:g} % or {SAME_MS:g} ms; "
+        f"'beat' means lower by more) | "
         f"{_held(v.blind_same)} ({_n(v.blind_ratio, 2)}) | — |",
         "",
         f"Whole order precise < approximate < load-only ≈ random (TTFT p90): "

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 
 import pytest
 
+from tests.e2e.eppgateway import EppGateway
 from tests.e2e.harness import ManagedProcess, PrometheusServer, SimProcess, prometheus_binary
 
 
@@ -64,6 +65,24 @@ def start_sim(_processes: _Processes) -> Callable[..., SimProcess]:
         return sim
 
     return start
+
+
+@pytest.fixture
+async def epp_gateway(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., EppGateway]]:
+    """Factory: ``epp_gateway(*epp_flags)`` starts `pyllmd epp` on loopback ports with
+    a real Envoy ready to go in front (``await gw.start()``); both stop at test end."""
+    started: list[EppGateway] = []
+
+    def make(*args: str) -> EppGateway:
+        gw = EppGateway(args)
+        started.append(gw)
+        return gw
+
+    try:
+        yield make
+    finally:
+        for gw in started:
+            await gw.close(_failed(request))
 
 
 @pytest.fixture

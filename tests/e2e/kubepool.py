@@ -63,6 +63,12 @@ def add_objective(kube: KubeFake, name: str, priority: int) -> None:
     )
 
 
+def pool_args(kube: KubeFake, directory: Path, *extra: str) -> list[str]:
+    """Flags of an EPP reading InferencePool `pool` in NS from the fake API server."""
+    kubeconfig = write_kubeconfig(directory, kube.url)
+    return ["--pool-name=pool", f"--pool-namespace={NS}", f"--kubeconfig={kubeconfig}", *extra]
+
+
 def write_kubeconfig(directory: Path, server: str) -> Path:
     """A kubeconfig for the fake API server (no credentials)."""
     path = directory / "kubeconfig"

@@ -10,13 +10,10 @@ client. Which server did what is read from the simulators' own metrics
 from __future__ import annotations
 
 import base64
-import socket
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +21,15 @@ from openai import AsyncOpenAI
 
 from pyllmd.core.promtext import parse_samples
 from pyllmd.epp.datastore import static_pod_name
-from pyllmd.stack.envoy import EnvoyProcess, envoy_bootstrap
-from tests.e2e.harness import LOOPBACK, ManagedProcess, SimProcess, free_port, http_get
+from tests.e2e.eppgateway import EppGateway, static_args
+from tests.e2e.harness import (
+    LOOPBACK,
+    ManagedProcess,
+    SimProcess,
+    free_port,
+    http_get,
+    two_free_ports,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -91,62 +95,16 @@ def _healthy(port: int) -> bool:
     return http_get(f"http://{LOOPBACK}:{port}/health")[0] == 200
 
 
-def free_pair() -> int:
-    """The first of two consecutive free loopback ports (bounded search)."""
-    for _ in range(50):
-        base = free_port()
-        if base < 65535 and _free(base + 1):
-            return base
-    raise RuntimeError("no two consecutive free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture
-async def make_stack() -> AsyncIterator[StackFactory]:
+def make_stack(epp_gateway: Callable[..., EppGateway]) -> StackFactory:
     """Factory: `await make_stack(config, static_endpoints)` → EPP and Envoy in front."""
-    started: list[tuple[ManagedProcess, EnvoyProcess, AsyncOpenAI]] = []
 
     async def make(config: str, endpoints: Sequence[str]) -> Stack:
-        grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
-        argv = [
-            sys.executable, "-m", "pyllmd", "epp", "--static-endpoints=" + ",".join(endpoints),
-            f"--bind-address={LOOPBACK}", f"--grpc-port={grpc_port}",
-            f"--grpc-health-port={health_port}", f"--metrics-port={metrics_port}",
-            "--metrics-endpoint-auth=false", "--health-checking=true", "--config-text", config,
-        ]  # fmt: skip
-        epp = ManagedProcess("pyllmd-epp", argv, None)
-        url = f"http://{LOOPBACK}:{metrics_port}/metrics"
-        epp.wait_until(lambda: http_get(url)[0] == 200, 20.0, "serving /metrics")
-        listen, admin = free_port(), free_port()
-        bootstrap = envoy_bootstrap(listen, grpc_port, admin, health_check=True)
-        envoy = EnvoyProcess(Path(tempfile.mkdtemp(prefix="envoy-")), bootstrap)
-        client = AsyncOpenAI(
-            base_url=f"http://{LOOPBACK}:{listen}/v1", api_key="x", max_retries=0, timeout=30
-        )
-        started.append((epp, envoy, client))
-        await envoy.start()
-        return Stack(client, url)
+        gw = epp_gateway(*static_args(endpoints, config))
+        await gw.start()
+        return Stack(gw.client, gw.metrics_url)
 
-    try:
-        yield make
-    except BaseException:
-        for epp, envoy, _ in started:
-            print(epp.describe(tail=100))
-            print(envoy.log_file.read_text(errors="replace")[-3000:])
-        raise
-    finally:
-        for epp, envoy, client in started:
-            await client.close()
-            await envoy.stop()
-            epp.stop()
+    return make
 
 
 def successes(text: str) -> dict[str, float]:
@@ -259,7 +217,7 @@ async def test_epp_acc_51_55_session_affinity_over_data_parallel_ranks(
     start_sim: Callable[..., SimProcess],
     start_sidecar: SidecarFactory,
 ) -> None:
-    vllm, port = free_pair(), free_pair()
+    vllm, port = two_free_ports(), two_free_ports()
     start_sim(
         "--model", MODEL, "--port", str(vllm), "--data-parallel-size", "2",
         env={"POD_NAME": "dp-0"},

@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
-import tempfile
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from openai import AsyncOpenAI
 
 from pyllmd.core.promtext import parse_samples
-from pyllmd.stack.envoy import EnvoyProcess, envoy_bootstrap
+from tests.e2e.eppgateway import EppGateway, static_args
 from tests.e2e.harness import ManagedProcess, SimProcess, free_port, http_get
 
 pytestmark = pytest.mark.e2e
@@ -87,21 +84,10 @@ def scraped(url: str, name: str, **labels: str) -> float:
     )
 
 
-def _epp_argv(endpoints: str, zmq_port: int) -> tuple[list[str], int, str]:
-    grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
-    argv = [
-        sys.executable, "-m", "pyllmd", "epp", f"--static-endpoints={endpoints}",
-        "--bind-address=127.0.0.1", f"--grpc-port={grpc_port}",
-        f"--grpc-health-port={health_port}", f"--metrics-port={metrics_port}",
-        "--metrics-endpoint-auth=false", "--health-checking=true",
-        "--refresh-prometheus-metrics-interval=100ms",
-        "--config-text", CONFIG.format(model=MODEL, zmq_port=zmq_port),
-    ]  # fmt: skip
-    return argv, grpc_port, f"http://127.0.0.1:{metrics_port}/metrics"
-
-
 @pytest.fixture
-async def stack(request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+async def stack(
+    request: pytest.FixtureRequest, epp_gateway: Callable[..., EppGateway]
+) -> AsyncIterator[Stack]:
     """The simulators, the EPP (once it scraped both), then Envoy.
 
     The simulators' publishers connect before the EPP binds: ZMQ reconnects, and
@@ -109,52 +95,29 @@ async def stack(request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
     """
     zmq_port = free_port()
     ports = {host: free_port_on(host) for host in HOSTS}
-    argv, grpc_port, metrics_url = _epp_argv(
-        ",".join(f"{h}:{p}" for h, p in ports.items()), zmq_port
-    )
-    procs: list[ManagedProcess] = []
-    envoy: EnvoyProcess | None = None
-    client: AsyncOpenAI | None = None
+    sims: dict[str, SimProcess] = {}
     try:
-        sims: dict[str, SimProcess] = {}
         for host, port in ports.items():
             args = ("--host", host, "--port", str(port))
             zmq = ("--zmq-endpoint", f"tcp://127.0.0.1:{zmq_port}")
             sim = SimProcess((*args, *zmq, *SIM_ARGS), {"POD_IP": host, "POD_NAME": f"sim-{host}"})
             sim.base_url = f"http://{host}:{port}"  # the harness assumes 127.0.0.1
-            procs.append(sim)
             sims[host] = sim
         for sim in sims.values():
             sim.wait_healthy()
-        epp = ManagedProcess("pyllmd-epp", argv, None)
-        procs.append(epp)
-        epp.wait_until(lambda: http_get(metrics_url)[0] == 200, 20.0, "serving /metrics")
-        epp.wait_until(
-            lambda: scraped(metrics_url, "inference_pool_ready_pods") == len(sims),
-            10.0,
-            "scraping both simulators",
-        )
-        listen, admin = free_port(), free_port()
-        bootstrap = envoy_bootstrap(listen, grpc_port, admin, health_check=True)
-        envoy = EnvoyProcess(Path(tempfile.mkdtemp(prefix="envoy-")), bootstrap)
-        await envoy.start()
-        client = AsyncOpenAI(
-            base_url=f"http://127.0.0.1:{listen}/v1", api_key="unused", max_retries=0, timeout=30
-        )
-        yield Stack(sims, epp, metrics_url, client)
+        config = CONFIG.format(model=MODEL, zmq_port=zmq_port)
+        endpoints = [f"{h}:{p}" for h, p in ports.items()]
+        refresh = "--refresh-prometheus-metrics-interval=100ms"
+        gw = epp_gateway(*static_args(endpoints, config, refresh))
+        await gw.start(ready_pods=len(sims))
+        yield Stack(sims, gw.epp, gw.metrics_url, gw.client)
     finally:
         report = getattr(request.node, "rep_call", None)
         passed = report is not None and not report.failed
-        if client is not None:
-            await client.close()
-        if envoy is not None:
+        for sim in reversed(sims.values()):
+            sim.stop()
             if not passed:
-                print(envoy.log_file.read_text(errors="replace")[-3000:])
-            await envoy.stop()
-        for proc in reversed(procs):
-            proc.stop()
-            if not passed:
-                print(proc.describe(tail=80))
+                print(sim.describe(tail=80))
 
 
 def _warm(sim: SimProcess, prompt: str) -> None:

@@ -14,20 +14,17 @@ exercised in pool mode by test_epp_kubernetes.py.
 from __future__ import annotations
 
 import asyncio
-import sys
-import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import openai
 import pytest
 from openai import AsyncOpenAI
 
 from pyllmd.core.promtext import parse_samples
-from pyllmd.stack.envoy import EnvoyProcess, envoy_bootstrap
-from tests.e2e.harness import ManagedProcess, SimProcess, free_port, http_get
+from tests.e2e.eppgateway import EppGateway, static_args
+from tests.e2e.harness import ManagedProcess, SimProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -60,52 +57,19 @@ class Gateway:
 GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
-def _start_epp(
-    sims: Sequence[SimProcess], config: str, extra: Sequence[str]
-) -> tuple[ManagedProcess, int]:
-    grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
-    argv = [
-        sys.executable, "-m", "pyllmd", "epp",
-        "--static-endpoints=" + ",".join(f"127.0.0.1:{s.port}" for s in sims),
-        "--bind-address=127.0.0.1", f"--grpc-port={grpc_port}",
-        f"--grpc-health-port={health_port}", f"--metrics-port={metrics_port}",
-        "--metrics-endpoint-auth=false", "--health-checking=true", "--config-text", config, *extra,
-    ]  # fmt: skip
-    epp = ManagedProcess("pyllmd-epp", argv, None)
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
-    epp.wait_until(lambda: http_get(url)[0] == 200, 20.0, "serving /metrics")
-    return epp, grpc_port
-
-
 @pytest.fixture
-async def make_gateway(start_sim: Callable[..., SimProcess]) -> AsyncIterator[GatewayFactory]:
+def make_gateway(
+    start_sim: Callable[..., SimProcess], epp_gateway: Callable[..., EppGateway]
+) -> GatewayFactory:
     """Factory: `await make_gateway(config, *epp_flags)` → three sims, the EPP and Envoy."""
-    started: list[tuple[ManagedProcess, EnvoyProcess, AsyncOpenAI]] = []
 
     async def make(config: str, *extra: str) -> Gateway:
         sims = [start_sim(*SIM_ARGS, env={"POD_NAME": f"sim-{i}"}) for i in range(3)]
-        epp, grpc_port = _start_epp(sims, config, extra)
-        listen, admin = free_port(), free_port()
-        bootstrap = envoy_bootstrap(listen, grpc_port, admin, health_check=True)
-        envoy = EnvoyProcess(Path(tempfile.mkdtemp(prefix="envoy-")), bootstrap)
-        url = f"http://127.0.0.1:{listen}"
-        client = AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=30)
-        started.append((epp, envoy, client))
-        await envoy.start()
-        return Gateway(url, epp, sims, client)
+        gw = epp_gateway(*static_args([f"127.0.0.1:{s.port}" for s in sims], config, *extra))
+        await gw.start()
+        return Gateway(gw.url, gw.epp, sims, gw.client)
 
-    try:
-        yield make
-    except BaseException:
-        for epp, envoy, _ in started:
-            print(epp.describe(tail=100))
-            print(envoy.log_file.read_text(errors="replace")[-3000:])
-        raise
-    finally:
-        for epp, envoy, client in started:
-            await client.close()
-            await envoy.stop()
-            epp.stop()
+    return make
 
 
 def _successes(sim: SimProcess) -> int:

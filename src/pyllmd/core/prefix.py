@@ -7,9 +7,9 @@ Two upstream schemes, both exact (see the kv-events contract):
 * v0.5.0 "request keys": FNV-1a-64 over canonical CBOR, chained on the uint64 key,
   with the model (or LoRA) name mixed into the root.
 
-CBOR comes from `cbor2` (canonical mode) and SHA-256 from `hashlib`. FNV-1a-64 is
-written by hand: it is a five-line loop, no maintained stdlib or well-kept package
-offers it, and a dependency for it would cost more than it saves.
+CBOR comes from `cbor2` (canonical mode), SHA-256 from `hashlib` and FNV-1a-64
+from `fnv-c` (C): a byte loop in Python cost 11 µs per block, most of the precise
+prefix scorer's time on a long prompt.
 """
 
 from __future__ import annotations
@@ -19,18 +19,12 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import cbor2
-
-FNV64_OFFSET = 0xCBF29CE484222325
-FNV64_PRIME = 0x100000001B3
-_MASK64 = 0xFFFFFFFFFFFFFFFF
+import fnv_c
 
 
 def fnv1a_64(data: bytes) -> int:
     """FNV-1a 64-bit hash of `data` (the v0.5.0 scheme's hash function)."""
-    h = FNV64_OFFSET
-    for byte in data:
-        h = ((h ^ byte) * FNV64_PRIME) & _MASK64
-    return h
+    return int(fnv_c.fnv1a_64(data))
 
 
 def _check_block_size(block_size: int) -> None:

@@ -11,8 +11,8 @@ Hugging Face tokenizer: a local `tokenizer.json` run by the `tokenizers` library
 Nothing here ever touches the network: a tokenizer is found on disk or not at all
 (upstream downloads from the Hub; a routing decision must not depend on that).
 
-FNV-1a-32 is written by hand: no stdlib or well-kept package provides it, and it is
-four lines. Ids of repeated token strings are memoised, since prompts repeat words.
+FNV-1a-32 comes from `fnv-c` (C). Ids of repeated token strings are memoised,
+since prompts repeat words.
 """
 
 from __future__ import annotations
@@ -24,15 +24,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+import fnv_c
+
 from pyllmd.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.json"
-
-FNV32_OFFSET = 0x811C9DC5
-FNV32_PRIME = 0x01000193
-_MASK32 = 0xFFFFFFFF
 
 # Same alternatives, in the same order, as upstream (order matters: leftmost-first,
 # so "_x" yields "_" then "x"). `\w` and `\s` are spelled out because Python's are
@@ -45,10 +43,7 @@ _TOKEN_RE = re.compile(
 
 def fnv1a_32(data: bytes) -> int:
     """FNV-1a 32-bit hash of `data`."""
-    h = FNV32_OFFSET
-    for byte in data:
-        h = ((h ^ byte) * FNV32_PRIME) & _MASK32
-    return h
+    return int(fnv_c.fnv1a_32(data))
 
 
 @lru_cache(maxsize=65536)
@@ -93,7 +88,7 @@ class SimpleTokenizer:
         return len(_TOKEN_RE.findall(text))
 
     def ids(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return [token_id(s) for s in _TOKEN_RE.findall(text)]
+        return list(map(token_id, _TOKEN_RE.findall(text)))
 
 
 class HFTokenizer:

@@ -83,12 +83,26 @@ def test_verdict_checks_each_comparison() -> None:
     assert v.aware_ttft and v.precise_ttft and v.blind_same and v.order_held
     assert v.aware_hits and v.precise_hits
     assert not v.aware_tie  # 5 points apart
-    tie = [_run("precise", 60, 90), _run("approximate", 50, 90.5), *published[2:]]
+    tie = [_run("precise", 60, 90), _run("approximate", 58, 90.5), *published[2:]]
     v = epp_kv_wins_report.verdict(tie)
     assert v.aware_ttft and not v.precise_ttft and not v.order_held and not v.precise_hits
     assert v.aware_tie
+    # a p90 lower by under 10 % is noise, not an order
+    close = [_run("precise", 1000, 87), _run("approximate", 1050, 62), *published[2:]]
+    v = epp_kv_wins_report.verdict(close)
+    assert not v.precise_ttft and not v.aware_ttft and not v.order_held
+    assert v.precise_hits and not v.aware_tie  # 25 points of hit rate are no tie
     apart = [*published[:3], _run("random", 2000, 38)]
     assert not epp_kv_wins_report.verdict(apart).blind_same
+
+
+def test_a_tie_is_within_ten_percent_or_ten_milliseconds() -> None:
+    same, lower = epp_kv_wins_report.same, epp_kv_wins_report.lower
+    assert same(37.7, 45.5)  # 7.8 ms apart: 17 % of 45.5, but under 10 ms
+    assert not same(30.0, 45.0) and lower(30.0, 45.0)
+    assert same(3556.0, 3900.0) and not lower(3556.0, 3900.0)  # 8.8 % of the larger
+    assert not same(3556.0, 4364.0) and lower(3556.0, 4364.0)
+    assert not lower(45.0, 30.0)
 
 
 def test_render_reports_the_table_and_what_did_not_hold() -> None:
@@ -98,17 +112,20 @@ def test_render_reports_the_table_and_what_did_not_hold() -> None:
         _run("load-only", 1000, 40),
         _run("random", 1000, 38),
     ]
-    setup = Setup(40, 4, 16, 640, 1, 0.925)
-    block = epp_kv_wins_report.render(setup, runs, datetime(2026, 1, 2, 3, 4, tzinfo=UTC))
+    setup = Setup(40, 4, 60, 640, 1, 0.925, ceiling_capacity=480, blind_capacity=50)
+    block = epp_kv_wins_report.render([(setup, runs)], datetime(2026, 1, 2, 3, 4, tzinfo=UTC))
     assert block.startswith(epp_kv_wins_report.START)
     assert block.rstrip().endswith(epp_kv_wins_report.END)
-    assert "40 streamed requests per configuration, 4 tenants, 16 concurrent" in block
+    assert "40 streamed requests per configuration and rate, 4 tenants, sent open-loop" in block
+    assert "about 480 requests per second at that hit rate and about 50 when" in block
+    assert "At 60 requests per second, 1.20 × what a cache-blind spread can serve and " in block
+    assert "0.12 × what a spread at the ceiling can:" in block
     assert "could reach on this sequence (every tenant's prompt cached after its first " in block
     assert "request) is 92.5 %." in block
     assert "2.0 points of hit rate apart" not in block  # 2 points is not a tie
     assert "Precise − approximate hit rate: -2.0 points." in block
     assert "Last run: 2026-01-02 03:04 UTC" in block
-    assert "| precise | 60.0 | 60.0 | 90.0 % | 0 | 5 / 5 | 2.0 |" in block
+    assert "| precise | 60.0 | 60.0 | 60.0 | 90.0 % | 0 | 5 / 5 | 2.0 |" in block
     assert "| precise beats approximate | **did not hold** | **did not hold** |" in block
     assert "| cache-aware (precise, approximate) beat load-only and random | held | held |" in block
     assert "(TTFT p90): **did not hold**" in block
@@ -144,6 +161,30 @@ def test_divergent_words_are_one_token_but_about_eleven_characters() -> None:
     assert reqs[0].prompt != ideal[0].prompt
 
 
+def test_arrivals_are_a_seeded_poisson_process_of_the_rate() -> None:
+    starts = epp_kv_wins.arrivals(4000, rate=50.0, seed=2)
+    assert starts == epp_kv_wins.arrivals(4000, rate=50.0, seed=2)
+    assert starts[0] == 0.0 and starts == sorted(starts)
+    assert len(starts) / starts[-1] == pytest.approx(50.0, rel=0.05)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    # exponential gaps: the standard deviation equals the mean
+    mean = sum(gaps) / len(gaps)
+    sd = math.sqrt(sum((g - mean) ** 2 for g in gaps) / len(gaps))
+    assert sd == pytest.approx(mean, rel=0.1)
+
+
+def test_capacity_falls_with_the_miss_share_and_brackets_the_rate() -> None:
+    # every request a hit: 24 question tokens of prefill + 3 decode steps per slot
+    hit_ms = epp_kv_wins.QUESTION_WORDS + 3 * epp_kv_wins.ITL_MS
+    slots = len(epp_kv_wins.HOSTS) * epp_kv_wins.MAX_NUM_SEQS
+    assert epp_kv_wins.capacity(0.0) == pytest.approx(slots * 1000 / hit_ms)
+    assert epp_kv_wins.capacity(1.0) < epp_kv_wins.capacity(0.5) < epp_kv_wins.capacity(0.0)
+    shape = epp_kv_wins.setup(epp_kv_wins.workload())
+    # every offered rate overloads a cache-blind spread, none a spread at the ceiling
+    for rate in epp_kv_wins.RATES:
+        assert shape.blind_capacity < rate < shape.ceiling_capacity / 2
+
+
 def test_drop_points_take_each_simulator_once_midway() -> None:
     points = epp_kv_wins.drop_points(480)
     assert points == {192: 0, 240: 1, 288: 2, 336: 3}
@@ -155,13 +196,18 @@ def test_render_adds_the_divergent_section_after_the_ideal_one() -> None:
     ideal += [_run("load-only", 1000, 40), _run("random", 1000, 38)]
     divergent = [_run("precise", 60, 90), _run("approximate", 500, 70)]
     divergent += [_run("load-only", 1000, 40), _run("random", 1000, 38)]
-    setup = Setup(40, 4, 16, 640, 1, 0.925)
-    block = epp_kv_wins_report.render(setup, ideal, divergent=(setup, divergent))
+    setup = Setup(40, 4, 60, 640, 1, 0.925, ceiling_capacity=480, blind_capacity=50)
+    faster = Setup(40, 4, 120, 640, 1, 0.925, ceiling_capacity=480, blind_capacity=50)
+    block = epp_kv_wins_report.render(
+        [(setup, ideal)], divergent=[(setup, divergent), (faster, ideal)]
+    )
     assert block.count(epp_kv_wins_report.START) == 1
     assert block.rstrip().endswith(epp_kv_wins_report.END)
     assert block.index("(h) Ideal: 40") < block.index("AllBlocksCleared")
     assert block.index("AllBlocksCleared") < block.index("(h) Divergent: 40")
-    assert block.count("| configuration |") == 2
     assert "Precise − approximate hit rate: +20.0 points." in block
     assert "| precise beats approximate | held | held |" in block
-    assert "(h) Ideal" not in epp_kv_wins_report.render(setup, ideal)
+    assert block.count("At 60 requests per second") == 2
+    assert block.index("(h) Divergent: 40") < block.index("At 120 requests per second")
+    assert block.count("| configuration |") == 3
+    assert "(h) Ideal" not in epp_kv_wins_report.render([(setup, ideal)])

@@ -1,8 +1,8 @@
 """Request keys (kv-events contract §1.2) with a memo of recently keyed blocks.
 
-`pyllmd.core.prefix.request_keys` hashes every block with FNV-1a-64 in pure
-Python (~18 µs a block). The scorer keys every prompt and the event processor
-every stored block, and both see the same shared prefixes again and again, so a
+`pyllmd.core.prefix.request_keys` encodes every block as canonical CBOR and
+hashes it (~2.5 µs a block, mostly the CBOR). The scorer keys every prompt and
+the event processor every stored block, and both see the same shared prefixes again and again, so a
 bounded LRU of (parent key, block tokens) → key skips most of that work. The
 values are exactly `request_keys`'s (the tests compare them).
 """
