@@ -23,7 +23,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from pyllmd.core.promtext import parse_samples
-from tests.e2e.eppgateway import EppGateway, static_args
+from tests.e2e.eppgateway import EppGateway, static_args, value
 from tests.e2e.harness import ManagedProcess, SimProcess, free_port, http_get
 
 pytestmark = pytest.mark.e2e
@@ -77,11 +77,7 @@ def scraped(url: str, name: str, **labels: str) -> float:
     """The sum of the samples `name{labels}` on a `/metrics` page."""
     status, body = http_get(url)
     assert status == 200
-    return sum(
-        s.value
-        for s in parse_samples(body.decode())
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    )
+    return value(list(parse_samples(body.decode())), name, **labels)
 
 
 @pytest.fixture

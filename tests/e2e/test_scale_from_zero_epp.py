@@ -27,6 +27,7 @@ import openai
 import pytest
 
 from pyllmd.core.promtext import Sample, parse_samples
+from tests.e2e.eppgateway import value
 from tests.e2e.harness import ManagedProcess, free_port
 from tests.e2e.stacks import SATURATION_CONFIG_MAP
 
@@ -61,14 +62,6 @@ configMaps:
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as reply:
         return str(reply.read().decode())
-
-
-def _value(samples: list[Sample], name: str, **labels: str) -> float:
-    return sum(
-        s.value
-        for s in samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 class Stack:
@@ -137,7 +130,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 def test_scale_from_zero_through_envoy_and_the_epp_flow_control(stack: Stack) -> None:
     # at rest: no pod, an empty pool in the EPP, nothing queued
     assert stack.pool() == []
-    assert _value(stack.epp_samples(), QUEUE_SIZE) == 0
+    assert value(stack.epp_samples(), QUEUE_SIZE) == 0
     assert stack.vas()["only"]["status"].get("desiredOptimizedAlloc", {}).get("numReplicas", 0) == 0
 
     client = openai.OpenAI(base_url=stack.urls["gateway"], api_key="x", max_retries=0, timeout=60)
@@ -148,7 +141,7 @@ def test_scale_from_zero_through_envoy_and_the_epp_flow_control(stack: Stack) ->
         # 1. the request is held in the EPP's flow-control queue (Envoy has no answer yet)
         stack.wait_for(
             "the request queued in the EPP",
-            lambda: _value(stack.epp_samples(), QUEUE_SIZE, target_model_name=MODEL) == 1,
+            lambda: value(stack.epp_samples(), QUEUE_SIZE, target_model_name=MODEL) == 1,
         )
         # 2. the autoscaler reads that queue and scales the variant from 0 to 1
         stack.wait_for("wva_desired_replicas 1", lambda: stack.desired().get("only") == 1)
@@ -159,14 +152,14 @@ def test_scale_from_zero_through_envoy_and_the_epp_flow_control(stack: Stack) ->
     port = int(raw.headers["x-inference-port"])
     assert stack.pool() == [f"127.0.0.1:{port}"]
     sim = list(parse_samples(_get(f"http://127.0.0.1:{port}/metrics")))
-    assert _value(sim, "vllm:request_success_total") == 1
+    assert value(sim, "vllm:request_success_total") == 1
 
     def drained() -> list[Sample] | None:
         samples = stack.epp_samples()
-        return samples if _value(samples, QUEUE_SIZE) == 0 else None
+        return samples if value(samples, QUEUE_SIZE) == 0 else None
 
     samples = stack.wait_for("an empty queue", drained)
-    assert _value(samples, QUEUE_DURATION_COUNT, outcome="Dispatched") == 1
+    assert value(samples, QUEUE_DURATION_COUNT, outcome="Dispatched") == 1
     va = stack.vas()["only"]
     assert va["status"]["desiredOptimizedAlloc"]["numReplicas"] == 1
     reasons = {c["type"]: c["reason"] for c in va["status"]["conditions"]}
