@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -46,10 +45,34 @@ def fnv1a_32(data: bytes) -> int:
     return int(fnv_c.fnv1a_32(data))
 
 
-@lru_cache(maxsize=65536)
+_IDS: dict[str, int] = {}  # token string → id; cleared when it reaches _IDS_MAX
+_IDS_MAX = 65_536
+
+
 def token_id(token: str) -> int:
     """Id of one token string (FNV-1a-32 of its UTF-8 bytes, trailing whitespace included)."""
-    return fnv1a_32(token.encode("utf-8"))
+    found = _IDS.get(token)
+    if found is None:
+        if len(_IDS) >= _IDS_MAX:
+            _IDS.clear()
+        found = _IDS[token] = fnv1a_32(token.encode("utf-8"))
+    return found
+
+
+def token_ids(tokens: list[str]) -> list[int]:
+    """Ids of token strings. Most of a prompt's tokens were seen before, so the
+    all-known case is one C-level pass over the memo (a long prompt has thousands)."""
+    try:
+        return list(map(_IDS.__getitem__, tokens))
+    except KeyError:
+        pass
+    missing = set(tokens).difference(_IDS)
+    if len(_IDS) + len(missing) > _IDS_MAX:
+        _IDS.clear()
+        missing = set(tokens)
+    for token in missing:
+        _IDS[token] = fnv1a_32(token.encode("utf-8"))
+    return list(map(_IDS.__getitem__, tokens))
 
 
 class Tokenizer(Protocol):
@@ -79,7 +102,7 @@ class SimpleTokenizer:
 
     def encode(self, text: str) -> tuple[list[int], list[str]]:
         strs = self.tokens(text)
-        return [token_id(s) for s in strs], strs
+        return token_ids(strs), strs
 
     def tokens(self, text: str) -> list[str]:
         return _TOKEN_RE.findall(text)  # no capturing group: whole matches
@@ -88,7 +111,7 @@ class SimpleTokenizer:
         return len(_TOKEN_RE.findall(text))
 
     def ids(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return list(map(token_id, _TOKEN_RE.findall(text)))
+        return token_ids(_TOKEN_RE.findall(text))
 
 
 class HFTokenizer:

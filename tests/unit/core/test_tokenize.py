@@ -31,6 +31,23 @@ def test_hello_world_is_four_tokens_with_trailing_whitespace() -> None:
     assert TOK.ids("Hello, world!") == ids == TOK.ids("Hello, world!", add_special_tokens=False)
 
 
+def test_ids_are_the_same_whether_memoised_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyllmd.core import tokenize
+
+    text = "known words first, then zq_never_seen_before and 42 more ; tokens"
+    expected = [fnv1a_32(s.encode()) for s in TOK.tokens(text)]
+    monkeypatch.setattr(tokenize, "_IDS", {})
+    assert TOK.ids(text) == expected  # all new
+    assert TOK.ids(text) == expected  # all memoised
+    assert TOK.ids(text + " fresh") == [*expected[:-1], fnv1a_32(b"tokens "), fnv1a_32(b"fresh")]
+    # the memo is bounded: a miss that would pass the bound starts it afresh
+    monkeypatch.setattr(tokenize, "_IDS_MAX", 4)
+    longer = text + " brand"
+    assert TOK.ids(longer) == [*expected[:-1], fnv1a_32(b"tokens "), fnv1a_32(b"brand")]
+    assert set(tokenize._IDS) == set(TOK.tokens(longer))
+    assert tokenize.token_id("one") == fnv1a_32(b"one")
+
+
 def test_fnv1a_32_known_values() -> None:
     assert fnv1a_32(b"") == 0x811C9DC5
     assert fnv1a_32(b"a") == 0xE40C292C

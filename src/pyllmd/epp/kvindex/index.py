@@ -25,17 +25,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 DEFAULT_TIER = "GPU"  # an event without `medium` (upstream's spelling: upper case)
 DEFAULT_SIZE = 100_000_000
 DEFAULT_POD_CACHE_SIZE = 10
 
 
-@dataclass(frozen=True, slots=True)
-class PodEntry:
-    """A pod (its address, as in the event topic) holding a block on one device tier."""
+class PodEntry(NamedTuple):
+    """A pod (its address, as in the event topic) holding a block on one device tier.
+
+    A NamedTuple, not a dataclass: scoring hashes entries once per block and pod, and a
+    tuple's hash is computed in C."""
 
     pod: str
     tier: str = DEFAULT_TIER
@@ -129,7 +130,10 @@ class KVBlockIndex:
 
     def _live(self, holders: _Holders) -> bool:
         """Purges entries of older epochs; whether any entry is left."""
-        stale = [e for e, epoch in holders.items() if epoch != self._epoch.get(e.pod, 0)]
+        epochs = self._epoch
+        if not epochs:  # no pod was ever cleared: every entry is current
+            return bool(holders)
+        stale = [e for e, epoch in holders.items() if epoch != epochs.get(e.pod, 0)]
         for e in stale:
             del holders[e]
         return bool(holders)
@@ -193,9 +197,12 @@ def longest_prefix_scores(
     active: set[str] | None = None
     for entries in per_block:
         best: dict[str, float] = {}
-        for e in entries:
-            best[e.pod] = max(best.get(e.pod, 0.0), weights.get(e.tier, 1.0))
-        active = set(best) if active is None else active & set(best)
+        for pod, tier in entries:
+            best[pod] = max(best.get(pod, 0.0), weights.get(tier, 1.0))
+        if active is None:
+            active = set(best)
+        else:
+            active &= best.keys()
         if not active:
             break
         for pod in active:
