@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from openai import AsyncOpenAI
@@ -81,10 +82,9 @@ def scraped(url: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-async def stack(
-    request: pytest.FixtureRequest, epp_gateway: Callable[..., EppGateway]
-) -> AsyncIterator[Stack]:
-    """The simulators, the EPP (once it scraped both), then Envoy.
+async def stack(_processes: Any, epp_gateway: Callable[..., EppGateway]) -> Stack:
+    """The simulators, the EPP (once it scraped both), then Envoy; all stopped (with
+    logs on failure) by the shared fixtures.
 
     The simulators' publishers connect before the EPP binds: ZMQ reconnects, and
     they hold their events until a subscriber is there.
@@ -92,28 +92,21 @@ async def stack(
     zmq_port = free_port()
     ports = {host: free_port_on(host) for host in HOSTS}
     sims: dict[str, SimProcess] = {}
-    try:
-        for host, port in ports.items():
-            args = ("--host", host, "--port", str(port))
-            zmq = ("--zmq-endpoint", f"tcp://127.0.0.1:{zmq_port}")
-            sim = SimProcess((*args, *zmq, *SIM_ARGS), {"POD_IP": host, "POD_NAME": f"sim-{host}"})
-            sim.base_url = f"http://{host}:{port}"  # the harness assumes 127.0.0.1
-            sims[host] = sim
-        for sim in sims.values():
-            sim.wait_healthy()
-        config = CONFIG.format(model=MODEL, zmq_port=zmq_port)
-        endpoints = [f"{h}:{p}" for h, p in ports.items()]
-        refresh = "--refresh-prometheus-metrics-interval=100ms"
-        gw = epp_gateway(*static_args(endpoints, config, refresh))
-        await gw.start(ready_pods=len(sims))
-        yield Stack(sims, gw.epp, gw.metrics_url, gw.client)
-    finally:
-        report = getattr(request.node, "rep_call", None)
-        passed = report is not None and not report.failed
-        for sim in reversed(sims.values()):
-            sim.stop()
-            if not passed:
-                print(sim.describe(tail=80))
+    for host, port in ports.items():
+        args = ("--host", host, "--port", str(port))
+        zmq = ("--zmq-endpoint", f"tcp://127.0.0.1:{zmq_port}")
+        sim = SimProcess((*args, *zmq, *SIM_ARGS), {"POD_IP": host, "POD_NAME": f"sim-{host}"})
+        _processes.items.append(sim)
+        sim.base_url = f"http://{host}:{port}"  # the harness assumes 127.0.0.1
+        sims[host] = sim
+    for sim in sims.values():
+        sim.wait_healthy()
+    config = CONFIG.format(model=MODEL, zmq_port=zmq_port)
+    endpoints = [f"{h}:{p}" for h, p in ports.items()]
+    refresh = "--refresh-prometheus-metrics-interval=100ms"
+    gw = epp_gateway(*static_args(endpoints, config, refresh))
+    await gw.start(ready_pods=len(sims))
+    return Stack(sims, gw.epp, gw.metrics_url, gw.client)
 
 
 def _warm(sim: SimProcess, prompt: str) -> None:

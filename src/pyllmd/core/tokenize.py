@@ -45,18 +45,13 @@ def fnv1a_32(data: bytes) -> int:
     return int(fnv_c.fnv1a_32(data))
 
 
-_IDS: dict[str, int] = {}  # token string → id; cleared when it reaches _IDS_MAX
+_IDS: dict[str, int] = {}  # token string → id; started afresh before it passes _IDS_MAX
 _IDS_MAX = 65_536
 
 
 def token_id(token: str) -> int:
     """Id of one token string (FNV-1a-32 of its UTF-8 bytes, trailing whitespace included)."""
-    found = _IDS.get(token)
-    if found is None:
-        if len(_IDS) >= _IDS_MAX:
-            _IDS.clear()
-        found = _IDS[token] = fnv1a_32(token.encode("utf-8"))
-    return found
+    return token_ids([token])[0]
 
 
 def token_ids(tokens: list[str]) -> list[int]:

@@ -2,9 +2,9 @@
 
 `pyllmd.core.prefix.request_keys` encodes every block as canonical CBOR and
 hashes it (~2.5 µs a block, mostly the CBOR). The scorer keys every prompt and
-the event processor every stored block, and both see the same shared prefixes again and again, so a
-bounded LRU of (parent key, block tokens) → key skips most of that work. The
-values are exactly `request_keys`'s (the tests compare them).
+the event processor every stored block, and both see the same shared prefixes
+again and again, so a bounded LRU of (parent key, block tokens) → key skips most
+of that work. The values are exactly `request_keys`'s (the tests compare them).
 """
 
 from __future__ import annotations
