@@ -26,7 +26,7 @@ import ast
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +145,36 @@ def load_json(path: Path) -> tuple[list[Check], dict[str, str], dict[str, str]]:
     return checks, deferred, notes
 
 
+@dataclass(frozen=True)
+class Correction:
+    """A spec statement (outside the acceptance checks) that upstream's code contradicts."""
+
+    where: str
+    spec: str
+    upstream: str
+    tests: tuple[str, ...] = ()
+
+
+def load_corrections(path: Path) -> list[Correction]:
+    """The JSON's `corrections` list (empty when absent)."""
+    data = json.loads(path.read_text())
+    return [
+        Correction(str(c["where"]), str(c["spec"]), str(c["upstream"]), tuple(c.get("tests", ())))
+        for c in data.get("corrections", [])
+    ]
+
+
+def _correction_json(correction: Correction) -> dict[str, object]:
+    item: dict[str, object] = {
+        "where": correction.where,
+        "spec": correction.spec,
+        "upstream": correction.upstream,
+    }
+    if correction.tests:
+        item["tests"] = list(correction.tests)
+    return item
+
+
 def _by_number(items: Mapping[str, str]) -> dict[str, str]:
     return dict(sorted(items.items(), key=lambda kv: int(kv[0])))
 
@@ -162,13 +192,16 @@ def dump_json(
     deferred: Mapping[str, str],
     notes: Mapping[str, str] | None = None,
     source: str = "shared/spec/simulator.md, section 14 (regenerate: make conformance)",
+    corrections: Sequence[Correction] = (),
 ) -> None:
-    data = {
+    data: dict[str, object] = {
         "source": source,
         "deferred": _by_number(deferred),
         "notes": _by_number(notes or {}),
-        "checks": [_check_json(c) for c in checks],
     }
+    if corrections:
+        data["corrections"] = [_correction_json(c) for c in corrections]
+    data["checks"] = [_check_json(c) for c in checks]
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -262,6 +295,7 @@ def render(
     deferred: Mapping[str, str],
     notes: Mapping[str, str] | None = None,
     suite: Suite = SIMULATOR,
+    corrections: Sequence[Correction] = (),
 ) -> str:
     """The whole conformance page; a pure function of its inputs."""
     states = [status(c, tests, deferred, notes) for c in checks]
@@ -287,12 +321,26 @@ def render(
     if unknown:
         lines += ["", "Tests naming a check the spec does not have:", ""]
         lines += [f"- `{t}`" for n in unknown for t in tests[n]]
+    if corrections:
+        lines += ["", "## Corrections to the spec", ""]
+        lines += [
+            "Statements of the spec outside the acceptance checks that upstream's code at the",
+            "pinned revision contradicts; pyllmd follows the code.",
+            "",
+            "| where | the spec says | upstream (and pyllmd) | tests |",
+            "|---|---|---|---|",
+        ]
+        for c in corrections:
+            names = "<br>".join(f"`{t}`" for t in c.tests)
+            lines.append(f"| {_cell(c.where)} | {_cell(c.spec)} | {_cell(c.upstream)} | {names} |")
     return "\n".join(lines) + "\n"
 
 
 def generate(root: Path = ROOT, checks_json: Path | None = None, suite: Suite = SIMULATOR) -> str:
-    checks, deferred, notes = load_json(checks_json or suite.checks_json)
-    return render(checks, scan_tests(root / "tests", root, suite), deferred, notes, suite)
+    path = checks_json or suite.checks_json
+    checks, deferred, notes = load_json(path)
+    tests = scan_tests(root / "tests", root, suite)
+    return render(checks, tests, deferred, notes, suite, load_corrections(path))
 
 
 def refresh(suite: Suite, spec: Path) -> bool:
@@ -301,8 +349,9 @@ def refresh(suite: Suite, spec: Path) -> bool:
         return False
     path = suite.checks_json
     _, deferred, notes = load_json(path) if path.exists() else ([], {}, {})
+    corrections = load_corrections(path) if path.exists() else []
     checks = parse_spec(spec.read_text(), suite.section)
-    dump_json(path, checks, deferred, notes, _source(suite))
+    dump_json(path, checks, deferred, notes, _source(suite), corrections)
     return True
 
 

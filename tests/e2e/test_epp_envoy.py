@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, BadRequestError
 from openai.types.chat import ChatCompletionMessageParam
 
 from pyllmd.core.promtext import parse_samples
@@ -139,6 +139,31 @@ async def test_invalid_body_gets_the_epp_400_through_envoy(gateway: Gateway) -> 
             assert (await r.json())["data"][0]["id"] == MODEL
     assert gateway.scheduler.choices == {}
     assert sum(_successes(s) for s in gateway.sims) == 0
+
+
+async def test_chat_field_of_the_wrong_type_gets_the_epp_400_through_envoy(
+    gateway: Gateway,
+) -> None:
+    client = AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
+    with pytest.raises(BadRequestError) as refused:
+        await client.chat.completions.create(
+            model=MODEL, messages=messages, extra_body={"chat_template_kwargs": ["x"]}
+        )
+    assert refused.value.status_code == 400
+    assert refused.value.response.text == (
+        "inference gateway: BadRequest - failed to extract request data: "
+        "inference gateway: BadRequest - "
+        "invalid chat completions request: must have valid messages field"
+    )
+    assert gateway.scheduler.choices == {}
+    # JSON null is the field's zero value: routed and answered
+    answer = await client.chat.completions.create(
+        model=MODEL, messages=messages, extra_body={"chat_template_kwargs": None, "tools": None}
+    )
+    assert answer.choices[0].message.content
+    assert len(gateway.scheduler.choices) == 1
+    await client.close()
 
 
 async def test_large_body_is_routed_intact(gateway: Gateway) -> None:

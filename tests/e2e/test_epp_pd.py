@@ -9,6 +9,7 @@ client. Which server did what is read from the simulators' own metrics
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -166,6 +167,34 @@ async def test_epp_acc_53_request_is_prefilled_then_decoded(
     assert text  # SSE streamed from the decoder through the sidecar and Envoy
     assert successes(prefill.metrics()) == {"remote_decode": 2}
     assert pd_decisions(stack.epp_metrics_url) == {"prefill-decode": 2}
+
+
+async def test_sglang_connector_prefills_and_decodes_the_same_request(
+    make_stack: StackFactory,
+    start_sim: Callable[..., SimProcess],
+    start_sidecar: SidecarFactory,
+) -> None:
+    prefill = start_sim("--model", MODEL, env={"POD_NAME": "prefill-0"})
+    decode = start_sim("--model", MODEL, env={"POD_NAME": "decode-0"})
+    _, sidecar_port = start_sidecar(
+        f"--vllm-port={decode.port}", "--connector=sglang", env={"SGLANG_BOOTSTRAP_PORT": "9100"}
+    )
+    config = PD_CONFIG.format(decider="always-disagg-pd-decider", params="{}")
+    stack = await make_stack(config, pd_endpoints(prefill, sidecar_port))
+    raw = await stack.client.completions.with_raw_response.create(
+        model=MODEL, prompt="tell me a story", max_tokens=5
+    )
+    assert raw.parse().choices[0].text
+    assert raw.headers["x-inference-port"] == str(decode.port)  # the decoder's answer
+    assert sum(successes(decode.metrics()).values()) == 1
+    for _ in range(100):  # the prefill request runs in the background: bounded wait (~5 s)
+        if successes(prefill.metrics()):
+            break
+        await asyncio.sleep(0.05)
+    # the prefiller ran the whole request (no kv_transfer_params: not a vLLM remote decode)
+    prefilled = successes(prefill.metrics())
+    assert sum(prefilled.values()) == 1 and "remote_decode" not in prefilled
+    assert pd_decisions(stack.epp_metrics_url) == {"prefill-decode": 1}
 
 
 async def test_epp_acc_54_prefix_based_decider_on_the_wire(

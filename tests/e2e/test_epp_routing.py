@@ -140,3 +140,10 @@ async def test_killed_endpoint_stops_receiving_traffic(make_gateway: GatewayFact
     assert sum(_successes(s) for s in gw.sims[1:]) == len(after) + sum(
         p in survivors for p in before
     )
+    # at the default -v 2 the EPP said so once, with the error, not at every failed scrape
+    lines = gw.epp.output.splitlines()
+    down = [line for line in lines if "stopped answering metrics scrapes" in line]
+    assert len(down) == 1, down
+    assert "level=WARNING" in down[0]
+    assert f"endpoint=default/127-0-0-1-{victim.port}-rank-0" in down[0]
+    assert f"error=failed to fetch http://127.0.0.1:{victim.port}/metrics" in down[0]

@@ -144,7 +144,10 @@ def _convert(spec: FlagSpec, raw: str, previous: object) -> object:
     if kind is FlagKind.DURATION:
         return parse_duration(raw)
     if kind is FlagKind.STRING_LIST:  # pflag StringSlice: comma-separated, repeats append
-        items = tuple(next(csv.reader([raw]), [])) if raw else ()
+        try:
+            items = tuple(next(csv.reader([raw]), [])) if raw else ()
+        except csv.Error as err:  # e.g. a line break in an unquoted field
+            raise ValueError(str(err)) from None
         return (previous if isinstance(previous, tuple) else ()) + items
     return raw
 

@@ -21,6 +21,15 @@ def quote_go(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def printable(s: str) -> str:
+    """`s` with control characters escaped as `quote_go` escapes them, so a message that
+    shows a user's value stays on one line."""
+    return _CONTROL.sub(lambda m: quote_go(m.group())[1:-1], s)
+
+
 def parse_go_bool(s: str) -> bool:
     """`strconv.ParseBool`."""
     if s in ("1", "t", "T", "TRUE", "true", "True"):
@@ -113,8 +122,10 @@ def go_parse_duration_ns(s: str) -> int:
         rest = rest[number.end() :]
         unit_match = _UNIT.match(rest)
         unit = unit_match.group(0) if unit_match else ""
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {quote_go(s)}")
         if unit not in _UNIT_NS:
-            raise err
+            raise ValueError(f"time: unknown unit {quote_go(unit)} in duration {quote_go(s)}")
         rest = rest[len(unit) :]
         value = Fraction(int(whole or "0")) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
         total += value * _UNIT_NS[unit]

@@ -50,6 +50,8 @@ def connect(
         )
     except (LightkubeConfigError, OSError, ValueError) as err:
         raise ConfigError(f"unable to get kubeconfig: {err}") from None
+    except (AttributeError, KeyError, TypeError) as err:  # YAML that is not a kubeconfig
+        raise ConfigError(f"unable to get kubeconfig: not a kubeconfig file ({err})") from None
 
 
 def resource_type(group: str, version: str, kind: str, plural: str, namespaced: bool = True) -> Any:

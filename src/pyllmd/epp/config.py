@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.gosyntax import go_parse_duration_ns, parse_go_bool, parse_go_float
+from pyllmd.core.gosyntax import go_parse_duration_ns, parse_go_bool, parse_go_float, printable
 from pyllmd.epp.config_schema import (
     API_VERSION,
     KIND,
@@ -394,12 +394,13 @@ def load_config_file(
     registry: Registry | None = None,
 ) -> EppConfig:
     """Reads `path` and loads it like `load_config_text`."""
+    shown = printable(str(path))
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        reason = err.strerror or str(err)
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8, or a NUL in the path
+        reason = (err.strerror if isinstance(err, OSError) else None) or str(err)
         raise ConfigError(
-            f"{PARSE_PREFIX}failed to load config from a file '{path}' - "
-            f"open {path}: {reason.lower()}"
+            f"{PARSE_PREFIX}failed to load config from a file '{shown}' - "
+            f"open {shown}: {reason.lower()}"
         ) from None
     return load_config_text(text, env, registry)

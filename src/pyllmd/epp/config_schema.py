@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from pyllmd.core.gosyntax import go_parse_duration_ns
+from pyllmd.core.gosyntax import go_parse_duration_ns, quote_go
 from pyllmd.epp.framework.registry import json_kind
 
 API_VERSION = "inference.networking.x-k8s.io/v1alpha1"
@@ -87,9 +87,10 @@ class _StrictLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if key in seen:
+                line = key_node.start_mark.line + 1
                 raise DecodeError(
                     "error converting YAML to JSON: yaml: unmarshal errors: "
-                    f'line {key_node.start_mark.line + 1}: key "{key}" already set in map'
+                    f"line {line}: key {quote_go(str(key))} already set in map"
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -192,8 +193,9 @@ def decode_config(text: str) -> RawConfig:
         raise DecodeError(
             f"error converting YAML to JSON: yaml: line {line}: {err.problem}"
         ) from None
-    except yaml.YAMLError as err:
-        raise DecodeError(f"error converting YAML to JSON: yaml: {err}") from None
+    except yaml.YAMLError as err:  # e.g. a reader error: its text spans two lines
+        reason = " ".join(str(err).split())
+        raise DecodeError(f"error converting YAML to JSON: yaml: {reason}") from None
     if not isinstance(doc, dict) and doc is not None:
         raise DecodeError(f"json: cannot unmarshal {json_kind(doc)} into Go value of type {KIND}")
     doc = doc or {}

@@ -30,6 +30,7 @@ import yaml
 
 from pyllmd.core.clock import Clock
 from pyllmd.core.errors import ConfigError
+from pyllmd.core.gosyntax import printable
 from pyllmd.epp.datastore import Datastore, endpoints_from_static
 from pyllmd.epp.options import StaticEndpoint, _label_error
 
@@ -85,15 +86,15 @@ def parse_endpoints_file(text: str, name: str) -> tuple[StaticEndpoint, ...]:
         doc: Any = yaml.safe_load(text) if not name.endswith(".json") else json.loads(text)
     except (ValueError, yaml.YAMLError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"--endpoints-file {name}: {reason}") from None
+        raise ConfigError(f"--endpoints-file {printable(name)}: {reason}") from None
     if doc is None and not name.endswith(".json"):
         doc = []  # an empty YAML file
     if not isinstance(doc, list):
-        raise ConfigError(f"--endpoints-file {name}: want a list of target groups")
+        raise ConfigError(f"--endpoints-file {printable(name)}: want a list of target groups")
     out: list[StaticEndpoint] = []
     seen: set[tuple[str, int]] = set()
     for i, group in enumerate(doc):
-        where = f"--endpoints-file {name}: group {i}"
+        where = f"--endpoints-file {printable(name)}: group {i}"
         if not isinstance(group, Mapping):
             raise ConfigError(f"{where}: want a map with targets and labels")
         targets = group.get("targets") or []
@@ -103,7 +104,7 @@ def parse_endpoints_file(text: str, name: str) -> tuple[StaticEndpoint, ...]:
         for target in targets:
             host, port = _target(target, where)
             if (host, port) in seen:
-                raise ConfigError(f"{where}: {target} is listed twice")
+                raise ConfigError(f"{where}: {printable(str(target))} is listed twice")
             seen.add((host, port))
             out.append(StaticEndpoint(host, port, labels))
     return tuple(out)
@@ -116,7 +117,10 @@ class EndpointsFile:
         self, path: Path, datastore: Datastore, namespace: str, metrics_port_override: int = 0
     ) -> None:
         if not path.name.endswith(_SUFFIXES):
-            raise ConfigError(f"--endpoints-file {path}: the name must end in .json, .yml or .yaml")
+            shown = printable(str(path))
+            raise ConfigError(
+                f"--endpoints-file {shown}: the name must end in .json, .yml or .yaml"
+            )
         self.path = path
         self.datastore = datastore
         self.namespace = namespace
@@ -135,8 +139,8 @@ class EndpointsFile:
     def _read(self) -> tuple[StaticEndpoint, ...]:
         try:
             text = self.path.read_text()
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"--endpoints-file {self.path}: {err}") from None
+        except (OSError, ValueError) as err:  # ValueError: undecodable, or a NUL in the path
+            raise ConfigError(f"--endpoints-file {printable(str(self.path))}: {err}") from None
         return parse_endpoints_file(text, str(self.path))
 
     def _apply(self, entries: tuple[StaticEndpoint, ...]) -> None:

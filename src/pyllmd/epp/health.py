@@ -20,6 +20,9 @@ READINESS = "readiness"
 _SERVING: int = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
 _UNKNOWN: int = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+# grpc listens with SO_REUSEPORT by default, so a second process on the same port would
+# silently share it; Go's listener (upstream) refuses. Every EPP gRPC server turns it off.
+NO_REUSEPORT = (("grpc.so_reuseport", 0),)
 
 
 class EppHealth:
@@ -71,7 +74,7 @@ async def serve_health(
     health: EppHealth, port: int, host: str = "0.0.0.0"
 ) -> tuple[grpc.aio.Server, int]:
     """Start the plaintext health server on `host:port`; returns it and its port."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=NO_REUSEPORT)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

@@ -8,19 +8,18 @@ second: model lists change only when adapters are loaded or unloaded.
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 from pyllmd.epp.framework.types import Endpoint
 from pyllmd.epp.plugins.datalayer.model_server_protocol_models import parse_models
 from pyllmd.epp.scrape import ScrapeError, Scraper
-
-log = logging.getLogger(__name__)
 
 MIN_INTERVAL = 1.0  # seconds between `/v1/models` scrapes of one endpoint
 
 
 class ModelsScraper(Scraper):
     """Scrapes `<scheme>://<ip:port><path>` (the serving port) into `served_models`."""
+
+    KIND = "models"
 
     def url(self, endpoint: Endpoint) -> str:
         return f"{self.scheme}://{endpoint.hostport}{self.path}"
@@ -32,8 +31,7 @@ class ModelsScraper(Scraper):
         try:
             models = parse_models(await self.fetch(self.url(endpoint)))
         except (ScrapeError, ValueError) as exc:
-            log.debug("models scrape failed endpoint=%s error=%s", key, exc)
-            return False
+            return self.failed(key, exc)
         current = self.datastore.get(key)
         if current is None:
             return False

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import (
@@ -30,6 +30,7 @@ from pyllmd.core.flags import (
     HelpRequested,
     ParsedFlags,
     default_text,
+    format_duration,
     go_parse_duration_ns,
     parse_flags,
     parse_go_bool,
@@ -37,6 +38,9 @@ from pyllmd.core.flags import (
     quote_go,
     usage,
 )
+from pyllmd.core.gosyntax import printable
+from pyllmd.core.listen import host_error
+from pyllmd.core.zap import zap_error
 
 __all__ = [
     "EppOptions",
@@ -67,23 +71,12 @@ DEPRECATED_METRIC_FLAGS: dict[str, tuple[str, str]] = {
     "cache-info-metric": ("vllm:cache_config_info", "cacheInfoSpec"),
 }
 
-# controller-runtime zap flags: name -> (what its error calls a value, accepted values).
-_ZAP_CHOICES: dict[str, tuple[str, frozenset[str]]] = {
-    "zap-log-level": ("log level", frozenset({"debug", "info", "error", "panic"})),
-    "zap-encoder": ("encoder value", frozenset({"json", "console"})),
-    "zap-stacktrace-level": ("stacktrace level", frozenset({"info", "error", "panic"})),
-    "zap-time-encoding": (
-        "time-encoding value",
-        frozenset({"epoch", "millis", "nano", "nanos", "iso8601", "rfc3339", "rfc3339nano"}),
-    ),
-}
-
 # fmt: off
 _FLAGS: tuple[FlagSpec, ...] = (
-    FlagSpec("grpc-port", N, 9002, "Port of the ext_proc gRPC server Envoy calls"),
-    FlagSpec("grpc-health-port", N, 9003, "Port of the plaintext gRPC health service (liveness/readiness probes)"),
-    FlagSpec("metrics-port", N, 9090, "Port of the Prometheus /metrics server"),
-    FlagSpec("bind-address", S, "0.0.0.0", "pyllmd extension: address the ext_proc, health and metrics servers listen on (upstream: all interfaces)"),
+    FlagSpec("grpc-port", N, 9002, "Port of the ext_proc gRPC server Envoy calls (0: a free port)"),
+    FlagSpec("grpc-health-port", N, 9003, "Port of the plaintext gRPC health service (liveness/readiness probes; 0: a free port)"),
+    FlagSpec("metrics-port", N, 9090, "Port of the Prometheus /metrics server (0: a free port)"),
+    FlagSpec("bind-address", S, "0.0.0.0", "pyllmd extension: IP address or host name the ext_proc, health and metrics servers listen on (upstream: all interfaces)"),
     FlagSpec("ha-enable-leader-election", B, False, "Elect a leader through a Kubernetes Lease; only the leader reports ready"),
     FlagSpec("pool-group", S, "inference.networking.k8s.io", "API group of the InferencePool (inference.networking.x-k8s.io selects the v1alpha2 API)"),
     FlagSpec("pool-namespace", S, "", "Namespace of the InferencePool (default: $NAMESPACE, else default)"),
@@ -97,22 +90,22 @@ _FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("model-server-metrics-path", S, "/metrics", "URL path of model-server metrics"),
     FlagSpec("model-server-metrics-port", N, 0, "DEPRECATED: port to scrape metrics from pods; 0 scrapes each endpoint on its serving port"),
     FlagSpec("model-server-metrics-https-insecure-skip-verify", B, True, "Do not verify model-server certificates when scraping over https"),
-    FlagSpec("refresh-metrics-interval", D, 0.05, "Period of each endpoint's metrics scrape"),
-    FlagSpec("refresh-prometheus-metrics-interval", D, 5.0, "Period of the inference_pool_* gauge refresh"),
+    FlagSpec("refresh-metrics-interval", D, 0.05, "Period of each endpoint's metrics scrape (positive)"),
+    FlagSpec("refresh-prometheus-metrics-interval", D, 5.0, "Period of the inference_pool_* gauge refresh (positive)"),
     FlagSpec("metrics-staleness-threshold", D, 2.0, "Age after which an endpoint's scraped metrics count as stale"),
     *(
         FlagSpec(name, S, spec, f"DEPRECATED, an error when given: set {param} of the model-server-protocol-metrics plugin (or its engineConfigs) in the config file")
         for name, (spec, param) in DEPRECATED_METRIC_FLAGS.items()
     ),
     FlagSpec("v", N, 2, "Log verbosity: 2 default, 3 verbose, 4 debug, 5 trace", shorthand="v"),
-    FlagSpec("zap-devel", B, True, "Development logging (console encoder, stack traces from warn) instead of production (JSON, stack traces from error)"),
-    FlagSpec("zap-encoder", S, "", "Log encoding: json or console"),
+    FlagSpec("zap-devel", B, True, "Accepted for compatibility; no effect: pyllmd's log format is fixed (upstream: development logging instead of production)"),
+    FlagSpec("zap-encoder", S, "", "Log encoding, json or console: checked, then no effect (pyllmd's log format is fixed)"),
     FlagSpec("zap-log-level", S, "", "Log level: debug, info, error, panic, or an integer > 0 for more verbose debug levels (overrides -v)"),
-    FlagSpec("zap-stacktrace-level", S, "", "Lowest level that logs a stack trace: info, error or panic"),
-    FlagSpec("zap-time-encoding", S, "", "Log timestamp format: epoch, millis, nano, iso8601, rfc3339 or rfc3339nano"),
-    FlagSpec("tracing", B, True, "Emit OpenTelemetry traces"),
+    FlagSpec("zap-stacktrace-level", S, "", "Lowest level that logs a stack trace, info, error or panic: checked, then no effect"),
+    FlagSpec("zap-time-encoding", S, "", "Log timestamp format, epoch, millis, nano, iso8601, rfc3339 or rfc3339nano: checked, then no effect"),
+    FlagSpec("tracing", B, True, "Accepted for compatibility; no effect (upstream: emit OpenTelemetry traces)"),
     FlagSpec("health-checking", B, False, "Also serve the gRPC health service on the ext_proc port"),
-    FlagSpec("enable-pprof", B, True, "Serve /debug/pprof/ profiles on the metrics port"),
+    FlagSpec("enable-pprof", B, True, "Accepted for compatibility; no effect (upstream: serve /debug/pprof/ profiles on the metrics port)"),
     FlagSpec("cert-path", S, "", "Directory with tls.crt and tls.key for the ext_proc server; empty uses a generated self-signed certificate"),
     FlagSpec("enable-cert-reload", B, False, "Reload the --cert-path files when they change"),
     FlagSpec("secure-serving", B, True, "Serve ext_proc over TLS"),
@@ -123,6 +116,10 @@ _FLAGS: tuple[FlagSpec, ...] = (
 )
 # fmt: on
 
+NO_POOL = (
+    "either pool-name or endpoint-selector must be set "
+    "(or, without Kubernetes, --static-endpoints or --endpoints-file)"
+)
 _POD_NAME = re.compile(r"^(.+)-[a-z0-9]+-[a-z0-9]+$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -212,25 +209,66 @@ def help_text() -> str:
 # ---------------------------------------------------------------- value checks
 
 
-def _check_syntax(flags: ParsedFlags) -> None:
-    """Value rules pflag/zap apply while parsing (durations need a unit; zap choices)."""
-    for name, raw in flags.deprecated_ms.items():
+# Durations are parsed here, with Go's `time.ParseDuration` and its error texts (the
+# shared parser also takes the simulator's bare milliseconds); `--help` keeps their type.
+_PARSE_FLAGS = tuple(replace(s, kind=S) if s.kind is D else s for s in _FLAGS)
+
+
+def _parse(argv: Sequence[str]) -> tuple[ParsedFlags, dict[str, object]]:
+    """pflag parsing: the given flags and every flag's effective value."""
+    try:
+        flags = parse_flags(argv, _PARSE_FLAGS, PROG)
+    except HelpRequested:
+        raise HelpRequested(help_text()) from None
+    values = flags.effective(_FLAGS)
+    for spec in _FLAGS:
+        if spec.kind is D and spec.name in flags.values:
+            raw = str(flags.values[spec.name])
+            try:
+                values[spec.name] = go_parse_duration_ns(raw) / 1e9
+            except ValueError as err:
+                raise ConfigError(
+                    f"invalid argument {quote_go(raw)} for {quote_go('--' + spec.name)} flag: {err}"
+                ) from None
+    if (error := zap_error(flags.values)) is not None:
+        raise ConfigError(error)
+    return flags, values
+
+
+SERVER_PORTS = ("grpc-port", "grpc-health-port", "metrics-port")
+POSITIVE_DURATIONS = ("refresh-metrics-interval", "refresh-prometheus-metrics-interval")
+POOL_GROUPS = ("inference.networking.k8s.io", "inference.networking.x-k8s.io")
+
+
+def _check_values(v: Mapping[str, object]) -> None:
+    """pyllmd's value rules, where upstream would fail later (listen, ticker) or misbehave."""
+    taken: dict[int, str] = {}
+    for name in (*SERVER_PORTS, "model-server-metrics-port"):
+        port = v[name]
+        assert isinstance(port, int)
+        if not 0 <= port <= 65535:
+            zero = "picks a free port" if name in SERVER_PORTS else "scrapes the serving port"
+            raise ConfigError(f"--{name}: invalid port {port} (0 to 65535; 0 {zero})")
+        if name in SERVER_PORTS and port:
+            if port in taken:
+                raise ConfigError(f"--{taken[port]} and --{name} are both port {port}")
+            taken[port] = name
+    for name in POSITIVE_DURATIONS:
+        if (seconds := float(str(v[name]))) <= 0:
+            raise ConfigError(f"--{name}: must be positive, got {format_duration(seconds)}")
+    if (seconds := float(str(v["metrics-staleness-threshold"]))) < 0:
         raise ConfigError(
-            f"invalid argument {quote_go(raw)} for {quote_go('--' + name)} flag: "
-            f"time: missing unit in duration {quote_go(raw)}"
+            f"--metrics-staleness-threshold: must not be negative, got {format_duration(seconds)}"
         )
-    for name, (what, choices) in _ZAP_CHOICES.items():
-        value = flags.values.get(name)
-        if not isinstance(value, str):
-            continue
-        ok = value.lower() in choices
-        if name == "zap-log-level" and not ok:
-            ok = re.fullmatch(r"[+-]?[0-9]+", value) is not None and int(value) > 0
-        if not ok:
-            raise ConfigError(
-                f"invalid argument {quote_go(value)} for {quote_go('--' + name)} flag: "
-                f"invalid {what} {quote_go(value)}"
-            )
+    group = str(v["pool-group"])
+    if group not in POOL_GROUPS:
+        raise ConfigError(
+            f"--pool-group: unknown InferencePool group {quote_go(group)} "
+            f"(use {POOL_GROUPS[0]} or {POOL_GROUPS[1]} for v1alpha2)"
+        )
+    host = str(v["bind-address"])
+    if host and (error := host_error(host)) is not None:
+        raise ConfigError(f"--bind-address: {error}")
 
 
 def _ports(raw: Sequence[str]) -> tuple[int, ...]:
@@ -269,7 +307,7 @@ def parse_label_map(text: str) -> dict[str, str]:
     for entry in text.split(","):
         parts = entry.split("=")
         if len(parts) != 2:
-            raise ValueError(f"invalid selector: [{' '.join(parts)}]")
+            raise ValueError(f"invalid selector: [{' '.join(map(printable, parts))}]")
         key, value = parts[0].strip(), parts[1].strip()
         if (error := _label_error(key, value)) is not None:
             raise ValueError(error)
@@ -391,7 +429,9 @@ def _check_pool_choice(v: Mapping[str, object]) -> None:
             "--static-endpoints can not be combined with pool-name or endpoint-selector"
         )
     if not static and pool == selector:
-        raise ConfigError("either pool-name or endpoint-selector must be set")
+        raise ConfigError(
+            NO_POOL if not pool else "either pool-name or endpoint-selector must be set"
+        )
 
 
 def load_options(argv: Sequence[str], env: Mapping[str, str]) -> EppOptions:
@@ -399,11 +439,10 @@ def load_options(argv: Sequence[str], env: Mapping[str, str]) -> EppOptions:
 
     Raises HelpRequested for `--help`/`-h`, ConfigError (one line) otherwise.
     """
-    flags = parse_flags(argv, _FLAGS, PROG)
-    _check_syntax(flags)
-    v = flags.effective(_FLAGS)
+    flags, v = _parse(argv)
     warnings: list[str] = []
     _check_pool_choice(v)
+    _check_values(v)
     selector_text = str(v["endpoint-selector"])
     ports: tuple[int, ...] = ()
     if selector_text:
@@ -484,7 +523,8 @@ sets the log verbosity (2 default, 3 verbose, 4 debug, 5 trace) unless
 ## Choosing the endpoints
 
 Exactly one of these must be given (otherwise: `either pool-name or
-endpoint-selector must be set`):
+endpoint-selector must be set`, followed, when none is given, by the hint
+`(or, without Kubernetes, --static-endpoints or --endpoints-file)`):
 
 * `--pool-name`: watch that InferencePool (Kubernetes).
 * `--endpoint-selector` with `--endpoint-target-ports`: standalone mode, pods
@@ -531,7 +571,20 @@ endpoint-selector must be set`):
   kubeconfig is found; without one every scrape is refused (a warning says so
   at start-up): pass `--metrics-endpoint-auth=false` to scrape the metrics.
 * `--enable-pprof` and `--tracing` are accepted and have no effect (no Go
-  profiles, no OpenTelemetry export).
+  profiles, no OpenTelemetry export). `--zap-devel`, `--zap-encoder`,
+  `--zap-stacktrace-level` and `--zap-time-encoding` are checked as upstream
+  checks them and then have no effect: the log format is pyllmd's
+  (`--zap-log-level` does set the verbosity).
+* Values upstream accepts and then fails on, or misbehaves with, are refused at
+  start-up with one line naming the flag: a port outside 0 to 65535 (0 picks a
+  free port), two of `--grpc-port`, `--grpc-health-port`, `--metrics-port` on
+  the same port, a non-positive `--refresh-metrics-interval` or
+  `--refresh-prometheus-metrics-interval` (upstream's ticker panics), a negative
+  `--metrics-staleness-threshold`, a `--pool-group` other than the two
+  InferencePool groups, a `--cert-path` without a readable, matching `tls.crt`
+  and `tls.key`. A port another process already listens on is refused
+  (`--grpc-port: cannot listen on 0.0.0.0:9002: address already in use`), as
+  Go's listener refuses it; grpc's default would have shared it silently.
 
 ## Flags
 

@@ -11,7 +11,7 @@ client's body bytes are forwarded untouched instead of being re-serialised.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,6 @@ _API_BY_PATH = (  # substring tests, in upstream's order
     ("/v1/completions", COMPLETIONS),
 )
 _PATH_HEADERS = (":path", "x-original-path", "x-forwarded-path")
-_CONTENT_BLOCK_TYPES = frozenset({"text", "image_url", "input_audio", "video_url"})
 
 
 class EppError(Exception):
@@ -125,45 +124,110 @@ def parse_request(raw: bytes, headers: Mapping[str, str]) -> ParsedRequest:
 
 
 def validation_error(api: str, body: Mapping[str, Any]) -> str | None:
-    """Upstream's message for an invalid body of `api`, or None when it is valid."""
-    if "cache_salt" in body and not isinstance(body["cache_salt"], str):
-        return f"invalid {_api_label(api)} request: cache_salt must be a string"
-    if api == COMPLETIONS:
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str) or not prompt:
-            return "invalid completions request: must have prompt field"
-    elif api == CHAT_COMPLETIONS:
-        if not _valid_messages(body.get("messages")):
+    """Upstream's message for an invalid body of `api`, or None when it is valid.
+
+    Upstream decodes the body into a typed struct per API and answers every
+    failure, a field of the wrong type included, with that API's one message;
+    `_TYPED_FIELDS` restates the structs' field types (JSON null is always
+    accepted, as Go's decoder leaves the zero value). Field names are matched
+    exactly (Go's decoder also accepts other capitalisations).
+    """
+    fields = _TYPED_FIELDS.get(api, _TYPED_FIELDS[COMPLETIONS])
+    typed = all(check(body[name]) for name, check in fields.items() if name in body)
+    if api == CHAT_COMPLETIONS:
+        if not typed or not body.get("messages"):
             return "invalid chat completions request: must have valid messages field"
     elif api == RESPONSES:
-        if body.get("input") is None:
+        if not typed or body.get("input") is None:
             return "invalid responses request: must have input field"
     elif api == CONVERSATIONS:
-        items = body.get("items")
-        if not isinstance(items, list) or not items:
+        if not typed or not body.get("items"):
             return "invalid conversations request: must have items field"
+    elif not typed or not body.get("prompt"):
+        return "invalid completions request: must have prompt field"
     return None
 
 
-def _api_label(api: str) -> str:
-    return api.replace("-", " ")
+# ---------------------------------------------------------------- Go decoding rules
+# Each check tells whether Go's encoding/json decodes a JSON value into one field type.
+
+Check = Callable[[object], bool]
 
 
-def _valid_messages(messages: object) -> bool:
-    if not isinstance(messages, list) or not messages:
-        return False
-    for message in messages:
-        if not isinstance(message, dict):
-            return False
-        content = message.get("content")
-        if content is None or isinstance(content, str):
-            continue
-        if not isinstance(content, list):
-            return False
-        for block in content:
-            if not isinstance(block, dict) or block.get("type") not in _CONTENT_BLOCK_TYPES:
-                return False
+def _string(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _bool(value: object) -> bool:
+    return value is None or isinstance(value, bool)
+
+
+def _slice(value: object) -> bool:  # []interface{}
+    return value is None or isinstance(value, list)
+
+
+def _map(value: object) -> bool:  # map[string]interface{}
+    return value is None or isinstance(value, dict)
+
+
+def _any(_value: object) -> bool:  # interface{}
     return True
+
+
+def _struct(**fields: Check) -> Check:
+    """A struct: an object whose known fields decode (unknown keys are ignored)."""
+
+    def check(value: object) -> bool:
+        if value is None:
+            return True
+        if not isinstance(value, dict):
+            return False
+        return all(rule(value[name]) for name, rule in fields.items() if name in value)
+
+    return check
+
+
+def _slice_of(item: Check) -> Check:
+    def check(value: object) -> bool:
+        return value is None or (isinstance(value, list) and all(item(v) for v in value))
+
+    return check
+
+
+_CONTENT_BLOCK = _struct(
+    type=_string,  # any block type: upstream checks none
+    text=_string,
+    image_url=_struct(url=_string),
+    input_audio=_struct(data=_string, format=_string),
+    video_url=_struct(url=_string),
+)
+
+
+def _content(value: object) -> bool:
+    """Message content: a string or a list of content blocks (upstream's custom decoder)."""
+    return value is None or isinstance(value, str) or _slice_of(_CONTENT_BLOCK)(value)
+
+
+_TYPED_FIELDS: dict[str, dict[str, Check]] = {
+    COMPLETIONS: {"prompt": _string, "cache_salt": _string},
+    CHAT_COMPLETIONS: {
+        "messages": _slice_of(_struct(role=_string, content=_content)),
+        "tools": _slice,
+        "documents": _slice,
+        "chat_template": _string,
+        "return_assistant_tokens_mask": _bool,
+        "continue_final_message": _bool,
+        "add_generation_prompt": _bool,
+        "chat_template_kwargs": _map,
+        "cache_salt": _string,
+    },
+    RESPONSES: {"input": _any, "instructions": _any, "tools": _any, "cache_salt": _string},
+    CONVERSATIONS: {
+        "items": _slice_of(_struct(type=_string, role=_string, content=_any)),
+        "metadata": _map,
+        "cache_salt": _string,
+    },
+}
 
 
 def forwarded_body(raw: bytes, parsed: ParsedRequest) -> bytes:

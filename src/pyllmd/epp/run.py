@@ -41,6 +41,8 @@ from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.kubeauth import Decide, KubeAuthorizer, guarded_handler, refuse_all
 from pyllmd.core.leader import LeaderElector, default_identity
+from pyllmd.core.listen import bind_error
+from pyllmd.core.zap import zap_verbosity
 from pyllmd.epp.adapters import (
     DatastoreEndpoints,
     FrameworkScheduler,
@@ -73,6 +75,7 @@ from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import (
 )
 from pyllmd.epp.scrape import HttpFetcher, MetricMapping, Scraper
 from pyllmd.epp.server import ExtProcServicer, serve_epp
+from pyllmd.epp.tls import check_cert_dir
 
 if TYPE_CHECKING:
     from lightkube import AsyncClient
@@ -175,6 +178,8 @@ def build_epp(
     from `--kubeconfig`, `$KUBECONFIG` (in `env`) or the in-cluster config."""
     clock = clock or RealClock()
     rng = rng or random.Random()
+    if options.secure_serving and options.cert_path:
+        check_cert_dir(Path(options.cert_path))
     datastore = Datastore()
     if options.mode == "static":
         datastore.set_static(
@@ -405,6 +410,13 @@ async def start_epp(epp: Epp) -> RunningEpp:
     opts = epp.options
     host = opts.bind_address
     cert = Path(opts.cert_path) if opts.cert_path else None
+    for flag, port in (
+        ("--grpc-health-port", opts.grpc_health_port),
+        ("--grpc-port", opts.grpc_port),
+        ("--metrics-port", opts.metrics_port),
+    ):
+        if (error := bind_error(host, port, flag)) is not None:
+            raise ConfigError(error)
     health_server, health_port = await serve_health(epp.health, opts.grpc_health_port, host)
     grpc_server: grpc.aio.Server | None = None
     runner: web.AppRunner | None = None
@@ -504,10 +516,7 @@ async def lead(elector: LeaderElector, stop: asyncio.Event) -> bool:
 
 def _verbosity(options: EppOptions) -> int:
     """`-v`, unless `--zap-log-level` names a level (an integer is a debug depth)."""
-    level = options.zap_log_level.lower()
-    if not level:
-        return options.log_verbosity
-    return {"debug": 4, "info": 2, "error": 1, "panic": 1}.get(level) or int(level)
+    return zap_verbosity(options.zap_log_level, options.log_verbosity)
 
 
 Runner = Callable[[Callable[[asyncio.Event], Awaitable[None]], str], int]

@@ -8,6 +8,9 @@ Better than upstream (spec §14), behind the same interface: the period gets
 ±10 % jitter so scrapes of a large pool spread out; consecutive failures back
 off exponentially (capped at 2 s, never below the period); staleness is one
 rule everywhere (`is_stale`). A failed scrape keeps the previous values.
+An endpoint that stops answering is logged once (warning, with the error) and
+once more when it answers again (info), not at every failed scrape
+(`reachability_change`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "next_delay",
     "parse_metric_spec",
     "pool_gauges",
+    "reachability_change",
 ]
 
 log = logging.getLogger(__name__)
@@ -193,6 +197,27 @@ def next_delay(period: float, failures: int, rng: random.Random) -> float:
     return base * rng.uniform(1.0 - JITTER, 1.0 + JITTER)
 
 
+UNREACHABLE = "unreachable"
+BACK = "back"
+
+
+def reachability_change(reachable: bool | None, ok: bool) -> str | None:
+    """The state change one scrape makes: `UNREACHABLE` when it failed after a success
+    (or as the first scrape, `reachable` None), `BACK` when it succeeded after failures,
+    else None."""
+    if not ok and reachable is not False:
+        return UNREACHABLE
+    if ok and reachable is False:
+        return BACK
+    return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as one readable phrase (some, like a timeout, have no message)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 @dataclass(frozen=True, slots=True)
 class PoolGauges:
     """The `inference_pool_*` values (spec §4.3)."""
@@ -236,7 +261,7 @@ class HttpFetcher:
                     raise ScrapeError(f"unexpected status {resp.status} from {url}")
                 return await resp.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ScrapeError(f"failed to fetch {url}: {exc!r}") from exc
+            raise ScrapeError(f"failed to fetch {url}: {describe_error(exc)}") from exc
 
     async def close(self) -> None:
         """Close the session."""
@@ -247,6 +272,8 @@ class HttpFetcher:
 
 class Scraper:
     """One refresh task per endpoint of a datastore, following its membership."""
+
+    KIND = "metrics"  # what the log lines call these scrapes
 
     def __init__(
         self,
@@ -273,6 +300,8 @@ class Scraper:
         self.rng = rng or random.Random()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.failures: dict[str, int] = {}
+        self.reachable: dict[str, bool] = {}  # absent until the endpoint's first scrape
+        self._errors: dict[str, str] = {}  # the last scrape's failure, until the loop reads it
         self._running = False
 
     def url(self, endpoint: Endpoint) -> str:
@@ -304,6 +333,8 @@ class Scraper:
         if task is not None:
             task.cancel()
         self.failures.pop(key, None)
+        self.reachable.pop(key, None)
+        self._errors.pop(key, None)
 
     async def stop(self) -> None:
         """Cancel every task and close the owned HTTP session."""
@@ -326,17 +357,44 @@ class Scraper:
             mapping = self.mapping(current or endpoint)
             samples = parse_samples(text, _names(mapping))
         except (ScrapeError, PromTextError) as exc:
-            log.debug("metrics scrape failed endpoint=%s error=%s", key, exc)
-            return False
+            return self.failed(key, exc)
         if current is None:
             return False
         metrics = extract_metrics(samples, mapping, current.metrics, self.clock.now())
         return self.datastore.update_metrics(key, metrics)
 
+    def failed(self, key: str, exc: Exception) -> bool:
+        """Record one failed scrape of `key` (logged at debug; the loop logs the change)."""
+        log.debug("%s scrape failed endpoint=%s error=%s", self.KIND, key, exc)
+        self._errors[key] = str(exc)
+        return False
+
+    def _note(self, key: str, ok: bool, error: str | None, failures: int) -> None:
+        """Log a change of reachability once: down with the error, up with the count."""
+        if not ok and error is None:
+            return  # not a failed scrape: the endpoint left while it was scraped
+        change = reachability_change(self.reachable.get(key), ok)
+        self.reachable[key] = ok
+        if change == UNREACHABLE:
+            log.warning(
+                "endpoint stopped answering %s scrapes endpoint=%s error=%s",
+                self.KIND,
+                key,
+                error,
+            )
+        elif change == BACK:
+            log.info(
+                "endpoint answers %s scrapes again endpoint=%s failed_scrapes=%d",
+                self.KIND,
+                key,
+                failures,
+            )
+
     async def _loop(self, key: str) -> None:
         failures = 0
         while True:
             ok = await self.scrape_once(key)
+            self._note(key, ok, self._errors.pop(key, None), failures)
             failures = 0 if ok else failures + 1
             self.failures[key] = failures
             await self.clock.sleep(next_delay(self.interval, failures, self.rng))

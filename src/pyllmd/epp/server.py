@@ -44,6 +44,7 @@ from pyllmd.epp.contracts import (
     Scheduler,
 )
 from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
+from pyllmd.epp.health import NO_REUSEPORT
 from pyllmd.epp.requests import (
     DESTINATION_HEADER,
     INTERNAL,
@@ -415,7 +416,7 @@ async def serve_epp(
     from grpc_health.v1 import health_pb2_grpc
 
     reloader = CertReloader(cert_path) if secure and cert_reload and cert_path else None
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=NO_REUSEPORT)
     pb_grpc.add_ExternalProcessorServicer_to_server(servicer, server)
     if health is not None:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -16,14 +16,18 @@ from pathlib import Path
 from typing import cast
 
 import grpc
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from pyllmd.core.clock import Clock
+from pyllmd.core.errors import ConfigError
+from pyllmd.core.gosyntax import printable
 from pyllmd.core.tls import CertFiles, load_pair, self_signed_pem
 
 __all__ = [
     "CERT_POLL_INTERVAL",
     "EPP_CERT_ORGANISATION",
     "CertReloader",
+    "check_cert_dir",
     "self_signed_pair",
     "server_credentials",
 ]
@@ -85,6 +89,22 @@ class CertReloader:
                 self.poll()
             except Exception:  # noqa: BLE001 - keep serving the current certificate
                 log.exception("certificate reload failed")
+
+
+def check_cert_dir(cert_path: Path) -> None:
+    """`--cert-path` must hold a matching `tls.crt`/`tls.key` pair; ConfigError (one line)."""
+    try:
+        load_pair(cert_path / "tls.crt", cert_path / "tls.key")
+    except OSError as err:
+        reason = (err.strerror or str(err)).lower()
+        raise ConfigError(f"--cert-path: open {printable(str(err.filename))}: {reason}") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        reason = " ".join(str(err).split())
+        shown = printable(str(cert_path))
+        raise ConfigError(
+            f"--cert-path: {shown}: tls.crt and tls.key are not a PEM certificate "
+            f"and its unencrypted key: {reason}"
+        ) from None
 
 
 def server_credentials(cert_path: Path | None) -> grpc.ServerCredentials:

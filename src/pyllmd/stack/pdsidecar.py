@@ -15,13 +15,20 @@ the decoder on `127.0.0.1:--vllm-port`:
     then decode the request with `cache_hit_threshold=0`; a request that has a
     `cache_hit_threshold` is first tried on the decoder alone and prefilled only
     when it answers with finish reason `cache_threshold`;
+  - `sglang`: one body, the request plus `bootstrap_host` (the prefill host),
+    `bootstrap_port` (8998, or `$SGLANG_BOOTSTRAP_PORT`) and `bootstrap_room`
+    (time in ns plus a random number below 1000), goes to the prefiller in the
+    background (its answer is dropped) and to the decoder, whose answer is the
+    client's: SGLang's engines pair up through the bootstrap server themselves;
 * without the header (or with an empty one) the request is forwarded as is;
   with `--data-parallel-size N` the ranks listen on `--port+i` and forward to
   `--vllm-port+i`, and the main port routes by `x-data-parallel-host-port`;
 * every other path (`/metrics`, `/v1/models`, ...) is proxied to the decoder.
 
-Deviation: a failing prefill is answered with the prefiller's status and body
-(upstream sends the status with an empty body). The proxying is a few lines of
+Deviations: a failing prefill is answered with the prefiller's status and body
+(upstream sends the status with an empty body); the sglang `bootstrap_host` is
+the host of a `http://host:port` or `[IPv6]:port` value (upstream cuts at the
+first colon, giving `http` or `[`). The proxying is a few lines of
 aiohttp (server and client, both already dependencies) rather than a proxy
 library, because each request's body is rewritten between two upstream calls;
 bodies are re-serialised with sorted keys, as Go's encoder does.
@@ -37,6 +44,7 @@ import random
 import ssl
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,8 +58,15 @@ from aiohttp import web
 from pyllmd.core import logging as pylog
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import HelpRequested
+from pyllmd.core.gosyntax import printable
+from pyllmd.core.listen import bind_error
 from pyllmd.core.tls import self_signed_pem
-from pyllmd.stack.pdsidecar_options import CONNECTOR_SHARED_STORAGE, SidecarOptions, load_options
+from pyllmd.stack.pdsidecar_options import (
+    CONNECTOR_SGLANG,
+    CONNECTOR_SHARED_STORAGE,
+    SidecarOptions,
+    load_options,
+)
 from pyllmd.stack.pdsidecar_protocol import (
     DATA_PARALLEL_HEADER,
     DECODER_DOWN,
@@ -66,6 +81,8 @@ from pyllmd.stack.pdsidecar_protocol import (
     nixl_decode_body,
     nixl_prefill_body,
     pick_prefiller,
+    sglang_body,
+    sglang_room,
     shared_storage_prefill_body,
 )
 
@@ -89,6 +106,7 @@ class Sidecar:
     ranks: Mapping[str, str] = field(default_factory=dict)  # `<pod ip>:<port>` → decoder URL
     rng: random.Random = field(default_factory=random.Random)
     session: aiohttp.ClientSession | None = None
+    background: set[asyncio.Task[None]] = field(default_factory=set)  # sglang prefills
 
     def app(self) -> web.Application:
         """All routes go through `handle` (method + path dispatch, as upstream's mux)."""
@@ -117,6 +135,8 @@ class Sidecar:
             return _error(400, "BadRequestError", "request body is not a JSON object")
         if self.options.connector == CONNECTOR_SHARED_STORAGE:
             return await self.shared_storage(request, prefiller, body, raw)
+        if self.options.connector == CONNECTOR_SGLANG:
+            return await self.sglang(request, prefiller, body)
         return await self.nixl_v2(request, prefiller, body)
 
     async def decode(
@@ -162,6 +182,26 @@ class Sidecar:
         if status is not None:
             return reply_error(status, reply)
         return await self.decode(request, dumps({**body, "cache_hit_threshold": 0}))
+
+    async def sglang(
+        self, request: web.Request, prefiller: str, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        """The same bootstrap-tagged body to the prefiller (background) and the decoder."""
+        room = sglang_room(time.time_ns(), self.rng.randrange)
+        tagged = sglang_body(body, prefiller, self.options.sglang_bootstrap_port, room)
+        headers = _request_headers(request)
+        prefill = asyncio.get_running_loop().create_task(
+            self._sglang_prefill(request, prefiller, tagged, headers), name="sglang prefill"
+        )
+        self.background.add(prefill)
+        prefill.add_done_callback(self.background.discard)
+        return await self.forward(request, self.decoder, dumps(tagged), headers)
+
+    async def _sglang_prefill(
+        self, request: web.Request, prefiller: str, body: dict[str, Any], headers: Headers
+    ) -> None:
+        status, _ = await self.prefill(request, prefiller, body, headers)
+        log.debug("sglang prefill request completed host=%s failed_status=%s", prefiller, status)
 
     async def try_decode(self, request: web.Request, raw: bytes) -> web.StreamResponse | None:
         """Decode without prefill; None when the decoder asks for a prefill (`cache_threshold`)."""
@@ -299,9 +339,19 @@ def _ssl_context(options: SidecarOptions) -> ssl.SSLContext | None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     if options.cert_path:
-        ctx.load_cert_chain(
-            Path(options.cert_path) / "tls.crt", Path(options.cert_path) / "tls.key"
-        )
+        base = Path(options.cert_path)
+        for file in (base / "tls.crt", base / "tls.key"):
+            if not file.is_file():
+                shown = printable(str(file))
+                raise ConfigError(f"--cert-path: open {shown}: no such file or directory")
+        try:
+            ctx.load_cert_chain(base / "tls.crt", base / "tls.key")
+        except (OSError, ssl.SSLError) as err:  # unreadable, not PEM, key of another cert
+            reason = " ".join(str(err).split())
+            raise ConfigError(
+                f"--cert-path: {printable(str(base))}: tls.crt and tls.key are not a PEM "
+                f"certificate and its unencrypted key: {reason}"
+            ) from None
         return ctx
     cert, key = self_signed_pem(key_kind="rsa", organisation=CERT_ORGANISATION, days=3650, ca=False)
     with tempfile.TemporaryDirectory(prefix="pd-sidecar-") as tmp:
@@ -323,6 +373,10 @@ class RunningSidecar:
         for runner in self.runners:
             await runner.cleanup()
         for sidecar in self.sidecars:
+            pending = list(sidecar.background)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
             if sidecar.session is not None:
                 await sidecar.session.close()
 
@@ -343,6 +397,11 @@ def build_sidecars(options: SidecarOptions, rng: random.Random | None = None) ->
 
 async def start_sidecar(options: SidecarOptions) -> RunningSidecar:
     """Open the listeners on `--port` (and `--port+i` for the ranks)."""
+    host = options.bind_address
+    for i in range(options.data_parallel_size):
+        flag = "--port" if i == 0 else f"--port (data-parallel rank {i}: --port+{i})"
+        if (error := bind_error(host, options.port + i, flag)) is not None:
+            raise ConfigError(error)
     context = await asyncio.to_thread(_ssl_context, options)  # RSA 4096 takes a moment
     sidecars = build_sidecars(options)
     running = RunningSidecar([], sidecars, [])
@@ -351,8 +410,10 @@ async def start_sidecar(options: SidecarOptions) -> RunningSidecar:
             runner = web.AppRunner(sidecar.app(), access_log=None)
             await runner.setup()
             running.runners.append(runner)
-            host = options.bind_address or None
-            await web.TCPSite(runner, host, options.port + i, ssl_context=context).start()
+            site = web.TCPSite(
+                runner, options.bind_address or None, options.port + i, ssl_context=context
+            )
+            await site.start()
             running.ports.append(options.port + i)
     except BaseException:
         await running.close()

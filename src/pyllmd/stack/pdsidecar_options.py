@@ -4,8 +4,9 @@
 Upstream parses with Go's `flag` package, where `-port` and `--port` are the
 same flag; single-dash long flags are therefore accepted here too. What
 pyllmd does not implement is refused at start-up with one clear line instead
-of being accepted and ignored: the `sglang` connector and SSRF protection
-(`--enable-ssrf-protection`, which watches the InferencePool in Kubernetes).
+of being accepted and ignored: SSRF protection (`--enable-ssrf-protection`,
+which watches the InferencePool in Kubernetes). Every bad value is one line
+naming the flag (or environment variable), exit 1.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from dataclasses import dataclass
 
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import FlagKind, FlagSpec, parse_flags, parse_go_bool
+from pyllmd.core.listen import host_error
+from pyllmd.core.zap import zap_error, zap_verbosity
+from pyllmd.stack.pdsidecar_protocol import SGLANG_BOOTSTRAP_PORT
 
 CONNECTOR_NIXLV2 = "nixlv2"
 CONNECTOR_SHARED_STORAGE = "shared-storage"
 CONNECTOR_SGLANG = "sglang"
 SUPPORTED_CONNECTORS = (CONNECTOR_NIXLV2, CONNECTOR_SHARED_STORAGE, CONNECTOR_SGLANG)
-IMPLEMENTED_CONNECTORS = (CONNECTOR_NIXLV2, CONNECTOR_SHARED_STORAGE)
 DEFAULT_POOL_GROUP = "inference.networking.k8s.io"
 
 B, N, S = FlagKind.BOOL, FlagKind.INT, FlagKind.STRING
@@ -40,14 +43,14 @@ FLAGS = (
     FlagSpec("inference-pool-namespace", S, "", "namespace of the InferencePool (default $INFERENCE_POOL_NAMESPACE)"),
     FlagSpec("inference-pool-name", S, "", "name of the InferencePool (default $INFERENCE_POOL_NAME)"),
     FlagSpec("enable-prefiller-sampling", B, False, "pick the prefill host at random among the given ones (default $ENABLE_PREFILLER_SAMPLING)"),
-    FlagSpec("pool-group", S, DEFAULT_POOL_GROUP, "group of the InferencePool"),
-    FlagSpec("kubeconfig", S, "", "path to a kubeconfig (accepted, unused)"),
-    FlagSpec("zap-devel", B, True, "zap development mode (accepted; log format is pyllmd's)"),
-    FlagSpec("zap-encoder", S, "", "zap log encoding (accepted, unused)"),
-    FlagSpec("zap-log-level", S, "", "log level: debug, info, error or an integer verbosity"),
-    FlagSpec("zap-stacktrace-level", S, "", "zap stack-trace level (accepted, unused)"),
-    FlagSpec("zap-time-encoding", S, "", "zap time encoding (accepted, unused)"),
-    FlagSpec("bind-address", S, "", "pyllmd extension: address to listen on (default: all interfaces)"),
+    FlagSpec("pool-group", S, DEFAULT_POOL_GROUP, "group of the InferencePool (used only by SSRF protection, not supported by pyllmd)"),
+    FlagSpec("kubeconfig", S, "", "path to a kubeconfig (accepted for compatibility; no effect)"),
+    FlagSpec("zap-devel", B, True, "zap development mode (accepted for compatibility; no effect: the log format is pyllmd's)"),
+    FlagSpec("zap-encoder", S, "", "zap log encoding, json or console (checked, then no effect)"),
+    FlagSpec("zap-log-level", S, "", "log level: debug, info, error, panic or an integer verbosity > 0"),
+    FlagSpec("zap-stacktrace-level", S, "", "zap stack-trace level, info, error or panic (checked, then no effect)"),
+    FlagSpec("zap-time-encoding", S, "", "zap time encoding, epoch, millis, nano, iso8601, rfc3339 or rfc3339nano (checked, then no effect)"),
+    FlagSpec("bind-address", S, "", "pyllmd extension: IP address or host name to listen on (default: all interfaces)"),
 )
 # fmt: on
 
@@ -70,6 +73,7 @@ class SidecarOptions:
     bind_address: str = ""
     pod_ip: str = ""  # $POD_IP: data-parallel ranks are keyed by `<pod ip>:<rank port>`
     verbosity: int = 2
+    sglang_bootstrap_port: int = SGLANG_BOOTSTRAP_PORT  # $SGLANG_BOOTSTRAP_PORT
 
 
 def _go_flag_style(argv: Sequence[str]) -> list[str]:
@@ -92,15 +96,14 @@ def _port(flag: str, value: object) -> int:
     return int(text)
 
 
-def _verbosity(level: str) -> int:
-    if not level:
-        return 2
-    named = {"debug": 4, "info": 2, "error": 1, "panic": 1}
-    if level.lower() in named:
-        return named[level.lower()]
-    if level.isdigit():
-        return int(level)
-    raise ConfigError(f'--zap-log-level: unrecognized level: "{level}"')
+def _bootstrap_port(env: Mapping[str, str]) -> int:
+    """`SGLANG_BOOTSTRAP_PORT` (upstream ignores a bad value; here it is an error)."""
+    text = env.get("SGLANG_BOOTSTRAP_PORT", "")
+    if not text:
+        return SGLANG_BOOTSTRAP_PORT
+    if not text.isdigit() or not 0 < int(text) <= 65535:
+        raise ConfigError(f"SGLANG_BOOTSTRAP_PORT: invalid port {text!r}")
+    return int(text)
 
 
 def load_options(argv: Sequence[str], env: Mapping[str, str]) -> SidecarOptions:
@@ -110,14 +113,11 @@ def load_options(argv: Sequence[str], env: Mapping[str, str]) -> SidecarOptions:
     v = parsed.effective(FLAGS)
     if parsed.args:
         raise ConfigError(f"unexpected argument {parsed.args[0]!r}")
+    if (error := zap_error(given)) is not None:
+        raise ConfigError(error)
     connector = str(v["connector"])
     if connector not in SUPPORTED_CONNECTORS:
         raise ConfigError("--connector must be one of: " + ", ".join(SUPPORTED_CONNECTORS))
-    if connector not in IMPLEMENTED_CONNECTORS:
-        raise ConfigError(
-            f"--connector={connector} is not implemented by pyllmd pd-sidecar "
-            f"(implemented: {', '.join(IMPLEMENTED_CONNECTORS)})"
-        )
     if v["enable-ssrf-protection"]:
         namespace = str(
             given.get("inference-pool-namespace") or env.get("INFERENCE_POOL_NAMESPACE", "")
@@ -144,9 +144,16 @@ def load_options(argv: Sequence[str], env: Mapping[str, str]) -> SidecarOptions:
         except ValueError:
             sampling = False
     port, vllm_port = _port("port", v["port"]), _port("vllm-port", v["vllm-port"])
-    for offset in range(1, size):
-        _port("port", port + offset)
-        _port("vllm-port", vllm_port + offset)
+    for name, first in (("port", port), ("vllm-port", vllm_port)):
+        if first + size - 1 > 65535:  # rank i listens on --port+i, forwards to --vllm-port+i
+            raise ConfigError(
+                f"--data-parallel-size: {size} ranks need --{name} {first} to {first + size - 1}, "
+                "beyond port 65535"
+            )
+    host = str(v["bind-address"])
+    if host and (error := host_error(host)) is not None:
+        raise ConfigError(f"--bind-address: {error}")
+    bootstrap = _bootstrap_port(env) if connector == CONNECTOR_SGLANG else SGLANG_BOOTSTRAP_PORT
     return SidecarOptions(
         port=port,
         vllm_port=vllm_port,
@@ -161,5 +168,6 @@ def load_options(argv: Sequence[str], env: Mapping[str, str]) -> SidecarOptions:
         enable_prefiller_sampling=sampling,
         bind_address=str(v["bind-address"]),
         pod_ip=env.get("POD_IP", ""),
-        verbosity=_verbosity(str(v["zap-log-level"])),
+        verbosity=zap_verbosity(str(v["zap-log-level"]), 2),
+        sglang_bootstrap_port=bootstrap,
     )

@@ -1,7 +1,8 @@
 """What `pyllmd pd-sidecar` sends and reads: pure request shaping, no I/O.
 
-The P/D connector bodies (llm-d's `nixlv2` and `shared-storage` protocols),
-the choice of prefill host from `x-prefiller-host-port`, and vLLM's error object.
+The P/D connector bodies (llm-d's `nixlv2`, `shared-storage` and `sglang`
+protocols), the choice of prefill host from `x-prefiller-host-port`, and vLLM's
+error object.
 """
 
 from __future__ import annotations
@@ -63,6 +64,37 @@ def shared_storage_prefill_body(request: Mapping[str, Any]) -> dict[str, Any]:
     body = dict(request)
     body.update(max_tokens=1, max_completion_tokens=1, cache_hit_threshold=0)
     return body
+
+
+SGLANG_BOOTSTRAP_PORT = 8998  # upstream's default; env SGLANG_BOOTSTRAP_PORT overrides it
+SGLANG_ROOM_SPREAD = 1000  # the room id is the time in ns plus a random number below this
+
+
+def sglang_bootstrap_host(prefiller: str) -> str:
+    """The host of the prefill `host:port` (an optional `http://` prefix, IPv6 brackets and
+    the port removed): where the decoder fetches the KV cache from SGLang's bootstrap server."""
+    where = prefiller.removeprefix("http://")
+    if where.startswith("["):
+        return where[1:].partition("]")[0]
+    host, colon, port = where.rpartition(":")
+    return host if colon and ":" not in host else where
+
+
+def sglang_body(
+    request: Mapping[str, Any], prefiller: str, bootstrap_port: int, room: int
+) -> dict[str, Any]:
+    """The one body sent to both the prefiller and the decoder: the client's request plus
+    `bootstrap_host`, `bootstrap_port` and `bootstrap_room`, which pair the two engines."""
+    body = dict(request)
+    body["bootstrap_host"] = sglang_bootstrap_host(prefiller)
+    body["bootstrap_port"] = bootstrap_port
+    body["bootstrap_room"] = room
+    return body
+
+
+def sglang_room(now_ns: int, below: Callable[[int], int]) -> int:
+    """A bootstrap room id as upstream makes one: the time in ns plus a random `below(1000)`."""
+    return now_ns + below(SGLANG_ROOM_SPREAD)
 
 
 def pick_prefiller(values: Sequence[str], sample: Callable[[int], int] | None) -> str:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from pyllmd.epp.contracts import StaticEndpoints
 from pyllmd.epp.health import EXT_PROC_SERVICE, EppHealth, serve_health
+from pyllmd.epp.server import ExtProcServicer, serve_epp
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -62,3 +66,24 @@ def test_leader_not_synced_is_not_ready() -> None:
     health = EppHealth(Flag(False), is_leader=Flag(True))
     assert health.status("readiness") == NOT_SERVING
     assert health.status("liveness") == SERVING
+
+
+async def test_a_second_server_on_a_port_in_use_is_refused_not_shared() -> None:
+    """grpc listens with SO_REUSEPORT by default: two EPPs would split the traffic of one
+    port. As Go's listener, the second must fail to listen instead."""
+    first, port = await serve_health(EppHealth(Flag(True)), 0, host="127.0.0.1")
+    try:
+        with pytest.raises((RuntimeError, OSError)):
+            second, _ = await serve_health(EppHealth(Flag(True)), port, host="127.0.0.1")
+            await second.stop(None)
+        with pytest.raises((RuntimeError, OSError)):
+            third, _ = await serve_epp(ExtProcServicer(Nobody(), StaticEndpoints([])), port,
+                                       host="127.0.0.1", secure=False)  # fmt: skip
+            await third.stop(None)
+    finally:
+        await first.stop(None)
+
+
+class Nobody:
+    def schedule(self, request: Any, candidates: Any) -> Any:
+        raise AssertionError("not called")

@@ -88,3 +88,56 @@ def test_header_based_testing_filter() -> None:
     hdr = {"test-epp-endpoint-selection": "10.0.0.2, 10.0.0.9,10.0.0.1"}
     assert names(flt.filter(state(), request(headers=hdr), eps)) == ["b-rank-0", "a-rank-0"]
     assert flt.filter(state(), request(), eps) == []
+
+
+HEADER = "test-epp-endpoint-selection"
+RANKS = [  # two pods, the first with two ports (data-parallel ranks), one IPv6 pod
+    endpoint("a-rank-0", "10.0.0.1", 8000),
+    endpoint("a-rank-1", "10.0.0.1", 8001),
+    endpoint("b-rank-0", "10.0.0.2", 8000),
+    endpoint("c-rank-0", "fd00::1", 8000),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ("10.0.0.1:8001", ["a-rank-1"]),  # ip:port: exactly that endpoint
+        ("10.0.0.1:8000", ["a-rank-0"]),
+        ("10.0.0.1:9999", []),  # no endpoint on that port
+        ("10.0.0.1", ["a-rank-1"]),  # a bare IP keeps one endpoint: the last with that IP
+        ("10.0.0.2,10.0.0.1:8000", ["b-rank-0", "a-rank-0"]),  # header order
+        ("10.0.0.1:8000,10.0.0.1:8001", ["a-rank-0"]),  # one endpoint per IP
+        ("10.0.0.1:8000,10.0.0.1", ["a-rank-0"]),
+        ("[fd00::1]:8000", ["c-rank-0"]),
+        ("fd00::1", ["c-rank-0"]),
+        ("[fd00::1]", ["c-rank-0"]),
+        ("[fd00::1]:8001", []),
+        ("10.0.0.1:", ["a-rank-1"]),  # empty port: an IP-only entry, as Go splits it
+        (" , ,", []),
+        ("   ", []),
+    ],
+)
+def test_header_filter_matches_ip_port_exactly_and_keeps_one_endpoint_per_ip(
+    value: str, kept: list[str]
+) -> None:
+    flt = header_based_testing_filter.factory("h", None, Handle())
+    assert names(flt.filter(state(), request(headers={HEADER: value}), RANKS)) == kept
+
+
+@pytest.mark.parametrize(
+    ("entry", "split"),
+    [
+        ("10.0.0.1:80", ("10.0.0.1", "80")),
+        ("[fd00::1]:80", ("fd00::1", "80")),
+        ("host:", ("host", "")),
+        ("10.0.0.1", None),  # missing port
+        ("fd00::1", None),  # too many colons
+        ("[fd00::1]", None),
+        ("[fd00::1]x:80", None),
+        ("a[b:80", None),
+        ("a]:80", None),
+    ],
+)
+def test_split_host_port_follows_go(entry: str, split: tuple[str, str] | None) -> None:
+    assert header_based_testing_filter.split_host_port(entry) == split

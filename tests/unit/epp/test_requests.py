@@ -91,11 +91,32 @@ def test_epp_acc_28_completions_without_prompt() -> None:
         ("/v1/chat/completions", {"messages": [{"content": 3}]}, "valid messages field"),
         (
             "/v1/chat/completions",
-            {"messages": [{"content": [{"type": "audio_blob"}]}]},
+            {"messages": [{"content": [{"type": 5}]}]},
             "valid messages field",
         ),
         ("/v1/responses", {}, "invalid responses request: must have input field"),
         ("/v1/conversations", {"items": []}, "invalid conversations request: must have items"),
+        # a field of the wrong type fails upstream's typed decoding: the API's one message
+        ("/v1/completions", {"prompt": "hi", "cache_salt": 1}, "must have prompt field"),
+        ("/v1/chat/completions", {"messages": ["hi"]}, "valid messages field"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"content": [{"type": "text", "text": 5}]}]},
+            "valid messages field",
+        ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"content": [{"type": "image_url", "image_url": "http://x"}]}]},
+            "valid messages field",
+        ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"content": "hi"}], "cache_salt": ["s"]},
+            "valid messages field",
+        ),
+        ("/v1/responses", {"input": "x", "cache_salt": 2}, "must have input field"),
+        ("/v1/conversations", {"items": [{"role": 1}]}, "must have items field"),
+        ("/v1/conversations", {"items": [{}], "metadata": []}, "must have items field"),
     ],
 )
 def test_invalid_bodies_per_api(path: str, body: dict[str, object], message: str) -> None:
@@ -115,6 +136,17 @@ def test_invalid_bodies_per_api(path: str, body: dict[str, object], message: str
         ),
         ("/v1/responses", {"input": "hello"}),
         ("/v1/conversations", {"items": [{"type": "message"}]}),
+        # JSON null decodes to Go's zero value: accepted wherever a typed field is
+        ("/v1/completions", {"prompt": "hi", "cache_salt": None}),
+        ("/v1/chat/completions", {"messages": [None, {"role": None, "content": None}]}),
+        # any block type (upstream checks none: vLLM knows more than the four the EPP reads)
+        ("/v1/chat/completions", {"messages": [{"content": [{"type": "audio_url"}, None]}]}),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"content": [{"type": "image_url", "image_url": None, "text": None}]}]},
+        ),
+        ("/v1/responses", {"input": ["a"], "instructions": 1, "tools": "t", "cache_salt": None}),
+        ("/v1/conversations", {"items": [None, {"content": 3}], "metadata": None}),
     ],
 )
 def test_valid_bodies_per_api(path: str, body: dict[str, object]) -> None:

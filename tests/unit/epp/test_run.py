@@ -135,7 +135,10 @@ def test_flag_errors_and_help_through_the_cli(capsys: pytest.CaptureFixture[str]
     code, err = run_cli([], capsys)
     assert (code, err) == (
         1,
-        ["pyllmd epp: error: either pool-name or endpoint-selector must be set"],
+        [
+            "pyllmd epp: error: either pool-name or endpoint-selector must be set "
+            "(or, without Kubernetes, --static-endpoints or --endpoints-file)"
+        ],
     )
     assert cli.main(["epp", "--help"]) == 0
     assert "--static-endpoints" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Callable
 
@@ -10,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from pyllmd.core.clock import VirtualClock
+from pyllmd.core.logging import level_for_verbosity
 from pyllmd.core.promtext import parse_samples
 from pyllmd.epp.datastore import Datastore, endpoints_from_static
 from pyllmd.epp.framework.types import Endpoint, EndpointMetrics
@@ -26,6 +28,7 @@ from pyllmd.epp.scrape import (
     next_delay,
     parse_metric_spec,
     pool_gauges,
+    reachability_change,
 )
 
 SIM_METRICS = """\
@@ -348,6 +351,79 @@ async def test_scrape_loop_over_http(server: tuple[FakeServer, int]) -> None:
     assert metrics().update_time == second
     assert is_stale(metrics(), clock.now() + 2.0, 2.0)
     await scraper.stop()
+
+
+@pytest.mark.parametrize(
+    ("reachable", "ok", "change"),
+    [
+        (None, False, "unreachable"),  # never answered: reported at the first failure
+        (None, True, None),
+        (True, False, "unreachable"),
+        (True, True, None),
+        (False, False, None),  # still down: nothing new
+        (False, True, "back"),
+    ],
+)
+def test_reachability_change(reachable: bool | None, ok: bool, change: str | None) -> None:
+    assert reachability_change(reachable, ok) == change
+
+
+async def test_endpoint_that_stops_answering_is_logged_once_each_way(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real scraper against a real server that goes away and comes back on its port."""
+    fake = FakeServer()
+    app = web.Application()
+    app.router.add_get("/metrics", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    clock = VirtualClock(start=0.0)
+    store = static_store(port)
+    key = f"ns/127-0-0-1-{port}-rank-0"
+    scraper = Scraper(store, clock, interval=0.05, rng=random.Random(5))
+    caplog.set_level(logging.DEBUG, logger="pyllmd.epp.scrape")
+
+    def changes() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.levelno > logging.DEBUG]
+
+    try:
+        scraper.start()
+        await wait_for(lambda: scraper.reachable.get(key) is True)
+        assert changes() == []  # a healthy endpoint logs nothing
+
+        await runner.cleanup()  # the server stops answering: connection refused
+        for _ in range(4):  # four failed scrapes
+            before = scraper.failures.get(key, 0)
+            await clock.advance(2.5)
+            await wait_for(lambda b=before: scraper.failures.get(key, 0) > b)
+        assert scraper.failures[key] >= 4
+        [down] = changes()
+        assert down.levelno >= level_for_verbosity(2)  # shown at the default -v 2
+        assert down.levelno == logging.WARNING
+        text = down.getMessage()
+        assert text.startswith("endpoint stopped answering metrics scrapes")
+        assert f"endpoint={key}" in text
+        assert f"127.0.0.1:{port}" in text  # the error names what failed
+        assert "error=" in text
+
+        runner = web.AppRunner(app)  # the same server comes back on its port
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await clock.advance(2.5)
+        await wait_for(lambda: scraper.reachable.get(key) is True)
+        for _ in range(3):  # more successful scrapes: nothing more to say
+            hits = fake.hits
+            await clock.advance(0.06)
+            await wait_for(lambda h=hits: fake.hits > h)
+        assert [r.levelno for r in changes()] == [logging.WARNING, logging.INFO]
+        back = changes()[1].getMessage()
+        assert back.startswith("endpoint answers metrics scrapes again")
+        assert f"endpoint={key}" in back and "failed_scrapes=" in back
+    finally:
+        await scraper.stop()
+        await runner.cleanup()
 
 
 async def test_http_fetcher_errors(server: tuple[FakeServer, int]) -> None:

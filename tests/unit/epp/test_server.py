@@ -238,6 +238,70 @@ async def test_epp_acc_27_empty_chat_messages_is_400() -> None:
     assert body.endswith(b"invalid chat completions request: must have valid messages field")
 
 
+CHAT_MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
+# Chat fields upstream decodes into typed struct fields, each with a value of the wrong type.
+CHAT_TYPE_CASES = [
+    ("role", {"messages": [{"role": 7, "content": "hi"}]}),
+    ("role", {"messages": [{"role": {"name": "user"}, "content": "hi"}]}),
+    ("tools", {"tools": {"type": "function"}}),
+    ("tools", {"tools": "search"}),
+    ("documents", {"documents": "doc"}),
+    ("documents", {"documents": {"title": "t"}}),
+    ("chat_template", {"chat_template": ["{{ x }}"]}),
+    ("chat_template", {"chat_template": 3}),
+    ("return_assistant_tokens_mask", {"return_assistant_tokens_mask": "true"}),
+    ("continue_final_message", {"continue_final_message": 1}),
+    ("add_generation_prompt", {"add_generation_prompt": "yes"}),
+    ("chat_template_kwargs", {"chat_template_kwargs": ["enable_thinking"]}),
+    ("chat_template_kwargs", {"chat_template_kwargs": "x"}),
+]
+CHAT_NULL_CASES = [
+    ("role", {"messages": [{"role": None, "content": "hi"}]}),
+    *(
+        (name, {name: None})
+        for name in (
+            "tools",
+            "documents",
+            "chat_template",
+            "return_assistant_tokens_mask",
+            "continue_final_message",
+            "add_generation_prompt",
+            "chat_template_kwargs",
+        )
+    ),
+]
+
+
+def chat_body(fields: dict[str, Any]) -> bytes:
+    return orjson.dumps({"model": "m", "messages": CHAT_MESSAGES, **fields})
+
+
+@pytest.mark.parametrize(
+    ("field", "fields"), CHAT_TYPE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CHAT_TYPE_CASES)]
+)
+async def test_chat_field_of_the_wrong_type_is_400(field: str, fields: dict[str, Any]) -> None:
+    scheduler = FirstScheduler()
+    msgs = [headers_msg(path="/v1/chat/completions"), body_msg(chat_body(fields))]
+    assert immediate(await run(make(scheduler=scheduler), msgs)) == (
+        400,
+        b"inference gateway: BadRequest - failed to extract request data: "
+        b"inference gateway: BadRequest - "
+        b"invalid chat completions request: must have valid messages field",
+    )
+    assert scheduler.requests == []  # refused before scheduling
+
+
+@pytest.mark.parametrize(("field", "fields"), CHAT_NULL_CASES, ids=[c[0] for c in CHAT_NULL_CASES])
+async def test_chat_field_set_to_null_is_routed(field: str, fields: dict[str, Any]) -> None:
+    scheduler = FirstScheduler()
+    msgs = [headers_msg(path="/v1/chat/completions"), body_msg(chat_body(fields))]
+    replies = await run(make(scheduler=scheduler), msgs)
+    assert kinds(replies)[0] == "request_headers"
+    headers = wire.headers_of(replies[0], "request_headers")
+    assert headers["x-gateway-destination-endpoint"] == "10.0.0.1:8000"
+    assert len(scheduler.requests) == 1
+
+
 async def test_epp_acc_28_missing_prompt_is_400() -> None:
     status, body = immediate(await run(make(), [headers_msg(), body_msg(b'{"model":"m"}')]))
     assert status == 400

@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from pyllmd import cli
 from pyllmd.core.errors import ConfigError
 from pyllmd.stack.pdsidecar import RunningSidecar, start_sidecar
-from pyllmd.stack.pdsidecar_options import SidecarOptions, load_options
+from pyllmd.stack.pdsidecar_options import FLAGS, SidecarOptions, load_options
 from pyllmd.stack.pdsidecar_protocol import (
     DECODER_DOWN,
     cache_threshold_hit,
@@ -32,6 +32,9 @@ from pyllmd.stack.pdsidecar_protocol import (
     nixl_decode_body,
     nixl_prefill_body,
     pick_prefiller,
+    sglang_body,
+    sglang_bootstrap_host,
+    sglang_room,
 )
 
 KV_REPLY = {"do_remote_decode": False, "do_remote_prefill": True, "remote_engine_id": "E"}
@@ -62,7 +65,18 @@ def test_go_style_single_dash_flags_and_env() -> None:
     ("argv", "env", "message"),
     [
         (["--connector=foo"], {}, "--connector must be one of: nixlv2, shared-storage, sglang"),
-        (["--connector=sglang"], {}, "--connector=sglang is not implemented"),
+        (
+            ["--zap-encoder=xml"],
+            {},
+            'invalid argument "xml" for "--zap-encoder" flag: invalid encoder value "xml"',
+        ),
+        (
+            ["--zap-log-level=loud"],
+            {},
+            'invalid argument "loud" for "--zap-log-level" flag: invalid log level "loud"',
+        ),
+        (["--bind-address=not an address"], {}, "--bind-address: 'not an address' is not"),
+        (["--connector=sglang"], {"SGLANG_BOOTSTRAP_PORT": "x"}, "SGLANG_BOOTSTRAP_PORT: invalid"),
         (["--port=x"], {}, "--port: invalid port 'x'"),
         (["--vllm-port=70000"], {}, "--vllm-port: invalid port '70000'"),
         (["--data-parallel-size=0"], {}, "--data-parallel-size must be at least 1, got 0"),
@@ -83,6 +97,20 @@ def test_flag_errors(argv: list[str], env: dict[str, str], message: str) -> None
     with pytest.raises(ConfigError) as err:
         load_options(argv, env)
     assert message in str(err.value)
+
+
+def test_sglang_connector_and_its_bootstrap_port() -> None:
+    assert load_options(["--connector=sglang"], {}).sglang_bootstrap_port == 8998
+    env = {"SGLANG_BOOTSTRAP_PORT": "9100"}
+    assert load_options(["--connector=sglang"], env).sglang_bootstrap_port == 9100
+    # only the sglang connector reads the variable
+    assert load_options([], {"SGLANG_BOOTSTRAP_PORT": "x"}).connector == "nixlv2"
+
+
+def test_help_lists_sglang_among_the_supported_connectors() -> None:
+    help_text = "\n".join(spec.help for spec in FLAGS if spec.name == "connector")
+    assert help_text.endswith("Supported: nixlv2, shared-storage, sglang")
+    assert load_options(["--connector=sglang"], {}).connector == "sglang"
 
 
 def test_cli_reports_errors_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,6 +154,29 @@ def test_nixl_prefill_and_decode_bodies() -> None:
 def test_pick_prefiller(values: list[str], pick: int | None, expected: str) -> None:
     sample = (lambda n: pick) if pick is not None else None
     assert pick_prefiller(values, sample) == expected
+
+
+@pytest.mark.parametrize(
+    ("prefiller", "host"),
+    [
+        ("10.0.0.1:8000", "10.0.0.1"),
+        ("http://10.0.0.1:8000", "10.0.0.1"),
+        ("prefill-0.svc:8000", "prefill-0.svc"),
+        ("[fd00::1]:8000", "fd00::1"),
+        ("10.0.0.1", "10.0.0.1"),
+    ],
+)
+def test_sglang_bootstrap_host(prefiller: str, host: str) -> None:
+    assert sglang_bootstrap_host(prefiller) == host
+
+
+def test_sglang_body_and_room() -> None:
+    request = {"model": "m", "prompt": "p", "stream": True}
+    body = sglang_body(request, "10.0.0.1:8000", 8998, 42)
+    assert body == {**request, "bootstrap_host": "10.0.0.1", "bootstrap_port": 8998,
+                    "bootstrap_room": 42}  # fmt: skip
+    assert request == {"model": "m", "prompt": "p", "stream": True}  # not changed
+    assert sglang_room(1_000_000, lambda n: n - 1) == 1_000_999
 
 
 def test_helpers() -> None:
@@ -384,6 +435,59 @@ async def test_shared_storage_tries_decode_first_with_a_cache_hit_threshold(
     assert prefiller.seen[0][1]["cache_hit_threshold"] == 0
     assert decoder.seen[-1][1]["cache_hit_threshold"] == 0
     assert len(decoder.seen) == 3  # tried, then decoded after the prefill
+
+
+async def test_sglang_sends_one_tagged_body_to_prefiller_and_decoder(
+    sidecar: Start, upstreams: Callable[..., Awaitable[Upstream]]
+) -> None:
+    decoder, prefiller = await upstreams("decoder"), await upstreams("prefiller")
+    running = await sidecar(decoder.port, connector="sglang", sglang_bootstrap_port=9100)
+    request = {"model": "m", "prompt": "p", "max_tokens": 7, "stream": True}
+    status, body, headers = await post(
+        running.ports[0],
+        request,
+        {"x-prefiller-host-port": f"127.0.0.1:{prefiller.port}", "x-request-id": "r1"},
+    )
+    assert status == 200
+    assert headers["Content-Type"] == "text/event-stream"
+    assert body.endswith(b"data: [DONE]\n\n")  # the decoder's stream is the answer
+    for _ in range(200):  # the prefill runs in the background: bounded wait (~2 s)
+        if prefiller.seen:
+            break
+        await asyncio.sleep(0.01)
+    [(path, prefilled, ids)] = prefiller.seen
+    [(decode_path, decoded, decode_ids)] = decoder.seen
+    assert path == decode_path == "/v1/completions"
+    assert prefilled == decoded  # one body for both engines, the request kept whole
+    room = decoded.pop("bootstrap_room")
+    assert isinstance(room, int) and room > 0
+    assert decoded == {**request, "bootstrap_host": "127.0.0.1", "bootstrap_port": 9100}
+    assert ids == decode_ids == ["r1"]  # the client's headers go to both
+
+
+async def test_sglang_answer_is_the_decoders_even_when_prefill_fails(
+    sidecar: Start, upstreams: Callable[..., Awaitable[Upstream]]
+) -> None:
+    decoder = await upstreams("decoder")
+    running = await sidecar(decoder.port, connector="sglang")
+    closed = free_ports(1)
+    status, body, _ = await post(
+        running.ports[0],
+        {"model": "m", "prompt": "p"},
+        {"x-prefiller-host-port": f"127.0.0.1:{closed}"},
+    )
+    assert status == 200 and orjson.loads(body)["served_by"] == "decoder"
+    status, body = await post_raw(running.ports[0], b"{not json", f"127.0.0.1:{closed}")
+    assert status == 400 and orjson.loads(body)["type"] == "BadRequestError"
+    assert len(decoder.seen) == 1
+
+
+async def post_raw(port: int, data: bytes, prefiller: str) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as s:
+        url = f"http://127.0.0.1:{port}/v1/completions"
+        headers = {"x-prefiller-host-port": prefiller, "content-type": "application/json"}
+        async with s.post(url, data=data, headers=headers) as r:
+            return r.status, await r.read()
 
 
 async def test_secure_proxy_serves_a_self_signed_sidecar_certificate(

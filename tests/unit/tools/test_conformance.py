@@ -217,3 +217,22 @@ def test_committed_epp_conformance_doc_is_up_to_date() -> None:
     assert actual == conf.generate(suite=suite), (
         "docs/developer-guide/conformance-epp.md is stale: run make conformance"
     )
+
+
+def test_spec_corrections_are_kept_by_refresh_and_rendered(tmp_path: Path) -> None:
+    path = tmp_path / "epp.json"
+    checks = conf.parse_spec(EPP_SPEC, conf.EPP.section)
+    fix = conf.Correction("§5, `x-filter`", "keeps a|b", "keeps c", ("t.py::test_x",))
+    conf.dump_json(path, checks, {}, {}, conf._source(conf.EPP), [fix])
+    assert conf.load_corrections(path) == [fix]
+    spec = tmp_path / "epp.md"
+    spec.write_text(EPP_SPEC)
+    suite = conf.Suite(**{**conf.EPP.__dict__, "checks_json": path})
+    assert conf.refresh(suite, spec)
+    assert conf.load_corrections(path) == [fix]  # a refresh from the spec keeps them
+    doc = conf.render(checks, {}, {}, {}, conf.EPP, [fix])
+    assert doc.endswith(
+        "| where | the spec says | upstream (and pyllmd) | tests |\n|---|---|---|---|\n"
+        "| §5, `x-filter` | keeps a\\|b | keeps c | `t.py::test_x` |\n"
+    )
+    assert "Corrections" not in conf.render(checks, {}, {}, {}, conf.EPP)
