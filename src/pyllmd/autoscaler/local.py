@@ -156,7 +156,7 @@ class LocalCluster:
         ready_timeout: float = 20.0,
         log_dir: Path | None = None,
         backoff: Backoff | None = None,
-        drain: float = 0.3,
+        drain: float = 0.5,
     ) -> None:
         self.vas = {(v.metadata.namespace, v.metadata.name): v for v in spec.vas}
         self.deployments = {(d.namespace, d.name): d for d in spec.deployments}

@@ -45,6 +45,7 @@ Models = Callable[[], Collection[str]]
 """The model names the stack serves (whether or not a pod is ready)."""
 
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "host"})
+MAX_BODY = 64 * 1024 * 1024  # bytes, as the simulator accepts
 ATTEMPTS = 4  # sends of one request: the first and up to three retries on other pods
 SHUTTING_DOWN = "the gateway is shutting down"
 # Failures before the response head that mean the pod went away: retry elsewhere.
@@ -143,7 +144,8 @@ class Gateway:
 
     def app(self) -> web.Application:
         """The gateway's routes: the completion APIs (proxied), /v1/models and /metrics."""
-        app = web.Application(middlewares=[_openai_errors])
+        # bodies up to the simulator's own limit pass; larger ones get 413 in the OpenAI shape
+        app = web.Application(middlewares=[_openai_errors], client_max_size=MAX_BODY)
         app.router.add_post("/v1/completions", self.proxy)
         app.router.add_post("/v1/chat/completions", self.proxy)
         app.router.add_get("/v1/models", self.list_models)

@@ -177,3 +177,36 @@ def _alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+ORPHAN_MAKER = textwrap.dedent(
+    """
+    import asyncio, sys, uvloop
+    from pyllmd.core.process import spawn
+
+    async def main():
+        child = await spawn([sys.executable, "-c", "import time; time.sleep(600)"])
+        print(child.pid, flush=True)
+        await asyncio.sleep(600)
+
+    uvloop.run(main())
+    """
+)
+
+
+def test_children_die_with_a_killed_parent() -> None:
+    # the parent cannot clean up after SIGKILL; the kernel ends its children (Linux)
+    proc = subprocess.Popen([sys.executable, "-c", ORPHAN_MAKER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        assert _alive(child)
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        proc.kill()
+        proc.wait()
