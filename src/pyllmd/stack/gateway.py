@@ -251,6 +251,7 @@ class Gateway:
                 )
                 to_client = True
                 await resp.prepare(request)
+                to_client = False
                 async for chunk in up.content.iter_any():
                     to_client = True
                     await resp.write(chunk)
