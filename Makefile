@@ -12,7 +12,8 @@ LINT_PATHS := src tests bench tools
 
 MODEL ?= meta-llama/Llama-3.1-8B-Instruct
 PORT ?= 8000
-STACK ?= config/local/stack.yaml
+# Empty: the stack shipped inside the package (src/pyllmd/stack/stack.yaml).
+STACK ?=
 
 .PHONY: help up test test-e2e-smoke test-e2e-full bench lint fmt conformance clean \
 	venv e2e-deps bench-deps protos
@@ -60,20 +61,21 @@ e2e-deps:
 
 # The local stack needs Debian's prometheus, hence e2e-deps.
 up: $(STAMP) e2e-deps
-	@echo "Starting the local stack from $(STACK): two simulator variants of $(MODEL),"
-	@echo "a gateway on http://127.0.0.1:$(PORT), Prometheus and the autoscaler (Ctrl-C stops it)."
+	@echo "Starting the local stack from $(or $(STACK),the default stack file): two simulator"
+	@echo "variants of $(MODEL), a gateway on http://127.0.0.1:$(PORT), Prometheus on"
+	@echo "https://127.0.0.1:8002 and the autoscaler, admin on http://127.0.0.1:8001 (Ctrl-C stops it)."
 	@echo ""
 	@echo "Send load through the gateway, e.g. 40 concurrent requests in a loop:"
 	@echo "  while :; do for i in \$$(seq 40); do curl -s -o /dev/null http://127.0.0.1:$(PORT)/v1/chat/completions \\"
 	@echo "    -H 'Content-Type: application/json' -d '{\"model\": \"$(MODEL)\", \"max_tokens\": 200,"
 	@echo "    \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}' & done; wait; done"
 	@echo ""
-	@echo "Watch it scale (the admin URL is printed below once everything is up):"
-	@echo "  curl -s <admin>/metrics | grep '^wva_'"
-	@echo "  curl -s <admin>/apis/llmd.ai/v1alpha1/variantautoscalings"
+	@echo "Watch it scale:"
+	@echo "  curl -s http://127.0.0.1:8001/metrics | grep '^wva_'"
+	@echo "  curl -s http://127.0.0.1:8001/apis/llmd.ai/v1alpha1/variantautoscalings"
 	@echo "See docs/user-guide/admin/autoscaler-local.md."
 	@echo ""
-	@exec $(BIN)/pyllmd up --stack $(STACK) --port $(PORT)
+	@exec $(BIN)/pyllmd up $(if $(STACK),--stack $(STACK)) --port $(PORT)
 
 # pytest exits 5 when it collected no test; make treats that as a failure.
 test: $(STAMP)

@@ -13,7 +13,6 @@ import concurrent.futures
 import json
 import re
 import ssl
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,8 +22,8 @@ from typing import Any
 import openai
 import pytest
 
-from tests.e2e.harness import ManagedProcess, free_port
-from tests.e2e.stacks import SATURATION_CONFIG_MAP
+from tests.e2e.harness import ManagedProcess
+from tests.e2e.stacks import SATURATION_CONFIG_MAP, up_argv
 
 pytestmark = pytest.mark.e2e
 
@@ -99,9 +98,7 @@ class Stack:
 def stack(tmp_path: Path) -> Iterator[Stack]:
     stack_file = tmp_path / "stack.yaml"
     stack_file.write_text(STACK)
-    port = free_port()
-    argv = [sys.executable, "-m", "pyllmd", "up", "--stack", str(stack_file), "--port", str(port),
-            "--interval", "2s", "--workdir", str(tmp_path / "work")]  # fmt: skip
+    argv = up_argv(stack_file, tmp_path / "work", "--interval", "2s")
     proc = ManagedProcess("pyllmd-up", argv, None)
     try:
         urls: dict[str, str] = {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import re
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,8 +27,8 @@ import pytest
 
 from pyllmd.core.promtext import Sample, parse_samples
 from tests.e2e.eppgateway import value
-from tests.e2e.harness import ManagedProcess, free_port
-from tests.e2e.stacks import SATURATION_CONFIG_MAP
+from tests.e2e.harness import ManagedProcess
+from tests.e2e.stacks import SATURATION_CONFIG_MAP, up_argv
 
 pytestmark = pytest.mark.e2e
 
@@ -106,8 +105,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     stack_file = tmp_path / "stack.yaml"
     stack_file.write_text(STACK)
     workdir = tmp_path / "work"
-    argv = [sys.executable, "-m", "pyllmd", "up", "--stack", str(stack_file),
-            "--port", str(free_port()), "--interval", "60s", "--workdir", str(workdir)]  # fmt: skip
+    argv = up_argv(stack_file, workdir, "--interval", "60s")
     proc = ManagedProcess("pyllmd-up", argv, None)
     try:
         proc.wait_until(lambda: "Ctrl-C stops everything" in proc.output, 60, "up")

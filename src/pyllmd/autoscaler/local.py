@@ -7,8 +7,11 @@ through a file_sd targets file carrying the `namespace` and `pod` labels that
 the upstream PromQL queries select on. No Kubernetes is needed; the controller
 code cannot tell the difference.
 
-Process supervision is done by hand with asyncio subprocesses (no library adds
-anything for a handful of children we start and stop ourselves).
+Pods are children of `core.process.spawn` (own session, output in
+`<log_dir>/<pod>.log`). A pod that dies on its own is logged with its exit status
+and last output lines and replaced after a back-off (per Deployment, like
+CrashLoopBackOff); a pod removed by a scale-down is first taken out of the ready
+set (the gateway stops sending to it), then stopped, and its log deleted.
 """
 
 from __future__ import annotations
@@ -21,19 +24,19 @@ import os
 import secrets
 import socket
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 
 from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
 from pyllmd.autoscaler.interfaces import Container, GpuNode, Workload
 from pyllmd.autoscaler.model import Decision
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.process import terminate
+from pyllmd.core.process import Backoff, exit_text, spawn, tail_lines, terminate
 
 log = logging.getLogger(__name__)
 
@@ -85,48 +88,61 @@ class LocalSpec:
     nodes: tuple[GpuNode, ...] = ()
 
 
-def load_local_spec(path: Path) -> LocalSpec:
-    """Read a local stack file (see docs/user-guide/admin/autoscaler-local.md)."""
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"--local-stack {path}: {e}") from None
-    return parse_local_spec(doc, str(path))
-
-
 def parse_local_spec(doc: Mapping[str, Any], where: str = "local stack") -> LocalSpec:
-    """Validate the local stack document into VAs, Deployments, ConfigMaps and nodes."""
+    """Validate the local stack document into VAs, Deployments, ConfigMaps and nodes;
+    a bad entry is a one-line ConfigError naming it."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{where}: the stack file must be a map")
     namespace = str(doc.get("namespace", "default"))
     vas: list[VariantAutoscaling] = []
     deployments: list[LocalDeployment] = []
-    for i, item in enumerate(doc.get("variants") or ()):
+    for i, item in enumerate(_entries(doc, "variants", where)):
         try:
             va = VariantAutoscaling.model_validate(item["variantAutoscaling"])
             dep = item["deployment"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"{where}: variants[{i}]: {e}") from None
-        va.metadata.namespace = va.metadata.namespace or namespace
-        deployments.append(
-            LocalDeployment(
-                namespace=va.metadata.namespace,
-                name=str(dep.get("name", va.spec.scale_target_ref.name)),
-                args=tuple(str(a) for a in dep.get("args", ())),
-                replicas=int(dep.get("replicas", 1)),
-                labels={str(k): str(v) for k, v in (dep.get("labels") or {}).items()},
-                gpus_per_replica=int(dep.get("gpusPerReplica", 1)),
+            va.metadata.namespace = va.metadata.namespace or namespace
+            deployments.append(
+                LocalDeployment(
+                    namespace=va.metadata.namespace,
+                    name=str(dep.get("name", va.spec.scale_target_ref.name)),
+                    args=tuple(str(a) for a in dep.get("args", ())),
+                    replicas=int(dep.get("replicas", 1)),
+                    labels={str(k): str(v) for k, v in (dep.get("labels") or {}).items()},
+                    gpus_per_replica=int(dep.get("gpusPerReplica", 1)),
+                )
             )
-        )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ConfigError(f"{where}: variants[{i}]: {_one_line(e)}") from None
         vas.append(va)
     config_maps: dict[tuple[str, str], Mapping[str, str]] = {}
-    for cm in doc.get("configMaps") or ():
-        meta = cm.get("metadata", {})
-        key = (str(meta.get("namespace", namespace)), str(meta["name"]))
-        config_maps[key] = {str(k): str(v) for k, v in (cm.get("data") or {}).items()}
-    nodes = tuple(
-        GpuNode(str(n["name"]), str(n["vendor"]), str(n["product"]), int(n["count"]))
-        for n in doc.get("nodes") or ()
-    )
-    return LocalSpec(tuple(vas), tuple(deployments), config_maps, nodes)
+    for i, cm in enumerate(_entries(doc, "configMaps", where)):
+        try:
+            meta = cm.get("metadata", {})
+            key = (str(meta.get("namespace", namespace)), str(meta["name"]))
+            config_maps[key] = {str(k): str(v) for k, v in (cm.get("data") or {}).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ConfigError(f"{where}: configMaps[{i}]: {_one_line(e)}") from None
+    nodes: list[GpuNode] = []
+    for i, n in enumerate(_entries(doc, "nodes", where)):
+        try:
+            nodes.append(
+                GpuNode(str(n["name"]), str(n["vendor"]), str(n["product"]), int(n["count"]))
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: nodes[{i}]: {_one_line(e)}") from None
+    return LocalSpec(tuple(vas), tuple(deployments), config_maps, tuple(nodes))
+
+
+def _entries(doc: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = doc.get(key) or []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: {key} must be a list")
+    return value
+
+
+def _one_line(e: Exception) -> str:
+    text = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+    return " ".join(text.split())
 
 
 class LocalCluster:
@@ -138,6 +154,9 @@ class LocalCluster:
         targets_file: Path | None = None,
         sim_command: Sequence[str] = (sys.executable, "-m", "pyllmd", "sim"),
         ready_timeout: float = 20.0,
+        log_dir: Path | None = None,
+        backoff: Backoff | None = None,
+        drain: float = 0.5,
     ) -> None:
         self.vas = {(v.metadata.namespace, v.metadata.name): v for v in spec.vas}
         self.deployments = {(d.namespace, d.name): d for d in spec.deployments}
@@ -149,6 +168,12 @@ class LocalCluster:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
+        self.log_dir = log_dir
+        self.backoff = backoff or Backoff()
+        self.drain = drain  # seconds between leaving the ready set and SIGTERM
+        self._started: dict[str, float] = {}  # pod name -> monotonic start time
+        self._crashes: dict[tuple[str, str], tuple[float, float]] = {}  # delay, restart at
+        self._stopping: list[Pod] = []  # removed from their Deployment, not yet stopped
 
     # -- Cluster protocol -------------------------------------------------------
 
@@ -255,24 +280,63 @@ class LocalCluster:
     async def reconcile(self) -> None:
         """Start or stop processes until every Deployment has its replicas, then publish targets."""
         async with self._lock:
-            for dep in self.deployments.values():
+            stopping: list[Pod] = []
+            for key, dep in self.deployments.items():
+                for pod in [p for p in dep.pods if p.process.returncode is not None]:
+                    self._died(key, pod)
                 dep.pods = [p for p in dep.pods if p.process.returncode is None]
                 while len(dep.pods) > dep.replicas:
-                    await _stop(dep.pods.pop())  # newest first, like a ReplicaSet scale-down
+                    pod = dep.pods.pop()  # newest first, like a ReplicaSet scale-down
+                    pod.ready = False  # out of the gateway's pool before it stops
+                    stopping.append(pod)
+                if len(dep.pods) < dep.replicas and not self._may_start(key):
+                    continue
                 starting = [await self._start_pod(dep) for _ in range(dep.replicas - len(dep.pods))]
                 dep.pods.extend(starting)
             self._write_targets()
+            if stopping:
+                self._stopping.extend(stopping)
+                await asyncio.sleep(self.drain)
+                await asyncio.gather(*(self._stop(p) for p in stopping))
+                self._stopping = [p for p in self._stopping if p not in stopping]
         waiting = [p for d in self.deployments.values() for p in d.pods if not p.ready]
         await asyncio.gather(*(self._wait_ready(p) for p in waiting))
         async with self._lock:
             self._write_targets()
 
-    async def close(self) -> None:
-        """Stop every pod."""
+    def _died(self, key: tuple[str, str], pod: Pod) -> None:
+        """Log a pod that exited on its own; back off before replacing it."""
+        now = time.monotonic()
+        uptime = now - self._started.pop(pod.name, now)
+        previous, _ = self._crashes.get(key, (0.0, 0.0))
+        delay = self.backoff.next_delay(previous, uptime)
+        self._crashes[key] = (delay, now + delay)
+        log_file = self._pod_log(pod.name)
+        last = " | ".join(tail_lines(log_file, 3))
+        log.warning(
+            "pod exited pod=%s %s; replacing it in %g s%s%s",
+            pod.name, exit_text(pod.process.returncode), delay,
+            f" (output: {log_file})" if log_file is not None else "",
+            f"; last lines: {last}" if last else "",
+        )  # fmt: skip
+        asyncio.get_running_loop().call_later(delay, self.request_reconcile)
+
+    def _may_start(self, key: tuple[str, str]) -> bool:
+        _, restart_at = self._crashes.get(key, (0.0, 0.0))
+        return time.monotonic() >= restart_at
+
+    def _pod_log(self, name: str) -> Path | None:
+        return self.log_dir / f"{name}.log" if self.log_dir is not None else None
+
+    async def close(self, grace: float = 3.0) -> None:
+        """Stop every pod (all at once)."""
+        pods = [*self._stopping, *(p for dep in self.deployments.values() for p in dep.pods)]
+        self._stopping = []
         for dep in self.deployments.values():
             for pod in dep.pods:
-                await _stop(pod)
+                pod.ready = False
             dep.pods.clear()
+        await asyncio.gather(*(self._stop(p, grace) for p in pods))
         self._write_targets()
         if self._http is not None:
             await self._http.close()
@@ -281,13 +345,25 @@ class LocalCluster:
         name = f"{dep.name}-{secrets.token_hex(4)}-{secrets.token_hex(2)}"
         port = free_port()
         env = dict(os.environ, POD_NAME=name, POD_NAMESPACE=dep.namespace, POD_IP=LOOPBACK)
-        proc = await asyncio.create_subprocess_exec(
-            *self.sim_command, *dep.args, "--host", LOOPBACK, "--port", str(port),
-            env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        proc = await spawn(
+            [*self.sim_command, *dep.args, "--host", LOOPBACK, "--port", str(port)],
+            self._pod_log(name), env,
         )  # fmt: skip
-        log.info("pod started pod=%s port=%d", name, port)
+        self._started[name] = time.monotonic()
+        log.info("pod started pod=%s port=%d pid=%d", name, port, proc.pid)
         return Pod(name, port, proc)
+
+    async def _stop(self, pod: Pod, grace: float = 5.0) -> None:
+        """Stop a pod we removed; its log goes with it."""
+        await terminate(pod.process, grace)
+        self._started.pop(pod.name, None)
+        log.info("pod stopped pod=%s", pod.name)
+        log_file = self._pod_log(pod.name)
+        if log_file is not None:
+            with contextlib.suppress(OSError):
+                log_file.unlink()
 
     async def _wait_ready(self, pod: Pod) -> None:
         if self._http is None:
@@ -318,11 +394,6 @@ class LocalCluster:
         tmp = self.targets_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups, indent=1))
         tmp.replace(self.targets_file)  # atomic, so Prometheus never reads half a file
-
-
-async def _stop(pod: Pod) -> None:
-    await terminate(pod.process, grace=5.0)
-    log.info("pod stopped pod=%s", pod.name)
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:

@@ -10,7 +10,8 @@ on its exact quirks, which neither argparse nor click reproduce:
   element: `--flag false` sets true and leaves "false" as a positional argument;
 * Go's `strconv` spellings for bools, ints (base prefixes, `_`) and floats;
 * single-dash shorthands (`-v 4`, `-v=4`, `-v4`), `--` ends the flags;
-* `--help` / `-h` request usage unless a flag of that name exists;
+* `--help` / `-h` request usage unless a flag of that name exists; likewise
+  `--version` requests the program version (`VersionRequested`);
 * positional arguments are collected, never an error;
 * pflag's error texts (`unknown flag: --x`, `flag needs an argument: --x`,
   `invalid argument "abc" for "--port" flag: ...`).
@@ -47,6 +48,7 @@ __all__ = [
     "FlagSpec",
     "HelpRequested",
     "ParsedFlags",
+    "VersionRequested",
     "default_text",
     "format_duration",
     "format_duration_ns",
@@ -129,6 +131,12 @@ class HelpRequested(Exception):
         return self.usage
 
 
+class VersionRequested(Exception):
+    """`--version` was given to a command without a flag of that name (print the
+    version, exit 0). Not a HelpRequested: it reaches the CLI, which prints it once for
+    every command."""
+
+
 # ---------------------------------------------------------------- parsing
 
 
@@ -164,8 +172,9 @@ def _set(
     try:
         values[spec.name] = _convert(spec, raw, values.get(spec.name))
     except ValueError as exc:
+        detail = str(exc).replace("\r", "\\r").replace("\n", "\\n")  # one line, always
         raise ConfigError(
-            f"invalid argument {quote_go(raw)} for {quote_go(label)} flag: {exc}"
+            f"invalid argument {quote_go(raw)} for {quote_go(label)} flag: {detail}"
         ) from None
     if spec.kind is FlagKind.DURATION and is_deprecated_duration(raw):
         deprecated[spec.name] = raw
@@ -218,6 +227,8 @@ class _Parser:
         if spec is None:
             if name == "help":
                 raise HelpRequested(usage(self.specs, self.prog))
+            if name == "version":
+                raise VersionRequested()
             raise ConfigError(f"unknown flag: --{name}")
         if eq:
             raw = inline

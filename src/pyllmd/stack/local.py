@@ -10,19 +10,27 @@ with their status at `/apis/llmd.ai/v1alpha1/variantautoscalings`.
 The gateway is the stand-in of `gateway.py` by default; with `gateway: envoy-epp`
 in the stack file it is a real Envoy and `pyllmd epp` with flow control
 (`eppgateway.py`), whose queue gauge the scale-from-zero engine then reads.
+
+Every child (pods, Prometheus, Envoy, the EPP) is supervised: a death is logged and
+the child restarted after a back-off. On stop, the gateway ends held and in-flight
+requests at once, then every child is stopped in parallel with a short grace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import orjson
+import yaml
 from aiohttp import web
 
 from pyllmd.autoscaler.collect import PrometheusMetricsSource
@@ -33,8 +41,9 @@ from pyllmd.autoscaler.local import (
     LOOPBACK,
     LocalActuator,
     LocalCluster,
+    LocalSpec,
     free_port,
-    load_local_spec,
+    parse_local_spec,
 )
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusOptions
@@ -42,12 +51,13 @@ from pyllmd.autoscaler.scalefromzero import InferencePool, ScaleFromZeroEngine, 
 from pyllmd.autoscaler.status import StatusBook
 from pyllmd.core.clock import RealClock
 from pyllmd.core.errors import ConfigError
+from pyllmd.stack.envoy import envoy_binary
 from pyllmd.stack.eppgateway import (
     ENVOY_EPP,
     EnvoyEppGateway,
     TargetGroups,
+    gateway_settings,
     pool_groups,
-    read_gateway_settings,
 )
 from pyllmd.stack.gateway import Gateway
 from pyllmd.stack.prometheus import PrometheusProcess, prometheus_config
@@ -55,12 +65,23 @@ from pyllmd.stack.prometheus import PrometheusProcess, prometheus_config
 log = logging.getLogger(__name__)
 
 
+DEFAULT_GATEWAY_PORT = 8000
+DEFAULT_ADMIN_PORT = 8001
+DEFAULT_PROMETHEUS_PORT = 8002
+SHUTDOWN_GRACE = 3.0  # seconds a child gets between SIGTERM and SIGKILL when the stack stops
+
+
+def packaged_stack() -> Path:
+    """The default stack file, shipped inside the package."""
+    return Path(str(resources.files("pyllmd.stack").joinpath("stack.yaml")))
+
+
 @dataclass(frozen=True)
 class StackOptions:
-    """Ports, files and timings of a local stack run."""
+    """Ports, files and timings of a local stack run (port 0: any free port)."""
 
-    stack_file: Path
-    gateway_port: int = 8000
+    stack_file: Path = field(default_factory=packaged_stack)
+    gateway_port: int = DEFAULT_GATEWAY_PORT
     admin_port: int = 0
     prometheus_port: int = 0
     workdir: Path | None = None
@@ -69,8 +90,61 @@ class StackOptions:
     fresh_threshold: float = 60.0
 
 
+@dataclass(frozen=True)
+class StackFile:
+    """What a stack file declares: the cluster, and which gateway runs in front of it."""
+
+    spec: LocalSpec
+    gateway: str
+    epp_config: str
+
+
+def read_stack_file(path: Path) -> StackFile:
+    """Read and validate a stack file; errors are one line naming `--stack` and the file
+    (with line and column for YAML syntax errors)."""
+    where = f"--stack {path}"
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{where}: {e.strerror or e}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = " ".join(str(e.problem or e.context or "invalid YAML").split())
+        raise ConfigError(f"--stack {at}: {problem}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: {' '.join(str(e).split())}") from None
+    doc = {} if doc is None else doc
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{where}: the stack file must be a map")
+    spec = parse_local_spec(doc, where)
+    kind, epp_config = gateway_settings(doc, where)
+    return StackFile(spec, kind, epp_config)
+
+
+def check_ports(ports: Mapping[str, int]) -> None:
+    """Fail early, naming the flag, when a fixed port is taken or given twice."""
+    seen: dict[int, str] = {}
+    for flag, port in ports.items():
+        if not port:
+            continue
+        if port in seen:
+            raise ConfigError(f"{flag} {port}: the same port as {seen[port]}")
+        seen[port] = flag
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError as e:
+                why = "address already in use" if e.errno == errno.EADDRINUSE else str(e)
+                raise ConfigError(f"{flag} {port}: {why}; choose another with {flag}") from None
+
+
 async def _serve(app: web.Application, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
+    # shutdown_timeout: a backstop; the gateway itself ends its requests on shutdown
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, LOOPBACK, port).start()
     return runner
@@ -131,14 +205,26 @@ class RunningStack:
 @contextlib.asynccontextmanager
 async def local_stack(opts: StackOptions) -> AsyncIterator[RunningStack]:
     """Start every piece; yields them with their URLs; stops everything on exit."""
+    stack = read_stack_file(opts.stack_file)
+    check_ports(
+        {
+            "--port": opts.gateway_port,
+            "--admin-port": opts.admin_port,
+            "--prometheus-port": opts.prometheus_port,
+        }
+    )
+    if stack.gateway == ENVOY_EPP:
+        envoy_binary()  # a missing Envoy is a start-up error, before anything starts
     with contextlib.ExitStack() as files:
         workdir = opts.workdir or Path(files.enter_context(tempfile.TemporaryDirectory()))
         workdir.mkdir(parents=True, exist_ok=True)
-        cluster = LocalCluster(load_local_spec(opts.stack_file), targets_file=workdir / "pods.json")
-        gateway_kind, epp_config = read_gateway_settings(opts.stack_file)
-        model = single_model(cluster, str(opts.stack_file)) if gateway_kind == ENVOY_EPP else ""
+        cluster = LocalCluster(
+            stack.spec, targets_file=workdir / "pods.json", log_dir=workdir / "pods"
+        )
+        model = single_model(cluster, str(opts.stack_file)) if stack.gateway == ENVOY_EPP else ""
         epp_gateway: EnvoyEppGateway | None = None
-        runners: list[web.AppRunner] = []
+        gateway_runner: web.AppRunner | None = None
+        admin_runner: web.AppRunner | None = None
         tasks: list[asyncio.Task[None]] = []
         prom: PrometheusProcess | None = None
         client: PrometheusClient | None = None
@@ -147,21 +233,24 @@ async def local_stack(opts: StackOptions) -> AsyncIterator[RunningStack]:
         try:
             await cluster.reconcile()
             tasks.append(asyncio.create_task(cluster.run()))
-            if gateway_kind == ENVOY_EPP:
+            if stack.gateway == ENVOY_EPP:
                 namespaces = sorted({d.namespace for d in cluster.deployments.values()})
                 epp_gateway = EnvoyEppGateway(
                     workdir / "gateway",
                     opts.gateway_port,
                     lambda: ready_pool(cluster, model),
                     namespaces[0] if len(namespaces) == 1 else "default",
-                    epp_config,
+                    stack.epp_config,
                 )
                 await epp_gateway.start()
                 gateway_url, queue_metrics = epp_gateway.url, epp_gateway.metrics_url
             else:
-                gateway = Gateway(lambda model: [p.url for p in cluster.ready_pods(model)])
-                runners.append(await _serve(gateway.app(), opts.gateway_port))
-                gateway_url = f"http://{LOOPBACK}:{runners[-1].addresses[0][1]}"
+                gateway = Gateway(
+                    lambda model: [p.url for p in cluster.ready_pods(model)],
+                    lambda: {va.spec.model_id for va in cluster.vas.values()},
+                )
+                gateway_runner = await _serve(gateway.app(), opts.gateway_port)
+                gateway_url = f"http://{LOOPBACK}:{gateway_runner.addresses[0][1]}"
                 queue_metrics = gateway_url + "/metrics"
             admin_port = opts.admin_port or free_port()
             prom_dir = workdir / "prometheus"
@@ -198,7 +287,7 @@ async def local_stack(opts: StackOptions) -> AsyncIterator[RunningStack]:
             )
             from_zero = ScaleFromZeroEngine(cluster, pools, scraper, metrics, clock)
             controller = Controller(engine, metrics, clock, opts.interval, from_zero)
-            runners.append(await _serve(admin_app(controller, cluster), admin_port))
+            admin_runner = await _serve(admin_app(controller, cluster), admin_port)
             await controller.bootstrap()
             tasks.append(asyncio.create_task(controller.run(stop)))
             urls = {
@@ -207,25 +296,31 @@ async def local_stack(opts: StackOptions) -> AsyncIterator[RunningStack]:
                 "prometheus": prom.url,
                 "prometheus_ca": str(prom.tls.cert),
                 "workdir": str(workdir),
+                "pod_logs": str(cluster.log_dir),
                 "queue_metrics": queue_metrics,
+                "stack": str(opts.stack_file),
             }
             yield RunningStack(urls, cluster, prom, controller)
         finally:
+            log.info("stopping the local stack")
             stop.set()
-            for task in tasks:
+            for task in tasks:  # no decision and no pod restart from here on
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            for runner in runners:
-                await runner.cleanup()
-            if epp_gateway is not None:
-                await epp_gateway.stop()
+            # The gateway first: held and in-flight requests end now, with an error.
+            if gateway_runner is not None:
+                await gateway_runner.cleanup()
+            await asyncio.gather(
+                *([epp_gateway.stop()] if epp_gateway is not None else []),
+                *([admin_runner.cleanup()] if admin_runner is not None else []),
+                *([prom.stop(SHUTDOWN_GRACE)] if prom is not None else []),
+                cluster.close(SHUTDOWN_GRACE),
+                return_exceptions=True,
+            )
             await scraper.close()
             if client is not None:
                 await client.close()
-            if prom is not None:
-                await prom.stop()
-            await cluster.close()
 
 
 def _hostport(url: str) -> str:
@@ -243,7 +338,9 @@ async def run_local_stack(opts: StackOptions, stop: asyncio.Event) -> None:
             f"  autoscaler metrics:   {urls['admin']}/metrics",
             f"  VariantAutoscalings:  {urls['admin']}/apis/llmd.ai/v1alpha1/variantautoscalings",
             f"  Prometheus (HTTPS):   {urls['prometheus']}  (CA: {urls['prometheus_ca']})",
-            "Ctrl-C stops everything.",
+            f"  stack file:           {urls['stack']}",
+            f"  pod logs:             {urls['pod_logs']}",
+            "Ctrl-C stops everything (a second Ctrl-C kills at once).",
         ]
         print("\n".join(lines), flush=True)
         await stop.wait()

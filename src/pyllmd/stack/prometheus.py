@@ -4,6 +4,8 @@ The autoscaler only talks to Prometheus over `https` (as upstream requires), so
 the stack serves Prometheus' API with a self-signed certificate for
 127.0.0.1 and hands the CA file to the controller. Pods are discovered through
 a file_sd targets file that the local cluster rewrites as pods come and go.
+The process is supervised: if it dies, the death is logged and it is started again
+(same port, config and TSDB) after a back-off.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from pyllmd.core.process import terminate
+from pyllmd.core.process import Process, Supervisor, spawn, terminate
 from pyllmd.core.tls import write_self_signed
 
 LOOPBACK = "127.0.0.1"
@@ -75,15 +77,27 @@ class PrometheusProcess:
         self.port = port
         self.config = config
         self.tls = self_signed(directory)
-        self.process: asyncio.subprocess.Process | None = None
+        self.ready_timeout = 20.0
+        self.supervisor = Supervisor("prometheus", self._launch, self.log_file)
 
     @property
     def url(self) -> str:
         """Base URL of the HTTPS API."""
         return f"https://{LOOPBACK}:{self.port}"
 
+    @property
+    def log_file(self) -> Path:
+        """Where Prometheus' output goes."""
+        return self.directory / "prometheus.log"
+
+    @property
+    def process(self) -> Process | None:
+        """The current Prometheus process."""
+        return self.supervisor.process
+
     async def start(self, ready_timeout: float = 20.0) -> None:
-        """Start the process and wait until `/-/ready` answers."""
+        """Start the process, wait until `/-/ready` answers, and keep it running."""
+        self.ready_timeout = ready_timeout
         config = self.directory / "prometheus.yml"
         config.write_text(yaml.safe_dump(dict(self.config)))
         web = self.directory / "web.yml"
@@ -97,36 +111,42 @@ class PrometheusProcess:
                 }
             )
         )
-        self.process = await asyncio.create_subprocess_exec(
-            prometheus_binary(),
-            f"--config.file={config}",
-            f"--web.config.file={web}",
-            f"--storage.tsdb.path={self.directory / 'tsdb'}",
-            f"--web.listen-address={LOOPBACK}:{self.port}",
-            "--web.enable-lifecycle",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=(self.directory / "prometheus.log").open("wb"),
-        )
-        await self._wait_ready(ready_timeout)
+        await self.supervisor.start()
 
-    async def _wait_ready(self, timeout: float) -> None:
+    async def _launch(self) -> Process:
+        process = await spawn(
+            [
+                prometheus_binary(),
+                f"--config.file={self.directory / 'prometheus.yml'}",
+                f"--web.config.file={self.directory / 'web.yml'}",
+                f"--storage.tsdb.path={self.directory / 'tsdb'}",
+                f"--web.listen-address={LOOPBACK}:{self.port}",
+                "--web.enable-lifecycle",
+            ],
+            self.log_file,
+        )
+        try:
+            await self._wait_ready(process, self.ready_timeout)
+        except BaseException:
+            await terminate(process, grace=2.0)
+            raise
+        return process
+
+    async def _wait_ready(self, process: Process, timeout: float) -> None:
         ctx = ssl.create_default_context(cafile=str(self.tls.cert))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
             while loop.time() < deadline:
-                if self.process is not None and self.process.returncode is not None:
+                if process.returncode is not None:
                     break
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with http.get(self.url + "/-/ready", ssl=ctx) as r:
                         if r.status == 200:
                             return
                 await asyncio.sleep(0.1)
-        raise RuntimeError(
-            f"prometheus did not become ready (see {self.directory / 'prometheus.log'})"
-        )
+        raise RuntimeError(f"prometheus did not become ready (see {self.log_file})")
 
-    async def stop(self) -> None:
-        """Terminate (then kill) the process."""
-        await terminate(self.process)
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop supervising, then terminate (then kill) the process."""
+        await self.supervisor.stop(grace)

@@ -11,6 +11,7 @@ from pyllmd.core.flags import (
     FlagKind,
     FlagSpec,
     HelpRequested,
+    VersionRequested,
     format_duration_ns,
     go_parse_duration_ns,
     is_deprecated_duration,
@@ -188,6 +189,19 @@ def test_help(argv: list[str]) -> None:
     assert "-v, --v int" in text
     assert "--enable " in text and "--enable bool" not in text
     assert info.value.text == text
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--port", "1", "--version", "--help"]])
+def test_version_is_requested_like_help(argv: list[str]) -> None:
+    with pytest.raises(VersionRequested):
+        parse_flags(argv, SPECS, prog="sim")
+
+
+def test_version_is_a_flag_when_the_command_has_one() -> None:
+    specs = (*SPECS, FlagSpec("version", FlagKind.STRING, "", "API version"))
+    assert parse_flags(["--version", "v2"], specs).values["version"] == "v2"
+    with pytest.raises(ConfigError, match="unknown flag: --versions"):
+        parse_flags(["--versions"], SPECS)
 
 
 def test_usage_is_sorted_and_aligned() -> None:
