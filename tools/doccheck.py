@@ -25,7 +25,11 @@ Every page is read with markdown-it (CommonMark plus tables) and checked for:
   ``src/pyllmd``) exist, ``*`` and ``<name>`` matching anything and
   ``{a,b}`` expanded;
 * relative markdown links point at an existing file, and their ``#anchor``
-  at a heading of the target page (GitHub's anchors).
+  at a heading of the target page (GitHub's anchors);
+* metric names in inline code (``vllm:*``, ``wva_*``, ``inference_objective_*``,
+  ``inference_pool_*``, ``inference_extension_*``, ``pyllmd:*``,
+  ``kvcache_index_*``, ``llm_d_*``) occur in the package's source, with or
+  without a ``_bucket``/``_sum``/``_count``/``_total`` suffix.
 
 Each problem is one line: ``page:line: what: why``.
 Usage: ``python tools/doccheck.py`` (exit 1 when a problem is found).
@@ -61,6 +65,10 @@ REPO_PATH = re.compile(
     r"|Makefile|pyproject\.toml|Containerfile|README\.md)$"
 )
 PACKAGE_PATH = re.compile(r"^(?:sim|epp|autoscaler|stack|core)/[\w./*{},<>-]+$")
+METRIC = re.compile(
+    r"(?<![\w:])((?:vllm:|wva_|inference_objective_|inference_pool_|inference_extension_"
+    r"|pyllmd:|kvcache_index_|llm_d_)[A-Za-z_][A-Za-z0-9_:]*)(?![\w.*])"
+)
 
 # Command lines of the docs that keep a placeholder on purpose: (page, command) -> why.
 PLACEHOLDER_SKIPS: dict[tuple[str, str], str] = {
@@ -452,6 +460,16 @@ def path_problems(snippet: Snippet, root: Path) -> list[Problem]:
     return problems
 
 
+def metric_problems(snippet: Snippet, source: str) -> list[Problem]:
+    """Metric names in an inline code span that the package's source never mentions."""
+    problems = []
+    for name in METRIC.findall(snippet.text):
+        base = re.sub(r"_(?:bucket|sum|count|total)$", "", name)
+        if name not in source and base not in source:
+            problems.append(Problem(snippet.page, snippet.line, f"`{name}`", "no such metric"))
+    return problems
+
+
 def link_problems(page: Page, pages: dict[str, Page], root: Path) -> list[Problem]:
     """Relative links to missing files or to anchors their page does not have
     (pages not yet in `pages` are read from `root` and added)."""
@@ -488,8 +506,9 @@ def snippet_problems(
     stubs: Mapping[str, Path],
     base_env: Mapping[str, str],
     root: Path,
+    source: str = "",
 ) -> list[Problem]:
-    """Everything wrong with one code snippet."""
+    """Everything wrong with one code snippet (`source`: the package's code, for metrics)."""
     problems: list[Problem] = []
     text = " ".join(snippet.text.split())
     found: list[Command] = []
@@ -503,6 +522,7 @@ def snippet_problems(
             return [Problem(snippet.page, snippet.line, text, f"not shell syntax: {err}")]
     if snippet.inline and not found:  # a command line's files are its parser's business
         problems += path_problems(snippet, root)
+        problems += metric_problems(snippet, source)
     for target in wanted:
         if target not in targets:
             problems.append(Problem(snippet.page, snippet.line, f"make {target}", "no such target"))
@@ -556,11 +576,14 @@ def check(pages_text: Mapping[str, str], root: Path = ROOT) -> list[Problem]:
     """All problems of the given pages (name -> markdown), names relative to `root`."""
     pages = {name: read_page(name, text) for name, text in pages_text.items()}
     targets = makefile_targets((root / "Makefile").read_text(encoding="utf-8"))
+    source = "\n".join(
+        p.read_text(encoding="utf-8") for p in sorted((root / "src" / "pyllmd").rglob("*.py"))
+    )
     problems: list[Problem] = []
     with runtime_stubs() as (stubs, base_env), _cwd(root):
         for page in list(pages.values()):
             for snippet in page.snippets:
-                problems += snippet_problems(snippet, targets, stubs, base_env, root)
+                problems += snippet_problems(snippet, targets, stubs, base_env, root, source)
             problems += link_problems(page, pages, root)
     return problems
 

@@ -111,6 +111,15 @@ def test_make_targets_paths_and_links_must_exist() -> None:
     ]
 
 
+def test_metric_names_must_exist() -> None:
+    page = (
+        '`vllm:num_requests_waiting`, `wva_desired_replicas{variant_name="a"}`,\n'
+        "`vllm:e2e_request_latency_seconds_bucket`, `ghcr.io/pyllmd/pyllmd:0.1.0`,\n"
+        "`vllm:num_requests_wating`.\n"
+    )
+    assert problems(page) == [f"{PAGE}:3: `vllm:num_requests_wating`: no such metric"]
+
+
 def test_github_anchors() -> None:
     assert doccheck.slug("Envoy and the EPP as the gateway") == "envoy-and-the-epp-as-the-gateway"
     assert doccheck.slug("The routing sidecar: `pyllmd pd-sidecar`") == (
