@@ -29,7 +29,9 @@ Every page is read with markdown-it (CommonMark plus tables) and checked for:
 * metric names in inline code (``vllm:*``, ``wva_*``, ``inference_objective_*``,
   ``inference_pool_*``, ``inference_extension_*``, ``pyllmd:*``,
   ``kvcache_index_*``, ``llm_d_*``) occur in the package's source, with or
-  without a ``_bucket``/``_sum``/``_count``/``_total`` suffix.
+  without a ``_bucket``/``_sum``/``_count``/``_total`` suffix; and the other way
+  round, every metric name the package declares (a quoted string with one of
+  those prefixes; the autoscaler's config keys aside) is named on some page.
 
 Each problem is one line: ``page:line: what: why``.
 Usage: ``python tools/doccheck.py`` (exit 1 when a problem is found).
@@ -470,6 +472,21 @@ def metric_problems(snippet: Snippet, source: str) -> list[Problem]:
     return problems
 
 
+def undocumented_metrics(root: Path, pages: Mapping[str, str]) -> list[Problem]:
+    """Metric names declared in the package's source that no page mentions."""
+    text = "\n".join(pages.values())
+    problems = []
+    for path in sorted((root / "src" / "pyllmd").rglob("*.py")):
+        if path.name == "config_table.py":  # WVA_* keys in lower case, not metrics
+            continue
+        rel = str(path.relative_to(root))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for name in re.findall(r"[\"']" + METRIC.pattern + r"[\"']", line):
+                if name not in text:
+                    problems.append(Problem(rel, number, f"`{name}`", "metric not documented"))
+    return problems
+
+
 def link_problems(page: Page, pages: dict[str, Page], root: Path) -> list[Problem]:
     """Relative links to missing files or to anchors their page does not have
     (pages not yet in `pages` are read from `root` and added)."""
@@ -603,7 +620,8 @@ def main() -> int:
     import logging
 
     logging.disable(logging.CRITICAL)  # parsers warn about deprecated flags; not a problem
-    problems = check(doc_pages(ROOT))
+    pages = doc_pages(ROOT)
+    problems = check(pages) + undocumented_metrics(ROOT, pages)
     for problem in problems:
         print(problem)
     return 1 if problems else 0

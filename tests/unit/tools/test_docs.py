@@ -6,9 +6,11 @@ the others show on synthetic pages that it catches what it must.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from tools import doccheck
-from tools.doccheck import check, doc_pages
+from tools.doccheck import check, doc_pages, undocumented_metrics
 
 PAGE = "docs/user-guide/admin/synthetic.md"
 
@@ -18,7 +20,8 @@ def problems(markdown: str) -> list[str]:
 
 
 def test_readme_and_docs_match_the_code() -> None:
-    found = check(doc_pages(doccheck.ROOT))
+    pages = doc_pages(doccheck.ROOT)
+    found = check(pages) + undocumented_metrics(doccheck.ROOT, pages)
     assert not found, "stale docs (fix the page, or the code):\n" + "\n".join(map(str, found))
 
 
@@ -118,6 +121,18 @@ def test_metric_names_must_exist() -> None:
         "`vllm:num_requests_wating`.\n"
     )
     assert problems(page) == [f"{PAGE}:3: `vllm:num_requests_wating`: no such metric"]
+
+
+def test_every_declared_metric_is_on_some_page(tmp_path: Path) -> None:
+    package = tmp_path / "src" / "pyllmd" / "part"
+    package.mkdir(parents=True)
+    (package / "metrics.py").write_text(
+        'A = "vllm:num_requests_waiting"\nB = ("pyllmd:secret_total", "gauge")\n'
+    )
+    pages = {"docs/metrics.md": "`vllm:num_requests_waiting` counts the waiting requests.\n"}
+    assert [str(p) for p in undocumented_metrics(tmp_path, pages)] == [
+        "src/pyllmd/part/metrics.py:2: `pyllmd:secret_total`: metric not documented"
+    ]
 
 
 def test_github_anchors() -> None:
