@@ -5,7 +5,8 @@ Every page is read with markdown-it (CommonMark plus tables) and checked for:
 * command lines: each shell statement of a fenced block (languages ``sh``,
   ``bash``, ``shell``, ``console`` or none) and each inline code span that
   starts with ``pyllmd <command>``, ``.venv/bin/pyllmd``, ``python -m pyllmd``
-  or ``llm-d-inference-sim`` (after ``NAME=value`` environment prefixes) is
+  or ``llm-d-inference-sim`` (after ``NAME=value`` environment prefixes), or
+  with ``python -m bench`` (the benchmarks' own argparse parser), is
   parsed by that command's own flag parser and validation, the code each
   command runs before it starts serving (``PARSERS``), with the prefixes as
   its environment. Nothing is started and nothing is sent over the network.
@@ -272,6 +273,8 @@ def _program(words: Sequence[str]) -> tuple[str, int] | None:
     python = re.fullmatch(r"(?:\S*/)?python(?:3(?:\.\d+)?)?", first)
     if python and words[1:3] == ["-m", "pyllmd"]:
         return "pyllmd", 3
+    if python and words[1:3] == ["-m", "bench"]:
+        return "bench", 3
     return None
 
 
@@ -371,6 +374,21 @@ def _parse_dataset(argv: Sequence[str], env: Mapping[str, str]) -> None:
     options(parse_flags(list(argv), TOOL_FLAGS, prog=PROG).effective(TOOL_FLAGS))
 
 
+def _parse_bench(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    import io
+
+    from bench.run import parse_args
+
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+            parse_args(list(argv))
+    except SystemExit as exit_:
+        if exit_.code:  # argparse's usage error; 0 is --help
+            lines = errors.getvalue().strip().splitlines()
+            raise ValueError(lines[-1] if lines else f"exit status {exit_.code}") from None
+
+
 def _parse_pyllmd(argv: Sequence[str], env: Mapping[str, str]) -> None:
     if argv and argv[0] not in HELP_WORDS:
         raise ValueError(f"unknown command {argv[0]!r}")
@@ -385,6 +403,7 @@ PARSERS: dict[str, Parser] = {
     "up": _parse_up,
     "pd-sidecar": _parse_pd_sidecar,
     "dataset": _parse_dataset,
+    "bench": _parse_bench,
 }
 
 
@@ -530,7 +549,7 @@ def snippet_problems(
     text = " ".join(snippet.text.split())
     found: list[Command] = []
     wanted: list[str] = []
-    if re.search(r"\b(pyllmd|llm-d-inference-sim|make)\b", text) and (
+    if re.search(r"\b(pyllmd|llm-d-inference-sim|make|bench)\b", text) and (
         not snippet.inline or re.match(r"^(\S+=\S*\s+)*\S*(pyllmd|python|llm-d|make)", text)
     ):  # an inline span is a command line only when it starts with the command
         try:
@@ -620,6 +639,7 @@ def main() -> int:
     import logging
 
     logging.disable(logging.CRITICAL)  # parsers warn about deprecated flags; not a problem
+    sys.path.insert(0, str(ROOT))  # `bench` is imported from the repository, as pytest does
     pages = doc_pages(ROOT)
     problems = check(pages) + undocumented_metrics(ROOT, pages)
     for problem in problems:

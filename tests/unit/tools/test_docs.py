@@ -46,6 +46,14 @@ def test_every_command_is_parsed_by_its_own_flags(line: str) -> None:
     assert problems(f"```\n{line}\n```\n") == [f"{PAGE}:2: {line}: unknown flag: --no-such-flag"]
 
 
+def test_benchmark_command_lines_are_parsed_by_the_benchmarks_parser() -> None:
+    assert problems("`python -m bench --only epp`, `python -m bench --help`") == []
+    assert problems("`python -m bench --only epp --no-such-flag`") == [
+        f"{PAGE}:1: python -m bench --only epp --no-such-flag: "
+        "python -m bench: error: unrecognized arguments: --no-such-flag"
+    ]
+
+
 def test_validation_beyond_flag_names_runs_too() -> None:
     page = (
         "`pyllmd epp --static-endpoints=127.0.0.1:8000 --grpc-port 70000`\n\n"
