@@ -32,7 +32,10 @@ Every page is read with markdown-it (CommonMark plus tables) and checked for:
   ``kvcache_index_*``, ``llm_d_*``) occur in the package's source, with or
   without a ``_bucket``/``_sum``/``_count``/``_total`` suffix; and the other way
   round, every metric name the package declares (a quoted string with one of
-  those prefixes; the autoscaler's config keys aside) is named on some page.
+  those prefixes; the autoscaler's config keys aside) is named on some page;
+* every flag of the commands whose flags are documented by hand (``FLAG_PAGES``:
+  ``pyllmd up``, ``pd-sidecar``, ``dataset``) is named on its page; the other
+  commands' flag pages are generated and checked by their own tests.
 
 Each problem is one line: ``page:line: what: why``.
 Usage: ``python tools/doccheck.py`` (exit 1 when a problem is found).
@@ -491,6 +494,37 @@ def metric_problems(snippet: Snippet, source: str) -> list[Problem]:
     return problems
 
 
+# Commands whose flags are documented by hand: sub-command -> (module, flag table, page).
+FLAG_PAGES: dict[str, tuple[str, str, str]] = {
+    "up": ("pyllmd.cli", "UP_FLAGS", "docs/user-guide/admin/autoscaler-local.md"),
+    "pd-sidecar": (
+        "pyllmd.stack.pdsidecar_options",
+        "FLAGS",
+        "docs/user-guide/admin/epp-pd.md",
+    ),
+    "dataset": (
+        "pyllmd.sim.dataset_tool",
+        "TOOL_FLAGS",
+        "docs/user-guide/admin/datasets-and-tokenizers.md",
+    ),
+}
+
+
+def undocumented_flags(root: Path, pages: Mapping[str, str]) -> list[Problem]:
+    """Flags of the FLAG_PAGES commands that their page does not name (`--name`)."""
+    import importlib
+
+    problems = []
+    for command, (module, attribute, page) in FLAG_PAGES.items():
+        specs = getattr(importlib.import_module(module), attribute)
+        text = pages.get(page) or (root / page).read_text(encoding="utf-8")
+        for spec in specs:
+            if len(spec.name) > 1 and not re.search(rf"--{re.escape(spec.name)}(?![\w-])", text):
+                what = f"pyllmd {command} --{spec.name}"
+                problems.append(Problem(page, 1, what, "flag not documented on this page"))
+    return problems
+
+
 def undocumented_metrics(root: Path, pages: Mapping[str, str]) -> list[Problem]:
     """Metric names declared in the package's source that no page mentions."""
     text = "\n".join(pages.values())
@@ -641,7 +675,7 @@ def main() -> int:
     logging.disable(logging.CRITICAL)  # parsers warn about deprecated flags; not a problem
     sys.path.insert(0, str(ROOT))  # `bench` is imported from the repository, as pytest does
     pages = doc_pages(ROOT)
-    problems = check(pages) + undocumented_metrics(ROOT, pages)
+    problems = check(pages) + undocumented_metrics(ROOT, pages) + undocumented_flags(ROOT, pages)
     for problem in problems:
         print(problem)
     return 1 if problems else 0

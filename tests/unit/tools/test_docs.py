@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from tools import doccheck
-from tools.doccheck import check, doc_pages, undocumented_metrics
+from tools.doccheck import check, doc_pages, undocumented_flags, undocumented_metrics
 
 PAGE = "docs/user-guide/admin/synthetic.md"
 
@@ -22,6 +22,7 @@ def problems(markdown: str) -> list[str]:
 def test_readme_and_docs_match_the_code() -> None:
     pages = doc_pages(doccheck.ROOT)
     found = check(pages) + undocumented_metrics(doccheck.ROOT, pages)
+    found += undocumented_flags(doccheck.ROOT, pages)
     assert not found, "stale docs (fix the page, or the code):\n" + "\n".join(map(str, found))
 
 
@@ -140,6 +141,16 @@ def test_every_declared_metric_is_on_some_page(tmp_path: Path) -> None:
     pages = {"docs/metrics.md": "`vllm:num_requests_waiting` counts the waiting requests.\n"}
     assert [str(p) for p in undocumented_metrics(tmp_path, pages)] == [
         "src/pyllmd/part/metrics.py:2: `pyllmd:secret_total`: metric not documented"
+    ]
+
+
+def test_every_flag_of_a_hand_documented_command_is_on_its_page() -> None:
+    page = "docs/user-guide/admin/datasets-and-tokenizers.md"
+    text = (doccheck.ROOT / page).read_text(encoding="utf-8")
+    assert undocumented_flags(doccheck.ROOT, {page: text}) == []
+    gone = text.replace("--max-records", "--max-rows")
+    assert [str(p) for p in undocumented_flags(doccheck.ROOT, {page: gone})] == [
+        f"{page}:1: pyllmd dataset --max-records: flag not documented on this page"
     ]
 
 
