@@ -25,7 +25,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from pyllmd.autoscaler import api
 from pyllmd.autoscaler.analyze import make_analyzer
@@ -40,14 +40,22 @@ from pyllmd.autoscaler.configmaps import (
     resolve_saturation,
     resolve_scale_to_zero,
 )
-from pyllmd.autoscaler.enforce import carry_over, enforce, safety_net
-from pyllmd.autoscaler.interfaces import Actuator, Cluster, Container, Workload
+from pyllmd.autoscaler.enforce import Activity, AnalyzerVersion, carry_over, enforce, safety_net
+from pyllmd.autoscaler.interfaces import (
+    Actuator,
+    Analyzer,
+    Cluster,
+    Container,
+    PodInfo,
+    Workload,
+)
 from pyllmd.autoscaler.limiter import inventory, limit_by_nodes
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.model import (
     Decision,
     ModelGroup,
     SaturationConfig,
+    ScaleToZeroPolicy,
     VariantState,
     VllmParams,
     parse_cost,
@@ -74,6 +82,12 @@ class GroupCollector(Protocol):
         self, namespace: str, model_id: str, retention_seconds: float
     ) -> float | None:
         """Successful requests over the retention window; None when unknown."""
+        ...
+
+    async def recent_success(
+        self, namespace: str, model_id: str, retention_seconds: float
+    ) -> bool | None:
+        """Whether a success was first seen within the retention window; None when unknown."""
         ...
 
     async def scheduler_queue(self, model_id: str) -> tuple[float, float]:
@@ -175,7 +189,7 @@ class SaturationEngine:
         self.v2_state = V2State()
         self._published: set[VariantKey] = set()
         self._params: dict[VariantKey, tuple[tuple[Container, ...], VllmParams]] = {}
-        self._pods: dict[str, dict[str, list[str]]] = {}  # per cycle: namespace → workload → pods
+        self._pods: dict[str, dict[str, list[PodInfo]]] = {}  # per cycle: ns → workload → pods
         self._last_global: dict[str, Mapping[str, str]] = {}
         self._lock = asyncio.Lock()  # a cycle and an event-driven pass never interleave
         self.scope = VaScope(cluster, settings.controller_instance, settings.watch_namespace)
@@ -212,6 +226,8 @@ class SaturationEngine:
                 state = variant_state(va, workload, self._vllm_params(workload))
                 members.append(Member(va, workload, state))
         decisions = await self._decide(members, configs, unambiguous(vas), now.timestamp())
+        if evicted := self.v2_state.evict(now.timestamp()):
+            log.debug("V2 capacity store: %d expired entries dropped", evicted)
         applied = self._apply(members, decisions)
         await self._write_statuses(vas, now)
         await flag_invalid(self.cluster, invalid, now)
@@ -330,7 +346,7 @@ class SaturationEngine:
         for (model_id, namespace), group_members in sorted(groups.items()):
             try:
                 found = await self._decide_group(
-                    model_id, namespace, group_members, configs, clear_targets, analyzer
+                    model_id, namespace, group_members, configs, clear_targets, analyzer, now
                 )
             except Exception:  # one group's failure must not stop the others
                 log.exception("model group failed model=%s namespace=%s", model_id, namespace)
@@ -340,13 +356,13 @@ class SaturationEngine:
             decisions = await self._limit(decisions)
         return decisions
 
-    async def _pods_of(self, namespace: str) -> dict[str, list[str]]:
+    async def _pods_of(self, namespace: str) -> dict[str, list[PodInfo]]:
         """Workload → its pods, read once per namespace per cycle."""
         found = self._pods.get(namespace)
         if found is None:
             found = {}
-            for pod, workload in (await self.cluster.pod_workloads(namespace)).items():
-                found.setdefault(workload, []).append(pod)
+            for pod in await self.cluster.pods(namespace):
+                found.setdefault(pod.workload, []).append(pod)
             self._pods[namespace] = found
         return found
 
@@ -357,7 +373,8 @@ class SaturationEngine:
         members: Sequence[Member],
         configs: Configs,
         clear_targets: set[VariantKey],
-        analyzer: Any,
+        analyzer: Analyzer,
+        now: float,
     ) -> dict[VariantKey, Decision]:
         cfg = resolve_saturation(
             configs.saturation_global,
@@ -371,7 +388,9 @@ class SaturationEngine:
         usable = [m for m in members if m.key in clear_targets]
         by_workload = await self._pods_of(namespace)
         pod_variants = {
-            pod: m.va.metadata.name for m in usable for pod in by_workload.get(m.workload.name, ())
+            pod.name: m.va.metadata.name
+            for m in usable
+            for pod in by_workload.get(m.workload.name, ())
         }
         queue_size, queue_bytes = await self.source.scheduler_queue(model_id)
         group = ModelGroup(
@@ -386,20 +405,43 @@ class SaturationEngine:
         if not result.replicas:
             return {}
         group = dataclasses.replace(group, replicas=result.replicas)
-        found = analyzer.analyze(group, cfg)
+        found = analyzer.analyze(group, cfg, now)
         policy = resolve_scale_to_zero(
             configs.s2z_global,
             configs.s2z_local.get(namespace, ScaleToZeroConfig()),
             model_id,
             self.settings.env_scale_to_zero,
         )
-        count = (
-            await self.source.request_count(namespace, model_id, policy.retention_seconds)
-            if policy.enabled
-            else None
-        )
-        found = enforce(found, policy, count, analyzer=analyzer.version)
+        activity = Activity(None)
+        if policy.enabled:
+            activity = await self._activity(namespace, model_id, members, by_workload, policy)
+        version: AnalyzerVersion = "v2" if analyzer.version == "v2" else "v1"
+        found = enforce(found, policy, activity, now, analyzer=version)
         return {(d.namespace, d.variant): d for d in found}
+
+    async def _activity(
+        self,
+        namespace: str,
+        model_id: str,
+        members: Sequence[Member],
+        by_workload: Mapping[str, Sequence[PodInfo]],
+        policy: ScaleToZeroPolicy,
+    ) -> Activity:
+        """What says the model was used recently; the guards are asked only before a zeroing."""
+        retention = policy.retention_seconds
+        count = await self.source.request_count(namespace, model_id, retention)
+        if count != 0:
+            return Activity(count)
+        recent = await self.source.recent_success(namespace, model_id, retention)
+        if recent is not False:
+            return Activity(count, recent)
+        ready = [
+            p.ready_since
+            for m in members
+            for p in by_workload.get(m.workload.name, ())
+            if p.ready_since is not None
+        ]
+        return Activity(count, False, max(ready, default=None))
 
     def _safety_net(self, members: Sequence[Member], result: CollectionResult) -> None:
         """Spec §3.6: keep publishing the previous desired replicas; status says why."""

@@ -41,10 +41,10 @@ from pyllmd.autoscaler.api import (
     CrossVersionObjectReference,
     VariantAutoscaling,
 )
-from pyllmd.autoscaler.interfaces import Actuator, Cluster, GpuNode, Workload
+from pyllmd.autoscaler.interfaces import Actuator, Cluster, GpuNode, PodInfo, Workload
 from pyllmd.autoscaler.kubeobjects import (
     gpu_nodes_from,
-    pod_owners,
+    pod_infos,
     target_key,
     targets_index,
     workload_from_object,
@@ -242,11 +242,11 @@ class KubeCluster:
                     raise
         return True  # pragma: no cover - the loop returns or raises
 
-    async def pod_workloads(self, namespace: str) -> Mapping[str, str]:
-        """Pod name → owning workload name in `namespace`."""
+    async def pods(self, namespace: str) -> list[PodInfo]:
+        """Pods of `namespace` owned by a workload, with their Ready time."""
         pods = [_dict(p) async for p in self.client.list(Pod, namespace=namespace)]
         rss = [_dict(r) async for r in self.client.list(ReplicaSet, namespace=namespace)]
-        return pod_owners(pods, rss)
+        return pod_infos(pods, rss)
 
     async def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
         obj = await self._get(ConfigMap, name, namespace)

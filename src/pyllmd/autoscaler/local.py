@@ -21,7 +21,8 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import aiohttp
 import yaml
 
 from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
-from pyllmd.autoscaler.interfaces import Container, GpuNode, Workload
+from pyllmd.autoscaler.interfaces import Container, GpuNode, PodInfo, Workload
 from pyllmd.autoscaler.model import Decision
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.process import terminate
@@ -55,6 +56,7 @@ class Pod:
     port: int
     process: asyncio.subprocess.Process
     ready: bool = False
+    ready_since: float | None = None  # wall seconds when it became ready
 
     @property
     def url(self) -> str:
@@ -138,6 +140,7 @@ class LocalCluster:
         targets_file: Path | None = None,
         sim_command: Sequence[str] = (sys.executable, "-m", "pyllmd", "sim"),
         ready_timeout: float = 20.0,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.vas = {(v.metadata.namespace, v.metadata.name): v for v in spec.vas}
         self.deployments = {(d.namespace, d.name): d for d in spec.deployments}
@@ -146,6 +149,7 @@ class LocalCluster:
         self.targets_file = targets_file
         self.sim_command = tuple(sim_command)
         self.ready_timeout = ready_timeout
+        self._wall = wall
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
@@ -199,13 +203,15 @@ class LocalCluster:
         self.request_reconcile()
         return True
 
-    async def pod_workloads(self, namespace: str) -> Mapping[str, str]:
-        return {
-            p.name: d.name
+    async def pods(self, namespace: str) -> list[PodInfo]:
+        return [
+            PodInfo(
+                p.name, d.name, p.ready_since if p.ready and p.process.returncode is None else None
+            )
             for (ns, _), d in self.deployments.items()
             if ns == namespace
             for p in d.pods
-        }
+        ]
 
     async def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
         return self._config_maps.get((namespace, name))
@@ -298,7 +304,7 @@ class LocalCluster:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with self._http.get(pod.url + "/health") as r:
                     if r.status == 200:
-                        pod.ready = True
+                        pod.ready, pod.ready_since = True, self._wall()
                         return
             await asyncio.sleep(0.05)
         log.warning("pod not ready pod=%s", pod.name)

@@ -243,6 +243,6 @@ class SaturationV1Analyzer:
 
     version = "v1"
 
-    def analyze(self, group: ModelGroup, config: SaturationConfig) -> list[Decision]:
-        """V1 decisions for one model group."""
+    def analyze(self, group: ModelGroup, config: SaturationConfig, now: float) -> list[Decision]:
+        """V1 decisions for one model group (`now` is unused: V1 keeps no state)."""
         return analyze(group, config)

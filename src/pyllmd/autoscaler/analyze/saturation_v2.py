@@ -18,7 +18,8 @@ Differences from upstream, on purpose (see the spec's "Known weaknesses"):
   with the formula upstream defines but never feeds;
 - a variant without replica metrics takes cost and accelerator from its VA, not 0/"";
 - `V2State.evict` implements the record/history expiry whose constants upstream
-  defines but never applies (callers pass `now`).
+  defines but never applies; the engine passes the cycle's wall time as `now`
+  and evicts once per cycle.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def replica_capacity(
     config: SaturationConfig,
     group: ModelGroup,
     gpu_count: int,
-    now: float = 0.0,
+    now: float,
 ) -> ReplicaCapacity | None:
     """Demand and capacity of one replica; None without `vllm:cache_config_info`."""
     total = rm.total_kv_capacity_tokens
@@ -329,7 +330,7 @@ def aggregate_variants(
 
 
 def analyze_capacity(
-    group: ModelGroup, config: SaturationConfig, state: V2State, now: float = 0.0
+    group: ModelGroup, config: SaturationConfig, state: V2State, now: float
 ) -> CapacityAnalysis:
     """Token supply/demand of one model group; updates `state` (history and store)."""
     for vs in group.variants:
