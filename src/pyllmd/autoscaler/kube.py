@@ -152,7 +152,8 @@ class KubeCluster:
     def _scope(self) -> str:
         return self.namespace or ALL_NAMESPACES
 
-    def _va_labels(self) -> dict[str, Any] | None:
+    def va_labels(self) -> dict[str, Any] | None:
+        """The label filter of this controller's VAs (its instance label), or None."""
         if not self.controller_instance:
             return None
         return {CONTROLLER_INSTANCE_LABEL: self.controller_instance}
@@ -174,7 +175,7 @@ class KubeCluster:
         valid: list[VariantAutoscaling] = []
         invalid: list[InvalidVariantAutoscaling] = []
         listing = self.client.list(
-            VariantAutoscalingResource, namespace=self._scope, labels=self._va_labels()
+            VariantAutoscalingResource, namespace=self._scope, labels=self.va_labels()
         )
         async for obj in listing:
             checked = check_va(_dict(obj))
@@ -272,7 +273,7 @@ class KubeCluster:
         """VA, Deployment and well-known ConfigMap changes, reconnecting on errors."""
         queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
         streams: list[tuple[Any, str, dict[str, Any] | None]] = [
-            (VariantAutoscalingResource, self._scope, self._va_labels()),
+            (VariantAutoscalingResource, self._scope, self.va_labels()),
             (Deployment, self._scope, None),
         ]
         cm_scopes = {self.namespace, self.system_namespace} if self.namespace else {ALL_NAMESPACES}

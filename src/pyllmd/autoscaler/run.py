@@ -3,11 +3,12 @@
 Upstream's start-up order: configuration → Kubernetes client → Prometheus
 client and an `up` query retried with backoff (5 s, ×2, 6 steps) → endpoints
 → loops. Any failure before the loops is one line on stderr and exit 1.
-The loops are the saturation engine, the scale-from-zero engine (InferencePools
-of `POOL_GROUP`, EPP pods scraped with `EPP_METRIC_READER_BEARER_TOKEN`) and the
-watch-driven targets pass; with `--leader-elect` they run only on the replica
-holding the Lease `LEADER_ELECTION_ID` in `POD_NAMESPACE`, and losing it ends
-the process with "leader election lost" (exit 1).
+The loops are the saturation engine, the scale-from-zero engine (VAs, Deployments
+and Namespaces from watch-fed caches, InferencePools of `POOL_GROUP`, EPP pods
+scraped with `EPP_METRIC_READER_BEARER_TOKEN`) and the watch-driven targets
+pass; with `--leader-elect` they run only on the replica holding the Lease
+`LEADER_ELECTION_ID` in `POD_NAMESPACE`, and losing it ends the process with
+"leader election lost" (exit 1).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pyllmd.autoscaler.controller import Controller, split_bind_address
 from pyllmd.autoscaler.engine import EngineSettings, SaturationEngine
 from pyllmd.autoscaler.eppscrape import EppScraper
 from pyllmd.autoscaler.kube import KubeCluster, connect
+from pyllmd.autoscaler.kubecache import KubeCache
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.pools import KubePools
 from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusError, PrometheusOptions
@@ -82,10 +84,13 @@ def build_controller(
     scraper: EppScraper,
     clock: Clock,
     identity: str = "",
+    cache: KubeCache | None = None,
 ) -> Controller:
     """The controller with its engines, wired from `cfg` (no I/O).
 
     `identity` names this replica in the Lease (default `<hostname>_<uuid>`).
+    The scale-from-zero engine reads through `cache` (default: a new `KubeCache`
+    over `cluster`, whose informers start on its first read; the caller closes it).
     """
     metrics = ControllerMetrics(cfg.controller_instance)
     engine = SaturationEngine(
@@ -99,7 +104,7 @@ def build_controller(
         engine_settings(cfg),
     )
     from_zero = ScaleFromZeroEngine(
-        cluster,
+        cache if cache is not None else KubeCache(cluster),
         KubePools(cluster, cfg.pool_group, clock=clock),
         scraper,
         metrics,
@@ -178,10 +183,11 @@ async def serve_controller(cfg: ControllerConfig, stop: asyncio.Event) -> None:
     )
     client = PrometheusClient(prometheus_options(cfg), clock)
     scraper = EppScraper(bearer_token=cfg.epp_metric_reader_bearer_token)
+    cache = KubeCache(cluster)
     runners: list[web.AppRunner] = []
     try:
         await wait_for_prometheus(client, clock)
-        controller = build_controller(cfg, cluster, client, scraper, clock)
+        controller = build_controller(cfg, cluster, client, scraper, clock, cache=cache)
         authorize = KubeAuthorizer(kube, clock).decide if cfg.metrics_secure else None
         for address, routes, tls in (
             (cfg.health_probe_bind_address, controller.health_routes(), None),
@@ -201,6 +207,7 @@ async def serve_controller(cfg: ControllerConfig, stop: asyncio.Event) -> None:
     finally:
         for runner in runners:
             await runner.cleanup()
+        await cache.close()
         await scraper.close()
         await client.close()
         await cluster.close()
