@@ -50,6 +50,24 @@ log = logging.getLogger(__name__)
 Runner = Callable[[Callable[[asyncio.Event], Awaitable[None]], str], int]
 
 
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped (`\\n`, `\\x1b`, ...)."""
+    out = []
+    for c in text:
+        code = ord(c)
+        if c == "\n":
+            out.append("\\n")
+        elif c == "\r":
+            out.append("\\r")
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif c in "\u2028\u2029":
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
 def prometheus_options(cfg: ControllerConfig) -> PrometheusOptions:
     """Client settings from the `PROMETHEUS_*` keys."""
     return PrometheusOptions(
@@ -221,7 +239,7 @@ def run_controller(argv: list[str], runner: Runner) -> int:
         print(h.text, end="")
         return 0
     except ConfigError as e:
-        print(f"pyllmd autoscaler: error: {e}", file=sys.stderr)
+        print(f"pyllmd autoscaler: error: {one_line(str(e))}", file=sys.stderr)
         return 1
     pylog.setup(cfg.log_verbosity)
     return runner(lambda stop: serve_controller(cfg, stop), "pyllmd autoscaler")
