@@ -239,6 +239,14 @@ class FakeCluster:
 
     fleet: Fleet
     patches: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    _pods: dict[str, list[PodInfo]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """The pods as the cluster lists them, built once (listing is not the engine's work)."""
+        for namespace, pods in self.fleet.pods.items():
+            self._pods[namespace] = [
+                PodInfo(pod, workload, STEADY_SINCE_SECONDS) for pod, workload in pods.items()
+            ]
 
     async def list_variant_autoscalings(self) -> list[api.VariantAutoscaling]:
         return list(self.fleet.vas)
@@ -257,10 +265,7 @@ class FakeCluster:
         return False
 
     async def pods(self, namespace: str) -> list[PodInfo]:
-        return [
-            PodInfo(pod, workload, STEADY_SINCE_SECONDS)
-            for pod, workload in self.fleet.pods.get(namespace, {}).items()
-        ]
+        return self._pods.get(namespace, [])
 
     async def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
         return self.fleet.config_maps.get((namespace, name))

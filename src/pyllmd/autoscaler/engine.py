@@ -20,7 +20,6 @@ Beyond upstream (documented in the differences page):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -109,17 +108,14 @@ class EngineSettings:
     watch_namespace: str = ""  # never excluded by the namespace annotation (as upstream)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """An active VA with its target and the engine's view of both."""
 
     va: api.VariantAutoscaling
     workload: Workload
     state: VariantState
-
-    @property
-    def key(self) -> VariantKey:
-        return (self.va.metadata.namespace, self.va.metadata.name)
+    key: VariantKey  # (namespace, VA name)
 
 
 @dataclass(frozen=True)
@@ -224,7 +220,7 @@ class SaturationEngine:
             self.book.target(va, workload is not None)
             if workload is not None and not workload.deleting and _spec_replicas(workload) > 0:
                 state = variant_state(va, workload, self._vllm_params(workload))
-                members.append(Member(va, workload, state))
+                members.append(Member(va, workload, state, (state.namespace, state.name)))
         decisions = await self._decide(members, configs, unambiguous(vas), now.timestamp())
         if evicted := self.v2_state.evict(now.timestamp()):
             log.debug("V2 capacity store: %d expired entries dropped", evicted)
@@ -393,9 +389,8 @@ class SaturationEngine:
             for pod in by_workload.get(m.workload.name, ())
         }
         queue_size, queue_bytes = await self.source.scheduler_queue(model_id)
-        group = ModelGroup(
-            model_id, namespace, tuple(m.state for m in usable), (), queue_size, queue_bytes
-        )
+        states = tuple(m.state for m in usable)
+        group = ModelGroup(model_id, namespace, states, (), queue_size, queue_bytes)
         result = await self.source.collect(group, pod_variants)
         if result.status == "error":
             self._safety_net(members, result)
@@ -404,7 +399,7 @@ class SaturationEngine:
             self.book.metrics(m.key, result.status == "ok", result.reason, result.detail)
         if not result.replicas:
             return {}
-        group = dataclasses.replace(group, replicas=result.replicas)
+        group = ModelGroup(model_id, namespace, states, result.replicas, queue_size, queue_bytes)
         found = analyzer.analyze(group, cfg, now)
         policy = resolve_scale_to_zero(
             configs.s2z_global,
