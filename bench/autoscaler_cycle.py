@@ -137,7 +137,7 @@ def analysis_call(fleet: Fleet, analyzer_name: str) -> Callable[[], list[Decisio
     def run() -> list[Decision]:
         out: list[Decision] = []
         for group, cfg in work:
-            out.extend(analyzer.analyze(group, cfg))
+            out.extend(analyzer.analyze(group, cfg, 0.0))
         return out
 
     return run

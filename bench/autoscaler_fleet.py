@@ -23,7 +23,7 @@ from typing import Any
 from pyllmd.autoscaler import api
 from pyllmd.autoscaler.collect import CollectionResult
 from pyllmd.autoscaler.engine import variant_state
-from pyllmd.autoscaler.interfaces import Container, GpuNode, Workload
+from pyllmd.autoscaler.interfaces import Container, GpuNode, PodInfo, Workload
 from pyllmd.autoscaler.model import Decision, ModelGroup, ReplicaMetrics
 
 SYSTEM_NAMESPACE = "workload-variant-autoscaler-system"
@@ -40,6 +40,7 @@ ACCELERATORS: tuple[tuple[str, str], ...] = (
     ("MI300X", "18.0"),
 )
 STEADY_SINCE = "2023-11-14T22:00:00Z"
+STEADY_SINCE_SECONDS = 1_699_999_200.0  # STEADY_SINCE as Unix seconds: when every pod became Ready
 NUM_GPU_BLOCKS = 8192
 BLOCK_SIZE = 16
 AVG_INPUT_TOKENS = 1000.0
@@ -238,6 +239,14 @@ class FakeCluster:
 
     fleet: Fleet
     patches: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    _pods: dict[str, list[PodInfo]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """The pods as the cluster lists them, built once (listing is not the engine's work)."""
+        for namespace, pods in self.fleet.pods.items():
+            self._pods[namespace] = [
+                PodInfo(pod, workload, STEADY_SINCE_SECONDS) for pod, workload in pods.items()
+            ]
 
     async def list_variant_autoscalings(self) -> list[api.VariantAutoscaling]:
         return list(self.fleet.vas)
@@ -255,8 +264,8 @@ class FakeCluster:
     ) -> bool:
         return False
 
-    async def pod_workloads(self, namespace: str) -> Mapping[str, str]:
-        return self.fleet.pods.get(namespace, {})
+    async def pods(self, namespace: str) -> list[PodInfo]:
+        return self._pods.get(namespace, [])
 
     async def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
         return self.fleet.config_maps.get((namespace, name))
@@ -285,6 +294,11 @@ class FakeCollector:
     async def request_count(
         self, namespace: str, model_id: str, retention_seconds: float
     ) -> float | None:
+        return None
+
+    async def recent_success(
+        self, namespace: str, model_id: str, retention_seconds: float
+    ) -> bool | None:
         return None
 
     async def scheduler_queue(self, model_id: str) -> tuple[float, float]:

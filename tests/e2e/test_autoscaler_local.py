@@ -10,20 +10,14 @@ list, and Prometheus.
 from __future__ import annotations
 
 import concurrent.futures
-import json
-import re
-import ssl
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
 
-from tests.e2e.harness import ManagedProcess
-from tests.e2e.stacks import SATURATION_CONFIG_MAP, up_argv
+from tests.e2e.stacks import SATURATION_CONFIG_MAP, Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -53,72 +47,10 @@ configMaps:
 """
 
 
-class Stack:
-    """A running `pyllmd up` and readers for what it shows."""
-
-    def __init__(self, proc: ManagedProcess, urls: dict[str, str]) -> None:
-        self.proc = proc
-        self.urls = urls
-        self.timeline: list[tuple[float, dict[str, int]]] = []
-
-    def desired(self) -> dict[str, int]:
-        text = urllib.request.urlopen(self.urls["admin"] + "/metrics", timeout=5).read().decode()
-        found = re.findall(r'wva_desired_replicas\{[^}]*variant_name="(\w+)"\} (\d+)', text)
-        return {name: int(value) for name, value in found}
-
-    def vas(self) -> dict[str, Any]:
-        url = self.urls["admin"] + "/apis/llmd.ai/v1alpha1/variantautoscalings"
-        items = json.loads(urllib.request.urlopen(url, timeout=5).read())["items"]
-        return {va["metadata"]["name"]: va for va in items}
-
-    def prometheus(self, promql: str) -> list[Any]:
-        ctx = ssl.create_default_context(cafile=self.urls["ca"])
-        url = self.urls["prometheus"] + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        body = json.loads(urllib.request.urlopen(url, timeout=5, context=ctx).read())
-        result: list[Any] = body["data"]["result"]
-        return result
-
-    def record(self) -> dict[str, int]:
-        now = self.desired()
-        if not self.timeline or self.timeline[-1][1] != now:
-            self.timeline.append((time.monotonic(), now))
-        return now
-
-    def wait_for(self, what: str, check: Callable[[dict[str, int]], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check(self.record()):
-                return
-            time.sleep(1)
-        raise AssertionError(f"timed out waiting for {what}; timeline: {self.timeline}\n"
-                             + self.proc.describe(tail=40))  # fmt: skip
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack_file = tmp_path / "stack.yaml"
-    stack_file.write_text(STACK)
-    argv = up_argv(stack_file, tmp_path / "work", "--interval", "2s")
-    proc = ManagedProcess("pyllmd-up", argv, None)
-    try:
-        urls: dict[str, str] = {}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "admin" not in urls:
-            out = proc.output
-            if m := re.search(r"autoscaler metrics:\s+(http://\S+)/metrics", out):
-                urls["admin"] = m.group(1)
-            time.sleep(0.2)
-        out = proc.output
-        assert urls, "pyllmd up did not start:\n" + proc.describe(tail=60)
-        gw = re.search(r"OpenAI API \(gateway\):\s+(\S+)", out)
-        assert gw is not None
-        urls["gateway"] = gw.group(1)
-        m = re.search(r"Prometheus \(HTTPS\):\s+(\S+)\s+\(CA: (\S+)\)", out)
-        assert m is not None
-        urls["prometheus"], urls["ca"] = m.group(1), m.group(2)
-        yield Stack(proc, urls)
-    finally:
-        proc.stop()
+    with running_stack(tmp_path, STACK) as running:
+        yield running
 
 
 def _load(gateway: str, concurrency: int, seconds: float) -> int:

@@ -52,6 +52,18 @@ SCHEDULER_QUEUE_BYTES = "scheduler_queue_bytes"
 MODEL_REQUEST_COUNT = "model_request_count"
 KV_LAST_SAMPLE = "kv_last_sample"
 """pyllmd's freshness query (not upstream's): newest KV sample time per pod."""
+MODEL_RECENT_SUCCESS = "model_recent_success"
+"""pyllmd's scale-to-zero guard (not upstream's): a success first seen within the window.
+
+Upstream's `increase(x[R])` reads only the samples inside the window, so it misses
+a counter that was born already above 0 (requests served before the pod's first
+scrape) and an increase whose predecessor sample lies just outside the window
+(zeroing up to one scrape interval early). This query has an answer above 0 when
+some series of the model (a) has a sample inside the window above its last value
+before the window, or (b) has no sample before the window and one above 0 inside it.
+Either way a successful request was first seen by Prometheus less than R ago,
+whatever the scrape interval.
+"""
 
 QUERY_TEMPLATES: Mapping[str, str] = {
     KV_CACHE_USAGE: 'max by (pod) (max_over_time(vllm:kv_cache_usage_perc{namespace="{ns}",model_name="{model}"}[1m]))',  # noqa: E501
@@ -65,6 +77,7 @@ QUERY_TEMPLATES: Mapping[str, str] = {
     SCHEDULER_QUEUE_SIZE: 'sum(inference_extension_flow_control_queue_size{target_model_name="{model}"}) or sum(inference_extension_flow_control_queue_size{model_name="{model}",target_model_name=""})',  # noqa: E501
     SCHEDULER_QUEUE_BYTES: 'sum(inference_extension_flow_control_queue_bytes{target_model_name="{model}"}) or sum(inference_extension_flow_control_queue_bytes{model_name="{model}",target_model_name=""})',  # noqa: E501
     MODEL_REQUEST_COUNT: 'sum(increase(vllm:request_success_total{namespace="{ns}",model_name="{model}"}[{retention}]))',  # noqa: E501
+    MODEL_RECENT_SUCCESS: 'sum((max_over_time(vllm:request_success_total{namespace="{ns}",model_name="{model}"}[{retention}]) - vllm:request_success_total{namespace="{ns}",model_name="{model}"} offset {retention}) > 0) or sum(max_over_time(vllm:request_success_total{namespace="{ns}",model_name="{model}"}[{retention}]) > 0 unless vllm:request_success_total{namespace="{ns}",model_name="{model}"} offset {retention})',  # noqa: E501
     KV_LAST_SAMPLE: 'max by (pod) (timestamp(vllm:kv_cache_usage_perc{namespace="{ns}",model_name="{model}"})) or max by (pod) (max_over_time(timestamp(vllm:kv_cache_usage_perc{namespace="{ns}",model_name="{model}"})[{window}:10s]))',  # noqa: E501
 }
 
@@ -194,6 +207,22 @@ class PrometheusMetricsSource:
             log.info("request count of %s/%s unknown: %s", namespace, model_id, err)
             return None
         return sum(s.value for s in samples) if samples else None
+
+    async def recent_success(
+        self, namespace: str, model_id: str, retention_seconds: float
+    ) -> bool | None:
+        """Whether a successful request was first seen within the window; None on error.
+
+        pyllmd's guard next to `request_count` (see `MODEL_RECENT_SUCCESS`).
+        """
+        retention = format_retention(retention_seconds)
+        promql = render_query(MODEL_RECENT_SUCCESS, namespace, model_id, retention=retention)
+        try:
+            samples = await self._client.query(promql)
+        except PrometheusError as err:
+            log.info("recent successes of %s/%s unknown: %s", namespace, model_id, err)
+            return None
+        return any(s.value > 0 for s in samples)
 
     async def scheduler_queue(self, model_id: str) -> tuple[float, float]:
         """EPP flow-control queue (size, bytes) of a model; 0 for an unknown or failed query."""

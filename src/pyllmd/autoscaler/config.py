@@ -18,6 +18,8 @@ key may come from the file (upstream reads a few from the process env only).
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -35,7 +37,12 @@ from pyllmd.autoscaler.config_table import (
     render_markdown,
 )
 from pyllmd.autoscaler.configmaps import load_yaml12
-from pyllmd.autoscaler.selector import label_value_error, parse_label_selector
+from pyllmd.autoscaler.selector import (
+    dns_label_error,
+    dns_subdomain_error,
+    label_value_error,
+    parse_label_selector,
+)
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import (
     FlagKind,
@@ -178,6 +185,8 @@ def _read_config_file(path: str, read_file: Callable[[str], str]) -> dict[str, o
         raise ConfigError(
             f"--config-file: cannot read {quote_go(path)}: {exc.strerror or exc}"
         ) from None
+    except ValueError as exc:  # e.g. a NUL character in the path
+        raise ConfigError(f"--config-file: cannot read {quote_go(path)}: {exc}") from None
     try:
         doc = load_yaml12(text)
     except yaml.YAMLError as exc:
@@ -226,9 +235,20 @@ def _check_prometheus(cfg: ControllerConfig, file_exists: Callable[[str], bool])
         raise ConfigError(
             "PROMETHEUS_BASE_URL: required; set it in the environment or the --config-file"
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when out of range or not a number
+    except ValueError as exc:
+        raise ConfigError(f"PROMETHEUS_BASE_URL: invalid URL {quote_go(url)}: {exc}") from None
     if parts.scheme != "https" or not parts.netloc:
         raise ConfigError(f"PROMETHEUS_BASE_URL: must be an https:// URL, got {quote_go(url)}")
+    if not parts.hostname or port == 0 or any(c.isspace() or not c.isprintable() for c in url):
+        raise ConfigError(
+            f"PROMETHEUS_BASE_URL: invalid URL {quote_go(url)}: needs a host, a port "
+            "between 1 and 65535 if any, and no spaces or control characters"
+        )
+    if cfg.prometheus_server_name and (error := _server_name_error(cfg.prometheus_server_name)):
+        raise ConfigError(f"PROMETHEUS_SERVER_NAME: {error}")
     cert, key = cfg.prometheus_client_cert_path, cfg.prometheus_client_key_path
     if bool(cert) != bool(key):
         raise ConfigError(
@@ -245,6 +265,100 @@ def _check_prometheus(cfg: ControllerConfig, file_exists: Callable[[str], bool])
             raise ConfigError(
                 f"{name}: file {quote_go(path)} not found "
                 "(required unless PROMETHEUS_TLS_INSECURE_SKIP_VERIFY=true)"
+            )
+
+
+def parse_bind_address(address: str) -> tuple[str, int] | None:
+    """A listen address as Go's net.Listen reads it: None when "" or "0" (disabled).
+
+    `host:port`, `:port` (every interface) or `[ipv6]:port`; the port is a number
+    from 0 to 65535 (empty counts as 0, as in Go). Raises ValueError saying why not.
+    """
+    if address in ("", "0"):
+        return None
+    host, colon, port = address.rpartition(":")
+    if not colon:
+        raise ValueError("missing port in address")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError("missing ']' in address")
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{quote_go(host)} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError("too many colons in address")
+    elif any(c.isspace() or not c.isprintable() or c in "[]" for c in host):
+        raise ValueError(f"invalid host {quote_go(host)}")
+    if port and not (port.isascii() and port.isdigit()):
+        raise ValueError(f"port {quote_go(port)} is not a number")
+    number = int(port) if port else 0
+    if number > 65535:
+        raise ValueError(f"port {number} is out of range (0-65535)")
+    return (host or "0.0.0.0", number)
+
+
+_SNI_CHECK = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CA loading: only names are checked
+
+
+def _server_name_error(name: str) -> str | None:
+    """Why TLS would refuse `name` as the server name (SNI), checked offline; None if fine."""
+    try:
+        ipaddress.ip_address(name)
+        return None
+    except ValueError:
+        pass
+    try:
+        _SNI_CHECK.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname=name)
+    except (ValueError, UnicodeError) as exc:
+        return f"invalid server name {quote_go(name)}: {exc}"
+    if any(c.isspace() or not c.isprintable() for c in name):
+        return f"invalid server name {quote_go(name)}"
+    return None
+
+
+def _check_names(cfg: ControllerConfig) -> None:
+    """Namespaces and object names the controller puts in API paths."""
+    for key, value, check in (
+        ("WATCH_NAMESPACE", cfg.watch_namespace, dns_label_error),
+        ("POD_NAMESPACE", cfg.pod_namespace, dns_label_error),
+        ("CONFIG_MAP_NAME", cfg.config_map_name, dns_subdomain_error),
+        ("SATURATION_CONFIG_MAP_NAME", cfg.saturation_config_map_name, dns_subdomain_error),
+        ("LEADER_ELECTION_ID", cfg.leader_election_id, dns_subdomain_error),
+    ):
+        if (value or key != "WATCH_NAMESPACE") and (error := check(value)) is not None:
+            raise ConfigError(f"{key}: {error}")
+
+
+def _check_endpoints(cfg: ControllerConfig, file_exists: Callable[[str], bool]) -> None:
+    """Listen addresses, the metrics certificate and bearer tokens (header-safe)."""
+    for key, address in (
+        ("METRICS_BIND_ADDRESS", cfg.metrics_bind_address),
+        ("HEALTH_PROBE_BIND_ADDRESS", cfg.health_probe_bind_address),
+    ):
+        try:
+            parse_bind_address(address)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: invalid address {quote_go(address)}: {exc}") from None
+    if cfg.metrics_secure and cfg.metrics_cert_path:
+        for key, name in (
+            ("METRICS_CERT_NAME", cfg.metrics_cert_name),
+            ("METRICS_CERT_KEY", cfg.metrics_cert_key),
+        ):
+            path = str(Path(cfg.metrics_cert_path) / name)
+            if not file_exists(path):
+                raise ConfigError(
+                    f"METRICS_CERT_PATH and {key}: file {quote_go(path)} not found "
+                    "(required with --metrics-secure)"
+                )
+    for key, token in (
+        ("PROMETHEUS_BEARER_TOKEN", cfg.prometheus_bearer_token),
+        ("EPP_METRIC_READER_BEARER_TOKEN", cfg.epp_metric_reader_bearer_token),
+    ):
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in token):
+            raise ConfigError(
+                f"{key}: must not contain control characters (it is sent as a header)"
             )
 
 
@@ -292,9 +406,11 @@ def validate_controller_config(
         ) from None
     if (error := label_value_error(cfg.controller_instance)) is not None:
         raise ConfigError(f"CONTROLLER_INSTANCE: must be a valid label value: {error}")
-    for name in ("rest_client_timeout", "global_opt_interval"):
+    for name in ("rest_client_timeout", "prometheus_metrics_cache_fresh_threshold"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name.upper()}: must not be negative")
+    _check_names(cfg)
+    _check_endpoints(cfg, file_exists)
     _check_leader_election(cfg)
 
 

@@ -67,6 +67,8 @@ def _flag(field: str, kind: FlagKind, default: object, help: str, rule: str = ""
 
 
 _TLS = "Immutable at runtime."
+_BIND_RULE = "[host]:port or [ipv6]:port, port 0-65535"
+_SUBDOMAIN = "a DNS-1123 subdomain (an object name)"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -130,8 +132,15 @@ SETTINGS: tuple[Setting, ...] = (
         S,
         "0",
         "Address of the metrics endpoint: :8443 for HTTPS, :8080 for HTTP, 0 to disable. " + _TLS,
+        _BIND_RULE,
     ),
-    _flag("health_probe_bind_address", S, ":8081", "Address serving /healthz and /readyz. " + _TLS),
+    _flag(
+        "health_probe_bind_address",
+        S,
+        ":8081",
+        "Address serving /healthz and /readyz; 0 or empty to disable. " + _TLS,
+        _BIND_RULE,
+    ),
     _flag(
         "leader_elect",
         B,
@@ -139,7 +148,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Run leader election; only the leader runs the engines (the shipped manifests pass true).",
     ),
     _row(
-        "leader_election_id", S, "72dd1cf1.llm-d.ai", "Name of the leader-election Lease. " + _TLS
+        "leader_election_id",
+        S,
+        "72dd1cf1.llm-d.ai",
+        "Name of the leader-election Lease. " + _TLS,
+        _SUBDOMAIN,
     ),
     _flag(
         "leader_election_lease_duration",
@@ -175,7 +188,13 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Offer HTTP/2 on the metrics server; off by default, so TLS advertises http/1.1 only.",
     ),
-    _flag("watch_namespace", S, "", "Only watch this namespace (empty: all namespaces)."),
+    _flag(
+        "watch_namespace",
+        S,
+        "",
+        "Only watch this namespace (empty: all namespaces).",
+        "empty or a namespace name (DNS-1123 label)",
+    ),
     _flag(
         "webhook_cert_path",
         S,
@@ -190,6 +209,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Directory of the metrics server certificate; empty: a self-signed one is generated. "
         + _TLS,
+        "with --metrics-secure, the certificate and key files must exist in it",
     ),
     _flag("metrics_cert_name", S, "tls.crt", "Metrics certificate file name. " + _TLS),
     _flag("metrics_cert_key", S, "tls.key", "Metrics key file name. " + _TLS),
@@ -198,13 +218,14 @@ SETTINGS: tuple[Setting, ...] = (
         S,
         "",
         "Prometheus (or Thanos querier) base URL. " + _TLS,
-        "required; must start with https://",
+        "required; an https:// URL with a host (and a port 1-65535, if any)",
     ),
     _row(
         "prometheus_bearer_token",
         S,
         "",
         "Bearer token sent to Prometheus; wins over the token file.",
+        "no control characters",
     ),
     _row("prometheus_token_path", S, "", "File holding the bearer token (whitespace trimmed)."),
     _row("prometheus_tls_insecure_skip_verify", B, False, "Do not verify Prometheus' certificate."),
@@ -234,6 +255,7 @@ SETTINGS: tuple[Setting, ...] = (
         S,
         "",
         "Server name expected in Prometheus' certificate (SNI). TLS 1.2 is the minimum.",
+        "a host name or IP address",
     ),
     _row(
         "prometheus_metrics_cache_ttl",
@@ -252,7 +274,8 @@ SETTINGS: tuple[Setting, ...] = (
         "prometheus_metrics_cache_fresh_threshold",
         D,
         60.0,
-        "Age up to which a metric counts as fresh (informational).",
+        "Age up to which a pod's newest KV-cache sample counts as fresh (older: MetricsStale).",
+        ">= 0",
     ),
     _row(
         "prometheus_metrics_cache_stale_threshold",
@@ -300,24 +323,28 @@ SETTINGS: tuple[Setting, ...] = (
         S,
         "",
         "Bearer token used when scraping EPP pods' /metrics.",
+        "no control characters",
     ),
     _row(
         "pod_namespace",
         S,
         "workload-variant-autoscaler-system",
         "The controller's namespace: where the global ConfigMaps live.",
+        "a namespace name (DNS-1123 label)",
     ),
     _row(
         "config_map_name",
         S,
         "wva-variantautoscaling-config",
         "Name of the main ConfigMap (read at start through env injection).",
+        _SUBDOMAIN,
     ),
     _row(
         "saturation_config_map_name",
         S,
         "wva-saturation-scaling-config",
         "Name of the saturation ConfigMap (global and namespace-local).",
+        _SUBDOMAIN,
     ),
     _row(
         "controller_instance",

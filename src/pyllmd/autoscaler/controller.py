@@ -32,6 +32,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from pyllmd.autoscaler.config import parse_bind_address
 from pyllmd.autoscaler.engine import SaturationEngine
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.scalefromzero import ScaleFromZeroEngine
@@ -114,11 +115,11 @@ class Backoff:
 
 
 def split_bind_address(address: str) -> tuple[str, int] | None:
-    """`":8081"` → ("0.0.0.0", 8081); `"127.0.0.1:9"` → (...); `"0"` or "" → None (disabled)."""
-    if address in ("", "0"):
-        return None
-    host, _, port = address.rpartition(":")
-    return (host or "0.0.0.0", int(port))
+    """`":8081"` → ("0.0.0.0", 8081); `"[::1]:9"` → ("::1", 9); `"0"` or "" → None (disabled).
+
+    Raises ValueError for an address the configuration would have refused.
+    """
+    return parse_bind_address(address)
 
 
 class Controller:

@@ -2,17 +2,25 @@
 
 After a model's analysis: with scale-to-zero enabled and no successful request in
 the retention window, every variant goes to 0; with it disabled, a model whose
-targets sum to 0 keeps one replica on its cheapest variant. The caller queries the
-request count and passes it in (None = query failed or returned no series → no
-change). Also here: what a VA publishes when it got no decision (`carry_over`) and
-when collection for its model failed (`safety_net`).
+targets sum to 0 keeps one replica on its cheapest variant. The caller gathers
+the evidence of recent use (`Activity`) and passes it in with `now`. Also here:
+what a VA publishes when it got no decision (`carry_over`) and when collection
+for its model failed (`safety_net`).
+
+Beyond upstream, which zeroes as soon as `increase(vllm:request_success_total[R])`
+sums to 0, a model is zeroed only when two guards agree as well (`zero_hold`):
+- no successful request was first seen by Prometheus within R (pyllmd's
+  `model_recent_success` query, which also sees counters born above 0 and
+  increases just at the window's edge, whatever the scrape interval);
+- the newest Ready pod of any variant of the model has been Ready for at least R,
+  read from the pods themselves, so a restart or a leader change forgets nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pyllmd.autoscaler.model import (
@@ -27,6 +35,41 @@ from pyllmd.autoscaler.optimize import NAME as COST_AWARE
 log = logging.getLogger(__name__)
 
 AnalyzerVersion = Literal["v1", "v2"]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Evidence of a model's recent use, gathered by the caller (None = unknown)."""
+
+    request_count: float | None
+    """Upstream's `model_request_count`: successes over the retention window."""
+    recent_success: bool | None = False
+    """pyllmd's `model_recent_success`: a success first seen within the window."""
+    newest_ready: float | None = None
+    """Wall seconds when the newest Ready pod of the model's variants became Ready."""
+
+
+def zero_hold(policy: ScaleToZeroPolicy, activity: Activity, now: float) -> str | None:
+    """Why the model must not go to zero at `now` (wall seconds); None when it may."""
+    count = activity.request_count
+    if count is None:
+        return "request count unknown"
+    if count > 0:
+        return f"{count:g} successful requests in the retention window"
+    if activity.recent_success is None:
+        return "recent successes unknown"
+    if activity.recent_success:
+        return (
+            f"a successful request was first seen less than "
+            f"{policy.retention_seconds:g}s ago (retention period)"
+        )
+    newest = activity.newest_ready
+    if newest is not None and now - newest < policy.retention_seconds:
+        return (
+            f"its newest pod has been ready for {max(now - newest, 0.0):.0f}s, "
+            f"less than the {policy.retention_seconds:g}s retention period"
+        )
+    return None
 
 
 def _retarget(
@@ -56,7 +99,8 @@ def _cheapest(decisions: Sequence[Decision], analyzer: AnalyzerVersion) -> int:
 def enforce(
     decisions: Sequence[Decision],
     policy: ScaleToZeroPolicy,
-    request_count: float | None,
+    activity: Activity,
+    now: float,
     analyzer: AnalyzerVersion = "v1",
     optimizer: str = COST_AWARE,
 ) -> list[Decision]:
@@ -65,10 +109,13 @@ def enforce(
     if not out:
         return out
     if policy.enabled:
-        if request_count is None or request_count > 0:
-            return out
-        log.info("no requests in retention window, scaling model %s to zero", out[0].model_id)
-        return [_retarget(d, 0, analyzer, optimizer) for d in out]
+        hold = zero_hold(policy, activity, now)
+        if hold is None:
+            log.info("no requests in retention window, scaling model %s to zero", out[0].model_id)
+            return [_retarget(d, 0, analyzer, optimizer) for d in out]
+        if activity.request_count == 0 and any(d.target_replicas > 0 for d in out):
+            log.info("not scaling model %s to zero yet: %s", out[0].model_id, hold)
+        return out
     if sum(d.target_replicas for d in out) > 0:
         return out
     i = _cheapest(out, analyzer)

@@ -20,12 +20,11 @@ Beyond upstream (documented in the differences page):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from pyllmd.autoscaler import api
 from pyllmd.autoscaler.analyze import make_analyzer
@@ -40,14 +39,22 @@ from pyllmd.autoscaler.configmaps import (
     resolve_saturation,
     resolve_scale_to_zero,
 )
-from pyllmd.autoscaler.enforce import carry_over, enforce, safety_net
-from pyllmd.autoscaler.interfaces import Actuator, Cluster, Container, Workload
+from pyllmd.autoscaler.enforce import Activity, AnalyzerVersion, carry_over, enforce, safety_net
+from pyllmd.autoscaler.interfaces import (
+    Actuator,
+    Analyzer,
+    Cluster,
+    Container,
+    PodInfo,
+    Workload,
+)
 from pyllmd.autoscaler.limiter import inventory, limit_by_nodes
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.model import (
     Decision,
     ModelGroup,
     SaturationConfig,
+    ScaleToZeroPolicy,
     VariantState,
     VllmParams,
     parse_cost,
@@ -76,6 +83,12 @@ class GroupCollector(Protocol):
         """Successful requests over the retention window; None when unknown."""
         ...
 
+    async def recent_success(
+        self, namespace: str, model_id: str, retention_seconds: float
+    ) -> bool | None:
+        """Whether a success was first seen within the retention window; None when unknown."""
+        ...
+
     async def scheduler_queue(self, model_id: str) -> tuple[float, float]:
         """EPP flow-control queue (size, bytes) of a model."""
         ...
@@ -95,17 +108,14 @@ class EngineSettings:
     watch_namespace: str = ""  # never excluded by the namespace annotation (as upstream)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """An active VA with its target and the engine's view of both."""
 
     va: api.VariantAutoscaling
     workload: Workload
     state: VariantState
-
-    @property
-    def key(self) -> VariantKey:
-        return (self.va.metadata.namespace, self.va.metadata.name)
+    key: VariantKey  # (namespace, VA name)
 
 
 @dataclass(frozen=True)
@@ -175,7 +185,7 @@ class SaturationEngine:
         self.v2_state = V2State()
         self._published: set[VariantKey] = set()
         self._params: dict[VariantKey, tuple[tuple[Container, ...], VllmParams]] = {}
-        self._pods: dict[str, dict[str, list[str]]] = {}  # per cycle: namespace → workload → pods
+        self._pods: dict[str, dict[str, list[PodInfo]]] = {}  # per cycle: ns → workload → pods
         self._last_global: dict[str, Mapping[str, str]] = {}
         self._lock = asyncio.Lock()  # a cycle and an event-driven pass never interleave
         self.scope = VaScope(cluster, settings.controller_instance, settings.watch_namespace)
@@ -210,8 +220,10 @@ class SaturationEngine:
             self.book.target(va, workload is not None)
             if workload is not None and not workload.deleting and _spec_replicas(workload) > 0:
                 state = variant_state(va, workload, self._vllm_params(workload))
-                members.append(Member(va, workload, state))
+                members.append(Member(va, workload, state, (state.namespace, state.name)))
         decisions = await self._decide(members, configs, unambiguous(vas), now.timestamp())
+        if evicted := self.v2_state.evict(now.timestamp()):
+            log.debug("V2 capacity store: %d expired entries dropped", evicted)
         applied = self._apply(members, decisions)
         await self._write_statuses(vas, now)
         await flag_invalid(self.cluster, invalid, now)
@@ -330,7 +342,7 @@ class SaturationEngine:
         for (model_id, namespace), group_members in sorted(groups.items()):
             try:
                 found = await self._decide_group(
-                    model_id, namespace, group_members, configs, clear_targets, analyzer
+                    model_id, namespace, group_members, configs, clear_targets, analyzer, now
                 )
             except Exception:  # one group's failure must not stop the others
                 log.exception("model group failed model=%s namespace=%s", model_id, namespace)
@@ -340,13 +352,13 @@ class SaturationEngine:
             decisions = await self._limit(decisions)
         return decisions
 
-    async def _pods_of(self, namespace: str) -> dict[str, list[str]]:
+    async def _pods_of(self, namespace: str) -> dict[str, list[PodInfo]]:
         """Workload → its pods, read once per namespace per cycle."""
         found = self._pods.get(namespace)
         if found is None:
             found = {}
-            for pod, workload in (await self.cluster.pod_workloads(namespace)).items():
-                found.setdefault(workload, []).append(pod)
+            for pod in await self.cluster.pods(namespace):
+                found.setdefault(pod.workload, []).append(pod)
             self._pods[namespace] = found
         return found
 
@@ -357,7 +369,8 @@ class SaturationEngine:
         members: Sequence[Member],
         configs: Configs,
         clear_targets: set[VariantKey],
-        analyzer: Any,
+        analyzer: Analyzer,
+        now: float,
     ) -> dict[VariantKey, Decision]:
         cfg = resolve_saturation(
             configs.saturation_global,
@@ -371,12 +384,13 @@ class SaturationEngine:
         usable = [m for m in members if m.key in clear_targets]
         by_workload = await self._pods_of(namespace)
         pod_variants = {
-            pod: m.va.metadata.name for m in usable for pod in by_workload.get(m.workload.name, ())
+            pod.name: m.va.metadata.name
+            for m in usable
+            for pod in by_workload.get(m.workload.name, ())
         }
         queue_size, queue_bytes = await self.source.scheduler_queue(model_id)
-        group = ModelGroup(
-            model_id, namespace, tuple(m.state for m in usable), (), queue_size, queue_bytes
-        )
+        states = tuple(m.state for m in usable)
+        group = ModelGroup(model_id, namespace, states, (), queue_size, queue_bytes)
         result = await self.source.collect(group, pod_variants)
         if result.status == "error":
             self._safety_net(members, result)
@@ -385,21 +399,44 @@ class SaturationEngine:
             self.book.metrics(m.key, result.status == "ok", result.reason, result.detail)
         if not result.replicas:
             return {}
-        group = dataclasses.replace(group, replicas=result.replicas)
-        found = analyzer.analyze(group, cfg)
+        group = ModelGroup(model_id, namespace, states, result.replicas, queue_size, queue_bytes)
+        found = analyzer.analyze(group, cfg, now)
         policy = resolve_scale_to_zero(
             configs.s2z_global,
             configs.s2z_local.get(namespace, ScaleToZeroConfig()),
             model_id,
             self.settings.env_scale_to_zero,
         )
-        count = (
-            await self.source.request_count(namespace, model_id, policy.retention_seconds)
-            if policy.enabled
-            else None
-        )
-        found = enforce(found, policy, count, analyzer=analyzer.version)
+        activity = Activity(None)
+        if policy.enabled:
+            activity = await self._activity(namespace, model_id, members, by_workload, policy)
+        version: AnalyzerVersion = "v2" if analyzer.version == "v2" else "v1"
+        found = enforce(found, policy, activity, now, analyzer=version)
         return {(d.namespace, d.variant): d for d in found}
+
+    async def _activity(
+        self,
+        namespace: str,
+        model_id: str,
+        members: Sequence[Member],
+        by_workload: Mapping[str, Sequence[PodInfo]],
+        policy: ScaleToZeroPolicy,
+    ) -> Activity:
+        """What says the model was used recently; the guards are asked only before a zeroing."""
+        retention = policy.retention_seconds
+        count = await self.source.request_count(namespace, model_id, retention)
+        if count != 0:
+            return Activity(count)
+        recent = await self.source.recent_success(namespace, model_id, retention)
+        if recent is not False:
+            return Activity(count, recent)
+        ready = [
+            p.ready_since
+            for m in members
+            for p in by_workload.get(m.workload.name, ())
+            if p.ready_since is not None
+        ]
+        return Activity(count, False, max(ready, default=None))
 
     def _safety_net(self, members: Sequence[Member], result: CollectionResult) -> None:
         """Spec §3.6: keep publishing the previous desired replicas; status says why."""

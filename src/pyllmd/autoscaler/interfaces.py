@@ -40,8 +40,12 @@ class Analyzer(Protocol):
     version: str
     """`v1` or `v2`: which saturation model (enforcement and the limiter depend on it)."""
 
-    def analyze(self, group: ModelGroup, config: SaturationConfig) -> list[Decision]:
-        """Decisions for the variants of `group` that get one this cycle."""
+    def analyze(self, group: ModelGroup, config: SaturationConfig, now: float) -> list[Decision]:
+        """Decisions for the variants of `group` that get one this cycle.
+
+        `now` (wall seconds, from the caller's Clock) stamps whatever the analyzer
+        learns, so that its state can expire (`V2State.evict`).
+        """
         ...
 
 
@@ -90,6 +94,17 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class PodInfo:
+    """A pod as the engine sees it: its owner and since when it has been Ready."""
+
+    name: str
+    workload: str  # the owning workload's name (Pod → ReplicaSet → Deployment)
+    ready_since: float | None = (
+        None  # wall seconds of its last transition to Ready; None: not Ready
+    )
+
+
+@dataclass(frozen=True)
 class GpuNode:
     """A node's GPU inventory entry (for the limiter)."""
 
@@ -120,8 +135,8 @@ class Cluster(Protocol):
         """Set replicas through the target's scale subresource; False if already there."""
         ...
 
-    async def pod_workloads(self, namespace: str) -> Mapping[str, str]:
-        """Pod name → name of the workload that owns it (Pod → ReplicaSet → Deployment)."""
+    async def pods(self, namespace: str) -> list[PodInfo]:
+        """The pods of `namespace` owned by a workload, with their owner and Ready time."""
         ...
 
     async def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:

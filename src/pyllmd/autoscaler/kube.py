@@ -41,10 +41,10 @@ from pyllmd.autoscaler.api import (
     CrossVersionObjectReference,
     VariantAutoscaling,
 )
-from pyllmd.autoscaler.interfaces import Actuator, Cluster, GpuNode, Workload
+from pyllmd.autoscaler.interfaces import Actuator, Cluster, GpuNode, PodInfo, Workload
 from pyllmd.autoscaler.kubeobjects import (
     gpu_nodes_from,
-    pod_owners,
+    pod_infos,
     target_key,
     targets_index,
     workload_from_object,
@@ -152,7 +152,8 @@ class KubeCluster:
     def _scope(self) -> str:
         return self.namespace or ALL_NAMESPACES
 
-    def _va_labels(self) -> dict[str, Any] | None:
+    def va_labels(self) -> dict[str, Any] | None:
+        """The label filter of this controller's VAs (its instance label), or None."""
         if not self.controller_instance:
             return None
         return {CONTROLLER_INSTANCE_LABEL: self.controller_instance}
@@ -174,7 +175,7 @@ class KubeCluster:
         valid: list[VariantAutoscaling] = []
         invalid: list[InvalidVariantAutoscaling] = []
         listing = self.client.list(
-            VariantAutoscalingResource, namespace=self._scope, labels=self._va_labels()
+            VariantAutoscalingResource, namespace=self._scope, labels=self.va_labels()
         )
         async for obj in listing:
             checked = check_va(_dict(obj))
@@ -242,11 +243,11 @@ class KubeCluster:
                     raise
         return True  # pragma: no cover - the loop returns or raises
 
-    async def pod_workloads(self, namespace: str) -> Mapping[str, str]:
-        """Pod name → owning workload name in `namespace`."""
+    async def pods(self, namespace: str) -> list[PodInfo]:
+        """Pods of `namespace` owned by a workload, with their Ready time."""
         pods = [_dict(p) async for p in self.client.list(Pod, namespace=namespace)]
         rss = [_dict(r) async for r in self.client.list(ReplicaSet, namespace=namespace)]
-        return pod_owners(pods, rss)
+        return pod_infos(pods, rss)
 
     async def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
         obj = await self._get(ConfigMap, name, namespace)
@@ -272,7 +273,7 @@ class KubeCluster:
         """VA, Deployment and well-known ConfigMap changes, reconnecting on errors."""
         queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
         streams: list[tuple[Any, str, dict[str, Any] | None]] = [
-            (VariantAutoscalingResource, self._scope, self._va_labels()),
+            (VariantAutoscalingResource, self._scope, self.va_labels()),
             (Deployment, self._scope, None),
         ]
         cm_scopes = {self.namespace, self.system_namespace} if self.namespace else {ALL_NAMESPACES}

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
-from pyllmd.autoscaler.interfaces import Container, GpuNode, Workload
+from pyllmd.autoscaler.interfaces import Container, GpuNode, PodInfo, Workload
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,45 @@ def gpu_nodes_from(nodes: Iterable[Mapping[str, Any]]) -> list[GpuNode]:
     return found
 
 
-def pod_owners(
+def _timestamp(value: Any) -> float | None:
+    """A `metav1.Time` (RFC 3339) as Unix seconds; None when absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def ready_since(pod: Mapping[str, Any]) -> float | None:
+    """When a Ready pod last became Ready; None when it is not Ready.
+
+    The `Ready` condition's `lastTransitionTime`, else `status.startTime`, else
+    `metadata.creationTimestamp` (all the API server has for a pod).
+    """
+    status = pod.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") != "Ready":
+            continue
+        if cond.get("status") != "True":
+            return None
+        meta = pod.get("metadata") or {}
+        for value in (
+            cond.get("lastTransitionTime"),
+            status.get("startTime"),
+            meta.get("creationTimestamp"),
+        ):
+            if (when := _timestamp(value)) is not None:
+                return when
+        return None
+    return None
+
+
+def pod_infos(
     pods: Iterable[Mapping[str, Any]], replicasets: Iterable[Mapping[str, Any]]
-) -> dict[str, str]:
-    """Pod name → workload name via controller owners (Pod → ReplicaSet → Deployment)."""
+) -> list[PodInfo]:
+    """Pods owned by a workload (Pod → ReplicaSet → Deployment, or a LeaderWorkerSet label)."""
 
     def controller(obj: Mapping[str, Any], kind: str) -> str | None:
         for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
@@ -124,13 +160,13 @@ def pod_owners(
         return None
 
     rs_owner = {rs["metadata"]["name"]: controller(rs, "Deployment") for rs in replicasets}
-    result: dict[str, str] = {}
+    result: list[PodInfo] = []
     for pod in pods:
         meta = pod.get("metadata") or {}
         rs = controller(pod, "ReplicaSet")
         owner = rs_owner.get(rs) if rs else (meta.get("labels") or {}).get(LWS_NAME_LABEL)
         if owner:
-            result[meta["name"]] = owner
+            result.append(PodInfo(meta["name"], owner, ready_since(pod)))
     return result
 
 

@@ -25,7 +25,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
-from pyllmd.autoscaler.interfaces import Container, GpuNode, Workload
+from pyllmd.autoscaler.interfaces import Container, GpuNode, PodInfo, Workload
 from pyllmd.autoscaler.model import Decision
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.process import Backoff, exit_text, spawn, tail_lines, terminate
@@ -58,6 +58,7 @@ class Pod:
     port: int
     process: asyncio.subprocess.Process
     ready: bool = False
+    ready_since: float | None = None  # wall seconds when it became ready
 
     @property
     def url(self) -> str:
@@ -157,6 +158,7 @@ class LocalCluster:
         log_dir: Path | None = None,
         backoff: Backoff | None = None,
         drain: float = 0.5,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.vas = {(v.metadata.namespace, v.metadata.name): v for v in spec.vas}
         self.deployments = {(d.namespace, d.name): d for d in spec.deployments}
@@ -165,6 +167,7 @@ class LocalCluster:
         self.targets_file = targets_file
         self.sim_command = tuple(sim_command)
         self.ready_timeout = ready_timeout
+        self._wall = wall
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
@@ -224,13 +227,15 @@ class LocalCluster:
         self.request_reconcile()
         return True
 
-    async def pod_workloads(self, namespace: str) -> Mapping[str, str]:
-        return {
-            p.name: d.name
+    async def pods(self, namespace: str) -> list[PodInfo]:
+        return [
+            PodInfo(
+                p.name, d.name, p.ready_since if p.ready and p.process.returncode is None else None
+            )
             for (ns, _), d in self.deployments.items()
             if ns == namespace
             for p in d.pods
-        }
+        ]
 
     async def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
         return self._config_maps.get((namespace, name))
@@ -374,7 +379,7 @@ class LocalCluster:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with self._http.get(pod.url + "/health") as r:
                     if r.status == 200:
-                        pod.ready = True
+                        pod.ready, pod.ready_since = True, self._wall()
                         return
             await asyncio.sleep(0.05)
         log.warning("pod not ready pod=%s", pod.name)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from pyllmd.core.metricset import CONTENT_TYPE, Family, Registry
+from pyllmd.core.metricset import CONTENT_TYPE, Family, GaugeChild, Registry
 
 DESIRED_REPLICAS = "wva_desired_replicas"
 CURRENT_REPLICAS = "wva_current_replicas"
@@ -81,6 +81,9 @@ class ControllerMetrics:
             )
         )
         self._published: dict[tuple[str, str], tuple[str, int]] = {}
+        # (namespace, variant) → (accelerator, current, desired, ratio series): publish runs
+        # for every VA every cycle, so the three series are looked up once, not each time
+        self._series: dict[tuple[str, str], tuple[str, GaugeChild, GaugeChild, GaugeChild]] = {}
 
     def _base(self, variant: str, namespace: str, accelerator: str) -> tuple[str, ...]:
         extra = (self.controller_instance,) if self.controller_instance else ()
@@ -106,10 +109,19 @@ class ControllerMetrics:
             labels = (*extra, direction, namespace, short_reason(reason), variant)
             self.scaling.counter(*labels).inc()
         self._published[key] = (accelerator, desired)
-        labels = self._base(variant, namespace, accelerator)
-        self.current.gauge(*labels).set(float(current))
-        self.desired.gauge(*labels).set(float(desired))
-        self.ratio.gauge(*labels).set(desired_ratio(current, desired))
+        series = self._series.get(key)
+        if series is None or series[0] != accelerator:
+            labels = self._base(variant, namespace, accelerator)
+            series = (
+                accelerator,
+                self.current.gauge(*labels),
+                self.desired.gauge(*labels),
+                self.ratio.gauge(*labels),
+            )
+            self._series[key] = series
+        series[1].set(float(current))
+        series[2].set(float(desired))
+        series[3].set(desired_ratio(current, desired))
 
     def published_desired(self, namespace: str, variant: str) -> int | None:
         """The desired replicas last published for a variant, if any."""
@@ -119,6 +131,7 @@ class ControllerMetrics:
     def forget(self, namespace: str, variant: str) -> None:
         """Remove every series of a variant (its VA was deleted)."""
         self._published.pop((namespace, variant), None)
+        self._series.pop((namespace, variant), None)
         for family in (self.desired, self.current, self.ratio, self.scaling):
             ns_at = family.labelnames.index("namespace")
             var_at = family.labelnames.index("variant_name")
@@ -127,6 +140,7 @@ class ControllerMetrics:
                     family.remove(*values)
 
     def _remove_gauges(self, variant: str, namespace: str, accelerator: str) -> None:
+        self._series.pop((namespace, variant), None)
         labels = self._base(variant, namespace, accelerator)
         for family in (self.desired, self.current, self.ratio):
             family.remove(*labels)

@@ -3,11 +3,12 @@
 Upstream's start-up order: configuration → Kubernetes client → Prometheus
 client and an `up` query retried with backoff (5 s, ×2, 6 steps) → endpoints
 → loops. Any failure before the loops is one line on stderr and exit 1.
-The loops are the saturation engine, the scale-from-zero engine (InferencePools
-of `POOL_GROUP`, EPP pods scraped with `EPP_METRIC_READER_BEARER_TOKEN`) and the
-watch-driven targets pass; with `--leader-elect` they run only on the replica
-holding the Lease `LEADER_ELECTION_ID` in `POD_NAMESPACE`, and losing it ends
-the process with "leader election lost" (exit 1).
+The loops are the saturation engine, the scale-from-zero engine (VAs, Deployments
+and Namespaces from watch-fed caches, InferencePools of `POOL_GROUP`, EPP pods
+scraped with `EPP_METRIC_READER_BEARER_TOKEN`) and the watch-driven targets
+pass; with `--leader-elect` they run only on the replica holding the Lease
+`LEADER_ELECTION_ID` in `POD_NAMESPACE`, and losing it ends the process with
+"leader election lost" (exit 1).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pyllmd.autoscaler.controller import Controller, split_bind_address
 from pyllmd.autoscaler.engine import EngineSettings, SaturationEngine
 from pyllmd.autoscaler.eppscrape import EppScraper
 from pyllmd.autoscaler.kube import KubeCluster, connect
+from pyllmd.autoscaler.kubecache import KubeCache
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.pools import KubePools
 from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusError, PrometheusOptions
@@ -46,6 +48,24 @@ from pyllmd.core.tls import write_self_signed
 log = logging.getLogger(__name__)
 
 Runner = Callable[[Callable[[asyncio.Event], Awaitable[None]], str], int]
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped (`\\n`, `\\x1b`, ...)."""
+    out = []
+    for c in text:
+        code = ord(c)
+        if c == "\n":
+            out.append("\\n")
+        elif c == "\r":
+            out.append("\\r")
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif c in "\u2028\u2029":
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def prometheus_options(cfg: ControllerConfig) -> PrometheusOptions:
@@ -82,10 +102,13 @@ def build_controller(
     scraper: EppScraper,
     clock: Clock,
     identity: str = "",
+    cache: KubeCache | None = None,
 ) -> Controller:
     """The controller with its engines, wired from `cfg` (no I/O).
 
     `identity` names this replica in the Lease (default `<hostname>_<uuid>`).
+    The scale-from-zero engine reads through `cache` (default: a new `KubeCache`
+    over `cluster`, whose informers start on its first read; the caller closes it).
     """
     metrics = ControllerMetrics(cfg.controller_instance)
     engine = SaturationEngine(
@@ -99,7 +122,7 @@ def build_controller(
         engine_settings(cfg),
     )
     from_zero = ScaleFromZeroEngine(
-        cluster,
+        cache if cache is not None else KubeCache(cluster),
         KubePools(cluster, cfg.pool_group, clock=clock),
         scraper,
         metrics,
@@ -178,10 +201,11 @@ async def serve_controller(cfg: ControllerConfig, stop: asyncio.Event) -> None:
     )
     client = PrometheusClient(prometheus_options(cfg), clock)
     scraper = EppScraper(bearer_token=cfg.epp_metric_reader_bearer_token)
+    cache = KubeCache(cluster)
     runners: list[web.AppRunner] = []
     try:
         await wait_for_prometheus(client, clock)
-        controller = build_controller(cfg, cluster, client, scraper, clock)
+        controller = build_controller(cfg, cluster, client, scraper, clock, cache=cache)
         authorize = KubeAuthorizer(kube, clock).decide if cfg.metrics_secure else None
         for address, routes, tls in (
             (cfg.health_probe_bind_address, controller.health_routes(), None),
@@ -201,6 +225,7 @@ async def serve_controller(cfg: ControllerConfig, stop: asyncio.Event) -> None:
     finally:
         for runner in runners:
             await runner.cleanup()
+        await cache.close()
         await scraper.close()
         await client.close()
         await cluster.close()
@@ -214,7 +239,7 @@ def run_controller(argv: list[str], runner: Runner) -> int:
         print(h.text, end="")
         return 0
     except ConfigError as e:
-        print(f"pyllmd autoscaler: error: {e}", file=sys.stderr)
+        print(f"pyllmd autoscaler: error: {one_line(str(e))}", file=sys.stderr)
         return 1
     pylog.setup(cfg.log_verbosity)
     return runner(lambda stop: serve_controller(cfg, stop), "pyllmd autoscaler")

@@ -1,10 +1,12 @@
 """The scale-from-zero engine (spec §8.2): wake a variant at 0 replicas when its EPP queues work.
 
-Every tick it lists the inactive VAs (target exists with `spec.replicas == 0`),
+Every tick it finds the inactive VAs (target exists with `spec.replicas == 0`),
 finds the InferencePool whose selector matches the target's pod-template
 labels, scrapes that pool's EPP pods directly (Prometheus would add seconds of
-delay), and when the flow-control queue holds requests for the VA's model it
-sets the target's scale subresource to 1 and records the decision.
+delay; once per pool per tick), and when the flow-control queue holds requests
+for the VA's model it sets the target's scale subresource to 1 and records the
+decision. On Kubernetes its `Cluster` is a `kubecache.KubeCache`, so a tick
+reads VAs and targets from watch-fed caches, not from the API server.
 
 It handles the same VAs as the saturation engine (`reconcile.VaScope`): unlike
 upstream, none in a namespace annotated `wva.llmd.ai/exclude=true`.
@@ -20,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from pyllmd.autoscaler import api
-from pyllmd.autoscaler.eppscrape import EppScraper, pending_demand
+from pyllmd.autoscaler.eppscrape import EppScraper, ScrapeResult, pending_demand
 from pyllmd.autoscaler.interfaces import Cluster, Workload
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.model import Decision, parse_cost
@@ -100,14 +102,25 @@ class ScaleFromZeroEngine:
         self.scope = VaScope(cluster, controller_instance, watch_namespace)
 
     async def tick(self) -> list[Decision]:
-        """Check every inactive VA once; returns the wake-ups made."""
+        """Check every inactive VA once; returns the wake-ups made.
+
+        Each pool's endpoint pickers are scraped at most once per tick, however
+        many inactive VAs the pool serves.
+        """
         inactive = await self._inactive()
         if not inactive:
             return []
         pools = await self.pools.pools()
         if not pools:
             return []
-        results = await asyncio.gather(*(self._check(va, wl, pools) for va, wl in inactive))
+        scrapes: dict[tuple[str, ...], asyncio.Task[ScrapeResult]] = {}
+        try:
+            results = await asyncio.gather(
+                *(self._check(va, wl, pools, scrapes) for va, wl in inactive)
+            )
+        finally:
+            for task in scrapes.values():
+                task.cancel()
         return [d for d in results if d is not None]
 
     async def _inactive(self) -> list[tuple[api.VariantAutoscaling, Workload]]:
@@ -121,7 +134,11 @@ class ScaleFromZeroEngine:
         return [(va, wl) for va, wl in found if va.metadata.namespace not in excluded]
 
     async def _check(
-        self, va: api.VariantAutoscaling, wl: Workload, pools: Sequence[InferencePool]
+        self,
+        va: api.VariantAutoscaling,
+        wl: Workload,
+        pools: Sequence[InferencePool],
+        scrapes: dict[tuple[str, ...], asyncio.Task[ScrapeResult]],
     ) -> Decision | None:
         async with self._limit:
             pool = matching_pool(pools, va.metadata.namespace, wl.template_labels)
@@ -129,10 +146,16 @@ class ScaleFromZeroEngine:
                 log.warning("no InferencePool selects the pods of va=%s/%s",
                             va.metadata.namespace, va.metadata.name)  # fmt: skip
                 return None
-            scraped = await self.scraper.scrape(pool.metrics_urls)
+            scrape = scrapes.get(pool.metrics_urls)
+            if scrape is None:
+                scrape = asyncio.ensure_future(self.scraper.scrape(pool.metrics_urls))
+                scrapes[pool.metrics_urls] = scrape
+            scraped = await asyncio.shield(scrape)
             if not pending_demand(scraped.samples, va.spec.model_id):
                 return None
-            await self.cluster.scale(va.metadata.namespace, va.spec.scale_target_ref, 1)
+            ref = va.spec.scale_target_ref
+            if not await self.cluster.scale(va.metadata.namespace, ref, 1):
+                return None  # already woken (by an earlier tick or someone else)
             return await self._record(va)
 
     async def _record(self, va: api.VariantAutoscaling) -> Decision:

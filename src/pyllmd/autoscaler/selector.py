@@ -59,9 +59,9 @@ class Requirement:
 def label_key_error(key: str) -> str | None:
     """Why `key` is not a valid label key (`[prefix/]name`), or None."""
     prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
         return f"prefix part of {quote_go(key)} must be a DNS subdomain"
-    if not name or len(name) > 63 or not _NAME.match(name):
+    if not name or len(name) > 63 or not _NAME.fullmatch(name):
         return (
             f"name part of {quote_go(key)} must be at most 63 alphanumeric characters, "
             "'-', '_' or '.', starting and ending with an alphanumeric character"
@@ -69,9 +69,32 @@ def label_key_error(key: str) -> str | None:
     return None
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def dns_label_error(value: str) -> str | None:
+    """Why `value` is not a DNS-1123 label (a namespace name), or None."""
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+        return (
+            f"{quote_go(value)} must be at most 63 lower-case alphanumeric characters or '-', "
+            "starting and ending with an alphanumeric character"
+        )
+    return None
+
+
+def dns_subdomain_error(value: str) -> str | None:
+    """Why `value` is not a DNS-1123 subdomain (an object name), or None."""
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
+        return (
+            f"{quote_go(value)} must be at most 253 lower-case alphanumeric characters, "
+            "'-' or '.', starting and ending with an alphanumeric character"
+        )
+    return None
+
+
 def label_value_error(value: str) -> str | None:
     """Why `value` is not a valid label value (empty is valid), or None."""
-    if value and (len(value) > 63 or not _NAME.match(value)):
+    if value and (len(value) > 63 or not _NAME.fullmatch(value)):
         return (
             f"value {quote_go(value)} must be at most 63 alphanumeric characters, "
             "'-', '_' or '.', starting and ending with an alphanumeric character"

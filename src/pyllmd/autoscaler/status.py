@@ -198,12 +198,11 @@ class StatusBook:
             return None
         stamp = _stamp(now)
         gen = va.metadata.generation
-        conditions = list(va.status.conditions)
+        conditions = [condition_json(c) for c in va.status.conditions]
 
         def put(type_: str, ok: bool, reason: str, message: str) -> None:
-            nonlocal conditions
             status = api.STATUS_TRUE if ok else api.STATUS_FALSE
-            conditions = api.set_condition(conditions, type_, status, reason, message, gen, stamp)
+            _set_condition_json(conditions, type_, status, reason, message, gen, stamp)
 
         if entry.target_found is not None:
             name = entry.target_name
@@ -226,7 +225,7 @@ class StatusBook:
                 "numReplicas": decision.target_replicas,
             }
             patch["actuation"] = {"applied": True}
-        patch["conditions"] = [condition_json(c) for c in conditions]
+        patch["conditions"] = conditions
         return patch
 
 
@@ -248,6 +247,49 @@ def _optimization(entry: _Entry, decision: Decision) -> tuple[str, str]:
             decision.reason, decision.target_replicas
         )
     return api.REASON_OPTIMIZATION_SUCCEEDED, api.MESSAGE_NO_SCALING_CHANGE
+
+
+def _set_condition_json(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int,
+    stamp: str,
+) -> None:
+    """`api.set_condition` on conditions in their JSON form, in place.
+
+    The status patch of every VA is built each cycle; JSON dicts are what it
+    sends, so no `Condition` model is built for them.
+    """
+    for i, cond in enumerate(conditions):
+        if cond["type"] != type_:
+            continue
+        if (cond["status"], cond["reason"], cond["message"], cond["observedGeneration"]) == (
+            status,
+            reason,
+            message,
+            generation,
+        ):
+            return  # unchanged: the steady state of most cycles
+        since = stamp if cond["status"] != status else cond["lastTransitionTime"]
+        conditions[i] = _json(type_, status, generation, since, reason, message)
+        return
+    conditions.append(_json(type_, status, generation, stamp, reason, message))
+
+
+def _json(
+    type_: str, status: str, generation: int, since: str, reason: str, message: str
+) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": status,
+        "observedGeneration": generation,
+        "lastTransitionTime": since,
+        "reason": reason,
+        "message": message,
+    }
 
 
 def condition_json(c: api.Condition) -> dict[str, Any]:

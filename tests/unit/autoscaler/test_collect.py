@@ -272,6 +272,22 @@ async def test_wva_acc_42_no_series_keeps_targets() -> None:
     assert await PrometheusMetricsSource(failing).request_count(NS, MODEL, 600) is None
 
 
+RECENT_SUCCESS = (
+    f"sum((max_over_time(vllm:request_success_total{{{SEL}}}[5m]) - "
+    f"vllm:request_success_total{{{SEL}}} offset 5m) > 0) or "
+    f"sum(max_over_time(vllm:request_success_total{{{SEL}}}[5m]) > 0 unless "
+    f"vllm:request_success_total{{{SEL}}} offset 5m)"
+)
+
+
+async def test_recent_success_asks_the_first_seen_query_over_the_retention_window() -> None:
+    source = PrometheusMetricsSource(FakeClient({RECENT_SUCCESS: [S({}, 4.0, EVAL_TIME)]}))
+    assert await source.recent_success(NS, MODEL, 300) is True
+    assert await PrometheusMetricsSource(FakeClient({})).recent_success(NS, MODEL, 300) is False
+    failing = FakeClient({RECENT_SUCCESS: PrometheusError("connection", "down")})
+    assert await PrometheusMetricsSource(failing).recent_success(NS, MODEL, 300) is None
+
+
 async def test_scheduler_queue_reads_size_and_bytes_and_zero_when_unknown() -> None:
     answers: dict[str, Sequence[S] | PrometheusError] = {
         GOLDEN["scheduler_queue_size"]: [S({}, 4.0, EVAL_TIME)],

@@ -12,11 +12,13 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from pyllmd.autoscaler.analyze.capacity_store import RECORD_TTL_SECONDS
 from pyllmd.autoscaler.api import InvalidObject, validate_variant_autoscaling
 from pyllmd.autoscaler.collect import PrometheusMetricsSource
 from pyllmd.autoscaler.controller import Controller
@@ -51,10 +53,16 @@ class Prom:
 
     pods: dict[str, tuple[str, float, float]] = field(default_factory=dict)
     kv_error: str = ""
+    request_count: float | None = None  # upstream's model_request_count (None: no series)
+    recent_success: bool = False  # pyllmd's model_recent_success has an answer
 
     def answer(self, promql: str) -> Reply:
         found = re.search(r'namespace="([^"]*)"', promql)
         ns = found.group(1) if found else ""
+        if promql.startswith("sum(increase(vllm:request_success_total"):
+            return vector() if self.request_count is None else vector(({}, self.request_count))
+        if promql.startswith("sum((max_over_time(vllm:request_success_total"):
+            return vector(({}, 3.0)) if self.recent_success else vector()
         if promql.startswith("max by (pod) (max_over_time(vllm:kv_cache_usage_perc"):
             if self.kv_error:
                 return api_error(422, "execution", self.kv_error)
@@ -562,3 +570,91 @@ async def test_limited_mode_logs_the_gpu_inventory(
         await rig.engine.cycle()
     await rig.close()
     assert "limited mode: GPU inventory {'H100': 8}" in caplog.text
+
+
+async def test_v2_capacity_of_a_deleted_variant_expires_after_its_lifetime(rig: Rig) -> None:
+    body = saturation()["default"] + "analyzerName: saturation\n"
+    rig.kube.update(api.CONFIGMAPS, SYSTEM, SAT, {"data": {"default": body}})
+    add_variant(rig, "stay", 0.5)
+    add_variant(rig, "gone", 0.5)
+    await rig.engine.cycle()
+    store = rig.engine.v2_state
+    assert store.record(NS, MODEL, "gone") is not None
+    learned = store.record(NS, MODEL, "gone").learned_at  # type: ignore[union-attr]
+    assert learned == rig.clock.wall()  # stamped with the cycle's wall time, not 0
+    rig.kube.delete(api.VARIANT_AUTOSCALINGS, NS, "gone")
+    rig.kube.delete(api.DEPLOYMENTS, NS, "gone")
+    await rig.clock.advance(RECORD_TTL_SECONDS - 60)
+    await rig.engine.cycle()
+    assert store.record(NS, MODEL, "gone") is not None  # not yet older than its lifetime
+    await rig.clock.advance(120)
+    await rig.engine.cycle()
+    assert store.record(NS, MODEL, "gone") is None  # dropped by the cycle
+    stay = store.record(NS, MODEL, "stay")  # refreshed every cycle, kept
+    assert stay is not None and stay.learned_at == rig.clock.wall()
+
+
+# -- scale to zero ---------------------------------------------------------------------------
+
+S2Z = "wva-model-scale-to-zero-config"
+
+
+def ready_at(rig: Rig, name: str, when: float) -> None:
+    """Mark the pods of Deployment `name` Ready since `when` (wall seconds)."""
+    stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    condition = {"type": "Ready", "status": "True", "lastTransitionTime": stamp}
+    for pod in rig.kube.pods_of(NS, name):
+        rig.kube.update(api.PODS, NS, pod, {"status": {"conditions": [condition]}})
+
+
+@pytest_asyncio.fixture
+async def idle_rig(rig: Rig) -> Rig:
+    """Scale to zero on (retention 2m); one variant whose model saw no request in Prometheus."""
+    body = "enable_scale_to_zero: true\nretention_period: 2m\n"
+    rig.kube.add_config_map(SYSTEM, S2Z, {"default": body})
+    add_variant(rig, "llama", 0.2)
+    rig.state.request_count = 0.0
+    return rig
+
+
+async def test_a_woken_variant_is_not_zeroed_before_its_pod_is_a_retention_period_old(
+    idle_rig: Rig, kube: KubeFake, prom: FakePrometheus, state: Prom
+) -> None:
+    rig = idle_rig
+    ready_at(rig, "llama", rig.clock.wall() - 30)  # woken 30 s ago; Prometheus counted nothing
+    await rig.engine.cycle()
+    assert rig.gauges() == {(NS, "llama"): 1.0}
+    # a restarted controller (or a new leader) reads the same pods and still keeps it
+    restarted = Rig(kube, prom, state)
+    try:
+        await restarted.clock.advance(89)  # the pod is 119 s old
+        await restarted.engine.cycle()
+        assert restarted.gauges() == {(NS, "llama"): 1.0}
+        await restarted.clock.advance(1)  # 120 s: the retention period has passed
+        await restarted.engine.cycle()
+        assert restarted.gauges() == {(NS, "llama"): 0.0}
+    finally:
+        await restarted.close()
+
+
+async def test_a_success_first_seen_within_the_window_keeps_the_model(idle_rig: Rig) -> None:
+    rig = idle_rig
+    ready_at(rig, "llama", rig.clock.wall() - 3600)
+    rig.state.recent_success = True  # e.g. a counter born at 20 in its first scrape
+    await rig.engine.cycle()
+    assert rig.gauges() == {(NS, "llama"): 1.0}
+    rig.state.recent_success = False
+    await rig.engine.cycle()
+    assert rig.gauges() == {(NS, "llama"): 0.0}
+
+
+async def test_guards_are_asked_only_when_upstream_would_zero(
+    idle_rig: Rig, prom: FakePrometheus
+) -> None:
+    rig = idle_rig
+    rig.state.request_count = 2.0
+    await rig.engine.cycle()
+    assert not any(q.startswith("sum((max_over_time") for q in prom.queries)
+    rig.state.request_count = 0.0
+    await rig.engine.cycle()
+    assert any(q.startswith("sum((max_over_time") for q in prom.queries)

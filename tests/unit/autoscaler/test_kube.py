@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest
 import pytest_asyncio
@@ -312,7 +313,7 @@ async def test_pods_map_to_their_deployment_through_the_replicaset(
     kube.add_deployment(NS, "llama-a100", 2)
     kube.add_deployment(NS, "llama-h100", 1)
     kube.add_pod(NS, "stray")  # no owner: dropped
-    owners = await cluster.pod_workloads(NS)
+    owners = {p.name: p.workload for p in await cluster.pods(NS)}
     pods_a = kube.pods_of(NS, "llama-a100")
     assert len(pods_a) == 2 and all(p.startswith("llama-a100-") for p in pods_a)
     assert {p: owners[p] for p in pods_a} == dict.fromkeys(pods_a, "llama-a100")
@@ -471,3 +472,39 @@ async def test_wva_acc_04_kubectl_get_va_prints_columns(kube: KubeFake) -> None:
             "2",
             "True",
         ]
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ({"conditions": [{"type": "Ready", "status": "True",
+                          "lastTransitionTime": "2023-11-14T22:13:20Z"}],
+          "startTime": "2023-11-14T22:00:00Z"}, 1_700_000_000.0),
+        ({"conditions": [{"type": "Ready", "status": "True"}],
+          "startTime": "2023-11-14T22:00:00Z"}, 1_699_999_200.0),
+        ({"conditions": [{"type": "Ready", "status": "False",
+                          "lastTransitionTime": "2023-11-14T22:13:20Z"}]}, None),
+        ({"phase": "Running"}, None),
+    ],
+)  # fmt: skip
+async def test_pods_carry_the_time_they_became_ready(
+    kube: KubeFake, cluster: KubeCluster, status: dict[str, object], expected: float | None
+) -> None:
+    kube.add_deployment(NS, "llama", 1)
+    (name,) = kube.pods_of(NS, "llama")
+    kube.update(api.PODS, NS, name, {"status": status})
+    (pod,) = await cluster.pods(NS)
+    assert (pod.name, pod.workload, pod.ready_since) == (name, "llama", expected)
+
+
+async def test_a_ready_pod_without_times_falls_back_to_its_creation(
+    kube: KubeFake, cluster: KubeCluster
+) -> None:
+    kube.add_deployment(NS, "llama", 1)
+    (name,) = kube.pods_of(NS, "llama")
+    kube.update(
+        api.PODS, NS, name, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    )
+    created = (kube.get(api.PODS, NS, name) or {})["metadata"]["creationTimestamp"]
+    (pod,) = await cluster.pods(NS)
+    assert pod.ready_since == datetime.fromisoformat(created).timestamp()

@@ -127,3 +127,18 @@ def test_forget_removes_only_that_variants_series() -> None:
     assert metrics.published_desired("ns", "v") is None
     metrics.publish("v", "ns", "H100", 1, 5)  # back after forget: a first value again
     assert series(metrics, "wva_replica_scaling_total") == []
+
+
+def test_a_variant_published_again_after_forget_or_a_switch_back_is_exported() -> None:
+    metrics = ControllerMetrics()
+    metrics.publish("v", "ns", "H100", 1, 1)
+    metrics.forget("ns", "v")
+    metrics.publish("v", "ns", "H100", 2, 3)
+    assert value(metrics, "wva_desired_replicas", accelerator_type="H100", namespace="ns",
+                 variant_name="v") == 3  # fmt: skip
+    metrics.publish("v", "ns", "A100", 2, 4)
+    metrics.publish("v", "ns", "H100", 2, 5)  # back to the first accelerator
+    desired = series(metrics, "wva_desired_replicas")
+    assert [(s.labels["accelerator_type"], s.value) for s in desired] == [("H100", 5.0)]
+    assert value(metrics, "wva_current_replicas", accelerator_type="H100", namespace="ns",
+                 variant_name="v") == 2  # fmt: skip

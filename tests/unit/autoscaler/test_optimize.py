@@ -72,7 +72,7 @@ def test_wva_acc_35_most_cost_efficient_variant_absorbs_it(
         [replica("a", 0.9375, blocks=1000, block_size=16, cost=cost_a) for _ in range(2)]
         + [replica("b", 0.75, blocks=4000, block_size=16, cost=cost_b)],
     )
-    ds = SaturationV2Analyzer(V2State()).analyze(g, SaturationConfig())
+    ds = SaturationV2Analyzer(V2State()).analyze(g, SaturationConfig(), 0.0)
     current = {"a": 2, "b": 1}
     assert targets(ds) == {n: current[n] + (added if n == winner else 0) for n in current}
 

@@ -246,7 +246,7 @@ def test_no_metrics_no_decisions() -> None:
 
 def test_decision_fields() -> None:
     g = group([variant("v", 2, gpus=4)], [replica("v", 0.2, accelerator="A100", cost=7.5)] * 2)
-    (d,) = SaturationV1Analyzer().analyze(g, CFG)
+    (d,) = SaturationV1Analyzer().analyze(g, CFG, 0.0)
     assert d.reason == "saturation-only mode: scale-down"
     assert (d.accelerator, d.cost, d.gpus_per_replica) == ("A100", 7.5, 4)
     assert d.spare_capacity == pytest.approx(0.6)

@@ -26,6 +26,7 @@ from pyllmd.autoscaler.model import SaturationConfig, VllmParams
 from .decisionkit import MODEL, NS, group, replica, targets, variant
 
 CFG = SaturationConfig(analyzer_name="saturation")
+NOW = 1_700_000_000.0
 
 
 def cap_replica(name: str, kv: float, queue: int = 0, *, blocks: int = 1000, **kw: object):  # type: ignore[no-untyped-def]
@@ -40,13 +41,14 @@ def test_wva_acc_33_v2_default_thresholds() -> None:
         group([variant("v", 2)], [cap_replica("v", 0.9375), cap_replica("v", 0.9375)]),
         CFG,
         V2State(),
+        NOW,
     )
     assert a.required_capacity == pytest.approx(30000 / 0.85 - 25600)
 
 
 def test_wva_acc_34_capacity_tokens() -> None:
     g = group([variant("v", 1)], [cap_replica("v", 0.5)])
-    a = analyze_capacity(g, CFG, V2State())
+    a = analyze_capacity(g, CFG, V2State(), NOW)
     (rc,) = a.replicas
     assert rc.total_kv_capacity_tokens == 16000
     assert rc.tokens_in_use == 8000
@@ -59,7 +61,7 @@ def test_wva_acc_34_capacity_tokens() -> None:
 def test_wva_acc_34_effective_capacity_bounded_by_derived_k2() -> None:
     params = VllmParams(max_num_seqs=4)
     g = group([variant("v", 1, params=params)], [cap_replica("v", 0.5, avg_in=1000, avg_out=200)])
-    (rc,) = analyze_capacity(g, CFG, V2State()).replicas
+    (rc,) = analyze_capacity(g, CFG, V2State(), NOW).replicas
     # n = min(4, 8192·200/1200) = 4; k2 = 4 · (1000 + 100) = 4400 ≤ k1.
     assert (rc.k1, rc.k2, rc.effective_capacity) == (12800, 4400, 4400)
 
@@ -75,16 +77,16 @@ def test_wva_acc_34_effective_capacity_bounded_by_derived_k2() -> None:
 )
 def test_replica_demand(kv: float, queue: int, avg_in: float, demand: int) -> None:
     g = group([variant("v", 1)], [cap_replica("v", kv, queue, avg_in=avg_in)])
-    (rc,) = analyze_capacity(g, CFG, V2State()).replicas
+    (rc,) = analyze_capacity(g, CFG, V2State(), NOW).replicas
     assert rc.demand == demand
 
 
 def test_wva_acc_35_required_capacity_scales_cheapest_per_token() -> None:
     g = group([variant("v", 2)], [cap_replica("v", 0.9375), cap_replica("v", 0.9375)])
-    a = analyze_capacity(g, CFG, V2State())
+    a = analyze_capacity(g, CFG, V2State(), NOW)
     assert (a.total_demand, a.total_supply, a.anticipated_supply) == (30000, 25600, 25600)
     assert a.required_capacity == pytest.approx(9694.1, abs=0.1)
-    (d,) = SaturationV2Analyzer().analyze(g, CFG)
+    (d,) = SaturationV2Analyzer().analyze(g, CFG, NOW)
     assert d.target_replicas == 3
     assert d.reason == "V2 scale-up (optimizer: cost-aware, required: 9694)"
 
@@ -95,10 +97,10 @@ def test_wva_acc_36_spare_capacity_removes_most_expensive() -> None:
         [cap_replica("cheap", 0.625, cost=5), cap_replica("pricey", 0.0, cost=20)]
         + [cap_replica("pricey", 0.0, cost=20)],
     )
-    a = analyze_capacity(g, CFG, V2State())
+    a = analyze_capacity(g, CFG, V2State(), NOW)
     assert (a.total_supply, a.total_demand) == (38400, 10000)
     assert a.spare_capacity == pytest.approx(38400 - 10000 / 0.7)
-    ds = SaturationV2Analyzer().analyze(g, CFG)
+    ds = SaturationV2Analyzer().analyze(g, CFG, NOW)
     assert targets(ds) == {"cheap": 1, "pricey": 1}
     assert ds[1].reason == "V2 scale-down (optimizer: cost-aware, spare: 24114)"
     assert ds[0].reason == "V2 steady state"
@@ -107,7 +109,7 @@ def test_wva_acc_36_spare_capacity_removes_most_expensive() -> None:
 @pytest.mark.parametrize(("current", "target"), [(1, 1), (2, 1), (5, 1)])
 def test_wva_acc_37_last_replica_of_cheapest_kept(current: int, target: int) -> None:
     g = group([variant("v", current)], [cap_replica("v", 0.0) for _ in range(current)])
-    (d,) = SaturationV2Analyzer().analyze(g, CFG)
+    (d,) = SaturationV2Analyzer().analyze(g, CFG, NOW)
     assert d.target_replicas == target
 
 
@@ -117,9 +119,9 @@ def test_wva_acc_37_cheapest_may_go_when_another_variant_serves() -> None:
         [variant("cheap", 1, cost=5), variant("pricey", 1, cost=20)],
         [cap_replica("cheap", 0.0, cost=5), cap_replica("pricey", 0.21875, blocks=4000, cost=20)],
     )
-    a = analyze_capacity(g, CFG, V2State())
+    a = analyze_capacity(g, CFG, V2State(), NOW)
     assert a.spare_capacity == pytest.approx(44000)
-    assert targets(SaturationV2Analyzer().analyze(g, CFG)) == {"cheap": 0, "pricey": 1}
+    assert targets(SaturationV2Analyzer().analyze(g, CFG, NOW)) == {"cheap": 0, "pricey": 1}
 
 
 def test_wva_acc_38_replicas_without_cache_config_add_no_capacity() -> None:
@@ -127,7 +129,7 @@ def test_wva_acc_38_replicas_without_cache_config_add_no_capacity() -> None:
         [variant("v", 2)],
         [cap_replica("v", 0.5), replica("v", 0.9, 10)],  # second pod lacks cache_config_info
     )
-    a = analyze_capacity(g, CFG, V2State())
+    a = analyze_capacity(g, CFG, V2State(), NOW)
     assert len(a.replicas) == 1
     assert a.total_demand == 8000
     assert a.variants[0].per_replica_capacity == 12800
@@ -136,10 +138,10 @@ def test_wva_acc_38_replicas_without_cache_config_add_no_capacity() -> None:
 
 def test_wva_acc_38_variant_without_any_capacity_data() -> None:
     g = group([variant("v", 2)], [replica("v", 0.9, 10), replica("v", 0.9, 10)])
-    a = analyze_capacity(g, CFG, V2State())
+    a = analyze_capacity(g, CFG, V2State(), NOW)
     assert a.replicas == ()
     assert (a.total_supply, a.total_demand, a.required_capacity) == (0, 0, 0)
-    (d,) = SaturationV2Analyzer().analyze(g, CFG)
+    (d,) = SaturationV2Analyzer().analyze(g, CFG, NOW)
     assert d.target_replicas == 2 and d.reason == "V2 steady state"
 
 
@@ -150,25 +152,25 @@ def test_observed_k2_feeds_history() -> None:
     assert rc.k2 == 8000
     assert list(state.history[f"{MODEL}|H100|short"].values) == [8000.0]
     calm = group([variant("v", 1)], [cap_replica("v", 0.25, 0, avg_out=50)])
-    (rc,) = analyze_capacity(calm, CFG, state).replicas
+    (rc,) = analyze_capacity(calm, CFG, state, NOW).replicas
     assert rc.k2 == 8000 and rc.effective_capacity == 8000
     # Another output bucket has no history.
     other = group([variant("v", 1)], [cap_replica("v", 0.25, 0, avg_out=100)])
-    (rc,) = analyze_capacity(other, CFG, state).replicas
+    (rc,) = analyze_capacity(other, CFG, state, NOW).replicas
     assert rc.k2 == rc.k1
 
 
 @pytest.mark.parametrize(("queue", "observed"), [(4, False), (5, True)])
 def test_observed_k2_queue_threshold(queue: int, observed: bool) -> None:
     g = group([variant("v", 1)], [cap_replica("v", 0.5, queue)])
-    (rc,) = analyze_capacity(g, CFG, V2State()).replicas
+    (rc,) = analyze_capacity(g, CFG, V2State(), NOW).replicas
     assert rc.k2 == (8000 if observed else 12800)
 
 
 def test_observed_k2_needs_tokens_in_use() -> None:
     state = V2State()
     (rc,) = analyze_capacity(
-        group([variant("v", 1)], [cap_replica("v", 0.0, 9)]), CFG, state
+        group([variant("v", 1)], [cap_replica("v", 0.0, 9)]), CFG, state, NOW
     ).replicas
     assert rc.k2 == 12800 and state.history == {}
 
@@ -176,7 +178,7 @@ def test_observed_k2_needs_tokens_in_use() -> None:
 def test_rolling_average_window() -> None:
     ra = RollingAverage()
     for v in range(1, 13):
-        ra.add(float(v))
+        ra.add(float(v), NOW)
     assert list(ra.values) == [float(v) for v in range(3, 13)]
     assert ra.average() == 7.5
     assert RollingAverage().average() == 0.0
@@ -214,11 +216,11 @@ def test_median(values: list[int], m: int) -> None:
 
 def test_pending_replicas_count_as_anticipated_supply() -> None:
     g = group([variant("v", 3, ready=2)], [cap_replica("v", 0.9375), cap_replica("v", 0.9375)])
-    a = analyze_capacity(g, CFG, V2State())
+    a = analyze_capacity(g, CFG, V2State(), NOW)
     assert a.total_supply == 25600
     assert a.anticipated_supply == 38400
     assert a.required_capacity == 0  # 30000/0.85 = 35294 < 38400
-    (d,) = SaturationV2Analyzer().analyze(g, CFG)
+    (d,) = SaturationV2Analyzer().analyze(g, CFG, NOW)
     assert d.target_replicas == 3
 
 
@@ -228,7 +230,7 @@ def test_scheduler_queue_demand_is_fed() -> None:
     assert scheduler_queue_demand(10, 80000, reps) == pytest.approx(20000 * 0.5 + 2000)
     assert scheduler_queue_demand(0, 0, reps) == 0
     g = group([variant("v", 1)], reps, queue_size=10)
-    a = analyze_capacity(g, CFG, V2State())
+    a = analyze_capacity(g, CFG, V2State(), NOW)
     assert a.scheduler_demand == pytest.approx(7000)
     assert a.total_demand == pytest.approx(7000)
 
@@ -252,16 +254,18 @@ def test_deployment_record_then_live_record() -> None:
 
 def test_variant_without_metrics_uses_stored_capacity_and_va_cost() -> None:
     state = V2State()
-    analyze_capacity(group([variant("b", 1, cost=3)], [cap_replica("b", 0.1, cost=3)]), CFG, state)
+    analyze_capacity(
+        group([variant("b", 1, cost=3)], [cap_replica("b", 0.1, cost=3)]), CFG, state, NOW
+    )
     # Later b's pods report nothing (e.g. scraping gap) while a is overloaded.
     g = group(
         [variant("a", 1, cost=10), variant("b", 1, cost=3, accelerator="L40S")],
         [cap_replica("a", 0.9375)],
     )
-    a = analyze_capacity(g, CFG, state)
+    a = analyze_capacity(g, CFG, state, NOW)
     b = a.variants[1]
     assert (b.per_replica_capacity, b.cost, b.accelerator) == (12800, 3, "L40S")
-    ds = SaturationV2Analyzer(state).analyze(g, CFG)
+    ds = SaturationV2Analyzer(state).analyze(g, CFG, NOW)
     assert ds[1].accelerator == "L40S" and ds[1].cost == 3
 
 
@@ -316,7 +320,7 @@ def test_registry_selects_v2_with_shared_state() -> None:
 
 def test_v2_decides_for_every_variant() -> None:
     g = group([variant("a", 1), variant("b", 2, cost=20)], [cap_replica("a", 0.3)])
-    ds = SaturationV2Analyzer().analyze(g, CFG)
+    ds = SaturationV2Analyzer().analyze(g, CFG, NOW)
     assert [d.variant for d in ds] == ["a", "b"]
 
 
@@ -354,8 +358,8 @@ def v2_groups(draw: st.DrawFn) -> tuple[object, ...]:
 def test_v2_scale_up_never_below_current(data: tuple[object, ...]) -> None:
     variants, replicas, queue = data
     g = group(variants, replicas, queue_size=queue)  # type: ignore[arg-type]
-    a = analyze_capacity(g, CFG, V2State())
-    ds = SaturationV2Analyzer().analyze(g, CFG)
+    a = analyze_capacity(g, CFG, V2State(), NOW)
+    ds = SaturationV2Analyzer().analyze(g, CFG, NOW)
     assert all(d.target_replicas >= 0 for d in ds)
     assert a.required_capacity >= 0 and a.spare_capacity >= 0
     if a.required_capacity > 0:

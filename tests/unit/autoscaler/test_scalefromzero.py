@@ -8,17 +8,16 @@ aiohttp server answering like an endpoint picker.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from pyllmd.autoscaler.api import CrossVersionObjectReference
 from pyllmd.autoscaler.config import ControllerConfig
 from pyllmd.autoscaler.eppscrape import EppScraper
 from pyllmd.autoscaler.kube import KubeCluster, connect
+from pyllmd.autoscaler.kubecache import KubeCache
 from pyllmd.autoscaler.metrics import ControllerMetrics
 from pyllmd.autoscaler.pools import (
     POOL_GROUP_V1,
@@ -33,87 +32,22 @@ from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusOptions
 from pyllmd.autoscaler.run import build_controller
 from pyllmd.autoscaler.scalefromzero import ScaleFromZeroEngine
 from pyllmd.core.clock import VirtualClock
+from tests.unit.autoscaler import eppfake
 from tests.unit.autoscaler import kubefake_api as api
+from tests.unit.autoscaler.eppfake import POOLS, TOKEN, Epp
 from tests.unit.autoscaler.kubefake import KubeFake
 
 NS = "llm"
 MODEL = "meta-llama/Llama-3.1-8B"
-TOKEN = "epp-reader-token"
 DEPLOY = f"/apis/apps/v1/namespaces/{NS}/deployments/llama"
-POOLS = {POOL_GROUP_V1: api.INFERENCEPOOLS_V1, POOL_GROUP_V1ALPHA2: api.INFERENCEPOOLS_V1ALPHA2}
 
 
 def queue_text(value: float, model: str = MODEL) -> str:
-    return (
-        "# HELP inference_extension_flow_control_queue_size Requests in the queue.\n"
-        "# TYPE inference_extension_flow_control_queue_size gauge\n"
-        f'inference_extension_flow_control_queue_size{{fairness_id="x",priority="0",'
-        f'target_model_name="{model}"}} {value}\n'
-    )
-
-
-@dataclass
-class Epp:
-    """The in-process endpoint picker: what it answers and who asked."""
-
-    port: int = 0
-    body: str = ""
-    auth: list[str] = field(default_factory=list)
-
-
-@pytest_asyncio.fixture
-async def epp() -> AsyncIterator[Epp]:
-    state = Epp(body=queue_text(0))
-
-    async def metrics(request: web.Request) -> web.Response:
-        state.auth.append(request.headers.get("Authorization", ""))
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return web.Response(status=401)
-        return web.Response(text=state.body, content_type="text/plain")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield state
-    finally:
-        await runner.cleanup()
+    return eppfake.queue_text(value, model)
 
 
 def add_pool(kube: KubeFake, group: str, epp_port: int, selector: dict[str, str]) -> None:
-    """An InferencePool of `group`, its EPP Service and one Ready plus one unready EPP pod."""
-    if group == POOL_GROUP_V1:
-        spec: dict[str, Any] = {
-            "selector": {"matchLabels": selector},
-            "targetPorts": [{"number": 8000}],
-            "endpointPickerRef": {"name": "epp", "port": {"number": 9002}},
-        }
-    else:
-        spec = {"selector": selector, "targetPortNumber": 8000, "extensionRef": {"name": "epp"}}
-    kube.create(POOLS[group], {"metadata": {"name": "pool", "namespace": NS}, "spec": spec})
-    ports = [
-        {"name": "grpc-ext-proc", "port": 9002, "targetPort": 9002},
-        {"name": "http-metrics", "port": 9090, "targetPort": epp_port},
-    ]
-    kube.create(
-        api.SERVICES,
-        {
-            "metadata": {"name": "epp", "namespace": NS},
-            "spec": {"selector": {"app": "epp"}, "ports": ports},
-        },
-    )
-    for name, ip, ready in (("epp-0", "127.0.0.1", "True"), ("epp-1", "127.0.0.2", "False")):
-        kube.create(
-            api.PODS,
-            {
-                "metadata": {"name": name, "namespace": NS, "labels": {"app": "epp"}},
-                "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": ready}]},
-            },
-        )
+    eppfake.add_pool(kube, group, epp_port, selector, NS)
 
 
 class Rig:
@@ -327,6 +261,7 @@ async def test_run_wires_pools_scraper_and_events(kube: KubeFake) -> None:
         assert controller.saturation.settings.watch_namespace == NS
         from_zero = controller.from_zero
         assert from_zero is not None and from_zero.scraper is scraper
+        assert isinstance(from_zero.cluster, KubeCache) and from_zero.cluster.cluster is cluster
         assert isinstance(from_zero.pools, KubePools) and from_zero.pools.group == POOL_GROUP_V1
         assert from_zero.scope.watch_namespace == NS
     finally:

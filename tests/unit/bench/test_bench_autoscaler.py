@@ -75,7 +75,7 @@ def test_load_kinds_give_up_down_and_hold_under_both_analyzers(analyzer_name: st
     analyzer = make_analyzer(analyzer_name)
     seen = set()
     for group in fleet.groups():
-        counts = action_counts(analyzer.analyze(group, cfg))
+        counts = action_counts(analyzer.analyze(group, cfg, 0.0))
         load = fleet.loads[group.key]
         seen.add(load)
         if load == "up":

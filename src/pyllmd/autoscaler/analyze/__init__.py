@@ -35,10 +35,8 @@ class SaturationV2Analyzer:
     def __init__(self, state: V2State | None = None) -> None:
         self.state = state if state is not None else V2State()
 
-    def analyze(
-        self, group: ModelGroup, config: SaturationConfig, now: float = 0.0
-    ) -> list[Decision]:
-        """Decisions for every variant of `group`; `now` stamps the learned capacity."""
+    def analyze(self, group: ModelGroup, config: SaturationConfig, now: float) -> list[Decision]:
+        """Decisions for every variant of `group`; `now` (wall seconds) stamps what is learned."""
         analysis = saturation_v2.analyze_capacity(group, config, self.state, now)
         return cost_aware(analysis)
 

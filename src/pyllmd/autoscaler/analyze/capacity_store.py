@@ -43,7 +43,7 @@ class RollingAverage:
     values: deque[float] = field(default_factory=deque)
     last_updated: float = 0.0
 
-    def add(self, value: float, now: float = 0.0) -> None:
+    def add(self, value: float, now: float) -> None:
         """Record one observation, dropping the oldest beyond the window."""
         self.values.append(value)
         while len(self.values) > self.window:
@@ -92,7 +92,7 @@ class V2State:
         accelerator: str,
         gpu_count: int,
         params: VllmParams,
-        now: float = 0.0,
+        now: float,
     ) -> None:
         """Store a parameter-derived record unless a live one exists."""
         existing = self.record(namespace, model_id, variant)

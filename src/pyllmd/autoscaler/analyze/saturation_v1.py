@@ -80,13 +80,21 @@ def _variant_saturation(
     total_kv = 0.0
     total_q = 0.0
     count = 0
+    max_kv = 0.0
+    max_queue = 0
+    kv_threshold, queue_threshold = config.kv_cache_threshold, config.queue_length_threshold
     saturated: list[str] = []
-    for r in replicas:
-        if is_saturated(r, config):
+    for r in replicas:  # one pass: this runs for every variant every cycle
+        kv, queue = r.kv_usage, r.queue_length
+        if count + len(saturated) == 0 or kv > max_kv:
+            max_kv = kv
+        if count + len(saturated) == 0 or queue > max_queue:
+            max_queue = queue
+        if kv >= kv_threshold or float(queue) >= queue_threshold:  # is_saturated
             saturated.append(r.pod)
         else:
-            total_kv += config.kv_cache_threshold - r.kv_usage
-            total_q += config.queue_length_threshold - float(r.queue_length)
+            total_kv += kv_threshold - kv
+            total_q += queue_threshold - float(queue)
             count += 1
     return VariantSaturation(
         variant=variant,
@@ -94,8 +102,8 @@ def _variant_saturation(
         non_saturated=count,
         avg_spare_kv=total_kv / count if count else 0.0,
         avg_spare_queue=total_q / count if count else 0.0,
-        max_kv=max((r.kv_usage for r in replicas), default=0.0),
-        max_queue=max((r.queue_length for r in replicas), default=0),
+        max_kv=max_kv,
+        max_queue=max_queue,
         accelerator=replicas[0].accelerator if replicas else "",
         cost=replicas[0].cost if replicas else 0.0,
         saturated_pods=tuple(saturated),
@@ -243,6 +251,6 @@ class SaturationV1Analyzer:
 
     version = "v1"
 
-    def analyze(self, group: ModelGroup, config: SaturationConfig) -> list[Decision]:
-        """V1 decisions for one model group."""
+    def analyze(self, group: ModelGroup, config: SaturationConfig, now: float) -> list[Decision]:
+        """V1 decisions for one model group (`now` is unused: V1 keeps no state)."""
         return analyze(group, config)

@@ -18,14 +18,15 @@ Differences from upstream, on purpose (see the spec's "Known weaknesses"):
   with the formula upstream defines but never feeds;
 - a variant without replica metrics takes cost and accelerator from its VA, not 0/"";
 - `V2State.evict` implements the record/history expiry whose constants upstream
-  defines but never applies (callers pass `now`).
+  defines but never applies; the engine passes the cycle's wall time as `now`
+  and evicts once per cycle.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyllmd.autoscaler.analyze.capacity_store import (
     LIVE,
@@ -43,9 +44,8 @@ NAME = "saturation"
 BYTES_PER_TOKEN = 4.0
 
 
-@dataclass(frozen=True, slots=True)
-class ReplicaCapacity:
-    """One replica's demand and capacity in tokens."""
+class ReplicaCapacity(NamedTuple):
+    """One replica's demand and capacity in tokens (a NamedTuple: built per pod per cycle)."""
 
     pod: str
     variant: str
@@ -63,8 +63,7 @@ class ReplicaCapacity:
         return self.demand >= self.effective_capacity
 
 
-@dataclass(frozen=True, slots=True)
-class VariantCapacity:
+class VariantCapacity(NamedTuple):
     """One variant's supply and demand (per VA whose target exists)."""
 
     variant: str
@@ -84,8 +83,7 @@ class VariantCapacity:
         return self.total_demand / self.total_capacity if self.total_capacity > 0 else 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class CapacityAnalysis:
+class CapacityAnalysis(NamedTuple):
     """Model-level V2 result: the input of the cost-aware optimizer."""
 
     model_id: str
@@ -132,10 +130,13 @@ def compute_k2(
     params: VllmParams | None,
     k1: int,
     now: float,
+    tokens: int,
 ) -> int:
-    """Compute-bound capacity: observed → history → derived → k1 (spec §5.2)."""
+    """Compute-bound capacity: observed → history → derived → k1 (spec §5.2).
+
+    `tokens` is `rm.tokens_in_use`, computed once by the caller.
+    """
     key = f"{rm.model_id}|{rm.accelerator}|{output_bucket(rm.avg_output_tokens)}"
-    tokens = rm.tokens_in_use
     if rm.queue_length >= int(config.queue_length_threshold) and tokens > 0:
         state.history.setdefault(key, RollingAverage()).add(float(tokens), now)
         return tokens
@@ -153,47 +154,28 @@ def replica_capacity(
     config: SaturationConfig,
     group: ModelGroup,
     gpu_count: int,
-    now: float = 0.0,
+    now: float,
 ) -> ReplicaCapacity | None:
     """Demand and capacity of one replica; None without `vllm:cache_config_info`."""
     total = rm.total_kv_capacity_tokens
     if total <= 0:
         return None
-    tokens = rm.tokens_in_use
+    tokens = min(max(round(rm.kv_usage * total), 0), total)  # rm.tokens_in_use, inlined
     demand = tokens
     if rm.avg_input_tokens > 0:
         demand += rm.queue_length * int(rm.avg_input_tokens)
     k1 = int(float(total) * config.kv_cache_threshold)
-    existing = state.record(group.namespace, group.model_id, rm.variant)
+    key = f"{group.namespace}|{group.model_id}|{rm.variant}"  # V2State's record key
+    existing = state.records.get(key)
     params = existing.params if existing is not None else None
-    k2 = compute_k2(state, rm, config, params, k1, now)
+    k2 = compute_k2(state, rm, config, params, k1, now, tokens)
     effective = min(k1, k2)
-    state.store(
-        group.namespace,
-        group.model_id,
-        rm.variant,
-        CapacityRecord(
-            accelerator=rm.accelerator,
-            gpu_count=gpu_count,
-            effective_capacity=effective,
-            learned_from=LIVE,
-            params=params,
-            num_gpu_blocks=rm.num_gpu_blocks,
-            block_size=rm.block_size,
-            total_kv_capacity_tokens=total,
-            learned_at=now,
-        ),
-    )
+    state.records[key] = CapacityRecord(
+        rm.accelerator, gpu_count, effective, LIVE, params, rm.num_gpu_blocks, rm.block_size,
+        total, now,
+    )  # fmt: skip
     return ReplicaCapacity(
-        pod=rm.pod,
-        variant=rm.variant,
-        accelerator=rm.accelerator,
-        tokens_in_use=tokens,
-        total_kv_capacity_tokens=total,
-        k1=k1,
-        k2=k2,
-        effective_capacity=effective,
-        demand=demand,
+        rm.pod, rm.variant, rm.accelerator, tokens, total, k1, k2, effective, demand
     )
 
 
@@ -295,9 +277,12 @@ def aggregate_variants(
     first: dict[str, ReplicaMetrics] = {}
     for rm in group.replicas:
         first.setdefault(rm.variant, rm)
+    by_variant: dict[str, list[ReplicaCapacity]] = {}
+    for rc in replicas:
+        by_variant.setdefault(rc.variant, []).append(rc)
     result: list[VariantCapacity] = []
     for vs in group.variants:
-        own = [rc for rc in replicas if rc.variant == vs.name]
+        own = by_variant.get(vs.name, ())
         metric = first.get(vs.name)
         # Deviation from upstream: without replica metrics, cost and accelerator come from the VA.
         accelerator = (metric.accelerator if metric is not None else "") or vs.accelerator
@@ -329,7 +314,7 @@ def aggregate_variants(
 
 
 def analyze_capacity(
-    group: ModelGroup, config: SaturationConfig, state: V2State, now: float = 0.0
+    group: ModelGroup, config: SaturationConfig, state: V2State, now: float
 ) -> CapacityAnalysis:
     """Token supply/demand of one model group; updates `state` (history and store)."""
     for vs in group.variants:
