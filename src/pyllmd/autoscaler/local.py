@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pydantic
 
 from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
 from pyllmd.autoscaler.interfaces import Container, GpuNode, PodInfo, Workload
@@ -89,11 +90,18 @@ class LocalSpec:
     nodes: tuple[GpuNode, ...] = ()
 
 
+STACK_KEYS = ("namespace", "variants", "configMaps", "nodes", "gateway", "eppConfig")
+"""The top-level keys of a stack file (`gateway` and `eppConfig` are read by the stack)."""
+
+
 def parse_local_spec(doc: Mapping[str, Any], where: str = "local stack") -> LocalSpec:
     """Validate the local stack document into VAs, Deployments, ConfigMaps and nodes;
     a bad entry is a one-line ConfigError naming it."""
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{where}: the stack file must be a map")
+    unknown = sorted(str(k) for k in doc if k not in STACK_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(STACK_KEYS)})")
     namespace = str(doc.get("namespace", "default"))
     vas: list[VariantAutoscaling] = []
     deployments: list[LocalDeployment] = []
@@ -131,6 +139,8 @@ def parse_local_spec(doc: Mapping[str, Any], where: str = "local stack") -> Loca
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{where}: nodes[{i}]: {_one_line(e)}") from None
+    if not vas:
+        raise ConfigError(f"{where}: no variants: declare at least one under variants")
     return LocalSpec(tuple(vas), tuple(deployments), config_maps, tuple(nodes))
 
 
@@ -142,7 +152,13 @@ def _entries(doc: Mapping[str, Any], key: str, where: str) -> list[Any]:
 
 
 def _one_line(e: Exception) -> str:
-    text = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+    if isinstance(e, pydantic.ValidationError):
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        text = f"variantAutoscaling.{where}: {first['msg']}{more}"
+    else:
+        text = f"missing key {e}" if isinstance(e, KeyError) else str(e)
     return " ".join(text.split())
 
 

@@ -119,8 +119,8 @@ def read_stack_file(path: Path) -> StackFile:
     doc = {} if doc is None else doc
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{where}: the stack file must be a map")
-    spec = parse_local_spec(doc, where)
     kind, epp_config = gateway_settings(doc, where)
+    spec = parse_local_spec(doc, where)
     return StackFile(spec, kind, epp_config)
 
 

@@ -198,6 +198,12 @@ def test_a_yaml_syntax_error_is_one_line_with_file_line_and_column(tmp_path: Pat
         ("configMaps: [{data: {}}]\n", "configMaps[0]: missing key 'name'"),
         ("nodes: [{name: n}]\n", "nodes[0]: missing key 'vendor'"),
         ("gateway: nginx\n", "gateway must be builtin or envoy-epp"),
+        ("nope: 1\n", "unknown key 'nope' (known: namespace, variants,"),
+        ("namespace: llm\n", "no variants: declare at least one under variants"),
+        (
+            "variants: [{variantAutoscaling: {}, deployment: {}}]\n",
+            "variants[0]: variantAutoscaling.spec: Field required",
+        ),
     ],
 )
 def test_stack_file_errors_are_one_line_naming_stack(
