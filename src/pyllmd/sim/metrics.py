@@ -13,9 +13,14 @@ Exposition choices, all to look like the Go simulator to a scraper:
   metric without series; numbers as Go prints them (`1`, not `1.0`).
 - Label names of each metric are declared in sorted order, the order the Go
   client prints them in.
-- Counters and histograms get their only child (`model_name`) lazily on first
-  use, so no series exists before the first observation; after that the bound
-  child is cached, keeping the per-token path to one call.
+- Histograms and the token counters get their only child (`model_name`) lazily
+  on first use, so no series exists before the first observation; after that
+  the bound child is cached, keeping the per-token path to one call.
+- `vllm:request_success_total` is the exception: one series per finish reason
+  (`FINISH_REASONS`) exists from start-up at 0, as vLLM pre-creates its
+  `finished_reason` series. Upstream's simulator creates a series at its first
+  success, already at 1, so `increase()` over a fresh pod missed the first
+  requests.
 
 Fake bucket counts are added to each bucket at once (upstream observes each
 sample; the exposed result is the same).
@@ -255,6 +260,8 @@ class SimMetrics:
         self._gen_total = counter("vllm:generation_tokens_total")
         self._success_family = m["vllm:request_success_total"]
         self._success: dict[str, CounterChild] = {}
+        for reason in FINISH_REASONS:  # every reason from start-up, at 0 (vLLM does the same)
+            self._success_child(reason)
         m["vllm:cache_config_info"].gauge(str(cfg.block_size), str(cfg.kv_cache_size)).set(1)
         sleep = m["vllm:engine_sleep_state"]
         self._sleep_state = {s: sleep.gauge(ENGINE, model, s) for s in SLEEP_STATES}
