@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from pyllmd.core import logging as pylog
-from pyllmd.core.errors import ConfigError
+from pyllmd.core.errors import ConfigError, one_line
 from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, parse_flags
 
 log = logging.getLogger("pyllmd")
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "sim":
-        return sim_main(rest)
+        return sim_main(rest, prog="pyllmd sim")
     if command == "up":
         return up_main(rest)
     if command == "autoscaler":
@@ -56,18 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def sim_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `pyllmd sim` / `llm-d-inference-sim`."""
+def sim_main(argv: Sequence[str] | None = None, prog: str = "llm-d-inference-sim") -> int:
+    """Entry point of `pyllmd sim` / `llm-d-inference-sim` (`prog` in usage and errors)."""
     from pyllmd.sim.config import config_to_json, load_config
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        loaded = load_config(args, os.environ, time.time_ns())
+        loaded = load_config(args, os.environ, time.time_ns(), prog)
     except HelpRequested as h:
         print(h.text, end="" if str(h.text).endswith("\n") else "\n")
         return 0
     except ConfigError as e:
-        print(f"llm-d-inference-sim: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     cfg = loaded.config
     pylog.setup(cfg.v)
@@ -82,7 +82,7 @@ def sim_main(argv: Sequence[str] | None = None) -> int:
             ensure_dataset_file(cfg.dataset_url, cfg.dataset_path)  # before listening
         run(cfg, cfg.host)
     except (StartupError, ConfigError) as e:  # ConfigError: dataset or tokenizer file
-        print(f"llm-d-inference-sim: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(str(e))}", file=sys.stderr)
         return 1
     return 0
 

@@ -151,10 +151,16 @@ async def start_publisher(cfg: SimConfig, rank: int, clock: Clock) -> KVEventPub
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """A listening IPv4 socket; a failure is a one-line StartupError naming the flag."""
+    try:
+        socket.getaddrinfo(host or None, port, socket.AF_INET, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:  # not an IPv4 address or resolvable name
+        reason = e.strerror if isinstance(e, socket.gaierror) else str(e)
+        raise StartupError(f"--host: cannot listen on '{host}': {reason}") from None
     try:
         return socket.create_server((host, port), backlog=4096)
-    except OSError as e:
-        raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    except OSError as e:  # in use, or a privileged port
+        raise StartupError(f"--port: cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 def _mux(

@@ -13,6 +13,7 @@ import math
 import random
 from collections.abc import Iterable, Sequence
 
+from pyllmd.core.errors import ConfigError
 from pyllmd.core.tokenize import Tokenizer
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.dataset import ChatMessage, Dataset, chat_key, fit, prompt_key
@@ -126,7 +127,12 @@ class RandomText:
         """The pool, plus the `--dataset-path` file in random mode (ConfigError if unusable)."""
         if cfg.mode == "echo" or not cfg.dataset_path:
             return cls(tokenizer)
-        store = DatasetStore.open(cfg.dataset_path, cfg.dataset_table_name, cfg.dataset_in_memory)
+        try:
+            store = DatasetStore.open(
+                cfg.dataset_path, cfg.dataset_table_name, cfg.dataset_in_memory
+            )
+        except ConfigError as e:  # upstream's text, naming the flag
+            raise ConfigError(f"--dataset-path: {e}") from None
         return cls(tokenizer, Dataset(store))
 
     def chat_keys(self, messages: Iterable[ChatMessage] | None) -> tuple[bytes, ...]:
