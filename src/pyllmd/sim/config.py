@@ -101,6 +101,8 @@ class SimConfig(StrictModel):
     port: int = 8000
     # pyllmd extension: upstream always binds every IPv4 interface.
     host: str = "0.0.0.0"
+    # pyllmd extension (vLLM's flag name, seconds): how long SIGTERM drains in-flight requests.
+    shutdown_timeout: float = Field(20.0, alias="shutdown-timeout")
     model: str = ""
     served_model_name: tuple[str, ...] = Field((), alias="served-model-name")
     lora_modules: tuple[LoraModule, ...] = Field((), alias="lora-modules")

@@ -31,6 +31,12 @@ FLAG_DOCS: dict[str, FlagDoc] = {
     "host": FlagDoc(
         "Listen address (pyllmd extension; upstream always binds 0.0.0.0)", "an IPv4 address"
     ),
+    "shutdown-timeout": FlagDoc(
+        "Seconds SIGTERM waits for in-flight requests before ending them with an error "
+        "(pyllmd extension, vLLM's flag)",
+        ">= 0, finite",
+        "float (seconds)",
+    ),
     "model": FlagDoc("Base model name served (required)", "must not be empty"),
     "served-model-name": FlagDoc(
         "Model names exposed by the API, space-separated; the first is reported in responses",

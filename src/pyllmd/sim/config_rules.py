@@ -75,6 +75,9 @@ def _check_basics(cfg: SimConfig) -> None:
         raise _fail(f"invalid mode '{cfg.mode}', valid values are 'random' and 'echo'", "mode")
     if not 0 < cfg.port <= MAX_PORT:  # upstream checks > 0 only; the listener refused more
         raise _fail(f"invalid port '{cfg.port}'", "port")
+    _finite(cfg.shutdown_timeout, "shutdown-timeout")
+    if cfg.shutdown_timeout < 0:
+        raise _fail("shutdown timeout cannot be negative", "shutdown-timeout")
 
 
 def _finite(value: float, flag: str) -> None:

@@ -4,6 +4,12 @@ Decisions come from the Engine; this module owns the waiting futures, the
 sleeps, the socket writes and the metrics calls. Every admitted request is
 released in a `finally`, so a failure after scheduling never leaks a worker,
 and every request gets either a response or an OpenAI-style error.
+
+Shutdown (driven by `server.serve`): `start_drain` refuses new completions with
+503; `wait_idle` waits for the ones in flight; `abort_in_flight` ends the rest:
+a request with nothing sent yet gets a 503 error body, a stream gets an SSE
+`data:` event holding the same error object followed by `data: [DONE]`, as
+vLLM ends a stream that fails.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ log = logging.getLogger(__name__)
 
 # Go strconv.ParseBool spellings of true (the header forces the reason only when true).
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+DRAINING_MESSAGE = "the server is shutting down and takes no new requests"
+# Time an aborted stream gets to write its error event to a slow reader.
+ABORT_WRITE_TIMEOUT = 1.0
 
 
 def error_response(e: LlmdError) -> web.Response:
@@ -110,6 +119,10 @@ class CompletionService:
         self._id_prefix = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{cfg.seed}-{port}"))[:24]
         self._base_headers = _pod_headers(cfg, port)
         self._tool_limits = ToolLimits.from_config(cfg)
+        self.draining = False
+        self._inflight: set[asyncio.Task[object]] = set()
+        self._idle: asyncio.Future[None] | None = None  # created by wait_idle only
+        self._abort: LlmdError | None = None  # set when the drain ran out of time
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/chat/completions."""
@@ -120,11 +133,26 @@ class CompletionService:
         return await self._serve(request, chat=False)
 
     async def _serve(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+        if self.draining:
+            return error_response(LlmdError(503, DRAINING_MESSAGE))
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
         try:
-            work, call = self._prepare(await request.read(), request.headers, chat=chat)
-        except LlmdError as e:
-            return error_response(e)
-        return await self._run(request, work, call)
+            try:
+                work, call = self._prepare(await request.read(), request.headers, chat=chat)
+            except LlmdError as e:
+                return error_response(e)
+            return await self._run(request, work, call)
+        except asyncio.CancelledError:
+            if self._abort is None:
+                raise  # the client left
+            task.uncancel()  # aborted by the shutdown before anything was sent
+            return error_response(self._abort)
+        finally:
+            self._inflight.discard(task)
+            if not self._inflight and self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
 
     def _prepare(self, raw: bytes, headers: Mapping[str, str], *, chat: bool) -> tuple[Work, _Call]:
         """Everything before queueing: parse, failure injection, model check, validation."""
@@ -206,6 +234,39 @@ class CompletionService:
                 return await self._respond(work, call, plan, reply)
         except LlmdError as e:
             return error_response(e)
+
+    # -- shutdown -------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Completion requests being handled (queued, running or streaming)."""
+        return len(self._inflight)
+
+    def start_drain(self) -> None:
+        """From now on a new completion request gets a 503 at once."""
+        self.draining = True
+
+    async def wait_idle(self) -> None:
+        """Until no completion request is in flight."""
+        if not self._inflight:
+            return
+        if self._idle is None or self._idle.done():
+            self._idle = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._idle)
+
+    def abort_in_flight(self, message: str) -> int:
+        """End every in-flight completion with a 503 `message` (error event for streams)."""
+        self._abort = LlmdError(503, message)
+        for task in self._inflight:
+            task.cancel()
+        return len(self._inflight)
+
+    async def _end_stream(self, resp: web.StreamResponse, error: LlmdError) -> None:
+        """The error as an SSE event, then `[DONE]`; bounded for a client that stops reading."""
+        event = b"data: " + error_json(error.status, error.message, error.param) + b"\n\n"
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            async with asyncio.timeout(ABORT_WRITE_TIMEOUT):
+                await resp.write(event + DONE)
 
     @contextlib.asynccontextmanager
     async def admitted(self, work: Work) -> AsyncIterator[Plan]:
@@ -341,7 +402,16 @@ class CompletionService:
             if call.include_usage:
                 await resp.write(writer.usage(self._usage(work, plan, reply)))
             await resp.write(DONE)
-        except (ConnectionError, asyncio.CancelledError):
+        except asyncio.CancelledError:
+            if self._abort is None:
+                log.debug("client left the stream request_id=%s", work.request_id)
+                raise
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # aborted by the shutdown: end the stream with the error
+            await self._end_stream(resp, self._abort)
+            return resp
+        except ConnectionError:
             log.debug("client left the stream request_id=%s", work.request_id)
             raise
         self.record_success(work, reply)

@@ -253,12 +253,21 @@ def test_every_sim_yaml_key_is_accepted_or_refused_in_one_line(spec: FlagSpec, v
             "--min-tool-call-number-param: must be a finite",
         ),
         (["--config", "no-such.yaml"], "--config: failed to read configuration file: open"),
+        (["--shutdown-timeout", "-1"], "--shutdown-timeout: shutdown timeout cannot be negative"),
+        (["--shutdown-timeout", "+Inf"], "--shutdown-timeout: must be a finite number"),
     ],
 )
 def test_bad_values_are_named_with_the_rule(argv: list[str], line: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(["--model", "m", *argv], {}, 0)
     assert str(info.value).startswith(line)
+
+
+def test_shutdown_timeout_is_seconds_as_in_vllm() -> None:
+    assert load_config(["--model", "m"], {}, 0).config.shutdown_timeout == 20
+    for text, seconds in (("15", 15.0), ("0", 0.0), ("2.5", 2.5)):
+        cfg = load_config(["--model", "m", "--shutdown-timeout", text], {}, 0).config
+        assert cfg.shutdown_timeout == seconds
 
 
 def test_ports_at_the_bounds_are_accepted() -> None:
