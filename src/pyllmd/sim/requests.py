@@ -196,8 +196,9 @@ class TextCompletionRequest(_Completion):
 
 def parse_body(kind: type[_Completion], raw: bytes) -> _Completion:
     """Parse a request body or raise the 400 parse error."""
-    try:
-        return kind.model_validate_json(raw)
+    try:  # the validator itself: model_validate_json adds a Python frame per request
+        body: _Completion = kind.__pydantic_validator__.validate_json(raw)
+        return body
     except ValidationError as e:
         raise LlmdError(400, PARSE_ERROR_PREFIX + describe_validation_error(e)) from None
 

@@ -7,8 +7,7 @@ chunk prefix once and only serialises the token text per chunk.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -38,9 +37,9 @@ REMOTE_DECODE_PARAMS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts of one response; `cached_tokens` is None when KV caching is off."""
+class Usage(NamedTuple):
+    """Token counts of one response; `cached_tokens` is None when KV caching is off
+    (a NamedTuple: one per response, built in C)."""
 
     prompt_tokens: int
     completion_tokens: int

@@ -116,6 +116,8 @@ class Scheduler(Generic[T]):
             self.loras.start(item.lora)
 
     def _fill(self) -> list[T]:
+        if not self.waiting:
+            return []
         started: list[T] = []
         while not self.paused and len(self.running) < self.max_running:
             nxt = self._pop_runnable()

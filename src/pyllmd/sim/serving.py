@@ -21,6 +21,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -73,9 +74,9 @@ class _Call:
     logprobs: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What is sent: text tokens or tool calls, the finish reason and the completion tokens."""
+class Reply(NamedTuple):
+    """What is sent: text tokens or tool calls, the finish reason and the completion tokens
+    (a NamedTuple: one per request, built in C)."""
 
     tokens: list[str]
     calls: tuple[ToolCall, ...]
@@ -118,25 +119,30 @@ class CompletionService:
         # runs are reproducible) and a 48-bit counter; cheaper than one UUIDv5 per request.
         self._id_prefix = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{cfg.seed}-{port}"))[:24]
         self._base_headers = _pod_headers(cfg, port)
+        # reply headers of a JSON body: one shared dict unless a request adds X-Request-Id
+        self._json_headers = {**self._base_headers, "Content-Type": "application/json"}
+        # Config values read per request, as plain attributes (a pydantic model's attribute
+        # access goes through its __getattr__ hook).
+        self._failure_rate = cfg.failure_injection_rate
+        self._request_id_headers = cfg.enable_request_id_headers
+        self._display_model = cfg.display_model
         self._tool_limits = ToolLimits.from_config(cfg)
         self.draining = False
         self._inflight: set[asyncio.Task[object]] = set()
         self._idle: asyncio.Future[None] | None = None  # created by wait_idle only
         self._abort: LlmdError | None = None  # set when the drain ran out of time
+        # the queue gauges are read at scrape time, not pushed on every admit/start/release
+        metrics.read_queue_gauges(lambda: engine.num_running, lambda: engine.num_waiting)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        """POST /v1/chat/completions."""
-        return await self._serve(request, chat=True)
+        """POST /v1/chat/completions (the route calls `serve(request, chat=True)` directly)."""
+        return await self.serve(request, chat=True)
 
-    async def text(self, request: web.Request) -> web.StreamResponse:
-        """POST /v1/completions."""
-        return await self._serve(request, chat=False)
-
-    async def _serve(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+    async def serve(self, request: web.Request, chat: bool = False) -> web.StreamResponse:
+        """POST /v1/completions, or with `chat` POST /v1/chat/completions."""
         if self.draining:
             return error_response(LlmdError(503, DRAINING_MESSAGE))
-        task = asyncio.current_task()
-        assert task is not None
+        task = request.task  # the task running this handler (asyncio.current_task costs more)
         self._inflight.add(task)
         try:
             try:
@@ -149,6 +155,11 @@ class CompletionService:
                 raise  # the client left
             task.uncancel()  # aborted by the shutdown before anything was sent
             return error_response(self._abort)
+        except web.HTTPException:
+            raise  # aiohttp's own replies (e.g. a body over the size limit)
+        except Exception:  # a bug: an OpenAI-style 500, never a traceback to the client
+            log.exception("unexpected error path=%s", request.path)
+            return error_response(LlmdError(500, "internal server error"))
         finally:
             self._inflight.discard(task)
             if not self._inflight and self._idle is not None and not self._idle.done():
@@ -158,35 +169,36 @@ class CompletionService:
         """Everything before queueing: parse, failure injection, model check, validation."""
         req = parse_body(ChatCompletionRequest if chat else TextCompletionRequest, raw)
         request_id = self._request_id(headers)
-        failure = pick_failure(
-            self.rng, self.cfg.failure_injection_rate, self.cfg.failure_types, self.cfg.model
-        )
-        if failure is not None:
-            raise failure
+        if self._failure_rate:  # at rate 0 nothing is drawn (pick_failure returns None)
+            failure = pick_failure(
+                self.rng, self._failure_rate, self.cfg.failure_types, self.cfg.model
+            )
+            if failure is not None:
+                raise failure
         lora = self.engine.resolve_model(req.model)  # 404 unless served name or LoRA adapter
         validate_request(req)
         ids, strs = self.tokenizer.encode(req.prompt_text())
         force = headers.get("X-Cache-Threshold-Finish-Reason", "")
-        work = Work(
-            request_id=request_id,
-            prompt_ids=ids,
-            prompt_tokens=strs,
-            lora=lora,
-            max_tokens=req.effective_max_tokens,
-            ignore_eos=bool(req.ignore_eos),
-            remote_prefill=req.remote_prefill,
-            remote_decode=req.remote_decode,
-            cache_hit_threshold=req.cache_hit_threshold,
-            force_cache_threshold=force in _TRUE,
+        work = Work(  # positional, in field order (the hot path)
+            request_id,
+            ids,
+            strs,
+            lora,
+            req.effective_max_tokens,
+            bool(req.ignore_eos),
+            req.remote_prefill,
+            req.remote_decode,
+            req.cache_hit_threshold,
+            force in _TRUE,
         )
         if isinstance(req, ChatCompletionRequest):
             work.dataset_keys = self.engine.text.chat_keys(req.messages)
         self.engine.check_context(work)
         calls = () if work.force_cache_threshold else self._tool_calls(req, request_id)
-        reply_headers = dict(self._base_headers)
-        if self.cfg.enable_request_id_headers:
-            reply_headers["X-Request-Id"] = request_id
-        model = lora or self.cfg.display_model  # an adapter request reports the adapter
+        reply_headers = self._json_headers
+        if self._request_id_headers:
+            reply_headers = {**reply_headers, "X-Request-Id": request_id}
+        model = lora or self._display_model  # an adapter request reports the adapter
         call = _Call(
             chat,
             bool(req.stream),
@@ -218,7 +230,7 @@ class CompletionService:
         return self.tokenizer.encode(text)[1]
 
     def _request_id(self, headers: Mapping[str, str]) -> str:
-        if self.cfg.enable_request_id_headers:
+        if self._request_id_headers:
             given = headers.get("X-Request-Id", "")
             if given:
                 return given
@@ -226,14 +238,35 @@ class CompletionService:
         return f"{self._id_prefix}{self._counter & 0xFFFFFFFFFFFF:012x}"
 
     async def _run(self, request: web.Request, work: Work, call: _Call) -> web.StreamResponse:
+        """`admitted` written out (the hot path; an async context manager costs more)."""
+        engine = self.engine
+        admission = engine.admit(work, self.clock.now())
+        if admission is Admission.REJECTED:
+            return error_response(LlmdError(429, QUEUE_FULL_MESSAGE))
+        holds_worker = admission is Admission.STARTED
+        # a base-model request changes no pushed gauge when it is admitted or started
+        # (LoRA series: only adapter requests; KV usage: only with a cache)
+        pushed = work.lora is not None or engine.kv is not None
+        if pushed:
+            self._publish_gauges()
         try:
-            async with self.admitted(work) as plan:
+            if not holds_worker:
+                holds_worker = await self._wait_for_worker(work)
+            plan = engine.start(work, self.clock.now())
+            if pushed:
+                self._publish_gauges()
+            if call.tool_calls:
                 reply = Reply.of(plan, call.tool_calls)
-                if call.stream:
-                    return await self._stream(request, work, call, plan, reply)
-                return await self._respond(work, call, plan, reply)
+            else:
+                reply = Reply(plan.tokens, (), plan.finish_reason, len(plan.tokens))
+            if call.stream:
+                return await self._stream(request, work, call, plan, reply)
+            return await self._respond(work, call, plan, reply)
         except LlmdError as e:
             return error_response(e)
+        finally:
+            if holds_worker:
+                self._release(work)
 
     # -- shutdown -------------------------------------------------------------
 
@@ -322,11 +355,13 @@ class CompletionService:
         self._publish_gauges()
 
     def _publish_gauges(self) -> None:
-        self.metrics.set_running(self.engine.num_running)
-        self.metrics.set_waiting(self.engine.num_waiting)
-        self.metrics.publish_loras(self.engine.loras)
-        if self.engine.kv is not None:
-            self.metrics.set_kv_usage(self.engine.kv_usage)
+        """The gauges that are pushed: LoRA series (on change) and KV usage (with a cache)."""
+        engine = self.engine
+        loras = engine.scheduler.loras
+        if loras.version != self.metrics.lora_version:
+            self.metrics.publish_loras(loras)
+        if engine.kv is not None:
+            self.metrics.set_kv_usage(engine.kv_usage)
 
     def _usage(self, work: Work, plan: Plan, reply: Reply) -> Usage:
         cached = plan.cached_tokens if self.engine.kv is not None else None
@@ -351,11 +386,17 @@ class CompletionService:
             self.metrics.observe_decode_time(self.clock.now() - start)
 
     async def _respond(self, work: Work, call: _Call, plan: Plan, reply: Reply) -> web.Response:
-        await self.wait_whole(plan, reply.completion_tokens)
+        if plan.delays:
+            if plan.ttft > 0 or not self.engine.itl_zero:
+                await self.wait_whole(plan, reply.completion_tokens)
+            else:  # nothing to wait for: the samples the waits would record, no clock reads
+                self.metrics.observe_instant(plan.ttft, reply.completion_tokens)
         logprobs = None
         if call.logprobs is not None and reply.tokens:
             make = chat_logprobs if call.chat else text_logprobs
             logprobs = make(reply.tokens, call.logprobs)
+        completion = reply.completion_tokens
+        cached = plan.cached_tokens if self.engine.kv is not None else None
         body = completion_body(
             chat=call.chat,
             request_id=work.request_id,
@@ -363,12 +404,20 @@ class CompletionService:
             model=call.model,
             text="".join(reply.tokens),
             finish_reason=reply.finish_reason,
-            usage=self._usage(work, plan, reply),
+            usage=Usage(len(work.prompt_ids), completion, cached),
             tool_calls=reply.calls,
             logprobs=logprobs,
         )
-        self.record_success(work, reply)
-        return web.Response(body=body, content_type="application/json", headers=call.headers)
+        now = self.clock.now()  # record_success, written out (the hot path)
+        self.metrics.finish(
+            now - work.admitted_at,
+            now - work.started_at,
+            len(work.prompt_ids),
+            completion,
+            work.max_tokens,
+            reply.finish_reason,
+        )
+        return web.Response(body=body, headers=call.headers)  # Content-Type is in them
 
     def next_itl(self, remaining: int) -> float | None:
         """The next inter-token delay, observed; None once the rest are all zero (and observed)."""
@@ -460,10 +509,13 @@ class CompletionService:
 
     def record_success(self, work: Work, reply: Reply) -> None:
         now = self.clock.now()
-        self.metrics.observe_e2e(now - work.admitted_at)
-        self.metrics.observe_inference_time(now - work.started_at)
-        self.metrics.record_success(
-            len(work.prompt_ids), reply.completion_tokens, work.max_tokens, reply.finish_reason
+        self.metrics.finish(
+            now - work.admitted_at,
+            now - work.started_at,
+            len(work.prompt_ids),
+            reply.completion_tokens,
+            work.max_tokens,
+            reply.finish_reason,
         )
 
 

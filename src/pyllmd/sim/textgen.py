@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
 from pyllmd.core.errors import ConfigError
@@ -70,7 +71,7 @@ def histogram_length(rng: random.Random, max_tokens: int) -> int:
     r = rng.random()
     if r > _LAST_BUCKET_FROM:
         return max_tokens
-    index = next(i for i, c in enumerate(_CUMULATIVE) if r <= c)
+    index = bisect_left(_CUMULATIVE, r)  # the first bucket whose cumulative share is >= r
     start, end = _bucket_bounds(index, max_tokens)
     return rng.randint(start, end)
 

@@ -137,8 +137,8 @@ def values_for(spec: FlagSpec) -> st.SearchStrategy[list[str]]:
     name = spec.name
     if spec.multi_arg:
         item = {"fake-metrics": fake_metrics_json(), "lora-modules": lora_json()}.get(name, junk)
-        # a value starting with "--" would be the next flag, not a value of this one
-        items = st.lists(item.filter(lambda v: not v.startswith("--")), max_size=3)
+        # pflag reads an element starting with "-" as the next flag (as upstream), not a value
+        items = st.lists(item.filter(lambda v: not v.startswith("-")), max_size=3)
         return st.one_of(
             items.map(lambda vs: [f"--{name}", *vs]),
             item.map(lambda v: [f"--{name}={v}"]),
