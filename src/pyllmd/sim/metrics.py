@@ -503,7 +503,7 @@ class SimMetrics:
             self._max_tokens_hist.observe(max_tokens)
         prompt_total.value += prompt_tokens
         gen_total.value += completion_tokens
-        self._success_child(finish_reason).value += 1
+        (self._success.get(finish_reason) or self._success_child(finish_reason)).value += 1
 
     def _success_child(self, reason: str) -> CounterChild:
         child = self._success.get(reason)

@@ -74,7 +74,9 @@ class Scheduler(Generic[T]):
             and len(self.running) < self.max_running
             and (item.lora is None or self.loras.can_load(item.lora))
         ):
-            self._start(item)
+            self.running.add(item)  # _start, written out (every request passes here)
+            if item.lora is not None:
+                self.loras.start(item.lora)
             return Admission.STARTED
         if len(self.waiting) >= self.max_waiting:
             return Admission.REJECTED

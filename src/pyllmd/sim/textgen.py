@@ -47,6 +47,17 @@ _NORMAL_SD = 20.0
 _MAX_RESAMPLES = 100
 
 
+def randbelow(rng: random.Random, n: int) -> int:
+    """`rng.randrange(n)` for n >= 1: the same draws (CPython's rejection sampling
+    on `getrandbits`), hence the same seeded stream, in one Python call instead of
+    two (three for `randint`); it runs once or twice per request."""
+    k = n.bit_length()
+    r = rng.getrandbits(k)
+    while r >= n:
+        r = rng.getrandbits(k)
+    return r
+
+
 def _bucket_bounds(index: int, max_tokens: int) -> tuple[int, int]:
     """Inclusive [start, end] of histogram bucket `index` (0..4) for `max_tokens` > 6."""
     if max_tokens <= 101:
@@ -67,13 +78,13 @@ def histogram_length(rng: random.Random, max_tokens: int) -> int:
     if max_tokens <= 1:
         return max_tokens
     if max_tokens <= 6:
-        return rng.randint(1, max_tokens)
+        return 1 + randbelow(rng, max_tokens)  # rng.randint(1, max_tokens)
     r = rng.random()
     if r > _LAST_BUCKET_FROM:
         return max_tokens
     index = bisect_left(_CUMULATIVE, r)  # the first bucket whose cumulative share is >= r
     start, end = _bucket_bounds(index, max_tokens)
-    return rng.randint(start, end)
+    return start + randbelow(rng, end - start + 1)  # rng.randint(start, end)
 
 
 def _normal_length(rng: random.Random, limit: int) -> int:
@@ -183,7 +194,7 @@ class RandomText:
         """
         out: list[str] = []
         while len(out) < n:
-            sentence = self._sentences[rng.randrange(len(self._sentences))]
+            sentence = self._sentences[randbelow(rng, len(self._sentences))]
             if out:
                 out[-1] += " "  # sentences are separated by one space, as in upstream
             out.extend(sentence[: n - len(out)])
