@@ -13,7 +13,9 @@ scheduling decision (`bench.epp_cycle`), the latency Envoy + EPP add and the
 requests/s one EPP routes (`bench.epp_gateway`). (h) TTFT and prefix-cache hit
 rate of four EPP configurations on a shared-prefix workload (`bench.epp_kv_wins`).
 The whole run is bounded (``--budget`` seconds for the stepping, fixed spans or
-counts else); ``--only`` runs a part.
+counts else); ``--only`` runs a part (``--only rps``: figure (a) alone, printed, no
+page rewrite). Figure (a) runs ``--rps-repeat`` times (default 5), simulator and
+baseline alternating, and reports the run with the median ratio plus the spread.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Settings:
     budget: float
     low_load_seconds: float
     only: str = "all"
+    rps_repeat: int = 5
     autoscaler_repetitions: int = 30
     autoscaler_models: int = 250
     profile_autoscaler: bool = False
@@ -96,15 +99,21 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     p.add_argument("--itl-ms", type=float, default=50.0)
     p.add_argument("--tolerance-ms", type=float, default=10.0)
     p.add_argument("--rps-seconds", type=int, default=8)
+    p.add_argument(
+        "--rps-repeat",
+        type=int,
+        default=5,
+        help="alternating simulator/baseline runs of figure (a); the median ratio is reported",
+    )
     p.add_argument("--measure-seconds", type=float, default=4.0)
     p.add_argument("--budget", type=float, default=180.0, help="seconds for figure (b)")
     p.add_argument("--low-load-seconds", type=float, default=5.0, help="span of figure (c)")
     p.add_argument(
         "--only",
-        choices=("all", "simulator", "autoscaler", "epp"),
+        choices=("all", "simulator", "rps", "autoscaler", "epp"),
         default="all",
         help="run figures (a)-(c) (simulator), (d) (autoscaler) or (e)-(h) (epp) only; "
-        "rewrites only its block",
+        "rewrites only its block; 'rps' runs figure (a) alone and only prints it",
     )
     p.add_argument("--autoscaler-repetitions", type=int, default=30, help="timed cycles in (d)")
     p.add_argument(
@@ -134,6 +143,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         budget=a.budget,
         low_load_seconds=a.low_load_seconds,
         only=a.only,
+        rps_repeat=max(1, a.rps_repeat),
         autoscaler_repetitions=a.autoscaler_repetitions,
         autoscaler_models=a.autoscaler_models,
         profile_autoscaler=a.profile_autoscaler,
@@ -313,6 +323,8 @@ def kv_wins(s: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     s = parse_args(argv)
+    if s.only == "rps":
+        return rps_only(s)
     code = simulator_figures(s) if s.runs("simulator") else 0
     if s.runs("autoscaler"):
         autoscaler(s)
@@ -322,19 +334,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def simulator_figures(s: Settings) -> int:
-    """Figures (a)-(c); 1 when figure (a) saw errors."""
+def rps_runs(s: Settings) -> list[tuple[loadgen.Throughput, loadgen.Throughput]]:
+    """Figure (a) ``s.rps_repeat`` times: the simulator, then the baseline, alternating
+    (both servers stay up, idle while the other is measured), so slow drifts of a
+    shared machine hit both alike."""
+    client = "wrk (1 thread)" if wrk.available() else "bench.loadgen (aiohttp)"
+    print(f"(a) requests/s with {client}, {s.concurrency} connections, {s.rps_repeat} runs")
+    runs: list[tuple[loadgen.Throughput, loadgen.Throughput]] = []
+    with (
+        simulator(s, "--max-num-seqs", str(max(s.concurrency, 5))) as sim,
+        baseline(s.itl_ms) as base,
+    ):
+        for i in range(s.rps_repeat):
+            sim_rps = requests_per_second(f"{sim.base_url}/v1/completions", s)
+            base_rps = requests_per_second(f"{base.base_url}/v1/completions", s)
+            runs.append((sim_rps, base_rps))
+            print(
+                f"  run {i + 1}: simulator {sim_rps.rps:,.0f} req/s ({sim_rps.errors} errors), "
+                f"baseline {base_rps.rps:,.0f} req/s ({base_rps.errors} errors), "
+                f"ratio {report.rps_ratio(sim_rps, base_rps):.3f}"
+            )
+    return runs
+
+
+def _prepare_client() -> str:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the servers
     pin(0, 1)  # this process is the client; servers go on core 0
-    client = "wrk (1 thread)" if wrk.available() else "bench.loadgen (aiohttp)"
-    print(f"(a) requests/s with {client}, {s.concurrency} connections")
-    with simulator(s, "--max-num-seqs", str(max(s.concurrency, 5))) as sim:
-        sim_rps = requests_per_second(f"{sim.base_url}/v1/completions", s)
-    print(f"  simulator {sim_rps.rps:,.0f} req/s ({sim_rps.errors} errors)")
-    with baseline(s.itl_ms) as base:
-        base_rps = requests_per_second(f"{base.base_url}/v1/completions", s)
-    print(f"  baseline  {base_rps.rps:,.0f} req/s ({base_rps.errors} errors)")
+    return "wrk (1 thread)" if wrk.available() else "bench.loadgen (aiohttp)"
+
+
+def rps_only(s: Settings) -> int:
+    """``--only rps``: figure (a) alone, printed (the page is not rewritten)."""
+    _prepare_client()
+    runs = rps_runs(s)
+    ratios = sorted(report.rps_ratio(*pair) for pair in runs)
+    median = report.rps_ratio(*report.median_pair(runs))
+    print(f"(a) median ratio {median:.3f}, min {ratios[0]:.3f}, max {ratios[-1]:.3f}")
+    return 0 if all(sim.errors == 0 for sim, _ in runs) else 1
+
+
+def simulator_figures(s: Settings) -> int:
+    """Figures (a)-(c); 1 when figure (a) saw errors."""
+    client = _prepare_client()
+    pairs = rps_runs(s)
+    sim_rps, base_rps = report.median_pair(pairs)
     print(f"(b) concurrent streams at {s.itl_ms:g} ms inter-token latency")
     runs, held, base_run = stream_levels(s)
     print(f"(c) latency at {LOW_STREAMS} streams, TTFT {LOW_TTFT_MS:g} ms, ITL {LOW_ITL_MS:g} ms")
@@ -351,7 +395,8 @@ def simulator_figures(s: Settings) -> int:
         max_level=max(s.levels),
         baseline_at_break=base_run,
         low_load=low,
+        rps_runs=pairs,
     )
     report.write(s.output, results)
     print(report.render(results))
-    return 0 if sim_rps.errors == 0 else 1
+    return 0 if all(sim.errors == 0 for sim, _ in pairs) else 1

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pyllmd import __version__
 from pyllmd.core import logging as pylog
-from pyllmd.core.errors import ConfigError
+from pyllmd.core.errors import ConfigError, one_line
 from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, VersionRequested, parse_flags
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     command, rest = args[0], args[1:]
     if command == "sim":
-        return sim_main(rest)
+        return sim_main(rest, prog="pyllmd sim")
     entry = COMMANDS.get(command)
     if entry is not None:
         return _answers_version(entry)(rest)
@@ -81,21 +81,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def sim_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `pyllmd sim` / `llm-d-inference-sim`."""
-    return _answers_version(_sim)(list(sys.argv[1:] if argv is None else argv))
+def sim_main(argv: Sequence[str] | None = None, prog: str = "llm-d-inference-sim") -> int:
+    """Entry point of `pyllmd sim` / `llm-d-inference-sim` (`prog` in usage and errors)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return _answers_version(lambda a: _sim(a, prog))(args)
 
 
-def _sim(args: Sequence[str]) -> int:
+def _sim(args: Sequence[str], prog: str) -> int:
     from pyllmd.sim.config import config_to_json, load_config
 
     try:
-        loaded = load_config(args, os.environ, time.time_ns())
+        loaded = load_config(args, os.environ, time.time_ns(), prog)
     except HelpRequested as h:
         print(h.text, end="" if str(h.text).endswith("\n") else "\n")
         return 0
     except ConfigError as e:
-        print(f"llm-d-inference-sim: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     cfg = loaded.config
     pylog.setup(cfg.v)
@@ -110,7 +111,7 @@ def _sim(args: Sequence[str]) -> int:
             ensure_dataset_file(cfg.dataset_url, cfg.dataset_path)  # before listening
         run(cfg, cfg.host)
     except (StartupError, ConfigError) as e:  # ConfigError: dataset or tokenizer file
-        print(f"llm-d-inference-sim: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(str(e))}", file=sys.stderr)
         return 1
     return 0
 

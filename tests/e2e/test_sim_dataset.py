@@ -110,7 +110,9 @@ def test_bad_download_status_ends_startup_with_one_line(
     )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last == "llm-d-inference-sim: error: dataset download bad status: 404 File not found"
+    assert (
+        last == "pyllmd sim: error: --dataset-url: dataset download bad status: 404 File not found"
+    )
     assert "Traceback" not in result.stderr
     assert not target.exists()
 
@@ -125,6 +127,6 @@ def test_a_dataset_with_the_wrong_schema_ends_startup(run_sim: RunSim, tmp_path:
     result = run_sim("--model", "m", "--host", LOOPBACK, "--port", port, "--dataset-path", str(db))
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("llm-d-inference-sim: error: failed to verify database: ")
+    assert last.startswith("pyllmd sim: error: --dataset-path: failed to verify database: ")
     assert last.endswith("column prompt_hash has incorrect type: expected BLOB, got TEXT")
     assert "Traceback" not in result.stderr

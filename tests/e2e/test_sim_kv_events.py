@@ -131,10 +131,16 @@ def test_sim_acc_56_kvcache_without_pod_ip_and_bad_endpoint_exit_1(
     no_ip = run_sim("--model", "m", "--enable-kvcache", env={"POD_IP": ""})
     assert no_ip.returncode == 1
     assert "IP should be defined in the environment (POD_IP)" in no_ip.stderr
-    bad = run_sim(
-        "--model", "m", "--port", str(free_port()), "--enable-kvcache", "--zmq-endpoint", "tcp://127.0.0.1",
+    no_port = run_sim(
+        "--model", "m", "--enable-kvcache", "--zmq-endpoint", "tcp://127.0.0.1", env=ENV
+    )
+    assert no_port.returncode == 1
+    assert no_port.stderr == "pyllmd sim: error: --zmq-endpoint: no port in 'tcp://127.0.0.1'\n"
+    bad = run_sim(  # a wildcard host cannot be connected to: libzmq refuses it at start
+        "--model", "m", "--port", str(free_port()), "--enable-kvcache", "--zmq-endpoint", "tcp://*:5557",
         "--zmq-max-connect-attempts", "1", env=ENV,
     )  # fmt: skip
     errors = [line for line in bad.stderr.splitlines() if "error:" in line]
     assert bad.returncode == 1 and len(errors) == 1
-    assert "tcp://127.0.0.1" in errors[0] and "2 attempt(s)" in errors[0]
+    assert errors[0].startswith("pyllmd sim: error: --zmq-endpoint: ")
+    assert "tcp://*:5557" in errors[0] and "2 attempt(s)" in errors[0]

@@ -60,3 +60,24 @@ def test_prometheus_stores_vllm_names_from_the_simulator(
     success = prom.wait_for('sum(vllm:request_success_total{model_name="m"})', timeout=30)
     assert sample_value(success[0]) == 1.0
     assert prom.query('{__name__=~"vllm_.+"}') == []
+
+
+def test_increase_counts_the_first_requests_of_a_fresh_simulator(
+    start_sim: StartSim, prometheus: Callable[..., PrometheusServer]
+) -> None:
+    """The success series exist at 0 before any request, so Prometheus' `increase()`
+    sees the first requests (a series born at 1 would show an increase of 0)."""
+    sim = start_sim("--model", "m", "--mode", "echo")
+    prom = prometheus([f"127.0.0.1:{sim.port}"])
+    stop = 'vllm:request_success_total{model_name="m",finish_reason="stop"}'
+    before = prom.wait_for(stop, timeout=30)  # scraped at 0 before any request
+    assert sample_value(before[0]) == 0.0
+    client = OpenAI(base_url=f"{sim.base_url}/v1", api_key="unused", max_retries=0)
+    for _ in range(3):
+        assert client.completions.create(model="m", prompt="Hello").choices[0].finish_reason == (
+            "stop"
+        )
+    grown = prom.wait_for(
+        f"increase({stop}[5m])", lambda r: bool(r) and sample_value(r[0]) >= 3, timeout=30
+    )
+    assert sample_value(grown[0]) >= 3

@@ -55,3 +55,11 @@ def error_body(status: int, message: str, param: str | None = None) -> dict[str,
 def error_json(status: int, message: str, param: str | None = None) -> bytes:
     """The error body serialised as compact JSON bytes."""
     return orjson.dumps(error_body(status, message, param))
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped (`\\n`, `\\x1b`), so an
+    error that quotes a user's value stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pyllmd.core.errors import ConfigError
+from pyllmd.core.errors import ConfigError, one_line
 from pyllmd.core.flags import (
     FlagKind,
     FlagSpec,
@@ -101,6 +101,8 @@ class SimConfig(StrictModel):
     port: int = 8000
     # pyllmd extension: upstream always binds every IPv4 interface.
     host: str = "0.0.0.0"
+    # pyllmd extension (vLLM's flag name, seconds): how long SIGTERM drains in-flight requests.
+    shutdown_timeout: float = Field(20.0, alias="shutdown-timeout")
     model: str = ""
     served_model_name: tuple[str, ...] = Field((), alias="served-model-name")
     lora_modules: tuple[LoraModule, ...] = Field((), alias="lora-modules")
@@ -261,9 +263,9 @@ def _yaml_kinds() -> dict[str, YamlKind]:
     return kinds
 
 
-def sim_usage() -> str:
+def sim_usage(prog: str = PROG) -> str:
     """The `--help` text."""
-    return usage(sim_flag_specs(), PROG)
+    return usage(sim_flag_specs(), prog)
 
 
 # ---------------------------------------------------------------- JSON-valued options
@@ -349,7 +351,10 @@ def _from_yaml(argv: Sequence[str], values: dict[str, object], warnings: list[st
     if len(paths) != 1:
         warnings.append(f"--config: {len(paths)} values given, no configuration file loaded")
         return
-    found, yaml_warnings = read_yaml_config(_read_file(paths[0]), _yaml_kinds())
+    try:
+        found, yaml_warnings = read_yaml_config(_read_file(paths[0]), _yaml_kinds())
+    except ConfigError as e:  # upstream's text, naming the flag
+        raise ConfigError(f"--config: {e}") from None
     warnings.extend(yaml_warnings)
     fields = _flag_fields()
     for key, value in found.items():
@@ -363,8 +368,10 @@ def _from_yaml(argv: Sequence[str], values: dict[str, object], warnings: list[st
         values[name] = value
 
 
-def _from_cli(argv: Sequence[str], values: dict[str, object], warnings: list[str]) -> None:
-    parsed = parse_flags(argv, sim_flag_specs(), PROG)
+def _from_cli(
+    argv: Sequence[str], values: dict[str, object], warnings: list[str], prog: str
+) -> None:
+    parsed = parse_flags(argv, sim_flag_specs(), prog)
     fields = _flag_fields()
     for flag, value in parsed.values.items():
         if flag == "config" or (flag in _KLOG and flag != "v"):
@@ -381,16 +388,26 @@ def _from_cli(argv: Sequence[str], values: dict[str, object], warnings: list[str
         warnings.append(deprecation_warning(flag, raw))
 
 
-def load_config(argv: Sequence[str], env: Mapping[str, str], now_ns: int) -> LoadedConfig:
+def load_config(
+    argv: Sequence[str], env: Mapping[str, str], now_ns: int, prog: str = PROG
+) -> LoadedConfig:
     """Defaults → YAML → command line → environment, validated.
 
-    `argv` excludes the program name. Raises ConfigError (one line naming the
-    flag and the rule) or HelpRequested (print its usage, exit 0).
+    `argv` excludes the program name; `prog` is the name `--help` shows. Raises
+    ConfigError (one line naming the flag and the rule) or HelpRequested (print
+    its usage, exit 0).
     """
+    try:
+        return _load(argv, env, now_ns, prog)
+    except ConfigError as e:  # values quoted in the text must not break the line
+        raise ConfigError(one_line(str(e))) from None
+
+
+def _load(argv: Sequence[str], env: Mapping[str, str], now_ns: int, prog: str) -> LoadedConfig:
     warnings: list[str] = []
     values: dict[str, object] = {"seed": now_ns, "ip": env.get("POD_IP", "")}
     _from_yaml(argv, values, warnings)
-    _from_cli(argv, values, warnings)
+    _from_cli(argv, values, warnings, prog)
     if not values.get("hash_seed"):
         values["hash_seed"] = env.get("PYTHONHASHSEED", "")
     values["pod_name"] = env.get("POD_NAME", "")

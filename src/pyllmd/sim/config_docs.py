@@ -39,7 +39,13 @@ command line, config file or pod spec works unchanged.
   that form is deprecated and logs a warning naming the flag (tag v0.5.0 accepted
   only integers, so old command lines keep working).
 - `--help` or `-h` prints the usage text and exits 0. Any configuration error exits
-  non-zero with one line naming the flag (upstream logs it and exits 0).
+  non-zero with one line naming the flag (upstream logs it and exits 0); a value
+  quoted in it has its control characters escaped (`\\n`). Usage and errors name
+  the program as it was run: `Usage of pyllmd sim:` and `pyllmd sim: error: ...`,
+  or `Usage of llm-d-inference-sim:` and `llm-d-inference-sim: error: ...`.
+- Ports are checked before anything starts: `--port`, the last data-parallel rank's
+  port (`--port` + `--data-parallel-size` − 1) and the port of a `tcp://`
+  `--zmq-endpoint` must be 1..65535 (`--port: invalid port '99999'`).
 
 ## Precedence
 

@@ -24,9 +24,18 @@ FLAG_DOCS: dict[str, FlagDoc] = {
         "loaded only when exactly one value follows `--config`",
         "path",
     ),
-    "port": FlagDoc("HTTP (and gRPC) port; rank i of data parallel uses port+i", "> 0"),
+    "port": FlagDoc(
+        "HTTP (and gRPC) port; rank i of data parallel uses port+i",
+        "1..65535 (upstream: > 0); port + data-parallel-size − 1 <= 65535",
+    ),
     "host": FlagDoc(
         "Listen address (pyllmd extension; upstream always binds 0.0.0.0)", "an IPv4 address"
+    ),
+    "shutdown-timeout": FlagDoc(
+        "Seconds SIGTERM waits for in-flight requests before ending them with an error "
+        "(pyllmd extension, vLLM's flag)",
+        ">= 0, finite",
+        "float (seconds)",
     ),
     "model": FlagDoc("Base model name served (required)", "must not be empty"),
     "served-model-name": FlagDoc(
@@ -81,7 +90,8 @@ FLAG_DOCS: dict[str, FlagDoc] = {
         ">= 0 and <= 30% of kv-cache-transfer-time-per-token",
     ),
     "time-factor-under-load": FlagDoc(
-        "Latency multiplier reached when max-num-seqs requests run at once", ">= 1.0"
+        "Latency multiplier reached when max-num-seqs requests run at once",
+        ">= 1.0 and finite (upstream accepts NaN and Inf)",
     ),
     "latency-calculator": FlagDoc(
         "Latency model: empty (load-aware default), `constant` or `per-token`",
@@ -92,9 +102,12 @@ FLAG_DOCS: dict[str, FlagDoc] = {
     ),
     "min-tool-call-integer-param": FlagDoc("Smallest integer generated for a tool-call argument"),
     "max-tool-call-number-param": FlagDoc(
-        "Largest number generated for a tool-call argument", ">= min-tool-call-number-param"
+        "Largest number generated for a tool-call argument",
+        ">= min-tool-call-number-param; finite",
     ),
-    "min-tool-call-number-param": FlagDoc("Smallest number generated for a tool-call argument"),
+    "min-tool-call-number-param": FlagDoc(
+        "Smallest number generated for a tool-call argument", "finite"
+    ),
     "max-tool-call-array-param-length": FlagDoc(
         "Longest array generated for a tool-call argument", ">= min-tool-call-array-param-length"
     ),
@@ -121,7 +134,10 @@ FLAG_DOCS: dict[str, FlagDoc] = {
         "Directory searched for a local tokenizer.json of --model (never downloaded)"
     ),
     "hash-seed": FlagDoc("Seed of KV block hashes (default: env PYTHONHASHSEED)"),
-    "zmq-endpoint": FlagDoc("ZMQ address the KV-event publisher connects to; empty disables it"),
+    "zmq-endpoint": FlagDoc(
+        "ZMQ address the KV-event publisher connects to; empty disables it",
+        "a `tcp://` address ends in a port 1..65535 (checked at start; upstream does not)",
+    ),
     "zmq-max-connect-attempts": FlagDoc("ZMQ connect attempts before giving up", "0..10"),
     "event-batch-size": FlagDoc("KV events sent per ZMQ message at most", ">= 1"),
     "fake-metrics": FlagDoc(

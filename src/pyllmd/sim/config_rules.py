@@ -8,6 +8,7 @@ provisional `SimConfig`; `normalize` then applies upstream's fill-ins
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ BLOCK_SIZES = (8, 16, 32, 64, 128)
 LATENCY_CALCULATORS = ("", "constant", "per-token")
 TTFT_BUCKETS = 22  # finite bucket bounds of vllm:time_to_first_token_seconds
 TPOT_BUCKETS = 19  # finite bucket bounds of vllm:time_per_output_token_seconds
+MAX_PORT = 65535
 
 # (value flag, std-dev flag, value words, std-dev words, 30% text), in check order.
 _LATENCIES = (
@@ -71,8 +73,31 @@ def _check_basics(cfg: SimConfig) -> None:
         raise _fail("model parameter is empty", "model")
     if cfg.mode not in ("random", "echo"):
         raise _fail(f"invalid mode '{cfg.mode}', valid values are 'random' and 'echo'", "mode")
-    if cfg.port <= 0:
+    if not 0 < cfg.port <= MAX_PORT:  # upstream checks > 0 only; the listener refused more
         raise _fail(f"invalid port '{cfg.port}'", "port")
+    _finite(cfg.shutdown_timeout, "shutdown-timeout")
+    if cfg.shutdown_timeout < 0:
+        raise _fail("shutdown timeout cannot be negative", "shutdown-timeout")
+
+
+def _finite(value: float, flag: str) -> None:
+    """NaN and ±Inf parse as Go floats but make no sense as a factor or a bound."""
+    if not math.isfinite(value):
+        raise _fail(f"must be a finite number, got {value}", flag)
+
+
+def zmq_endpoint_error(endpoint: str) -> str | None:
+    """What is wrong with a `tcp://` endpoint's port (libzmq would take 0 or 99999 and
+    never connect); other transports and forms are left to libzmq at start-up."""
+    scheme, sep, address = endpoint.partition("://")
+    if not sep or scheme != "tcp":
+        return None
+    _, colon, port = address.rpartition(":")
+    if not colon:
+        return f"no port in '{endpoint}'"
+    if not (port.isascii() and port.isdigit() and 0 < int(port) <= MAX_PORT):
+        return f"invalid port '{port}' in '{endpoint}'"
+    return None
 
 
 def _check_latencies(cfg: SimConfig) -> None:
@@ -86,6 +111,7 @@ def _check_latencies(cfg: SimConfig) -> None:
             raise _fail(f"{std_words} cannot be negative", std_flag)
         if std_dev_too_large(std_dev, value):
             raise _fail(too_large, std_flag)
+    _finite(cfg.time_factor_under_load, "time-factor-under-load")
     if cfg.time_factor_under_load < 1.0:
         raise _fail("time factor under load cannot be less than 1.0", "time-factor-under-load")
 
@@ -121,11 +147,14 @@ def _check_tools(cfg: SimConfig) -> None:
         ("ArrayParamLength", "array-param-length", cfg.max_tool_call_array_param_length,
          cfg.min_tool_call_array_param_length),
     )  # fmt: skip
+    _finite(cfg.max_tool_call_number_param, "max-tool-call-number-param")
+    _finite(cfg.min_tool_call_number_param, "min-tool-call-number-param")
     for go_name, flag, high, low in pairs:
         param = go_name if go_name == "ArrayParamLength" else go_name + "Param"
         if high < low:
-            raise _fail(
-                f"MaxToolCall{param} cannot be less than MinToolCall{param}",
+            raise _fail(  # the min flag is named too: either may be the wrong one
+                f"MaxToolCall{param} cannot be less than MinToolCall{param} "
+                f"(--min-tool-call-{flag})",
                 f"max-tool-call-{flag}",
             )
     if cfg.min_tool_call_array_param_length < 0:
@@ -165,6 +194,8 @@ def _check_kv_and_failures(cfg: SimConfig) -> None:
         raise _fail("zmq retries times cannot be more than 10", "zmq-max-connect-attempts")
     if cfg.zmq_max_connect_attempts < 0:
         raise _fail("zmq retries times cannot be negative", "zmq-max-connect-attempts")
+    if (zmq_error := zmq_endpoint_error(cfg.zmq_endpoint)) is not None:
+        raise _fail(zmq_error, "zmq-endpoint")
 
 
 def _fake_metric_errors(fake: FakeMetrics) -> Iterator[str]:
@@ -212,6 +243,13 @@ def _check_rest(cfg: SimConfig) -> None:
         raise _fail("data parallel size must be between 1 and 8", "data-parallel-size")
     if cfg.data_parallel_rank > 7:
         raise _fail("data parallel rank must be between 0 and 7", "data-parallel-rank")
+    last = cfg.port + cfg.data_parallel_size - 1
+    if last > MAX_PORT:
+        raise _fail(
+            f"invalid port '{last}' (rank {cfg.data_parallel_size - 1} listens on --port + "
+            f"{cfg.data_parallel_size - 1})",
+            "data-parallel-size",
+        )
     if bool(cfg.ssl_certfile) != bool(cfg.ssl_keyfile):
         raise _fail("both ssl-certfile and ssl-keyfile must be provided together")
     if cfg.self_signed_certs and (cfg.ssl_certfile or cfg.ssl_keyfile):

@@ -236,4 +236,7 @@ async def _fetch(url: str, part: Path) -> int:
 def ensure_dataset_file(url: str, path: str) -> None:
     """Start-up step of `pyllmd sim`: download the dataset when a URL is given."""
     if url and path:
-        asyncio.run(download_dataset(url, path))
+        try:
+            asyncio.run(download_dataset(url, path))
+        except ConfigError as e:  # upstream's text, naming the flag
+            raise ConfigError(f"--dataset-url: {e}") from None

@@ -20,6 +20,7 @@ Beyond upstream: JSONL, OpenAI records and system turns; `--table-name` is honou
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import sys
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import orjson
 
-from pyllmd.core.errors import ConfigError
+from pyllmd.core.errors import ConfigError, one_line
 from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, parse_flags
 from pyllmd.core.tokenize import HFTokenizer, Tokenizer, load_tokenizer
 from pyllmd.sim.dataset import content_text, prompt_key, render_chat
@@ -128,9 +129,20 @@ def options(values: Mapping[str, object]) -> ToolOptions:
     base = Path(str(values["output-path"])) / str(values["output-file"])
     opts = ToolOptions(Path(local) / input_file, base, table, max_records, model, cache)
     for ext in (".sqlite3", ".json", ".md"):
-        if opts.output(ext).exists():
-            raise ConfigError(f"output file already exists: {opts.output(ext)}")
+        try:
+            exists = opts.output(ext).exists()
+        except OSError as e:  # e.g. a name longer than the file system allows
+            raise ConfigError(f"{_output_flag(e)}: {opts.output(ext)}: {e.strerror}") from None
+        if exists:
+            raise ConfigError(
+                f"--output-path, --output-file: output file already exists: {opts.output(ext)}"
+            )
     return opts
+
+
+def _output_flag(e: OSError) -> str:
+    """The flag an output error is about: the name when too long, else the directory."""
+    return "--output-file" if e.errno == errno.ENAMETOOLONG else "--output-path"
 
 
 # ---------------------------------------------------------------- reading the source
@@ -218,7 +230,10 @@ def write_sqlite(path: Path, table: str, records: Sequence[OutputRecord]) -> Non
     def write(part: Path) -> None:
         conn = sqlite3.connect(part)
         try:
-            conn.execute(create_table_sql(table))
+            try:
+                conn.execute(create_table_sql(table))
+            except sqlite3.Error as e:  # e.g. a name SQLite reserves (sqlite_...)
+                raise ConfigError(f"--table-name: cannot create table {table!r}: {e}") from None
             conn.executemany(
                 f"INSERT INTO {quote_ident(table)} (prompt_hash, gen_tokens, n_gen_tokens) "
                 "VALUES (?, ?, ?)",
@@ -260,15 +275,22 @@ def build(opts: ToolOptions, tokenizer: Tokenizer) -> tuple[int, int]:
     try:
         text = opts.input_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read {opts.input_path}: {e}") from None
+        # the path is --local-path joined with --input-file: either may be wrong
+        raise ConfigError(
+            f"--local-path, --input-file: cannot read {opts.input_path}: {e}"
+        ) from None
     sources = parse_source(text, str(opts.input_path))[: opts.max_records]
     pairs = [p for rec in sources for p in prompt_pairs(conversation(rec) or [])]
     records = output_records(pairs, tokenizer)
-    opts.output_base.parent.mkdir(parents=True, exist_ok=True)
-    write_sqlite(opts.output(".sqlite3"), opts.table, records)
-    write_json(opts.output(".json"), records)
     card = card_text(opts.model, opts.table, str(opts.input_path), len(sources), len(records))
-    _write_atomically(opts.output(".md"), lambda p: p.write_text(card, encoding="utf-8"))
+    try:
+        opts.output_base.parent.mkdir(parents=True, exist_ok=True)
+        write_sqlite(opts.output(".sqlite3"), opts.table, records)
+        write_json(opts.output(".json"), records)
+        _write_atomically(opts.output(".md"), lambda p: p.write_text(card, encoding="utf-8"))
+    except OSError as e:
+        where = e.filename or opts.output_base
+        raise ConfigError(f"{_output_flag(e)}: cannot write {where}: {e.strerror or e}") from None
     return len(sources), len(records)
 
 
@@ -282,7 +304,7 @@ def main(argv: Sequence[str]) -> int:
         print(DESCRIPTION + h.text, end="")
         return 0
     except (ConfigError, OSError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(e))}", file=sys.stderr)
         return 1
     kind = f"Hugging Face {tokenizer.path}" if isinstance(tokenizer, HFTokenizer) else "simple"
     print(

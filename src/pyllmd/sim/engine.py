@@ -48,9 +48,13 @@ class Work:
     in_kv_cache: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
-    """What the response will be: its tokens, finish reason and time to first token."""
+    """What the response will be: its tokens, finish reason and time to first token.
+
+    Not frozen, though never changed: one is built per request, and a frozen
+    dataclass costs three times as much to build.
+    """
 
     tokens: list[str]
     finish_reason: str
@@ -91,6 +95,17 @@ class Engine:
         # Without a std-dev the inter-token delay depends only on the running count,
         # which cannot change while no time passes: a zero delay stays zero.
         self.itl_fixed = params.itl_std_dev == 0
+        # ... and with no inter-token latency configured, every delay is exactly 0.
+        self.itl_zero = self.itl_fixed and params.itl == 0
+        # Every calculator's TTFT of a request without remote prefill is exactly 0, and
+        # draws nothing from `rng`, when none of these is set.
+        self.ttft_zero = not (
+            params.ttft
+            or params.ttft_std_dev
+            or params.prefill_overhead
+            or params.prefill_time_per_token
+            or params.prefill_time_std_dev
+        )
         self.scheduler: Scheduler[Work] = Scheduler(
             cfg.max_num_seqs, cfg.max_waiting_queue_length, cfg.max_loras
         )
@@ -98,6 +113,9 @@ class Engine:
             cfg.served_model_name or (cfg.model,), (m.name for m in cfg.lora_modules)
         )
         self.sleep_state = SleepState()
+        # read per request: plain attributes (pydantic attribute access costs more)
+        self._max_model_len = cfg.max_model_len
+        self._echo = cfg.mode == "echo"
 
     @property
     def num_running(self) -> int:
@@ -143,8 +161,8 @@ class Engine:
         """Refuse a request that cannot fit the context window, before it is queued."""
         prompt = len(work.prompt_ids)
         max_tokens = work.max_tokens or 0
-        if prompt + max_tokens > self.cfg.max_model_len:
-            raise LlmdError(400, context_length_message(self.cfg.max_model_len, prompt, max_tokens))
+        if prompt + max_tokens > self._max_model_len:
+            raise LlmdError(400, context_length_message(self._max_model_len, prompt, max_tokens))
 
     def admit(self, work: Work, now: float) -> Admission:
         """Start or queue `work`; REJECTED means the waiting queue is full."""
@@ -158,14 +176,28 @@ class Engine:
     def start(self, work: Work, now: float) -> Plan:
         """Plan the response of a request that just got a worker."""
         work.started_at = now
-        lookup = self._kv_start(work, now)
-        block = self.cfg.block_size
-        cached_tokens = lookup.prefix_blocks * block if lookup is not None else 0
-        if self._below_threshold(work, lookup):
-            return Plan([], "cache_threshold", cached_tokens, 0.0)
-        tokens, finish = self._generate(work)
+        if self.kv is None and not work.force_cache_threshold:  # the common case, shortest
+            lookup, cached_tokens = None, 0
+        else:
+            lookup = self._kv_start(work, now)
+            cached_tokens = lookup.prefix_blocks * self.cfg.block_size if lookup is not None else 0
+            if self._below_threshold(work, lookup):
+                return Plan([], "cache_threshold", cached_tokens, 0.0)
+        if self._echo:  # _generate, written out for the common case (random text)
+            tokens, finish = echo_tokens(work.prompt_tokens, work.max_tokens)
+        else:
+            tokens, finish = self.text.generate(
+                self.rng,
+                work.prompt_ids,
+                work.dataset_keys,
+                work.max_tokens,
+                work.ignore_eos,
+                self._max_model_len,
+            )
         if work.remote_decode:
             finish = "remote_decode"
+        if self.ttft_zero and not work.remote_prefill:
+            return Plan(tokens, finish, cached_tokens, 0.0)
         ttft = self.calculator.ttft(
             len(work.prompt_ids), cached_tokens, work.remote_prefill, self.num_running, self.rng
         )
@@ -202,15 +234,3 @@ class Engine:
         if threshold is None or not 0.0 <= threshold <= 1.0:
             threshold = self.cfg.global_cache_hit_threshold or None
         return threshold is not None and lookup.hit_rate < threshold
-
-    def _generate(self, work: Work) -> tuple[list[str], str]:
-        if self.cfg.mode == "echo":
-            return echo_tokens(work.prompt_tokens, work.max_tokens)
-        return self.text.generate(
-            self.rng,
-            work.prompt_ids,
-            work.dataset_keys,
-            work.max_tokens,
-            work.ignore_eos,
-            self.cfg.max_model_len,
-        )

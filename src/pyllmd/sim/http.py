@@ -2,16 +2,19 @@
 (models, LoRA (un)loading, sleep mode, tokenize, health, metrics).
 
 aiohttp (with uvloop) was the fastest full framework measured here for SSE.
-Middlewares reproduce upstream's router: plain-text `Not Found` and
-`Method Not Allowed` (with `Allow`), automatic OPTIONS, and slash-fixing
-redirects; and they turn any unexpected exception into an OpenAI-style 500,
-so no traceback ever reaches a client.
+A catch-all route, registered last, reproduces upstream's router for every
+request no route takes: plain-text `Not Found` and `Method Not Allowed` (with
+`Allow`), automatic OPTIONS, and slash-fixing redirects. Every handler turns an
+unexpected exception into an OpenAI-style 500 (the completion handlers in
+`serving`, the others through `_guard`), so no traceback ever reaches a client.
+No middleware: aiohttp would run it, and one more coroutine, on every request.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 
 import orjson
 from aiohttp import web
@@ -46,37 +49,57 @@ def _json(payload: object, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
 
 
-@web.middleware
-async def router_compat(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Upstream router replies for unknown paths and methods; 500s without tracebacks."""
-    try:
-        return await handler(request)
-    except web.HTTPMethodNotAllowed as e:
-        allow = ", ".join(sorted(e.allowed_methods)) + ", OPTIONS"
+CATCH_ALL = "/{unmatched_path:.*}"
+
+
+def _guard(handler: Handler) -> Handler:
+    """`handler` with its errors as replies: LlmdError → its OpenAI body, anything
+    unexpected → 500 (logged); aiohttp's own HTTP exceptions pass through."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except LlmdError as e:
+            return error_response(e)
+        except Exception:
+            log.exception("unexpected error path=%s", request.path)
+            return error_response(LlmdError(500, "internal server error"))
+
+    return guarded
+
+
+def _known_routes(request: web.Request) -> list[tuple[str, str]]:
+    """(path, method) of every registered route except the catch-all."""
+    return [
+        (route.resource.canonical, route.method)
+        for route in request.app.router.routes()
+        if route.resource is not None and route.handler is not unmatched
+    ]
+
+
+async def unmatched(request: web.Request) -> web.Response:
+    """Upstream's router replies for a request no route takes."""
+    routes = _known_routes(request)
+    allowed = {method for path, method in routes if path == request.path}
+    if allowed:
+        allow = ", ".join(sorted(allowed)) + ", OPTIONS"
         if request.method == "OPTIONS":
             return web.Response(status=200, headers={"Allow": allow})
         return web.Response(status=405, text="Method Not Allowed", headers={"Allow": allow})
-    except web.HTTPNotFound:
-        target = await _fixed_path(request)
-        if target is not None:
-            status = 301 if request.method == "GET" else 307
-            return web.Response(status=status, headers={"Location": target})
-        return web.Response(status=404, text="Not Found")
-    except web.HTTPException:
-        raise
-    except LlmdError as e:
-        return error_response(e)
-    except Exception:
-        log.exception("unexpected error path=%s", request.path)
-        return error_response(LlmdError(500, "internal server error"))
+    target = _fixed_path(request.path, (path for path, _ in routes))
+    if target is not None:
+        status = 301 if request.method == "GET" else 307
+        return web.Response(status=status, headers={"Location": target})
+    return web.Response(status=404, text="Not Found")
 
 
-async def _fixed_path(request: web.Request) -> str | None:
+def _fixed_path(path: str, known_paths: Iterable[str]) -> str | None:
     """The registered path that differs only by a trailing slash or letter case."""
-    key = request.path.lower().rstrip("/")
-    for route in request.app.router.routes():
-        known = route.resource.canonical if route.resource else ""
-        if known != request.path and known.lower().rstrip("/") == key:
+    key = path.lower().rstrip("/")
+    for known in known_paths:
+        if known != path and known.lower().rstrip("/") == key:
             return known
     return None
 
@@ -100,19 +123,21 @@ class SimHTTP:
 
     def app(self) -> web.Application:
         """The application with every upstream route."""
-        app = web.Application(middlewares=[router_compat], client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/chat/completions", self.completions.chat)
-        app.router.add_post("/v1/completions", self.completions.text)
-        app.router.add_get("/v1/models", self.models, allow_head=False)
-        app.router.add_get("/metrics", self.metrics_handler, allow_head=False)
-        app.router.add_get("/health", self.health, allow_head=False)
-        app.router.add_get("/ready", self.health, allow_head=False)
-        app.router.add_post("/tokenize", self.tokenize)
-        app.router.add_post("/v1/load_lora_adapter", self.load_lora)
-        app.router.add_post("/v1/unload_lora_adapter", self.unload_lora)
-        app.router.add_post("/sleep", self.sleep)
-        app.router.add_post("/wake_up", self.wake_up)
-        app.router.add_get("/is_sleeping", self.is_sleeping, allow_head=False)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        # the completion handlers guard themselves (serving.CompletionService.serve)
+        app.router.add_post("/v1/chat/completions", partial(self.completions.serve, chat=True))
+        app.router.add_post("/v1/completions", self.completions.serve)
+        app.router.add_get("/v1/models", _guard(self.models), allow_head=False)
+        app.router.add_get("/metrics", _guard(self.metrics_handler), allow_head=False)
+        app.router.add_get("/health", _guard(self.health), allow_head=False)
+        app.router.add_get("/ready", _guard(self.health), allow_head=False)
+        app.router.add_post("/tokenize", _guard(self.tokenize))
+        app.router.add_post("/v1/load_lora_adapter", _guard(self.load_lora))
+        app.router.add_post("/v1/unload_lora_adapter", _guard(self.unload_lora))
+        app.router.add_post("/sleep", _guard(self.sleep))
+        app.router.add_post("/wake_up", _guard(self.wake_up))
+        app.router.add_get("/is_sleeping", _guard(self.is_sleeping), allow_head=False)
+        app.router.add_route("*", CATCH_ALL, unmatched)  # last: only what no route takes
         return app
 
     async def health(self, _: web.Request) -> web.Response:

@@ -236,7 +236,8 @@ class KVEventPublisher:
                     self._ctx.term()
                     self._ctx = None
                     raise PublisherError(
-                        f"cannot connect the KV-events publisher to {self.endpoint!r} "
+                        f"--zmq-endpoint: cannot connect the KV-events publisher to "
+                        f"{self.endpoint!r} "
                         f"after {attempt + 1} attempt(s): {e}"
                     ) from None
                 log.warning("kv events: connect to %s failed: %s; retrying", self.endpoint, e)

@@ -13,9 +13,14 @@ Exposition choices, all to look like the Go simulator to a scraper:
   metric without series; numbers as Go prints them (`1`, not `1.0`).
 - Label names of each metric are declared in sorted order, the order the Go
   client prints them in.
-- Counters and histograms get their only child (`model_name`) lazily on first
-  use, so no series exists before the first observation; after that the bound
-  child is cached, keeping the per-token path to one call.
+- Histograms and the token counters get their only child (`model_name`) lazily
+  on first use, so no series exists before the first observation; after that
+  the bound child is cached, keeping the per-token path to one call.
+- `vllm:request_success_total` is the exception: one series per finish reason
+  (`FINISH_REASONS`) exists from start-up at 0, as vLLM pre-creates its
+  `finished_reason` series. Upstream's simulator creates a series at its first
+  success, already at 1, so `increase()` over a fresh pod missed the first
+  requests.
 
 Fake bucket counts are added to each bucket at once (upstream observes each
 sample; the exposed result is the same).
@@ -33,6 +38,7 @@ each key fills the histogram of its own name.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -177,37 +183,75 @@ def estimate_token_total(counts: Sequence[int], buckets: Sequence[float]) -> int
 
 
 class _LazyHistogram:
-    """A histogram series created on its first observation (no series before it)."""
+    """A histogram series created on its first observation (no series before it).
 
-    __slots__ = ("_family", "_values", "_child")
+    `observe` / `observe_many` are instance slots: the first call creates the series
+    and puts the series' own bound methods there, so later calls go straight to it.
+    """
+
+    __slots__ = ("_family", "_values", "_child", "observe", "observe_many")
 
     def __init__(self, family: Family, *values: str) -> None:
         self._family = family
         self._values = values
         self._child: HistogramChild | None = None
+        self.observe: Callable[[float], None] = self._first_observe
+        self.observe_many: Callable[[float, int], None] = self._first_observe_many
 
     def __call__(self) -> HistogramChild:
         child = self._child
         if child is None:
             child = self._child = self._family.histogram(*self._values)
+            self.observe = child.observe
+            self.observe_many = child.observe_many
         return child
+
+    def _first_observe(self, value: float) -> None:
+        self().observe(value)
+
+    def _first_observe_many(self, value: float, n: int) -> None:
+        self().observe_many(value, n)
 
 
 class _LazyCounter:
-    """A counter series created on its first increment (no series before it)."""
+    """A counter series created on its first increment (no series before it); `inc`
+    is rebound to the series' own method like `_LazyHistogram.observe`."""
 
-    __slots__ = ("_family", "_values", "_child")
+    __slots__ = ("_family", "_values", "_child", "inc")
 
     def __init__(self, family: Family, *values: str) -> None:
         self._family = family
         self._values = values
         self._child: CounterChild | None = None
+        self.inc: Callable[[float], None] = self._first_inc
 
     def __call__(self) -> CounterChild:
         child = self._child
         if child is None:
             child = self._child = self._family.counter(*self._values)
+            self.inc = child.inc
         return child
+
+    def _first_inc(self, amount: float = 1.0) -> None:
+        self().inc(amount)
+
+
+class _ReadGauge(GaugeChild):
+    """A gauge series whose value is read from its source when rendered, so the hot
+    path does not push it on every change."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read: Callable[[], float]) -> None:
+        self.read = read
+
+    @property
+    def value(self) -> float:
+        return float(self.read())
+
+    @value.setter
+    def value(self, value: float) -> None:
+        self.read = lambda: value
 
 
 class SimMetrics:
@@ -236,8 +280,10 @@ class SimMetrics:
             return _LazyCounter(m[name], model)
 
         self._lora_info = m["vllm:lora_requests_info"]
-        self._running: GaugeChild = m["vllm:num_requests_running"].gauge(model)
-        self._waiting: GaugeChild = m["vllm:num_requests_waiting"].gauge(model)
+        self._running_family = m["vllm:num_requests_running"]
+        self._waiting_family = m["vllm:num_requests_waiting"]
+        self._running: GaugeChild = self._running_family.gauge(model)
+        self._waiting: GaugeChild = self._waiting_family.gauge(model)
         self._kv_usage: GaugeChild = m["vllm:kv_cache_usage_perc"].gauge(model)
         self._ttft = hist("vllm:time_to_first_token_seconds")
         self._tpot = hist("vllm:time_per_output_token_seconds")
@@ -255,17 +301,42 @@ class SimMetrics:
         self._gen_total = counter("vllm:generation_tokens_total")
         self._success_family = m["vllm:request_success_total"]
         self._success: dict[str, CounterChild] = {}
+        # series of the hot paths, taken from their wrappers at first use
+        self._first_series: tuple[HistogramChild, HistogramChild] | None = None
+        self._gap_series: tuple[HistogramChild, HistogramChild, HistogramChild] | None = None
+        self._finish_series: (
+            tuple[
+                tuple[HistogramChild, HistogramChild] | None,
+                HistogramChild,
+                HistogramChild,
+                HistogramChild,
+                CounterChild,
+                CounterChild,
+            ]
+            | None
+        ) = None
+        for reason in FINISH_REASONS:  # every reason from start-up, at 0 (vLLM does the same)
+            self._success_child(reason)
         m["vllm:cache_config_info"].gauge(str(cfg.block_size), str(cfg.kv_cache_size)).set(1)
         sleep = m["vllm:engine_sleep_state"]
         self._sleep_state = {s: sleep.gauge(ENGINE, model, s) for s in SLEEP_STATES}
         self.set_sleep_state(SleepState())
-        self._lora_version = 0
+        self.lora_version = 0
         if self._fake is None or not self._fake.loras:
             self._set_lora_series("", "")
         if self._fake is not None:
             self._apply_fake(self._fake)
 
     # -- gauges -------------------------------------------------------------
+
+    def read_queue_gauges(self, running: Callable[[], int], waiting: Callable[[], int]) -> None:
+        """Take the running and waiting gauges from these readers at every scrape, instead
+        of `set_running` / `set_waiting` calls (no-op under --fake-metrics: they stay frozen)."""
+        if self._frozen:
+            return
+        key = (self._model,)
+        self._running = self._running_family.children[key] = _ReadGauge(running)
+        self._waiting = self._waiting_family.children[key] = _ReadGauge(waiting)
 
     def set_running(self, n: int) -> None:
         """Requests being processed (frozen under --fake-metrics)."""
@@ -289,8 +360,8 @@ class SimMetrics:
 
     def publish_loras(self, loras: LoraRuntime) -> None:
         """Re-emit `vllm:lora_requests_info` if the adapters' requests changed since last call."""
-        if loras.version != self._lora_version:
-            self._lora_version = loras.version
+        if loras.version != self.lora_version:
+            self.lora_version = loras.version
             self.lora_info(loras.running, loras.waiting)
 
     def set_sleep_state(self, state: SleepState) -> None:
@@ -307,44 +378,69 @@ class SimMetrics:
     def observe_ttft(self, s: float) -> None:
         """The computed time to first token of a request."""
         if not self._frozen:
-            self._ttft().observe(s)
+            self._ttft.observe(s)
 
     def observe_itl(self, s: float) -> None:
         """One computed inter-token delay (TPOT and inter-token-latency histograms)."""
         if not self._frozen:
-            self._tpot().observe(s)
-            self._itl().observe(s)
+            self._tpot.observe(s)
+            self._itl.observe(s)
 
     def observe_itl_many(self, s: float, n: int) -> None:
         """`n` equal inter-token delays at once."""
         if not self._frozen:
-            self._tpot().observe_many(s, n)
-            self._itl().observe_many(s, n)
+            self._tpot.observe_many(s, n)
+            self._itl.observe_many(s, n)
 
     def observe_e2e(self, s: float) -> None:
         """Scheduler hand-off to response finished."""
         if not self._frozen:
-            self._e2e().observe(s)
+            self._e2e.observe(s)
 
     def observe_queue_time(self, s: float) -> None:
         """Time a queued request spent waiting."""
         if not self._frozen:
-            self._queue().observe(s)
+            self._queue.observe(s)
 
     def observe_inference_time(self, s: float) -> None:
         """Worker start to response finished."""
         if not self._frozen:
-            self._inference().observe(s)
+            self._inference.observe(s)
 
     def observe_prefill_time(self, s: float) -> None:
         """Measured duration of the TTFT wait."""
         if not self._frozen:
-            self._prefill().observe(s)
+            self._prefill.observe(s)
 
     def observe_decode_time(self, s: float) -> None:
         """Measured duration of the inter-token waits."""
         if not self._frozen:
-            self._decode().observe(s)
+            self._decode.observe(s)
+
+    def observe_instant(self, ttft: float, completion_tokens: int) -> None:
+        """The timing samples of a reply that waits for nothing (TTFT and every
+        inter-token delay 0): what the waits would record, their durations being 0.
+
+        The hot path: the series' counts are updated here, without method calls. A
+        series is created by its first observation, as through `observe_ttft` & co.
+        """
+        if self._frozen:
+            return
+        first = self._first_series
+        if first is None:
+            first = self._first_series = (self._ttft(), self._prefill())
+        ttft_h, prefill = first
+        ttft_h.counts[bisect_left(ttft_h.bounds, ttft)] += 1
+        ttft_h.sum += ttft
+        prefill.counts[bisect_left(prefill.bounds, 0.0)] += 1
+        if completion_tokens > 1:
+            gaps = self._gap_series
+            if gaps is None:
+                gaps = self._gap_series = (self._tpot(), self._itl(), self._decode())
+            tpot, itl, decode = gaps
+            tpot.counts[bisect_left(tpot.bounds, 0.0)] += completion_tokens - 1
+            itl.counts[bisect_left(itl.bounds, 0.0)] += completion_tokens - 1
+            decode.counts[bisect_left(decode.bounds, 0.0)] += 1
 
     # -- per successful request (never suppressed, as upstream) ---------------
 
@@ -356,14 +452,58 @@ class SimMetrics:
         finish_reason: str,
     ) -> None:
         """Token histograms and counters of one successful request."""
-        self._prompt_hist().observe(prompt_tokens)
-        self._gen_hist().observe(completion_tokens)
-        self._max_gen_hist().observe(completion_tokens)
+        self._prompt_hist.observe(prompt_tokens)
+        self._gen_hist.observe(completion_tokens)
+        self._max_gen_hist.observe(completion_tokens)
         if max_tokens is not None:
-            self._max_tokens_hist().observe(max_tokens)
-        self._prompt_total().inc(prompt_tokens)
-        self._gen_total().inc(completion_tokens)
+            self._max_tokens_hist.observe(max_tokens)
+        self._prompt_total.inc(prompt_tokens)
+        self._gen_total.inc(completion_tokens)
         self._success_child(finish_reason).inc()
+
+    def finish(
+        self,
+        e2e: float,
+        inference: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        max_tokens: int | None,
+        finish_reason: str,
+    ) -> None:
+        """A successful request: `observe_e2e`, `observe_inference_time` and
+        `record_success` in one call, the series updated without method calls (the
+        hot path). The series are created at the first call, which observes them all."""
+        series = self._finish_series
+        if series is None:
+            timing = None if self._frozen else (self._e2e(), self._inference())
+            series = self._finish_series = (
+                timing,
+                self._prompt_hist(),
+                self._gen_hist(),
+                self._max_gen_hist(),
+                self._prompt_total(),
+                self._gen_total(),
+            )
+        timing, prompt, gen, max_gen, prompt_total, gen_total = series
+        assert gen.bounds is max_gen.bounds or gen.bounds == max_gen.bounds
+        if timing is not None:
+            e2e_h, inference_h = timing
+            e2e_h.counts[bisect_left(e2e_h.bounds, e2e)] += 1
+            e2e_h.sum += e2e
+            inference_h.counts[bisect_left(inference_h.bounds, inference)] += 1
+            inference_h.sum += inference
+        prompt.counts[bisect_left(prompt.bounds, prompt_tokens)] += 1
+        prompt.sum += prompt_tokens
+        index = bisect_left(gen.bounds, completion_tokens)  # both token-bucket series
+        gen.counts[index] += 1
+        gen.sum += completion_tokens
+        max_gen.counts[index] += 1
+        max_gen.sum += completion_tokens
+        if max_tokens is not None:
+            self._max_tokens_hist.observe(max_tokens)
+        prompt_total.value += prompt_tokens
+        gen_total.value += completion_tokens
+        (self._success.get(finish_reason) or self._success_child(finish_reason)).value += 1
 
     def _success_child(self, reason: str) -> CounterChild:
         child = self._success.get(reason)

@@ -64,6 +64,13 @@ class PortMux:
         self.sock.setblocking(False)
         self._accepting = asyncio.get_running_loop().create_task(self._accept(), name="port mux")
 
+    async def stop_accepting(self) -> None:
+        """Close the listener; connections already routed or spliced carry on."""
+        if self._accepting is not None:
+            self._accepting.cancel()
+            await asyncio.gather(self._accepting, return_exceptions=True)
+        self.sock.close()
+
     async def close(self) -> None:
         """Stop accepting and drop connections not yet routed or being spliced."""
         tasks = [t for t in (self._accepting, *self._routing) if t is not None]

@@ -8,6 +8,7 @@ unset, unknown fields are ignored. Parse errors become the 400 reply
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
@@ -75,6 +76,49 @@ class Message(_Body):
         return "".join(f"{b.text or ''} " for b in self.content if b.type == "text")
 
 
+@dataclass(slots=True)
+class Facts:
+    """What the completion flow reads of a request body, read in one go (`facts()`):
+    every attribute read of a pydantic model goes through its `__getattr__` hook,
+    which costs more than the read itself, and the flow needs a dozen."""
+
+    model: str | None
+    prompt: str
+    """The text that is tokenized as the prompt."""
+    stream: bool
+    include_usage: bool
+    """A streamed response ends with a usage chunk."""
+    max_tokens: int | None
+    """The completion-token limit the request asks for, if any."""
+    ignore_eos: bool
+    remote_prefill: bool
+    """This instance acts as the decode node of a P/D pair."""
+    remote_decode: bool
+    """This instance acts as the prefill node of a P/D pair."""
+    cache_hit_threshold: float | None
+    logprobs: int | None
+    """How many alternatives per token the reply's logprobs list; None: no logprobs."""
+
+
+def _facts(
+    fields: dict[str, Any], prompt: str, max_tokens: int | None, logprobs: int | None
+) -> Facts:
+    """The facts common to both request kinds, from the model's field values."""
+    options, kv = fields["stream_options"], fields["kv_transfer_params"]
+    return Facts(
+        fields["model"],
+        prompt,
+        bool(fields["stream"]),
+        bool(options is not None and options.include_usage),
+        max_tokens,
+        bool(fields["ignore_eos"]),
+        bool(kv is not None and kv.do_remote_prefill),
+        bool(kv is not None and kv.do_remote_decode),
+        fields["cache_hit_threshold"],
+        logprobs,
+    )
+
+
 class _Completion(_Body):
     model: str | None = None
     stream: bool | None = None
@@ -84,38 +128,8 @@ class _Completion(_Body):
     kv_transfer_params: KVTransferParams | None = None
     cache_hit_threshold: float | None = None
 
-    @property
-    def include_usage(self) -> bool:
-        """Whether a streamed response ends with a usage chunk."""
-        return bool(self.stream_options and self.stream_options.include_usage)
-
-    @property
-    def remote_decode(self) -> bool:
-        """This instance acts as the prefill node of a P/D pair."""
-        return bool(self.kv_transfer_params and self.kv_transfer_params.do_remote_decode)
-
-    @property
-    def remote_prefill(self) -> bool:
-        """This instance acts as the decode node of a P/D pair."""
-        return bool(self.kv_transfer_params and self.kv_transfer_params.do_remote_prefill)
-
-    @property
-    def effective_max_tokens(self) -> int | None:
-        """The completion-token limit the request asks for, if any."""
-        return self.max_tokens
-
-    @property
-    def logprobs_count(self) -> int | None:
-        """How many alternatives per token the reply's logprobs list; None: no logprobs."""
-        return None
-
-    @property
-    def function_defs(self) -> tuple[FunctionDef, ...] | None:
-        """The request's tools (None when `tools` is absent or null)."""
-        return None
-
-    def prompt_text(self) -> str:
-        """The text that is tokenized as the prompt."""
+    def facts(self) -> Facts:
+        """The values the completion flow uses, read once."""
         raise NotImplementedError
 
 
@@ -153,20 +167,22 @@ class ChatCompletionRequest(_Completion):
     logprobs: bool | None = None
     top_logprobs: int | None = None
 
-    @property
-    def effective_max_tokens(self) -> int | None:
-        if self.max_completion_tokens is not None:
-            return self.max_completion_tokens
-        return self.max_tokens
-
-    @property
-    def logprobs_count(self) -> int | None:
-        if not self.logprobs:
-            return None
-        return 1 if self.top_logprobs is None else self.top_logprobs
+    def facts(self) -> Facts:
+        """`max_completion_tokens` wins over `max_tokens`; logprobs: `top_logprobs`
+        alternatives (1 when absent) when `logprobs` is true; the prompt is every
+        message's text, joined by spaces (no chat template)."""
+        f = self.__dict__
+        limit = f["max_completion_tokens"]
+        if limit is None:
+            limit = f["max_tokens"]
+        top = f["top_logprobs"]
+        logprobs = None if not f["logprobs"] else (1 if top is None else top)
+        prompt = " ".join(m.text() for m in f["messages"] or ()).strip()
+        return _facts(f, prompt, limit, logprobs)
 
     @property
     def function_defs(self) -> tuple[FunctionDef, ...] | None:
+        """The request's tools (None when `tools` is absent or null)."""
         if self.tools is None:
             return None
         return tuple(t.definition() for t in self.tools)
@@ -176,9 +192,6 @@ class ChatCompletionRequest(_Completion):
         """The parsed `tool_choice` ("auto" when absent)."""
         return self.tool_choice or ToolChoice()
 
-    def prompt_text(self) -> str:
-        return " ".join(m.text() for m in self.messages or ()).strip()
-
 
 class TextCompletionRequest(_Completion):
     """`POST /v1/completions` body: `prompt` must be a string."""
@@ -186,18 +199,20 @@ class TextCompletionRequest(_Completion):
     prompt: str | None = None
     logprobs: int | None = None
 
-    @property
-    def logprobs_count(self) -> int | None:
-        return self.logprobs if self.logprobs is not None and self.logprobs > 0 else None
-
-    def prompt_text(self) -> str:
-        return self.prompt or ""
+    def facts(self) -> Facts:
+        """Logprobs only for `logprobs` > 0."""
+        f = self.__dict__
+        logprobs = f["logprobs"]
+        if logprobs is not None and logprobs <= 0:
+            logprobs = None
+        return _facts(f, f["prompt"] or "", f["max_tokens"], logprobs)
 
 
 def parse_body(kind: type[_Completion], raw: bytes) -> _Completion:
     """Parse a request body or raise the 400 parse error."""
-    try:
-        return kind.model_validate_json(raw)
+    try:  # the validator itself: model_validate_json adds a Python frame per request
+        body: _Completion = kind.__pydantic_validator__.validate_json(raw)
+        return body
     except ValidationError as e:
         raise LlmdError(400, PARSE_ERROR_PREFIX + describe_validation_error(e)) from None
 
@@ -225,26 +240,28 @@ def _is_union_tag(part: Any) -> bool:
 _TAGS = {"str", "int", "float", "bool", "function-after", "ContentBlock"}
 
 
-def validate_request(req: _Completion) -> None:
+def validate_request(req: _Completion, facts: Facts) -> None:
     """Upstream's request validation after the model check (400s), in upstream's order.
 
     The logprobs bound is ours: upstream crashes on a negative `top_logprobs` and
     builds any number of alternatives.
     """
-    tools = req.function_defs
-    if tools:
-        validate_tools(tools)
-    max_tokens = req.effective_max_tokens
+    chat = isinstance(req, ChatCompletionRequest)
+    if isinstance(req, ChatCompletionRequest):
+        tools = req.function_defs
+        if tools:
+            validate_tools(tools)
+    max_tokens = facts.max_tokens
     if max_tokens is not None and max_tokens <= 0:
         raise LlmdError(400, "Max completion tokens and max tokens should be positive")
-    if req.remote_decode and req.stream:
+    if facts.remote_decode and facts.stream:
         raise LlmdError(400, "Prefill does not support streaming")
-    if req.ignore_eos and max_tokens is None:
+    if facts.ignore_eos and max_tokens is None:
         raise LlmdError(
             400,
             "Ignore_eos is true but max_completion_tokens (or max_tokens) is not set",
         )
-    count = req.logprobs_count
+    count = facts.logprobs
     if count is not None and not 0 <= count <= MAX_LOGPROBS:
-        field = "top_logprobs" if isinstance(req, ChatCompletionRequest) else "logprobs"
+        field = "top_logprobs" if chat else "logprobs"
         raise LlmdError(400, f"{field} must be between 0 and {MAX_LOGPROBS}, got {count}")

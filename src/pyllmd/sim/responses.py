@@ -38,9 +38,11 @@ REMOTE_DECODE_PARAMS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Usage:
-    """Token counts of one response; `cached_tokens` is None when KV caching is off."""
+    """Token counts of one response; `cached_tokens` is None when KV caching is off
+    (not frozen, though never changed: a frozen dataclass costs three times as much
+    to build, and one is built per response)."""
 
     prompt_tokens: int
     completion_tokens: int

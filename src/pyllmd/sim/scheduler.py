@@ -74,7 +74,9 @@ class Scheduler(Generic[T]):
             and len(self.running) < self.max_running
             and (item.lora is None or self.loras.can_load(item.lora))
         ):
-            self._start(item)
+            self.running.add(item)  # _start, written out (every request passes here)
+            if item.lora is not None:
+                self.loras.start(item.lora)
             return Admission.STARTED
         if len(self.waiting) >= self.max_waiting:
             return Admission.REJECTED
@@ -116,6 +118,8 @@ class Scheduler(Generic[T]):
             self.loras.start(item.lora)
 
     def _fill(self) -> list[T]:
+        if not self.waiting:
+            return []
         started: list[T] = []
         while not self.paused and len(self.running) < self.max_running:
             nxt = self._pop_runnable()

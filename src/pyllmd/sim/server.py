@@ -5,6 +5,13 @@ process on `port` .. `port + N - 1`, each with its own engine, queue, metrics, K
 cache and KV-event publisher (own sequence numbers). Beyond upstream, each rank
 draws from its own random stream (seed + rank; upstream's ranks all repeat one
 stream) and its events carry its own rank (upstream: always 0).
+
+Shutdown (SIGTERM or SIGINT), bounded by `--shutdown-timeout` (a pyllmd
+extension; upstream waits for every stream): the listeners stop accepting,
+new completion requests get 503, and the requests in flight (REST and gRPC)
+may finish until the timeout. Those still running then end with an error
+(`serving.CompletionService.abort_in_flight`) and the process exits about a
+second later. A second signal ends the wait at once.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from pyllmd.sim.kvcache import EventSink, KVCache
 from pyllmd.sim.kvevents import KVEventPublisher, PublisherError, event_rank, topic
 from pyllmd.sim.metrics import SimMetrics
 from pyllmd.sim.portmux import PortMux
-from pyllmd.sim.serving import CompletionService
+from pyllmd.sim.serving import ABORT_WRITE_TIMEOUT, CompletionService
 from pyllmd.sim.textgen import RandomText
 from pyllmd.sim.tls import TLSSetupError, server_ssl_context
 
@@ -41,6 +48,8 @@ log = logging.getLogger(__name__)
 # Cancel a handler when its client disconnects, as vLLM aborts such requests:
 # a queued request leaves the queue and a running one frees its worker.
 RUNNER_OPTIONS: dict[str, Any] = {"handler_cancellation": True, "access_log": None}
+# After the drain, the time aiohttp gives any other handler before cancelling it.
+CLOSE_GRACE = 1.0
 
 
 SERVICE = web.AppKey("completion-service", CompletionService)
@@ -82,10 +91,17 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
     clock = RealClock()
     tokenizer = load_tokenizer(cfg.model, cfg.tokenizers_cache_dir)  # local files only
     stop = stop or asyncio.Event()
+    force = asyncio.Event()  # a second signal: stop draining
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            force.set()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     try:
         tls = server_ssl_context(cfg)
     except TLSSetupError as e:
@@ -94,6 +110,7 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
     muxes: list[PortMux] = []
     grpc_servers: list[grpc.aio.Server] = []
     publishers: list[KVEventPublisher] = []
+    services: list[CompletionService] = []
     socks: list[socket.socket] = []
     try:
         # Every rank's port is bound before any private gRPC port is chosen, so the
@@ -106,7 +123,8 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
             if publisher is not None:
                 publishers.append(publisher)
             app = build_app(cfg, port, clock, tokenizer, publisher, rank)
-            runner = web.AppRunner(app, **RUNNER_OPTIONS)
+            services.append(app[SERVICE])
+            runner = web.AppRunner(app, shutdown_timeout=CLOSE_GRACE, **RUNNER_OPTIONS)
             await runner.setup()
             runners.append(runner)
             grpc_server, grpc_port = await serve_grpc(app[SERVICE], clock)
@@ -118,6 +136,7 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
         gc.collect()
         gc.freeze()  # start-up objects never die: keep them out of every collection
         await stop.wait()
+        await drain(cfg.shutdown_timeout, services, muxes, grpc_servers, force)
     finally:
         for mux in muxes:
             await mux.close()
@@ -129,6 +148,44 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
             sock.close()
         # After the listeners: events of the last requests are flushed (bounded).
         await asyncio.gather(*(p.close() for p in publishers))
+
+
+def abort_message(timeout: float) -> str:
+    """The error of a request the shutdown ended (HTTP 503)."""
+    return f"the server shut down before the request finished (--shutdown-timeout {timeout:g}s)"
+
+
+async def drain(
+    timeout: float,
+    services: list[CompletionService],
+    muxes: list[PortMux],
+    grpc_servers: list[grpc.aio.Server],
+    force: asyncio.Event,
+) -> None:
+    """Let the requests in flight finish for at most `timeout` s (or until `force`), then
+    end the rest with an error; new connections are refused and new requests get 503."""
+    for mux in muxes:
+        await mux.stop_accepting()
+    for service in services:
+        service.start_drain()
+    grpc_stops = [asyncio.create_task(server.stop(timeout)) for server in grpc_servers]
+    busy = sum(s.in_flight for s in services)
+    log.info("shutting down: %d requests in flight, waiting at most %gs", busy, timeout)
+    idle = asyncio.ensure_future(asyncio.gather(*(s.wait_idle() for s in services)))
+    forced = asyncio.ensure_future(force.wait())
+    await asyncio.wait((idle, forced), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    forced.cancel()
+    if not idle.done():
+        ended = sum(s.abort_in_flight(abort_message(timeout)) for s in services)
+        log.warning("shutting down: ended %d unfinished requests with an error", ended)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ABORT_WRITE_TIMEOUT + CLOSE_GRACE):
+                await asyncio.shield(idle)
+    idle.cancel()
+    if force.is_set():
+        for server in grpc_servers:
+            await server.stop(None)
+    await asyncio.gather(*grpc_stops, return_exceptions=True)
 
 
 async def start_publisher(cfg: SimConfig, rank: int, clock: Clock) -> KVEventPublisher | None:
@@ -151,10 +208,16 @@ async def start_publisher(cfg: SimConfig, rank: int, clock: Clock) -> KVEventPub
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """A listening IPv4 socket; a failure is a one-line StartupError naming the flag."""
+    try:
+        socket.getaddrinfo(host or None, port, socket.AF_INET, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:  # not an IPv4 address or resolvable name
+        reason = e.strerror if isinstance(e, socket.gaierror) else str(e)
+        raise StartupError(f"--host: cannot listen on '{host}': {reason}") from None
     try:
         return socket.create_server((host, port), backlog=4096)
-    except OSError as e:
-        raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    except OSError as e:  # in use, or a privileged port
+        raise StartupError(f"--port: cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 def _mux(

@@ -4,6 +4,12 @@ Decisions come from the Engine; this module owns the waiting futures, the
 sleeps, the socket writes and the metrics calls. Every admitted request is
 released in a `finally`, so a failure after scheduling never leaks a worker,
 and every request gets either a response or an OpenAI-style error.
+
+Shutdown (driven by `server.serve`): `start_drain` refuses new completions with
+503; `wait_idle` waits for the ones in flight; `abort_in_flight` ends the rest:
+a request with nothing sent yet gets a 503 error body, a stream gets an SSE
+`data:` event holding the same error object followed by `data: [DONE]`, as
+vLLM ends a stream that fails.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ log = logging.getLogger(__name__)
 
 # Go strconv.ParseBool spellings of true (the header forces the reason only when true).
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+DRAINING_MESSAGE = "the server is shutting down and takes no new requests"
+# Time an aborted stream gets to write its error event to a slow reader.
+ABORT_WRITE_TIMEOUT = 1.0
 
 
 def error_response(e: LlmdError) -> web.Response:
@@ -64,9 +73,11 @@ class _Call:
     logprobs: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
-    """What is sent: text tokens or tool calls, the finish reason and the completion tokens."""
+    """What is sent: text tokens or tool calls, the finish reason and the completion tokens
+    (not frozen, though never changed: a frozen dataclass costs three times as much to
+    build, and one is built per request)."""
 
     tokens: list[str]
     calls: tuple[ToolCall, ...]
@@ -109,64 +120,89 @@ class CompletionService:
         # runs are reproducible) and a 48-bit counter; cheaper than one UUIDv5 per request.
         self._id_prefix = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{cfg.seed}-{port}"))[:24]
         self._base_headers = _pod_headers(cfg, port)
+        # reply headers of a JSON body: one shared dict unless a request adds X-Request-Id
+        self._json_headers = {**self._base_headers, "Content-Type": "application/json"}
+        # Config values read per request, as plain attributes (a pydantic model's attribute
+        # access goes through its __getattr__ hook).
+        self._failure_rate = cfg.failure_injection_rate
+        self._request_id_headers = cfg.enable_request_id_headers
+        self._display_model = cfg.display_model
         self._tool_limits = ToolLimits.from_config(cfg)
+        self.draining = False
+        self._inflight: set[asyncio.Task[object]] = set()
+        self._idle: asyncio.Future[None] | None = None  # created by wait_idle only
+        self._abort: LlmdError | None = None  # set when the drain ran out of time
+        # the queue gauges are read at scrape time, not pushed on every admit/start/release
+        metrics.read_queue_gauges(lambda: engine.num_running, lambda: engine.num_waiting)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        """POST /v1/chat/completions."""
-        return await self._serve(request, chat=True)
+        """POST /v1/chat/completions (the route calls `serve(request, chat=True)` directly)."""
+        return await self.serve(request, chat=True)
 
-    async def text(self, request: web.Request) -> web.StreamResponse:
-        """POST /v1/completions."""
-        return await self._serve(request, chat=False)
-
-    async def _serve(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+    async def serve(self, request: web.Request, chat: bool = False) -> web.StreamResponse:
+        """POST /v1/completions, or with `chat` POST /v1/chat/completions."""
+        if self.draining:
+            return error_response(LlmdError(503, DRAINING_MESSAGE))
+        task = request.task  # the task running this handler (asyncio.current_task costs more)
+        self._inflight.add(task)
         try:
-            work, call = self._prepare(await request.read(), request.headers, chat=chat)
-        except LlmdError as e:
-            return error_response(e)
-        return await self._run(request, work, call)
+            try:
+                work, call = self._prepare(await request.read(), request.headers, chat=chat)
+            except LlmdError as e:
+                return error_response(e)
+            return await self._run(request, work, call)
+        except asyncio.CancelledError:
+            if self._abort is None:
+                raise  # the client left
+            task.uncancel()  # aborted by the shutdown before anything was sent
+            return error_response(self._abort)
+        except web.HTTPException:
+            raise  # aiohttp's own replies (e.g. a body over the size limit)
+        except Exception:  # a bug: an OpenAI-style 500, never a traceback to the client
+            log.exception("unexpected error path=%s", request.path)
+            return error_response(LlmdError(500, "internal server error"))
+        finally:
+            self._inflight.discard(task)
+            if not self._inflight and self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
 
     def _prepare(self, raw: bytes, headers: Mapping[str, str], *, chat: bool) -> tuple[Work, _Call]:
         """Everything before queueing: parse, failure injection, model check, validation."""
         req = parse_body(ChatCompletionRequest if chat else TextCompletionRequest, raw)
         request_id = self._request_id(headers)
-        failure = pick_failure(
-            self.rng, self.cfg.failure_injection_rate, self.cfg.failure_types, self.cfg.model
-        )
-        if failure is not None:
-            raise failure
-        lora = self.engine.resolve_model(req.model)  # 404 unless served name or LoRA adapter
-        validate_request(req)
-        ids, strs = self.tokenizer.encode(req.prompt_text())
+        if self._failure_rate:  # at rate 0 nothing is drawn (pick_failure returns None)
+            failure = pick_failure(
+                self.rng, self._failure_rate, self.cfg.failure_types, self.cfg.model
+            )
+            if failure is not None:
+                raise failure
+        facts = req.facts()
+        lora = self.engine.resolve_model(facts.model)  # 404 unless served name or adapter
+        validate_request(req, facts)
+        ids, strs = self.tokenizer.encode(facts.prompt)
         force = headers.get("X-Cache-Threshold-Finish-Reason", "")
-        work = Work(
-            request_id=request_id,
-            prompt_ids=ids,
-            prompt_tokens=strs,
-            lora=lora,
-            max_tokens=req.effective_max_tokens,
-            ignore_eos=bool(req.ignore_eos),
-            remote_prefill=req.remote_prefill,
-            remote_decode=req.remote_decode,
-            cache_hit_threshold=req.cache_hit_threshold,
-            force_cache_threshold=force in _TRUE,
+        work = Work(  # positional, in field order (the hot path)
+            request_id,
+            ids,
+            strs,
+            lora,
+            facts.max_tokens,
+            facts.ignore_eos,
+            facts.remote_prefill,
+            facts.remote_decode,
+            facts.cache_hit_threshold,
+            force in _TRUE,
         )
         if isinstance(req, ChatCompletionRequest):
             work.dataset_keys = self.engine.text.chat_keys(req.messages)
         self.engine.check_context(work)
-        calls = () if work.force_cache_threshold else self._tool_calls(req, request_id)
-        reply_headers = dict(self._base_headers)
-        if self.cfg.enable_request_id_headers:
-            reply_headers["X-Request-Id"] = request_id
-        model = lora or self.cfg.display_model  # an adapter request reports the adapter
+        calls = () if not chat or work.force_cache_threshold else self._tool_calls(req, request_id)
+        reply_headers = self._json_headers
+        if self._request_id_headers:
+            reply_headers = {**reply_headers, "X-Request-Id": request_id}
+        model = lora or self._display_model  # an adapter request reports the adapter
         call = _Call(
-            chat,
-            bool(req.stream),
-            req.include_usage,
-            model,
-            reply_headers,
-            calls,
-            req.logprobs_count,
+            chat, facts.stream, facts.include_usage, model, reply_headers, calls, facts.logprobs
         )
         return work, call
 
@@ -190,7 +226,7 @@ class CompletionService:
         return self.tokenizer.encode(text)[1]
 
     def _request_id(self, headers: Mapping[str, str]) -> str:
-        if self.cfg.enable_request_id_headers:
+        if self._request_id_headers:
             given = headers.get("X-Request-Id", "")
             if given:
                 return given
@@ -198,14 +234,73 @@ class CompletionService:
         return f"{self._id_prefix}{self._counter & 0xFFFFFFFFFFFF:012x}"
 
     async def _run(self, request: web.Request, work: Work, call: _Call) -> web.StreamResponse:
+        """`admitted` written out (the hot path; an async context manager costs more)."""
+        engine = self.engine
+        admission = engine.admit(work, self.clock.now())
+        if admission is Admission.REJECTED:
+            return error_response(LlmdError(429, QUEUE_FULL_MESSAGE))
+        holds_worker = admission is Admission.STARTED
+        # a base-model request changes no pushed gauge when it is admitted or started
+        # (LoRA series: only adapter requests; KV usage: only with a cache)
+        pushed = work.lora is not None or engine.kv is not None
+        if pushed:
+            self._publish_gauges()
         try:
-            async with self.admitted(work) as plan:
+            if not holds_worker:
+                holds_worker = await self._wait_for_worker(work)
+            plan = engine.start(work, self.clock.now())
+            if pushed:
+                self._publish_gauges()
+            if call.tool_calls:
                 reply = Reply.of(plan, call.tool_calls)
-                if call.stream:
-                    return await self._stream(request, work, call, plan, reply)
-                return await self._respond(work, call, plan, reply)
+            else:
+                reply = Reply(plan.tokens, (), plan.finish_reason, len(plan.tokens))
+            if call.stream:
+                return await self._stream(request, work, call, plan, reply)
+            if plan.delays:
+                if plan.ttft > 0 or not engine.itl_zero:
+                    await self.wait_whole(plan, reply.completion_tokens)
+                else:  # nothing to wait for: the samples the waits would record, no clock
+                    self.metrics.observe_instant(plan.ttft, reply.completion_tokens)
+            return self._respond(work, call, plan, reply)
         except LlmdError as e:
             return error_response(e)
+        finally:
+            if holds_worker:
+                self._release(work)
+
+    # -- shutdown -------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Completion requests being handled (queued, running or streaming)."""
+        return len(self._inflight)
+
+    def start_drain(self) -> None:
+        """From now on a new completion request gets a 503 at once."""
+        self.draining = True
+
+    async def wait_idle(self) -> None:
+        """Until no completion request is in flight."""
+        if not self._inflight:
+            return
+        if self._idle is None or self._idle.done():
+            self._idle = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._idle)
+
+    def abort_in_flight(self, message: str) -> int:
+        """End every in-flight completion with a 503 `message` (error event for streams)."""
+        self._abort = LlmdError(503, message)
+        for task in self._inflight:
+            task.cancel()
+        return len(self._inflight)
+
+    async def _end_stream(self, resp: web.StreamResponse, error: LlmdError) -> None:
+        """The error as an SSE event, then `[DONE]`; bounded for a client that stops reading."""
+        event = b"data: " + error_json(error.status, error.message, error.param) + b"\n\n"
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            async with asyncio.timeout(ABORT_WRITE_TIMEOUT):
+                await resp.write(event + DONE)
 
     @contextlib.asynccontextmanager
     async def admitted(self, work: Work) -> AsyncIterator[Plan]:
@@ -261,11 +356,13 @@ class CompletionService:
         self._publish_gauges()
 
     def _publish_gauges(self) -> None:
-        self.metrics.set_running(self.engine.num_running)
-        self.metrics.set_waiting(self.engine.num_waiting)
-        self.metrics.publish_loras(self.engine.loras)
-        if self.engine.kv is not None:
-            self.metrics.set_kv_usage(self.engine.kv_usage)
+        """The gauges that are pushed: LoRA series (on change) and KV usage (with a cache)."""
+        engine = self.engine
+        loras = engine.scheduler.loras
+        if loras.version != self.metrics.lora_version:
+            self.metrics.publish_loras(loras)
+        if engine.kv is not None:
+            self.metrics.set_kv_usage(engine.kv_usage)
 
     def _usage(self, work: Work, plan: Plan, reply: Reply) -> Usage:
         cached = plan.cached_tokens if self.engine.kv is not None else None
@@ -289,12 +386,14 @@ class CompletionService:
         if completion_tokens > 1:
             self.metrics.observe_decode_time(self.clock.now() - start)
 
-    async def _respond(self, work: Work, call: _Call, plan: Plan, reply: Reply) -> web.Response:
-        await self.wait_whole(plan, reply.completion_tokens)
+    def _respond(self, work: Work, call: _Call, plan: Plan, reply: Reply) -> web.Response:
+        """The whole reply of a non-streamed request, once its waits are over; counted."""
         logprobs = None
         if call.logprobs is not None and reply.tokens:
             make = chat_logprobs if call.chat else text_logprobs
             logprobs = make(reply.tokens, call.logprobs)
+        completion = reply.completion_tokens
+        cached = plan.cached_tokens if self.engine.kv is not None else None
         body = completion_body(
             chat=call.chat,
             request_id=work.request_id,
@@ -302,12 +401,20 @@ class CompletionService:
             model=call.model,
             text="".join(reply.tokens),
             finish_reason=reply.finish_reason,
-            usage=self._usage(work, plan, reply),
+            usage=Usage(len(work.prompt_ids), completion, cached),
             tool_calls=reply.calls,
             logprobs=logprobs,
         )
-        self.record_success(work, reply)
-        return web.Response(body=body, content_type="application/json", headers=call.headers)
+        now = self.clock.now()  # record_success, written out (the hot path)
+        self.metrics.finish(
+            now - work.admitted_at,
+            now - work.started_at,
+            len(work.prompt_ids),
+            completion,
+            work.max_tokens,
+            reply.finish_reason,
+        )
+        return web.Response(body=body, headers=call.headers)  # Content-Type is in them
 
     def next_itl(self, remaining: int) -> float | None:
         """The next inter-token delay, observed; None once the rest are all zero (and observed)."""
@@ -341,7 +448,16 @@ class CompletionService:
             if call.include_usage:
                 await resp.write(writer.usage(self._usage(work, plan, reply)))
             await resp.write(DONE)
-        except (ConnectionError, asyncio.CancelledError):
+        except asyncio.CancelledError:
+            if self._abort is None:
+                log.debug("client left the stream request_id=%s", work.request_id)
+                raise
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # aborted by the shutdown: end the stream with the error
+            await self._end_stream(resp, self._abort)
+            return resp
+        except ConnectionError:
             log.debug("client left the stream request_id=%s", work.request_id)
             raise
         self.record_success(work, reply)
@@ -390,10 +506,13 @@ class CompletionService:
 
     def record_success(self, work: Work, reply: Reply) -> None:
         now = self.clock.now()
-        self.metrics.observe_e2e(now - work.admitted_at)
-        self.metrics.observe_inference_time(now - work.started_at)
-        self.metrics.record_success(
-            len(work.prompt_ids), reply.completion_tokens, work.max_tokens, reply.finish_reason
+        self.metrics.finish(
+            now - work.admitted_at,
+            now - work.started_at,
+            len(work.prompt_ids),
+            reply.completion_tokens,
+            work.max_tokens,
+            reply.finish_reason,
         )
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 import random
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
+from pyllmd.core.errors import ConfigError
 from pyllmd.core.tokenize import Tokenizer
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.dataset import ChatMessage, Dataset, chat_key, fit, prompt_key
@@ -45,6 +47,17 @@ _NORMAL_SD = 20.0
 _MAX_RESAMPLES = 100
 
 
+def randbelow(rng: random.Random, n: int) -> int:
+    """`rng.randrange(n)` for n >= 1: the same draws (CPython's rejection sampling
+    on `getrandbits`), hence the same seeded stream, in one Python call instead of
+    two (three for `randint`); it runs once or twice per request."""
+    k = n.bit_length()
+    r = rng.getrandbits(k)
+    while r >= n:
+        r = rng.getrandbits(k)
+    return r
+
+
 def _bucket_bounds(index: int, max_tokens: int) -> tuple[int, int]:
     """Inclusive [start, end] of histogram bucket `index` (0..4) for `max_tokens` > 6."""
     if max_tokens <= 101:
@@ -65,13 +78,13 @@ def histogram_length(rng: random.Random, max_tokens: int) -> int:
     if max_tokens <= 1:
         return max_tokens
     if max_tokens <= 6:
-        return rng.randint(1, max_tokens)
+        return 1 + randbelow(rng, max_tokens)  # rng.randint(1, max_tokens)
     r = rng.random()
     if r > _LAST_BUCKET_FROM:
         return max_tokens
-    index = next(i for i, c in enumerate(_CUMULATIVE) if r <= c)
+    index = bisect_left(_CUMULATIVE, r)  # the first bucket whose cumulative share is >= r
     start, end = _bucket_bounds(index, max_tokens)
-    return rng.randint(start, end)
+    return start + randbelow(rng, end - start + 1)  # rng.randint(start, end)
 
 
 def _normal_length(rng: random.Random, limit: int) -> int:
@@ -126,7 +139,12 @@ class RandomText:
         """The pool, plus the `--dataset-path` file in random mode (ConfigError if unusable)."""
         if cfg.mode == "echo" or not cfg.dataset_path:
             return cls(tokenizer)
-        store = DatasetStore.open(cfg.dataset_path, cfg.dataset_table_name, cfg.dataset_in_memory)
+        try:
+            store = DatasetStore.open(
+                cfg.dataset_path, cfg.dataset_table_name, cfg.dataset_in_memory
+            )
+        except ConfigError as e:  # upstream's text, naming the flag
+            raise ConfigError(f"--dataset-path: {e}") from None
         return cls(tokenizer, Dataset(store))
 
     def chat_keys(self, messages: Iterable[ChatMessage] | None) -> tuple[bytes, ...]:
@@ -176,7 +194,7 @@ class RandomText:
         """
         out: list[str] = []
         while len(out) < n:
-            sentence = self._sentences[rng.randrange(len(self._sentences))]
+            sentence = self._sentences[randbelow(rng, len(self._sentences))]
             if out:
                 out[-1] += " "  # sentences are separated by one space, as in upstream
             out.extend(sentence[: n - len(out)])

@@ -59,11 +59,15 @@ def context_from_files(certfile: str, keyfile: str) -> ssl.SSLContext:
         ctx = _context()
         ctx.load_cert_chain(certfile, keyfile)
     except OSError as e:
-        raise TLSSetupError(f"cannot read {e.filename or certfile}: {e.strerror or e}") from None
+        flag = "--ssl-keyfile" if e.filename == keyfile != certfile else "--ssl-certfile"
+        raise TLSSetupError(
+            f"{flag}: cannot read {e.filename or certfile}: {e.strerror or e}"
+        ) from None
     except (ValueError, TypeError, UnsupportedAlgorithm, ssl.SSLError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise TLSSetupError(
-            f"invalid TLS certificate {certfile} or key {keyfile}: {reason}"
+            f"--ssl-certfile, --ssl-keyfile: invalid TLS certificate {certfile} or key "
+            f"{keyfile}: {reason}"
         ) from None
     return ctx
 

@@ -108,3 +108,22 @@ def test_report_without_low_load_has_no_figure_c() -> None:
     r = _results_with_low_load()
     r.low_load = None
     assert "(c)" not in report.render(r)
+
+
+def test_figure_a_reports_the_median_of_alternating_runs_with_the_spread() -> None:
+    pairs = [
+        (Throughput(5000, 0, 1.0), Throughput(10000, 0, 1.0)),  # 0.50
+        (Throughput(6000, 0, 1.0), Throughput(10000, 0, 1.0)),  # 0.60
+        (Throughput(4500, 0, 1.0), Throughput(10000, 0, 1.0)),  # 0.45
+        (Throughput(5500, 0, 1.0), Throughput(10000, 0, 1.0)),  # 0.55
+        (Throughput(7000, 0, 1.0), Throughput(10000, 0, 1.0)),  # 0.70
+    ]
+    sim, base = report.median_pair(pairs)
+    assert report.rps_ratio(sim, base) == 0.55
+    assert report.median_pair(pairs[:2])[0].rps == 5000  # the lower of two
+    r = _results_with_low_load()
+    r.sim_rps, r.base_rps, r.rps_runs = sim, base, pairs
+    text = report.render(r)
+    assert "| 0.55 (median of 5 alternating runs; ratios 0.45–0.70) | ≥ 0.5 |" in text
+    r.rps_runs = pairs[:1]
+    assert "median of" not in report.render(r)

@@ -210,17 +210,17 @@ RULES = [
     (
         ["--max-tool-call-integer-param", "1", "--min-tool-call-integer-param", "2"],
         "--max-tool-call-integer-param: MaxToolCallIntegerParam cannot be less than "
-        "MinToolCallIntegerParam",
+        "MinToolCallIntegerParam (--min-tool-call-integer-param)",
     ),
     (
         ["--max-tool-call-number-param", "1.5", "--min-tool-call-number-param", "2"],
         "--max-tool-call-number-param: MaxToolCallNumberParam cannot be less than "
-        "MinToolCallNumberParam",
+        "MinToolCallNumberParam (--min-tool-call-number-param)",
     ),
     (
         ["--max-tool-call-array-param-length", "1", "--min-tool-call-array-param-length", "2"],
         "--max-tool-call-array-param-length: MaxToolCallArrayParamLength cannot be less than "
-        "MinToolCallArrayParamLength",
+        "MinToolCallArrayParamLength (--min-tool-call-array-param-length)",
     ),
     (
         ["--min-tool-call-array-param-length", "-1"],
@@ -618,7 +618,9 @@ def test_yaml_null_resets_to_zero_value(tmp_path: Path) -> None:
     ],
 )
 def test_yaml_errors(tmp_path: Path, text: str, message: str) -> None:
-    assert error("--config", yaml_file(tmp_path, text)).startswith(message)
+    # errors of the file as a whole name the flag; a key's JSON value names the key
+    expected = message if message.startswith("lora-modules") else f"--config: {message}"
+    assert error("--config", yaml_file(tmp_path, text)).startswith(expected)
 
 
 def test_yaml_strings_keep_their_source_text(tmp_path: Path) -> None:
@@ -630,7 +632,7 @@ def test_yaml_strings_keep_their_source_text(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     missing = tmp_path / "none.yaml"
     assert error("--config", str(missing)) == (
-        f"failed to read configuration file: open {missing}: no such file or directory"
+        f"--config: failed to read configuration file: open {missing}: no such file or directory"
     )
 
 

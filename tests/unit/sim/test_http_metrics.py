@@ -31,6 +31,25 @@ async def test_sim_acc_35_metrics_at_start(start_sim: SimFactory) -> None:
     assert 'vllm:num_requests_running{model_name="m"} 0\n' in text
 
 
+async def test_fresh_metrics_have_every_success_series_at_zero(start_sim: SimFactory) -> None:
+    """A scraper sees `request_success_total` at 0 before the first request, so the
+    first requests of a fresh pod count in `increase()`."""
+    sim = await start_sim("--served-model-name", "alias", "other", "--mode", "echo")
+    text = await sim.metrics()
+    for reason in ("stop", "length", "tool_calls", "remote_decode", "cache_threshold"):
+        got = metric_value(
+            text, "vllm:request_success_total", finish_reason=reason, model_name="alias"
+        )
+        assert got == 0, reason
+    assert 'model_name="other"' not in text
+    await sim.client.completions.create(model="other", prompt="hi")
+    text = await sim.metrics()
+    assert (
+        metric_value(text, "vllm:request_success_total", finish_reason="stop", model_name="alias")
+        == 1
+    )
+
+
 async def test_sim_acc_36_fake_gauges_ignore_traffic(start_sim: SimFactory) -> None:
     fake = {"running-requests": 10, "waiting-requests": 30, "kv-cache-usage": 0.4}
     sim = await start_sim("--fake-metrics", json.dumps(fake))
@@ -79,10 +98,9 @@ async def test_injected_failures_are_not_counted(start_sim: SimFactory) -> None:
         statuses.add(r.status)
     assert statuses == {400, 401, 404, 429, 503}
     text = await sim.metrics()
-    assert (
-        metric_value(text, "vllm:request_success_total", finish_reason="stop", model_name="m")
-        is None
-    )
+    for reason in ("stop", "length"):
+        got = metric_value(text, "vllm:request_success_total", finish_reason=reason, model_name="m")
+        assert got == 0, reason
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -18,6 +18,7 @@ from pyllmd.sim.metrics import (
     estimate_token_total,
     metric_specs,
 )
+from pyllmd.sim.responses import FINISH_REASONS
 
 START = 1_700_000_000.75
 GOLDEN = Path(__file__).parent / "goldens" / "metrics_start.txt"
@@ -64,15 +65,40 @@ def test_render_keeps_vllm_colon_names_in_classic_format() -> None:
     assert SimMetrics.CONTENT_TYPE == CONTENT_TYPE
 
 
-def test_start_has_gauges_at_zero_and_no_counter_or_histogram_series() -> None:
+def test_start_has_gauges_at_zero_and_no_token_counter_or_histogram_series() -> None:
     m = make()
     assert value(m, "vllm:num_requests_running", model_name="m") == 0
     assert value(m, "vllm:num_requests_waiting", model_name="m") == 0
     assert value(m, "vllm:kv_cache_usage_perc", model_name="m") == 0
     text = m.render().decode()
-    assert "vllm:request_success_total" not in text
     assert "vllm:time_to_first_token_seconds" not in text
     assert "vllm:prompt_tokens_total" not in text
+
+
+def test_success_counter_has_every_finish_reason_at_zero_from_start() -> None:
+    m = SimMetrics(SimConfig(model="base", **{"served-model-name": ("a", "b")}), lambda: START)
+    series = {
+        dict(labels)["finish_reason"]: v
+        for (name, labels), v in samples(m).items()
+        if name == "vllm:request_success_total"
+    }
+    assert series == dict.fromkeys(FINISH_REASONS, 0.0)
+    assert set(FINISH_REASONS) == {
+        "stop",
+        "length",
+        "tool_calls",
+        "remote_decode",
+        "cache_threshold",
+    }
+    m.record_success(1, 1, None, "stop")
+    assert value(m, "vllm:request_success_total", finish_reason="stop", model_name="a") == 1
+    assert value(m, "vllm:request_success_total", finish_reason="length", model_name="a") == 0
+
+
+def test_fake_metrics_without_success_totals_keep_the_zero_series() -> None:
+    m = make({"running-requests": 3})
+    for reason in FINISH_REASONS:
+        assert value(m, "vllm:request_success_total", finish_reason=reason, model_name="m") == 0
 
 
 def test_model_name_label_is_first_served_name() -> None:

@@ -14,6 +14,7 @@ from pyllmd.sim.textgen import (
     completion_length,
     echo_tokens,
     histogram_length,
+    randbelow,
 )
 
 TOK = SimpleTokenizer()
@@ -135,3 +136,11 @@ def test_sim_acc_14_echo_length_without_truncation() -> None:
     assert "".join(tokens) == "Hello, world!"
     assert finish == "length"
     assert echo_tokens(strs, 4) == (strs, "length")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 11, 60, 100, 1023, 1024, 2**31 + 5])
+def test_randbelow_draws_the_same_stream_as_randrange(n: int) -> None:
+    """Seeded runs keep their texts: the shortcut is randrange's own algorithm."""
+    ours, stdlib = random.Random(n), random.Random(n)
+    assert [randbelow(ours, n) for _ in range(500)] == [stdlib.randrange(n) for _ in range(500)]
+    assert ours.random() == stdlib.random()
