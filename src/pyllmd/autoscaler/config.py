@@ -133,7 +133,7 @@ class ControllerConfig(BaseModel):
         text = self.zap_log_level.lower()
         if not text:
             return -self.log_verbosity
-        if text.lstrip("-").isdigit():
+        if text.isascii() and text.lstrip("-").isdigit():
             return int(text) if text in ("-1", "0", "2") else -int(text)
         return named.get(text, 0)
 
@@ -221,7 +221,7 @@ def _check_zap(flags: ParsedFlags) -> None:
             continue
         ok = value.lower() in choices
         if name == "zap-log-level" and not ok:
-            ok = value.isdigit() and int(value) > 0
+            ok = value.isascii() and value.isdigit() and int(value) > 0
         if not ok:
             raise ConfigError(
                 f"invalid argument {quote_go(value)} for {quote_go('--' + name)} flag: "

@@ -68,7 +68,9 @@ def metrics_port(service: Mapping[str, Any]) -> int | None:
         if "metric" not in str(port.get("name") or ""):
             continue
         target = port.get("targetPort")
-        if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
+        if isinstance(target, int) or (
+            isinstance(target, str) and target.isascii() and target.isdigit()
+        ):
             return int(target)
         return int(port["port"]) if port.get("port") is not None else None
     return None

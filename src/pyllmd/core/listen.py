@@ -1,10 +1,11 @@
-"""Listening-address checks for the command lines: host syntax, and a trial bind at start-up.
+"""Listening addresses: host syntax, a trial bind at start-up, and free loopback ports.
 
 Servers are started by libraries (grpc, aiohttp) whose bind failures are not
 one clear line naming the flag: grpc also writes its own log line to stderr,
 and aiohttp's message names neither the flag nor the cause plainly. A trial
 bind just before the real one turns the common failures (port in use, address
 not on this host, unresolvable host) into one line that names the flag.
+The local stack and the tests place their children on free loopback ports.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import ipaddress
 import re
 import socket
 
-__all__ = ["bind_error", "host_error"]
+__all__ = ["LOOPBACK", "bind_error", "free_port", "host_error"]
+
+LOOPBACK = "127.0.0.1"
+"""Where local children (pods, Prometheus, Envoy, the EPP) listen: never beyond this host."""
 
 _HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -66,3 +70,10 @@ def bind_error(
                 return f"{host_flag}: cannot listen on {shown}: {reason}"
             return f"{port_flag}: cannot listen on {shown}: {reason}"
     return None
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port free on `host` right now (the OS picks it; a child binds it next)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

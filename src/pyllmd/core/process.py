@@ -5,6 +5,8 @@
   parent (`PR_SET_PDEATHSIG`), its output appended to a file; every live child is
   remembered so that `kill_all` can end them at once (a second Ctrl-C).
 * `terminate` stops one: SIGTERM, then SIGKILL after a grace period.
+* `spawn_ready` starts a child and waits until an HTTP probe of it answers 200
+  (`http_ready`), so every "start it, poll until it serves" is written once.
 * `Supervisor` keeps one child running: when it exits unexpectedly the death is
   logged with its exit status and last output lines, and the child is started
   again after a back-off (`Backoff`, a pure function of the failure history).
@@ -19,10 +21,13 @@ import logging
 import os
 import resource
 import signal
+import ssl as ssl_
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,55 @@ async def spawn(
         )
     _live.add(proc)
     return proc
+
+
+async def http_ready(
+    process: Process,
+    url: str,
+    timeout: float,
+    *,
+    interval: float = 0.05,
+    ssl: ssl_.SSLContext | None = None,
+    session: aiohttp.ClientSession | None = None,
+) -> bool:
+    """Poll `url` until it answers 200 (True), or `process` exits or `timeout` seconds
+    pass (False). Each probe may take up to 1 s; `session` is reused when given."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with contextlib.AsyncExitStack() as stack:
+        if session is None:
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
+            )
+        while loop.time() < deadline and process.returncode is None:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url, ssl=ssl if ssl is not None else True) as r:
+                    if r.status == 200:
+                        return True
+            await asyncio.sleep(interval)
+    return False
+
+
+async def spawn_ready(
+    argv: Sequence[str],
+    output: Path | None,
+    url: str,
+    timeout: float,
+    failure: Callable[[], str],
+    *,
+    interval: float = 0.05,
+    ssl: ssl_.SSLContext | None = None,
+) -> Process:
+    """`spawn` then `http_ready`; a child that does not become ready is terminated and
+    `RuntimeError(failure())` raised (the caller words it: which child, which log)."""
+    process = await spawn(argv, output)
+    try:
+        if not await http_ready(process, url, timeout, interval=interval, ssl=ssl):
+            raise RuntimeError(failure())
+    except BaseException:
+        await terminate(process, grace=2.0)
+        raise
+    return process
 
 
 def live_children() -> list[Process]:

@@ -329,7 +329,12 @@ def parse_static_endpoints(text: str) -> tuple[StaticEndpoint, ...]:
             host = host[1:-1]
         elif ":" in host:
             raise bad
-        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if (
+            not sep
+            or not host
+            or not (port_text.isascii() and port_text.isdigit())
+            or not 0 < int(port_text) < 65536
+        ):
             raise bad
         labels: dict[str, str] = {}
         for part in label_parts:

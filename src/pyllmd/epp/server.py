@@ -81,7 +81,7 @@ def subset_filter(endpoints: Sequence[Endpoint], hint: Sequence[str]) -> list[En
             host, port = entry.split(":")
         else:
             host, port = entry, ""
-        wanted.add((host, int(port) if port.isdigit() else None))
+        wanted.add((host, int(port) if port.isascii() and port.isdigit() else None))
     return [e for e in endpoints if (e.address, e.port) in wanted or (e.address, None) in wanted]
 
 

@@ -11,8 +11,6 @@ The process is supervised: if it dies, it is started again after a back-off.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import shutil
 import subprocess
 import sys
@@ -20,12 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 
-from pyllmd.core.process import Process, Supervisor, spawn, terminate
+from pyllmd.core.listen import LOOPBACK
+from pyllmd.core.process import Process, Supervisor, spawn_ready
 
-LOOPBACK = "127.0.0.1"
 DESTINATION_HEADER = "x-gateway-destination-endpoint"
 EXT_PROC_CLUSTER = "ext_proc"
 UPSTREAM_CLUSTER = "original_destination_cluster"
@@ -257,28 +254,13 @@ class EnvoyProcess:
     async def _launch(self) -> Process:
         argv = [envoy_binary(), "-c", str(self.directory / "envoy.yaml"),
                 "--use-dynamic-base-id", "--log-level", self.log_level]  # fmt: skip
-        process = await spawn(argv, self.log_file)
-        try:
-            await self._wait_ready(process, self.ready_timeout)
-        except BaseException:
-            await terminate(process, grace=2.0)
-            raise
-        return process
-
-    async def _wait_ready(self, process: Process, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        url = f"http://{LOOPBACK}:{self.admin_port}/ready"
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
-            while loop.time() < deadline:
-                if process.returncode is not None:
-                    break
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with http.get(url) as r:
-                        if r.status == 200:
-                            return
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"envoy did not become ready (see {self.log_file})")
+        return await spawn_ready(
+            argv,
+            self.log_file,
+            f"http://{LOOPBACK}:{self.admin_port}/ready",
+            self.ready_timeout,
+            lambda: f"envoy did not become ready (see {self.log_file})",
+        )
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop supervising, then terminate (then kill) Envoy."""

@@ -22,13 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from pyllmd.autoscaler.local import free_port
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.process import Process, Supervisor, spawn, terminate
+from pyllmd.core.listen import LOOPBACK, free_port
+from pyllmd.core.process import Process, Supervisor, spawn_ready
 from pyllmd.epp.config import DEFAULT_CONFIG
-from pyllmd.stack.envoy import LOOPBACK, EnvoyProcess, envoy_bootstrap
+from pyllmd.stack.envoy import EnvoyProcess, envoy_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -153,28 +151,17 @@ class EnvoyEppGateway:
         log.info("envoy+epp gateway up url=%s epp_metrics=%s", self.url, self.metrics_url)
 
     async def _launch_epp(self) -> Process:
-        process = await spawn(self.epp_argv(), self.epp_log)
-        try:
-            await self._wait_epp(process, self.ready_timeout)
-        except BaseException:
-            await terminate(process, grace=2.0)
-            raise
-        return process
+        return await spawn_ready(
+            self.epp_argv(),
+            self.epp_log,
+            self.metrics_url,
+            self.ready_timeout,
+            self._epp_failure,
+        )
 
-    async def _wait_epp(self, process: Process, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
-            while loop.time() < deadline:
-                if process.returncode is not None:
-                    break
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with http.get(self.metrics_url) as r:
-                        if r.status == 200:
-                            return
-                await asyncio.sleep(0.05)
+    def _epp_failure(self) -> str:
         tail = self.epp_log.read_text(errors="replace").strip().splitlines()[-1:]
-        raise RuntimeError(f"pyllmd epp did not start (see {self.epp_log}): {' '.join(tail)}")
+        return f"pyllmd epp did not start (see {self.epp_log}): {' '.join(tail)}"
 
     async def stop(self) -> None:
         """Stop the publisher, Envoy and the EPP."""

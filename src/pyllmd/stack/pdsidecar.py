@@ -319,7 +319,7 @@ async def _relay(
         if key.lower() not in HOP_HEADERS:
             resp.headers.add(key, value)
     length = up.headers.get("Content-Length")
-    if length is not None and length.isdigit():
+    if length is not None and length.isascii() and length.isdigit():
         resp.content_length = int(length)
     await resp.prepare(request)
     if head:

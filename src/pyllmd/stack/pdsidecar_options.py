@@ -91,7 +91,7 @@ def _go_flag_style(argv: Sequence[str]) -> list[str]:
 
 def _port(flag: str, value: object) -> int:
     text = str(value)
-    if not text.isdigit() or not 0 < int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= 65535:
         raise ConfigError(f"--{flag}: invalid port {text!r}")
     return int(text)
 
@@ -101,7 +101,7 @@ def _bootstrap_port(env: Mapping[str, str]) -> int:
     text = env.get("SGLANG_BOOTSTRAP_PORT", "")
     if not text:
         return SGLANG_BOOTSTRAP_PORT
-    if not text.isdigit() or not 0 < int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= 65535:
         raise ConfigError(f"SGLANG_BOOTSTRAP_PORT: invalid port {text!r}")
     return int(text)
 

@@ -10,8 +10,6 @@ The process is supervised: if it dies, the death is logged and it is started aga
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import shutil
 import ssl
@@ -19,13 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import yaml
 
-from pyllmd.core.process import Process, Supervisor, spawn, terminate
+from pyllmd.core.listen import LOOPBACK
+from pyllmd.core.process import Process, Supervisor, spawn_ready
 from pyllmd.core.tls import write_self_signed
-
-LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,7 @@ class PrometheusProcess:
         await self.supervisor.start()
 
     async def _launch(self) -> Process:
-        process = await spawn(
+        return await spawn_ready(
             [
                 prometheus_binary(),
                 f"--config.file={self.directory / 'prometheus.yml'}",
@@ -124,28 +120,12 @@ class PrometheusProcess:
                 "--web.enable-lifecycle",
             ],
             self.log_file,
+            self.url + "/-/ready",
+            self.ready_timeout,
+            lambda: f"prometheus did not become ready (see {self.log_file})",
+            interval=0.1,
+            ssl=ssl.create_default_context(cafile=str(self.tls.cert)),
         )
-        try:
-            await self._wait_ready(process, self.ready_timeout)
-        except BaseException:
-            await terminate(process, grace=2.0)
-            raise
-        return process
-
-    async def _wait_ready(self, process: Process, timeout: float) -> None:
-        ctx = ssl.create_default_context(cafile=str(self.tls.cert))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
-            while loop.time() < deadline:
-                if process.returncode is not None:
-                    break
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with http.get(self.url + "/-/ready", ssl=ctx) as r:
-                        if r.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"prometheus did not become ready (see {self.log_file})")
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop supervising, then terminate (then kill) the process."""

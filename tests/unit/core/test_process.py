@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pyllmd.core.listen import LOOPBACK, free_port
 from pyllmd.core.process import (
     Backoff,
     Process,
@@ -22,6 +23,7 @@ from pyllmd.core.process import (
     kill_all,
     live_children,
     spawn,
+    spawn_ready,
     tail_lines,
     terminate,
 )
@@ -67,6 +69,28 @@ async def test_spawned_children_have_their_own_session_and_output_file(tmp_path:
         await terminate(sleeper, grace=1.0)
     assert sleeper.returncode == -signal.SIGTERM
     assert sleeper not in live_children()
+
+
+async def test_spawn_ready_returns_a_child_once_it_serves(tmp_path: Path) -> None:
+    port = free_port()
+    server = [sys.executable, "-m", "http.server", "--bind", LOOPBACK, str(port)]
+    proc = await spawn_ready(
+        server, tmp_path / "http.log", f"http://{LOOPBACK}:{port}/", 30.0, lambda: "not ready"
+    )
+    try:
+        assert proc.returncode is None
+        assert proc in live_children()
+    finally:
+        await terminate(proc, grace=1.0)
+
+
+async def test_spawn_ready_names_a_child_that_exits_before_serving(tmp_path: Path) -> None:
+    out = tmp_path / "bad.log"
+    crash = [sys.executable, "-c", "import sys; print('bad config'); sys.exit(3)"]
+    url = f"http://{LOOPBACK}:{free_port()}/"
+    with pytest.raises(RuntimeError, match=r"^child failed: bad config$"):
+        await spawn_ready(crash, out, url, 30.0, lambda: "child failed: " + tail_lines(out)[-1])
+    assert not live_children()
 
 
 async def test_kill_all_kills_every_live_child() -> None:
