@@ -36,6 +36,8 @@ FORBIDDEN_LIBRARIES = (
 FORBIDDEN_MODULES = (
     "pyllmd.sim.api",
     "pyllmd.sim.config",
+    "pyllmd.sim.config_docs",
+    "pyllmd.sim.config_help",
     "pyllmd.sim.config_rules",
     "pyllmd.sim.config_yaml",
     "pyllmd.sim.dataset.download",

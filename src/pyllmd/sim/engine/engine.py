@@ -79,7 +79,7 @@ class Work:
     remote_decode: bool = False
     cache_hit_threshold: float | None = None
     force_cache_threshold: bool = False
-    dataset_keys: tuple[bytes, ...] = ()  # chat: tried before the prompt-id key (dataset.py)
+    dataset_keys: tuple[bytes, ...] = ()  # chat: tried before the prompt-id key (dataset.lookup)
     admitted_at: float = 0.0
     started_at: float = 0.0
     in_kv_cache: bool = False
