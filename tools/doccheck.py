@@ -369,7 +369,7 @@ def _parse_pd_sidecar(argv: Sequence[str], env: Mapping[str, str]) -> None:
 def _parse_dataset(argv: Sequence[str], env: Mapping[str, str]) -> None:
     # The flags only: the input file and the model's tokenizer are the user's.
     from pyllmd.core.flags import parse_flags
-    from pyllmd.sim.dataset_tool import PROG, TOOL_FLAGS, options
+    from pyllmd.sim.dataset.tool import PROG, TOOL_FLAGS, options
 
     options(parse_flags(list(argv), TOOL_FLAGS, prog=PROG).effective(TOOL_FLAGS))
 
@@ -500,7 +500,7 @@ FLAG_PAGES: dict[str, tuple[str, str, str]] = {
         "docs/user-guide/admin/epp-pd.md",
     ),
     "dataset": (
-        "pyllmd.sim.dataset_tool",
+        "pyllmd.sim.dataset.tool",
         "TOOL_FLAGS",
         "docs/user-guide/admin/datasets-and-tokenizers.md",
     ),

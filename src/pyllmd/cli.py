@@ -103,8 +103,8 @@ def _sim(args: Sequence[str], prog: str) -> int:
     for warning in loaded.warnings:
         log.warning("%s", warning)
     log.info("configuration %s", config_to_json(cfg))
-    from pyllmd.sim.dataset_store import ensure_dataset_file
-    from pyllmd.sim.server import StartupError, run
+    from pyllmd.sim.dataset.download import ensure_dataset_file
+    from pyllmd.sim.run import StartupError, run
 
     try:
         if cfg.mode != "echo":
@@ -259,7 +259,7 @@ def pd_sidecar_main(argv: Sequence[str]) -> int:
 
 def dataset_main(argv: Sequence[str]) -> int:
     """Entry point of `pyllmd dataset` (upstream's dataset-tool, local input)."""
-    from pyllmd.sim.dataset_tool import main as tool_main
+    from pyllmd.sim.dataset.tool import main as tool_main
 
     return tool_main(list(argv))
 

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import seconds_to_ns
-from pyllmd.sim.failures import FAILURE_TYPES
-from pyllmd.sim.responses import FINISH_REASONS
+from pyllmd.sim.engine.vocab import FAILURE_TYPES, FINISH_REASONS
 
 if TYPE_CHECKING:
     from pyllmd.sim.config import FakeMetrics, SimConfig

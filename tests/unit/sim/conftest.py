@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestServer
 from pyllmd.core.clock import Clock, RealClock, SteppingClock
 from pyllmd.core.tokenize import SimpleTokenizer
 from pyllmd.sim.config import SimConfig, load_config
-from pyllmd.sim.kvcache import EventSink
-from pyllmd.sim.server import RUNNER_OPTIONS, build_app
+from pyllmd.sim.engine.kvcache import EventSink
+from pyllmd.sim.run import RUNNER_OPTIONS, build_app
 
 
 @dataclass

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyllmd.core.tokenize import SimpleTokenizer, Tokenizer
-from pyllmd.sim.dataset import prompt_key
-from pyllmd.sim.dataset_store import create_table_sql, quote_ident
-from pyllmd.sim.dataset_tool import main as tool_main
+from pyllmd.sim.dataset.lookup import prompt_key
+from pyllmd.sim.dataset.store import create_table_sql, quote_ident
+from pyllmd.sim.dataset.tool import main as tool_main
 
 SHAREGPT = [
     {

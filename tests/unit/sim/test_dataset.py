@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from pyllmd.sim.dataset import (
+from pyllmd.sim.dataset.lookup import (
     DatasetError,
     content_text,
     decode_gen_tokens,

@@ -11,7 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from pyllmd.core.errors import ConfigError
-from pyllmd.sim.dataset_store import DatasetStore, download_dataset
+from pyllmd.sim.dataset.download import download_dataset
+from pyllmd.sim.dataset.store import DatasetStore
 
 from .conftest import SimFactory
 from .dataset_helpers import make_db, text_key, words

@@ -11,9 +11,9 @@ import pytest
 
 from pyllmd.cli import main as cli_main
 from pyllmd.core.tokenize import SimpleTokenizer
-from pyllmd.sim.dataset import prompt_key, render_chat
-from pyllmd.sim.dataset_store import DatasetStore
-from pyllmd.sim.dataset_tool import conversation, parse_source, prompt_pairs
+from pyllmd.sim.dataset.lookup import prompt_key, render_chat
+from pyllmd.sim.dataset.store import DatasetStore
+from pyllmd.sim.dataset.tool import conversation, parse_source, prompt_pairs
 
 from .dataset_helpers import SHAREGPT, build_with_tool
 

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from pyllmd.core.errors import error_body
-from pyllmd.sim.failures import FAILURE_TYPES, failure_error, pick_failure
+from pyllmd.sim.engine.failures import failure_error, pick_failure
+from pyllmd.sim.engine.vocab import FAILURE_TYPES
 
 
 def test_failure_types_are_the_six_upstream_names() -> None:

@@ -27,8 +27,8 @@ from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, klog_flags
 from pyllmd.core.tokenize import SimpleTokenizer
 from pyllmd.sim.config import FakeMetrics, load_config, sim_flag_specs
-from pyllmd.sim.dataset_tool import TOOL_FLAGS
-from pyllmd.sim.server import build_app
+from pyllmd.sim.dataset.tool import TOOL_FLAGS
+from pyllmd.sim.run import build_app
 
 SIM_FLAGS = sim_flag_specs()
 KLOG = frozenset(s.name for s in klog_flags())

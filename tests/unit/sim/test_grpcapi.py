@@ -11,10 +11,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from pyllmd.core.clock import RealClock
 from pyllmd.core.tokenize import fnv1a_32
-from pyllmd.sim.grpcapi import grpc_code, serve_grpc
 from pyllmd.sim.grpcgen import vllm_engine_pb2 as pb
 from pyllmd.sim.grpcgen import vllm_engine_pb2_grpc as pb_grpc
-from pyllmd.sim.server import SERVICE
+from pyllmd.sim.run import SERVICE
+from pyllmd.sim.server.grpcapi import grpc_code, serve_grpc
 from tests.unit.sim.conftest import Sim, SimFactory, metric_value
 
 HELLO = ["Hello", ", ", "world", "!"]

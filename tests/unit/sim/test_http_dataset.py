@@ -7,7 +7,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from pyllmd.sim.dataset import render_chat
+from pyllmd.sim.dataset.lookup import render_chat
 
 from .conftest import SimFactory
 from .dataset_helpers import build_with_tool, make_db, text_key, words

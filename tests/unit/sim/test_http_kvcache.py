@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from pyllmd.sim.kvcache import BlockRemoved, BlockStored, ListSink
+from pyllmd.sim.engine.kvcache import BlockRemoved, BlockStored, ListSink
 
 from .conftest import SimFactory, metric_value
 

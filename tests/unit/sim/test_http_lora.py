@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from pyllmd.core.clock import VirtualClock
-from pyllmd.sim.kvcache import BlockStored, ListSink
+from pyllmd.sim.engine.kvcache import BlockStored, ListSink
 
 from .conftest import Sim, SimFactory, metric_value
 

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from pyllmd.core.clock import VirtualClock
-from pyllmd.sim.kvcache import AllBlocksCleared, BlockStored, ListSink
+from pyllmd.sim.engine.kvcache import AllBlocksCleared, BlockStored, ListSink
 
 from .conftest import Sim, SimFactory, metric_value
 

@@ -14,7 +14,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageToolCall
 
 from pyllmd.core.clock import SteppingClock
-from pyllmd.sim.tools import STRING_VALUES
+from pyllmd.sim.engine.toolcalls import STRING_VALUES
 
 from .conftest import SimFactory, metric_value, serve_in_thread
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pyllmd.core.prefix import block_keys
-from pyllmd.sim.kvcache import (
+from pyllmd.sim.engine.kvcache import (
     AllBlocksCleared,
     BlockRemoved,
     BlockStored,

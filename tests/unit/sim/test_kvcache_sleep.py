@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyllmd.core.prefix import block_keys
-from pyllmd.sim.kvcache import AllBlocksCleared, BlockStored, KVCache, ListSink, LoraTag
+from pyllmd.sim.engine.kvcache import AllBlocksCleared, BlockStored, KVCache, ListSink, LoraTag
 
 B = 4
 

@@ -17,8 +17,8 @@ import zmq.asyncio
 
 from pyllmd.core.clock import SteppingClock, VirtualClock
 from pyllmd.core.prefix import block_keys
-from pyllmd.sim.kvcache import AllBlocksCleared, BlockRemoved, BlockStored, LoraTag
-from pyllmd.sim.kvevents import (
+from pyllmd.sim.engine.kvcache import AllBlocksCleared, BlockRemoved, BlockStored, LoraTag
+from pyllmd.sim.server.kvevents import (
     EventQueue,
     KVEventPublisher,
     PublisherError,
@@ -269,7 +269,7 @@ async def test_connect_failure_retries_one_second_apart() -> None:
 
 
 async def test_lora_and_cache_events_reach_the_wire(sub: Sub, start_publisher: Start) -> None:
-    from pyllmd.sim.kvcache import KVCache
+    from pyllmd.sim.engine.kvcache import KVCache
 
     pub = await start_publisher(sub.endpoint, batch_size=3)
     await subscribed(pub, sub)

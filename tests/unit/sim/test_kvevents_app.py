@@ -19,8 +19,8 @@ from pyllmd.core.clock import SteppingClock, VirtualClock
 from pyllmd.core.prefix import request_keys
 from pyllmd.core.tokenize import SimpleTokenizer
 from pyllmd.sim.config import load_config
-from pyllmd.sim.kvevents import KVEventPublisher
-from pyllmd.sim.server import build_app, start_publisher
+from pyllmd.sim.run import build_app, start_publisher
+from pyllmd.sim.server.kvevents import KVEventPublisher
 
 from .conftest import SimFactory, metric_value
 

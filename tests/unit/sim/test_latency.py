@@ -7,7 +7,7 @@ import random
 import pytest
 
 from pyllmd.core.errors import ConfigError
-from pyllmd.sim.latency import (
+from pyllmd.sim.engine.latency import (
     CALCULATORS,
     ConstantCalculator,
     DefaultCalculator,

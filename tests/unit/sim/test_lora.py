@@ -7,9 +7,11 @@ from dataclasses import dataclass
 import pytest
 
 from pyllmd.core.errors import LlmdError
-from pyllmd.sim.kvcache import LoraTag
-from pyllmd.sim.lora import LoraRegistry, LoraRuntime, parse_lora_name
-from pyllmd.sim.scheduler import Admission, Scheduler
+from pyllmd.sim.api.requests import parse_lora_name
+from pyllmd.sim.engine.admission import Admission
+from pyllmd.sim.engine.admission import AdmissionQueue as Scheduler
+from pyllmd.sim.engine.kvcache import LoraTag
+from pyllmd.sim.engine.lora import LoraRegistry, LoraRuntime
 
 
 @dataclass(eq=False)

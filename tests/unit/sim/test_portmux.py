@@ -15,7 +15,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pyllmd.core.tls import write_self_signed
-from pyllmd.sim.portmux import PREFACE, PortMux, classify
+from pyllmd.sim.server.portmux import PREFACE, PortMux, classify
 
 
 def test_classify_waits_for_a_whole_preface() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pyllmd.core.errors import LlmdError
-from pyllmd.sim.sleep import SleepState, parse_level
+from pyllmd.sim.engine.sleep import SleepState, parse_level
 
 AWAKE = {"awake": 1, "weights_offloaded": 0, "discard_all": 0}
 

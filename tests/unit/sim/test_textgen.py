@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from pyllmd.core.tokenize import SimpleTokenizer
-from pyllmd.sim.textgen import (
+from pyllmd.sim.engine.textgen import (
     SENTENCES,
     RandomText,
     completion_length,

@@ -18,8 +18,8 @@ from pyllmd.core.clock import SteppingClock
 from pyllmd.core.tls import write_self_signed
 from pyllmd.core.tokenize import SimpleTokenizer
 from pyllmd.sim.config import load_config
-from pyllmd.sim.server import RUNNER_OPTIONS, build_app
-from pyllmd.sim.tls import (
+from pyllmd.sim.run import RUNNER_OPTIONS, build_app
+from pyllmd.sim.server.tls import (
     SIM_CERT_ORGANISATION,
     TLSSetupError,
     context_from_files,

@@ -21,8 +21,8 @@ from pyllmd.core.tokenize import (
     load_tokenizer,
 )
 from pyllmd.sim.config import load_config
-from pyllmd.sim.dataset_tool import main as tool_main
-from pyllmd.sim.server import RUNNER_OPTIONS, build_app
+from pyllmd.sim.dataset.tool import main as tool_main
+from pyllmd.sim.run import RUNNER_OPTIONS, build_app
 
 from .dataset_helpers import write_word_tokenizer
 

@@ -10,8 +10,9 @@ import pytest
 
 from pyllmd.core.errors import LlmdError
 from pyllmd.core.tokenize import SimpleTokenizer
-from pyllmd.sim.logprobs import chat_logprobs, logprob, text_logprobs
-from pyllmd.sim.tools import (
+from pyllmd.sim.api.tools import parse_tool_choice, validate_tools
+from pyllmd.sim.engine.logprobs import chat_logprobs, logprob, text_logprobs
+from pyllmd.sim.engine.toolcalls import (
     FunctionDef,
     ToolChoice,
     ToolError,
@@ -19,8 +20,6 @@ from pyllmd.sim.tools import (
     completion_tokens,
     go_json,
     make_tool_calls,
-    parse_tool_choice,
-    validate_tools,
 )
 
 OBJ = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}

@@ -107,7 +107,7 @@ def test_make_targets_paths_and_links_must_exist() -> None:
     page = (
         "# Title\n\n"
         "Run `make test` and `make tset`; see `bench/run.py`, `src/pyllmd/nope.py`,\n"
-        "`sim/latency.py`, `sim/latent.py`, `tools/acceptance_checks*.json`,\n"
+        "`sim/engine/latency.py`, `sim/latent.py`, `tools/acceptance_checks*.json`,\n"
         "`tests/unit/sim/test_latency.py::test_nothing_here`.\n\n"
         "[ok](epp.md#tls), [bad anchor](epp.md#no-such-heading), [gone](nowhere.md),\n"
         "[here](#title), [web](https://example.com/x.md).\n"

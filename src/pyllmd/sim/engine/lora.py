@@ -4,9 +4,10 @@ Pure bookkeeping, no I/O (spec §7):
 
 - `LoraRegistry` holds the adapter names that are valid `model` values
   (`--lora-modules` at start, then `/v1/load_lora_adapter` and
-  `/v1/unload_lora_adapter`), and resolves a request's `model`.
+  `/v1/unload_lora_adapter`, whose bodies `pyllmd.sim.api.requests` parses),
+  and resolves a request's `model`.
 - `LoraRuntime` holds the `--max-loras` slots and the per-adapter counts of
-  running and waiting requests; the scheduler asks it whether a request for an
+  running and waiting requests; the admission queue asks it whether a request for an
   adapter may start, and `vllm:lora_requests_info` is rendered from it.
 
 Slots: an adapter is loaded while it has running requests, and stays loaded
@@ -21,48 +22,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 from pyllmd.core.errors import LlmdError
-from pyllmd.sim.kvcache import LoraTag
-from pyllmd.sim.requests import describe_validation_error
-
-
-class LoadLoraRequest(BaseModel):
-    """`POST /v1/load_lora_adapter` body; `null` fields stay empty, as Go decodes them."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-    lora_name: str | None = None
-    lora_path: str | None = None
-
-
-class UnloadLoraRequest(BaseModel):
-    """`POST /v1/unload_lora_adapter` body."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-    lora_name: str | None = None
-
-
-def parse_lora_name(raw: bytes, *, load: bool) -> str:
-    """The adapter name of a (un)load body; 400 with upstream's text when it does not parse.
-
-    Upstream does not validate further: a body without `lora_name` names the
-    adapter `""`, and a JSON `null` body is an empty request.
-    """
-    kind: type[LoadLoraRequest] | type[UnloadLoraRequest] = (
-        LoadLoraRequest if load else UnloadLoraRequest
-    )
-    if raw.strip() == b"null":
-        return ""
-    try:
-        req = kind.model_validate_json(raw)
-    except ValidationError as e:
-        verb = "load" if load else "unload"
-        raise LlmdError(
-            400,
-            f"failed to read and parse {verb} lora request body, " + describe_validation_error(e),
-        ) from None
-    return req.lora_name or ""
+from pyllmd.sim.engine.kvcache import LoraTag
 
 
 def model_not_found(model: str) -> LlmdError:

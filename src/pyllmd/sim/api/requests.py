@@ -1,4 +1,4 @@
-"""Typed request bodies of the completion endpoints, parsed strictly like Go's JSON decoder.
+"""Typed request bodies (completions, LoRA adapters), parsed strictly like Go's JSON decoder.
 
 Strict pydantic models mirror upstream's Go structs: a field of the wrong JSON
 type is a parse error (Go does not coerce `"5"` to 5), `null` leaves a field
@@ -14,8 +14,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 
 from pyllmd.core.errors import LlmdError
-from pyllmd.sim.logprobs import MAX_LOGPROBS
-from pyllmd.sim.tools import FunctionDef, ToolChoice, parse_tool_choice, validate_tools
+from pyllmd.sim.api.tools import parse_tool_choice, validate_tools
+from pyllmd.sim.engine.logprobs import MAX_LOGPROBS
+from pyllmd.sim.engine.toolcalls import FunctionDef, ToolChoice
 
 PARSE_ERROR_PREFIX = "Failed to read and parse request body, "
 
@@ -265,3 +266,43 @@ def validate_request(req: _Completion, facts: Facts) -> None:
     if count is not None and not 0 <= count <= MAX_LOGPROBS:
         field = "top_logprobs" if chat else "logprobs"
         raise LlmdError(400, f"{field} must be between 0 and {MAX_LOGPROBS}, got {count}")
+
+
+# ---------------------------------------------------------------- LoRA adapters
+
+
+class LoadLoraRequest(BaseModel):
+    """`POST /v1/load_lora_adapter` body; `null` fields stay empty, as Go decodes them."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    lora_name: str | None = None
+    lora_path: str | None = None
+
+
+class UnloadLoraRequest(BaseModel):
+    """`POST /v1/unload_lora_adapter` body."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    lora_name: str | None = None
+
+
+def parse_lora_name(raw: bytes, *, load: bool) -> str:
+    """The adapter name of a (un)load body; 400 with upstream's text when it does not parse.
+
+    Upstream does not validate further: a body without `lora_name` names the
+    adapter `""`, and a JSON `null` body is an empty request.
+    """
+    kind: type[LoadLoraRequest] | type[UnloadLoraRequest] = (
+        LoadLoraRequest if load else UnloadLoraRequest
+    )
+    if raw.strip() == b"null":
+        return ""
+    try:
+        req = kind.model_validate_json(raw)
+    except ValidationError as e:
+        verb = "load" if load else "unload"
+        raise LlmdError(
+            400,
+            f"failed to read and parse {verb} lora request body, " + describe_validation_error(e),
+        ) from None
+    return req.lora_name or ""

@@ -24,12 +24,11 @@ from pyllmd.core.clock import Clock
 from pyllmd.core.errors import LlmdError
 from pyllmd.core.metricset import CONTENT_TYPE
 from pyllmd.core.tokenize import Tokenizer
+from pyllmd.sim.api.requests import Message, describe_validation_error, parse_lora_name
 from pyllmd.sim.config import SimConfig
-from pyllmd.sim.lora import parse_lora_name
-from pyllmd.sim.metrics import SimMetrics
-from pyllmd.sim.requests import Message, describe_validation_error
-from pyllmd.sim.serving import CompletionService, error_response
-from pyllmd.sim.sleep import parse_level
+from pyllmd.sim.engine.sleep import parse_level
+from pyllmd.sim.server.metrics import SimMetrics
+from pyllmd.sim.server.serving import CompletionService, error_response
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Admission of requests: `max-num-seqs` workers, a bounded waiting queue, LoRA slots.
 
-Pure bookkeeping over plain objects; the HTTP shell turns "started" into a
-resolved future. Upstream's semantics (spec §3.1, §7.2): a request runs at once
+Pure bookkeeping over plain objects (`AdmissionQueue`); the HTTP shell turns
+"started" into a resolved future. Upstream's semantics (spec §3.1, §7.2): a request runs at once
 if a worker is free and its LoRA adapter (if any) can be loaded, else it waits;
 with the queue full it is refused (429). A free worker takes the first queued
 request whose adapter is already loaded (or that needs none), failing that the
@@ -18,11 +18,11 @@ from collections import deque
 from enum import Enum
 from typing import Generic, Protocol, TypeVar
 
-from pyllmd.sim.lora import LoraRuntime
+from pyllmd.sim.engine.lora import LoraRuntime
 
 
 class Item(Protocol):
-    """What the scheduler needs of a request: the LoRA adapter it runs on (None: base model)."""
+    """What the queue needs of a request: the LoRA adapter it runs on (None: base model)."""
 
     @property
     def lora(self) -> str | None: ...
@@ -42,8 +42,12 @@ class Admission(Enum):
 QUEUE_FULL_MESSAGE = "Failed to enqueue request, waiting requests queue is full"
 
 
-class Scheduler(Generic[T]):
-    """Workers, waiting queue and LoRA slots; items must hash by identity (`eq=False`)."""
+class AdmissionQueue(Generic[T]):
+    """Workers, waiting queue and LoRA slots; items must hash by identity (`eq=False`).
+
+    vLLM calls this part its scheduler; here it only decides which requests hold a
+    worker and which wait (the EPP's scheduling framework is another thing).
+    """
 
     def __init__(self, max_running: int, max_waiting: int, max_loras: int = 1) -> None:
         self.max_running = max_running

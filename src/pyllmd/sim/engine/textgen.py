@@ -3,8 +3,9 @@
 All randomness comes from the caller's `random.Random`, so a seeded run is
 repeatable. The sentences are our own; only their role (a fixed pool, picked
 uniformly, pre-tokenized once) follows upstream. With `--dataset-path`, random
-mode answers from the dataset instead (§10.2, `pyllmd.sim.dataset`), padding with
-these sentences when `ignore_eos` asks for more tokens than the row has.
+mode answers from the dataset instead (§10.2, `pyllmd.sim.dataset.lookup`; the
+composition root opens the file), padding with these sentences when `ignore_eos`
+asks for more tokens than the row has.
 """
 
 from __future__ import annotations
@@ -14,11 +15,8 @@ import random
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
-from pyllmd.core.errors import ConfigError
 from pyllmd.core.tokenize import Tokenizer
-from pyllmd.sim.config import SimConfig
-from pyllmd.sim.dataset import ChatMessage, Dataset, chat_key, fit, prompt_key
-from pyllmd.sim.dataset_store import DatasetStore
+from pyllmd.sim.dataset.lookup import ChatMessage, Dataset, chat_key, fit, prompt_key
 
 SENTENCES: tuple[str, ...] = (
     "The lighthouse keeper counted ships until the fog rolled in from the bay.",
@@ -134,19 +132,6 @@ class RandomText:
             tuple(tokenizer.encode(s)[1]) for s in SENTENCES
         )
 
-    @classmethod
-    def from_config(cls, cfg: SimConfig, tokenizer: Tokenizer) -> RandomText:
-        """The pool, plus the `--dataset-path` file in random mode (ConfigError if unusable)."""
-        if cfg.mode == "echo" or not cfg.dataset_path:
-            return cls(tokenizer)
-        try:
-            store = DatasetStore.open(
-                cfg.dataset_path, cfg.dataset_table_name, cfg.dataset_in_memory
-            )
-        except ConfigError as e:  # upstream's text, naming the flag
-            raise ConfigError(f"--dataset-path: {e}") from None
-        return cls(tokenizer, Dataset(store))
-
     def chat_keys(self, messages: Iterable[ChatMessage] | None) -> tuple[bytes, ...]:
         """Dataset keys of a chat request, tried before its prompt key; () without a dataset."""
         if self.dataset is None:
@@ -182,10 +167,6 @@ class RandomText:
         """Release the dataset file, if any."""
         if self.dataset is not None:
             self.dataset.close()
-
-    async def cleanup(self, _app: object) -> None:
-        """aiohttp `on_cleanup` hook: release the dataset with the app."""
-        self.close()
 
     def tokens(self, rng: random.Random, n: int) -> list[str]:
         """Exactly `n` token strings: whole random sentences, the last one cut short.

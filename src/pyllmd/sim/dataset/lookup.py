@@ -12,8 +12,8 @@ Which text is tokenized for the key:
   second key, so rows written by its tool are never hit by chat requests.
 
 The selection rules (`pick_match`, `pick_fallback`, `fit`) are pure functions of
-the candidate lengths and an injected `random.Random`; `Dataset` wires them to the
-SQLite store (`dataset_store`).
+the candidate lengths and an injected `random.Random`; `Dataset` wires them to a
+`RowStore`, the SQLite file of `store.DatasetStore` when the simulator runs.
 """
 
 from __future__ import annotations
@@ -29,11 +29,33 @@ import orjson
 
 from pyllmd.core.errors import LlmdError
 from pyllmd.core.tokenize import Tokenizer
-from pyllmd.sim.dataset_store import DatasetError, DatasetStore
 
 EMPTY_MESSAGE = "Dataset is empty"
 
-__all__ = ["Dataset", "DatasetError", "DatasetStore", "chat_key", "prompt_key", "render_chat"]
+
+class DatasetError(Exception):
+    """A row could not be read or decoded (answered with a 500)."""
+
+
+class RowStore(Protocol):
+    """The opened dataset file as the rules read it (`store.DatasetStore`)."""
+
+    @property
+    def lengths(self) -> Sequence[int]:
+        """Response lengths of every row, ascending (the order `row_at` counts in)."""
+        ...
+
+    def rows_for(self, key: bytes) -> list[str]:
+        """`gen_tokens` of every row whose prompt hash is `key`; DatasetError if unreadable."""
+        ...
+
+    def row_at(self, position: int) -> str:
+        """`gen_tokens` of the row at `position` in length order; DatasetError if unreadable."""
+        ...
+
+    def close(self) -> None:
+        """Release the file."""
+        ...
 
 
 class ChatMessage(Protocol):
@@ -162,7 +184,7 @@ def decode_gen_tokens(raw: str | bytes) -> list[str]:
 class Dataset:
     """The response rules of §10.2 over one opened dataset file."""
 
-    def __init__(self, store: DatasetStore) -> None:
+    def __init__(self, store: RowStore) -> None:
         self.store = store
 
     def respond(

@@ -33,9 +33,9 @@ import orjson
 from pyllmd.core.errors import ConfigError, one_line
 from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, parse_flags
 from pyllmd.core.tokenize import HFTokenizer, Tokenizer, load_tokenizer
-from pyllmd.sim.dataset import content_text, prompt_key, render_chat
-from pyllmd.sim.dataset_card import card_text
-from pyllmd.sim.dataset_store import create_table_sql, quote_ident
+from pyllmd.sim.dataset.card import card_text
+from pyllmd.sim.dataset.lookup import content_text, prompt_key, render_chat
+from pyllmd.sim.dataset.store import create_table_sql, quote_ident
 
 PROG = "pyllmd dataset"
 S, N = FlagKind.STRING, FlagKind.INT

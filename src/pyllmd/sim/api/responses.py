@@ -12,19 +12,10 @@ from typing import Any
 
 import orjson
 
-from pyllmd.sim.logprobs import chat_logprobs, text_logprobs
-from pyllmd.sim.tools import ToolCall
+from pyllmd.sim.engine.logprobs import chat_logprobs, text_logprobs
+from pyllmd.sim.engine.toolcalls import ToolCall
 
 DONE = b"data: [DONE]\n\n"
-
-FINISH_REASONS: tuple[str, ...] = (
-    "stop",
-    "length",
-    "tool_calls",
-    "remote_decode",
-    "cache_threshold",
-)
-"""Every `finish_reason` the simulator reports (also the `request_success_total` labels)."""
 
 # vLLM's P/D reply from a prefill node (upstream's placeholder values).
 REMOTE_DECODE_PARAMS: dict[str, Any] = {

@@ -27,20 +27,26 @@ from aiohttp import web
 from pyllmd.core.clock import Clock
 from pyllmd.core.errors import LlmdError, error_json
 from pyllmd.core.tokenize import Tokenizer
-from pyllmd.sim.config import SimConfig
-from pyllmd.sim.engine import Engine, Plan, Work
-from pyllmd.sim.failures import pick_failure
-from pyllmd.sim.logprobs import chat_logprobs, text_logprobs
-from pyllmd.sim.metrics import SimMetrics
-from pyllmd.sim.requests import (
+from pyllmd.sim.api.requests import (
     ChatCompletionRequest,
     TextCompletionRequest,
     parse_body,
     validate_request,
 )
-from pyllmd.sim.responses import DONE, ChunkWriter, Usage, completion_body
-from pyllmd.sim.scheduler import QUEUE_FULL_MESSAGE, Admission
-from pyllmd.sim.tools import ToolCall, ToolError, ToolLimits, completion_tokens, make_tool_calls
+from pyllmd.sim.api.responses import DONE, ChunkWriter, Usage, completion_body
+from pyllmd.sim.config import SimConfig
+from pyllmd.sim.engine import Engine, Plan, Work
+from pyllmd.sim.engine.admission import QUEUE_FULL_MESSAGE, Admission
+from pyllmd.sim.engine.failures import pick_failure
+from pyllmd.sim.engine.logprobs import chat_logprobs, text_logprobs
+from pyllmd.sim.engine.toolcalls import (
+    ToolCall,
+    ToolError,
+    ToolLimits,
+    completion_tokens,
+    make_tool_calls,
+)
+from pyllmd.sim.server.metrics import SimMetrics
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +364,7 @@ class CompletionService:
     def _publish_gauges(self) -> None:
         """The gauges that are pushed: LoRA series (on change) and KV usage (with a cache)."""
         engine = self.engine
-        loras = engine.scheduler.loras
+        loras = engine.queue.loras
         if loras.version != self.metrics.lora_version:
             self.metrics.publish_loras(loras)
         if engine.kv is not None:

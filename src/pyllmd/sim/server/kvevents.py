@@ -46,7 +46,7 @@ import zmq.asyncio
 
 from pyllmd.core.clock import Clock
 from pyllmd.core.metricset import CollectorFamily
-from pyllmd.sim.kvcache import AllBlocksCleared, BlockRemoved, BlockStored, KVEvent
+from pyllmd.sim.engine.kvcache import AllBlocksCleared, BlockRemoved, BlockStored, KVEvent
 
 log = logging.getLogger(__name__)
 

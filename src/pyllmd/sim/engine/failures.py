@@ -10,15 +10,7 @@ import random
 from collections.abc import Sequence
 
 from pyllmd.core.errors import LlmdError
-
-FAILURE_TYPES: tuple[str, ...] = (
-    "rate_limit",
-    "invalid_api_key",
-    "context_length",
-    "server_error",
-    "invalid_request",
-    "model_not_found",
-)
+from pyllmd.sim.engine.vocab import FAILURE_TYPES
 
 # type -> (HTTP status, message template with {model}, param)
 _FAILURES: dict[str, tuple[int, str, str | None]] = {

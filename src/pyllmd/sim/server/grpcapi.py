@@ -22,10 +22,10 @@ from grpc_reflection.v1alpha import reflection
 from pyllmd.core.clock import Clock
 from pyllmd.core.errors import LlmdError
 from pyllmd.sim.engine import Plan, Work
-from pyllmd.sim.failures import pick_failure
+from pyllmd.sim.engine.failures import pick_failure
 from pyllmd.sim.grpcgen import vllm_engine_pb2 as pb
 from pyllmd.sim.grpcgen import vllm_engine_pb2_grpc as pb_grpc
-from pyllmd.sim.serving import CompletionService, Reply
+from pyllmd.sim.server.serving import CompletionService, Reply
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

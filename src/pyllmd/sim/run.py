@@ -1,5 +1,10 @@
 """Composition root of the simulator: builds each rank's objects and runs the listeners.
 
+`pyllmd sim` and `llm-d-inference-sim` call `run` once the config is loaded. Each
+rank is the decision core (`engine.Engine`, with its text, KV-cache and latency
+models) inside the shell (`server`: the completion flow, HTTP and gRPC surfaces,
+metrics, KV-event publisher, TLS and the port multiplexer).
+
 Data parallel (spec §10.4): `--data-parallel-size N` runs N full ranks in one
 process on `port` .. `port + N - 1`, each with its own engine, queue, metrics, KV
 cache and KV-event publisher (own sequence numbers). Beyond upstream, each rank
@@ -24,24 +29,28 @@ import random
 import signal
 import socket
 import ssl
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from aiohttp import web
 
 from pyllmd.core.clock import Clock, RealClock
+from pyllmd.core.errors import ConfigError
 from pyllmd.core.tokenize import Tokenizer, load_tokenizer
 from pyllmd.sim.config import SimConfig
+from pyllmd.sim.dataset.lookup import Dataset
+from pyllmd.sim.dataset.store import DatasetStore
 from pyllmd.sim.engine import Engine
-from pyllmd.sim.grpcapi import serve_grpc
-from pyllmd.sim.http import SimHTTP
-from pyllmd.sim.kvcache import EventSink, KVCache
-from pyllmd.sim.kvevents import KVEventPublisher, PublisherError, event_rank, topic
-from pyllmd.sim.metrics import SimMetrics
-from pyllmd.sim.portmux import PortMux
-from pyllmd.sim.serving import ABORT_WRITE_TIMEOUT, CompletionService
-from pyllmd.sim.textgen import RandomText
-from pyllmd.sim.tls import TLSSetupError, server_ssl_context
+from pyllmd.sim.engine.kvcache import EventSink, KVCache
+from pyllmd.sim.engine.textgen import RandomText
+from pyllmd.sim.server.grpcapi import serve_grpc
+from pyllmd.sim.server.http import SimHTTP
+from pyllmd.sim.server.kvevents import KVEventPublisher, PublisherError, event_rank, topic
+from pyllmd.sim.server.metrics import SimMetrics
+from pyllmd.sim.server.portmux import PortMux
+from pyllmd.sim.server.serving import ABORT_WRITE_TIMEOUT, CompletionService
+from pyllmd.sim.server.tls import TLSSetupError, server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +86,29 @@ def build_app(
         if cfg.enable_kvcache
         else None
     )
-    text = RandomText.from_config(cfg, tokenizer)  # opens --dataset-path (ConfigError)
+    text = random_text(cfg, tokenizer)  # opens --dataset-path (ConfigError)
     engine = Engine(cfg, rng, text, kv)
     service = CompletionService(cfg, port, clock, rng, engine, metrics, tokenizer)
     app = SimHTTP(cfg, clock, metrics, tokenizer, service).app()
     app[SERVICE] = service
-    app.on_cleanup.append(text.cleanup)
+
+    async def close_dataset(_app: web.Application) -> None:
+        text.close()
+
+    app.on_cleanup.append(close_dataset)
     return app
+
+
+def random_text(cfg: SimConfig, tokenizer: Tokenizer) -> RandomText:
+    """The sentence pool, plus the `--dataset-path` file in random mode (ConfigError if
+    the file is unusable, naming the flag as upstream does)."""
+    if cfg.mode == "echo" or not cfg.dataset_path:
+        return RandomText(tokenizer)
+    try:
+        store = DatasetStore.open(cfg.dataset_path, cfg.dataset_table_name, cfg.dataset_in_memory)
+    except ConfigError as e:
+        raise ConfigError(f"--dataset-path: {e}") from None
+    return RandomText(tokenizer, Dataset(store))
 
 
 async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) -> None:
@@ -92,62 +117,89 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
     tokenizer = load_tokenizer(cfg.model, cfg.tokenizers_cache_dir)  # local files only
     stop = stop or asyncio.Event()
     force = asyncio.Event()  # a second signal: stop draining
-    loop = asyncio.get_running_loop()
+    _on_signals(stop, force)
+    try:
+        tls = server_ssl_context(cfg)
+    except TLSSetupError as e:
+        raise StartupError(str(e)) from None
+    ranks = _Ranks()
+    try:
+        # Every rank's port is bound before any private gRPC port is chosen, so the
+        # kernel cannot hand a later rank's port to an earlier rank's gRPC server.
+        for rank in range(cfg.data_parallel_size):
+            ranks.socks.append(_bind(host, cfg.port + rank))
+        for rank in range(cfg.data_parallel_size):
+            await ranks.start(cfg, host, rank, clock, tokenizer, tls)
+        gc.collect()
+        gc.freeze()  # start-up objects never die: keep them out of every collection
+        await stop.wait()
+        await drain(cfg.shutdown_timeout, ranks.services, ranks.muxes, ranks.grpc_servers, force)
+    finally:
+        await ranks.close()
+
+
+def _on_signals(stop: asyncio.Event, force: asyncio.Event) -> None:
+    """SIGINT / SIGTERM set `stop`; a second one sets `force` too."""
 
     def on_signal() -> None:
         if stop.is_set():
             force.set()
         stop.set()
 
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
-    try:
-        tls = server_ssl_context(cfg)
-    except TLSSetupError as e:
-        raise StartupError(str(e)) from None
-    runners: list[web.AppRunner] = []
-    muxes: list[PortMux] = []
-    grpc_servers: list[grpc.aio.Server] = []
-    publishers: list[KVEventPublisher] = []
-    services: list[CompletionService] = []
-    socks: list[socket.socket] = []
-    try:
-        # Every rank's port is bound before any private gRPC port is chosen, so the
-        # kernel cannot hand a later rank's port to an earlier rank's gRPC server.
-        for rank in range(cfg.data_parallel_size):
-            socks.append(_bind(host, cfg.port + rank))
-        for rank in range(cfg.data_parallel_size):
-            port = cfg.port + rank
-            publisher = await start_publisher(cfg, rank, clock)
-            if publisher is not None:
-                publishers.append(publisher)
-            app = build_app(cfg, port, clock, tokenizer, publisher, rank)
-            services.append(app[SERVICE])
-            runner = web.AppRunner(app, shutdown_timeout=CLOSE_GRACE, **RUNNER_OPTIONS)
-            await runner.setup()
-            runners.append(runner)
-            grpc_server, grpc_port = await serve_grpc(app[SERVICE], clock)
-            grpc_servers.append(grpc_server)
-            muxes.append(_mux(socks[rank], runner, tls, grpc_port))
-            label = event_rank(cfg.data_parallel_size, cfg.data_parallel_rank, rank)
-            scheme = "https" if tls is not None else "http"
-            log.info("listening host=%s port=%d scheme=%s rank=%d", host, port, scheme, label)
-        gc.collect()
-        gc.freeze()  # start-up objects never die: keep them out of every collection
-        await stop.wait()
-        await drain(cfg.shutdown_timeout, services, muxes, grpc_servers, force)
-    finally:
-        for mux in muxes:
+
+
+@dataclass
+class _Ranks:
+    """The listening parts of every rank, kept for the drain and the close."""
+
+    runners: list[web.AppRunner] = field(default_factory=list)
+    muxes: list[PortMux] = field(default_factory=list)
+    grpc_servers: list[grpc.aio.Server] = field(default_factory=list)
+    publishers: list[KVEventPublisher] = field(default_factory=list)
+    services: list[CompletionService] = field(default_factory=list)
+    socks: list[socket.socket] = field(default_factory=list)
+
+    async def start(
+        self,
+        cfg: SimConfig,
+        host: str,
+        rank: int,
+        clock: Clock,
+        tokenizer: Tokenizer,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        """Build rank `rank` and serve it on its socket (bound beforehand)."""
+        port = cfg.port + rank
+        publisher = await start_publisher(cfg, rank, clock)
+        if publisher is not None:
+            self.publishers.append(publisher)
+        app = build_app(cfg, port, clock, tokenizer, publisher, rank)
+        self.services.append(app[SERVICE])
+        runner = web.AppRunner(app, shutdown_timeout=CLOSE_GRACE, **RUNNER_OPTIONS)
+        await runner.setup()
+        self.runners.append(runner)
+        grpc_server, grpc_port = await serve_grpc(app[SERVICE], clock)
+        self.grpc_servers.append(grpc_server)
+        self.muxes.append(_mux(self.socks[rank], runner, tls, grpc_port))
+        label = event_rank(cfg.data_parallel_size, cfg.data_parallel_rank, rank)
+        scheme = "https" if tls is not None else "http"
+        log.info("listening host=%s port=%d scheme=%s rank=%d", host, port, scheme, label)
+
+    async def close(self) -> None:
+        """Listeners first; then the KV events of the last requests are flushed (bounded)."""
+        for mux in self.muxes:
             await mux.close()
-        for runner in runners:
+        for runner in self.runners:
             await runner.cleanup()
-        for server in grpc_servers:
+        for server in self.grpc_servers:
             await server.stop(None)
-        for sock in socks:  # those no mux took over (start-up failed part-way)
+        for sock in self.socks:  # those no mux took over (start-up failed part-way)
             sock.close()
-        # After the listeners: events of the last requests are flushed (bounded).
-        await asyncio.gather(*(p.close() for p in publishers))
+        await asyncio.gather(*(p.close() for p in self.publishers))
 
 
 def abort_message(timeout: float) -> str:

@@ -8,7 +8,7 @@ Errors raised by `start` leave the worker held, so the shell's `finally:
 release` is what prevents upstream's worker leak.
 
 The engine also owns the LoRA registry (which `model` values are adapters) and
-the sleep state: `sleep` pauses the scheduler and discards the KV cache,
+the sleep state: `sleep` pauses the admission queue and discards the KV cache,
 `wake_up` returns the queued requests that start once fully awake.
 """
 
@@ -17,15 +17,52 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pyllmd.core.errors import LlmdError
-from pyllmd.sim.config import SimConfig
-from pyllmd.sim.kvcache import CacheLookup, KVCache, KVCacheError
-from pyllmd.sim.latency import LatencyParams, make_calculator
-from pyllmd.sim.lora import LoraRegistry, LoraRuntime
-from pyllmd.sim.scheduler import Admission, Scheduler
-from pyllmd.sim.sleep import SleepState
-from pyllmd.sim.textgen import RandomText, echo_tokens
+from pyllmd.sim.engine.admission import Admission, AdmissionQueue
+from pyllmd.sim.engine.kvcache import CacheLookup, KVCache, KVCacheError
+from pyllmd.sim.engine.latency import LatencyConfig, LatencyParams, make_calculator
+from pyllmd.sim.engine.lora import LoraRegistry, LoraRuntime
+from pyllmd.sim.engine.sleep import SleepState
+from pyllmd.sim.engine.textgen import RandomText, echo_tokens
+
+
+class NamedAdapter(Protocol):
+    """A LoRA adapter registered at start (`--lora-modules`): only its name matters here."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class EngineConfig(LatencyConfig, Protocol):
+    """What the engine reads of the simulator's config (`SimConfig` has all of it).
+
+    A protocol, not the settings model itself, so that the engine imports no
+    settings code (YAML, flag parsing) and can be driven by any object with
+    these attributes.
+    """
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def served_model_name(self) -> Sequence[str]: ...
+    @property
+    def lora_modules(self) -> Sequence[NamedAdapter]: ...
+    @property
+    def max_loras(self) -> int: ...
+    @property
+    def max_model_len(self) -> int: ...
+    @property
+    def max_waiting_queue_length(self) -> int: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def latency_calculator(self) -> str: ...
+    @property
+    def block_size(self) -> int: ...
+    @property
+    def global_cache_hit_threshold(self) -> float: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -42,7 +79,7 @@ class Work:
     remote_decode: bool = False
     cache_hit_threshold: float | None = None
     force_cache_threshold: bool = False
-    dataset_keys: tuple[bytes, ...] = ()  # chat: tried before the prompt-id key (dataset.py)
+    dataset_keys: tuple[bytes, ...] = ()  # chat: tried before the prompt-id key (dataset.lookup)
     admitted_at: float = 0.0
     started_at: float = 0.0
     in_kv_cache: bool = False
@@ -77,11 +114,11 @@ def context_length_message(max_model_len: int, prompt: int, max_tokens: int) -> 
 
 
 class Engine:
-    """Scheduler + KV cache + text and latency models of one simulator rank."""
+    """Admission queue + KV cache + text and latency models of one simulator rank."""
 
     def __init__(
         self,
-        cfg: SimConfig,
+        cfg: EngineConfig,
         rng: random.Random,
         text: RandomText,
         kv: KVCache | None = None,
@@ -106,7 +143,7 @@ class Engine:
             or params.prefill_time_per_token
             or params.prefill_time_std_dev
         )
-        self.scheduler: Scheduler[Work] = Scheduler(
+        self.queue: AdmissionQueue[Work] = AdmissionQueue(
             cfg.max_num_seqs, cfg.max_waiting_queue_length, cfg.max_loras
         )
         self.lora_registry = LoraRegistry(
@@ -120,17 +157,17 @@ class Engine:
     @property
     def num_running(self) -> int:
         """Requests holding a worker (the real count, even with fake metrics)."""
-        return self.scheduler.num_running
+        return self.queue.num_running
 
     @property
     def num_waiting(self) -> int:
         """Requests in the waiting queue."""
-        return self.scheduler.num_waiting
+        return self.queue.num_waiting
 
     @property
     def loras(self) -> LoraRuntime:
         """LoRA slots and the adapters with running / waiting requests."""
-        return self.scheduler.loras
+        return self.queue.loras
 
     @property
     def kv_usage(self) -> float:
@@ -144,7 +181,7 @@ class Engine:
     def sleep(self, level: int) -> None:
         """Accepted `/sleep`: nothing new starts; level >= 1 discards and disables the KV cache."""
         self.sleep_state = self.sleep_state.sleep(level)
-        self.scheduler.pause()
+        self.queue.pause()
         if self.kv is not None and self.sleep_state.kv_cache_asleep:
             self.kv.disable()  # AllBlocksCleared on every accepted sleep, as upstream
 
@@ -155,7 +192,7 @@ class Engine:
             self.kv.enable()
         if self.sleep_state.is_sleeping:
             return []
-        return self.scheduler.resume()
+        return self.queue.resume()
 
     def check_context(self, work: Work) -> None:
         """Refuse a request that cannot fit the context window, before it is queued."""
@@ -167,11 +204,11 @@ class Engine:
     def admit(self, work: Work, now: float) -> Admission:
         """Start or queue `work`; REJECTED means the waiting queue is full."""
         work.admitted_at = now
-        return self.scheduler.submit(work)
+        return self.queue.submit(work)
 
     def withdraw(self, work: Work) -> bool:
         """Drop a waiting request whose client left; True if it was still waiting."""
-        return self.scheduler.withdraw(work)
+        return self.queue.withdraw(work)
 
     def start(self, work: Work, now: float) -> Plan:
         """Plan the response of a request that just got a worker."""
@@ -212,7 +249,7 @@ class Engine:
         if work.in_kv_cache and self.kv is not None:
             self.kv.finish(work.request_id, now)
             work.in_kv_cache = False
-        return self.scheduler.release(work)
+        return self.queue.release(work)
 
     def _kv_start(self, work: Work, now: float) -> CacheLookup | None:
         if self.kv is None or not self.kv.enabled:

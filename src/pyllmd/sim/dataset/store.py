@@ -1,4 +1,4 @@
-"""The dataset file: download at start-up, open, check, index, read rows (spec §10.2).
+"""The dataset file: open, check, index, read rows (spec §10.2); `download` fetches it.
 
 Upstream's schema and checks: table `--dataset-table-name` with columns `id
 INTEGER`, `prompt_hash BLOB`, `gen_tokens JSON`, `n_gen_tokens INTEGER` (declared
@@ -10,24 +10,18 @@ Beyond upstream, two lookups are indexed once at start-up instead of scanning th
 table per request: prompt hashes in a TEMP table with an index (the file itself
 stays read-only), and the response lengths as a sorted array, so "a random row of at
 most N tokens" is a bisection and a primary-key read.
-
-The download uses aiohttp (already the server's HTTP library) and writes to
-`<path>.part`, renamed on success, so a failed download never leaves a file that
-the next start would take for the dataset.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sqlite3
 from array import array
 from pathlib import Path
 
-import aiohttp
-
 from pyllmd.core.errors import ConfigError
+from pyllmd.sim.dataset.lookup import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +31,6 @@ EXPECTED_COLUMNS = {
     "gen_tokens": "JSON",
     "n_gen_tokens": "INTEGER",
 }
-_CHUNK = 1 << 20
-
-
-class DatasetError(Exception):
-    """A row could not be read or decoded (answered with a 500)."""
 
 
 def quote_ident(name: str) -> str:
@@ -174,69 +163,3 @@ def _text(value: object) -> str:
     if not isinstance(value, str):
         raise DatasetError(f"gen_tokens is {type(value).__name__}, not JSON text")
     return value
-
-
-# ---------------------------------------------------------------- download
-
-
-async def download_dataset(url: str, path: str) -> bool:
-    """Fetch `url` into `path` unless `path` exists; True if it downloaded.
-
-    Parent directories are created. Non-200, an empty body or a broken transfer is
-    a ConfigError and leaves no file behind.
-    """
-    target = Path(path)
-    if target.exists():
-        log.info("dataset %s exists, not downloading", path)
-        return False
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"failed to create parent directory: {e}") from None
-    part = target.with_name(target.name + ".part")
-    try:
-        written = await _fetch(url, part)
-        if written == 0:
-            raise ConfigError("downloaded file is empty")
-        part.replace(target)
-    finally:
-        part.unlink(missing_ok=True)
-    log.info("downloaded dataset from %s to %s (%d bytes)", url, path, written)
-    return True
-
-
-async def _fetch(url: str, part: Path) -> int:
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url) as resp,
-        ):
-            if resp.status != 200:
-                status = f"{resp.status} {resp.reason or ''}".rstrip()
-                raise ConfigError(f"dataset download bad status: {status}")
-            total, written, step = resp.content_length or 0, 0, 10
-            with part.open("wb") as out:
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    out.write(chunk)
-                    written += len(chunk)
-                    if total and written * 100 >= total * step:
-                        log.info("dataset download %d%%", written * 100 // total)
-                        step = written * 100 // total // 10 * 10 + 10
-                out.flush()
-                os.fsync(out.fileno())
-            return written
-    except (TimeoutError, aiohttp.ClientError, ValueError) as e:
-        reason = str(e) or type(e).__name__
-        raise ConfigError(f"failed to download dataset from {url}: {reason}") from None
-    except OSError as e:
-        raise ConfigError(f"failed to write dataset {part}: {e}") from None
-
-
-def ensure_dataset_file(url: str, path: str) -> None:
-    """Start-up step of `pyllmd sim`: download the dataset when a URL is given."""
-    if url and path:
-        try:
-            asyncio.run(download_dataset(url, path))
-        except ConfigError as e:  # upstream's text, naming the flag
-            raise ConfigError(f"--dataset-url: {e}") from None

@@ -16,7 +16,37 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pyllmd.core.errors import ConfigError
-from pyllmd.sim.config import SimConfig
+
+
+class LatencyConfig(Protocol):
+    """The latency options of the simulator's config, in seconds (`SimConfig` has them)."""
+
+    @property
+    def time_to_first_token(self) -> float: ...
+    @property
+    def time_to_first_token_std_dev(self) -> float: ...
+    @property
+    def inter_token_latency(self) -> float: ...
+    @property
+    def inter_token_latency_std_dev(self) -> float: ...
+    @property
+    def kv_cache_transfer_latency(self) -> float: ...
+    @property
+    def kv_cache_transfer_latency_std_dev(self) -> float: ...
+    @property
+    def prefill_overhead(self) -> float: ...
+    @property
+    def prefill_time_per_token(self) -> float: ...
+    @property
+    def prefill_time_std_dev(self) -> float: ...
+    @property
+    def kv_cache_transfer_time_per_token(self) -> float: ...
+    @property
+    def kv_cache_transfer_time_std_dev(self) -> float: ...
+    @property
+    def time_factor_under_load(self) -> float: ...
+    @property
+    def max_num_seqs(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -38,7 +68,7 @@ class LatencyParams:
     max_num_seqs: int = 5
 
     @classmethod
-    def from_config(cls, cfg: SimConfig) -> LatencyParams:
+    def from_config(cls, cfg: LatencyConfig) -> LatencyParams:
         """Pick the latency fields out of the simulator config."""
         return cls(
             ttft=cfg.time_to_first_token,

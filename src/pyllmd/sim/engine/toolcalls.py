@@ -1,8 +1,10 @@
-"""Simulated tool calls of chat completions (spec §8): validation, choice, arguments.
+"""Simulated tool calls of chat completions (spec §8): the tools, the choice, the arguments.
 
 Pure: randomness comes from the caller's `random.Random`, tokenization from a
-passed-in function. The tool definitions are checked with the `jsonschema`
-library against a schema built here from the spec's rules (§8.1).
+passed-in function. Checking the request's tool definitions (§8.1, with
+`jsonschema`) and reading its `tool_choice` are request validation and live
+with the request models (`pyllmd.sim.api.tools`); this module generates the
+calls of a reply from what they produced.
 
 `go_json` is written by hand because the arguments string must be byte-equal to
 what Go's `encoding/json` writes (sorted keys, `<`, `>`, `&`, U+2028/9 escaped,
@@ -18,15 +20,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
-
-from pyllmd.core.errors import LlmdError
-
-if TYPE_CHECKING:  # config imports responses, which imports this module
-    from pyllmd.sim.config import SimConfig
+from typing import Any, Protocol
 
 STRING_VALUES: tuple[str, ...] = (
     "testing",
@@ -46,66 +40,8 @@ TOOL_CALL_ID_PREFIX = "chatcmpl-tool-"
 TOKENS_PER_CALL = 3
 """Completion tokens a call costs beyond its arguments (name, id and type, as upstream counts)."""
 
-MAX_SCHEMA_DEPTH = 64
-"""Deeper `parameters` are refused (400): a hostile body must not exhaust the stack."""
-
 MAX_GENERATED_VALUES = 10_000
 """Cap on generated argument values per request: a huge `minItems` must not stall the server."""
-
-# --- §8.1 validation -------------------------------------------------------------
-
-_SCALAR_TYPES = ("string", "number", "integer", "boolean")
-_CONTAINER_TYPES = ("null", "object", "array")
-
-
-def _when_type(name: str, then: dict[str, Any]) -> dict[str, Any]:
-    return {"if": {"properties": {"type": {"const": name}}}, "then": then}
-
-
-_PARAM: dict[str, Any] = {
-    "type": "object",
-    "required": ["type"],
-    "additionalProperties": False,
-    "properties": {
-        "type": {"enum": [*_SCALAR_TYPES, *_CONTAINER_TYPES]},
-        "description": {"type": "string"},
-        "enum": {"type": "array", "items": {"type": list(_SCALAR_TYPES)}},
-        "properties": {"type": "object", "additionalProperties": {"$ref": "#/$defs/param"}},
-        "items": {
-            "anyOf": [
-                {"$ref": "#/$defs/param"},
-                {"type": "array", "items": {"$ref": "#/$defs/param"}},
-            ]
-        },
-        "required": {"type": "array", "items": {"type": "string"}},
-        "additionalProperties": {"type": "boolean"},
-        "minItems": {"type": "integer", "minimum": 0},
-        "maxItems": {"type": "integer", "minimum": 0},
-    },
-    "allOf": [
-        # enum values have the parameter's own type; containers and null take no enum
-        *(_when_type(t, {"properties": {"enum": {"items": {"type": t}}}}) for t in _SCALAR_TYPES),
-        *(_when_type(t, {"not": {"required": ["enum"]}}) for t in _CONTAINER_TYPES),
-        _when_type("array", {"required": ["items"]}),
-        _when_type("object", {"required": ["properties"]}),
-    ],
-}
-
-TOOL_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["name", "description", "parameters"],
-    "additionalProperties": False,
-    "properties": {
-        "name": {"type": "string"},
-        "description": {"type": "string"},
-        "parameters": {"$ref": "#/$defs/param"},
-    },
-    "$defs": {"param": _PARAM},
-}
-"""What one tool's `function` must look like (spec §8.1)."""
-
-_VALIDATOR = Draft202012Validator(TOOL_SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,31 +61,6 @@ class FunctionDef:
         return doc
 
 
-def validate_tools(tools: Sequence[FunctionDef]) -> None:
-    """Raise the 400 `Tool validation failed: ...` for the first invalid tool."""
-    for tool in tools:
-        if _depth(tool.parameters) > MAX_SCHEMA_DEPTH:
-            raise LlmdError(
-                400,
-                f"Tool validation failed: parameters are nested deeper than {MAX_SCHEMA_DEPTH} "
-                "levels",
-            )
-        error = best_match(_VALIDATOR.iter_errors(tool.as_document()))
-        if error is not None:
-            where = "/" + "/".join(str(p) for p in error.absolute_path)
-            raise LlmdError(400, f"Tool validation failed: at '{where}': {error.message}")
-
-
-def _depth(value: object, level: int = 0) -> int:
-    if level > MAX_SCHEMA_DEPTH:
-        return level
-    if isinstance(value, Mapping):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
-    return level
-
-
 # --- §8.2 tool_choice ------------------------------------------------------------
 
 
@@ -161,36 +72,32 @@ class ToolChoice:
     name: str = ""
 
 
-def parse_tool_choice(value: object) -> ToolChoice:
-    """Read a JSON `tool_choice`; ValueError (a 400 parse error) for unknown object types.
-
-    Any string is accepted (others act as "auto"); `custom` and `allowed_tools` objects
-    also act as "auto"; JSON null is refused like an object without a type, as upstream.
-    """
-    if isinstance(value, str):
-        return ToolChoice(value if value in ("none", "required") else "auto")
-    if not isinstance(value, dict):
-        if value is None:
-            raise ValueError("unknown ToolChoice type: ")
-        raise ValueError("tool_choice must be a string or an object")
-    kind = value.get("type")
-    kind = kind if isinstance(kind, str) else ""
-    if kind == "function":
-        function = value.get("function")
-        name = function.get("name") if isinstance(function, dict) else None
-        if name is not None and not isinstance(name, str):
-            raise ValueError("tool_choice function name must be a string")
-        return ToolChoice("function", name or "")
-    if kind in ("custom", "allowed_tools"):
-        return ToolChoice("auto")
-    raise ValueError(f"unknown ToolChoice type: {kind}")
-
-
 # --- §8.3 arguments ----------------------------------------------------------------
 
 
 class ToolError(Exception):
     """Tool calls cannot be generated; the shell turns it into upstream's 500."""
+
+
+class ToolConfig(Protocol):
+    """The `--*-tool-call-*` options of the simulator's config (`SimConfig` has them)."""
+
+    @property
+    def min_tool_call_integer_param(self) -> int: ...
+    @property
+    def max_tool_call_integer_param(self) -> int: ...
+    @property
+    def min_tool_call_number_param(self) -> float: ...
+    @property
+    def max_tool_call_number_param(self) -> float: ...
+    @property
+    def min_tool_call_array_param_length(self) -> int: ...
+    @property
+    def max_tool_call_array_param_length(self) -> int: ...
+    @property
+    def tool_call_not_required_param_probability(self) -> int: ...
+    @property
+    def object_tool_call_not_required_field_probability(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +114,7 @@ class ToolLimits:
     field_probability: int = 50
 
     @classmethod
-    def from_config(cls, cfg: SimConfig) -> ToolLimits:
+    def from_config(cls, cfg: ToolConfig) -> ToolLimits:
         """Pick the tool-call options out of the simulator config."""
         return cls(
             cfg.min_tool_call_integer_param,

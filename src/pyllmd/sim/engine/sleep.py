@@ -1,6 +1,6 @@
 """Sleep mode of one rank (spec §10.3, §4.6), as vLLM's `/sleep` and `/wake_up` behave.
 
-Pure state transitions; the HTTP shell applies them to the scheduler and the
+Pure state transitions; the HTTP shell applies them to the admission queue and the
 KV cache. What a sleeping vLLM does (since its scheduler pauses on sleep): new
 completion requests are accepted and held in the waiting queue, and run once the
 engine is fully awake. Upstream's simulator serves them normally while
