@@ -10,6 +10,7 @@ a mutated object, so none passes by checking nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -311,3 +312,27 @@ def test_a_mutated_object_fails_its_check(
     assert CHECKS[check](objects) == []
     problems = CHECKS[check](m.mutated(objects, kind, name, change))
     assert len(problems) == 1 and expected in problems[0], problems
+
+
+# ---------------------------------------------------------------- the Grafana dashboards
+
+
+def test_the_dashboards_ship_as_labelled_config_maps_with_their_variables() -> None:
+    files = {p.name: json.loads(p.read_text()) for p in (m.CONFIG / "dashboards").glob("*.json")}
+    assert set(files) == {"model-servers.json", "endpoint-picker.json", "autoscaler.json"}
+    maps = [
+        o
+        for o in m.render(LLM_D)
+        if o["kind"] == "ConfigMap" and o["metadata"].get("labels", {}).get("grafana_dashboard")
+    ]
+    assert {o["metadata"]["labels"]["grafana_dashboard"] for o in maps} == {"1"}
+    shipped = {key: json.loads(text) for o in maps for key, text in o["data"].items()}
+    assert shipped == files
+    assert len({d["uid"] for d in files.values()}) == len(files)
+    for name, dashboard in files.items():
+        variables = [v["name"] for v in dashboard["templating"]["list"]]
+        assert variables == ["datasource", "namespace", "model"], name
+        for panel in dashboard["panels"]:
+            assert panel["datasource"]["uid"] == "${datasource}", (name, panel["title"])
+            for target in panel["targets"]:
+                assert "$namespace" in target["expr"], (name, panel["title"], target["expr"])
