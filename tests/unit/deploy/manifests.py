@@ -160,6 +160,11 @@ def _validator(api_version: str, kind: str) -> jsonschema.Draft202012Validator |
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
+def crd_kinds() -> set[tuple[str, str]]:
+    """(apiVersion, kind) of the custom resources the schemas cover."""
+    return set(_crd_schemas())
+
+
 def schema_problems(objects: list[Obj]) -> list[str]:
     problems = []
     for obj in objects:

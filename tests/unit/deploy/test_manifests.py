@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
+from tools import doccheck
 
 from tests.unit.deploy import manifests as m
 from tests.unit.deploy.manifests import Obj
@@ -70,6 +73,20 @@ def test_the_overlays_are_the_documented_ones() -> None:
 @pytest.mark.parametrize("entry", m.ENTRY_POINTS)
 def test_every_rendered_object_validates(entry: str) -> None:
     assert m.schema_problems(m.render(entry)) == []
+
+
+def test_the_kubernetes_schemas_are_those_kubernetes_validate_uses() -> None:
+    # schema_problems builds each validator once; kubernetes_validate.validate agrees.
+    objects = m.render(LLM_D)
+    builtin = [o for o in objects if (o["apiVersion"], o["kind"]) not in m.crd_kinds()]
+    assert {o["kind"] for o in builtin} >= {"Deployment", "Service", "ConfigMap", "Role"}
+    for obj in builtin:
+        kubernetes_validate.validate(obj, m.KUBERNETES_VERSION, strict=True)
+    broken = m.mutated(builtin, "Deployment", "llama-8b-epp", lambda o: o["spec"].update(x=1))
+    with pytest.raises(kubernetes_validate.ValidationError):
+        for obj in broken:
+            kubernetes_validate.validate(obj, m.KUBERNETES_VERSION, strict=True)
+    assert len(m.schema_problems(broken)) == 1
 
 
 @pytest.mark.parametrize("entry", m.ENTRY_POINTS)
@@ -336,3 +353,16 @@ def test_the_dashboards_ship_as_labelled_config_maps_with_their_variables() -> N
             assert panel["datasource"]["uid"] == "${datasource}", (name, panel["title"])
             for target in panel["targets"]:
                 assert "$namespace" in target["expr"], (name, panel["title"], target["expr"])
+
+
+def test_every_dashboard_query_names_metrics_the_code_declares() -> None:
+    # The e2e test runs the queries; this catches a misspelt metric without a stack.
+    source = "\n".join(p.read_text() for p in (m.ROOT / "src" / "pyllmd").rglob("*.py"))
+    unknown = set()
+    for path in (m.CONFIG / "dashboards").glob("*.json"):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                for name in doccheck.METRIC.findall(target["expr"]):
+                    if re.sub(r"_(bucket|sum|count|total)$", "", name) not in source:
+                        unknown.add((path.name, name))
+    assert not unknown
