@@ -125,7 +125,7 @@ def _load(gateway: str) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_every_dashboard_query_returns_data_on_the_stack(
+def test_every_dashboard_query_and_variable_returns_data_on_the_stack(
     scraped_stack: tuple[Stack, PrometheusServer],
 ) -> None:
     stack, prom = scraped_stack
@@ -142,14 +142,11 @@ def test_every_dashboard_query_returns_data_on_the_stack(
         except AssertionError as err:
             empty.append(f"{dashboard} / {title}: {err}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
+    _check_variables(prom)
 
 
-@pytest.mark.timeout(300)
-def test_the_dashboard_variables_list_the_stack_namespace_and_model(
-    scraped_stack: tuple[Stack, PrometheusServer],
-) -> None:
-    stack, prom = scraped_stack
-    _load(stack.urls["gateway"])
+def _check_variables(prom: PrometheusServer) -> None:
+    """Each dashboard's namespace and model variables list the stack's values."""
     for path in DASHBOARDS:
         variables = {v["name"]: v for v in json.loads(path.read_text())["templating"]["list"]}
         assert variables["datasource"]["query"] == "prometheus"
