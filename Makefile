@@ -14,9 +14,14 @@ MODEL ?= meta-llama/Llama-3.1-8B-Instruct
 PORT ?= 8000
 # Empty: the stack shipped inside the package (src/pyllmd/stack/stack.yaml).
 STACK ?=
+# The container image built from the Containerfile; every manifest under config/ runs it.
+# config/components/image/kustomization.yaml names the same image (tests/unit/deploy checks).
+IMAGE ?= ghcr.io/pyllmd/pyllmd:0.1.0
+# The kustomize overlay `make manifests` renders (config/overlays/{llm-d,pd,scale-to-zero}).
+OVERLAY ?= config/overlays/llm-d
 
 .PHONY: help up test test-e2e-smoke test-e2e-full bench lint fmt conformance clean \
-	venv e2e-deps bench-deps protos
+	venv e2e-deps bench-deps protos deploy-deps manifests
 
 help:
 	@echo "make up              run the local stack (simulators, gateway on port $(PORT), Prometheus, autoscaler)"
@@ -28,6 +33,7 @@ help:
 	@echo "make fmt             ruff format + ruff check --fix"
 	@echo "make conformance     regenerate docs/developer-guide/conformance*.md"
 	@echo "make protos          regenerate the simulator's gRPC code from its .proto"
+	@echo "make manifests       render the Kubernetes manifests of OVERLAY=$(OVERLAY)"
 	@echo "make clean           remove the venv and caches"
 
 venv: $(STAMP)
@@ -59,6 +65,19 @@ e2e-deps:
 			--no-install-recommends prometheus curl >/dev/null; }
 	@prometheus --version 2>&1 | head -n 1
 
+# kubectl (its built-in kustomize renders config/; the unit tests of tests/unit/deploy run it).
+deploy-deps:
+	@command -v kubectl >/dev/null 2>&1 || { \
+		echo "installing kubectl (apt)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			--no-install-recommends kubectl >/dev/null; }
+	@kubectl version --client 2>/dev/null | head -n 1 >&2
+
+# Render an overlay, e.g. `make manifests OVERLAY=config/overlays/pd | kubectl apply -f -`.
+manifests: deploy-deps
+	@kubectl kustomize $(OVERLAY)
+
 # The local stack needs Debian's prometheus, hence e2e-deps.
 up: $(STAMP) e2e-deps
 	@echo "Starting the local stack from $(or $(STACK),the default stack file): two simulator"
@@ -78,7 +97,7 @@ up: $(STAMP) e2e-deps
 	@exec $(BIN)/pyllmd up $(if $(STACK),--stack $(STACK)) --port $(PORT)
 
 # pytest exits 5 when it collected no test; make treats that as a failure.
-test: $(STAMP)
+test: $(STAMP) deploy-deps
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 test-e2e-smoke: $(STAMP) e2e-deps
