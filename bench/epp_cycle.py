@@ -1,7 +1,7 @@
 """Figure (e): one EPP scheduling decision for 100 endpoints and 8k-token prompts.
 
 The cycle is the one `pyllmd epp` runs per request: `FrameworkScheduler.schedule`
-of `pyllmd.epp.adapters` (fresh-metrics filter, profile handler, scorers,
+of `pyllmd.epp.extproc.adapters` (fresh-metrics filter, profile handler, scorers,
 picker, PreRequest plugins, the scheduler/plugin/prefix metrics), over the
 default config loaded by `load_config_text`. The 100 endpoints are a fixed
 set (as `--static-endpoints` gives) whose synthetic metrics change every
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from bench.loadgen import percentile
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.adapters import FrameworkScheduler
-from pyllmd.epp.config import load_config_text
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics, LLMRequest
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.extproc.adapters import FrameworkScheduler
 from pyllmd.epp.metrics import EppMetrics
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics, LLMRequest
 
 MODEL = "bench-model"
 ENDPOINTS = 100

@@ -12,8 +12,8 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics
 from pyllmd.epp.options import StaticEndpoint
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics
 
 __all__ = ["Datastore", "endpoints_for_pod", "endpoints_from_static", "static_pod_name"]
 

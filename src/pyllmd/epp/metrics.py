@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from pyllmd.core.clock import Clock
 from pyllmd.core.metricset import CONTENT_TYPE, CollectorFamily, Family, Registry
-from pyllmd.epp.framework.types import Endpoint
-from pyllmd.epp.scrape import PoolGauges, pool_gauges
+from pyllmd.epp.datalayer.scrape import PoolGauges, pool_gauges
+from pyllmd.epp.scheduling.types import Endpoint
 
 __all__ = ["CONTENT_TYPE", "EppMetrics", "pool_gauge_loop"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from lightkube import AsyncClient
 
-from pyllmd.epp.kube import GROUP_V1, GROUP_V1ALPHA2, Informer, resource_type
+from pyllmd.epp.datalayer.kube import GROUP_V1, GROUP_V1ALPHA2, Informer, resource_type
 
 __all__ = [
     "InferenceModelRewrite",

@@ -43,29 +43,31 @@ from pyllmd.core.kubeauth import Decide, KubeAuthorizer, guarded_handler, refuse
 from pyllmd.core.leader import LeaderElector, default_identity
 from pyllmd.core.listen import bind_error
 from pyllmd.core.zap import zap_verbosity
-from pyllmd.epp.adapters import (
+from pyllmd.epp.config.loader import (
+    GATE_FLOW_CONTROL,
+    EppConfig,
+    load_config_file,
+    load_config_text,
+)
+from pyllmd.epp.datalayer.filesd import EndpointsFile
+from pyllmd.epp.datalayer.kube import Informer, PodDiscovery, PoolSpec, connect
+from pyllmd.epp.datalayer.modelscrape import MIN_INTERVAL as MODELS_MIN_INTERVAL
+from pyllmd.epp.datalayer.modelscrape import ModelsScraper
+from pyllmd.epp.datalayer.scrape import HttpFetcher, MetricMapping, Scraper
+from pyllmd.epp.datastore import Datastore, endpoints_from_static
+from pyllmd.epp.extproc.adapters import (
     DatastoreEndpoints,
     FrameworkScheduler,
     MetricsRecorder,
     ModelRewriter,
     SaturationAdmission,
 )
-from pyllmd.epp.config import (
-    GATE_FLOW_CONTROL,
-    EppConfig,
-    load_config_file,
-    load_config_text,
-)
-from pyllmd.epp.datastore import Datastore, endpoints_from_static
-from pyllmd.epp.filesd import EndpointsFile
+from pyllmd.epp.extproc.health import EppHealth, serve_health
+from pyllmd.epp.extproc.lifecycle import PluginHooks
+from pyllmd.epp.extproc.servicer import ExtProcServicer, serve_epp
+from pyllmd.epp.extproc.tls import check_cert_dir
 from pyllmd.epp.flowcontrol import FlowController, FlowMetrics, flow_control_config
-from pyllmd.epp.framework.types import Endpoint
-from pyllmd.epp.health import EppHealth, serve_health
-from pyllmd.epp.kube import Informer, PodDiscovery, PoolSpec, connect
-from pyllmd.epp.lifecycle import PluginHooks
 from pyllmd.epp.metrics import CONTENT_TYPE, EppMetrics, pool_gauge_loop
-from pyllmd.epp.modelscrape import MIN_INTERVAL as MODELS_MIN_INTERVAL
-from pyllmd.epp.modelscrape import ModelsScraper
 from pyllmd.epp.objectives import Objectives, Rewrites, informers
 from pyllmd.epp.options import EppOptions, HelpRequested, load_options
 from pyllmd.epp.plugins.datalayer.model_server_protocol_metrics import ModelServerProtocolMetrics
@@ -73,9 +75,7 @@ from pyllmd.epp.plugins.datalayer.models_data_source import ModelsDataSource
 from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import (
     metric_families as precise_metric_families,
 )
-from pyllmd.epp.scrape import HttpFetcher, MetricMapping, Scraper
-from pyllmd.epp.server import ExtProcServicer, serve_epp
-from pyllmd.epp.tls import check_cert_dir
+from pyllmd.epp.scheduling.types import Endpoint
 
 if TYPE_CHECKING:
     from lightkube import AsyncClient

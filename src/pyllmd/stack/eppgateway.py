@@ -27,7 +27,7 @@ import aiohttp
 from pyllmd.autoscaler.local import free_port
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.process import Process, Supervisor, spawn, terminate
-from pyllmd.epp.config import DEFAULT_CONFIG
+from pyllmd.epp.config.loader import DEFAULT_CONFIG
 from pyllmd.stack.envoy import LOOPBACK, EnvoyProcess, envoy_bootstrap
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest_asyncio
 
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.adapters import ModelRewriter
-from pyllmd.epp.kube import GROUP_V1, GROUP_V1ALPHA2, connect
+from pyllmd.epp.datalayer.kube import GROUP_V1, GROUP_V1ALPHA2, connect
+from pyllmd.epp.extproc.adapters import ModelRewriter
 from pyllmd.epp.metrics import EppMetrics
 from pyllmd.epp.objectives import (
     Objectives,

@@ -13,11 +13,9 @@ import pytest
 
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp import wire
-from pyllmd.epp.config import load_config_text
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import ProfileResult, SchedulingResult
-from pyllmd.epp.lifecycle import PluginHooks
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.extproc import wire
+from pyllmd.epp.extproc.lifecycle import PluginHooks
 from pyllmd.epp.metrics import EppMetrics
 from pyllmd.epp.options import load_options
 from pyllmd.epp.plugins.scorer import (
@@ -27,6 +25,8 @@ from pyllmd.epp.plugins.scorer import (
 )
 from pyllmd.epp.plugins.scorer.prefix_cache_scorer import PrefixState
 from pyllmd.epp.run import build_epp
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import ProfileResult, SchedulingResult
 from tests.unit.epp.plugin_helpers import endpoint, request, state
 from tests.unit.epp.test_server import body_msg, headers_msg, resp_headers_msg, run
 

@@ -10,11 +10,8 @@ import pytest
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp import wire
-from pyllmd.epp.config import load_config_text
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.scheduler import Scheduler, SchedulingError
-from pyllmd.epp.framework.types import LLMRequest, ProfileResult, SchedulingResult
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.extproc import wire
 from pyllmd.epp.options import load_options
 from pyllmd.epp.plugins.prerequest import prefill_header_handler
 from pyllmd.epp.plugins.profile import (
@@ -33,6 +30,9 @@ from pyllmd.epp.plugins.profile.pd_common import (
 )
 from pyllmd.epp.plugins.scorer.prefix_cache_scorer import PrefixState
 from pyllmd.epp.run import Epp, build_epp
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.runner import Scheduler, SchedulingError
+from pyllmd.epp.scheduling.types import LLMRequest, ProfileResult, SchedulingResult
 from tests.unit.epp.plugin_helpers import endpoint, request, state
 from tests.unit.epp.test_server import body_msg, headers_msg, kinds, resp_headers_msg, run
 

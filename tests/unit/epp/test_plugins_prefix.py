@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import xxhash
 
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import ProfileResult, SchedulingResult
 from pyllmd.epp.plugins.scorer import prefix_cache_scorer
 from pyllmd.epp.plugins.scorer.prefix_cache_scorer import PrefixCacheScorer, hash_prompt
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import ProfileResult, SchedulingResult
 from tests.unit.epp.plugin_helpers import endpoint, request, state
 
 E1, E2 = endpoint("e1-rank-0", "10.0.0.1"), endpoint("e2-rank-0", "10.0.0.2")

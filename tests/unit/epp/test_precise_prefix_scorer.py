@@ -14,9 +14,7 @@ import yaml
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.prefix import block_keys
 from pyllmd.core.tokenize import SimpleTokenizer
-from pyllmd.epp.config import load_config_text
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import LLMRequest
+from pyllmd.epp.config.loader import load_config_text
 from pyllmd.epp.kvindex.events import BlockStored
 from pyllmd.epp.kvindex.params import MODEL_REQUIRED, PreciseSettings, parse_settings
 from pyllmd.epp.kvindex.prompt import chat_text, resolve_tokenizer
@@ -26,6 +24,8 @@ from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import (
     PrecisePrefixState,
     normalize,
 )
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import LLMRequest
 from tests.unit.epp.plugin_helpers import endpoint, request, state
 
 SAMPLES = Path(__file__).parent / "samples"

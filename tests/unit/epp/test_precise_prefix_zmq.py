@@ -16,9 +16,9 @@ import zmq.asyncio
 from pyllmd.core.clock import RealClock
 from pyllmd.core.prefix import block_keys
 from pyllmd.core.tokenize import SimpleTokenizer
-from pyllmd.epp.config import load_config_text
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.datalayer.kvevents import GLOBAL_KEY, PodSubscriptions
 from pyllmd.epp.kvindex.params import parse_settings
-from pyllmd.epp.kvindex.subscriber import GLOBAL_KEY, PodSubscriptions
 from pyllmd.epp.options import load_options
 from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import PrecisePrefixCacheScorer
 from pyllmd.epp.run import build_epp, start_epp

@@ -13,10 +13,7 @@ from aiohttp import web
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.logging import level_for_verbosity
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.datastore import Datastore, endpoints_from_static
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics
-from pyllmd.epp.options import StaticEndpoint
-from pyllmd.epp.scrape import (
+from pyllmd.epp.datalayer.scrape import (
     DEFAULT_VLLM_MAPPING,
     HttpFetcher,
     MetricMapping,
@@ -30,6 +27,9 @@ from pyllmd.epp.scrape import (
     pool_gauges,
     reachability_change,
 )
+from pyllmd.epp.datastore import Datastore, endpoints_from_static
+from pyllmd.epp.options import StaticEndpoint
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics
 
 SIM_METRICS = """\
 # HELP vllm:num_requests_running Number of requests currently running on GPU.

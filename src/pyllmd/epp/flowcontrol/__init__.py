@@ -4,8 +4,8 @@
 pure; `controller` is the asyncio shell the ext_proc servicer awaits.
 """
 
-from pyllmd.epp.flowcontrol.config import FlowControlConfig, flow_control_config
-from pyllmd.epp.flowcontrol.controller import FlowController
+from pyllmd.epp.extproc.flowcontroller import FlowController
+from pyllmd.epp.flowcontrol.bands import FlowControlConfig, flow_control_config
 from pyllmd.epp.flowcontrol.metrics import FlowMetrics
 from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome
 

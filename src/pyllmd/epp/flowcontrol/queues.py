@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from pyllmd.epp.flowcontrol.config import BandConfig, FlowControlConfig
+from pyllmd.epp.flowcontrol.bands import BandConfig, FlowControlConfig
 from pyllmd.epp.flowcontrol.policies import (
     FAIRNESS_POLICIES,
     ORDERING_POLICIES,

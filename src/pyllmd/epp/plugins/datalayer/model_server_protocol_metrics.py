@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pyllmd.epp.framework.registry import Handle, Params
-from pyllmd.epp.framework.types import Endpoint
+from pyllmd.epp.datalayer.scrape import DEFAULT_VLLM_MAPPING, SGLANG_MAPPING, MetricMapping
 from pyllmd.epp.plugins.base import PluginBase, params
-from pyllmd.epp.scrape import DEFAULT_VLLM_MAPPING, SGLANG_MAPPING, MetricMapping
+from pyllmd.epp.scheduling.registry import Handle, Params
+from pyllmd.epp.scheduling.types import Endpoint
 
 TYPE = "model-server-protocol-metrics"
 ENGINE_LABEL_KEY = "inference.networking.k8s.io/engine-type"

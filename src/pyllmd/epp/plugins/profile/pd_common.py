@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from pyllmd.epp.framework.interfaces import CycleState, Plugin
-from pyllmd.epp.framework.types import Endpoint, LLMRequest
+from pyllmd.epp.scheduling.interfaces import CycleState, Plugin
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest
 
 PREFILL_HEADER = "x-prefiller-host-port"
 DATA_PARALLEL_HEADER = "x-data-parallel-host-port"

@@ -17,10 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.scheduler import SchedulingError
-from pyllmd.epp.framework.types import LLMRequest, ProfileResult, SchedulingResult
 from pyllmd.epp.plugins.base import PluginBase, params
 from pyllmd.epp.plugins.profile.always_disagg_pd_decider import TYPE as ALWAYS_DISAGG
 from pyllmd.epp.plugins.profile.pd_common import (
@@ -35,6 +31,10 @@ from pyllmd.epp.plugins.profile.pd_common import (
     prefix_match,
     with_port,
 )
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.runner import SchedulingError
+from pyllmd.epp.scheduling.types import LLMRequest, ProfileResult, SchedulingResult
 
 TYPE = "pd-profile-handler"
 NO_DECODE = "failed to find available decode workers"

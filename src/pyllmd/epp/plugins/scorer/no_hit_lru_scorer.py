@@ -16,11 +16,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
 from pyllmd.epp.plugins.base import PluginBase, params
 from pyllmd.epp.plugins.profile.pd_common import DEFAULT_PREFIX_PLUGIN, has_prefix_hit
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 TYPE = "no-hit-lru-scorer"
 DEFAULT_LRU_SIZE = 1024

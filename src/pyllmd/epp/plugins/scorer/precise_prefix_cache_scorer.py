@@ -25,16 +25,16 @@ from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.metricset import CollectorFamily
 from pyllmd.core.prefix import block_keys
 from pyllmd.core.tokenize import Tokenizer
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle
-from pyllmd.epp.framework.types import Endpoint, LLMRequest
+from pyllmd.epp.datalayer.kvevents import KVEvents, SeenHook
 from pyllmd.epp.kvindex.index import KVBlockIndex, longest_prefix_scores
 from pyllmd.epp.kvindex.keys import RequestKeyer
 from pyllmd.epp.kvindex.params import TYPE, PreciseSettings, parse_settings
 from pyllmd.epp.kvindex.processor import EventProcessor
 from pyllmd.epp.kvindex.prompt import request_tokens, resolve_tokenizer
-from pyllmd.epp.kvindex.subscriber import KVEvents, SeenHook
 from pyllmd.epp.plugins.base import PluginBase
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest
 
 __all__ = ["TYPE", "PrecisePrefixCacheScorer", "PrecisePrefixState", "factory", "normalize"]
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import xxhash
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
 from pyllmd.epp.plugins.base import PluginBase, params
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 TYPE = "prefix-cache-scorer"
 DEFAULT_BLOCK_SIZE_TOKENS = 16

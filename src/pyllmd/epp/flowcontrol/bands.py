@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pyllmd.core.errors import ConfigError
-from pyllmd.epp.config_schema import FlowControlSpec
+from pyllmd.epp.config.schema import FlowControlSpec
 
 DEFAULT_BAND_MAX_BYTES = 1_000_000_000
 DYNAMIC_BAND_NAME = "Dynamic-Default"

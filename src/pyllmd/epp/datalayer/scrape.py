@@ -26,7 +26,7 @@ import aiohttp
 from pyllmd.core.clock import Clock
 from pyllmd.core.promtext import PromTextError, Sample, parse_samples
 from pyllmd.epp.datastore import Datastore
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics
 
 __all__ = [
     "DEFAULT_VLLM_MAPPING",
@@ -45,7 +45,9 @@ __all__ = [
     "reachability_change",
 ]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the package was regrouped: users filter on it and
+# the docs show it (`logger=pyllmd.epp.scrape`).
+log = logging.getLogger("pyllmd.epp.scrape")
 
 SCRAPE_TIMEOUT = 5.0
 BACKOFF_CAP = 2.0

@@ -33,8 +33,8 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from pyllmd.core.clock import Clock, RealClock
-from pyllmd.epp import wire
-from pyllmd.epp.contracts import (
+from pyllmd.epp.extproc import wire
+from pyllmd.epp.extproc.contracts import (
     Admission,
     EndpointSource,
     FlowControl,
@@ -43,8 +43,8 @@ from pyllmd.epp.contracts import (
     ResponseObserver,
     Scheduler,
 )
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
-from pyllmd.epp.health import NO_REUSEPORT
+from pyllmd.epp.extproc.health import NO_REUSEPORT
+from pyllmd.epp.extproc.tls import CertReloader, server_credentials
 from pyllmd.epp.requests import (
     DESTINATION_HEADER,
     INTERNAL,
@@ -62,7 +62,7 @@ from pyllmd.epp.requests import (
     json_usage,
     parse_request,
 )
-from pyllmd.epp.tls import CertReloader, server_credentials
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 log = logging.getLogger(__name__)
 

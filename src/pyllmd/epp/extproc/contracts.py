@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
 from pyllmd.epp.requests import Usage
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 
 class Scheduler(Protocol):

@@ -29,7 +29,7 @@ from lightkube.types import OnErrorAction, OnErrorResult
 
 from pyllmd.core.kubeclient import connect
 from pyllmd.epp.datastore import Datastore, endpoints_for_pod
-from pyllmd.epp.framework.types import Endpoint
+from pyllmd.epp.scheduling.types import Endpoint
 
 __all__ = [
     "GROUP_V1",

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.gosyntax import go_parse_duration_ns, parse_go_bool, parse_go_float, printable
-from pyllmd.epp.config_schema import (
+from pyllmd.epp.config.schema import (
     API_VERSION,
     KIND,
     DecodeError,
@@ -29,8 +29,14 @@ from pyllmd.epp.config_schema import (
     RawConfig,
     decode_config,
 )
-from pyllmd.epp.framework.interfaces import Plugin, ProfileHandler
-from pyllmd.epp.framework.registry import (
+from pyllmd.epp.saturation import (
+    DEFAULT_KV_CACHE_UTIL_THRESHOLD,
+    DEFAULT_METRICS_STALENESS_THRESHOLD,
+    DEFAULT_QUEUE_DEPTH_THRESHOLD,
+    SaturationConfig,
+)
+from pyllmd.epp.scheduling.interfaces import Plugin, ProfileHandler
+from pyllmd.epp.scheduling.registry import (
     ROLE_FILTER,
     ROLE_PICKER,
     ROLE_PROFILE_HANDLER,
@@ -39,13 +45,7 @@ from pyllmd.epp.framework.registry import (
     Registry,
     roles,
 )
-from pyllmd.epp.framework.scheduler import Profile, Scheduler
-from pyllmd.epp.saturation import (
-    DEFAULT_KV_CACHE_UTIL_THRESHOLD,
-    DEFAULT_METRICS_STALENESS_THRESHOLD,
-    DEFAULT_QUEUE_DEPTH_THRESHOLD,
-    SaturationConfig,
-)
+from pyllmd.epp.scheduling.runner import Profile, Scheduler
 
 GATE_DATA_LAYER = "dataLayer"
 GATE_FLOW_CONTROL = "flowControl"

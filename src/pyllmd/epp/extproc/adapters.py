@@ -21,17 +21,17 @@ from typing import cast
 
 from pyllmd.core.clock import Clock
 from pyllmd.epp import saturation
-from pyllmd.epp.config import EppConfig
+from pyllmd.epp.config.loader import EppConfig
 from pyllmd.epp.datastore import Datastore
-from pyllmd.epp.framework.interfaces import CycleState, PreRequest, ProfileHandler
-from pyllmd.epp.framework.registry import ROLE_PRE_REQUEST, roles
-from pyllmd.epp.framework.scheduler import Scheduler
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
-from pyllmd.epp.lifecycle import record_pd_decisions
+from pyllmd.epp.extproc.lifecycle import record_pd_decisions
 from pyllmd.epp.metrics import EppMetrics
 from pyllmd.epp.objectives import Rewrites
 from pyllmd.epp.plugins.scorer.prefix_cache_scorer import CHARS_PER_TOKEN, PrefixState
 from pyllmd.epp.requests import Usage
+from pyllmd.epp.scheduling.interfaces import CycleState, PreRequest, ProfileHandler
+from pyllmd.epp.scheduling.registry import ROLE_PRE_REQUEST, roles
+from pyllmd.epp.scheduling.runner import Scheduler
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 __all__ = [
     "DatastoreEndpoints",

@@ -21,11 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pyllmd.core.clock import Clock
-from pyllmd.epp.flowcontrol.config import DEFAULT_FAIRNESS_ID, FlowControlConfig
+from pyllmd.epp.flowcontrol.bands import DEFAULT_FAIRNESS_ID, FlowControlConfig
 from pyllmd.epp.flowcontrol.gate import DispatchLog, gate_saturation, prune_horizon
 from pyllmd.epp.flowcontrol.metrics import FlowLabels, FlowMetrics
 from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome, QueueItem, Rejection
-from pyllmd.epp.framework.types import Endpoint, LLMRequest
 from pyllmd.epp.requests import (
     FAIRNESS_HEADER,
     INTERNAL,
@@ -34,6 +33,7 @@ from pyllmd.epp.requests import (
     EppError,
 )
 from pyllmd.epp.saturation import SaturationConfig
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from pyllmd.epp.framework.interfaces import (
+from pyllmd.epp.scheduling.interfaces import (
     CycleState,
     Filter,
     Picker,
     ProfileHandler,
     Scorer,
 )
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
 
 # Extension-point label values of the plugin-duration metric.
 EP_PROFILE_PICKER = "ProfilePicker"
