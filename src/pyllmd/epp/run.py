@@ -57,9 +57,9 @@ from pyllmd.epp.datalayer.scrape import HttpFetcher, MetricMapping, Scraper
 from pyllmd.epp.datastore import Datastore, endpoints_from_static
 from pyllmd.epp.extproc.adapters import (
     DatastoreEndpoints,
-    FrameworkScheduler,
     MetricsRecorder,
     ModelRewriter,
+    PluginScheduler,
     SaturationAdmission,
 )
 from pyllmd.epp.extproc.health import EppHealth, serve_health
@@ -150,7 +150,7 @@ class Epp:
     metrics: EppMetrics
     scraper: Scraper
     fetcher: HttpFetcher | None
-    scheduler: FrameworkScheduler
+    scheduler: PluginScheduler
     servicer: ExtProcServicer
     health: EppHealth
     kube: AsyncClient | None = None  # pool and standalone modes
@@ -220,7 +220,7 @@ def build_epp(
         rng=random.Random(rng.random()),
     )
     discovery, watchers, objectives, rewrites = _discovery(options, kube, datastore)
-    scheduler = FrameworkScheduler(config, clock, rng, metrics, options.metrics_staleness_threshold)
+    scheduler = PluginScheduler(config, clock, rng, metrics, options.metrics_staleness_threshold)
     flow = _flow_control(options, config, clock, metrics)
     servicer = ExtProcServicer(
         scheduler,

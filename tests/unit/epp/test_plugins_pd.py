@@ -31,7 +31,8 @@ from pyllmd.epp.plugins.profile.pd_common import (
 from pyllmd.epp.plugins.scorer.prefix_cache_scorer import PrefixState
 from pyllmd.epp.run import Epp, build_epp
 from pyllmd.epp.scheduling.registry import Handle, ParamError
-from pyllmd.epp.scheduling.runner import Scheduler, SchedulingError
+from pyllmd.epp.scheduling.runner import ProfileRunner as Scheduler
+from pyllmd.epp.scheduling.runner import SchedulingError
 from pyllmd.epp.scheduling.types import LLMRequest, ProfileResult, SchedulingResult
 from tests.unit.epp.plugin_helpers import endpoint, request, state
 from tests.unit.epp.test_server import body_msg, headers_msg, kinds, resp_headers_msg, run

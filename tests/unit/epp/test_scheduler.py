@@ -12,7 +12,8 @@ from pyllmd.epp.plugins.filter.by_label import ByLabel
 from pyllmd.epp.plugins.picker.max_score_picker import MaxScorePicker
 from pyllmd.epp.plugins.profile.single_profile_handler import SingleProfileHandler
 from pyllmd.epp.scheduling.interfaces import CycleState
-from pyllmd.epp.scheduling.runner import Profile, Scheduler, SchedulingError
+from pyllmd.epp.scheduling.runner import Profile, SchedulingError
+from pyllmd.epp.scheduling.runner import ProfileRunner as Scheduler
 from pyllmd.epp.scheduling.types import Endpoint, LLMRequest
 from tests.unit.epp.plugin_helpers import endpoint, request
 

@@ -45,7 +45,7 @@ from pyllmd.epp.scheduling.registry import (
     Registry,
     roles,
 )
-from pyllmd.epp.scheduling.runner import Profile, Scheduler
+from pyllmd.epp.scheduling.runner import Profile, ProfileRunner
 
 GATE_DATA_LAYER = "dataLayer"
 GATE_FLOW_CONTROL = "flowControl"
@@ -86,7 +86,7 @@ class EppConfig:
     profiles: Mapping[str, Profile]
     handler_name: str
     saturation: SaturationConfig
-    scheduler: Scheduler = field(compare=False)
+    scheduler: ProfileRunner = field(compare=False)
     metrics_source: Plugin | None = None  # `metrics-data-source` (data layer on)
     metrics_extractor: Plugin | None = None  # `model-server-protocol-metrics`, if any
     models_source: Plugin | None = None  # `models-data-source` with its extractor (data layer on)
@@ -315,7 +315,7 @@ def load_config_text(
         profiles=profiles,
         handler_name=handler_name,
         saturation=saturation_config(raw.saturation, env),
-        scheduler=Scheduler(profiles, cast(ProfileHandler, handler)),
+        scheduler=ProfileRunner(profiles, cast(ProfileHandler, handler)),
         metrics_source=source,
         metrics_extractor=extractor,
         models_source=models,

@@ -1,7 +1,8 @@
-"""Adapters between the tested EPP pieces and the servicer's contracts (`contracts.py`).
+"""Adapters between the decision core and the servicer's contracts (`contracts.py`).
 
-The framework scheduler becomes `contracts.Scheduler` (one cycle, then the
-PreRequest plugins, timed for the metrics); the datastore an `EndpointSource`;
+`PluginScheduler` is the servicer's `RequestScheduler`: the configured plugins'
+profile runner for one cycle, then the PreRequest plugins, timed for the
+metrics; the datastore becomes an `EndpointSource`;
 the saturation detector `Admission`; the metrics registry `RequestMetrics`;
 the InferenceModelRewrite store the servicer's `model_rewrite` hook.
 Scheduling leaves out endpoints whose metrics are stale while a fresher one
@@ -30,12 +31,12 @@ from pyllmd.epp.plugins.scorer.prefix_cache_scorer import CHARS_PER_TOKEN, Prefi
 from pyllmd.epp.requests import Usage
 from pyllmd.epp.scheduling.interfaces import CycleState, PreRequest, ProfileHandler
 from pyllmd.epp.scheduling.registry import ROLE_PRE_REQUEST, roles
-from pyllmd.epp.scheduling.runner import Scheduler
+from pyllmd.epp.scheduling.runner import ProfileRunner
 from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 __all__ = [
     "DatastoreEndpoints",
-    "FrameworkScheduler",
+    "PluginScheduler",
     "MetricsRecorder",
     "ModelRewriter",
     "SaturationAdmission",
@@ -67,8 +68,9 @@ def fresh_candidates(
     return fresh or candidates
 
 
-class FrameworkScheduler:
-    """The framework scheduler as `contracts.Scheduler`: one cycle, then PreRequest plugins.
+class PluginScheduler:
+    """Schedules a request with the configured plugins (`contracts.RequestScheduler`): one
+    profile-runner cycle, then the PreRequest plugins.
 
     Records the scheduler and plugin metrics and the prefix-index lookups.
     """
@@ -88,7 +90,7 @@ class FrameworkScheduler:
         self.staleness = staleness
         self.timer = timer
         handler = cast(ProfileHandler, config.plugins[config.handler_name])
-        self.scheduler = Scheduler(
+        self.scheduler = ProfileRunner(
             config.profiles, handler, timer=timer, observe=metrics.record_plugin
         )
         self.plugins = dict(config.plugins)

@@ -15,7 +15,7 @@ from pyllmd.epp.requests import Usage
 from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 
-class Scheduler(Protocol):
+class RequestScheduler(Protocol):
     """Picks the target endpoints of one request; raises with a message when it cannot."""
 
     def schedule(self, request: LLMRequest, candidates: Sequence[Endpoint]) -> SchedulingResult: ...

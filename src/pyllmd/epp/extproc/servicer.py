@@ -40,8 +40,8 @@ from pyllmd.epp.extproc.contracts import (
     FlowControl,
     NullMetrics,
     RequestMetrics,
+    RequestScheduler,
     ResponseObserver,
-    Scheduler,
 )
 from pyllmd.epp.extproc.health import NO_REUSEPORT
 from pyllmd.epp.extproc.tls import CertReloader, server_credentials
@@ -119,7 +119,7 @@ class ExtProcServicer:
 
     def __init__(
         self,
-        scheduler: Scheduler,
+        scheduler: RequestScheduler,
         endpoints: EndpointSource,
         *,
         admission: Admission | None = None,

@@ -52,8 +52,9 @@ class Profile:
     picker: Picker
 
 
-class Scheduler:
-    """Runs the profiles the handler picks and lets it assemble the result."""
+class ProfileRunner:
+    """The scheduling framework's cycle: runs the profiles the handler picks and lets it
+    assemble the result (upstream's `Scheduler`)."""
 
     def __init__(
         self,
