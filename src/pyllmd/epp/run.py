@@ -53,7 +53,7 @@ from pyllmd.epp.datalayer.filesd import EndpointsFile
 from pyllmd.epp.datalayer.kube import Informer, PodDiscovery, PoolSpec, connect
 from pyllmd.epp.datalayer.modelscrape import MIN_INTERVAL as MODELS_MIN_INTERVAL
 from pyllmd.epp.datalayer.modelscrape import ModelsScraper
-from pyllmd.epp.datalayer.scrape import HttpFetcher, MetricMapping, Scraper
+from pyllmd.epp.datalayer.scrape import HttpFetcher, Scraper
 from pyllmd.epp.datastore import Datastore, endpoints_from_static
 from pyllmd.epp.extproc.adapters import (
     DatastoreEndpoints,
@@ -70,6 +70,7 @@ from pyllmd.epp.flowcontrol import FlowController, FlowMetrics, flow_control_con
 from pyllmd.epp.metrics import CONTENT_TYPE, EppMetrics, pool_gauge_loop
 from pyllmd.epp.objectives import Objectives, Rewrites, informers
 from pyllmd.epp.options import EppOptions, HelpRequested, load_options
+from pyllmd.epp.plugins.datalayer.mapping import MetricMapping
 from pyllmd.epp.plugins.datalayer.model_server_protocol_metrics import ModelServerProtocolMetrics
 from pyllmd.epp.plugins.datalayer.models_data_source import ModelsDataSource
 from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import (

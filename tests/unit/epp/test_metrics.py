@@ -10,8 +10,7 @@ import pytest
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.metricset import CollectorFamily, Registry
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.datalayer.scrape import PoolGauges
-from pyllmd.epp.metrics import EppMetrics, pool_gauge_loop
+from pyllmd.epp.metrics import EppMetrics, PoolGauges, pool_gauge_loop
 from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics
 
 
