@@ -39,7 +39,9 @@ from aiohttp import web
 from pyllmd.core import logging as pylog
 from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.errors import ConfigError
+from pyllmd.core.informer import Informer
 from pyllmd.core.kubeauth import Decide, KubeAuthorizer, guarded_handler, refuse_all
+from pyllmd.core.kubeclient import connect
 from pyllmd.core.leader import LeaderElector, default_identity
 from pyllmd.core.listen import bind_error
 from pyllmd.core.zap import zap_verbosity
@@ -50,7 +52,7 @@ from pyllmd.epp.config.loader import (
     load_config_text,
 )
 from pyllmd.epp.datalayer.filesd import EndpointsFile
-from pyllmd.epp.datalayer.kube import Informer, PodDiscovery, PoolSpec, connect
+from pyllmd.epp.datalayer.kube import PodDiscovery, PoolSpec, informers
 from pyllmd.epp.datalayer.modelscrape import MIN_INTERVAL as MODELS_MIN_INTERVAL
 from pyllmd.epp.datalayer.modelscrape import ModelsScraper
 from pyllmd.epp.datalayer.scrape import HttpFetcher, Scraper
@@ -68,7 +70,7 @@ from pyllmd.epp.extproc.servicer import ExtProcServicer, serve_epp
 from pyllmd.epp.extproc.tls import check_cert_dir
 from pyllmd.epp.flowcontrol import FlowController, FlowMetrics, flow_control_config
 from pyllmd.epp.metrics import CONTENT_TYPE, EppMetrics, pool_gauge_loop
-from pyllmd.epp.objectives import Objectives, Rewrites, informers
+from pyllmd.epp.objectives import Objectives, Rewrites
 from pyllmd.epp.options import EppOptions, HelpRequested, load_options
 from pyllmd.epp.plugins.datalayer.mapping import MetricMapping
 from pyllmd.epp.plugins.datalayer.model_server_protocol_metrics import ModelServerProtocolMetrics
