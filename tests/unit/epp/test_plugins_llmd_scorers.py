@@ -23,8 +23,8 @@ from pyllmd.epp.plugins.scorer import (
     no_hit_lru_scorer,
     session_affinity_scorer,
 )
-from pyllmd.epp.plugins.scorer.prefix_cache_scorer import PrefixState
 from pyllmd.epp.run import build_epp
+from pyllmd.epp.scheduling.interfaces import PrefixLookup as PrefixState
 from pyllmd.epp.scheduling.registry import Handle, ParamError
 from pyllmd.epp.scheduling.types import ProfileResult, SchedulingResult
 from tests.unit.epp.plugin_helpers import endpoint, request, state

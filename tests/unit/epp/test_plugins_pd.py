@@ -23,13 +23,13 @@ from pyllmd.epp.plugins.profile import (
 from pyllmd.epp.plugins.profile.pd_common import (
     DATA_PARALLEL_HEADER,
     PREFILL_HEADER,
-    PdDecision,
     PrefixMatch,
     input_tokens,
     pd_decisions,
 )
-from pyllmd.epp.plugins.scorer.prefix_cache_scorer import PrefixState
 from pyllmd.epp.run import Epp, build_epp
+from pyllmd.epp.scheduling.interfaces import PdDecision
+from pyllmd.epp.scheduling.interfaces import PrefixLookup as PrefixState
 from pyllmd.epp.scheduling.registry import Handle, ParamError
 from pyllmd.epp.scheduling.runner import ProfileRunner as Scheduler
 from pyllmd.epp.scheduling.runner import SchedulingError

@@ -21,9 +21,9 @@ from pyllmd.epp.kvindex.prompt import chat_text, resolve_tokenizer
 from pyllmd.epp.plugins.scorer import precise_prefix_cache_scorer as precise
 from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import (
     PrecisePrefixCacheScorer,
-    PrecisePrefixState,
     normalize,
 )
+from pyllmd.epp.scheduling.interfaces import PrefixLookup as PrecisePrefixState
 from pyllmd.epp.scheduling.registry import Handle, ParamError
 from pyllmd.epp.scheduling.types import LLMRequest
 from tests.unit.epp.plugin_helpers import endpoint, request, state

@@ -27,7 +27,7 @@ from pyllmd.epp.datastore import Datastore
 from pyllmd.epp.extproc.lifecycle import record_pd_decisions
 from pyllmd.epp.metrics import EppMetrics
 from pyllmd.epp.objectives import Rewrites
-from pyllmd.epp.plugins.scorer.prefix_cache_scorer import CHARS_PER_TOKEN, PrefixState
+from pyllmd.epp.plugins.scorer.prefix_cache_scorer import CHARS_PER_TOKEN, PrefixCacheScorer
 from pyllmd.epp.requests import Usage
 from pyllmd.epp.scheduling.interfaces import CycleState, PreRequest, ProfileHandler
 from pyllmd.epp.scheduling.registry import ROLE_PRE_REQUEST, roles
@@ -90,10 +90,13 @@ class PluginScheduler:
         self.staleness = staleness
         self.timer = timer
         handler = cast(ProfileHandler, config.plugins[config.handler_name])
-        self.scheduler = ProfileRunner(
+        self.runner = ProfileRunner(
             config.profiles, handler, timer=timer, observe=metrics.record_plugin
         )
         self.plugins = dict(config.plugins)
+        self.prefix_indexes = {  # approximate prefix scorers: their lookups are measured
+            name: p.index for name, p in self.plugins.items() if isinstance(p, PrefixCacheScorer)
+        }
         self.pre_request = [
             cast(PreRequest, p) for p in config.plugins.values() if ROLE_PRE_REQUEST in roles(p)
         ]
@@ -104,7 +107,7 @@ class PluginScheduler:
         eligible = fresh_candidates(candidates, now, self.staleness)
         start = self.timer()
         try:
-            result = self.scheduler.schedule_in(state, request, eligible)
+            result = self.runner.schedule_in(state, request, eligible)
         except Exception:
             self.metrics.record_scheduling(self.timer() - start, False)
             raise
@@ -124,14 +127,15 @@ class PluginScheduler:
         return result
 
     def _record_prefix(self, state: CycleState, result: SchedulingResult) -> None:
-        for name, value in state.extra.items():
-            plugin = self.plugins.get(name)
-            index = getattr(plugin, "index", None)
-            if not isinstance(value, PrefixState) or index is None or not result.targets:
+        if not result.targets:
+            return
+        target = result.targets[0].namespaced_name
+        for name, lookup in state.prefix.items():
+            index = self.prefix_indexes.get(name)
+            if index is None:
                 continue
-            target = result.targets[0].namespaced_name
-            hit_bytes = value.matches.get(target, 0) * value.block_size_tokens * CHARS_PER_TOKEN
-            self.metrics.record_prefix_lookup(value.hit_ratio(target), hit_bytes, index.size())
+            hit_bytes = lookup.matches.get(target, 0) * lookup.block_size_tokens * CHARS_PER_TOKEN
+            self.metrics.record_prefix_lookup(lookup.hit_ratio(target), hit_bytes, index.size())
 
     def prune(self, known: Iterable[str]) -> None:
         """Let plugins with an index forget endpoints that left the datastore."""

@@ -54,7 +54,7 @@ class NoHitLruScorer(PluginBase):
         self, state: CycleState, request: LLMRequest, endpoints: Sequence[Endpoint]
     ) -> dict[str, float]:
         cold = self.is_cold(state)
-        state.extra[self.name] = cold  # read back by pre_request
+        state.cold[self.name] = cold  # read back by pre_request
         if not cold:
             return {ep.namespaced_name: 0.5 for ep in endpoints}
         n = len(endpoints)
@@ -70,7 +70,7 @@ class NoHitLruScorer(PluginBase):
         return out
 
     def pre_request(self, state: CycleState, request: LLMRequest, result: SchedulingResult) -> None:
-        if state.extra.get(self.name) is not True:
+        if not state.cold.get(self.name, False):
             return
         for profile in (result.primary_profile, PREFILL_PROFILE):
             found = result.profile_results.get(profile)

@@ -6,8 +6,8 @@ request (`kvindex.prompt`), computes its request keys (kv-events contract §1.2)
 and gives each pod the tier-weighted count of consecutive leading blocks it
 holds, looked up over every indexed pod. Endpoints are matched to pods by
 address; the scores are min-max scaled over all raw entries (candidates or not),
-all equal → 1.0, absent → 0. Raw counts go to the cycle state for the P/D
-deciders and `no-hit-lru-scorer`, in the approximate prefix scorer's shape.
+all equal → 1.0, absent → 0. Raw counts go to the cycle state's `prefix` slot
+for the P/D deciders and `no-hit-lru-scorer`, as the approximate scorer's do.
 
 The scorer is pure given its index; the shell starts its subscribers
 (`start_background`) and `Score` reports the endpoints it saw through a hook
@@ -32,22 +32,13 @@ from pyllmd.epp.kvindex.params import TYPE, PreciseSettings, parse_settings
 from pyllmd.epp.kvindex.processor import EventProcessor
 from pyllmd.epp.kvindex.prompt import request_tokens, resolve_tokenizer
 from pyllmd.epp.plugins.base import PluginBase
-from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.interfaces import CycleState, PrefixLookup
 from pyllmd.epp.scheduling.registry import Handle
 from pyllmd.epp.scheduling.types import Endpoint, LLMRequest
 
-__all__ = ["TYPE", "PrecisePrefixCacheScorer", "PrecisePrefixState", "factory", "normalize"]
+__all__ = ["TYPE", "PrecisePrefixCacheScorer", "factory", "normalize"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PrecisePrefixState:
-    """What Score leaves in the cycle state (shape of the approximate `PrefixState`)."""
-
-    hashes: tuple[int, ...]  # the request keys
-    matches: dict[str, int]  # endpoint namespaced name → raw score (whole blocks)
-    block_size_tokens: int
 
 
 @dataclass
@@ -142,7 +133,7 @@ class PrecisePrefixCacheScorer(PluginBase):
             return {}
         keys, raw = found
         matches = {ep.namespaced_name: int(raw.get(ep.address, 0.0)) for ep in endpoints}
-        state.extra[self.name] = PrecisePrefixState(keys, matches, self.settings.block_size)
+        state.prefix[self.name] = PrefixLookup(keys, matches, self.settings.block_size)
         return normalize(raw, endpoints)
 
     # ------------------------------------------------------------------ shell
