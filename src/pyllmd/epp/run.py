@@ -53,6 +53,7 @@ from pyllmd.epp.config.loader import (
 )
 from pyllmd.epp.datalayer.filesd import EndpointsFile
 from pyllmd.epp.datalayer.kube import PodDiscovery, PoolSpec, informers
+from pyllmd.epp.datalayer.kvevents import KVEventFeed, kv_event_families, kv_event_feeds
 from pyllmd.epp.datalayer.modelscrape import MIN_INTERVAL as MODELS_MIN_INTERVAL
 from pyllmd.epp.datalayer.modelscrape import ModelsScraper
 from pyllmd.epp.datalayer.scrape import HttpFetcher, Scraper
@@ -75,9 +76,6 @@ from pyllmd.epp.options import EppOptions, HelpRequested, load_options
 from pyllmd.epp.plugins.datalayer.mapping import MetricMapping
 from pyllmd.epp.plugins.datalayer.model_server_protocol_metrics import ModelServerProtocolMetrics
 from pyllmd.epp.plugins.datalayer.models_data_source import ModelsDataSource
-from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import (
-    metric_families as precise_metric_families,
-)
 from pyllmd.epp.scheduling.types import Endpoint
 
 if TYPE_CHECKING:
@@ -165,6 +163,7 @@ class Epp:
     elector: LeaderElector | None = None  # `--ha-enable-leader-election`
     endpoints_file: EndpointsFile | None = None  # `--endpoints-file`
     models_scraper: ModelsScraper | None = None  # `models-data-source` (data layer)
+    kv_feeds: list[KVEventFeed] = field(default_factory=list)  # precise prefix scorers
 
 
 def build_epp(
@@ -203,7 +202,8 @@ def build_epp(
     if options.mode not in ("static", "file") or options.ha_enable_leader_election:
         kube = kube or connect(kubeconfig=options.kubeconfig, env=env)
     metrics = EppMetrics(options.pool_name or STATIC_POOL_NAME, datastore.snapshot_tuple)
-    for family in precise_metric_families(list(config.plugins.values())):
+    kv_feeds = kv_event_feeds(list(config.plugins.values()))
+    for family in kv_event_families(kv_feeds):
         metrics.registry.add(family)
     source = config.metrics_source
     fetcher = None
@@ -247,6 +247,7 @@ def build_epp(
         options, config, clock, datastore, metrics, scraper, fetcher, scheduler, servicer, health,
         kube, discovery, watchers, objectives, rewrites, authorize, elector, endpoints_file,
         _models_scraper(options, config, datastore, clock, fetch if fetcher is None else None, rng),
+        kv_feeds,
     )  # fmt: skip
 
 
@@ -381,10 +382,8 @@ class RunningEpp:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        for plugin in self.epp.config.plugins.values():  # e.g. KV-event subscribers
-            stop = getattr(plugin, "stop_background", None)
-            if callable(stop):
-                await stop()
+        for feed in self.epp.kv_feeds:
+            await feed.stop()
         flow = self.epp.servicer.flow_control
         if isinstance(flow, FlowController):
             await flow.close()  # requests still queued fail with 500
@@ -447,10 +446,8 @@ async def start_epp(epp: Epp) -> RunningEpp:
     epp.scraper.start()
     if epp.models_scraper is not None:
         epp.models_scraper.start()
-    for plugin in epp.config.plugins.values():  # e.g. the precise prefix scorer's subscribers
-        start = getattr(plugin, "start_background", None)
-        if callable(start):
-            await start(epp.clock)
+    for feed in epp.kv_feeds:  # the precise prefix scorers' KV-event subscribers
+        await feed.start(epp.clock)
     loop = asyncio.get_running_loop()
     staleness = opts.metrics_staleness_threshold
     tasks = [
