@@ -46,11 +46,11 @@ from pyllmd.core.leader import LeaderElector, default_identity
 from pyllmd.core.listen import bind_error
 from pyllmd.core.zap import zap_verbosity
 from pyllmd.epp.config.loader import (
-    GATE_FLOW_CONTROL,
     EppConfig,
     load_config_file,
     load_config_text,
 )
+from pyllmd.epp.config.sections import GATE_FLOW_CONTROL, flow_control_config
 from pyllmd.epp.datalayer.filesd import EndpointsFile
 from pyllmd.epp.datalayer.kube import PodDiscovery, PoolSpec, informers
 from pyllmd.epp.datalayer.kvevents import KVEventFeed, kv_event_families, kv_event_feeds
@@ -65,11 +65,11 @@ from pyllmd.epp.extproc.adapters import (
     PluginScheduler,
     SaturationAdmission,
 )
+from pyllmd.epp.extproc.flowcontroller import FlowController, FlowMetrics
 from pyllmd.epp.extproc.health import EppHealth, serve_health
 from pyllmd.epp.extproc.lifecycle import PluginHooks
 from pyllmd.epp.extproc.servicer import ExtProcServicer, serve_epp
 from pyllmd.epp.extproc.tls import check_cert_dir
-from pyllmd.epp.flowcontrol import FlowController, FlowMetrics, flow_control_config
 from pyllmd.epp.metrics import CONTENT_TYPE, EppMetrics, pool_gauge_loop
 from pyllmd.epp.objectives import Objectives, Rewrites
 from pyllmd.epp.options import EppOptions, HelpRequested, load_options

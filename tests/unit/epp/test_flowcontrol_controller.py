@@ -10,9 +10,10 @@ import pytest
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.metricset import Registry
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.extproc.flowcontroller import POLL_INTERVAL, fairness_id
-from pyllmd.epp.flowcontrol import FlowControlConfig, FlowController, FlowMetrics
+from pyllmd.epp.extproc.flowcontroller import POLL_INTERVAL, FlowController, FlowMetrics
+from pyllmd.epp.flowcontrol import FlowControlConfig
 from pyllmd.epp.flowcontrol.bands import BandConfig
+from pyllmd.epp.flowcontrol.dispatch import fairness_id
 from pyllmd.epp.requests import EppError
 from pyllmd.epp.saturation import SaturationConfig
 from pyllmd.epp.scheduling.types import Endpoint
