@@ -156,7 +156,7 @@ def cold_state() -> Any:
 
 def warm_state() -> Any:
     st = state()
-    st.extra["prefix-cache-scorer"] = PrefixState((1, 2), {"ns/x-rank-0": 1}, 16)
+    st.prefix["prefix-cache-scorer"] = PrefixState((1, 2), {"ns/x-rank-0": 1}, 16)
     return st
 
 
@@ -171,7 +171,7 @@ def test_no_hit_lru_warm_request_is_neutral() -> None:
 def test_no_hit_lru_state_without_hits_is_cold() -> None:
     s = no_hit_lru_scorer.factory("lru", None, Handle())
     st = state()
-    st.extra["prefix-cache-scorer"] = PrefixState((1, 2), {}, 16)
+    st.prefix["prefix-cache-scorer"] = PrefixState((1, 2), {}, 16)
     assert s.score(st, request(), [A, B]) == {"ns/a-rank-0": 1.0, "ns/b-rank-0": 0.0}
 
 
@@ -223,7 +223,7 @@ def test_no_hit_lru_parameters() -> None:
     s = no_hit_lru_scorer.factory("lru", {"lruSize": -3, "prefixPluginName": "p"}, Handle())
     assert (s.lru_size, s.prefix_plugin_name) == (1024, "p")
     st = state()
-    st.extra["p"] = PrefixState((1,), {"ns/a-rank-0": 1}, 16)
+    st.prefix["p"] = PrefixState((1,), {"ns/a-rank-0": 1}, 16)
     assert set(s.score(st, request(), [A, B]).values()) == {0.5}
     with pytest.raises(ParamError, match="'no-hit-lru-scorer' scorer - json: "):
         no_hit_lru_scorer.factory("lru", {"lruSize": "big"}, Handle())

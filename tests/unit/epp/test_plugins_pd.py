@@ -230,7 +230,7 @@ def test_pd_handler_gives_the_decider_the_prefix_match_of_the_decode_endpoint() 
 
     h = handler({"deciderPluginName": "spy", "prefixPluginName": "px"}, Spy())
     st = state()
-    st.extra["px"] = PrefixState((1, 2, 3), {DECODE.namespaced_name: 2}, 16)
+    st.prefix["px"] = PrefixState((1, 2, 3), {DECODE.namespaced_name: 2}, 16)
     results: dict[str, ProfileResult | None] = {"decode": ProfileResult((DECODE,))}
     assert h.pick_profiles(st, request(), ["prefill", "decode"], results) == []
     assert seen == [PrefixMatch(2, 3, 16)]

@@ -72,7 +72,7 @@ def test_auto_tune_uses_endpoint_block_size_and_capacity() -> None:
     st = state()
     req = request(PROMPT)  # 200 chars, 32-char blocks → 6 hashes
     scorer.score(st, req, [tuned])
-    assert st.prefix_total_blocks == 6
+    assert len(st.prefix["p"].hashes) == 6
     scorer.pre_request(st, req, SchedulingResult("d", {"d": ProfileResult((tuned,))}))
     assert scorer.index.size() == 2  # LRU capacity = num_gpu_blocks; older hashes evicted
     # The first hashes were evicted, so the walk stops at once.
@@ -80,7 +80,7 @@ def test_auto_tune_uses_endpoint_block_size_and_capacity() -> None:
     fixed = PrefixCacheScorer("p", auto_tune=False, block_size_tokens=16)
     st2 = state()
     fixed.score(st2, req, [tuned])
-    assert st2.prefix_total_blocks == 3
+    assert len(st2.prefix["p"].hashes) == 3
 
 
 def test_prefill_target_also_indexed_and_prune() -> None:

@@ -202,7 +202,7 @@ def test_longest_prefix_wins_and_scores_are_min_max_scaled() -> None:
     st = state()
     scores = sc.score(st, llm(numbers(1, 70)), [A, B, C])
     assert scores == {A.namespaced_name: 1.0, B.namespaced_name: 0.0, C.namespaced_name: 0.0}
-    found = st.extra["precise"]
+    found = st.prefix["precise"]
     assert isinstance(found, PrecisePrefixState)
     assert found.matches == {A.namespaced_name: 4, B.namespaced_name: 2, C.namespaced_name: 0}
     assert len(found.hashes) == 4 and found.block_size_tokens == 16
@@ -263,10 +263,10 @@ def test_short_prompt_scores_nothing_and_other_apis_are_not_scored() -> None:
     store(sc, "10.0.0.1", range(1, 33))
     st = state()
     assert sc.score(st, llm(numbers(1, 15)), [A]) == {A.namespaced_name: 0.0}
-    assert st.extra["precise"].hashes == ()
+    assert st.prefix["precise"].hashes == ()
     st = state()
     assert sc.score(st, llm("", api="responses", input="x"), [A]) == {}
-    assert "precise" not in st.extra
+    assert "precise" not in st.prefix
 
 
 def test_chat_text_is_what_the_simulator_tokenizes() -> None:
