@@ -1,7 +1,7 @@
 """What the EPP reads from and writes into request and response bodies (spec §2.3, §2.5).
 
 Pure functions over bytes, headers and JSON values; the ext_proc servicer
-(`server.py`) is the only caller that does I/O. Request validation is written
+(`extproc/servicer.py`) is the only caller that does I/O. Request validation is written
 here by hand because upstream's checks are a handful of field tests with
 specific messages that no OpenAI schema library reproduces.
 

@@ -3,7 +3,7 @@
 `build_epp` wires the tested pieces without network I/O; `start_epp` opens the
 three servers (ext_proc, gRPC health, `/metrics`) and the background loops
 (metrics scrapes, pool gauges, prefix-index pruning, and in the pool and
-standalone modes the Kubernetes discovery of `kube.py`/`objectives.py`);
+standalone modes the Kubernetes discovery of `datalayer/kube.py`);
 `run_epp` is the CLI.
 
 Deviations, on purpose:
@@ -15,9 +15,9 @@ Deviations, on purpose:
   so every scrape is refused (401 without a token, 403 with one) rather than
   served unauthenticated;
 * endpoints whose metrics are older than `--metrics-staleness-threshold` are
-  left out of scheduling while a fresher one exists (see `adapters.py`);
+  left out of scheduling while a fresher one exists (see `extproc/adapters.py`);
 * `--static-endpoints` (extension) needs no Kubernetes at all, nor does
-  `--endpoints-file` (extension, `filesd.py`: a polled file_sd file).
+  `--endpoints-file` (extension, `datalayer/filesd.py`: a polled file_sd file).
 """
 
 from __future__ import annotations

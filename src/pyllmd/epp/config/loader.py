@@ -1,6 +1,6 @@
 """EndpointPickerConfig loading (spec §5): strict decode, plugins, defaults, scheduler.
 
-Decoding lives in `config_schema`. Every failure is a `ConfigError` whose
+Decoding lives in `schema.py`. Every failure is a `ConfigError` whose
 message starts with upstream's wrapper: `failed to parse config - ` (decoding, feature gates) or
 `failed to load the configuration - ` (everything after).
 

@@ -1,6 +1,6 @@
 """The small interfaces the ext_proc servicer is built against (spec §2.3).
 
-The servicer (`server.py`) needs only these shapes from the scheduler, the
+The servicer (`servicer.py`) needs only these shapes from the scheduler, the
 datastore, admission control and the metrics registry, so each side can be
 built and tested on its own.
 """
