@@ -59,8 +59,9 @@ from pyllmd.epp.requests import (
     forwarded_body,
     forwarded_headers,
     parse_request,
+    scheduling_request,
 )
-from pyllmd.epp.scheduling.types import Endpoint, LLMRequest
+from pyllmd.epp.scheduling.types import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +191,8 @@ class ExtProcServicer:
         if self.model_rewrite is not None:
             parsed = _with_target(parsed, self.model_rewrite(parsed.target_model))
         stream.parsed = parsed
-        request = LLMRequest(
-            request_id=intake.request_id(),
-            incoming_model=parsed.incoming_model,
-            target_model=parsed.target_model,
-            api=parsed.api,
-            body=parsed.body,
-            headers=dict(intake.headers),
-            priority=self._priority(intake.headers),
+        request = scheduling_request(
+            parsed, intake.headers, intake.request_id(), self._priority(intake.headers)
         )
         stream.request = request
         if self.flow_control is not None:
