@@ -42,6 +42,7 @@ FORBIDDEN = (
     "pyllmd.epp.config",
     "pyllmd.epp.metrics",
     "pyllmd.epp.run",
+    "pyllmd.epp.options",
 )
 
 PROBE = """
