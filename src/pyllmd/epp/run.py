@@ -182,22 +182,7 @@ def build_epp(
     rng = rng or random.Random()
     if options.secure_serving and options.cert_path:
         check_cert_dir(Path(options.cert_path))
-    datastore = Datastore()
-    if options.mode == "static":
-        datastore.set_static(
-            endpoints_from_static(
-                options.static_endpoints, options.pool_namespace, options.model_server_metrics_port
-            )
-        )
-    endpoints_file = None
-    if options.mode == "file":
-        endpoints_file = EndpointsFile(
-            Path(options.endpoints_file),
-            datastore,
-            options.pool_namespace,
-            options.model_server_metrics_port,
-        )
-        endpoints_file.load()
+    datastore, endpoints_file = _datastore(options)
     env = os.environ if env is None else env
     if options.mode not in ("static", "file") or options.ha_enable_leader_election:
         kube = kube or connect(kubeconfig=options.kubeconfig, env=env)
@@ -205,23 +190,7 @@ def build_epp(
     kv_feeds = kv_event_feeds(list(config.plugins.values()))
     for family in kv_event_families(kv_feeds):
         metrics.registry.add(family)
-    source = config.metrics_source
-    fetcher = None
-    if fetch is None:
-        insecure = getattr(source, "insecure_skip_verify", None)
-        if insecure is None:
-            insecure = options.model_server_metrics_https_insecure_skip_verify
-        fetch = fetcher = HttpFetcher(insecure)
-    scraper = Scraper(
-        datastore,
-        clock,
-        interval=options.refresh_metrics_interval,
-        scheme=getattr(source, "scheme", None) or options.model_server_metrics_scheme,
-        path=getattr(source, "path", None) or options.model_server_metrics_path,
-        mapping=endpoint_mapping(options, config),
-        fetch=fetch,
-        rng=random.Random(rng.random()),
-    )
+    scraper, fetcher = _metrics_scraper(options, config, datastore, clock, fetch, rng)
     discovery, watchers, objectives, rewrites = _discovery(options, kube, datastore)
     scheduler = PluginScheduler(config, clock, rng, metrics, options.metrics_staleness_threshold)
     flow = _flow_control(options, config, clock, metrics)
@@ -246,9 +215,59 @@ def build_epp(
     return Epp(
         options, config, clock, datastore, metrics, scraper, fetcher, scheduler, servicer, health,
         kube, discovery, watchers, objectives, rewrites, authorize, elector, endpoints_file,
-        _models_scraper(options, config, datastore, clock, fetch if fetcher is None else None, rng),
+        _models_scraper(options, config, datastore, clock, fetch, rng),
         kv_feeds,
     )  # fmt: skip
+
+
+def _datastore(options: EppOptions) -> tuple[Datastore, EndpointsFile | None]:
+    """The datastore, filled at once from `--static-endpoints` or `--endpoints-file`."""
+    datastore = Datastore()
+    if options.mode == "static":
+        datastore.set_static(
+            endpoints_from_static(
+                options.static_endpoints, options.pool_namespace, options.model_server_metrics_port
+            )
+        )
+    endpoints_file = None
+    if options.mode == "file":
+        endpoints_file = EndpointsFile(
+            Path(options.endpoints_file),
+            datastore,
+            options.pool_namespace,
+            options.model_server_metrics_port,
+        )
+        endpoints_file.load()
+    return datastore, endpoints_file
+
+
+def _metrics_scraper(
+    options: EppOptions,
+    config: EppConfig,
+    datastore: Datastore,
+    clock: Clock,
+    fetch: Callable[[str], Awaitable[str]] | None,
+    rng: random.Random,
+) -> tuple[Scraper, HttpFetcher | None]:
+    """The metrics scraper, and the HTTP fetcher it owns unless `fetch` is injected."""
+    source = config.metrics_source
+    fetcher = None
+    if fetch is None:
+        insecure = getattr(source, "insecure_skip_verify", None)
+        if insecure is None:
+            insecure = options.model_server_metrics_https_insecure_skip_verify
+        fetch = fetcher = HttpFetcher(insecure)
+    scraper = Scraper(
+        datastore,
+        clock,
+        interval=options.refresh_metrics_interval,
+        scheme=getattr(source, "scheme", None) or options.model_server_metrics_scheme,
+        path=getattr(source, "path", None) or options.model_server_metrics_path,
+        mapping=endpoint_mapping(options, config),
+        fetch=fetch,
+        rng=random.Random(rng.random()),
+    )
+    return scraper, fetcher
 
 
 def _models_scraper(
@@ -407,6 +426,36 @@ async def _prune_loop(epp: Epp) -> None:
         epp.scheduler.prune(e.namespaced_name for e in epp.datastore.snapshot_tuple())
 
 
+async def _start_loops(epp: Epp) -> list[asyncio.Task[None]]:
+    """Start the data sources (scrapes, KV events, discovery, endpoints file) and loops."""
+    epp.scraper.start()
+    if epp.models_scraper is not None:
+        epp.models_scraper.start()
+    for feed in epp.kv_feeds:  # the precise prefix scorers' KV-event subscribers
+        await feed.start(epp.clock)
+    opts = epp.options
+    loop = asyncio.get_running_loop()
+    tasks = [
+        loop.create_task(
+            pool_gauge_loop(
+                epp.metrics,
+                epp.datastore.snapshot_tuple,
+                epp.clock,
+                opts.refresh_prometheus_metrics_interval,
+                opts.metrics_staleness_threshold,
+            ),
+            name="pool gauges",
+        ),
+        loop.create_task(_prune_loop(epp), name="prefix prune"),
+    ]
+    if epp.discovery is not None:
+        tasks.append(loop.create_task(epp.discovery.run(), name="pod discovery"))
+    if epp.endpoints_file is not None:
+        tasks.append(loop.create_task(epp.endpoints_file.run(epp.clock), name="endpoints file"))
+    tasks += [loop.create_task(i.run(), name=f"{i.res.__name__} informer") for i in epp.informers]
+    return tasks
+
+
 async def start_epp(epp: Epp) -> RunningEpp:
     """Open the three servers on `--bind-address` and start the loops (port 0 = any)."""
     opts = epp.options
@@ -443,31 +492,7 @@ async def start_epp(epp: Epp) -> RunningEpp:
             await grpc_server.stop(None)
         await health_server.stop(None)
         raise
-    epp.scraper.start()
-    if epp.models_scraper is not None:
-        epp.models_scraper.start()
-    for feed in epp.kv_feeds:  # the precise prefix scorers' KV-event subscribers
-        await feed.start(epp.clock)
-    loop = asyncio.get_running_loop()
-    staleness = opts.metrics_staleness_threshold
-    tasks = [
-        loop.create_task(
-            pool_gauge_loop(
-                epp.metrics,
-                epp.datastore.snapshot_tuple,
-                epp.clock,
-                opts.refresh_prometheus_metrics_interval,
-                staleness,
-            ),
-            name="pool gauges",
-        ),
-        loop.create_task(_prune_loop(epp), name="prefix prune"),
-    ]
-    if epp.discovery is not None:
-        tasks.append(loop.create_task(epp.discovery.run(), name="pod discovery"))
-    if epp.endpoints_file is not None:
-        tasks.append(loop.create_task(epp.endpoints_file.run(epp.clock), name="endpoints file"))
-    tasks += [loop.create_task(i.run(), name=f"{i.res.__name__} informer") for i in epp.informers]
+    tasks = await _start_loops(epp)
     return RunningEpp(
         epp, grpc_server, grpc_port, health_server, health_port, runner, metrics_port, tasks
     )
