@@ -1,7 +1,7 @@
 """Figure (e): one EPP scheduling decision for 100 endpoints and 8k-token prompts.
 
-The cycle is the one `pyllmd epp` runs per request: `FrameworkScheduler.schedule`
-of `pyllmd.epp.adapters` (fresh-metrics filter, profile handler, scorers,
+The cycle is the one `pyllmd epp` runs per request: `PluginScheduler.schedule`
+of `pyllmd.epp.extproc.adapters` (fresh-metrics filter, profile handler, scorers,
 picker, PreRequest plugins, the scheduler/plugin/prefix metrics), over the
 default config loaded by `load_config_text`. The 100 endpoints are a fixed
 set (as `--static-endpoints` gives) whose synthetic metrics change every
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from bench.loadgen import percentile
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.adapters import FrameworkScheduler
-from pyllmd.epp.config import load_config_text
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics, LLMRequest
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.extproc.adapters import PluginScheduler
 from pyllmd.epp.metrics import EppMetrics
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics, LLMRequest
 
 MODEL = "bench-model"
 ENDPOINTS = 100
@@ -135,13 +135,13 @@ def plugin_means(metrics: EppMetrics) -> tuple[tuple[str, float], ...]:
 
 
 def measure(label: str, config_text: str | None, cycles: int, warmup: int) -> CycleTiming:
-    """Time `FrameworkScheduler.schedule` one cycle at a time; requests are built untimed."""
+    """Time `PluginScheduler.schedule` one cycle at a time; requests are built untimed."""
     clock = VirtualClock(start=1_000.0)
     rng = random.Random(1)
     snapshots = [synthetic_endpoints(ENDPOINTS, clock.now(), rng) for _ in range(SNAPSHOTS)]
     metrics = EppMetrics("bench", lambda: snapshots[0])
     config = load_config_text(config_text)
-    scheduler = FrameworkScheduler(config, clock, random.Random(2), metrics, STALENESS)
+    scheduler = PluginScheduler(config, clock, random.Random(2), metrics, STALENESS)
     source = prompts(random.Random(3))
     samples: list[float] = []
     targets: set[str] = set()

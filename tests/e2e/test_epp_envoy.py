@@ -21,10 +21,10 @@ from openai import AsyncOpenAI, BadRequestError
 from openai.types.chat import ChatCompletionMessageParam
 
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.contracts import StaticEndpoints
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
-from pyllmd.epp.health import EppHealth
-from pyllmd.epp.server import ExtProcServicer, serve_epp
+from pyllmd.epp.extproc.contracts import StaticEndpoints
+from pyllmd.epp.extproc.health import EppHealth
+from pyllmd.epp.extproc.servicer import ExtProcServicer, serve_epp
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
 from pyllmd.stack.envoy import EnvoyProcess, envoy_bootstrap
 from tests.e2e.harness import SimProcess, free_port
 

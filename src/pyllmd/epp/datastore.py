@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics
-from pyllmd.epp.options import StaticEndpoint
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics
 
 __all__ = ["Datastore", "endpoints_for_pod", "endpoints_from_static", "static_pod_name"]
 
@@ -60,8 +60,21 @@ def static_pod_name(address: str, port: int) -> str:
     return re.sub(r"[^a-z0-9]+", "-", f"{address}-{port}".lower()).strip("-")
 
 
+class StaticEntry(Protocol):
+    """One `--static-endpoints` entry (`options.StaticEndpoint`): a server and its labels."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+
 def endpoints_from_static(
-    entries: Iterable[StaticEndpoint], namespace: str, metrics_port_override: int = 0
+    entries: Iterable[StaticEntry], namespace: str, metrics_port_override: int = 0
 ) -> list[Endpoint]:
     """`--static-endpoints` as endpoints: each entry a ready single-port pod."""
     out: list[Endpoint] = []

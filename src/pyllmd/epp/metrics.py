@@ -10,13 +10,20 @@ computed from the datastore when `/metrics` is rendered.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from pyllmd.core.clock import Clock
 from pyllmd.core.metricset import CONTENT_TYPE, CollectorFamily, Family, Registry
-from pyllmd.epp.framework.types import Endpoint
-from pyllmd.epp.scrape import PoolGauges, pool_gauges
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics
 
-__all__ = ["CONTENT_TYPE", "EppMetrics", "pool_gauge_loop"]
+__all__ = [
+    "CONTENT_TYPE",
+    "EppMetrics",
+    "PoolGauges",
+    "is_stale",
+    "pool_gauge_loop",
+    "pool_gauges",
+]
 
 ALPHA = "[ALPHA] "
 MODEL = ("model_name", "target_model_name")
@@ -75,6 +82,33 @@ _SPECS: tuple[tuple[str, str, str, tuple[str, ...], Sequence[float]], ...] = (
     ("llm_d_inference_scheduler_pd_decision_total", "counter", "Prefill/decode decisions per model and decision type.", ("model_name", "decision_type"), ()),
 )
 # fmt: on
+
+
+def is_stale(metrics: EndpointMetrics, now: float, threshold: float) -> bool:
+    """The one staleness rule: no successful scrape within `threshold` seconds."""
+    return now - metrics.update_time > threshold
+
+
+@dataclass(frozen=True, slots=True)
+class PoolGauges:
+    """The `inference_pool_*` values (spec §4.3)."""
+
+    average_kv_cache_utilization: float
+    average_queue_size: float
+    ready_pods: int
+
+
+def pool_gauges(endpoints: Iterable[Endpoint], now: float, staleness: float) -> PoolGauges:
+    """Averages over endpoints with fresh metrics; the ready count is of those too."""
+    fresh = [e.metrics for e in endpoints if not is_stale(e.metrics, now, staleness)]
+    if not fresh:
+        return PoolGauges(0.0, 0.0, 0)
+    n = len(fresh)
+    return PoolGauges(
+        sum(m.kv_cache_usage_percent for m in fresh) / n,
+        sum(m.waiting_queue_size for m in fresh) / n,
+        n,
+    )
 
 
 class EppMetrics:

@@ -2,8 +2,8 @@
 
 Pure functions over the objects' plain JSON (`objective_of`, `rules_of`,
 `select_rule`, `choose_target`) decide; `Objectives` and `Rewrites` hold the
-current objects of the pool's namespace and are fed by `informers` (the list +
-watch shell of `kube.py`). Randomness comes only from the caller's `random.Random`.
+current objects of the pool's namespace and are fed by `datalayer/kube.py`'s
+`informers` (list + watch). Randomness comes only from the caller's `random.Random`.
 """
 
 from __future__ import annotations
@@ -13,19 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lightkube import AsyncClient
-
-from pyllmd.epp.kube import GROUP_V1, GROUP_V1ALPHA2, Informer, resource_type
-
 __all__ = [
-    "InferenceModelRewrite",
-    "InferenceObjective",
+    "GROUP_V1",
+    "GROUP_V1ALPHA2",
     "Objectives",
     "RewriteRule",
     "RewriteTarget",
     "Rewrites",
     "choose_target",
-    "informers",
     "objective_of",
     "references_pool",
     "rules_of",
@@ -33,13 +28,8 @@ __all__ = [
 ]
 
 Obj = dict[str, Any]
-
-InferenceObjective = resource_type(
-    GROUP_V1ALPHA2, "v1alpha2", "InferenceObjective", "inferenceobjectives"
-)
-InferenceModelRewrite = resource_type(
-    GROUP_V1ALPHA2, "v1alpha2", "InferenceModelRewrite", "inferencemodelrewrites"
-)
+GROUP_V1 = "inference.networking.k8s.io"  # the InferencePool API group (v1)
+GROUP_V1ALPHA2 = "inference.networking.x-k8s.io"  # the older pool, objectives, rewrites
 
 
 def references_pool(obj: Obj, pool_name: str, pool_group: str) -> bool:
@@ -208,26 +198,3 @@ class Rewrites(_Store):
         if rule is None:
             return None
         return rule.rewrite_name, choose_target(rule.targets, rng)
-
-
-def informers(
-    client: AsyncClient,
-    namespace: str,
-    objectives: Objectives,
-    rewrites: Rewrites,
-    **options: Any,
-) -> list[Informer]:
-    """List+watch informers feeding both stores from the pool's namespace."""
-    return [
-        Informer(
-            client,
-            InferenceObjective,
-            namespace,
-            objectives.on_list,
-            objectives.on_event,
-            **options,
-        ),
-        Informer(
-            client, InferenceModelRewrite, namespace, rewrites.on_list, rewrites.on_event, **options
-        ),
-    ]

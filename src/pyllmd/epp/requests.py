@@ -1,7 +1,7 @@
 """What the EPP reads from and writes into request and response bodies (spec §2.3, §2.5).
 
 Pure functions over bytes, headers and JSON values; the ext_proc servicer
-(`server.py`) is the only caller that does I/O. Request validation is written
+(`extproc/servicer.py`) is the only caller that does I/O. Request validation is written
 here by hand because upstream's checks are a handful of field tests with
 specific messages that no OpenAI schema library reproduces.
 
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from pyllmd.epp.scheduling.types import LLMRequest
 
 BODY_CHUNK = 62000  # largest body piece in one streamed mutation (upstream's limit)
 
@@ -121,6 +123,21 @@ def parse_request(raw: bytes, headers: Mapping[str, str]) -> ParsedRequest:
         inner = EppError(BAD_REQUEST, problem)
         raise EppError(BAD_REQUEST, f"failed to extract request data: {inner}")
     return ParsedRequest(body=body, incoming_model=model, target_model=target, api=api)
+
+
+def scheduling_request(
+    parsed: ParsedRequest, headers: Mapping[str, str], request_id: str, priority: int = 0
+) -> LLMRequest:
+    """The scheduler's request for a parsed one (after any model rewrite)."""
+    return LLMRequest(
+        request_id=request_id,
+        incoming_model=parsed.incoming_model,
+        target_model=parsed.target_model,
+        api=parsed.api,
+        body=parsed.body,
+        headers=dict(headers),
+        priority=priority,
+    )
 
 
 def validation_error(api: str, body: Mapping[str, Any]) -> str | None:

@@ -3,7 +3,7 @@
 `build_epp` wires the tested pieces without network I/O; `start_epp` opens the
 three servers (ext_proc, gRPC health, `/metrics`) and the background loops
 (metrics scrapes, pool gauges, prefix-index pruning, and in the pool and
-standalone modes the Kubernetes discovery of `kube.py`/`objectives.py`);
+standalone modes the Kubernetes discovery of `datalayer/kube.py`);
 `run_epp` is the CLI.
 
 Deviations, on purpose:
@@ -15,9 +15,9 @@ Deviations, on purpose:
   so every scrape is refused (401 without a token, 403 with one) rather than
   served unauthenticated;
 * endpoints whose metrics are older than `--metrics-staleness-threshold` are
-  left out of scheduling while a fresher one exists (see `adapters.py`);
+  left out of scheduling while a fresher one exists (see `extproc/adapters.py`);
 * `--static-endpoints` (extension) needs no Kubernetes at all, nor does
-  `--endpoints-file` (extension, `filesd.py`: a polled file_sd file).
+  `--endpoints-file` (extension, `datalayer/filesd.py`: a polled file_sd file).
 """
 
 from __future__ import annotations
@@ -39,43 +39,44 @@ from aiohttp import web
 from pyllmd.core import logging as pylog
 from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.errors import ConfigError
+from pyllmd.core.informer import Informer
 from pyllmd.core.kubeauth import Decide, KubeAuthorizer, guarded_handler, refuse_all
+from pyllmd.core.kubeclient import connect
 from pyllmd.core.leader import LeaderElector, default_identity
 from pyllmd.core.listen import bind_error
 from pyllmd.core.zap import zap_verbosity
-from pyllmd.epp.adapters import (
-    DatastoreEndpoints,
-    FrameworkScheduler,
-    MetricsRecorder,
-    ModelRewriter,
-    SaturationAdmission,
-)
-from pyllmd.epp.config import (
-    GATE_FLOW_CONTROL,
+from pyllmd.epp.config.loader import (
     EppConfig,
     load_config_file,
     load_config_text,
 )
+from pyllmd.epp.config.sections import GATE_FLOW_CONTROL, flow_control_config
+from pyllmd.epp.datalayer.filesd import EndpointsFile
+from pyllmd.epp.datalayer.kube import PodDiscovery, PoolSpec, informers
+from pyllmd.epp.datalayer.kvevents import KVEventFeed, kv_event_families, kv_event_feeds
+from pyllmd.epp.datalayer.modelscrape import MIN_INTERVAL as MODELS_MIN_INTERVAL
+from pyllmd.epp.datalayer.modelscrape import ModelsScraper
+from pyllmd.epp.datalayer.scrape import HttpFetcher, Scraper
 from pyllmd.epp.datastore import Datastore, endpoints_from_static
-from pyllmd.epp.filesd import EndpointsFile
-from pyllmd.epp.flowcontrol import FlowController, FlowMetrics, flow_control_config
-from pyllmd.epp.framework.types import Endpoint
-from pyllmd.epp.health import EppHealth, serve_health
-from pyllmd.epp.kube import Informer, PodDiscovery, PoolSpec, connect
-from pyllmd.epp.lifecycle import PluginHooks
+from pyllmd.epp.extproc.adapters import (
+    DatastoreEndpoints,
+    MetricsRecorder,
+    ModelRewriter,
+    PluginScheduler,
+    SaturationAdmission,
+)
+from pyllmd.epp.extproc.flowcontroller import FlowController, FlowMetrics
+from pyllmd.epp.extproc.health import EppHealth, serve_health
+from pyllmd.epp.extproc.lifecycle import PluginHooks
+from pyllmd.epp.extproc.servicer import ExtProcServicer, serve_epp
+from pyllmd.epp.extproc.tls import check_cert_dir
 from pyllmd.epp.metrics import CONTENT_TYPE, EppMetrics, pool_gauge_loop
-from pyllmd.epp.modelscrape import MIN_INTERVAL as MODELS_MIN_INTERVAL
-from pyllmd.epp.modelscrape import ModelsScraper
-from pyllmd.epp.objectives import Objectives, Rewrites, informers
+from pyllmd.epp.objectives import Objectives, Rewrites
 from pyllmd.epp.options import EppOptions, HelpRequested, load_options
+from pyllmd.epp.plugins.datalayer.mapping import MetricMapping
 from pyllmd.epp.plugins.datalayer.model_server_protocol_metrics import ModelServerProtocolMetrics
 from pyllmd.epp.plugins.datalayer.models_data_source import ModelsDataSource
-from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import (
-    metric_families as precise_metric_families,
-)
-from pyllmd.epp.scrape import HttpFetcher, MetricMapping, Scraper
-from pyllmd.epp.server import ExtProcServicer, serve_epp
-from pyllmd.epp.tls import check_cert_dir
+from pyllmd.epp.scheduling.types import Endpoint
 
 if TYPE_CHECKING:
     from lightkube import AsyncClient
@@ -150,7 +151,7 @@ class Epp:
     metrics: EppMetrics
     scraper: Scraper
     fetcher: HttpFetcher | None
-    scheduler: FrameworkScheduler
+    scheduler: PluginScheduler
     servicer: ExtProcServicer
     health: EppHealth
     kube: AsyncClient | None = None  # pool and standalone modes
@@ -162,6 +163,7 @@ class Epp:
     elector: LeaderElector | None = None  # `--ha-enable-leader-election`
     endpoints_file: EndpointsFile | None = None  # `--endpoints-file`
     models_scraper: ModelsScraper | None = None  # `models-data-source` (data layer)
+    kv_feeds: list[KVEventFeed] = field(default_factory=list)  # precise prefix scorers
 
 
 def build_epp(
@@ -180,47 +182,17 @@ def build_epp(
     rng = rng or random.Random()
     if options.secure_serving and options.cert_path:
         check_cert_dir(Path(options.cert_path))
-    datastore = Datastore()
-    if options.mode == "static":
-        datastore.set_static(
-            endpoints_from_static(
-                options.static_endpoints, options.pool_namespace, options.model_server_metrics_port
-            )
-        )
-    endpoints_file = None
-    if options.mode == "file":
-        endpoints_file = EndpointsFile(
-            Path(options.endpoints_file),
-            datastore,
-            options.pool_namespace,
-            options.model_server_metrics_port,
-        )
-        endpoints_file.load()
+    datastore, endpoints_file = _datastore(options)
     env = os.environ if env is None else env
     if options.mode not in ("static", "file") or options.ha_enable_leader_election:
         kube = kube or connect(kubeconfig=options.kubeconfig, env=env)
     metrics = EppMetrics(options.pool_name or STATIC_POOL_NAME, datastore.snapshot_tuple)
-    for family in precise_metric_families(list(config.plugins.values())):
+    kv_feeds = kv_event_feeds(list(config.plugins.values()))
+    for family in kv_event_families(kv_feeds):
         metrics.registry.add(family)
-    source = config.metrics_source
-    fetcher = None
-    if fetch is None:
-        insecure = getattr(source, "insecure_skip_verify", None)
-        if insecure is None:
-            insecure = options.model_server_metrics_https_insecure_skip_verify
-        fetch = fetcher = HttpFetcher(insecure)
-    scraper = Scraper(
-        datastore,
-        clock,
-        interval=options.refresh_metrics_interval,
-        scheme=getattr(source, "scheme", None) or options.model_server_metrics_scheme,
-        path=getattr(source, "path", None) or options.model_server_metrics_path,
-        mapping=endpoint_mapping(options, config),
-        fetch=fetch,
-        rng=random.Random(rng.random()),
-    )
+    scraper, fetcher = _metrics_scraper(options, config, datastore, clock, fetch, rng)
     discovery, watchers, objectives, rewrites = _discovery(options, kube, datastore)
-    scheduler = FrameworkScheduler(config, clock, rng, metrics, options.metrics_staleness_threshold)
+    scheduler = PluginScheduler(config, clock, rng, metrics, options.metrics_staleness_threshold)
     flow = _flow_control(options, config, clock, metrics)
     servicer = ExtProcServicer(
         scheduler,
@@ -243,8 +215,59 @@ def build_epp(
     return Epp(
         options, config, clock, datastore, metrics, scraper, fetcher, scheduler, servicer, health,
         kube, discovery, watchers, objectives, rewrites, authorize, elector, endpoints_file,
-        _models_scraper(options, config, datastore, clock, fetch if fetcher is None else None, rng),
+        _models_scraper(options, config, datastore, clock, fetch, rng),
+        kv_feeds,
     )  # fmt: skip
+
+
+def _datastore(options: EppOptions) -> tuple[Datastore, EndpointsFile | None]:
+    """The datastore, filled at once from `--static-endpoints` or `--endpoints-file`."""
+    datastore = Datastore()
+    if options.mode == "static":
+        datastore.set_static(
+            endpoints_from_static(
+                options.static_endpoints, options.pool_namespace, options.model_server_metrics_port
+            )
+        )
+    endpoints_file = None
+    if options.mode == "file":
+        endpoints_file = EndpointsFile(
+            Path(options.endpoints_file),
+            datastore,
+            options.pool_namespace,
+            options.model_server_metrics_port,
+        )
+        endpoints_file.load()
+    return datastore, endpoints_file
+
+
+def _metrics_scraper(
+    options: EppOptions,
+    config: EppConfig,
+    datastore: Datastore,
+    clock: Clock,
+    fetch: Callable[[str], Awaitable[str]] | None,
+    rng: random.Random,
+) -> tuple[Scraper, HttpFetcher | None]:
+    """The metrics scraper, and the HTTP fetcher it owns unless `fetch` is injected."""
+    source = config.metrics_source
+    fetcher = None
+    if fetch is None:
+        insecure = getattr(source, "insecure_skip_verify", None)
+        if insecure is None:
+            insecure = options.model_server_metrics_https_insecure_skip_verify
+        fetch = fetcher = HttpFetcher(insecure)
+    scraper = Scraper(
+        datastore,
+        clock,
+        interval=options.refresh_metrics_interval,
+        scheme=getattr(source, "scheme", None) or options.model_server_metrics_scheme,
+        path=getattr(source, "path", None) or options.model_server_metrics_path,
+        mapping=endpoint_mapping(options, config),
+        fetch=fetch,
+        rng=random.Random(rng.random()),
+    )
+    return scraper, fetcher
 
 
 def _models_scraper(
@@ -378,10 +401,8 @@ class RunningEpp:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        for plugin in self.epp.config.plugins.values():  # e.g. KV-event subscribers
-            stop = getattr(plugin, "stop_background", None)
-            if callable(stop):
-                await stop()
+        for feed in self.epp.kv_feeds:
+            await feed.stop()
         flow = self.epp.servicer.flow_control
         if isinstance(flow, FlowController):
             await flow.close()  # requests still queued fail with 500
@@ -403,6 +424,36 @@ async def _prune_loop(epp: Epp) -> None:
     while True:
         await epp.clock.sleep(PRUNE_INTERVAL)
         epp.scheduler.prune(e.namespaced_name for e in epp.datastore.snapshot_tuple())
+
+
+async def _start_loops(epp: Epp) -> list[asyncio.Task[None]]:
+    """Start the data sources (scrapes, KV events, discovery, endpoints file) and loops."""
+    epp.scraper.start()
+    if epp.models_scraper is not None:
+        epp.models_scraper.start()
+    for feed in epp.kv_feeds:  # the precise prefix scorers' KV-event subscribers
+        await feed.start(epp.clock)
+    opts = epp.options
+    loop = asyncio.get_running_loop()
+    tasks = [
+        loop.create_task(
+            pool_gauge_loop(
+                epp.metrics,
+                epp.datastore.snapshot_tuple,
+                epp.clock,
+                opts.refresh_prometheus_metrics_interval,
+                opts.metrics_staleness_threshold,
+            ),
+            name="pool gauges",
+        ),
+        loop.create_task(_prune_loop(epp), name="prefix prune"),
+    ]
+    if epp.discovery is not None:
+        tasks.append(loop.create_task(epp.discovery.run(), name="pod discovery"))
+    if epp.endpoints_file is not None:
+        tasks.append(loop.create_task(epp.endpoints_file.run(epp.clock), name="endpoints file"))
+    tasks += [loop.create_task(i.run(), name=f"{i.res.__name__} informer") for i in epp.informers]
+    return tasks
 
 
 async def start_epp(epp: Epp) -> RunningEpp:
@@ -441,33 +492,7 @@ async def start_epp(epp: Epp) -> RunningEpp:
             await grpc_server.stop(None)
         await health_server.stop(None)
         raise
-    epp.scraper.start()
-    if epp.models_scraper is not None:
-        epp.models_scraper.start()
-    for plugin in epp.config.plugins.values():  # e.g. the precise prefix scorer's subscribers
-        start = getattr(plugin, "start_background", None)
-        if callable(start):
-            await start(epp.clock)
-    loop = asyncio.get_running_loop()
-    staleness = opts.metrics_staleness_threshold
-    tasks = [
-        loop.create_task(
-            pool_gauge_loop(
-                epp.metrics,
-                epp.datastore.snapshot_tuple,
-                epp.clock,
-                opts.refresh_prometheus_metrics_interval,
-                staleness,
-            ),
-            name="pool gauges",
-        ),
-        loop.create_task(_prune_loop(epp), name="prefix prune"),
-    ]
-    if epp.discovery is not None:
-        tasks.append(loop.create_task(epp.discovery.run(), name="pod discovery"))
-    if epp.endpoints_file is not None:
-        tasks.append(loop.create_task(epp.endpoints_file.run(epp.clock), name="endpoints file"))
-    tasks += [loop.create_task(i.run(), name=f"{i.res.__name__} informer") for i in epp.informers]
+    tasks = await _start_loops(epp)
     return RunningEpp(
         epp, grpc_server, grpc_port, health_server, health_port, runner, metrics_port, tasks
     )

@@ -25,7 +25,7 @@ from typing import Any
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.listen import LOOPBACK, free_port
 from pyllmd.core.process import Process, Supervisor, spawn_ready
-from pyllmd.epp.config import DEFAULT_CONFIG
+from pyllmd.epp.config.loader import DEFAULT_CONFIG
 from pyllmd.stack.envoy import EnvoyProcess, envoy_bootstrap
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from bench import epp_kv_wins, epp_kv_wins_report, report
 from bench.epp_kv_wins_report import ConfigRun, Outcome, Setup
 
 from pyllmd.core.tokenize import SimpleTokenizer
-from pyllmd.epp.config import load_config_text
+from pyllmd.epp.config.loader import load_config_text
 from pyllmd.epp.plugins.scorer.prefix_cache_scorer import CHARS_PER_TOKEN
 
 

@@ -6,8 +6,8 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics, LLMRequest
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics, LLMRequest
 
 
 def endpoint(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pyllmd.core.errors import ConfigError
-from pyllmd.epp.config import DEFAULT_CONFIG, load_config_file, load_config_text
+from pyllmd.epp.config.loader import DEFAULT_CONFIG, load_config_file, load_config_text
 
 HEAD = "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"
 

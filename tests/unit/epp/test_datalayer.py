@@ -8,7 +8,7 @@ import pytest
 
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.errors import ConfigError
-from pyllmd.epp.config import load_config_text
+from pyllmd.epp.config.loader import load_config_text
 from pyllmd.epp.options import load_options
 from pyllmd.epp.run import build_epp
 

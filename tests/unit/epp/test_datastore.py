@@ -10,8 +10,8 @@ from pyllmd.epp.datastore import (
     endpoints_from_static,
     static_pod_name,
 )
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics
 from pyllmd.epp.options import StaticEndpoint
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics
 
 
 def test_endpoints_per_target_port() -> None:

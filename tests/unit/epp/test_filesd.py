@@ -12,12 +12,12 @@ import pytest
 
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.errors import ConfigError
-from pyllmd.epp.config import load_config_text
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.datalayer.filesd import EndpointsFile, parse_endpoints_file
 from pyllmd.epp.datastore import Datastore
-from pyllmd.epp.filesd import EndpointsFile, parse_endpoints_file
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics
 from pyllmd.epp.options import StaticEndpoint, load_options
 from pyllmd.epp.run import build_epp, start_epp
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics
 
 LOCAL = ["--bind-address=127.0.0.1", "--grpc-port=0", "--grpc-health-port=0", "--metrics-port=0"]
 

@@ -10,12 +10,13 @@ import pytest
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.metricset import Registry
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.flowcontrol import FlowControlConfig, FlowController, FlowMetrics
-from pyllmd.epp.flowcontrol.config import BandConfig
-from pyllmd.epp.flowcontrol.controller import POLL_INTERVAL, fairness_id
-from pyllmd.epp.framework.types import Endpoint
+from pyllmd.epp.extproc.flowcontroller import POLL_INTERVAL, FlowController, FlowMetrics
+from pyllmd.epp.flowcontrol import FlowControlConfig
+from pyllmd.epp.flowcontrol.bands import BandConfig
+from pyllmd.epp.flowcontrol.dispatch import fairness_id
 from pyllmd.epp.requests import EppError
 from pyllmd.epp.saturation import SaturationConfig
+from pyllmd.epp.scheduling.types import Endpoint
 from tests.unit.epp.plugin_helpers import endpoint, request
 
 SIZE = "inference_extension_flow_control_queue_size"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from pyllmd.core.errors import ConfigError
-from pyllmd.epp.config_schema import FlowControlSpec, PriorityBand
-from pyllmd.epp.flowcontrol.config import (
+from pyllmd.epp.config.schema import FlowControlSpec, PriorityBand
+from pyllmd.epp.config.sections import flow_control_config
+from pyllmd.epp.flowcontrol.bands import (
     DEFAULT_BAND_MAX_BYTES,
     DYNAMIC_BAND_NAME,
     BandConfig,
     FlowControlConfig,
-    flow_control_config,
 )
 from pyllmd.epp.flowcontrol.policies import EDF, ROUND_ROBIN
 from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome, QueueItem, Rejection

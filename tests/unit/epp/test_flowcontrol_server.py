@@ -11,13 +11,13 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp import wire
-from pyllmd.epp.flowcontrol import FlowControlConfig, FlowController, FlowMetrics
-from pyllmd.epp.flowcontrol.controller import POLL_INTERVAL
-from pyllmd.epp.framework.types import Endpoint
+from pyllmd.epp.extproc import wire
+from pyllmd.epp.extproc.flowcontroller import POLL_INTERVAL, FlowController, FlowMetrics
+from pyllmd.epp.extproc.servicer import ExtProcServicer
+from pyllmd.epp.flowcontrol import FlowControlConfig
 from pyllmd.epp.metrics import EppMetrics
 from pyllmd.epp.saturation import SaturationConfig
-from pyllmd.epp.server import ExtProcServicer
+from pyllmd.epp.scheduling.types import Endpoint
 from tests.unit.epp.plugin_helpers import endpoint
 from tests.unit.epp.test_server import (
     COMPLETION,

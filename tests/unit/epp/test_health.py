@@ -8,9 +8,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pyllmd.epp.contracts import StaticEndpoints
-from pyllmd.epp.health import EXT_PROC_SERVICE, EppHealth, serve_health
-from pyllmd.epp.server import ExtProcServicer, serve_epp
+from pyllmd.epp.extproc.contracts import StaticEndpoints
+from pyllmd.epp.extproc.health import EXT_PROC_SERVICE, EppHealth, serve_health
+from pyllmd.epp.extproc.servicer import ExtProcServicer, serve_epp
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

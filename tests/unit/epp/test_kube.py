@@ -12,16 +12,16 @@ import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pyllmd.epp.config import load_config_text
-from pyllmd.epp.datastore import Datastore
-from pyllmd.epp.kube import (
-    GROUP_V1ALPHA2,
+from pyllmd.core.kubeclient import connect
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.datalayer.kube import (
     PodDiscovery,
     PoolSpec,
-    connect,
     pod_ready,
     pool_from_object,
 )
+from pyllmd.epp.datastore import Datastore
+from pyllmd.epp.objectives import GROUP_V1ALPHA2
 from pyllmd.epp.options import load_options
 from pyllmd.epp.run import build_epp, start_epp
 from tests.unit.autoscaler import kubefake_api as api

@@ -10,9 +10,8 @@ import pytest
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.metricset import CollectorFamily, Registry
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics
-from pyllmd.epp.metrics import EppMetrics, pool_gauge_loop
-from pyllmd.epp.scrape import PoolGauges
+from pyllmd.epp.metrics import EppMetrics, PoolGauges, pool_gauge_loop
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics
 
 
 def endpoint(name: str, queue: int, t: float = 0.0, kv: float = 0.0) -> Endpoint:

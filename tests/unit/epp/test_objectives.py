@@ -10,17 +10,19 @@ from typing import Any
 
 import pytest_asyncio
 
+from pyllmd.core.kubeclient import connect
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.adapters import ModelRewriter
-from pyllmd.epp.kube import GROUP_V1, GROUP_V1ALPHA2, connect
+from pyllmd.epp.datalayer.kube import informers
+from pyllmd.epp.extproc.adapters import ModelRewriter
 from pyllmd.epp.metrics import EppMetrics
 from pyllmd.epp.objectives import (
+    GROUP_V1,
+    GROUP_V1ALPHA2,
     Objectives,
     RewriteRule,
     Rewrites,
     RewriteTarget,
     choose_target,
-    informers,
     objective_of,
     rules_of,
     select_rule,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import Endpoint
 from pyllmd.epp.plugins.filter import (
     by_label,
     by_label_selector,
@@ -13,6 +11,8 @@ from pyllmd.epp.plugins.filter import (
     header_based_testing_filter,
     prefill_filter,
 )
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import Endpoint
 from tests.unit.epp.plugin_helpers import endpoint, request, state
 
 ROLE = "llm-d.ai/role"

@@ -13,11 +13,9 @@ import pytest
 
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp import wire
-from pyllmd.epp.config import load_config_text
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import ProfileResult, SchedulingResult
-from pyllmd.epp.lifecycle import PluginHooks
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.extproc import wire
+from pyllmd.epp.extproc.lifecycle import PluginHooks
 from pyllmd.epp.metrics import EppMetrics
 from pyllmd.epp.options import load_options
 from pyllmd.epp.plugins.scorer import (
@@ -25,8 +23,10 @@ from pyllmd.epp.plugins.scorer import (
     no_hit_lru_scorer,
     session_affinity_scorer,
 )
-from pyllmd.epp.plugins.scorer.prefix_cache_scorer import PrefixState
 from pyllmd.epp.run import build_epp
+from pyllmd.epp.scheduling.interfaces import PrefixLookup as PrefixState
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import ProfileResult, SchedulingResult
 from tests.unit.epp.plugin_helpers import endpoint, request, state
 from tests.unit.epp.test_server import body_msg, headers_msg, resp_headers_msg, run
 
@@ -156,7 +156,7 @@ def cold_state() -> Any:
 
 def warm_state() -> Any:
     st = state()
-    st.extra["prefix-cache-scorer"] = PrefixState((1, 2), {"ns/x-rank-0": 1}, 16)
+    st.prefix["prefix-cache-scorer"] = PrefixState((1, 2), {"ns/x-rank-0": 1}, 16)
     return st
 
 
@@ -171,7 +171,7 @@ def test_no_hit_lru_warm_request_is_neutral() -> None:
 def test_no_hit_lru_state_without_hits_is_cold() -> None:
     s = no_hit_lru_scorer.factory("lru", None, Handle())
     st = state()
-    st.extra["prefix-cache-scorer"] = PrefixState((1, 2), {}, 16)
+    st.prefix["prefix-cache-scorer"] = PrefixState((1, 2), {}, 16)
     assert s.score(st, request(), [A, B]) == {"ns/a-rank-0": 1.0, "ns/b-rank-0": 0.0}
 
 
@@ -223,7 +223,7 @@ def test_no_hit_lru_parameters() -> None:
     s = no_hit_lru_scorer.factory("lru", {"lruSize": -3, "prefixPluginName": "p"}, Handle())
     assert (s.lru_size, s.prefix_plugin_name) == (1024, "p")
     st = state()
-    st.extra["p"] = PrefixState((1,), {"ns/a-rank-0": 1}, 16)
+    st.prefix["p"] = PrefixState((1,), {"ns/a-rank-0": 1}, 16)
     assert set(s.score(st, request(), [A, B]).values()) == {0.5}
     with pytest.raises(ParamError, match="'no-hit-lru-scorer' scorer - json: "):
         no_hit_lru_scorer.factory("lru", {"lruSize": "big"}, Handle())

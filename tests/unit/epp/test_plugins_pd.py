@@ -10,11 +10,8 @@ import pytest
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp import wire
-from pyllmd.epp.config import load_config_text
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.scheduler import Scheduler, SchedulingError
-from pyllmd.epp.framework.types import LLMRequest, ProfileResult, SchedulingResult
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.extproc import wire
 from pyllmd.epp.options import load_options
 from pyllmd.epp.plugins.prerequest import prefill_header_handler
 from pyllmd.epp.plugins.profile import (
@@ -26,13 +23,17 @@ from pyllmd.epp.plugins.profile import (
 from pyllmd.epp.plugins.profile.pd_common import (
     DATA_PARALLEL_HEADER,
     PREFILL_HEADER,
-    PdDecision,
     PrefixMatch,
     input_tokens,
     pd_decisions,
 )
-from pyllmd.epp.plugins.scorer.prefix_cache_scorer import PrefixState
 from pyllmd.epp.run import Epp, build_epp
+from pyllmd.epp.scheduling.interfaces import PdDecision
+from pyllmd.epp.scheduling.interfaces import PrefixLookup as PrefixState
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.runner import ProfileRunner as Scheduler
+from pyllmd.epp.scheduling.runner import SchedulingError
+from pyllmd.epp.scheduling.types import LLMRequest, ProfileResult, SchedulingResult
 from tests.unit.epp.plugin_helpers import endpoint, request, state
 from tests.unit.epp.test_server import body_msg, headers_msg, kinds, resp_headers_msg, run
 
@@ -229,7 +230,7 @@ def test_pd_handler_gives_the_decider_the_prefix_match_of_the_decode_endpoint() 
 
     h = handler({"deciderPluginName": "spy", "prefixPluginName": "px"}, Spy())
     st = state()
-    st.extra["px"] = PrefixState((1, 2, 3), {DECODE.namespaced_name: 2}, 16)
+    st.prefix["px"] = PrefixState((1, 2, 3), {DECODE.namespaced_name: 2}, 16)
     results: dict[str, ProfileResult | None] = {"decode": ProfileResult((DECODE,))}
     assert h.pick_profiles(st, request(), ["prefill", "decode"], results) == []
     assert seen == [PrefixMatch(2, 3, 16)]

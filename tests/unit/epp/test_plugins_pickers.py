@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle
 from pyllmd.epp.plugins.picker import max_score_picker, random_picker, weighted_random_picker
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle
 from tests.unit.epp.plugin_helpers import endpoint, state
 
 EPS = [endpoint(f"e{i}-rank-0", f"10.0.0.{i}", 8000 + i) for i in range(4)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import xxhash
 
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import ProfileResult, SchedulingResult
 from pyllmd.epp.plugins.scorer import prefix_cache_scorer
 from pyllmd.epp.plugins.scorer.prefix_cache_scorer import PrefixCacheScorer, hash_prompt
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import ProfileResult, SchedulingResult
 from tests.unit.epp.plugin_helpers import endpoint, request, state
 
 E1, E2 = endpoint("e1-rank-0", "10.0.0.1"), endpoint("e2-rank-0", "10.0.0.2")
@@ -72,7 +72,7 @@ def test_auto_tune_uses_endpoint_block_size_and_capacity() -> None:
     st = state()
     req = request(PROMPT)  # 200 chars, 32-char blocks → 6 hashes
     scorer.score(st, req, [tuned])
-    assert st.prefix_total_blocks == 6
+    assert len(st.prefix["p"].hashes) == 6
     scorer.pre_request(st, req, SchedulingResult("d", {"d": ProfileResult((tuned,))}))
     assert scorer.index.size() == 2  # LRU capacity = num_gpu_blocks; older hashes evicted
     # The first hashes were evicted, so the walk stops at once.
@@ -80,7 +80,7 @@ def test_auto_tune_uses_endpoint_block_size_and_capacity() -> None:
     fixed = PrefixCacheScorer("p", auto_tune=False, block_size_tokens=16)
     st2 = state()
     fixed.score(st2, req, [tuned])
-    assert st2.prefix_total_blocks == 3
+    assert len(st2.prefix["p"].hashes) == 3
 
 
 def test_prefill_target_also_indexed_and_prune() -> None:

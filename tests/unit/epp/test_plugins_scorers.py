@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyllmd.epp.config import load_config_text
-from pyllmd.epp.framework.registry import Handle
+from pyllmd.epp.config.loader import load_config_text
 from pyllmd.epp.plugins.scorer import (
     kv_cache_utilization_scorer,
     load_aware_scorer,
@@ -13,6 +12,7 @@ from pyllmd.epp.plugins.scorer import (
     queue_scorer,
     running_requests_size_scorer,
 )
+from pyllmd.epp.scheduling.registry import Handle
 from tests.unit.epp.plugin_helpers import endpoint, request, state
 
 

@@ -14,18 +14,18 @@ import yaml
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.prefix import block_keys
 from pyllmd.core.tokenize import SimpleTokenizer
-from pyllmd.epp.config import load_config_text
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import LLMRequest
+from pyllmd.epp.config.loader import load_config_text
 from pyllmd.epp.kvindex.events import BlockStored
 from pyllmd.epp.kvindex.params import MODEL_REQUIRED, PreciseSettings, parse_settings
 from pyllmd.epp.kvindex.prompt import chat_text, resolve_tokenizer
 from pyllmd.epp.plugins.scorer import precise_prefix_cache_scorer as precise
 from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import (
     PrecisePrefixCacheScorer,
-    PrecisePrefixState,
     normalize,
 )
+from pyllmd.epp.scheduling.interfaces import PrefixLookup as PrecisePrefixState
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import LLMRequest
 from tests.unit.epp.plugin_helpers import endpoint, request, state
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -202,7 +202,7 @@ def test_longest_prefix_wins_and_scores_are_min_max_scaled() -> None:
     st = state()
     scores = sc.score(st, llm(numbers(1, 70)), [A, B, C])
     assert scores == {A.namespaced_name: 1.0, B.namespaced_name: 0.0, C.namespaced_name: 0.0}
-    found = st.extra["precise"]
+    found = st.prefix["precise"]
     assert isinstance(found, PrecisePrefixState)
     assert found.matches == {A.namespaced_name: 4, B.namespaced_name: 2, C.namespaced_name: 0}
     assert len(found.hashes) == 4 and found.block_size_tokens == 16
@@ -263,10 +263,10 @@ def test_short_prompt_scores_nothing_and_other_apis_are_not_scored() -> None:
     store(sc, "10.0.0.1", range(1, 33))
     st = state()
     assert sc.score(st, llm(numbers(1, 15)), [A]) == {A.namespaced_name: 0.0}
-    assert st.extra["precise"].hashes == ()
+    assert st.prefix["precise"].hashes == ()
     st = state()
     assert sc.score(st, llm("", api="responses", input="x"), [A]) == {}
-    assert "precise" not in st.extra
+    assert "precise" not in st.prefix
 
 
 def test_chat_text_is_what_the_simulator_tokenizes() -> None:

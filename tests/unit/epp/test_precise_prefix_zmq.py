@@ -16,9 +16,9 @@ import zmq.asyncio
 from pyllmd.core.clock import RealClock
 from pyllmd.core.prefix import block_keys
 from pyllmd.core.tokenize import SimpleTokenizer
-from pyllmd.epp.config import load_config_text
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.datalayer.kvevents import GLOBAL_KEY, KVEventFeed, PodSubscriptions
 from pyllmd.epp.kvindex.params import parse_settings
-from pyllmd.epp.kvindex.subscriber import GLOBAL_KEY, PodSubscriptions
 from pyllmd.epp.options import load_options
 from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import PrecisePrefixCacheScorer
 from pyllmd.epp.run import build_epp, start_epp
@@ -97,10 +97,11 @@ async def test_global_socket_indexes_vllm_batches_and_the_scorer_prefers_that_po
 ) -> None:
     address = free_tcp("127.0.0.1")
     sc = scorer(zmqEndpoint=address, discoverPods=False)
-    await sc.start_background(RealClock())
+    feed = KVEventFeed(sc)
+    await feed.start(RealClock())
     try:
-        assert sc.events is not None
-        await asyncio.wait_for(sc.events.subscribers.ready[GLOBAL_KEY].wait(), 5)
+        assert feed.events is not None
+        await asyncio.wait_for(feed.events.subscribers.ready[GLOBAL_KEY].wait(), 5)
         sock = ctx.socket(zmq.PUB)
         sock.connect(address)
         pub = Publisher(sock, f"kv@10.0.0.2@{MODEL}")
@@ -113,7 +114,7 @@ async def test_global_socket_indexes_vllm_batches_and_the_scorer_prefers_that_po
         scores = sc.score(st, request(PROMPT + " And a question?"), [a, b])
         assert scores == {a.namespaced_name: 0.0, b.namespaced_name: 1.0}
         blocks = len(TOK.ids(PROMPT)) // 16
-        assert st.extra["precise"].matches[b.namespaced_name] == blocks >= 4
+        assert st.prefix["precise"].matches[b.namespaced_name] == blocks >= 4
         # lost batches are noticed from the sequence numbers
         await pub.send(PROBE, seq=pub.seq + 3)
         await until(lambda: sc.processor.sequences.missed == 2, "the gap to be counted")
@@ -121,12 +122,12 @@ async def test_global_socket_indexes_vllm_batches_and_the_scorer_prefers_that_po
         await sock.send_multipart([b"kv@10.0.0.2@m", bytes(8), b"\xc1"])
         await sock.send_multipart([b"kv@bad-topic", bytes(8), PROBE])
         await until(lambda: stats.bad_batches == 1, "the bad batch")
-        subscribers = sc.events.subscribers
+        subscribers = feed.events.subscribers
         await until(lambda: subscribers.bad_messages == 1, "the malformed message")
         sock.close(linger=0)
     finally:
-        await sc.stop_background()
-    assert sc.events is None
+        await feed.stop()
+    assert feed.events is None
 
 
 async def test_discovered_pods_are_subscribed_by_address(ctx: zmq.asyncio.Context) -> None:
@@ -140,7 +141,8 @@ async def test_discovered_pods_are_subscribed_by_address(ctx: zmq.asyncio.Contex
         "127.0.0.3": Publisher(second, f"kv@127.0.0.3@{MODEL}"),
     }
     sc = scorer(podDiscoveryConfig={"socketPort": port})
-    await sc.start_background(RealClock())
+    feed = KVEventFeed(sc)
+    await feed.start(RealClock())
     try:
         e2, e3 = endpoint("p2-rank-0", "127.0.0.2"), endpoint("p3-rank-0", "127.0.0.3")
         req = request(PROMPT)
@@ -148,8 +150,8 @@ async def test_discovered_pods_are_subscribed_by_address(ctx: zmq.asyncio.Contex
             e2.namespaced_name: 0.0,
             e3.namespaced_name: 0.0,
         }
-        assert sc.events is not None
-        assert sc.events.subscribers.endpoints() == {
+        assert feed.events is not None
+        assert feed.events.subscribers.endpoints() == {
             e2.namespaced_name: f"tcp://127.0.0.2:{port}",
             e3.namespaced_name: f"tcp://127.0.0.3:{port}",
         }
@@ -166,7 +168,7 @@ async def test_discovered_pods_are_subscribed_by_address(ctx: zmq.asyncio.Contex
         found = sc.raw_scores(req)
         assert found is not None and found[1] == {}
     finally:
-        await sc.stop_background()
+        await feed.stop()
         for pub in pubs.values():
             pub.sock.close(linger=0)
 
@@ -206,14 +208,16 @@ plugins:
     )
     plugin = epp.config.plugins["precise-prefix-cache-scorer"]
     assert isinstance(plugin, PrecisePrefixCacheScorer)
+    [feed] = epp.kv_feeds
+    assert feed.scorer is plugin
     running = await start_epp(epp)
     try:
-        assert plugin.events is not None
-        await asyncio.wait_for(plugin.events.subscribers.ready[GLOBAL_KEY].wait(), 5)
+        assert feed.events is not None
+        await asyncio.wait_for(feed.events.subscribers.ready[GLOBAL_KEY].wait(), 5)
         text = epp.metrics.render().decode()
         assert 'pyllmd:epp_kv_events_total{outcome="indexed"} 0' in text
         assert 'pyllmd:epp_kv_event_batches_total{outcome="lost"} 0' in text
         assert "kvcache_index_admissions_total 0" in text
     finally:
         await running.close(grace=0)
-    assert plugin.events is None
+    assert feed.events is None

@@ -16,8 +16,8 @@ from pyllmd import cli
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.adapters import MetricsRecorder, fresh_candidates
-from pyllmd.epp.config import load_config_text
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.extproc.adapters import MetricsRecorder, fresh_candidates
 from pyllmd.epp.options import load_options
 from pyllmd.epp.requests import Usage
 from pyllmd.epp.run import (

@@ -7,7 +7,7 @@ import pytest
 from pyllmd import cli
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.flowcontrol import FlowController
+from pyllmd.epp.extproc.flowcontroller import FlowController
 from tests.unit.epp.plugin_helpers import endpoint, request
 from tests.unit.epp.test_run import STATIC, epp_for
 

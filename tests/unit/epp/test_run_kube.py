@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pyllmd.core.clock import RealClock
 from pyllmd.core.kubeclient import connect
 from pyllmd.epp import run as epp_run
-from pyllmd.epp.config import load_config_text
+from pyllmd.epp.config.loader import load_config_text
 from pyllmd.epp.options import load_options
 from pyllmd.epp.run import Epp, RunningEpp, build_epp, lead, lease_name, start_epp
 from tests.unit.autoscaler import kubefake_api as api

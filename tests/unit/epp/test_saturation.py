@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pyllmd.epp.framework.types import Endpoint
 from pyllmd.epp.saturation import SATURATED_MESSAGE, SaturationConfig, admit, is_stale, saturation
+from pyllmd.epp.scheduling.types import Endpoint
 from tests.unit.epp.plugin_helpers import endpoint
 
 CFG = SaturationConfig()

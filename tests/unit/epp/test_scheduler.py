@@ -7,13 +7,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from pyllmd.epp.config import load_config_text
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.scheduler import Profile, Scheduler, SchedulingError
-from pyllmd.epp.framework.types import Endpoint, LLMRequest
+from pyllmd.epp.config.loader import load_config_text
 from pyllmd.epp.plugins.filter.by_label import ByLabel
 from pyllmd.epp.plugins.picker.max_score_picker import MaxScorePicker
 from pyllmd.epp.plugins.profile.single_profile_handler import SingleProfileHandler
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.runner import Profile, SchedulingError
+from pyllmd.epp.scheduling.runner import ProfileRunner as Scheduler
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest
 from tests.unit.epp.plugin_helpers import endpoint, request
 
 

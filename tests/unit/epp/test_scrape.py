@@ -13,23 +13,24 @@ from aiohttp import web
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.logging import level_for_verbosity
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp.datastore import Datastore, endpoints_from_static
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics
-from pyllmd.epp.options import StaticEndpoint
-from pyllmd.epp.scrape import (
-    DEFAULT_VLLM_MAPPING,
+from pyllmd.epp.datalayer.scrape import (
     HttpFetcher,
-    MetricMapping,
-    MetricSpec,
     ScrapeError,
     Scraper,
-    extract_metrics,
-    is_stale,
     next_delay,
-    parse_metric_spec,
-    pool_gauges,
     reachability_change,
 )
+from pyllmd.epp.datastore import Datastore, endpoints_from_static
+from pyllmd.epp.metrics import is_stale, pool_gauges
+from pyllmd.epp.options import StaticEndpoint
+from pyllmd.epp.plugins.datalayer.mapping import (
+    DEFAULT_VLLM_MAPPING,
+    MetricMapping,
+    MetricSpec,
+    extract_metrics,
+    parse_metric_spec,
+)
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics
 
 SIM_METRICS = """\
 # HELP vllm:num_requests_running Number of requests currently running on GPU.

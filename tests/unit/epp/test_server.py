@@ -15,13 +15,13 @@ from google.protobuf import struct_pb2
 
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.promtext import parse_samples
-from pyllmd.epp import wire
-from pyllmd.epp.adapters import MetricsRecorder
-from pyllmd.epp.contracts import StaticEndpoints
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
+from pyllmd.epp.extproc import wire
+from pyllmd.epp.extproc.adapters import MetricsRecorder
+from pyllmd.epp.extproc.contracts import StaticEndpoints
+from pyllmd.epp.extproc.servicer import ExtProcServicer
 from pyllmd.epp.metrics import EppMetrics
 from pyllmd.epp.requests import Usage
-from pyllmd.epp.server import ExtProcServicer
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
 
 E1 = Endpoint("pod1-rank-0", "ns", "pod1", "10.0.0.1", 8000)
 E2 = Endpoint("pod2-rank-0", "ns", "pod2", "10.0.0.2", 8000)

@@ -16,10 +16,10 @@ from cryptography.x509.oid import NameOID
 
 from pyllmd.core.clock import RealClock, VirtualClock
 from pyllmd.core.tls import CertFiles, self_signed_pem, write_self_signed
-from pyllmd.epp.contracts import StaticEndpoints
-from pyllmd.epp.framework.types import LLMRequest, SchedulingResult
-from pyllmd.epp.server import ExtProcServicer, serve_epp
-from pyllmd.epp.tls import CertReloader
+from pyllmd.epp.extproc.contracts import StaticEndpoints
+from pyllmd.epp.extproc.servicer import ExtProcServicer, serve_epp
+from pyllmd.epp.extproc.tls import CertReloader
+from pyllmd.epp.scheduling.types import LLMRequest, SchedulingResult
 
 
 class NoScheduler:

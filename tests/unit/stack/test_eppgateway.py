@@ -9,8 +9,9 @@ import pytest
 
 from pyllmd.autoscaler.local import LocalCluster, parse_local_spec
 from pyllmd.core.errors import ConfigError
-from pyllmd.epp.config import GATE_FLOW_CONTROL, load_config_text
-from pyllmd.epp.filesd import parse_endpoints_file
+from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.config.sections import GATE_FLOW_CONTROL
+from pyllmd.epp.datalayer.filesd import parse_endpoints_file
 from pyllmd.epp.options import StaticEndpoint, load_options
 from pyllmd.stack.eppgateway import (
     DEFAULT_EPP_CONFIG,

@@ -1,20 +1,23 @@
 """Flow control (feature gate `flowControl`, spec §8): queue requests until the pool has room.
 
-`queues` (bands, flows, capacity, TTL) and `gate` (the saturation check) are
-pure; `controller` is the asyncio shell the ext_proc servicer awaits.
+The decision core: `queues` (bands, flows, capacity, TTL), `policies` (ordering
+and fairness), `gate` (the saturation check) and `dispatch` (the synchronous
+dispatch step). The asyncio controller the servicer awaits is
+`extproc/flowcontroller.py`.
 """
 
-from pyllmd.epp.flowcontrol.config import FlowControlConfig, flow_control_config
-from pyllmd.epp.flowcontrol.controller import FlowController
-from pyllmd.epp.flowcontrol.metrics import FlowMetrics
-from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome
+from pyllmd.epp.flowcontrol.bands import BandConfig, FlowControlConfig
+from pyllmd.epp.flowcontrol.dispatch import Dispatcher, fairness_id
+from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome, QueueItem, Rejection
 
 __all__ = [
+    "BandConfig",
+    "Dispatcher",
     "FlowControlConfig",
-    "FlowController",
     "FlowKey",
-    "FlowMetrics",
     "FlowQueues",
     "Outcome",
-    "flow_control_config",
+    "QueueItem",
+    "Rejection",
+    "fairness_id",
 ]

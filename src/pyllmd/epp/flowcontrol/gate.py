@@ -18,8 +18,8 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pyllmd.epp.framework.types import Endpoint
 from pyllmd.epp.saturation import SaturationConfig, is_stale
+from pyllmd.epp.scheduling.types import Endpoint
 
 # Time for a released request to reach its model server through the gateway: a
 # scrape must end at least this long after a dispatch to be trusted to count it.

@@ -6,8 +6,9 @@ the fairness policy picks the flow and the ordering policy the item. Capacity
 is checked per band and globally in bytes before an item is queued; items with
 a deadline (TTL) are evicted once it passes.
 
-The asyncio controller (`controller.py`) owns one `FlowQueues` and decides
-*when* to dispatch; this module only decides *what* and keeps the books.
+The dispatch step (`dispatch.py`) decides what may leave now and the asyncio
+controller (`extproc/flowcontroller.py`) when to ask; this module only decides
+*what* is next and keeps the books.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from pyllmd.epp.flowcontrol.config import BandConfig, FlowControlConfig
+from pyllmd.epp.flowcontrol.bands import BandConfig, FlowControlConfig
 from pyllmd.epp.flowcontrol.policies import (
     FAIRNESS_POLICIES,
     ORDERING_POLICIES,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyllmd.epp.framework.registry import ParamError, Params
+from pyllmd.epp.scheduling.registry import ParamError, Params
 
 TYPE = "precise-prefix-cache-scorer"
 STRUCT = "scorer.PrecisePrefixCachePluginConfig"

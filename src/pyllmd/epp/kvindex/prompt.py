@@ -35,9 +35,9 @@ from pyllmd.core.tokenize import (
     discover_tokenizers,
     find_tokenizer_file,
 )
-from pyllmd.epp.framework.registry import ParamError
-from pyllmd.epp.framework.types import LLMRequest
 from pyllmd.epp.kvindex.params import TokenizerSettings
+from pyllmd.epp.scheduling.registry import ParamError
+from pyllmd.epp.scheduling.types import LLMRequest
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pyllmd.epp.framework.registry import Registry
 from pyllmd.epp.plugins.datalayer import (
     metrics_data_source,
     model_server_protocol_metrics,
@@ -43,6 +42,7 @@ from pyllmd.epp.plugins.scorer import (
     running_requests_size_scorer,
     session_affinity_scorer,
 )
+from pyllmd.epp.scheduling.registry import Registry
 
 
 def register_all(registry: Registry) -> Registry:

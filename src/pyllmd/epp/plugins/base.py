@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyllmd.epp.framework.registry import Params
+from pyllmd.epp.scheduling.registry import Params
 
 
 class PluginBase:

@@ -18,23 +18,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pyllmd.epp.framework.registry import Handle, Params
-from pyllmd.epp.framework.types import Endpoint
 from pyllmd.epp.plugins.base import PluginBase, params
-from pyllmd.epp.scrape import DEFAULT_VLLM_MAPPING, SGLANG_MAPPING, MetricMapping
+from pyllmd.epp.plugins.datalayer.mapping import (
+    DEFAULT_VLLM_MAPPING,
+    SGLANG_MAPPING,
+    VLLM_SPECS,
+    MetricMapping,
+)
+from pyllmd.epp.scheduling.registry import Handle, Params
+from pyllmd.epp.scheduling.types import Endpoint
 
 TYPE = "model-server-protocol-metrics"
 ENGINE_LABEL_KEY = "inference.networking.k8s.io/engine-type"
 DEFAULT_ENGINE = "vllm"
 FLAT_KEYS = ("queueRequestsSpec", "runningRequestsSpec", "kvUsageSpec", "loraSpec", "cacheInfoSpec")
 ENGINE_KEYS = ("queuedRequestsSpec",) + FLAT_KEYS[1:]
-VLLM_SPECS = (
-    "vllm:num_requests_waiting",
-    "vllm:num_requests_running",
-    "vllm:kv_cache_usage_perc",
-    "vllm:lora_requests_info",
-    "vllm:cache_config_info",
-)
 
 
 class ModelServerProtocolMetrics(PluginBase):

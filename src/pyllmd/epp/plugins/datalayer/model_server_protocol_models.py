@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from pyllmd.epp.framework.registry import Handle
 from pyllmd.epp.plugins.base import PluginBase
+from pyllmd.epp.scheduling.registry import Handle
 
 TYPE = "model-server-protocol-models"
 

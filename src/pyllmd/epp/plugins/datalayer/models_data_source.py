@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyllmd.epp.framework.registry import Handle
 from pyllmd.epp.plugins.base import PluginBase, params
+from pyllmd.epp.scheduling.registry import Handle
 
 TYPE = "models-data-source"
 SCHEMES = ("http", "https")

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import Endpoint, LLMRequest
 from pyllmd.epp.plugins.base import PluginBase, params
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest
 
 TYPE = "by-label-selector"
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")

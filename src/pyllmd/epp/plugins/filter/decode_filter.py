@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyllmd.epp.framework.registry import Handle
 from pyllmd.epp.plugins.filter.by_label import ByLabel
 from pyllmd.epp.plugins.filter.prefill_filter import ROLE_LABEL
+from pyllmd.epp.scheduling.registry import Handle
 
 TYPE = "decode-filter"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyllmd.epp.framework.registry import Handle
 from pyllmd.epp.plugins.filter.by_label import ByLabel
+from pyllmd.epp.scheduling.registry import Handle
 
 TYPE = "prefill-filter"
 ROLE_LABEL = "llm-d.ai/role"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from pyllmd.epp.flowcontrol.policies import EDF, EDF_POLICY
-from pyllmd.epp.framework.registry import Handle
 from pyllmd.epp.plugins.base import PluginBase
+from pyllmd.epp.scheduling.registry import Handle
 
 TYPE = EDF
 

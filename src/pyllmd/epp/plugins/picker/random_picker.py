@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle
-from pyllmd.epp.framework.types import Endpoint
 from pyllmd.epp.plugins.base import PluginBase
 from pyllmd.epp.plugins.picker.common import max_endpoints
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle
+from pyllmd.epp.scheduling.types import Endpoint
 
 TYPE = "random-picker"
 

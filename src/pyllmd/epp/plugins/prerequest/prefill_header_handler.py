@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import LLMRequest, SchedulingResult
 from pyllmd.epp.plugins.base import PluginBase, params
 from pyllmd.epp.plugins.profile.pd_common import PREFILL_HEADER
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import LLMRequest, SchedulingResult
 
 TYPE = "prefill-header-handler"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyllmd.epp.framework.registry import Handle
-from pyllmd.epp.framework.types import Endpoint
 from pyllmd.epp.plugins.base import PluginBase
 from pyllmd.epp.plugins.profile.pd_common import PrefixMatch
+from pyllmd.epp.scheduling.registry import Handle
+from pyllmd.epp.scheduling.types import Endpoint
 
 TYPE = "always-disagg-pd-decider"
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.scheduler import SchedulingError
-from pyllmd.epp.framework.types import LLMRequest, ProfileResult, SchedulingResult
 from pyllmd.epp.plugins.base import params
 from pyllmd.epp.plugins.profile.pd_common import DATA_PARALLEL_HEADER, with_port
 from pyllmd.epp.plugins.profile.pd_profile_handler import check_primary_port
 from pyllmd.epp.plugins.profile.single_profile_handler import SingleProfileHandler
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.runner import SchedulingError
+from pyllmd.epp.scheduling.types import LLMRequest, ProfileResult, SchedulingResult
 
 TYPE = "data-parallel-profile-handler"
 DEFAULT_PRIMARY_PORT = 8000

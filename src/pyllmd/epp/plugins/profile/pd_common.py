@@ -15,12 +15,12 @@ profile handler hands the decider the match the prefix plugin named by its
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from pyllmd.epp.framework.interfaces import CycleState, Plugin
-from pyllmd.epp.framework.types import Endpoint, LLMRequest
+from pyllmd.epp.scheduling.interfaces import CycleState, PdDecision, Plugin
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest
 
 PREFILL_HEADER = "x-prefiller-host-port"
 DATA_PARALLEL_HEADER = "x-data-parallel-host-port"
@@ -53,18 +53,9 @@ def is_decider(plugin: object) -> bool:
     return callable(getattr(plugin, "disaggregate", None))
 
 
-@dataclass(frozen=True, slots=True)
-class PdDecision:
-    """One P/D decision, left in the cycle state for the shell's metric
-    (`llm_d_inference_scheduler_pd_decision_total`)."""
-
-    model_name: str
-    decision_type: str  # DECODE_ONLY | PREFILL_DECODE
-
-
 def pd_decisions(state: CycleState) -> list[PdDecision]:
     """The decisions profile handlers recorded in one cycle."""
-    return [v for v in state.extra.values() if isinstance(v, PdDecision)]
+    return list(state.pd_decisions)
 
 
 def input_tokens(request: LLMRequest) -> int:
@@ -74,28 +65,22 @@ def input_tokens(request: LLMRequest) -> int:
 
 
 def prefix_match(state: CycleState, plugin_name: str, endpoint: Endpoint) -> PrefixMatch | None:
-    """The match a prefix plugin left in the cycle state for `endpoint`, if any.
-
-    Read by shape (`hashes`, `matches`, `block_size_tokens`), so any prefix
-    plugin writing that shape works (the approximate and the precise scorer).
-    """
-    found = state.extra.get(plugin_name)
-    matches = getattr(found, "matches", None)
-    hashes = getattr(found, "hashes", None)
-    block = getattr(found, "block_size_tokens", None)
-    if not isinstance(matches, Mapping) or not isinstance(block, int) or hashes is None:
+    """The match a prefix plugin (approximate or precise) left in the cycle state for
+    `endpoint`, if any."""
+    found = state.prefix.get(plugin_name)
+    if found is None:
         return None
-    return PrefixMatch(int(matches.get(endpoint.namespaced_name, 0)), len(hashes), block)
+    matched = found.matches.get(endpoint.namespaced_name, 0)
+    return PrefixMatch(matched, len(found.hashes), found.block_size_tokens)
 
 
 def has_prefix_hit(state: CycleState, plugin_name: str) -> bool | None:
     """Whether the prefix plugin's state shows any server holding a prefix; None
     when the plugin left no state in this cycle."""
-    found = state.extra.get(plugin_name)
-    matches = getattr(found, "matches", None)
-    if not isinstance(matches, Mapping):
+    found = state.prefix.get(plugin_name)
+    if found is None:
         return None
-    return any(v > 0 for v in matches.values())
+    return any(v > 0 for v in found.matches.values())
 
 
 def with_port(targets: Iterable[Endpoint], port: int) -> tuple[Endpoint, ...]:

@@ -17,10 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.scheduler import SchedulingError
-from pyllmd.epp.framework.types import LLMRequest, ProfileResult, SchedulingResult
 from pyllmd.epp.plugins.base import PluginBase, params
 from pyllmd.epp.plugins.profile.always_disagg_pd_decider import TYPE as ALWAYS_DISAGG
 from pyllmd.epp.plugins.profile.pd_common import (
@@ -29,12 +25,15 @@ from pyllmd.epp.plugins.profile.pd_common import (
     DEFAULT_PREFIX_PLUGIN,
     PREFILL_DECODE,
     PdDecider,
-    PdDecision,
     input_tokens,
     is_decider,
     prefix_match,
     with_port,
 )
+from pyllmd.epp.scheduling.interfaces import CycleState, PdDecision
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.runner import SchedulingError
+from pyllmd.epp.scheduling.types import LLMRequest, ProfileResult, SchedulingResult
 
 TYPE = "pd-profile-handler"
 NO_DECODE = "failed to find available decode workers"
@@ -88,9 +87,9 @@ class PdProfileHandler(PluginBase):
         endpoint = decode.targets[0]
         match = prefix_match(state, self.prefix_plugin_name, endpoint)
         if self.decider.disaggregate(input_tokens(request), endpoint, match):
-            state.extra[self.name] = PdDecision(request.target_model, PREFILL_DECODE)
+            state.pd_decisions.append(PdDecision(request.target_model, PREFILL_DECODE))
             return [self.prefill_profile]
-        state.extra[self.name] = PdDecision(request.target_model, DECODE_ONLY)
+        state.pd_decisions.append(PdDecision(request.target_model, DECODE_ONLY))
         return []
 
     def process_results(

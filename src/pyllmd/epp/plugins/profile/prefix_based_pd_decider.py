@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import Endpoint
 from pyllmd.epp.plugins.base import PluginBase, params
 from pyllmd.epp.plugins.profile.pd_common import PrefixMatch
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import Endpoint
 
 TYPE = "prefix-based-pd-decider"
 NEGATIVE = "nonCachedTokens parameter of prefix disaggregation decider cannot be negative"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle
-from pyllmd.epp.framework.scheduler import SchedulingError
-from pyllmd.epp.framework.types import LLMRequest, ProfileResult, SchedulingResult
 from pyllmd.epp.plugins.base import PluginBase
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle
+from pyllmd.epp.scheduling.runner import SchedulingError
+from pyllmd.epp.scheduling.types import LLMRequest, ProfileResult, SchedulingResult
 
 TYPE = "single-profile-handler"
 

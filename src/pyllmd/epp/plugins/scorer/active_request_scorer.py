@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyllmd.core.gosyntax import go_parse_duration_ns
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
 from pyllmd.epp.plugins.base import PluginBase, params
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 TYPE = "active-request-scorer"
 DEFAULT_REQUEST_TIMEOUT = 120.0  # seconds (Go "2m")

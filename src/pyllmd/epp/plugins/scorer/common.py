@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from pyllmd.epp.framework.types import Endpoint
+from pyllmd.epp.scheduling.types import Endpoint
 
 
 def inverse_min_max(

@@ -16,11 +16,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
 from pyllmd.epp.plugins.base import PluginBase, params
 from pyllmd.epp.plugins.profile.pd_common import DEFAULT_PREFIX_PLUGIN, has_prefix_hit
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 TYPE = "no-hit-lru-scorer"
 DEFAULT_LRU_SIZE = 1024
@@ -54,7 +54,7 @@ class NoHitLruScorer(PluginBase):
         self, state: CycleState, request: LLMRequest, endpoints: Sequence[Endpoint]
     ) -> dict[str, float]:
         cold = self.is_cold(state)
-        state.extra[self.name] = cold  # read back by pre_request
+        state.cold[self.name] = cold  # read back by pre_request
         if not cold:
             return {ep.namespaced_name: 0.5 for ep in endpoints}
         n = len(endpoints)
@@ -70,7 +70,7 @@ class NoHitLruScorer(PluginBase):
         return out
 
     def pre_request(self, state: CycleState, request: LLMRequest, result: SchedulingResult) -> None:
-        if state.extra.get(self.name) is not True:
+        if not state.cold.get(self.name, False):
             return
         for profile in (result.primary_profile, PREFILL_PROFILE):
             found = result.profile_results.get(profile)

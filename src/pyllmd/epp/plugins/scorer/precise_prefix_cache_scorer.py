@@ -6,12 +6,13 @@ request (`kvindex.prompt`), computes its request keys (kv-events contract §1.2)
 and gives each pod the tier-weighted count of consecutive leading blocks it
 holds, looked up over every indexed pod. Endpoints are matched to pods by
 address; the scores are min-max scaled over all raw entries (candidates or not),
-all equal → 1.0, absent → 0. Raw counts go to the cycle state for the P/D
-deciders and `no-hit-lru-scorer`, in the approximate prefix scorer's shape.
+all equal → 1.0, absent → 0. Raw counts go to the cycle state's `prefix` slot
+for the P/D deciders and `no-hit-lru-scorer`, as the approximate scorer's do.
 
-The scorer is pure given its index; the shell starts its subscribers
-(`start_background`) and `Score` reports the endpoints it saw through a hook
-so per-pod subscriptions (`discoverPods`) follow the pool.
+The scorer is pure given its index. Its data source is the KV-event feed of
+`datalayer/kvevents.py` (the ZMQ subscribers), which applies events to
+`processor` and, with `discoverPods`, sets `on_endpoints` so that `Score` reports
+the endpoints it saw and per-pod subscriptions follow the pool.
 """
 
 from __future__ import annotations
@@ -21,33 +22,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyllmd.core.clock import Clock, RealClock
-from pyllmd.core.metricset import CollectorFamily
 from pyllmd.core.prefix import block_keys
 from pyllmd.core.tokenize import Tokenizer
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle
-from pyllmd.epp.framework.types import Endpoint, LLMRequest
 from pyllmd.epp.kvindex.index import KVBlockIndex, longest_prefix_scores
 from pyllmd.epp.kvindex.keys import RequestKeyer
 from pyllmd.epp.kvindex.params import TYPE, PreciseSettings, parse_settings
 from pyllmd.epp.kvindex.processor import EventProcessor
 from pyllmd.epp.kvindex.prompt import request_tokens, resolve_tokenizer
-from pyllmd.epp.kvindex.subscriber import KVEvents, SeenHook
 from pyllmd.epp.plugins.base import PluginBase
+from pyllmd.epp.scheduling.interfaces import CycleState, PrefixLookup
+from pyllmd.epp.scheduling.registry import Handle
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest
 
-__all__ = ["TYPE", "PrecisePrefixCacheScorer", "PrecisePrefixState", "factory", "normalize"]
+__all__ = ["TYPE", "PrecisePrefixCacheScorer", "SeenHook", "factory", "normalize"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class PrecisePrefixState:
-    """What Score leaves in the cycle state (shape of the approximate `PrefixState`)."""
-
-    hashes: tuple[int, ...]  # the request keys
-    matches: dict[str, int]  # endpoint namespaced name → raw score (whole blocks)
-    block_size_tokens: int
+SeenHook = Callable[[Sequence[tuple[str, str]], float], None]
+"""Told the (namespaced name, address) of the endpoints `Score` saw, and the cycle's `now`."""
 
 
 @dataclass
@@ -86,23 +78,18 @@ class PrecisePrefixCacheScorer(PluginBase):
         name: str,
         settings: PreciseSettings,
         tokenizer: Tokenizer,
-        clock: Clock | None = None,
     ) -> None:
         super().__init__(name)
         self.settings = settings
         self.tokenizer = tokenizer
-        self.clock = clock or RealClock()
         self.kv_index = KVBlockIndex(settings.index_size, settings.pod_cache_size)
         self.keyer = RequestKeyer(settings.block_size, settings.hash_seed)
         self.processor = EventProcessor(
             self.kv_index, settings.block_size, settings.hash_seed, self.keyer
         )
         self.lookup_stats = LookupStats()
-        self.on_endpoints: SeenHook | None = None  # set by the shell while subscribers run
-        self.events: KVEvents | None = None
+        self.on_endpoints: SeenHook | None = None  # set by the KV-event feed while it runs
         self._last: tuple[LLMRequest, tuple[list[int], list[int]] | None] | None = None
-
-    # ------------------------------------------------------------------ core
 
     def raw_scores(self, request: LLMRequest) -> tuple[tuple[int, ...], dict[str, float]] | None:
         """The request keys and raw score per pod; None when the request has no input."""
@@ -142,109 +129,8 @@ class PrecisePrefixCacheScorer(PluginBase):
             return {}
         keys, raw = found
         matches = {ep.namespaced_name: int(raw.get(ep.address, 0.0)) for ep in endpoints}
-        state.extra[self.name] = PrecisePrefixState(keys, matches, self.settings.block_size)
+        state.prefix[self.name] = PrefixLookup(keys, matches, self.settings.block_size)
         return normalize(raw, endpoints)
-
-    # ------------------------------------------------------------------ shell
-
-    async def start_background(self, clock: Clock | None = None) -> None:
-        """Open the KV-event subscribers (the EPP calls this once its loop runs); `clock`
-        must be the one scheduling cycles are stamped with (subscription expiry)."""
-        if self.events is not None:
-            return
-        s = self.settings
-        self.clock = clock or self.clock
-        self.events = KVEvents(
-            self.processor,
-            self.clock,
-            zmq_endpoint=s.zmq_endpoint,
-            topic_filter=s.topic_filter,
-            discover_pods=s.discover_pods,
-            socket_port=s.socket_port,
-        )
-        await self.events.start()
-        if s.discover_pods:
-            self.on_endpoints = self.events.seen
-
-    async def stop_background(self) -> None:
-        """Close every subscriber."""
-        self.on_endpoints = None
-        events, self.events = self.events, None
-        if events is not None:
-            await events.close()
-
-
-def metric_families(plugins: Sequence[object]) -> list[CollectorFamily]:
-    """Counters of every precise scorer in `plugins`, summed (none when there is none).
-
-    Always: `pyllmd:epp_kv_events_total{outcome}` and `pyllmd:epp_kv_event_batches_total
-    {outcome}`; with `kvBlockIndexConfig.enableMetrics`, upstream's `kvcache_index_*`.
-    """
-    scorers = [p for p in plugins if isinstance(p, PrecisePrefixCacheScorer)]
-    if not scorers:
-        return []
-
-    def events() -> list[tuple[tuple[str, ...], float]]:
-        totals = dict.fromkeys(EVENT_OUTCOMES, 0)
-        for sc in scorers:
-            st = sc.processor.stats
-            for outcome, value in zip(
-                EVENT_OUTCOMES,
-                (st.stored, st.fallback, st.dropped, st.removed, st.cleared, st.bad_events),
-                strict=True,
-            ):
-                totals[outcome] += value
-        return [((k,), float(v)) for k, v in totals.items()]
-
-    def batches() -> list[tuple[tuple[str, ...], float]]:
-        applied = sum(sc.processor.stats.batches for sc in scorers)
-        bad = sum(sc.processor.stats.bad_batches + _bad_messages(sc) for sc in scorers)
-        lost = sum(sc.processor.sequences.missed for sc in scorers)
-        return [(("applied",), applied), (("undecodable",), bad), (("lost",), lost)]
-
-    families = [
-        CollectorFamily(
-            "pyllmd:epp_kv_events_total", "counter",
-            "KV events received by the precise prefix scorer, by what was done with them.",
-            ("outcome",), events,
-        ),
-        CollectorFamily(
-            "pyllmd:epp_kv_event_batches_total", "counter",
-            "KV event batches: applied, undecodable, or lost (sequence gaps).",
-            ("outcome",), batches,
-        ),
-    ]  # fmt: skip
-    instrumented = [sc for sc in scorers if sc.settings.enable_metrics]
-    for name, help_text, read in _UPSTREAM_COUNTERS if instrumented else ():
-        families.append(
-            CollectorFamily(name, "counter", help_text, (), _summed(read, instrumented))
-        )
-    return families
-
-
-def _summed(
-    read: Callable[[PrecisePrefixCacheScorer], int], scorers: Sequence[PrecisePrefixCacheScorer]
-) -> Callable[[], list[tuple[tuple[str, ...], float]]]:
-    return lambda: [((), float(sum(read(sc) for sc in scorers)))]
-
-
-EVENT_OUTCOMES = ("indexed", "fallback", "dropped", "removed", "cleared", "invalid")
-_UPSTREAM_COUNTERS: tuple[tuple[str, str, Callable[[PrecisePrefixCacheScorer], int]], ...] = (
-    ("kvcache_index_admissions_total", "Total number of KV-block admissions.",
-     lambda sc: sc.kv_index.admissions),
-    ("kvcache_index_evictions_total", "Total number of KV-block evictions.",
-     lambda sc: sc.kv_index.evictions),
-    ("kvcache_index_lookup_requests_total", "Total number of index lookups.",
-     lambda sc: sc.lookup_stats.lookups),
-    ("kvcache_index_lookup_hits_total", "Blocks matched on the best pod, over all lookups.",
-     lambda sc: sc.lookup_stats.hits),
-    ("kvcache_index_max_pod_hit_count_total", "Blocks matched on the best pod, over all lookups.",
-     lambda sc: sc.lookup_stats.hits),
-)  # fmt: skip
-
-
-def _bad_messages(sc: PrecisePrefixCacheScorer) -> int:
-    return sc.events.subscribers.bad_messages if sc.events is not None else 0
 
 
 def factory(name: str, raw: Any, handle: Handle) -> PrecisePrefixCacheScorer:

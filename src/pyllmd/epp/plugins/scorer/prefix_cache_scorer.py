@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import xxhash
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle, ParamError
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
 from pyllmd.epp.plugins.base import PluginBase, params
+from pyllmd.epp.scheduling.interfaces import CycleState, PrefixLookup
+from pyllmd.epp.scheduling.registry import Handle, ParamError
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 TYPE = "prefix-cache-scorer"
 DEFAULT_BLOCK_SIZE_TOKENS = 16
@@ -97,19 +96,6 @@ class PrefixIndex:
         return sum(len(lru) for lru in self._lrus.values())
 
 
-@dataclass(frozen=True)
-class PrefixState:
-    """What Score leaves in the cycle state for PreRequest and other plugins."""
-
-    hashes: tuple[int, ...]
-    matches: dict[str, int]  # endpoint namespaced name → leading blocks matched
-    block_size_tokens: int
-
-    def hit_ratio(self, server: str) -> float:
-        """Matched / total blocks for one endpoint (0 when nothing was hashed)."""
-        return self.matches.get(server, 0) / len(self.hashes) if self.hashes else 0.0
-
-
 class PrefixCacheScorer(PluginBase):
     """Scores matched/total leading blocks per endpoint."""
 
@@ -160,16 +146,14 @@ class PrefixCacheScorer(PluginBase):
             block,
             self.max_prefix_blocks,
         )
-        prefix = PrefixState(tuple(hashes), self.match(hashes), block)
-        state.extra[self.name] = prefix
-        state.prefix_hits = dict(prefix.matches)
-        state.prefix_total_blocks = len(hashes)
+        prefix = PrefixLookup(tuple(hashes), self.match(hashes), block)
+        state.prefix[self.name] = prefix
         return {ep.namespaced_name: prefix.hit_ratio(ep.namespaced_name) for ep in endpoints}
 
     def pre_request(self, state: CycleState, request: LLMRequest, result: SchedulingResult) -> None:
         """Records the request's hashes on the primary (and prefill) target."""
-        prefix = state.extra.get(self.name)
-        if not isinstance(prefix, PrefixState) or not result.targets:
+        prefix = state.prefix.get(self.name)
+        if prefix is None or not result.targets:
             return
         targets = [result.targets[0]]
         prefill = result.profile_results.get(PREFILL_PROFILE)

@@ -16,10 +16,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from pyllmd.epp.framework.interfaces import CycleState
-from pyllmd.epp.framework.registry import Handle
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
 from pyllmd.epp.plugins.base import PluginBase
+from pyllmd.epp.scheduling.interfaces import CycleState
+from pyllmd.epp.scheduling.registry import Handle
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 TYPE = "session-affinity-scorer"
 SESSION_HEADER = "x-session-token"

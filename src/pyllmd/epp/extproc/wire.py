@@ -1,6 +1,6 @@
 """Builders and readers of ext_proc protobuf messages (xds-protos), kept apart from the logic.
 
-The servicer in `server.py` decides; this module only turns its decisions into
+The servicer in `servicer.py` decides; this module only turns its decisions into
 `ProcessingResponse` messages and reads headers and filter metadata out of
 `ProcessingRequest`s.
 

@@ -1,4 +1,8 @@
-"""ZMQ SUB sockets that feed KV events to the processor (kv-events contract §2.1): the shell.
+"""The precise prefix scorer's data source: ZMQ SUB sockets feeding KV events to its index.
+
+The shell of the kv-events contract §2.1; the scorer and its index are pure
+(`plugins/scorer/precise_prefix_cache_scorer.py`, `kvindex/`). `KVEventFeed` is
+what the EPP starts and stops per scorer; `kv_event_families` its counters.
 
 Two modes, as upstream: a global socket that binds `zmqEndpoint` (engines
 connect to it: our simulator, llm-d-inference-sim, or vLLM given a connect
@@ -26,8 +30,10 @@ import zmq
 import zmq.asyncio
 
 from pyllmd.core.clock import Clock
+from pyllmd.core.metricset import CollectorFamily
 from pyllmd.epp.kvindex.events import DecodeError, parse_frames
 from pyllmd.epp.kvindex.processor import EventProcessor
+from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import PrecisePrefixCacheScorer
 
 log = logging.getLogger(__name__)
 
@@ -223,4 +229,120 @@ class KVEvents:
         await self.subscribers.close()
 
 
-SeenHook = Callable[[Sequence[tuple[str, str]], float], None]
+class KVEventFeed:
+    """The KV-event intake of one precise prefix scorer: started and stopped by the EPP.
+
+    While it runs, its subscribers apply events to the scorer's `processor`, and with
+    `discoverPods` the endpoints the scorer sees are subscribed to (`on_endpoints`).
+    """
+
+    def __init__(self, scorer: PrecisePrefixCacheScorer) -> None:
+        self.scorer = scorer
+        self.events: KVEvents | None = None
+
+    @property
+    def bad_messages(self) -> int:
+        """Messages the running subscribers could not read (0 when stopped)."""
+        return self.events.subscribers.bad_messages if self.events is not None else 0
+
+    async def start(self, clock: Clock) -> None:
+        """Open the subscribers; `clock` must be the one scheduling cycles are stamped
+        with (subscription expiry compares it with the `now` of `Score`)."""
+        if self.events is not None:
+            return
+        s = self.scorer.settings
+        self.events = KVEvents(
+            self.scorer.processor,
+            clock,
+            zmq_endpoint=s.zmq_endpoint,
+            topic_filter=s.topic_filter,
+            discover_pods=s.discover_pods,
+            socket_port=s.socket_port,
+        )
+        await self.events.start()
+        if s.discover_pods:
+            self.scorer.on_endpoints = self.events.seen
+
+    async def stop(self) -> None:
+        """Close every subscriber."""
+        self.scorer.on_endpoints = None
+        events, self.events = self.events, None
+        if events is not None:
+            await events.close()
+
+
+def kv_event_feeds(plugins: Sequence[object]) -> list[KVEventFeed]:
+    """One feed per precise prefix scorer among the configured plugins."""
+    return [KVEventFeed(p) for p in plugins if isinstance(p, PrecisePrefixCacheScorer)]
+
+
+Samples = list[tuple[tuple[str, ...], float]]
+
+
+def kv_event_families(feeds: Sequence[KVEventFeed]) -> list[CollectorFamily]:
+    """Counters of every precise scorer and its feed, summed (none when there is none).
+
+    Always: `pyllmd:epp_kv_events_total{outcome}` and `pyllmd:epp_kv_event_batches_total
+    {outcome}`; with `kvBlockIndexConfig.enableMetrics`, upstream's `kvcache_index_*`.
+    """
+    if not feeds:
+        return []
+    scorers = [f.scorer for f in feeds]
+
+    def events() -> Samples:
+        totals = dict.fromkeys(EVENT_OUTCOMES, 0)
+        for sc in scorers:
+            st = sc.processor.stats
+            for outcome, value in zip(
+                EVENT_OUTCOMES,
+                (st.stored, st.fallback, st.dropped, st.removed, st.cleared, st.bad_events),
+                strict=True,
+            ):
+                totals[outcome] += value
+        return [((k,), float(v)) for k, v in totals.items()]
+
+    def batches() -> Samples:
+        applied = sum(sc.processor.stats.batches for sc in scorers)
+        bad = sum(f.scorer.processor.stats.bad_batches + f.bad_messages for f in feeds)
+        lost = sum(sc.processor.sequences.missed for sc in scorers)
+        return [(("applied",), applied), (("undecodable",), bad), (("lost",), lost)]
+
+    families = [
+        CollectorFamily(
+            "pyllmd:epp_kv_events_total", "counter",
+            "KV events received by the precise prefix scorer, by what was done with them.",
+            ("outcome",), events,
+        ),
+        CollectorFamily(
+            "pyllmd:epp_kv_event_batches_total", "counter",
+            "KV event batches: applied, undecodable, or lost (sequence gaps).",
+            ("outcome",), batches,
+        ),
+    ]  # fmt: skip
+    instrumented = [sc for sc in scorers if sc.settings.enable_metrics]
+    for name, help_text, read in _UPSTREAM_COUNTERS if instrumented else ():
+        families.append(
+            CollectorFamily(name, "counter", help_text, (), _summed(read, instrumented))
+        )
+    return families
+
+
+def _summed(
+    read: Callable[[PrecisePrefixCacheScorer], int], scorers: Sequence[PrecisePrefixCacheScorer]
+) -> Callable[[], Samples]:
+    return lambda: [((), float(sum(read(sc) for sc in scorers)))]
+
+
+EVENT_OUTCOMES = ("indexed", "fallback", "dropped", "removed", "cleared", "invalid")
+_UPSTREAM_COUNTERS: tuple[tuple[str, str, Callable[[PrecisePrefixCacheScorer], int]], ...] = (
+    ("kvcache_index_admissions_total", "Total number of KV-block admissions.",
+     lambda sc: sc.kv_index.admissions),
+    ("kvcache_index_evictions_total", "Total number of KV-block evictions.",
+     lambda sc: sc.kv_index.evictions),
+    ("kvcache_index_lookup_requests_total", "Total number of index lookups.",
+     lambda sc: sc.lookup_stats.lookups),
+    ("kvcache_index_lookup_hits_total", "Blocks matched on the best pod, over all lookups.",
+     lambda sc: sc.lookup_stats.hits),
+    ("kvcache_index_max_pod_hit_count_total", "Blocks matched on the best pod, over all lookups.",
+     lambda sc: sc.lookup_stats.hits),
+)  # fmt: skip

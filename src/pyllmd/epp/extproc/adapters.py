@@ -1,7 +1,8 @@
-"""Adapters between the tested EPP pieces and the servicer's contracts (`contracts.py`).
+"""Adapters between the decision core and the servicer's contracts (`contracts.py`).
 
-The framework scheduler becomes `contracts.Scheduler` (one cycle, then the
-PreRequest plugins, timed for the metrics); the datastore an `EndpointSource`;
+`PluginScheduler` is the servicer's `RequestScheduler`: the configured plugins'
+profile runner for one cycle, then the PreRequest plugins, timed for the
+metrics; the datastore becomes an `EndpointSource`;
 the saturation detector `Admission`; the metrics registry `RequestMetrics`;
 the InferenceModelRewrite store the servicer's `model_rewrite` hook.
 Scheduling leaves out endpoints whose metrics are stale while a fresher one
@@ -21,21 +22,21 @@ from typing import cast
 
 from pyllmd.core.clock import Clock
 from pyllmd.epp import saturation
-from pyllmd.epp.config import EppConfig
+from pyllmd.epp.config.loader import EppConfig
 from pyllmd.epp.datastore import Datastore
-from pyllmd.epp.framework.interfaces import CycleState, PreRequest, ProfileHandler
-from pyllmd.epp.framework.registry import ROLE_PRE_REQUEST, roles
-from pyllmd.epp.framework.scheduler import Scheduler
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
-from pyllmd.epp.lifecycle import record_pd_decisions
+from pyllmd.epp.extproc.lifecycle import record_pd_decisions
 from pyllmd.epp.metrics import EppMetrics
 from pyllmd.epp.objectives import Rewrites
-from pyllmd.epp.plugins.scorer.prefix_cache_scorer import CHARS_PER_TOKEN, PrefixState
+from pyllmd.epp.plugins.scorer.prefix_cache_scorer import CHARS_PER_TOKEN, PrefixCacheScorer
 from pyllmd.epp.requests import Usage
+from pyllmd.epp.scheduling.interfaces import CycleState, PreRequest, ProfileHandler
+from pyllmd.epp.scheduling.registry import ROLE_PRE_REQUEST, roles
+from pyllmd.epp.scheduling.runner import ProfileRunner
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 __all__ = [
     "DatastoreEndpoints",
-    "FrameworkScheduler",
+    "PluginScheduler",
     "MetricsRecorder",
     "ModelRewriter",
     "SaturationAdmission",
@@ -67,8 +68,9 @@ def fresh_candidates(
     return fresh or candidates
 
 
-class FrameworkScheduler:
-    """The framework scheduler as `contracts.Scheduler`: one cycle, then PreRequest plugins.
+class PluginScheduler:
+    """Schedules a request with the configured plugins (`contracts.RequestScheduler`): one
+    profile-runner cycle, then the PreRequest plugins.
 
     Records the scheduler and plugin metrics and the prefix-index lookups.
     """
@@ -88,10 +90,13 @@ class FrameworkScheduler:
         self.staleness = staleness
         self.timer = timer
         handler = cast(ProfileHandler, config.plugins[config.handler_name])
-        self.scheduler = Scheduler(
+        self.runner = ProfileRunner(
             config.profiles, handler, timer=timer, observe=metrics.record_plugin
         )
         self.plugins = dict(config.plugins)
+        self.prefix_indexes = {  # approximate prefix scorers: their lookups are measured
+            name: p.index for name, p in self.plugins.items() if isinstance(p, PrefixCacheScorer)
+        }
         self.pre_request = [
             cast(PreRequest, p) for p in config.plugins.values() if ROLE_PRE_REQUEST in roles(p)
         ]
@@ -102,7 +107,7 @@ class FrameworkScheduler:
         eligible = fresh_candidates(candidates, now, self.staleness)
         start = self.timer()
         try:
-            result = self.scheduler.schedule_in(state, request, eligible)
+            result = self.runner.schedule_in(state, request, eligible)
         except Exception:
             self.metrics.record_scheduling(self.timer() - start, False)
             raise
@@ -122,14 +127,15 @@ class FrameworkScheduler:
         return result
 
     def _record_prefix(self, state: CycleState, result: SchedulingResult) -> None:
-        for name, value in state.extra.items():
-            plugin = self.plugins.get(name)
-            index = getattr(plugin, "index", None)
-            if not isinstance(value, PrefixState) or index is None or not result.targets:
+        if not result.targets:
+            return
+        target = result.targets[0].namespaced_name
+        for name, lookup in state.prefix.items():
+            index = self.prefix_indexes.get(name)
+            if index is None:
                 continue
-            target = result.targets[0].namespaced_name
-            hit_bytes = value.matches.get(target, 0) * value.block_size_tokens * CHARS_PER_TOKEN
-            self.metrics.record_prefix_lookup(value.hit_ratio(target), hit_bytes, index.size())
+            hit_bytes = lookup.matches.get(target, 0) * lookup.block_size_tokens * CHARS_PER_TOKEN
+            self.metrics.record_prefix_lookup(lookup.hit_ratio(target), hit_bytes, index.size())
 
     def prune(self, known: Iterable[str]) -> None:
         """Let plugins with an index forget endpoints that left the datastore."""

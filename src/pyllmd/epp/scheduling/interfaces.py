@@ -10,24 +10,51 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixLookup:
+    """What a prefix plugin found for one request: the request's block keys and, per
+    endpoint (namespaced name), how many of its leading blocks that endpoint holds.
+
+    Written by the approximate and the precise prefix scorers while scoring; read by
+    their PreRequest step, the P/D deciders, `no-hit-lru-scorer` and the prefix metrics.
+    """
+
+    hashes: tuple[int, ...]
+    matches: dict[str, int]  # endpoint namespaced name → leading blocks matched
+    block_size_tokens: int
+
+    def hit_ratio(self, server: str) -> float:
+        """Matched / total blocks for one endpoint (0 when nothing was hashed)."""
+        return self.matches.get(server, 0) / len(self.hashes) if self.hashes else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PdDecision:
+    """One prefill/decode decision of a profile handler, counted by the shell
+    (`llm_d_inference_scheduler_pd_decision_total`)."""
+
+    model_name: str
+    decision_type: str  # "decode-only" | "prefill-decode"
 
 
 @dataclass
 class CycleState:
     """Per-request scratch space shared by the plugins of one scheduling cycle.
 
-    Typed fields for what in-tree plugins exchange; `extra` for anything else,
-    keyed by the producing plugin's name.
+    One typed slot per thing in-tree plugins hand each other, keyed by the
+    producing plugin's name where several plugins of a type may run.
     """
 
     rng: random.Random
     now: float
-    prefix_hits: dict[str, int] = field(default_factory=dict)  # endpoint namespaced name → blocks
-    prefix_total_blocks: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    prefix: dict[str, PrefixLookup] = field(default_factory=dict)  # prefix plugin name → lookup
+    pd_decisions: list[PdDecision] = field(default_factory=list)
+    cold: dict[str, bool] = field(default_factory=dict)  # no-hit-lru scorer name → no prefix hit
 
 
 class Plugin(Protocol):

@@ -1,13 +1,13 @@
-"""Model-server metrics scraping (spec §4.1) and the pool-level gauges (spec §4.3).
+"""Model-server metrics scraping (spec §4.1): the data source of the endpoints' metrics.
 
-Pure parts: metric-spec parsing, extraction of `EndpointMetrics` from parsed
-samples, the retry delay, staleness and the pool averages. Shell: `Scraper`,
-one asyncio task per endpoint, started and stopped as the datastore changes.
+Pure parts: the retry delay and the reachability changes; which series to read
+and how is `plugins/datalayer/mapping.py`. Shell: `Scraper`, one asyncio task per
+endpoint, started and stopped as the datastore changes.
 
 Better than upstream (spec §14), behind the same interface: the period gets
 ±10 % jitter so scrapes of a large pool spread out; consecutive failures back
-off exponentially (capped at 2 s, never below the period); staleness is one
-rule everywhere (`is_stale`). A failed scrape keeps the previous values.
+off exponentially (capped at 2 s, never below the period). A failed scrape
+keeps the previous values.
 An endpoint that stops answering is logged once (warning, with the error) and
 once more when it answers again (info), not at every failed scrape
 (`reachability_change`).
@@ -18,34 +18,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 
 from pyllmd.core.clock import Clock
-from pyllmd.core.promtext import PromTextError, Sample, parse_samples
+from pyllmd.core.promtext import PromTextError, parse_samples
 from pyllmd.epp.datastore import Datastore
-from pyllmd.epp.framework.types import Endpoint, EndpointMetrics
+from pyllmd.epp.plugins.datalayer.mapping import (
+    DEFAULT_VLLM_MAPPING,
+    MetricMapping,
+    extract_metrics,
+    sample_names,
+)
+from pyllmd.epp.scheduling.types import Endpoint
 
 __all__ = [
-    "DEFAULT_VLLM_MAPPING",
     "HttpFetcher",
-    "MetricMapping",
-    "MetricSpec",
-    "PoolGauges",
     "Scraper",
     "ScrapeError",
-    "SGLANG_MAPPING",
-    "extract_metrics",
-    "is_stale",
+    "describe_error",
     "next_delay",
-    "parse_metric_spec",
-    "pool_gauges",
     "reachability_change",
 ]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the package was regrouped: users filter on it and
+# the docs show it (`logger=pyllmd.epp.scrape`).
+log = logging.getLogger("pyllmd.epp.scrape")
 
 SCRAPE_TIMEOUT = 5.0
 BACKOFF_CAP = 2.0
@@ -54,138 +53,6 @@ JITTER = 0.1
 
 class ScrapeError(Exception):
     """One scrape failed (transport, status or format); previous values are kept."""
-
-
-@dataclass(frozen=True, slots=True)
-class MetricSpec:
-    """A metric name with optional label constraints (`name{label=value,...}`)."""
-
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-    def matches(self, sample: Sample) -> bool:
-        """True when the sample has this name and every constrained label value."""
-        return sample.name == self.name and all(
-            sample.labels.get(k) == v for k, v in self.labels.items()
-        )
-
-
-def parse_metric_spec(text: str) -> MetricSpec | None:
-    """Parse `name` or `name{label=value,...}`; empty text means "not scraped" (None)."""
-    if not text:
-        return None
-    text = text.strip()
-    start, end = text.find("{"), text.find("}")
-    if start == -1 and end == -1:
-        return MetricSpec(text)
-    if start == -1 or end == -1 or end <= start + 1:
-        raise ValueError(
-            f"invalid metric spec string {text!r}: needs both braces around label pairs"
-        )
-    labels: dict[str, str] = {}
-    for pair in text[start + 1 : end].split(","):
-        parts = pair.split("=")
-        if len(parts) != 2:
-            raise ValueError(f"invalid label pair: {pair}")
-        key, value = parts[0].strip(), parts[1].strip()
-        if not key or not value:
-            raise ValueError(f"empty label name or value in pair: {pair}")
-        labels[key] = value
-    name = text[:start].strip()
-    if not name:
-        raise ValueError(f"empty metric name in spec {text!r}")
-    return MetricSpec(name, labels)
-
-
-@dataclass(frozen=True, slots=True)
-class MetricMapping:
-    """Which series feed which `EndpointMetrics` field (None = not scraped)."""
-
-    queue: MetricSpec | None = None
-    running: MetricSpec | None = None
-    kv_usage: MetricSpec | None = None
-    lora: MetricSpec | None = None
-    cache_info: MetricSpec | None = None
-
-    @classmethod
-    def from_specs(
-        cls, queue: str, running: str, kv_usage: str, lora: str = "", cache_info: str = ""
-    ) -> MetricMapping:
-        """Build from spec strings; raises ValueError naming the bad spec."""
-        return cls(*(parse_metric_spec(s) for s in (queue, running, kv_usage, lora, cache_info)))
-
-
-DEFAULT_VLLM_MAPPING = MetricMapping.from_specs(
-    "vllm:num_requests_waiting",
-    "vllm:num_requests_running",
-    "vllm:kv_cache_usage_perc",
-    "vllm:lora_requests_info",
-    "vllm:cache_config_info",
-)
-SGLANG_MAPPING = MetricMapping.from_specs(
-    "sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage"
-)
-
-
-def _names(mapping: MetricMapping) -> frozenset[str]:
-    """The sample names `extract_metrics` reads for `mapping` (narrows the parse)."""
-    specs = (mapping.queue, mapping.running, mapping.kv_usage, mapping.lora, mapping.cache_info)
-    return frozenset(s.name for s in specs if s is not None)
-
-
-def _first(samples: Sequence[Sample], spec: MetricSpec | None) -> Sample | None:
-    if spec is None:
-        return None
-    return next((s for s in samples if spec.matches(s)), None)
-
-
-def _adapters(text: str) -> frozenset[str]:
-    return frozenset(a.strip() for a in text.split(",") if a.strip())
-
-
-def _int_label(sample: Sample, name: str, previous: int) -> int:
-    try:
-        return int(sample.labels.get(name, ""))
-    except ValueError:
-        return previous
-
-
-def extract_metrics(
-    samples: Sequence[Sample], mapping: MetricMapping, previous: EndpointMetrics, now: float
-) -> EndpointMetrics:
-    """New metrics from one scrape: each mapped field that is present is updated, the
-    others keep their previous value; `update_time` becomes `now`. For LoRA info the
-    series with the greatest value (a timestamp) wins; otherwise the first match."""
-    out = replace(previous, update_time=now)
-    if (s := _first(samples, mapping.queue)) is not None:
-        out = replace(out, waiting_queue_size=int(s.value))
-    if (s := _first(samples, mapping.running)) is not None:
-        out = replace(out, running_requests_size=int(s.value))
-    if (s := _first(samples, mapping.kv_usage)) is not None:
-        out = replace(out, kv_cache_usage_percent=s.value)
-    lora = mapping.lora
-    if lora is not None:
-        series = [s for s in samples if lora.matches(s)]
-        if series:
-            best = max(series, key=lambda s: s.value)  # first of equals, as max() keeps it
-            out = replace(
-                out,
-                active_models=_adapters(best.labels.get("running_lora_adapters", "")),
-                waiting_models=_adapters(best.labels.get("waiting_lora_adapters", "")),
-                max_active_models=_int_label(best, "max_lora", out.max_active_models),
-            )
-    if (s := _first(samples, mapping.cache_info)) is not None:
-        out = replace(
-            out,
-            cache_block_size=_int_label(s, "block_size", out.cache_block_size),
-            cache_num_gpu_blocks=_int_label(s, "num_gpu_blocks", out.cache_num_gpu_blocks),
-        )
-    return out
-
-
-def is_stale(metrics: EndpointMetrics, now: float, threshold: float) -> bool:
-    """The one staleness rule: no successful scrape within `threshold` seconds."""
-    return now - metrics.update_time > threshold
 
 
 def next_delay(period: float, failures: int, rng: random.Random) -> float:
@@ -216,28 +83,6 @@ def describe_error(exc: BaseException) -> str:
     """An exception as one readable phrase (some, like a timeout, have no message)."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-@dataclass(frozen=True, slots=True)
-class PoolGauges:
-    """The `inference_pool_*` values (spec §4.3)."""
-
-    average_kv_cache_utilization: float
-    average_queue_size: float
-    ready_pods: int
-
-
-def pool_gauges(endpoints: Iterable[Endpoint], now: float, staleness: float) -> PoolGauges:
-    """Averages over endpoints with fresh metrics; the ready count is of those too."""
-    fresh = [e.metrics for e in endpoints if not is_stale(e.metrics, now, staleness)]
-    if not fresh:
-        return PoolGauges(0.0, 0.0, 0)
-    n = len(fresh)
-    return PoolGauges(
-        sum(m.kv_cache_usage_percent for m in fresh) / n,
-        sum(m.waiting_queue_size for m in fresh) / n,
-        n,
-    )
 
 
 Fetch = Callable[[str], Awaitable[str]]
@@ -355,7 +200,7 @@ class Scraper:
             text = await self.fetch(self.url(endpoint))
             current = self.datastore.get(key)  # may have changed while fetching
             mapping = self.mapping(current or endpoint)
-            samples = parse_samples(text, _names(mapping))
+            samples = parse_samples(text, sample_names(mapping))
         except (ScrapeError, PromTextError) as exc:
             return self.failed(key, exc)
         if current is None:

@@ -2,11 +2,16 @@
 
 `FlowController.enqueue_and_wait` queues a request in the pure `FlowQueues`
 and waits on a future. One dispatch loop per controller (started with the
-first request) evicts expired items at their exact deadline and releases
-queued heads while the dispatch gate (`gate.py`) reads their candidates as
-unsaturated; with a backlog it re-checks every `POLL_INTERVAL` seconds, so a
+first request) runs the synchronous dispatch step (`flowcontrol/dispatch.py`:
+expired items evicted at their exact deadline, queued heads released while the
+dispatch gate reads their candidates as unsaturated) and answers the requests
+that left; with a backlog it re-checks every `POLL_INTERVAL` seconds, so a
 metrics scrape is acted on within that time, and it sleeps on an event while
 the queues are empty. Arrivals and cancellations update the queues at once.
+The flow-control metrics (`FlowMetrics`) are upstream's names, label names and
+buckets: the autoscaler's scale-from-zero reads
+`inference_extension_flow_control_queue_size{target_model_name}`
+(`pyllmd.autoscaler.eppscrape`), as it reads the Go EPP's.
 
 Candidates are re-read on every check rather than cached for 50 ms as
 upstream does: the datastore snapshot is already shared, and a cached list
@@ -17,23 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyllmd.core.clock import Clock
-from pyllmd.epp.flowcontrol.config import DEFAULT_FAIRNESS_ID, FlowControlConfig
-from pyllmd.epp.flowcontrol.gate import DispatchLog, gate_saturation, prune_horizon
-from pyllmd.epp.flowcontrol.metrics import FlowLabels, FlowMetrics
+from pyllmd.core.metricset import Family, Registry
+from pyllmd.epp.flowcontrol.bands import FlowControlConfig
+from pyllmd.epp.flowcontrol.dispatch import Dispatcher, fairness_id
 from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome, QueueItem, Rejection
-from pyllmd.epp.framework.types import Endpoint, LLMRequest
 from pyllmd.epp.requests import (
-    FAIRNESS_HEADER,
     INTERNAL,
     RESOURCE_EXHAUSTED,
     SERVICE_UNAVAILABLE,
     EppError,
 )
 from pyllmd.epp.saturation import SaturationConfig
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +45,92 @@ POLL_INTERVAL = 0.01  # seconds between gate checks while requests wait
 
 Candidates = Callable[[], Sequence[Endpoint]]
 
+QUEUE_DURATION = "inference_extension_flow_control_request_queue_duration_seconds"
+QUEUE_SIZE = "inference_extension_flow_control_queue_size"
+QUEUE_BYTES = "inference_extension_flow_control_queue_bytes"
+QUEUE_LABELS = ("fairness_id", "priority", "inference_pool", "model_name", "target_model_name")
+DURATION_LABELS = (
+    "fairness_id",
+    "priority",
+    "outcome",
+    "inference_pool",
+    "model_name",
+    "target_model_name",
+)
+DURATION_BUCKETS = (
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+)  # fmt: skip
+ALPHA = "[ALPHA] "
 
-def fairness_id(headers: Mapping[str, str]) -> str:
-    """The request's flow id (`x-gateway-inference-fairness-id`, else `default-flow`)."""
-    for key, value in headers.items():
-        if key.lower() == FAIRNESS_HEADER and value:
-            return value
-    return DEFAULT_FAIRNESS_ID
+
+@dataclass(frozen=True)
+class FlowLabels:
+    """The label values that describe one request in flow control."""
+
+    fairness_id: str
+    priority: int
+    model_name: str
+    target_model_name: str
 
 
-@dataclass(eq=False)
+class FlowMetrics:
+    """The three flow-control families on a shared registry."""
+
+    def __init__(self, registry: Registry, pool_name: str) -> None:
+        self.pool_name = pool_name
+        self.duration = registry.add(
+            Family(
+                QUEUE_DURATION,
+                "histogram",
+                ALPHA + "Time requests spent in flow control, by outcome.",
+                DURATION_LABELS,
+                DURATION_BUCKETS,
+            )
+        )
+        self.size = registry.add(
+            Family(QUEUE_SIZE, "gauge", ALPHA + "Requests waiting in flow control.", QUEUE_LABELS)
+        )
+        self.bytes = registry.add(
+            Family(
+                QUEUE_BYTES,
+                "gauge",
+                ALPHA + "Bytes of request bodies waiting in flow control.",
+                QUEUE_LABELS,
+            )
+        )
+
+    def _values(self, labels: FlowLabels) -> tuple[str, ...]:
+        return (
+            labels.fairness_id,
+            str(labels.priority),
+            self.pool_name,
+            labels.model_name,
+            labels.target_model_name,
+        )
+
+    def queued(self, labels: FlowLabels, size: int, delta: int) -> None:
+        """A request entered (+1) or left (−1) the queues."""
+        values = self._values(labels)
+        count = self.size.gauge(*values)
+        count.set(count.value + delta)
+        queued_bytes = self.bytes.gauge(*values)
+        queued_bytes.set(queued_bytes.value + delta * size)
+
+    def finished(self, labels: FlowLabels, outcome: str, waited: float) -> None:
+        """A request left flow control with `outcome` after `waited` seconds."""
+        v = self._values(labels)
+        self.duration.histogram(v[0], v[1], outcome, *v[2:]).observe(waited)
+
+
+@dataclass(eq=False, slots=True)
 class _Waiter:
     labels: FlowLabels
     candidates: Candidates
     future: asyncio.Future[Outcome]
-    names: frozenset[str] = frozenset()  # candidates at the last gate check
+
+
+def _candidates(item: QueueItem[_Waiter]) -> Sequence[Endpoint]:
+    return item.payload.candidates()
 
 
 class FlowController:
@@ -74,8 +149,8 @@ class FlowController:
         self.clock = clock
         self.metrics = metrics
         self.poll_interval = poll_interval
-        self.queues: FlowQueues[_Waiter] = FlowQueues(config)
-        self.dispatches = DispatchLog()
+        self.dispatcher: Dispatcher[_Waiter] = Dispatcher(FlowQueues(config), saturation)
+        self.queues = self.dispatcher.queues
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -121,22 +196,10 @@ class FlowController:
         if outcome is not Outcome.DISPATCHED:
             raise self._error(item, outcome)
 
-    def pump(self, now: float) -> int:
-        """Evict what expired, then dispatch while the gate allows; how many were dispatched."""
-        for expired in self.queues.expire(now):
-            self._left(expired, now)
-        self.dispatches.prune(prune_horizon(self.saturation, now))
-        sent = 0
-        while (item := self.queues.dispatch(lambda it: self._gate_open(it, now))) is not None:
-            self.dispatches.record(item.payload.names, now)
+    def pump(self, now: float) -> None:
+        """One dispatch step: answer every request that left the queues."""
+        for item in self.dispatcher.step(now, _candidates):
             self._left(item, now)
-            sent += 1
-        return sent
-
-    def _gate_open(self, item: QueueItem[_Waiter], now: float) -> bool:
-        endpoints = item.payload.candidates()
-        item.payload.names = frozenset(e.namespaced_name for e in endpoints)
-        return gate_saturation(endpoints, self.saturation, now, self.dispatches) < 1.0
 
     def _left(self, item: QueueItem[_Waiter], now: float) -> None:
         outcome = item.outcome or Outcome.EVICTED_OTHER

@@ -1,6 +1,6 @@
 """The small interfaces the ext_proc servicer is built against (spec §2.3).
 
-The servicer (`server.py`) needs only these shapes from the scheduler, the
+The servicer (`servicer.py`) needs only these shapes from the scheduler, the
 datastore, admission control and the metrics registry, so each side can be
 built and tested on its own.
 """
@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
 from pyllmd.epp.requests import Usage
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, SchedulingResult
 
 
-class Scheduler(Protocol):
+class RequestScheduler(Protocol):
     """Picks the target endpoints of one request; raises with a message when it cannot."""
 
     def schedule(self, request: LLMRequest, candidates: Sequence[Endpoint]) -> SchedulingResult: ...

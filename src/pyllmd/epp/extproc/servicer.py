@@ -11,6 +11,7 @@ the stream simply gets no answer until it is dispatched or refused.
 
 The scheduler, the endpoint source, admission and metrics are the small
 Protocols of `contracts.py`, so this shell does not depend on how they are built.
+What it keeps per stream is `stream.py`'s `StreamState`.
 
 Deviations from upstream (spec §14): the subset hint honours a port when one is
 given; response errors are detected from `:status` as well as `status`; an
@@ -25,7 +26,6 @@ import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +33,19 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
 from pyllmd.core.clock import Clock, RealClock
-from pyllmd.epp import wire
-from pyllmd.epp.contracts import (
+from pyllmd.epp.extproc import wire
+from pyllmd.epp.extproc.contracts import (
     Admission,
     EndpointSource,
     FlowControl,
     NullMetrics,
     RequestMetrics,
+    RequestScheduler,
     ResponseObserver,
-    Scheduler,
 )
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, SchedulingResult
-from pyllmd.epp.health import NO_REUSEPORT
+from pyllmd.epp.extproc.health import NO_REUSEPORT
+from pyllmd.epp.extproc.stream import Ledger, StreamState
+from pyllmd.epp.extproc.tls import CertReloader, server_credentials
 from pyllmd.epp.requests import (
     DESTINATION_HEADER,
     INTERNAL,
@@ -54,15 +55,13 @@ from pyllmd.epp.requests import (
     SERVICE_UNAVAILABLE,
     EppError,
     ParsedRequest,
-    SseUsage,
-    Usage,
     body_chunks,
     forwarded_body,
     forwarded_headers,
-    json_usage,
     parse_request,
+    scheduling_request,
 )
-from pyllmd.epp.tls import CertReloader, server_credentials
+from pyllmd.epp.scheduling.types import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -85,41 +84,12 @@ def subset_filter(endpoints: Sequence[Endpoint], hint: Sequence[str]) -> list[En
     return [e for e in endpoints if (e.address, e.port) in wanted or (e.address, None) in wanted]
 
 
-@dataclass
-class _Stream:
-    """Per-stream request context."""
-
-    received_at: float
-    headers: dict[str, str] = field(default_factory=dict)
-    generated_id: str | None = None
-    body: bytearray = field(default_factory=bytearray)
-    body_done: bool = False
-    subset: list[str] | None = None
-    held: tuple[bytes, bool] | None = None  # body and EoS while flow control holds the request
-    parsed: ParsedRequest | None = None
-    request: LLMRequest | None = None
-    result: SchedulingResult | None = None
-    error_code: str | None = None
-    running: bool = False
-    streaming: bool = False
-    response: bytearray = field(default_factory=bytearray)
-    response_size: int = 0
-    sse: SseUsage = field(default_factory=SseUsage)
-    usage: Usage | None = None
-    completed: bool = False
-
-    @property
-    def models(self) -> tuple[str, str]:
-        p = self.parsed
-        return (p.incoming_model, p.target_model) if p is not None else ("", "")
-
-
 class ExtProcServicer:
     """`envoy.service.ext_proc.v3.ExternalProcessor` (registered by `serve_epp`)."""
 
     def __init__(
         self,
-        scheduler: Scheduler,
+        scheduler: RequestScheduler,
         endpoints: EndpointSource,
         *,
         admission: Admission | None = None,
@@ -148,15 +118,15 @@ class ExtProcServicer:
         self, request_iterator: AsyncIterator[Any], context: Any
     ) -> AsyncIterator[Any]:
         """Handle one HTTP request's messages in order; end after an immediate response."""
-        stream = _Stream(received_at=self.clock.now())
+        stream = StreamState(Ledger(received_at=self.clock.now()))
         try:
             async for message in request_iterator:
                 try:
                     replies = self._handle(stream, message)
-                    if stream.held is not None:  # flow control: answer nothing until dispatched
+                    if stream.intake.held is not None:  # flow control: no answer until dispatched
                         replies = [*(await self._release(stream)), *replies]
                 except EppError as err:
-                    stream.error_code = err.code
+                    stream.ledger.error_code = err.code
                     log.debug("immediate response %d: %s", err.status, err)
                     yield wire.immediate_response(err)
                     return
@@ -168,21 +138,21 @@ class ExtProcServicer:
         finally:
             self._finish(stream)
 
-    def _handle(self, stream: _Stream, message: Any) -> list[Any]:
+    def _handle(self, stream: StreamState, message: Any) -> list[Any]:
         kind = message.WhichOneof("request")
         if message.HasField("metadata_context"):
             hint = wire.subset_hint(message)
             if hint is not None:
-                stream.subset = hint
+                stream.intake.subset = hint
         if kind == "request_headers":
             return self._request_headers(stream, message.request_headers)
         if kind == "request_body":
-            stream.body += message.request_body.body
+            stream.intake.body += message.request_body.body
             if message.request_body.end_of_stream:
                 return self._request_complete(stream, end_of_stream=True)
             return []
         if kind == "request_trailers":
-            replies = [] if stream.body_done else self._request_complete(stream, False)
+            replies = [] if stream.intake.done else self._request_complete(stream, False)
             return [*replies, wire.request_trailers_response()]
         if kind == "response_headers":
             return self._response_headers(stream, message.response_headers)
@@ -190,73 +160,69 @@ class ExtProcServicer:
             body = message.response_body
             return self._response_body(stream, body.body, body.end_of_stream)
         if kind == "response_trailers":
-            replies = [] if stream.completed else self._response_body(stream, b"", True)
+            replies = [] if stream.ledger.completed else self._response_body(stream, b"", True)
             return [*replies, wire.response_trailers_response()]
         return []
 
-    def _request_headers(self, stream: _Stream, msg: Any) -> list[Any]:
+    def _request_headers(self, stream: StreamState, msg: Any) -> list[Any]:
+        intake = stream.intake
         incoming = wire.header_map(msg.headers)
         if not any(k.lower() == REQUEST_ID_HEADER for k in incoming):
-            stream.generated_id = str(uuid.uuid4())
+            intake.generated_id = str(uuid.uuid4())
         if not msg.end_of_stream:
-            stream.headers = incoming
-            if stream.generated_id is not None:
-                stream.headers[REQUEST_ID_HEADER] = stream.generated_id
+            intake.headers = incoming
+            if intake.generated_id is not None:
+                intake.headers[REQUEST_ID_HEADER] = intake.generated_id
             return []
-        stream.body_done = True  # no body: random endpoint, no scheduling
+        intake.done = True  # no body: random endpoint, no scheduling
         endpoints = self.endpoints()
         if not endpoints:
             raise EppError(INTERNAL, "no pods available in datastore")
         destination = self.rng.choice(list(endpoints)).hostport
         headers = [(DESTINATION_HEADER, destination)]
-        if stream.generated_id is not None:
-            headers.append((REQUEST_ID_HEADER, stream.generated_id))
+        if intake.generated_id is not None:
+            headers.append((REQUEST_ID_HEADER, intake.generated_id))
         return [wire.request_headers_response(headers, destination)]
 
-    def _request_complete(self, stream: _Stream, end_of_stream: bool) -> list[Any]:
-        stream.body_done = True
-        raw = bytes(stream.body)
-        stream.body = bytearray()
-        parsed = parse_request(raw, stream.headers)
+    def _request_complete(self, stream: StreamState, end_of_stream: bool) -> list[Any]:
+        intake = stream.intake
+        raw = intake.take_body()
+        parsed = parse_request(raw, intake.headers)
         if self.model_rewrite is not None:
             parsed = _with_target(parsed, self.model_rewrite(parsed.target_model))
         stream.parsed = parsed
-        request = LLMRequest(
-            request_id=self._request_id(stream),
-            incoming_model=parsed.incoming_model,
-            target_model=parsed.target_model,
-            api=parsed.api,
-            body=parsed.body,
-            headers=dict(stream.headers),
-            priority=self._priority(stream.headers),
+        request = scheduling_request(
+            parsed, intake.headers, intake.request_id(), self._priority(intake.headers)
         )
         stream.request = request
         if self.flow_control is not None:
-            stream.held = (raw, end_of_stream)
+            intake.held = (raw, end_of_stream)
             return []
         return self._route(stream, raw, end_of_stream)
 
-    def _candidates(self, stream: _Stream) -> list[Endpoint]:
+    def _candidates(self, stream: StreamState) -> list[Endpoint]:
         candidates = list(self.endpoints())
-        if stream.subset is not None and not self.disable_subset_filter:
-            candidates = subset_filter(candidates, stream.subset)
+        subset = stream.intake.subset
+        if subset is not None and not self.disable_subset_filter:
+            candidates = subset_filter(candidates, subset)
         return candidates
 
-    async def _release(self, stream: _Stream) -> list[Any]:
+    async def _release(self, stream: StreamState) -> list[Any]:
         """Wait in flow control, then schedule; a vanished client counts as 503."""
-        assert stream.held is not None and stream.request is not None and self.flow_control
-        raw, end_of_stream = stream.held
-        stream.held = None
+        held = stream.intake.held
+        assert held is not None and stream.request is not None and self.flow_control
+        raw, end_of_stream = held
+        stream.intake.held = None
         try:
             await self.flow_control.enqueue_and_wait(
                 stream.request, len(raw), lambda: self._candidates(stream)
             )
         except asyncio.CancelledError:
-            stream.error_code = SERVICE_UNAVAILABLE  # client disconnected while queued
+            stream.ledger.error_code = SERVICE_UNAVAILABLE  # client disconnected while queued
             raise
         return self._route(stream, raw, end_of_stream)
 
-    def _route(self, stream: _Stream, raw: bytes, end_of_stream: bool) -> list[Any]:
+    def _route(self, stream: StreamState, raw: bytes, end_of_stream: bool) -> list[Any]:
         """Admission, candidates and scheduling; the header and body replies."""
         request, parsed = stream.request, stream.parsed
         assert request is not None and parsed is not None
@@ -275,13 +241,13 @@ class ExtProcServicer:
         if not targets:
             raise EppError(RESOURCE_EXHAUSTED, "failed to find target pod: no endpoint chosen")
         stream.result = result
-        stream.headers.update(result.headers)
+        stream.intake.headers.update(result.headers)
         out = forwarded_body(raw, parsed)
         destination = ",".join(t.hostport for t in targets)
         headers = [(DESTINATION_HEADER, destination)]
         if out:
             headers.append(("Content-Length", str(len(out))))
-        headers += forwarded_headers(stream.headers).items()
+        headers += forwarded_headers(stream.intake.headers).items()
         replies = [wire.request_headers_response(headers, destination)]
         replies += [
             wire.request_body_response(chunk, eos and end_of_stream)
@@ -290,14 +256,8 @@ class ExtProcServicer:
         model, target = stream.models
         self.metrics.request_received(model, target, len(raw))
         self.metrics.running_changed(model, 1)
-        stream.running = True
+        stream.ledger.running = True
         return replies
-
-    def _request_id(self, stream: _Stream) -> str:
-        for key, value in stream.headers.items():
-            if key.lower() == REQUEST_ID_HEADER:
-                return value
-        return stream.generated_id or ""
 
     def _priority(self, headers: dict[str, str]) -> int:
         name = headers.get(OBJECTIVE_HEADER)
@@ -305,12 +265,12 @@ class ExtProcServicer:
             return 0
         return self.objective_priority(name) or 0
 
-    def _response_headers(self, stream: _Stream, msg: Any) -> list[Any]:
+    def _response_headers(self, stream: StreamState, msg: Any) -> list[Any]:
         headers = wire.header_map(msg.headers)
         status = headers.get(":status", headers.get("status", "200"))
         if status != "200":
-            stream.error_code = MODEL_SERVER_ERROR
-        stream.streaming = "text/event-stream" in headers.get("content-type", "")
+            stream.ledger.error_code = MODEL_SERVER_ERROR
+        stream.response.streaming = "text/event-stream" in headers.get("content-type", "")
         if self.observer is not None and stream.request is not None and stream.result is not None:
             # may add e.g. x-session-token
             self.observer.response_received(stream.request, stream.result, headers)
@@ -320,59 +280,47 @@ class ExtProcServicer:
             self._complete(stream)
         return [wire.response_headers_response(out)]
 
-    def _response_body(self, stream: _Stream, chunk: bytes, end_of_stream: bool) -> list[Any]:
-        stream.response_size += len(chunk)
-        if stream.streaming:
-            stream.sse.feed(chunk)
-            if end_of_stream:
-                stream.sse.finish()
-            if stream.sse.done or end_of_stream:
-                self._record_tokens(stream, stream.sse.usage)
-            if end_of_stream:
-                self._complete(stream)
+    def _response_body(self, stream: StreamState, chunk: bytes, end_of_stream: bool) -> list[Any]:
+        usage, whole = stream.response.add(chunk, end_of_stream)
+        if usage is not None:
+            self.metrics.tokens(*stream.models, usage)
+        if end_of_stream:
+            self._complete(stream)
+        if stream.response.streaming:
             return [wire.response_body_response(chunk, end_of_stream)]
-        stream.response += chunk
-        if not end_of_stream:
+        if whole is None:
             return []
-        body = bytes(stream.response)
-        stream.response = bytearray()
-        usage, _ = json_usage(body)
-        self._record_tokens(stream, usage)
-        self._complete(stream)
-        return [wire.response_body_response(c, eos) for c, eos in body_chunks(body)]
+        return [wire.response_body_response(c, eos) for c, eos in body_chunks(whole)]
 
-    def _record_tokens(self, stream: _Stream, usage: Usage | None) -> None:
-        if usage is None or stream.usage is not None:
+    def _complete(self, stream: StreamState) -> None:
+        ledger = stream.ledger
+        if ledger.completed:
             return
-        stream.usage = usage
-        self.metrics.tokens(*stream.models, usage)
-
-    def _complete(self, stream: _Stream) -> None:
-        if stream.completed:
-            return
-        stream.completed = True
+        ledger.completed = True
         model, target = stream.models
-        latency = self.clock.now() - stream.received_at
-        self.metrics.response_done(model, target, stream.response_size, latency, stream.usage)
+        latency = self.clock.now() - ledger.received_at
+        response = stream.response
+        self.metrics.response_done(model, target, response.size, latency, response.usage)
         self._notify(stream)
 
-    def _notify(self, stream: _Stream) -> None:
+    def _notify(self, stream: StreamState) -> None:
         if self.observer is not None and stream.request is not None and stream.result is not None:
             try:
                 self.observer.response_complete(stream.request, stream.result)
             except Exception:  # noqa: BLE001 - cleanup hooks must not break the stream
                 log.exception("response_complete hook failed")
 
-    def _finish(self, stream: _Stream) -> None:
+    def _finish(self, stream: StreamState) -> None:
         """Stream end (normal, cancelled or after an error): cleanup and error metrics."""
+        ledger = stream.ledger
         model, target = stream.models
-        if not stream.completed and stream.result is not None:
-            stream.completed = True
+        if not ledger.completed and stream.result is not None:
+            ledger.completed = True
             self._notify(stream)
-        if stream.error_code is not None:
-            self.metrics.request_error(model, target, stream.error_code)
-        if stream.running:
-            stream.running = False
+        if ledger.error_code is not None:
+            self.metrics.request_error(model, target, ledger.error_code)
+        if ledger.running:
+            ledger.running = False
             self.metrics.running_changed(model, -1)
 
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from pyllmd.epp.framework.interfaces import (
+from pyllmd.epp.scheduling.interfaces import (
     CycleState,
     Filter,
     Picker,
     ProfileHandler,
     Scorer,
 )
-from pyllmd.epp.framework.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
+from pyllmd.epp.scheduling.types import Endpoint, LLMRequest, ProfileResult, SchedulingResult
 
 # Extension-point label values of the plugin-duration metric.
 EP_PROFILE_PICKER = "ProfilePicker"
@@ -52,8 +52,9 @@ class Profile:
     picker: Picker
 
 
-class Scheduler:
-    """Runs the profiles the handler picks and lets it assemble the result."""
+class ProfileRunner:
+    """The scheduling framework's cycle: runs the profiles the handler picks and lets it
+    assemble the result (upstream's `Scheduler`)."""
 
     def __init__(
         self,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from pyllmd.epp.framework.types import Endpoint
+from pyllmd.epp.datalayer.scrape import ScrapeError, Scraper
 from pyllmd.epp.plugins.datalayer.model_server_protocol_models import parse_models
-from pyllmd.epp.scrape import ScrapeError, Scraper
+from pyllmd.epp.scheduling.types import Endpoint
 
 MIN_INTERVAL = 1.0  # seconds between `/v1/models` scrapes of one endpoint
 

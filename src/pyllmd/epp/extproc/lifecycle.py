@@ -16,20 +16,20 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import cast
 
-from pyllmd.epp.framework.interfaces import (
+from pyllmd.epp.metrics import EppMetrics
+from pyllmd.epp.plugins.profile.pd_common import pd_decisions
+from pyllmd.epp.scheduling.interfaces import (
     CycleState,
     Plugin,
     ResponseComplete,
     ResponseReceived,
 )
-from pyllmd.epp.framework.registry import (
+from pyllmd.epp.scheduling.registry import (
     ROLE_RESPONSE_COMPLETE,
     ROLE_RESPONSE_RECEIVED,
     roles,
 )
-from pyllmd.epp.framework.types import LLMRequest, SchedulingResult
-from pyllmd.epp.metrics import EppMetrics
-from pyllmd.epp.plugins.profile.pd_common import pd_decisions
+from pyllmd.epp.scheduling.types import LLMRequest, SchedulingResult
 
 __all__ = ["PluginHooks", "record_pd_decisions"]
 

@@ -1,12 +1,12 @@
-"""Endpoint discovery over the Kubernetes API (spec §3.1-3.3): InferencePool and pods.
+"""The Kubernetes data sources (spec §3.1-3.5): InferencePool and pods, objectives, rewrites.
 
-The shell (`Informer`, `PodDiscovery`) lists then watches with lightkube and
-keeps a local cache, like a controller-runtime informer; everything it decides
+The shell (`PodDiscovery`, `informers`) lists then watches with `core.informer`
+and keeps a local cache, like a controller-runtime informer; everything it decides
 goes through the pure functions here (`pool_from_object`, `pod_ready`,
-`desired_endpoints`) and `datastore.endpoints_for_pod`. Resources are
-dict-backed lightkube classes, built here rather than shared with the
-autoscaler (the parts may not import each other) and decoded as plain JSON so an
-object a strict model would reject cannot stop discovery.
+`desired_endpoints`), `datastore.endpoints_for_pod` and the stores of
+`objectives.py`. Resources are dict-backed lightkube classes
+(`core.kubeclient.resource_type`), decoded as plain JSON so an object a strict
+model would reject cannot stop discovery.
 
 Deviation from the pinned upstream (spec §3.3, fixed in later GIE): a change of
 the pool's `targetPorts` resyncs like a selector change, so endpoints of removed
@@ -18,50 +18,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube import generic_resource as gr
-from lightkube.core.exceptions import ApiError
-from lightkube.types import OnErrorAction, OnErrorResult
 
-from pyllmd.core.kubeclient import connect
+from pyllmd.core.informer import Informer, Obj
+from pyllmd.core.kubeclient import resource_type
 from pyllmd.epp.datastore import Datastore, endpoints_for_pod
-from pyllmd.epp.framework.types import Endpoint
+from pyllmd.epp.objectives import GROUP_V1, GROUP_V1ALPHA2, Objectives, Rewrites
+from pyllmd.epp.scheduling.types import Endpoint
 
 __all__ = [
-    "GROUP_V1",
-    "GROUP_V1ALPHA2",
-    "Informer",
+    "InferenceModelRewrite",
+    "InferenceObjective",
     "PodDiscovery",
     "PoolSpec",
-    "connect",
     "desired_endpoints",
+    "informers",
     "pod_endpoints",
     "pod_ready",
     "pool_from_object",
     "pool_resource",
-    "resource_type",
 ]
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
-GROUP_V1 = "inference.networking.k8s.io"
-GROUP_V1ALPHA2 = "inference.networking.x-k8s.io"
-
-
-def resource_type(group: str, version: str, kind: str, plural: str) -> Any:
-    """A namespaced dict-backed lightkube resource class, kept out of lightkube's registry."""
-    info = gr.create_api_info(group, version, kind, plural)
-    return type(kind, (gr.GenericNamespacedResource,), {"_api_info": info})
-
-
 Pod = resource_type("", "v1", "Pod", "pods")
 InferencePoolV1 = resource_type(GROUP_V1, "v1", "InferencePool", "inferencepools")
 InferencePoolV1Alpha2 = resource_type(GROUP_V1ALPHA2, "v1alpha2", "InferencePool", "inferencepools")
+InferenceObjective = resource_type(
+    GROUP_V1ALPHA2, "v1alpha2", "InferenceObjective", "inferenceobjectives"
+)
+InferenceModelRewrite = resource_type(
+    GROUP_V1ALPHA2, "v1alpha2", "InferenceModelRewrite", "inferencemodelrewrites"
+)
 
 
 def pool_resource(pool_group: str) -> Any:
@@ -136,79 +128,8 @@ def desired_endpoints(
     return [e for pod in pods for e in pod_endpoints(pod, pool, metrics_port_override)]
 
 
-# ---------------------------------------------------------------- informer
-
-
 def _name(obj: Obj) -> str:
     return str((obj.get("metadata") or {}).get("name", ""))
-
-
-def _watch_error(err: Exception, count: int) -> OnErrorResult:
-    if isinstance(err, ApiError) and err.status.code == 410:
-        return OnErrorResult(OnErrorAction.RAISE)  # history gone: list again
-    delay = min(5.0, 0.1 * 2 ** min(count, 6))
-    log.warning("watch failed (%s); retrying in %.1fs", err, delay)
-    return OnErrorResult(OnErrorAction.RETRY, sleep=delay)
-
-
-class Informer:
-    """List, then watch from the list's resourceVersion; relist after any failure.
-
-    `on_list(objs)` gets each full listing, `on_event(type, obj)` each watch event
-    (ADDED/MODIFIED/DELETED); both synchronous so a change is applied whole.
-    `synced` is set after the first listing was delivered.
-    """
-
-    def __init__(
-        self,
-        client: AsyncClient,
-        res: Any,
-        namespace: str,
-        on_list: Callable[[list[Obj]], None],
-        on_event: Callable[[str, Obj], None],
-        *,
-        fields: Mapping[str, str] | None = None,
-        watch_timeout: int = 300,
-        retry_delay: float = 1.0,
-    ) -> None:
-        self.client, self.res, self.namespace = client, res, namespace
-        self.on_list, self.on_event = on_list, on_event
-        self.fields: dict[str, Any] | None = dict(fields) if fields else None
-        self.watch_timeout, self.retry_delay = watch_timeout, retry_delay
-        self.synced = asyncio.Event()
-
-    async def run(self) -> None:
-        """Forever (until cancelled)."""
-        kind = self.res.__name__
-        failures = 0
-        while True:
-            try:
-                listing = self.client.list(self.res, namespace=self.namespace, fields=self.fields)
-                objs = [dict(o) async for o in listing]
-                version = listing.resourceVersion
-                self.on_list(objs)
-                self.synced.set()
-                failures = 0
-                stream = self.client.watch(
-                    self.res,
-                    namespace=self.namespace,
-                    fields=self.fields,
-                    resource_version=version,
-                    server_timeout=self.watch_timeout,
-                    on_error=_watch_error,
-                )
-                async for event_type, obj in stream:
-                    self.on_event(event_type, dict(obj))
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # noqa: BLE001 - discovery must outlive API hiccups
-                failures += 1
-                delay = min(30.0, self.retry_delay * 2 ** min(failures - 1, 5))
-                log.warning(
-                    "%s list/watch in %s failed (%s); relisting in %.1fs",
-                    kind, self.namespace, err, delay,
-                )  # fmt: skip
-                await asyncio.sleep(delay)
 
 
 # ---------------------------------------------------------------- discovery
@@ -325,3 +246,26 @@ class PodDiscovery:
 
     def _resync(self) -> None:
         self.datastore.replace_all(self._endpoints_of(list(self.pods.values())))
+
+
+def informers(
+    client: AsyncClient,
+    namespace: str,
+    objectives: Objectives,
+    rewrites: Rewrites,
+    **options: Any,
+) -> list[Informer]:
+    """List+watch informers feeding both stores from the pool's namespace."""
+    return [
+        Informer(
+            client,
+            InferenceObjective,
+            namespace,
+            objectives.on_list,
+            objectives.on_event,
+            **options,
+        ),
+        Informer(
+            client, InferenceModelRewrite, namespace, rewrites.on_list, rewrites.on_event, **options
+        ),
+    ]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyllmd.epp.framework.interfaces import Plugin
+from pyllmd.epp.scheduling.interfaces import Plugin
 
 # Extension-point role names, as used in plugin-duration metrics labels.
 ROLE_FILTER = "Filter"

@@ -1,6 +1,6 @@
 """EndpointPickerConfig loading (spec §5): strict decode, plugins, defaults, scheduler.
 
-Decoding lives in `config_schema`. Every failure is a `ConfigError` whose
+Decoding lives in `schema.py`. Every failure is a `ConfigError` whose
 message starts with upstream's wrapper: `failed to parse config - ` (decoding, feature gates) or
 `failed to load the configuration - ` (everything after).
 
@@ -12,14 +12,14 @@ instantiated (every band uses FCFS and global-strict fairness, see `flowcontrol`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.gosyntax import go_parse_duration_ns, parse_go_bool, parse_go_float, printable
-from pyllmd.epp.config_schema import (
+from pyllmd.core.gosyntax import printable
+from pyllmd.epp.config.schema import (
     API_VERSION,
     KIND,
     DecodeError,
@@ -29,8 +29,17 @@ from pyllmd.epp.config_schema import (
     RawConfig,
     decode_config,
 )
-from pyllmd.epp.framework.interfaces import Plugin, ProfileHandler
-from pyllmd.epp.framework.registry import (
+from pyllmd.epp.config.sections import (
+    FEATURE_GATES,
+    GATE_DATA_LAYER,
+    data_layer,
+    env_gates,
+    models_source,
+    saturation_config,
+)
+from pyllmd.epp.saturation import SaturationConfig
+from pyllmd.epp.scheduling.interfaces import Plugin, ProfileHandler
+from pyllmd.epp.scheduling.registry import (
     ROLE_FILTER,
     ROLE_PICKER,
     ROLE_PROFILE_HANDLER,
@@ -39,18 +48,8 @@ from pyllmd.epp.framework.registry import (
     Registry,
     roles,
 )
-from pyllmd.epp.framework.scheduler import Profile, Scheduler
-from pyllmd.epp.saturation import (
-    DEFAULT_KV_CACHE_UTIL_THRESHOLD,
-    DEFAULT_METRICS_STALENESS_THRESHOLD,
-    DEFAULT_QUEUE_DEPTH_THRESHOLD,
-    SaturationConfig,
-)
+from pyllmd.epp.scheduling.runner import Profile, ProfileRunner
 
-GATE_DATA_LAYER = "dataLayer"
-GATE_FLOW_CONTROL = "flowControl"
-GATE_PREPARE_DATA = "prepareDataPlugins"
-FEATURE_GATES = (GATE_DATA_LAYER, GATE_FLOW_CONTROL, GATE_PREPARE_DATA)
 SINGLE_PROFILE_HANDLER = "single-profile-handler"
 MAX_SCORE_PICKER = "max-score-picker"
 PARSE_PREFIX = "failed to parse config - "
@@ -86,7 +85,7 @@ class EppConfig:
     profiles: Mapping[str, Profile]
     handler_name: str
     saturation: SaturationConfig
-    scheduler: Scheduler = field(compare=False)
+    scheduler: ProfileRunner = field(compare=False)
     metrics_source: Plugin | None = None  # `metrics-data-source` (data layer on)
     metrics_extractor: Plugin | None = None  # `model-server-protocol-metrics`, if any
     models_source: Plugin | None = None  # `models-data-source` with its extractor (data layer on)
@@ -97,21 +96,6 @@ class EppConfig:
 
 
 # ------------------------------------------------------------------ pipeline
-
-
-def _env_gates(gates: list[str], env: Mapping[str, str]) -> None:
-    """Deprecated env vars only add gates; unparsable values count as false."""
-    for var, gate in (
-        ("ENABLE_EXPERIMENTAL_DATALAYER_V2", GATE_DATA_LAYER),
-        ("ENABLE_EXPERIMENTAL_FLOW_CONTROL_LAYER", GATE_FLOW_CONTROL),
-    ):
-        if var in env:
-            try:
-                on = parse_go_bool(env[var])
-            except ValueError:
-                on = False
-            if on and gate not in gates:
-                gates.append(gate)
 
 
 def _instantiate(specs: list[PluginSpec], registry: Registry, handle: Handle) -> None:
@@ -229,40 +213,6 @@ def _build_profiles(
     return profiles, handlers[0]
 
 
-def _env_int(env: Mapping[str, str], var: str, default: int) -> int:
-    try:
-        value = int(env[var].strip())
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
-def saturation_config(raw: Mapping[str, Any] | None, env: Mapping[str, str]) -> SaturationConfig:
-    """Valid file values over defaults, then the deprecated `SD_*` env vars on top."""
-    raw = raw or {}
-    queue = raw.get("queueDepthThreshold", 0)
-    kv = raw.get("kvCacheUtilThreshold", 0.0)
-    stale = raw.get("metricsStalenessThreshold", 0.0)
-    queue = queue if queue > 0 else DEFAULT_QUEUE_DEPTH_THRESHOLD
-    kv = kv if 0.0 < kv < 1.0 else DEFAULT_KV_CACHE_UTIL_THRESHOLD
-    stale = stale if stale > 0 else DEFAULT_METRICS_STALENESS_THRESHOLD
-    if "SD_QUEUE_DEPTH_THRESHOLD" in env:
-        queue = _env_int(env, "SD_QUEUE_DEPTH_THRESHOLD", DEFAULT_QUEUE_DEPTH_THRESHOLD)
-    if "SD_KV_CACHE_UTIL_THRESHOLD" in env:
-        try:
-            kv = parse_go_float(env["SD_KV_CACHE_UTIL_THRESHOLD"])
-        except ValueError:
-            kv = DEFAULT_KV_CACHE_UTIL_THRESHOLD
-        kv = kv if 0.0 < kv < 1.0 else DEFAULT_KV_CACHE_UTIL_THRESHOLD
-    if "SD_METRICS_STALENESS_THRESHOLD" in env:
-        try:
-            stale = go_parse_duration_ns(env["SD_METRICS_STALENESS_THRESHOLD"]) / 1e9
-        except ValueError:
-            stale = DEFAULT_METRICS_STALENESS_THRESHOLD
-        stale = stale if stale > 0 else DEFAULT_METRICS_STALENESS_THRESHOLD
-    return SaturationConfig(queue, kv, stale)
-
-
 def _default_registry() -> Registry:
     from pyllmd.epp.plugins import default_registry
 
@@ -284,7 +234,7 @@ def load_config_text(
             f"{PARSE_PREFIX}failed to decode configuration JSON/YAML: {err}"
         ) from None
     gates = list(raw.feature_gates)
-    _env_gates(gates, env)
+    env_gates(gates, env)
     for gate in gates:
         if gate not in FEATURE_GATES:
             raise ConfigError(
@@ -302,8 +252,8 @@ def load_config_text(
         stage = "scheduler config build failed: "
         profiles, handler_name = _build_profiles(profile_specs, handle.plugins)
         stage = ""
-        source, extractor = _data_layer(raw, GATE_DATA_LAYER in gates, handle.plugins)
-        models = _models_source(raw, GATE_DATA_LAYER in gates, handle.plugins)
+        source, extractor = data_layer(raw, GATE_DATA_LAYER in gates, handle.plugins)
+        models = models_source(raw, GATE_DATA_LAYER in gates, handle.plugins)
     except ConfigError as err:
         raise ConfigError(f"{LOAD_PREFIX}{stage}{err}") from None
     handler = handle.plugins[handler_name]
@@ -315,77 +265,11 @@ def load_config_text(
         profiles=profiles,
         handler_name=handler_name,
         saturation=saturation_config(raw.saturation, env),
-        scheduler=Scheduler(profiles, cast(ProfileHandler, handler)),
+        scheduler=ProfileRunner(profiles, cast(ProfileHandler, handler)),
         metrics_source=source,
         metrics_extractor=extractor,
         models_source=models,
     )
-
-
-METRICS_SOURCE, METRICS_EXTRACTOR = "metrics-data-source", "model-server-protocol-metrics"
-MODELS_SOURCE, MODELS_EXTRACTOR = "models-data-source", "model-server-protocol-models"
-
-
-def _models_source(raw: RawConfig, enabled: bool, plugins: Mapping[str, Plugin]) -> Plugin | None:
-    """The `models-data-source` whose extractors include `model-server-protocol-models`."""
-    if not enabled:
-        return None
-    for src in raw.data_sources or ():
-        plugin = plugins.get(src.plugin_ref)
-        if _type(plugin) != MODELS_SOURCE:
-            continue
-        if _first_of((plugins[r] for r in src.extractors if r in plugins), MODELS_EXTRACTOR):
-            return plugin
-    return None
-
-
-def _data_layer(
-    raw: RawConfig, enabled: bool, plugins: Mapping[str, Plugin]
-) -> tuple[Plugin | None, Plugin | None]:
-    """The metrics source and extractor the scraper uses (spec §4.2).
-
-    With the gate off, a declared `model-server-protocol-metrics` plugin still
-    sets the legacy scraper's mapping (pyllmd: upstream silently ignores it),
-    but referencing it from `data.sources` is refused as upstream does.
-    """
-    sources = raw.data_sources
-    if not enabled:
-        for src in sources or ():
-            for ref in src.extractors:
-                if _type(plugins.get(ref)) == METRICS_EXTRACTOR:
-                    raise ConfigError(
-                        f"disallowed Extractor {ref} is configured for source {src.plugin_ref}"
-                    )
-        return None, _first_of(plugins.values(), METRICS_EXTRACTOR)
-    if sources is None:
-        raise ConfigError(
-            "the Datalayer has been enabled. You must specify the Data section in the configuration"
-        )
-    if not sources:
-        raise ConfigError("data layer enabled but no data sources configured")
-    source = extractor = None
-    for src in sources:
-        plugin = plugins.get(src.plugin_ref)
-        if plugin is None:
-            raise ConfigError(f"data source '{src.plugin_ref}' is not a configured plugin")
-        for ref in src.extractors:
-            if ref not in plugins:
-                raise ConfigError(
-                    f"extractor '{ref}' of data source '{src.plugin_ref}' "
-                    "is not a configured plugin"
-                )
-        if _type(plugin) == METRICS_SOURCE and source is None:
-            source = plugin
-            extractor = _first_of((plugins[r] for r in src.extractors), METRICS_EXTRACTOR)
-    return source, extractor
-
-
-def _type(plugin: Plugin | None) -> str:
-    return str(getattr(plugin, "type_name", ""))
-
-
-def _first_of(plugins: Iterable[Plugin], type_name: str) -> Plugin | None:
-    return next((p for p in plugins if _type(p) == type_name), None)
 
 
 def load_config_file(

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from pyllmd.core.gosyntax import go_parse_duration_ns, quote_go
-from pyllmd.epp.framework.registry import json_kind
+from pyllmd.epp.scheduling.registry import json_kind
 
 API_VERSION = "inference.networking.x-k8s.io/v1alpha1"
 KIND = "EndpointPickerConfig"
