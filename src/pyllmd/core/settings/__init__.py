@@ -19,6 +19,7 @@ from pyllmd.core.settings.sources import Source, env_values, file_values, resolv
 from pyllmd.core.settings.table import (
     CommandLine,
     accepted_flags,
+    build,
     flag_specs,
     parse_command_line,
     settings_of,
@@ -31,6 +32,7 @@ __all__ = [
     "Setting",
     "Source",
     "accepted_flags",
+    "build",
     "env_values",
     "file_values",
     "flag_cell",

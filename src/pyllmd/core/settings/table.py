@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter
 
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import (
@@ -28,6 +30,7 @@ from pyllmd.core.settings.fields import Setting
 __all__ = [
     "CommandLine",
     "accepted_flags",
+    "build",
     "flag_specs",
     "parse_command_line",
     "settings_of",
@@ -49,6 +52,22 @@ def _fields(model: type) -> Mapping[str, Any]:
     if fields is None:
         raise TypeError(f"{model.__name__} is not a pydantic model or dataclass")
     return fields  # type: ignore[no-any-return]
+
+
+M = TypeVar("M")
+
+
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+
+
+def build(model: type[M], values: Mapping[str, object]) -> M:
+    """An instance of the settings model from field values (validated by pydantic: the
+    values are typed by then, so an error here is a programming error)."""
+    adapter = _ADAPTERS.get(model)
+    if adapter is None:
+        adapter = _ADAPTERS[model] = TypeAdapter(model)
+    instance: M = adapter.validate_python(dict(values))
+    return instance
 
 
 @functools.cache
