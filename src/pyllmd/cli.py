@@ -12,20 +12,18 @@ import asyncio
 import functools
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyllmd import __version__
 from pyllmd.core import logging as pylog
 from pyllmd.core.errors import ConfigError, one_line
-from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, VersionRequested, parse_flags
+from pyllmd.core.flags import HelpRequested, VersionRequested
 
 if TYPE_CHECKING:
-    from pyllmd.stack.local import StackOptions
+    pass
 
 log = logging.getLogger("pyllmd")
 
@@ -116,74 +114,11 @@ def _sim(args: Sequence[str], prog: str) -> int:
     return 0
 
 
-UP_FLAGS = (
-    FlagSpec(
-        "stack", FlagKind.STRING, "", "local stack file (default: the one shipped with pyllmd)"
-    ),
-    FlagSpec("port", FlagKind.INT, 8000, "gateway port (the OpenAI API); 0: any free port"),
-    FlagSpec(
-        "admin-port",
-        FlagKind.INT,
-        8001,
-        "autoscaler admin port (metrics, health, VariantAutoscalings); 0: any free port",
-    ),
-    FlagSpec("prometheus-port", FlagKind.INT, 8002, "Prometheus port (HTTPS); 0: any free port"),
-    FlagSpec("interval", FlagKind.DURATION, 15.0, "autoscaler cycle period"),
-    FlagSpec("scrape-interval", FlagKind.STRING, "1s", "Prometheus scrape interval"),
-    FlagSpec("workdir", FlagKind.STRING, "", "directory for Prometheus data (default: temporary)"),
-    FlagSpec("v", FlagKind.INT, 2, "log verbosity (4: debug)", shorthand="v"),
-)
-_PROM_DURATION = re.compile(r"(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?")
-
-
-def up_options(argv: Sequence[str]) -> tuple[StackOptions, int]:
-    """`pyllmd up`'s flags as StackOptions and the log verbosity; ConfigError (one line
-    naming the flag and the rule) or HelpRequested/VersionRequested otherwise."""
-    from pyllmd.stack.local import StackOptions, packaged_stack
-
-    parsed = parse_flags(list(argv), UP_FLAGS, prog="pyllmd up")
-    if parsed.args:
-        raise ConfigError(f"unexpected argument {parsed.args[0]!r} (flags only)")
-    values = parsed.effective(UP_FLAGS)
-    ports = {}
-    for flag in ("port", "admin-port", "prometheus-port"):
-        port = int(str(values[flag]))
-        if not 0 <= port <= 65535:
-            raise ConfigError(f"--{flag}: must be between 0 and 65535, got {port}")
-        ports[flag] = port
-    interval = float(str(values["interval"]))
-    if not interval > 0:
-        raise ConfigError(f"--interval: must be a positive duration, got {values['interval']}")
-    scrape = str(values["scrape-interval"])
-    match = _PROM_DURATION.fullmatch(scrape)
-    if not scrape or match is None or not any(int(d) for d in re.findall(r"\d+", scrape)):
-        raise ConfigError(
-            f"--scrape-interval: must be a positive Prometheus duration like 1s or 500ms, "
-            f"got {scrape!r}"
-        )
-    verbosity = int(str(values["v"]))
-    if verbosity < 0:
-        raise ConfigError(f"--v: must be 0 or more, got {verbosity}")
-    workdir = str(values["workdir"])
-    if workdir and Path(workdir).exists() and not Path(workdir).is_dir():
-        raise ConfigError(f"--workdir {workdir}: not a directory")
-    stack = str(values["stack"])
-    opts = StackOptions(
-        stack_file=Path(stack) if stack else packaged_stack(),
-        gateway_port=ports["port"],
-        admin_port=ports["admin-port"],
-        prometheus_port=ports["prometheus-port"],
-        interval=interval,
-        scrape_interval=scrape,
-        workdir=Path(workdir) if workdir else None,
-    )
-    return opts, verbosity
-
-
 def up_main(argv: Sequence[str]) -> int:
     """Entry point of `pyllmd up`."""
     from pyllmd.core.process import raise_open_files_limit
     from pyllmd.stack.local import run_local_stack
+    from pyllmd.stack.up_config import up_options
 
     try:
         opts, verbosity = up_options(argv)
