@@ -368,10 +368,9 @@ def _parse_pd_sidecar(argv: Sequence[str], env: Mapping[str, str]) -> None:
 
 def _parse_dataset(argv: Sequence[str], env: Mapping[str, str]) -> None:
     # The flags only: the input file and the model's tokenizer are the user's.
-    from pyllmd.core.flags import parse_flags
-    from pyllmd.sim.dataset_tool import PROG, TOOL_FLAGS, options
+    from pyllmd.sim.dataset_tool import parse_options
 
-    options(parse_flags(list(argv), TOOL_FLAGS, prog=PROG).effective(TOOL_FLAGS))
+    parse_options(argv)
 
 
 def _parse_bench(argv: Sequence[str], env: Mapping[str, str]) -> None:
