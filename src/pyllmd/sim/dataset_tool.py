@@ -23,7 +23,6 @@ import base64
 import errno
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,8 @@ import orjson
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass as settings_dataclass
 
-from pyllmd.core.errors import ConfigError, one_line
-from pyllmd.core.flags import HelpRequested
+from pyllmd.core.entry import run_command
+from pyllmd.core.errors import ConfigError
 from pyllmd.core.logging import verbosity
 from pyllmd.core.settings import build as build_settings
 from pyllmd.core.settings import flag_specs, parse_command_line, setting
@@ -321,16 +320,18 @@ def build(opts: ToolOptions, tokenizer: Tokenizer) -> tuple[int, int]:
 
 def main(argv: Sequence[str]) -> int:
     """Entry point of `pyllmd dataset`; one-line errors, exit 1."""
-    try:
-        opts = parse_options(argv)
-        tokenizer = load_tokenizer(opts.model, opts.tokenizers_cache_dir)
-        used, rows = build(opts, tokenizer)
-    except HelpRequested as h:
-        print(DESCRIPTION + h.text, end="")
-        return 0
-    except (ConfigError, OSError) as e:
-        print(f"{PROG}: error: {one_line(str(e))}", file=sys.stderr)
-        return 1
+    return run_command(
+        PROG,
+        lambda: parse_options(argv),
+        _run,
+        description=DESCRIPTION,
+        errors=(ConfigError, OSError),
+    )
+
+
+def _run(opts: ToolOptions) -> int:
+    tokenizer = load_tokenizer(opts.model, opts.tokenizers_cache_dir)
+    used, rows = build(opts, tokenizer)
     kind = f"Hugging Face {tokenizer.path}" if isinstance(tokenizer, HFTokenizer) else "simple"
     print(
         f"{PROG}: {rows} rows from {used} records written to "
