@@ -353,8 +353,8 @@ def _parse_autoscaler(argv: Sequence[str], env: Mapping[str, str]) -> None:
 
 def _parse_up(argv: Sequence[str], env: Mapping[str, str]) -> None:
     # `pyllmd up`'s flags, then what the stack reads first (the stack file).
-    from pyllmd.cli import up_options
     from pyllmd.stack.local import read_stack_file
+    from pyllmd.stack.up_config import up_options
 
     opts, _ = up_options(argv)
     read_stack_file(opts.stack_file)
@@ -368,10 +368,9 @@ def _parse_pd_sidecar(argv: Sequence[str], env: Mapping[str, str]) -> None:
 
 def _parse_dataset(argv: Sequence[str], env: Mapping[str, str]) -> None:
     # The flags only: the input file and the model's tokenizer are the user's.
-    from pyllmd.core.flags import parse_flags
-    from pyllmd.sim.dataset.tool import PROG, TOOL_FLAGS, options
+    from pyllmd.sim.dataset.tool import parse_options
 
-    options(parse_flags(list(argv), TOOL_FLAGS, prog=PROG).effective(TOOL_FLAGS))
+    parse_options(argv)
 
 
 def _parse_bench(argv: Sequence[str], env: Mapping[str, str]) -> None:
@@ -493,7 +492,7 @@ def metric_problems(snippet: Snippet, source: str) -> list[Problem]:
 
 # Commands whose flags are documented by hand: sub-command -> (module, flag table, page).
 FLAG_PAGES: dict[str, tuple[str, str, str]] = {
-    "up": ("pyllmd.cli", "UP_FLAGS", "docs/user-guide/admin/autoscaler-local.md"),
+    "up": ("pyllmd.stack.up_config", "UP_FLAGS", "docs/user-guide/admin/autoscaler-local.md"),
     "pd-sidecar": (
         "pyllmd.stack.pdsidecar_options",
         "FLAGS",

@@ -1,30 +1,26 @@
 """The `pyllmd` command and its sub-commands; thin: parse, build, run.
 
 `llm-d-inference-sim` is installed as an alias of `pyllmd sim`, so the Go
-binary's command lines work unchanged. `--version`, on its own or after any
-command, prints `pyllmd <version>` (the flag parser raises `VersionRequested`
-for it; every command's entry point here turns that into the one line).
+binary's command lines work unchanged. Every command opens the same way
+(`core/entry.py`: parse, `--help`/`--version`, one error line, logging, run);
+`--version`, on its own or after any command, prints `pyllmd <version>`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyllmd import __version__
-from pyllmd.core import logging as pylog
-from pyllmd.core.errors import ConfigError, one_line
-from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, VersionRequested, parse_flags
+from pyllmd.core.entry import error_line, run_command, version_text
+from pyllmd.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pyllmd.sim.config import LoadedConfig
     from pyllmd.stack.local import StackOptions
 
 log = logging.getLogger("pyllmd")
@@ -43,25 +39,6 @@ Run 'pyllmd <command> --help' for the flags of a command, 'pyllmd --version' for
 """
 
 
-def version_text() -> str:
-    """What `--version` prints, for every command."""
-    return f"pyllmd {__version__}"
-
-
-def _answers_version(entry: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str]], int]:
-    """Let a command's flag parser hand `--version` back to here: print it, exit 0."""
-
-    @functools.wraps(entry)
-    def run(argv: Sequence[str]) -> int:
-        try:
-            return entry(argv)
-        except VersionRequested:
-            print(version_text())
-            return 0
-
-    return run
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `pyllmd`."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -76,126 +53,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sim_main(rest, prog="pyllmd sim")
     entry = COMMANDS.get(command)
     if entry is not None:
-        return _answers_version(entry)(rest)
+        return entry(rest)
     print(f"pyllmd: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 
 
 def sim_main(argv: Sequence[str] | None = None, prog: str = "llm-d-inference-sim") -> int:
     """Entry point of `pyllmd sim` / `llm-d-inference-sim` (`prog` in usage and errors)."""
+    from pyllmd.sim.config import load_config
+
     args = list(sys.argv[1:] if argv is None else argv)
-    return _answers_version(lambda a: _sim(a, prog))(args)
+    return run_command(
+        prog,
+        lambda: load_config(args, os.environ, time.time_ns(), prog),
+        lambda loaded: _serve_sim(loaded, prog),
+        verbosity=lambda loaded: loaded.config.v,
+    )
 
 
-def _sim(args: Sequence[str], prog: str) -> int:
-    from pyllmd.sim.config import config_to_json, load_config
-
-    try:
-        loaded = load_config(args, os.environ, time.time_ns(), prog)
-    except HelpRequested as h:
-        print(h.text, end="" if str(h.text).endswith("\n") else "\n")
-        return 0
-    except ConfigError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 1
-    cfg = loaded.config
-    pylog.setup(cfg.v)
-    for warning in loaded.warnings:
-        log.warning("%s", warning)
-    log.info("configuration %s", config_to_json(cfg))
+def _serve_sim(loaded: LoadedConfig, prog: str) -> int:
+    from pyllmd.sim.config import config_to_json
     from pyllmd.sim.dataset.download import ensure_dataset_file
     from pyllmd.sim.run import StartupError, run
 
+    cfg = loaded.config
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    log.info("configuration %s", config_to_json(cfg))
     try:
         if cfg.mode != "echo":
             ensure_dataset_file(cfg.dataset_url, cfg.dataset_path)  # before listening
         run(cfg, cfg.host)
     except (StartupError, ConfigError) as e:  # ConfigError: dataset or tokenizer file
-        print(f"{prog}: error: {one_line(str(e))}", file=sys.stderr)
+        error_line(prog, e)
         return 1
     return 0
-
-
-UP_FLAGS = (
-    FlagSpec(
-        "stack", FlagKind.STRING, "", "local stack file (default: the one shipped with pyllmd)"
-    ),
-    FlagSpec("port", FlagKind.INT, 8000, "gateway port (the OpenAI API); 0: any free port"),
-    FlagSpec(
-        "admin-port",
-        FlagKind.INT,
-        8001,
-        "autoscaler admin port (metrics, health, VariantAutoscalings); 0: any free port",
-    ),
-    FlagSpec("prometheus-port", FlagKind.INT, 8002, "Prometheus port (HTTPS); 0: any free port"),
-    FlagSpec("interval", FlagKind.DURATION, 15.0, "autoscaler cycle period"),
-    FlagSpec("scrape-interval", FlagKind.STRING, "1s", "Prometheus scrape interval"),
-    FlagSpec("workdir", FlagKind.STRING, "", "directory for Prometheus data (default: temporary)"),
-    FlagSpec("v", FlagKind.INT, 2, "log verbosity (4: debug)", shorthand="v"),
-)
-_PROM_DURATION = re.compile(r"(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?")
-
-
-def up_options(argv: Sequence[str]) -> tuple[StackOptions, int]:
-    """`pyllmd up`'s flags as StackOptions and the log verbosity; ConfigError (one line
-    naming the flag and the rule) or HelpRequested/VersionRequested otherwise."""
-    from pyllmd.stack.local import StackOptions, packaged_stack
-
-    parsed = parse_flags(list(argv), UP_FLAGS, prog="pyllmd up")
-    if parsed.args:
-        raise ConfigError(f"unexpected argument {parsed.args[0]!r} (flags only)")
-    values = parsed.effective(UP_FLAGS)
-    ports = {}
-    for flag in ("port", "admin-port", "prometheus-port"):
-        port = int(str(values[flag]))
-        if not 0 <= port <= 65535:
-            raise ConfigError(f"--{flag}: must be between 0 and 65535, got {port}")
-        ports[flag] = port
-    interval = float(str(values["interval"]))
-    if not interval > 0:
-        raise ConfigError(f"--interval: must be a positive duration, got {values['interval']}")
-    scrape = str(values["scrape-interval"])
-    match = _PROM_DURATION.fullmatch(scrape)
-    if not scrape or match is None or not any(int(d) for d in re.findall(r"\d+", scrape)):
-        raise ConfigError(
-            f"--scrape-interval: must be a positive Prometheus duration like 1s or 500ms, "
-            f"got {scrape!r}"
-        )
-    verbosity = int(str(values["v"]))
-    if verbosity < 0:
-        raise ConfigError(f"--v: must be 0 or more, got {verbosity}")
-    workdir = str(values["workdir"])
-    if workdir and Path(workdir).exists() and not Path(workdir).is_dir():
-        raise ConfigError(f"--workdir {workdir}: not a directory")
-    stack = str(values["stack"])
-    opts = StackOptions(
-        stack_file=Path(stack) if stack else packaged_stack(),
-        gateway_port=ports["port"],
-        admin_port=ports["admin-port"],
-        prometheus_port=ports["prometheus-port"],
-        interval=interval,
-        scrape_interval=scrape,
-        workdir=Path(workdir) if workdir else None,
-    )
-    return opts, verbosity
 
 
 def up_main(argv: Sequence[str]) -> int:
     """Entry point of `pyllmd up`."""
     from pyllmd.core.process import raise_open_files_limit
     from pyllmd.stack.local import run_local_stack
+    from pyllmd.stack.up_config import PROG, up_options
 
-    try:
-        opts, verbosity = up_options(argv)
-    except HelpRequested as h:
-        print(h.text, end="")
-        return 0
-    except ConfigError as e:
-        print(f"pyllmd up: error: {e}", file=sys.stderr)
-        return 1
-    pylog.setup(verbosity)
-    raise_open_files_limit()  # the gateway holds two sockets per request in flight
-    return _run_until_signal(lambda stop: run_local_stack(opts, stop), "pyllmd up")
+    def serve(opts: StackOptions) -> int:
+        raise_open_files_limit()  # the gateway holds two sockets per request in flight
+        return _run_until_signal(lambda stop: run_local_stack(opts, stop), PROG)
+
+    return run_command(
+        PROG, lambda: up_options(argv), lambda up: serve(up[0]), verbosity=lambda up: up[1]
+    )
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]], prog: str) -> int:

@@ -1,8 +1,8 @@
 """The controller's configuration (spec §2.2): flags, environment and `--config-file`.
 
-One table (`SETTINGS`) drives everything: the pflag specs, the environment and
-file keys, the typed `ControllerConfig` and the generated flag reference
-(`flags_markdown`, `python -m pyllmd.autoscaler.config --markdown`).
+One model (`ControllerConfig`, config_table.py) declares every setting: the pflag
+specs, the environment and file keys and the generated flag reference
+(`flags_markdown`, `python -m pyllmd.autoscaler.config --markdown`) come from it.
 
 Precedence, as upstream's Viper setup: a flag given on the command line >
 environment variable (empty counts as unset) > YAML `--config-file` (keys are
@@ -23,17 +23,14 @@ import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict
 
 from pyllmd.autoscaler.config_table import (
     POOL_GROUPS,
     SETTINGS,
-    ZAP_CHOICES,
-    Setting,
+    ControllerConfig,
     render_markdown,
 )
 from pyllmd.autoscaler.configmaps import load_yaml12
@@ -44,18 +41,20 @@ from pyllmd.autoscaler.selector import (
     parse_label_selector,
 )
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.flags import (
-    FlagKind,
-    FlagSpec,
-    HelpRequested,
-    ParsedFlags,
-    go_parse_duration_ns,
-    parse_flags,
-    parse_go_bool,
-    parse_go_int,
-    quote_go,
-    usage,
+from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, quote_go
+from pyllmd.core.settings import (
+    Setting,
+    Source,
+    build,
+    env_values,
+    file_values,
+    flag_specs,
+    parse_command_line,
+    resolve,
+    text_value,
+    usage_text,
 )
+from pyllmd.core.zap import FLAVOUR_WVA, zap_error
 
 __all__ = [
     "ControllerConfig",
@@ -68,103 +67,32 @@ __all__ = [
 PROG = "pyllmd autoscaler"
 
 
-class ControllerConfig(BaseModel):
-    """The resolved, validated configuration. Durations are float seconds."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    config_file: str = ""
-    log_verbosity: int = 2
-    zap_devel: bool = True
-    zap_log_level: str = ""
-    zap_encoder: str = ""
-    zap_stacktrace_level: str = ""
-    zap_time_encoding: str = ""
-    metrics_bind_address: str = "0"
-    health_probe_bind_address: str = ":8081"
-    leader_elect: bool = False
-    leader_election_id: str = "72dd1cf1.llm-d.ai"
-    leader_election_lease_duration: float = 60.0
-    leader_election_renew_deadline: float = 50.0
-    leader_election_retry_period: float = 10.0
-    rest_client_timeout: float = 60.0
-    metrics_secure: bool = True
-    enable_http2: bool = False
-    watch_namespace: str = ""
-    v: int = 0
-    webhook_cert_path: str = ""
-    webhook_cert_name: str = "tls.crt"
-    webhook_cert_key: str = "tls.key"
-    metrics_cert_path: str = ""
-    metrics_cert_name: str = "tls.crt"
-    metrics_cert_key: str = "tls.key"
-    prometheus_base_url: str = ""
-    prometheus_bearer_token: str = ""
-    prometheus_token_path: str = ""
-    prometheus_tls_insecure_skip_verify: bool = False
-    prometheus_ca_cert_path: str = ""
-    prometheus_client_cert_path: str = ""
-    prometheus_client_key_path: str = ""
-    prometheus_server_name: str = ""
-    prometheus_metrics_cache_ttl: float = 30.0
-    prometheus_metrics_cache_cleanup_interval: float = 60.0
-    prometheus_metrics_cache_fetch_interval: float = 30.0
-    prometheus_metrics_cache_fresh_threshold: float = 60.0
-    prometheus_metrics_cache_stale_threshold: float = 120.0
-    prometheus_metrics_cache_unavailable_threshold: float = 300.0
-    prometheus_metrics_cache_max_size: int = 0
-    global_opt_interval: float = 60.0
-    wva_scale_to_zero: bool = False
-    wva_limited_mode: bool = False
-    wva_node_selector: str = ""
-    scale_from_zero_engine_max_concurrency: int = 10
-    epp_metric_reader_bearer_token: str = ""
-    pod_namespace: str = "workload-variant-autoscaler-system"
-    config_map_name: str = "wva-variantautoscaling-config"
-    saturation_config_map_name: str = "wva-saturation-scaling-config"
-    controller_instance: str = ""
-    pool_group: str = "inference.networking.x-k8s.io"
-    log_level: str = ""
-
-    @property
-    def zap_level(self) -> int:
-        """The zap level in effect: `--zap-log-level` if given, else −`--v`."""
-        named = {"debug": -1, "info": 0, "warn": 1, "error": 2, "dpanic": 3, "panic": 4, "fatal": 5}
-        text = self.zap_log_level.lower()
-        if not text:
-            return -self.log_verbosity
-        if text.isascii() and text.lstrip("-").isdigit():
-            return int(text) if text in ("-1", "0", "2") else -int(text)
-        return named.get(text, 0)
-
-
 def controller_flag_specs() -> tuple[FlagSpec, ...]:
     """The pflag table of `pyllmd autoscaler` (flag defaults, not key defaults)."""
-    return tuple(FlagSpec(s.flag, s.kind, s.flag_default, s.help) for s in SETTINGS if s.flag)
+    return flag_specs(ControllerConfig)
 
 
 def _from_text(setting: Setting, raw: str, source: str) -> object:
     """A string value (environment or file) converted to the setting's type."""
+    kind = setting.value_kind
     try:
-        if setting.kind is FlagKind.BOOL:
-            return parse_go_bool(raw)
-        if setting.kind is FlagKind.INT:
-            return parse_go_int(raw)
-        if setting.kind is FlagKind.DURATION:
-            return go_parse_duration_ns(raw) / 1e9
+        return text_value(kind, raw)
     except ValueError:
         raise ConfigError(
-            f"{setting.key}: invalid {setting.kind} {quote_go(raw)} from {source}"
-            + (" (use a Go duration such as 60s)" if setting.kind is FlagKind.DURATION else "")
+            f"{setting.key}: invalid {kind} {quote_go(raw)} from {source}"
+            + (" (use a Go duration such as 60s)" if kind is FlagKind.DURATION else "")
         ) from None
-    return raw
+
+
+def _from_env(setting: Setting, raw: object) -> object:
+    return _from_text(setting, str(raw), "the environment")
 
 
 def _from_yaml(setting: Setting, value: object) -> object:
     """A config-file value: strings are parsed, native YAML scalars of the right type kept."""
     if isinstance(value, str):
         return _from_text(setting, value, "the config file")
-    kind = setting.kind
+    kind = setting.value_kind
     if kind is FlagKind.BOOL and isinstance(value, bool):
         return value
     if kind is FlagKind.INT and isinstance(value, int) and not isinstance(value, bool):
@@ -197,36 +125,6 @@ def _read_config_file(path: str, read_file: Callable[[str], str]) -> dict[str, o
     if not isinstance(doc, dict):
         raise ConfigError(f"--config-file: {quote_go(path)} must be a mapping of KEY: value")
     return {str(k).upper(): v for k, v in doc.items() if v is not None}
-
-
-def _resolve(
-    setting: Setting, flags: ParsedFlags, env: Mapping[str, str], file: Mapping[str, object]
-) -> object:
-    if setting.flag and setting.flag in flags.values:
-        return flags.values[setting.flag]
-    if setting.key:
-        raw = env.get(setting.key)
-        if raw:
-            return _from_text(setting, raw, "the environment")
-        if setting.key in file:
-            return _from_yaml(setting, file[setting.key])
-    return setting.default
-
-
-def _check_zap(flags: ParsedFlags) -> None:
-    """controller-runtime's zap flag values, with pflag's error wording."""
-    for name, (what, choices) in ZAP_CHOICES.items():
-        value = flags.values.get(name)
-        if not isinstance(value, str):
-            continue
-        ok = value.lower() in choices
-        if name == "zap-log-level" and not ok:
-            ok = value.isascii() and value.isdigit() and int(value) > 0
-        if not ok:
-            raise ConfigError(
-                f"invalid argument {quote_go(value)} for {quote_go('--' + name)} flag: "
-                f"invalid {what} {quote_go(value)}"
-            )
 
 
 def _check_prometheus(cfg: ControllerConfig, file_exists: Callable[[str], bool]) -> None:
@@ -428,13 +326,21 @@ def load_controller_config(
 
     Raises HelpRequested for `--help`/`-h`, ConfigError (one line) otherwise.
     """
-    flags = parse_flags(argv, controller_flag_specs(), PROG)
-    _check_zap(flags)
-    config_file = str(flags.values.get("config-file", ""))
+    line = parse_command_line(ControllerConfig, argv, PROG)
+    if (error := zap_error(line.parsed.values, FLAVOUR_WVA)) is not None:
+        raise ConfigError(error)
+    config_file = str(line.given.get("config_file", ""))
     file = _read_config_file(config_file, read_file) if config_file else {}
-    values: dict[str, Any] = {s.field: _resolve(s, flags, env, file) for s in SETTINGS}
-    values["log_verbosity"] = flags.values.get("v", 2)
-    cfg = ControllerConfig(**values)
+    values = resolve(  # flag > environment (empty: unset) > config file > default
+        SETTINGS,
+        (
+            Source(line.given),
+            Source(env_values(SETTINGS, env), _from_env),
+            Source(file_values(SETTINGS, file), _from_yaml),
+        ),
+    )
+    values["log_verbosity"] = line.given.get("v", 2)
+    cfg = build(ControllerConfig, values)
     validate_controller_config(cfg, file_exists)
     return cfg
 
@@ -446,7 +352,7 @@ def flags_markdown() -> str:
 
 def help_text() -> str:
     """The `--help` text."""
-    return usage(controller_flag_specs(), PROG)
+    return usage_text(ControllerConfig, PROG)
 
 
 if __name__ == "__main__":  # pragma: no cover - documentation helper

@@ -18,7 +18,6 @@ import logging
 import os
 import random
 import ssl
-import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -37,10 +36,9 @@ from pyllmd.autoscaler.pools import KubePools
 from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusError, PrometheusOptions
 from pyllmd.autoscaler.scalefromzero import ScaleFromZeroEngine
 from pyllmd.autoscaler.status import StatusBook
-from pyllmd.core import logging as pylog
 from pyllmd.core.clock import Clock, RealClock
+from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.flags import HelpRequested
 from pyllmd.core.kubeauth import KubeAuthorizer
 from pyllmd.core.leader import LeaderElector, default_identity
 from pyllmd.core.tls import write_self_signed
@@ -233,13 +231,10 @@ async def serve_controller(cfg: ControllerConfig, stop: asyncio.Event) -> None:
 
 def run_controller(argv: list[str], runner: Runner) -> int:
     """Parse the configuration and run the controller; the exit status."""
-    try:
-        cfg = load_controller_config(argv, os.environ)
-    except HelpRequested as h:
-        print(h.text, end="")
-        return 0
-    except ConfigError as e:
-        print(f"pyllmd autoscaler: error: {one_line(str(e))}", file=sys.stderr)
-        return 1
-    pylog.setup(cfg.log_verbosity)
-    return runner(lambda stop: serve_controller(cfg, stop), "pyllmd autoscaler")
+    return run_command(
+        "pyllmd autoscaler",
+        lambda: load_controller_config(argv, os.environ),
+        lambda cfg: runner(lambda stop: serve_controller(cfg, stop), "pyllmd autoscaler"),
+        verbosity=lambda cfg: cfg.log_verbosity,
+        escape=one_line,
+    )

@@ -54,7 +54,6 @@ __all__ = [
     "format_duration_ns",
     "go_parse_duration_ns",
     "is_deprecated_duration",
-    "klog_flags",
     "parse_duration",
     "parse_duration_ns",
     "parse_flags",
@@ -331,25 +330,3 @@ def usage(specs: Sequence[FlagSpec], prog: str = "") -> str:
     lines = [f"Usage of {prog}:" if prog else "Usage:"]
     lines += [f"{h.ljust(width)}   {t}".rstrip() for h, t in rows]
     return "\n".join(lines) + "\n"
-
-
-def klog_flags(default_v: int = 2) -> tuple[FlagSpec, ...]:
-    """klog's Go flags as pflag exposes them (accepted; only `v` is usually used)."""
-    b, s, i = FlagKind.BOOL, FlagKind.STRING, FlagKind.INT
-    return (
-        FlagSpec("add_dir_header", b, False, "klog: put the source directory in log headers"),
-        FlagSpec("alsologtostderr", b, False, "klog: copy file logs to stderr"),
-        FlagSpec("log_backtrace_at", s, ":0", "klog: print a stack trace at file:line"),
-        FlagSpec("log_dir", s, "", "klog: directory for log files"),
-        FlagSpec("log_file", s, "", "klog: log file path"),
-        FlagSpec("log_file_max_size", i, 1800, "klog: log file size limit in MB"),
-        FlagSpec("logtostderr", b, True, "klog: log to stderr rather than files"),
-        FlagSpec("one_output", b, False, "klog: write each entry to one severity file only"),
-        FlagSpec("skip_headers", b, False, "klog: omit entry headers"),
-        FlagSpec("skip_log_headers", b, False, "klog: omit log file headers"),
-        FlagSpec("stderrthreshold", s, "2", "klog: lowest severity copied to stderr"),
-        FlagSpec(
-            "v", i, default_v, "log verbosity: 1 warning, 2 info, 4 debug, 5 trace", shorthand="v"
-        ),
-        FlagSpec("vmodule", s, "", "klog: per-file verbosity, pattern=N,..."),
-    )

@@ -27,7 +27,6 @@ import contextlib
 import logging
 import os
 import random
-import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from aiohttp import web
 
 from pyllmd.core import logging as pylog
 from pyllmd.core.clock import Clock, RealClock
+from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.informer import Informer
 from pyllmd.core.kubeauth import Decide, KubeAuthorizer, guarded_handler, refuse_all
@@ -72,7 +72,7 @@ from pyllmd.epp.extproc.servicer import ExtProcServicer, serve_epp
 from pyllmd.epp.extproc.tls import check_cert_dir
 from pyllmd.epp.metrics import CONTENT_TYPE, EppMetrics, pool_gauge_loop
 from pyllmd.epp.objectives import Objectives, Rewrites
-from pyllmd.epp.options import EppOptions, HelpRequested, load_options
+from pyllmd.epp.options import EppOptions, load_options
 from pyllmd.epp.plugins.datalayer.mapping import MetricMapping
 from pyllmd.epp.plugins.datalayer.model_server_protocol_metrics import ModelServerProtocolMetrics
 from pyllmd.epp.plugins.datalayer.models_data_source import ModelsDataSource
@@ -550,18 +550,20 @@ Runner = Callable[[Callable[[asyncio.Event], Awaitable[None]], str], int]
 def run_epp(argv: Sequence[str], runner: Runner, env: Mapping[str, str] | None = None) -> int:
     """Parse options and config, wire, and serve until a signal; the exit status."""
     env = os.environ if env is None else env
-    try:
+
+    def load() -> tuple[EppOptions, EppConfig, Epp]:
         options = load_options(argv, env)
         config = load_epp_config(options, env)
-        epp = build_epp(options, config, env=env)
-    except HelpRequested as h:
-        print(h.text, end="" if h.text.endswith("\n") else "\n")
+        return options, config, build_epp(options, config, env=env)
+
+    def run(loaded: tuple[EppOptions, EppConfig, Epp]) -> int:
+        options, config, epp = loaded
+        # Set up here rather than by run_command's `verbosity`: a unit test replaces
+        # this module's `pylog.setup` to keep pytest's logging.
+        pylog.setup(_verbosity(options))
+        _warn_unsupported(options, config)
+        with contextlib.suppress(KeyboardInterrupt):
+            return runner(lambda stop: serve(epp, stop), PROG)
         return 0
-    except ConfigError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    pylog.setup(_verbosity(options))
-    _warn_unsupported(options, config)
-    with contextlib.suppress(KeyboardInterrupt):
-        return runner(lambda stop: serve(epp, stop), PROG)
-    return 0
+
+    return run_command(PROG, load, run)

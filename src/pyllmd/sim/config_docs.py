@@ -1,4 +1,4 @@
-"""Renders docs/user-guide/admin/flags.md from the simulator's flag table.
+"""Renders docs/user-guide/admin/flags.md from the simulator's settings model.
 
 Generated, not hand-written, so the page cannot drift from the parser: a unit
 test compares the committed file with `render_flags_markdown()`.
@@ -7,9 +7,9 @@ Regenerate with `python -m pyllmd.sim.config --markdown > docs/user-guide/admin/
 
 from __future__ import annotations
 
-from pyllmd.core.flags import FlagKind, FlagSpec, default_text, klog_flags
-from pyllmd.sim.config import sim_flag_specs
-from pyllmd.sim.config_help import FLAG_DOCS
+from pyllmd.core.flags import FlagKind, FlagSpec, default_text
+from pyllmd.core.settings import Setting, settings_of
+from pyllmd.sim.config import SimConfig, sim_flag_specs
 
 _INTRO = """\
 # Simulator flags
@@ -127,10 +127,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|") if text else ""
 
 
-def _type(spec: FlagSpec) -> str:
-    doc = FLAG_DOCS.get(spec.name)
-    if doc is not None and doc.type_text:
-        return doc.type_text
+def _type(spec: FlagSpec, row: Setting | None) -> str:
+    if row is not None and row.type_text:
+        return row.type_text
     return "int" if spec.kind is FlagKind.INT else str(spec.kind)
 
 
@@ -144,22 +143,27 @@ def _default(spec: FlagSpec) -> str:
 
 
 def render_flags_markdown() -> str:
-    """The whole flags.md page."""
-    klog = {spec.name for spec in klog_flags()}
+    """The whole flags.md page: the model's flags in declaration order, then the
+    logging (klog) flags by name."""
+    rows = {row.flag: row for row in settings_of(SimConfig) if row.flag}
     lines = [_INTRO]
+    klog: list[FlagSpec] = []
     for spec in sim_flag_specs():
-        if spec.name in klog:
+        row = rows.get(spec.name)
+        if row is None or row.group == "klog":
+            klog.append(spec)
             continue
-        doc = FLAG_DOCS[spec.name]
-        default = "start time in ns" if spec.name == "seed" else _default(spec)
+        default = row.doc_default or _default(spec)
         lines.append(
-            f"| `--{spec.name}` | {_cell(_type(spec))} | {default} | {_cell(doc.rule)} "
-            f"| {_cell(doc.help)} |\n"
+            f"| `--{spec.name}` | {_cell(_type(spec, row))} | {default} | {_cell(row.rule)} "
+            f"| {_cell(row.help)} |\n"
         )
     lines.append(_KLOG_INTRO)
-    for spec in sim_flag_specs():
-        if spec.name in klog:
-            name = f"`-{spec.shorthand}`, `--{spec.name}`" if spec.shorthand else f"`--{spec.name}`"
-            lines.append(f"| {name} | {_type(spec)} | {_default(spec)} | {_cell(spec.help)} |\n")
+    for spec in sorted(klog, key=lambda s: s.name):
+        name = f"`-{spec.shorthand}`, `--{spec.name}`" if spec.shorthand else f"`--{spec.name}`"
+        lines.append(
+            f"| {name} | {_type(spec, rows.get(spec.name))} | {_default(spec)} "
+            f"| {_cell(spec.help)} |\n"
+        )
     lines.append(_OUTRO)
     return "".join(lines)

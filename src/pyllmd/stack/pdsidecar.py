@@ -42,7 +42,6 @@ import logging
 import os
 import random
 import ssl
-import sys
 import tempfile
 import time
 import uuid
@@ -55,9 +54,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from pyllmd.core import logging as pylog
+from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.flags import HelpRequested
 from pyllmd.core.gosyntax import printable
 from pyllmd.core.listen import bind_error
 from pyllmd.core.tls import self_signed_pem
@@ -438,13 +436,9 @@ def run_pd_sidecar(
     argv: Sequence[str], runner: Runner, env: Mapping[str, str] | None = None
 ) -> int:
     """Parse the flags and serve until a signal; the exit status."""
-    try:
-        options = load_options(argv, os.environ if env is None else env)
-    except HelpRequested as h:
-        print(h.text, end="")
-        return 0
-    except ConfigError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    pylog.setup(options.verbosity)
-    return runner(lambda stop: serve(options, stop), PROG)
+    return run_command(
+        PROG,
+        lambda: load_options(argv, os.environ if env is None else env),
+        lambda options: runner(lambda stop: serve(options, stop), PROG),
+        verbosity=lambda options: options.verbosity,
+    )

@@ -7,17 +7,25 @@ pyllmd does not implement is refused at start-up with one clear line instead
 of being accepted and ignored: SSRF protection (`--enable-ssrf-protection`,
 which watches the InferencePool in Kubernetes). Every bad value is one line
 naming the flag (or environment variable), exit 1.
+
+`SidecarOptions` is where each flag and environment variable is declared, once
+(core/settings): `FLAGS` (the pflag table) and `--help` come from it.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as settings_dataclass
 
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.flags import FlagKind, FlagSpec, parse_flags, parse_go_bool
+from pyllmd.core.flags import FlagKind, parse_go_bool
 from pyllmd.core.listen import host_error
-from pyllmd.core.zap import zap_error, zap_verbosity
+from pyllmd.core.settings import build, flag_specs, parse_command_line, setting, settings_of
+from pyllmd.core.zap import zap_error, zap_setting, zap_verbosity
 from pyllmd.stack.pdsidecar_protocol import SGLANG_BOOTSTRAP_PORT
 
 CONNECTOR_NIXLV2 = "nixlv2"
@@ -25,55 +33,56 @@ CONNECTOR_SHARED_STORAGE = "shared-storage"
 CONNECTOR_SGLANG = "sglang"
 SUPPORTED_CONNECTORS = (CONNECTOR_NIXLV2, CONNECTOR_SHARED_STORAGE, CONNECTOR_SGLANG)
 DEFAULT_POOL_GROUP = "inference.networking.k8s.io"
+PROG = "pyllmd pd-sidecar"
 
-B, N, S = FlagKind.BOOL, FlagKind.INT, FlagKind.STRING
-# fmt: off
-FLAGS = (
-    FlagSpec("port", S, "8000", "the port the sidecar is listening on"),
-    FlagSpec("vllm-port", S, "8001", "the port vLLM is listening on"),
-    FlagSpec("data-parallel-size", N, 1, "the vLLM DATA-PARALLEL-SIZE value"),
-    FlagSpec("connector", S, CONNECTOR_NIXLV2, "the P/D connector being used. Supported: " + ", ".join(SUPPORTED_CONNECTORS)),
-    FlagSpec("prefiller-use-tls", B, False, "whether to use TLS when sending requests to prefillers"),
-    FlagSpec("decoder-use-tls", B, False, "whether to use TLS when sending requests to the decoder"),
-    FlagSpec("prefiller-tls-insecure-skip-verify", B, False, "skip TLS verification for requests to prefillers"),
-    FlagSpec("decoder-tls-insecure-skip-verify", B, False, "skip TLS verification for requests to the decoder"),
-    FlagSpec("secure-proxy", B, True, "serve TLS (self-signed unless --cert-path is given)"),
-    FlagSpec("cert-path", S, "", "directory holding tls.crt and tls.key for --secure-proxy"),
-    FlagSpec("enable-ssrf-protection", B, False, "only prefill on pods of the InferencePool (not supported by pyllmd)"),
-    FlagSpec("inference-pool-namespace", S, "", "namespace of the InferencePool (default $INFERENCE_POOL_NAMESPACE)"),
-    FlagSpec("inference-pool-name", S, "", "name of the InferencePool (default $INFERENCE_POOL_NAME)"),
-    FlagSpec("enable-prefiller-sampling", B, False, "pick the prefill host at random among the given ones (default $ENABLE_PREFILLER_SAMPLING)"),
-    FlagSpec("pool-group", S, DEFAULT_POOL_GROUP, "group of the InferencePool (used only by SSRF protection, not supported by pyllmd)"),
-    FlagSpec("kubeconfig", S, "", "path to a kubeconfig (accepted for compatibility; no effect)"),
-    FlagSpec("zap-devel", B, True, "zap development mode (accepted for compatibility; no effect: the log format is pyllmd's)"),
-    FlagSpec("zap-encoder", S, "", "zap log encoding, json or console (checked, then no effect)"),
-    FlagSpec("zap-log-level", S, "", "log level: debug, info, error, panic or an integer verbosity > 0"),
-    FlagSpec("zap-stacktrace-level", S, "", "zap stack-trace level, info, error or panic (checked, then no effect)"),
-    FlagSpec("zap-time-encoding", S, "", "zap time encoding, epoch, millis, nano, iso8601, rfc3339 or rfc3339nano (checked, then no effect)"),
-    FlagSpec("bind-address", S, "", "pyllmd extension: IP address or host name to listen on (default: all interfaces)"),
-)
-# fmt: on
+S = FlagKind.STRING
+_ZAP_HELP = {
+    "zap-devel": "zap development mode (accepted for compatibility; no effect: the log format is pyllmd's)",
+    "zap-encoder": "zap log encoding, json or console (checked, then no effect)",
+    "zap-log-level": "log level: debug, info, error, panic or an integer verbosity > 0",
+    "zap-stacktrace-level": "zap stack-trace level, info, error or panic (checked, then no effect)",
+    "zap-time-encoding": "zap time encoding, epoch, millis, nano, iso8601, rfc3339 or rfc3339nano (checked, then no effect)",
+}
 
 
-@dataclass(frozen=True)
+def _zap(name: str) -> Any:
+    return zap_setting(name, _ZAP_HELP[name])
+
+
+@settings_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class SidecarOptions:
-    """The sidecar's validated configuration."""
+    """The sidecar's settings: every flag and environment variable, declared once."""
 
-    port: int = 8000
-    vllm_port: int = 8001
-    data_parallel_size: int = 1
-    connector: str = CONNECTOR_NIXLV2
-    prefiller_use_tls: bool = False
-    decoder_use_tls: bool = False
-    prefiller_insecure_skip_verify: bool = False
-    decoder_insecure_skip_verify: bool = False
-    secure_proxy: bool = True
-    cert_path: str = ""
-    enable_prefiller_sampling: bool = False
-    bind_address: str = ""
-    pod_ip: str = ""  # $POD_IP: data-parallel ranks are keyed by `<pod ip>:<rank port>`
-    verbosity: int = 2
-    sglang_bootstrap_port: int = SGLANG_BOOTSTRAP_PORT  # $SGLANG_BOOTSTRAP_PORT
+    # fmt: off
+    port: int = setting(8000, "the port the sidecar is listening on", flag="port", kind=S, flag_default="8000")
+    vllm_port: int = setting(8001, "the port vLLM is listening on", flag="vllm-port", kind=S, flag_default="8001")
+    data_parallel_size: int = setting(1, "the vLLM DATA-PARALLEL-SIZE value", flag="data-parallel-size")
+    connector: str = setting(CONNECTOR_NIXLV2, "the P/D connector being used. Supported: " + ", ".join(SUPPORTED_CONNECTORS), flag="connector")
+    prefiller_use_tls: bool = setting(False, "whether to use TLS when sending requests to prefillers", flag="prefiller-use-tls")
+    decoder_use_tls: bool = setting(False, "whether to use TLS when sending requests to the decoder", flag="decoder-use-tls")
+    prefiller_insecure_skip_verify: bool = setting(False, "skip TLS verification for requests to prefillers", flag="prefiller-tls-insecure-skip-verify")
+    decoder_insecure_skip_verify: bool = setting(False, "skip TLS verification for requests to the decoder", flag="decoder-tls-insecure-skip-verify")
+    secure_proxy: bool = setting(True, "serve TLS (self-signed unless --cert-path is given)", flag="secure-proxy")
+    cert_path: str = setting("", "directory holding tls.crt and tls.key for --secure-proxy", flag="cert-path")
+    enable_ssrf_protection: bool = setting(False, "only prefill on pods of the InferencePool (not supported by pyllmd)", flag="enable-ssrf-protection")
+    inference_pool_namespace: str = setting("", "namespace of the InferencePool (default $INFERENCE_POOL_NAMESPACE)", flag="inference-pool-namespace", env="INFERENCE_POOL_NAMESPACE")
+    inference_pool_name: str = setting("", "name of the InferencePool (default $INFERENCE_POOL_NAME)", flag="inference-pool-name", env="INFERENCE_POOL_NAME")
+    enable_prefiller_sampling: bool = setting(False, "pick the prefill host at random among the given ones (default $ENABLE_PREFILLER_SAMPLING)", flag="enable-prefiller-sampling", env="ENABLE_PREFILLER_SAMPLING")
+    pool_group: str = setting(DEFAULT_POOL_GROUP, "group of the InferencePool (used only by SSRF protection, not supported by pyllmd)", flag="pool-group")
+    kubeconfig: str = setting("", "path to a kubeconfig (accepted for compatibility; no effect)", flag="kubeconfig")
+    zap_devel: bool = _zap("zap-devel")
+    zap_encoder: str = _zap("zap-encoder")
+    zap_log_level: str = _zap("zap-log-level")
+    zap_stacktrace_level: str = _zap("zap-stacktrace-level")
+    zap_time_encoding: str = _zap("zap-time-encoding")
+    bind_address: str = setting("", "pyllmd extension: IP address or host name to listen on (default: all interfaces)", flag="bind-address")
+    pod_ip: str = setting("", "data-parallel ranks are keyed by `<pod ip>:<rank port>`", env="POD_IP")
+    sglang_bootstrap_port: int = setting(SGLANG_BOOTSTRAP_PORT, "SGLang's bootstrap port (connector sglang)", env="SGLANG_BOOTSTRAP_PORT")
+    verbosity: int = setting(2, "the log verbosity, from --zap-log-level", derived=True)
+    # fmt: on
+
+
+FLAGS = flag_specs(SidecarOptions)
 
 
 def _go_flag_style(argv: Sequence[str]) -> list[str]:
@@ -98,76 +107,80 @@ def _port(flag: str, value: object) -> int:
 
 def _bootstrap_port(env: Mapping[str, str]) -> int:
     """`SGLANG_BOOTSTRAP_PORT` (upstream ignores a bad value; here it is an error)."""
-    text = env.get("SGLANG_BOOTSTRAP_PORT", "")
+    name = _env_names()["sglang_bootstrap_port"]
+    text = env.get(name, "")
     if not text:
         return SGLANG_BOOTSTRAP_PORT
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= 65535:
-        raise ConfigError(f"SGLANG_BOOTSTRAP_PORT: invalid port {text!r}")
+        raise ConfigError(f"{name}: invalid port {text!r}")
     return int(text)
+
+
+@functools.cache
+def _env_names() -> dict[str, str]:
+    """Field -> its environment variable, as the model declares it."""
+    return {row.field: row.env[0] for row in settings_of(SidecarOptions) if row.env}
+
+
+def _check_ssrf(given: Mapping[str, object], env: Mapping[str, str]) -> None:
+    """`--enable-ssrf-protection`: the pool must be named, then it is refused."""
+    names = _env_names()
+    for flag in ("inference-pool-namespace", "inference-pool-name"):
+        field = flag.replace("-", "_")
+        if not (given.get(field) or env.get(names[field], "")):
+            raise ConfigError(
+                f"--{flag} or {names[field]} environment variable "
+                "is required when --enable-ssrf-protection is true"
+            )
+    raise ConfigError("--enable-ssrf-protection is not implemented by pyllmd pd-sidecar")
+
+
+def _sampling(v: Mapping[str, object], given: Mapping[str, object], env: Mapping[str, str]) -> bool:
+    """The flag when given, else its environment variable (unparsable: false)."""
+    if "enable_prefiller_sampling" in given:
+        return bool(v["enable_prefiller_sampling"])
+    try:
+        return parse_go_bool(env.get(_env_names()["enable_prefiller_sampling"], "false"))
+    except ValueError:
+        return False
 
 
 def load_options(argv: Sequence[str], env: Mapping[str, str]) -> SidecarOptions:
     """Parse and validate; raises `ConfigError` (one line) or `HelpRequested`."""
-    parsed = parse_flags(_go_flag_style(argv), FLAGS, prog="pyllmd pd-sidecar")
-    given = parsed.values
-    v = parsed.effective(FLAGS)
-    if parsed.args:
-        raise ConfigError(f"unexpected argument {parsed.args[0]!r}")
-    if (error := zap_error(given)) is not None:
+    line = parse_command_line(SidecarOptions, _go_flag_style(argv), PROG)
+    given, v = line.given, line.effective()
+    if line.args:
+        raise ConfigError(f"unexpected argument {line.args[0]!r}")
+    if (error := zap_error(line.parsed.values)) is not None:
         raise ConfigError(error)
     connector = str(v["connector"])
     if connector not in SUPPORTED_CONNECTORS:
         raise ConfigError("--connector must be one of: " + ", ".join(SUPPORTED_CONNECTORS))
-    if v["enable-ssrf-protection"]:
-        namespace = str(
-            given.get("inference-pool-namespace") or env.get("INFERENCE_POOL_NAMESPACE", "")
-        )
-        name = str(given.get("inference-pool-name") or env.get("INFERENCE_POOL_NAME", ""))
-        if not namespace:
-            raise ConfigError(
-                "--inference-pool-namespace or INFERENCE_POOL_NAMESPACE environment variable "
-                "is required when --enable-ssrf-protection is true"
-            )
-        if not name:
-            raise ConfigError(
-                "--inference-pool-name or INFERENCE_POOL_NAME environment variable "
-                "is required when --enable-ssrf-protection is true"
-            )
-        raise ConfigError("--enable-ssrf-protection is not implemented by pyllmd pd-sidecar")
-    size = int(str(v["data-parallel-size"]))
+    if v["enable_ssrf_protection"]:
+        _check_ssrf(given, env)
+    size = int(str(v["data_parallel_size"]))
     if size < 1:
         raise ConfigError(f"--data-parallel-size must be at least 1, got {size}")
-    sampling = bool(v["enable-prefiller-sampling"])
-    if "enable-prefiller-sampling" not in given:
-        try:
-            sampling = parse_go_bool(env.get("ENABLE_PREFILLER_SAMPLING", "false"))
-        except ValueError:
-            sampling = False
-    port, vllm_port = _port("port", v["port"]), _port("vllm-port", v["vllm-port"])
+    sampling = _sampling(v, given, env)
+    port, vllm_port = _port("port", v["port"]), _port("vllm-port", v["vllm_port"])
     for name, first in (("port", port), ("vllm-port", vllm_port)):
         if first + size - 1 > 65535:  # rank i listens on --port+i, forwards to --vllm-port+i
             raise ConfigError(
                 f"--data-parallel-size: {size} ranks need --{name} {first} to {first + size - 1}, "
                 "beyond port 65535"
             )
-    host = str(v["bind-address"])
+    host = str(v["bind_address"])
     if host and (error := host_error(host)) is not None:
         raise ConfigError(f"--bind-address: {error}")
     bootstrap = _bootstrap_port(env) if connector == CONNECTOR_SGLANG else SGLANG_BOOTSTRAP_PORT
-    return SidecarOptions(
+    values = dict(v)
+    values.update(
         port=port,
         vllm_port=vllm_port,
         data_parallel_size=size,
-        connector=connector,
-        prefiller_use_tls=bool(v["prefiller-use-tls"]),
-        decoder_use_tls=bool(v["decoder-use-tls"]),
-        prefiller_insecure_skip_verify=bool(v["prefiller-tls-insecure-skip-verify"]),
-        decoder_insecure_skip_verify=bool(v["decoder-tls-insecure-skip-verify"]),
-        secure_proxy=bool(v["secure-proxy"]),
-        cert_path=str(v["cert-path"]),
         enable_prefiller_sampling=sampling,
-        bind_address=str(v["bind-address"]),
-        pod_ip=env.get("POD_IP", ""),
-        verbosity=zap_verbosity(str(v["zap-log-level"]), 2),
+        pod_ip=env.get(_env_names()["pod_ip"], ""),
         sglang_bootstrap_port=bootstrap,
+        verbosity=zap_verbosity(str(v["zap_log_level"]), 2),
     )
+    return build(SidecarOptions, values)

@@ -15,7 +15,6 @@ from pyllmd.core.flags import (
     format_duration_ns,
     go_parse_duration_ns,
     is_deprecated_duration,
-    klog_flags,
     parse_duration,
     parse_duration_ns,
     parse_flags,
@@ -25,6 +24,7 @@ from pyllmd.core.flags import (
     prescan_values,
     usage,
 )
+from pyllmd.core.logging import klog_flags
 
 SPECS = (
     FlagSpec("port", FlagKind.INT, 8000, "Port"),

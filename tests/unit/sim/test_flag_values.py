@@ -24,7 +24,8 @@ from pyllmd.cli import main as cli_main
 from pyllmd.cli import sim_main
 from pyllmd.core.clock import SteppingClock
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, klog_flags
+from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested
+from pyllmd.core.logging import klog_flags
 from pyllmd.core.tokenize import SimpleTokenizer
 from pyllmd.sim.config import FakeMetrics, load_config, sim_flag_specs
 from pyllmd.sim.dataset.tool import TOOL_FLAGS

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyllmd.cli import UP_FLAGS, up_options
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import FlagKind, HelpRequested
 from pyllmd.stack import envoy
@@ -28,6 +27,7 @@ from pyllmd.stack.local import (
     packaged_stack,
     read_stack_file,
 )
+from pyllmd.stack.up_config import UP_FLAGS, up_options
 
 VERSION = importlib.metadata.version("pyllmd")
 

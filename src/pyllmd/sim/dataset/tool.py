@@ -23,41 +23,58 @@ import base64
 import errno
 import json
 import os
-import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as settings_dataclass
 
-from pyllmd.core.errors import ConfigError, one_line
-from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, parse_flags
+from pyllmd.core.entry import run_command
+from pyllmd.core.errors import ConfigError
+from pyllmd.core.logging import verbosity
+from pyllmd.core.settings import build as build_settings
+from pyllmd.core.settings import flag_specs, parse_command_line, setting
 from pyllmd.core.tokenize import HFTokenizer, Tokenizer, load_tokenizer
 from pyllmd.sim.dataset.card import card_text
 from pyllmd.sim.dataset.lookup import content_text, prompt_key, render_chat
 from pyllmd.sim.dataset.store import create_table_sql, quote_ident
 
 PROG = "pyllmd dataset"
-S, N = FlagKind.STRING, FlagKind.INT
-TOOL_FLAGS = (
-    FlagSpec("hf-repo", S, "", "Hugging Face dataset repository (refused: no network)"),
-    FlagSpec("local-path", S, "", "directory of --input-file"),
-    FlagSpec("input-file", S, "", "input file: ShareGPT JSON or JSONL (relative to --local-path)"),
-    FlagSpec(
-        "output-file",
-        S,
+
+
+@settings_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class DatasetFlags:
+    """Every `pyllmd dataset` flag, declared once (core/settings)."""
+
+    hf_repo: str = setting(
+        "", "Hugging Face dataset repository (refused: no network)", flag="hf-repo"
+    )
+    local_path: str = setting("", "directory of --input-file", flag="local-path")
+    input_file: str = setting(
+        "", "input file: ShareGPT JSON or JSONL (relative to --local-path)", flag="input-file"
+    )
+    output_file: str = setting(
         "inference-sim-dataset",
         "output name without extension; writes <name>.sqlite3, <name>.json and <name>.md",
-    ),
-    FlagSpec("output-path", S, "", "directory of the outputs"),
-    FlagSpec("table-name", S, "llmd", "table name in the SQLite output"),
-    FlagSpec("max-records", N, 10000, "process at most this many source records"),
-    FlagSpec("model", S, "", "model whose tokenizer keys the rows (required; see the docs)"),
-    FlagSpec(
-        "tokenizers-cache-dir", S, "hf_cache", "where the model's tokenizer.json is looked for"
-    ),
-    FlagSpec("v", N, 2, "log verbosity (accepted)", shorthand="v"),
-)
+        flag="output-file",
+    )
+    output_path: str = setting("", "directory of the outputs", flag="output-path")
+    table_name: str = setting("llmd", "table name in the SQLite output", flag="table-name")
+    max_records: int = setting(
+        10000, "process at most this many source records", flag="max-records"
+    )
+    model: str = setting(
+        "", "model whose tokenizer keys the rows (required; see the docs)", flag="model"
+    )
+    tokenizers_cache_dir: str = setting(
+        "hf_cache", "where the model's tokenizer.json is looked for", flag="tokenizers-cache-dir"
+    )
+    v: int = verbosity("log verbosity (accepted)")
+
+
+TOOL_FLAGS = flag_specs(DatasetFlags)
 DESCRIPTION = (
     "Builds a dataset for `pyllmd sim --dataset-path` from ShareGPT JSON or JSONL "
     "conversations.\n\n"
@@ -105,11 +122,18 @@ class OutputRecord:
     gen_strings: list[str]
 
 
-def options(values: Mapping[str, object]) -> ToolOptions:
+def parse_options(argv: Sequence[str]) -> ToolOptions:
+    """The command line, parsed and checked; ConfigError, HelpRequested or
+    VersionRequested otherwise."""
+    return options(
+        build_settings(DatasetFlags, parse_command_line(DatasetFlags, argv, PROG).effective())
+    )
+
+
+def options(flags: DatasetFlags) -> ToolOptions:
     """Check the flags (upstream's rules, plus a bare --input-file path)."""
-    model, cache = str(values["model"]), str(values["tokenizers-cache-dir"])
-    hf_repo, local = str(values["hf-repo"]), str(values["local-path"])
-    input_file = str(values["input-file"])
+    model, cache = flags.model, flags.tokenizers_cache_dir
+    hf_repo, local, input_file = flags.hf_repo, flags.local_path, flags.input_file
     if not model:
         raise ConfigError("--model is not defined")
     if not cache:
@@ -120,13 +144,13 @@ def options(values: Mapping[str, object]) -> ToolOptions:
         )
     if not input_file:
         raise ConfigError("--input-file is required (a file in --local-path, or a path)")
-    max_records = int(str(values["max-records"]))
+    max_records = flags.max_records
     if max_records < 1:
         raise ConfigError("--max-records must be at least 1")
-    table = str(values["table-name"])
+    table = flags.table_name
     if not table:
         raise ConfigError("--table-name cannot be empty")
-    base = Path(str(values["output-path"])) / str(values["output-file"])
+    base = Path(flags.output_path) / flags.output_file
     opts = ToolOptions(Path(local) / input_file, base, table, max_records, model, cache)
     for ext in (".sqlite3", ".json", ".md"):
         try:
@@ -296,16 +320,18 @@ def build(opts: ToolOptions, tokenizer: Tokenizer) -> tuple[int, int]:
 
 def main(argv: Sequence[str]) -> int:
     """Entry point of `pyllmd dataset`; one-line errors, exit 1."""
-    try:
-        opts = options(parse_flags(list(argv), TOOL_FLAGS, prog=PROG).effective(TOOL_FLAGS))
-        tokenizer = load_tokenizer(opts.model, opts.tokenizers_cache_dir)
-        used, rows = build(opts, tokenizer)
-    except HelpRequested as h:
-        print(DESCRIPTION + h.text, end="")
-        return 0
-    except (ConfigError, OSError) as e:
-        print(f"{PROG}: error: {one_line(str(e))}", file=sys.stderr)
-        return 1
+    return run_command(
+        PROG,
+        lambda: parse_options(argv),
+        _run,
+        description=DESCRIPTION,
+        errors=(ConfigError, OSError),
+    )
+
+
+def _run(opts: ToolOptions) -> int:
+    tokenizer = load_tokenizer(opts.model, opts.tokenizers_cache_dir)
+    used, rows = build(opts, tokenizer)
     kind = f"Hugging Face {tokenizer.path}" if isinstance(tokenizer, HFTokenizer) else "simple"
     print(
         f"{PROG}: {rows} rows from {used} records written to "
