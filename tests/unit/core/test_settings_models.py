@@ -8,7 +8,7 @@ import re
 from collections import Counter
 
 import pytest
-from pyllmd.sim.dataset_tool import DatasetFlags
+from pyllmd.sim.dataset.tool import DatasetFlags
 
 from pyllmd.autoscaler.config_table import ControllerConfig
 from pyllmd.core.flags import FlagKind, FlagSpec, default_text
