@@ -361,7 +361,7 @@ def _parse_up(argv: Sequence[str], env: Mapping[str, str]) -> None:
 
 
 def _parse_pd_sidecar(argv: Sequence[str], env: Mapping[str, str]) -> None:
-    from pyllmd.stack.pdsidecar_options import load_options
+    from pyllmd.sidecar.config import load_options
 
     load_options(argv, env)
 
@@ -494,7 +494,7 @@ def metric_problems(snippet: Snippet, source: str) -> list[Problem]:
 FLAG_PAGES: dict[str, tuple[str, str, str]] = {
     "up": ("pyllmd.stack.up_config", "UP_FLAGS", "docs/user-guide/admin/autoscaler-local.md"),
     "pd-sidecar": (
-        "pyllmd.stack.pdsidecar_options",
+        "pyllmd.sidecar.config",
         "FLAGS",
         "docs/user-guide/admin/epp-pd.md",
     ),

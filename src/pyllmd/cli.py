@@ -159,7 +159,7 @@ def epp_main(argv: Sequence[str]) -> int:
 
 def pd_sidecar_main(argv: Sequence[str]) -> int:
     """Entry point of `pyllmd pd-sidecar` (llm-d's P/D routing sidecar)."""
-    from pyllmd.stack.pdsidecar import run_pd_sidecar
+    from pyllmd.sidecar.run import run_pd_sidecar
 
     return run_pd_sidecar(list(argv), _run_until_signal)
 

@@ -8,7 +8,6 @@ import re
 from collections import Counter
 
 import pytest
-from pyllmd.sim.dataset.tool import DatasetFlags
 
 from pyllmd.autoscaler.config_table import ControllerConfig
 from pyllmd.core.flags import FlagKind, FlagSpec, default_text
@@ -16,8 +15,9 @@ from pyllmd.core.settings import flag_specs, parse_command_line, settings_of, us
 from pyllmd.core.settings.fields import UNSET
 from pyllmd.core.zap import ZAP_FLAGS
 from pyllmd.epp.options import EppOptions
+from pyllmd.sidecar.config import SidecarOptions
 from pyllmd.sim.config import SimConfig
-from pyllmd.stack.pdsidecar_options import SidecarOptions
+from pyllmd.sim.dataset.tool import DatasetFlags
 from pyllmd.stack.up_config import UpConfig
 
 MODELS: dict[str, type] = {

@@ -8,7 +8,7 @@ and config-file keys, `--help` and flag page are derived.
 * `docs.py`: cells and tables of the generated flag pages.
 
 The commands' models live with each part (`sim/config.py`, `epp/options.py`,
-`autoscaler/config_table.py`, `stack/pdsidecar_options.py`, `stack/up_config.py`,
+`autoscaler/config_table.py`, `sidecar/config.py`, `stack/up_config.py`,
 `sim/dataset/tool.py`); the shared logging flags in `core/logging.py` (klog) and
 `core/zap.py` (controller-runtime's zap flags).
 """

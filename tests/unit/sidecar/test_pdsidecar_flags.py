@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import FlagKind
-from pyllmd.stack.pdsidecar import _ssl_context
-from pyllmd.stack.pdsidecar_options import FLAGS, SUPPORTED_CONNECTORS, SidecarOptions, load_options
+from pyllmd.sidecar.config import FLAGS, SUPPORTED_CONNECTORS, SidecarOptions, load_options
+from pyllmd.sidecar.run import _ssl_context
 
 SPECS = {spec.name: spec for spec in FLAGS}
 GO_BOOLS = {"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"}

@@ -23,9 +23,8 @@ from cryptography.x509.oid import NameOID
 
 from pyllmd import cli
 from pyllmd.core.errors import ConfigError
-from pyllmd.stack.pdsidecar import RunningSidecar, start_sidecar
-from pyllmd.stack.pdsidecar_options import FLAGS, SidecarOptions, load_options
-from pyllmd.stack.pdsidecar_protocol import (
+from pyllmd.sidecar.config import FLAGS, SidecarOptions, load_options
+from pyllmd.sidecar.protocol import (
     DECODER_DOWN,
     cache_threshold_hit,
     hostport,
@@ -36,6 +35,7 @@ from pyllmd.stack.pdsidecar_protocol import (
     sglang_bootstrap_host,
     sglang_room,
 )
+from pyllmd.sidecar.run import RunningSidecar, start_sidecar
 
 KV_REPLY = {"do_remote_decode": False, "do_remote_prefill": True, "remote_engine_id": "E"}
 

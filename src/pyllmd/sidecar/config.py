@@ -26,7 +26,7 @@ from pyllmd.core.flags import FlagKind, parse_go_bool
 from pyllmd.core.listen import host_error
 from pyllmd.core.settings import build, flag_specs, parse_command_line, setting, settings_of
 from pyllmd.core.zap import zap_error, zap_setting, zap_verbosity
-from pyllmd.stack.pdsidecar_protocol import SGLANG_BOOTSTRAP_PORT
+from pyllmd.sidecar.protocol import SGLANG_BOOTSTRAP_PORT
 
 CONNECTOR_NIXLV2 = "nixlv2"
 CONNECTOR_SHARED_STORAGE = "shared-storage"
