@@ -1,6 +1,6 @@
 """The simulator's small shared vocabulary: finish reasons and injected failure types.
 
-A leaf module (it imports nothing of the project), so the settings (`config_rules`
+A leaf module (it imports nothing of the project), so the settings (`config/rules.py`
 checks `--failure-types` and `--fake-metrics` against these names), the response
 bodies, the metrics and the engine all take their names from here instead of from
 each other.

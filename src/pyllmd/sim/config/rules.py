@@ -18,7 +18,7 @@ from pyllmd.core.flags import seconds_to_ns
 from pyllmd.sim.engine.vocab import FAILURE_TYPES, FINISH_REASONS
 
 if TYPE_CHECKING:
-    from pyllmd.sim.config import FakeMetrics, SimConfig
+    from pyllmd.sim.config.model import FakeMetrics, SimConfig
 
 BLOCK_SIZES = (8, 16, 32, 64, 128)
 LATENCY_CALCULATORS = ("", "constant", "per-token")

@@ -1,5 +1,5 @@
 """Loading the simulator's settings: defaults → YAML (`--config`) → command line →
-environment, then validation (`config_rules`).
+environment, then validation (`rules.py`).
 
 The names come from the model (`SimConfig` in config.py): flags and YAML keys from
 each field's declaration, the environment fallbacks from its `env`. Precedence, as
@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from pyllmd.core.errors import ConfigError, one_line
 from pyllmd.core.flags import FlagKind, prescan_values
 from pyllmd.core.settings import env_values, parse_command_line, settings_of
-from pyllmd.sim.config import LoadedConfig, SimConfig
-from pyllmd.sim.config_rules import normalize, validate
-from pyllmd.sim.config_values import parse_fake_metrics, parse_lora_modules
-from pyllmd.sim.config_yaml import YamlKind, deprecation_warning, read_yaml_config
+from pyllmd.sim.config.model import LoadedConfig, SimConfig
+from pyllmd.sim.config.rules import normalize, validate
+from pyllmd.sim.config.values import parse_fake_metrics, parse_lora_modules
+from pyllmd.sim.config.yamlfile import YamlKind, deprecation_warning, read_yaml_config
 
 __all__ = ["load"]
 

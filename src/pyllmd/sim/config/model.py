@@ -9,14 +9,13 @@ unchanged. Durations are float seconds.
 Derived from the model: the pflag table (`sim_flag_specs`), `--help`
 (`sim_usage`), the YAML key types, and docs/user-guide/admin/flags.md
 (`flags_markdown`, or `python -m pyllmd.sim.config --markdown`). `load_config`
-(config_load.py) applies defaults → YAML (`--config`) → command line →
-environment, then validates (`config_rules`).
+(load.py) applies defaults → YAML (`--config`) → command line →
+environment, then validates (`rules.py`).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,7 +23,7 @@ from typing import Any, ClassVar
 from pyllmd.core.flags import FlagKind, FlagSpec, format_duration
 from pyllmd.core.logging import KLOG_V_HELP, klog_flags, verbosity
 from pyllmd.core.settings import flag_specs, setting, settings_of, usage_text
-from pyllmd.sim.config_values import FakeLora, FakeMetrics, LoraModule, StrictModel
+from pyllmd.sim.config.values import FakeLora, FakeMetrics, LoraModule, StrictModel
 
 __all__ = [
     "DURATION_FLAGS",
@@ -412,7 +411,7 @@ def load_config(
     ConfigError (one line naming the flag and the rule) or HelpRequested (print
     its usage, exit 0).
     """
-    from pyllmd.sim.config_load import load  # it imports this module
+    from pyllmd.sim.config.load import load  # it imports this module
 
     return load(argv, env, now_ns, prog)
 
@@ -427,13 +426,6 @@ def config_to_json(cfg: SimConfig) -> str:
 
 def flags_markdown() -> str:
     """docs/user-guide/admin/flags.md, generated from the model."""
-    from pyllmd.sim.config_docs import render_flags_markdown  # it imports this module
+    from pyllmd.sim.config.docs import render_flags_markdown  # it imports this module
 
     return render_flags_markdown()
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--markdown"]:
-        sys.stdout.write(flags_markdown())
-    else:
-        sys.stdout.write(sim_usage())

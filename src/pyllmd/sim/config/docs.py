@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pyllmd.core.flags import FlagKind, FlagSpec, default_text
 from pyllmd.core.settings import Setting, settings_of
-from pyllmd.sim.config import SimConfig, sim_flag_specs
+from pyllmd.sim.config.model import SimConfig, sim_flag_specs
 
 _INTRO = """\
 # Simulator flags
