@@ -7,7 +7,7 @@ and config-file keys, `--help` and flag page are derived.
 * `sources.py`: environment and file values, and each command's precedence;
 * `docs.py`: cells and tables of the generated flag pages.
 
-The commands' models live with each part (`sim/config/model.py`, `epp/options.py`,
+The commands' models live with each part (`sim/config/model.py`, `epp/options/model.py`,
 `autoscaler/config_table.py`, `sidecar/config.py`, `stack/up_config.py`,
 `sim/dataset/tool.py`); the shared logging flags in `core/logging.py` (klog) and
 `core/zap.py` (controller-runtime's zap flags).

@@ -1,1 +1,4 @@
-"""The endpoint picker's start-up configuration: flags, environment and the EndpointPickerConfig file."""
+"""The endpoint picker's EndpointPickerConfig file: decoding, sections, plugin loading.
+
+Flags and environment are declared in the sibling package `epp/options/`.
+"""

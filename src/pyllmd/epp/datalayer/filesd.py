@@ -32,7 +32,7 @@ from pyllmd.core.clock import Clock
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.gosyntax import printable
 from pyllmd.epp.datastore import Datastore, endpoints_from_static
-from pyllmd.epp.options import StaticEndpoint, _label_error
+from pyllmd.epp.options.model import StaticEndpoint, _label_error
 
 __all__ = ["ENDPOINTS_FILE_POLL_INTERVAL", "EndpointsFile", "parse_endpoints_file"]
 

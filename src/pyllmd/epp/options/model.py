@@ -5,8 +5,8 @@
 gives its type and default, and (`setting`, core/settings) its flag, environment
 variable, help text and deprecation. The pflag table (`epp_flag_specs`), `--help`
 (`help_text`) and the generated reference page (`flags_markdown`,
-`python -m pyllmd.epp.options --markdown`, rendered by options_docs.py) come from
-it. `load_options` (options_load.py) parses and validates, following spec §1.2 in
+`python -m pyllmd.epp.options --markdown`, rendered by docs.py) come from
+it. `load_options` (load.py) parses and validates, following spec §1.2 in
 order, one `ConfigError` line per failure.
 
 Deviations from upstream, on purpose:
@@ -14,7 +14,7 @@ Deviations from upstream, on purpose:
   spec §1.2 item 5): the mapping belongs in the config file;
 * `--static-endpoints` (extension, spec §12/§14) lists model servers directly,
   so no Kubernetes API is needed; it is a third way to name the pool;
-* `--endpoints-file` (extension, `filesd.py`) reads the model servers from a
+* `--endpoints-file` (extension, `datalayer/filesd.py`) reads the model servers from a
   Prometheus file_sd file and follows its changes: a fourth way to name the pool;
 * `--bind-address` (extension) chooses the listening address of all three
   servers (upstream always listens on every interface).
@@ -23,7 +23,6 @@ Deviations from upstream, on purpose:
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -240,20 +239,13 @@ def load_options(argv: Sequence[str], env: Mapping[str, str]) -> EppOptions:
 
     Raises HelpRequested for `--help`/`-h`, ConfigError (one line) otherwise.
     """
-    from pyllmd.epp.options_load import load  # it imports this module
+    from pyllmd.epp.options.load import load  # it imports this module
 
     return load(argv, env)
 
 
 def flags_markdown() -> str:
     """docs/user-guide/admin/epp-flags.md, generated from the model."""
-    from pyllmd.epp.options_docs import render_markdown  # it imports this module
+    from pyllmd.epp.options.docs import render_markdown  # it imports this module
 
     return render_markdown()
-
-
-if __name__ == "__main__":  # pragma: no cover - documentation helper
-    if sys.argv[1:] == ["--markdown"]:
-        sys.stdout.write(flags_markdown())
-    else:
-        sys.stdout.write(help_text())

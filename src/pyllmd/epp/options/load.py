@@ -23,7 +23,7 @@ from pyllmd.core.flags import (
 from pyllmd.core.listen import host_error
 from pyllmd.core.settings import CommandLine, Setting, build, parse_command_line, settings_of
 from pyllmd.core.zap import zap_error
-from pyllmd.epp.options import (
+from pyllmd.epp.options.model import (
     DEPRECATED_METRIC_FLAGS,
     ENV_FEATURE_GATES,
     POOL_GROUPS,

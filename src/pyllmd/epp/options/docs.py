@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pyllmd.core.flags import FlagKind, default_text
 from pyllmd.core.settings import flag_cell, settings_of
-from pyllmd.epp.options import EppOptions
+from pyllmd.epp.options.model import EppOptions
 
 __all__ = ["render_markdown"]
 
