@@ -36,8 +36,8 @@ from pyllmd.autoscaler.config_table import (
     Setting,
     render_markdown,
 )
-from pyllmd.autoscaler.configmaps import load_yaml12
-from pyllmd.autoscaler.selector import (
+from pyllmd.autoscaler.decide.configmaps import load_yaml12
+from pyllmd.autoscaler.kube.selector import (
     dns_label_error,
     dns_subdomain_error,
     label_value_error,

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
-from pyllmd.autoscaler.model import Decision, ModelGroup, ReplicaMetrics, SaturationConfig
+from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
+from pyllmd.autoscaler.decide.model import Decision, ModelGroup, ReplicaMetrics, SaturationConfig
 
 
 class CollectionError(Exception):

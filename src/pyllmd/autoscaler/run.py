@@ -25,18 +25,22 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pyllmd.autoscaler.collect import PrometheusMetricsSource
+from pyllmd.autoscaler.collect.epp import EppScraper
+from pyllmd.autoscaler.collect.prometheus import (
+    PrometheusClient,
+    PrometheusError,
+    PrometheusOptions,
+)
+from pyllmd.autoscaler.collect.queries import PrometheusMetricsSource
 from pyllmd.autoscaler.config import ControllerConfig, load_controller_config
-from pyllmd.autoscaler.controller import Controller, split_bind_address
-from pyllmd.autoscaler.engine import EngineSettings, SaturationEngine
-from pyllmd.autoscaler.eppscrape import EppScraper
-from pyllmd.autoscaler.kube import KubeCluster, connect
-from pyllmd.autoscaler.kubecache import KubeCache
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.pools import KubePools
-from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusError, PrometheusOptions
-from pyllmd.autoscaler.scalefromzero import ScaleFromZeroEngine
-from pyllmd.autoscaler.status import StatusBook
+from pyllmd.autoscaler.decide.status import StatusBook
+from pyllmd.autoscaler.kube.cache import KubeCache
+from pyllmd.autoscaler.kube.cluster import KubeCluster, connect
+from pyllmd.autoscaler.kube.pools import KubePools
+from pyllmd.autoscaler.loops.controller import Controller, split_bind_address
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.saturation import EngineSettings, SaturationEngine
+from pyllmd.autoscaler.loops.scalefromzero import ScaleFromZeroEngine
 from pyllmd.core import logging as pylog
 from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.errors import ConfigError

@@ -24,11 +24,11 @@ from typing import Any
 
 import aiohttp
 
-from pyllmd.autoscaler.local import free_port
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.process import Process, Supervisor, spawn, terminate
 from pyllmd.epp.config import DEFAULT_CONFIG
 from pyllmd.stack.envoy import LOOPBACK, EnvoyProcess, envoy_bootstrap
+from pyllmd.stack.localcluster import free_port
 
 log = logging.getLogger(__name__)
 

@@ -33,22 +33,14 @@ import orjson
 import yaml
 from aiohttp import web
 
-from pyllmd.autoscaler.collect import PrometheusMetricsSource
-from pyllmd.autoscaler.controller import Controller
-from pyllmd.autoscaler.engine import EngineSettings, SaturationEngine
-from pyllmd.autoscaler.eppscrape import EppScraper
-from pyllmd.autoscaler.local import (
-    LOOPBACK,
-    LocalActuator,
-    LocalCluster,
-    LocalSpec,
-    free_port,
-    parse_local_spec,
-)
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusOptions
-from pyllmd.autoscaler.scalefromzero import InferencePool, ScaleFromZeroEngine, StaticPools
-from pyllmd.autoscaler.status import StatusBook
+from pyllmd.autoscaler.collect.epp import EppScraper
+from pyllmd.autoscaler.collect.prometheus import PrometheusClient, PrometheusOptions
+from pyllmd.autoscaler.collect.queries import PrometheusMetricsSource
+from pyllmd.autoscaler.decide.status import StatusBook
+from pyllmd.autoscaler.loops.controller import Controller
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.saturation import EngineSettings, SaturationEngine
+from pyllmd.autoscaler.loops.scalefromzero import InferencePool, ScaleFromZeroEngine, StaticPools
 from pyllmd.core.clock import RealClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.stack.envoy import envoy_binary
@@ -60,6 +52,14 @@ from pyllmd.stack.eppgateway import (
     pool_groups,
 )
 from pyllmd.stack.gateway import Gateway
+from pyllmd.stack.localcluster import (
+    LOOPBACK,
+    LocalActuator,
+    LocalCluster,
+    LocalSpec,
+    free_port,
+    parse_local_spec,
+)
 from pyllmd.stack.prometheus import PrometheusProcess, prometheus_config
 
 log = logging.getLogger(__name__)

@@ -6,17 +6,21 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from pyllmd.autoscaler.collect import (
+from pyllmd.autoscaler.collect.prometheus import (
+    PrometheusClient,
+    PrometheusError,
+    PrometheusOptions,
+)
+from pyllmd.autoscaler.collect.prometheus import VectorSample as S
+from pyllmd.autoscaler.collect.queries import (
     PodResolver,
     PrometheusMetricsSource,
     escape_label_value,
     format_retention,
     render_query,
 )
+from pyllmd.autoscaler.decide.model import ModelGroup, ReplicaMetrics, VariantState
 from pyllmd.autoscaler.interfaces import CollectionError
-from pyllmd.autoscaler.model import ModelGroup, ReplicaMetrics, VariantState
-from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusError, PrometheusOptions
-from pyllmd.autoscaler.promclient import VectorSample as S
 from tests.unit.autoscaler.promfake import EVAL_TIME, RecordingClock, Reply, serve_prometheus
 
 NS, MODEL = "llm-d", "meta-llama/Llama-3.1-8B"

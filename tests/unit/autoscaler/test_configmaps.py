@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyllmd.autoscaler.configmaps import (
+from pyllmd.autoscaler.decide.configmaps import (
     ScaleToZeroConfig,
     cycle_settings,
     format_retention,
@@ -13,7 +13,7 @@ from pyllmd.autoscaler.configmaps import (
     resolve_saturation,
     resolve_scale_to_zero,
 )
-from pyllmd.autoscaler.model import SaturationConfig
+from pyllmd.autoscaler.decide.model import SaturationConfig
 
 DEFAULT = (
     "kvCacheThreshold: 0.80\nqueueLengthThreshold: 5\nkvSpareTrigger: 0.1\nqueueSpareTrigger: 3\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyllmd.autoscaler.promclient import (
+from pyllmd.autoscaler.collect.prometheus import (
     PrometheusClient,
     PrometheusError,
     PrometheusOptions,
@@ -250,7 +250,7 @@ async def test_client_certificate_for_mutual_tls(tmp_path: Path) -> None:
 
 
 def test_tls_floor_is_1_2(tmp_path: Path) -> None:
-    from pyllmd.autoscaler.promclient import ssl_context
+    from pyllmd.autoscaler.collect.prometheus import ssl_context
 
     ctx = ssl_context(PrometheusOptions(base_url="https://p:9090"))
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyllmd.autoscaler.analyze.queueing import (
+from pyllmd.autoscaler.decide.analyze.queueing import (
     DEFAULT_CLASS_NAME,
     ModelSlo,
     Targets,

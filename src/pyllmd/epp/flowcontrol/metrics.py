@@ -2,7 +2,7 @@
 
 Names, label names and buckets are upstream's: the autoscaler's scale-from-zero
 reads `inference_extension_flow_control_queue_size{target_model_name}`
-(`pyllmd.autoscaler.eppscrape`), as it reads the Go EPP's.
+(`pyllmd.autoscaler.collect.epp`), as it reads the Go EPP's.
 """
 
 from __future__ import annotations

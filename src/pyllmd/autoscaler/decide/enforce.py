@@ -23,14 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pyllmd.autoscaler.model import (
+from pyllmd.autoscaler.decide.model import (
     DEFAULT_VARIANT_COST,
     Decision,
     ScaleToZeroPolicy,
     VariantState,
     action_for,
 )
-from pyllmd.autoscaler.optimize import NAME as COST_AWARE
+from pyllmd.autoscaler.decide.optimize import NAME as COST_AWARE
 
 log = logging.getLogger(__name__)
 

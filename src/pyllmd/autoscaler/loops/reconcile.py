@@ -16,14 +16,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pyllmd.autoscaler import api
-from pyllmd.autoscaler.interfaces import Cluster
-from pyllmd.autoscaler.status import (
+from pyllmd.autoscaler.decide import api
+from pyllmd.autoscaler.decide.status import (
     InvalidVariantAutoscaling,
     StatusBook,
     invalid_patch,
     same_condition,
 )
+from pyllmd.autoscaler.interfaces import Cluster
 
 log = logging.getLogger(__name__)
 

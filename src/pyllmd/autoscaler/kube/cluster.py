@@ -32,7 +32,7 @@ from lightkube import AsyncClient, operators
 from lightkube.core.exceptions import ApiError
 from lightkube.types import OnErrorAction, OnErrorResult, PatchType
 
-from pyllmd.autoscaler.api import (
+from pyllmd.autoscaler.decide.api import (
     CONTROLLER_INSTANCE_LABEL,
     GROUP,
     KIND,
@@ -41,17 +41,17 @@ from pyllmd.autoscaler.api import (
     CrossVersionObjectReference,
     VariantAutoscaling,
 )
+from pyllmd.autoscaler.decide.model import Decision
+from pyllmd.autoscaler.decide.status import InvalidVariantAutoscaling, check_va
 from pyllmd.autoscaler.interfaces import Actuator, Cluster, GpuNode, PodInfo, Workload
-from pyllmd.autoscaler.kubeobjects import (
+from pyllmd.autoscaler.kube.objects import (
     gpu_nodes_from,
     pod_infos,
     target_key,
     targets_index,
     workload_from_object,
 )
-from pyllmd.autoscaler.model import Decision
-from pyllmd.autoscaler.selector import parse_label_selector
-from pyllmd.autoscaler.status import InvalidVariantAutoscaling, check_va
+from pyllmd.autoscaler.kube.selector import parse_label_selector
 from pyllmd.core.kubeclient import connect, resource_type
 
 __all__ = [

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from pyllmd.autoscaler.analyze import saturation_v1, saturation_v2
-from pyllmd.autoscaler.analyze.capacity_store import V2State
-from pyllmd.autoscaler.analyze.saturation_v1 import SaturationV1Analyzer
-from pyllmd.autoscaler.analyze.vllm_args import parse_vllm_args
+from pyllmd.autoscaler.decide.analyze import saturation_v1, saturation_v2
+from pyllmd.autoscaler.decide.analyze.capacity_store import V2State
+from pyllmd.autoscaler.decide.analyze.saturation_v1 import SaturationV1Analyzer
+from pyllmd.autoscaler.decide.analyze.vllm_args import parse_vllm_args
+from pyllmd.autoscaler.decide.model import Decision, ModelGroup, SaturationConfig
+from pyllmd.autoscaler.decide.optimize import cost_aware
 from pyllmd.autoscaler.interfaces import Analyzer
-from pyllmd.autoscaler.model import Decision, ModelGroup, SaturationConfig
-from pyllmd.autoscaler.optimize import cost_aware
 
 __all__ = [
     "ANALYZERS",

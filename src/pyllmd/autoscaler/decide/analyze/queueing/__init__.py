@@ -11,7 +11,7 @@ Library only, as upstream: no controller or engine path calls it. It offers
 
 from __future__ import annotations
 
-from pyllmd.autoscaler.analyze.queueing.model import (
+from pyllmd.autoscaler.decide.analyze.queueing.model import (
     MAX_QUEUE_TO_BATCH_RATIO,
     QueueMetrics,
     QueueModel,
@@ -19,14 +19,14 @@ from pyllmd.autoscaler.analyze.queueing.model import (
     ServiceParams,
     stationary,
 )
-from pyllmd.autoscaler.analyze.queueing.serviceclass import (
+from pyllmd.autoscaler.decide.analyze.queueing.serviceclass import (
     DEFAULT_CLASS_NAME,
     ModelSlo,
     ServiceClass,
     ServiceClasses,
     parse_service_classes,
 )
-from pyllmd.autoscaler.analyze.queueing.sizing import (
+from pyllmd.autoscaler.decide.analyze.queueing.sizing import (
     ACCEL_PENALTY_FACTOR,
     SLO_MARGIN,
     SLO_PERCENTILE,
@@ -40,7 +40,7 @@ from pyllmd.autoscaler.analyze.queueing.sizing import (
     size,
     transition_penalty,
 )
-from pyllmd.autoscaler.analyze.queueing.tuner import (
+from pyllmd.autoscaler.decide.analyze.queueing.tuner import (
     Environment,
     FilterState,
     TunerConfig,

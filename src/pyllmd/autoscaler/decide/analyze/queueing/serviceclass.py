@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from pyllmd.autoscaler.analyze.queueing.sizing import Targets
-from pyllmd.autoscaler.configmaps import load_yaml12
+from pyllmd.autoscaler.decide.analyze.queueing.sizing import Targets
+from pyllmd.autoscaler.decide.configmaps import load_yaml12
 
 CONFIG_MAP_NAME = "service-classes-config"
 DEFAULT_CLASS_NAME = "Free"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from pyllmd.autoscaler.model import VllmParams
+from pyllmd.autoscaler.decide.model import VllmParams
 
 ROLLING_WINDOW = 10
 LIVE = "live"

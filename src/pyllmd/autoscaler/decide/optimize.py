@@ -5,7 +5,7 @@ with the lowest cost per token of capacity (as many replicas as needed, rounded 
 spare capacity is taken from the most expensive variants first (whole replicas that
 fit in the spare), keeping one replica on the cheapest variant when it would be the
 last one serving the model. Pure; the analysis comes from
-`pyllmd.autoscaler.analyze.saturation_v2.analyze_capacity`.
+`pyllmd.autoscaler.decide.analyze.saturation_v2.analyze_capacity`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pyllmd.autoscaler.model import SCALE_DOWN, SCALE_UP, Decision, action_for
+from pyllmd.autoscaler.decide.model import SCALE_DOWN, SCALE_UP, Decision, action_for
 
 if TYPE_CHECKING:
-    from pyllmd.autoscaler.analyze.saturation_v2 import CapacityAnalysis, VariantCapacity
+    from pyllmd.autoscaler.decide.analyze.saturation_v2 import CapacityAnalysis, VariantCapacity
 
 NAME = "cost-aware"
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from pyllmd.autoscaler import api
-from pyllmd.autoscaler.eppscrape import EppScraper, ScrapeResult, pending_demand
+from pyllmd.autoscaler.collect.epp import EppScraper, ScrapeResult, pending_demand
+from pyllmd.autoscaler.decide import api
+from pyllmd.autoscaler.decide.model import Decision, parse_cost
+from pyllmd.autoscaler.decide.status import StatusBook
 from pyllmd.autoscaler.interfaces import Cluster, Workload
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.model import Decision, parse_cost
-from pyllmd.autoscaler.reconcile import VaScope
-from pyllmd.autoscaler.status import StatusBook
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.reconcile import VaScope
 from pyllmd.core.clock import Clock
 
 log = logging.getLogger(__name__)

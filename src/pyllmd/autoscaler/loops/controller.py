@@ -33,9 +33,9 @@ from typing import Protocol
 from aiohttp import web
 
 from pyllmd.autoscaler.config import parse_bind_address
-from pyllmd.autoscaler.engine import SaturationEngine
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.scalefromzero import ScaleFromZeroEngine
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.saturation import SaturationEngine
+from pyllmd.autoscaler.loops.scalefromzero import ScaleFromZeroEngine
 from pyllmd.core.clock import Clock
 from pyllmd.core.kubeauth import Decide, guarded_handler
 from pyllmd.core.metricset import CONTENT_TYPE

@@ -7,7 +7,7 @@ queue is full, remembered as a rolling average, derived from the vLLM arguments,
 k1 as a last resort. Variants without live pods are sized from a capacity store
 (their own earlier record, or one from a compatible variant). The model's demand,
 supply and anticipated supply (including pending pods) give the capacity to add
-(`required`) or that may go (`spare`); `pyllmd.autoscaler.optimize` turns those into
+(`required`) or that may go (`spare`); `pyllmd.autoscaler.decide.optimize` turns those into
 replica counts.
 
 State that lives across cycles (k2 history, capacity store) is an explicit
@@ -28,13 +28,13 @@ import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from pyllmd.autoscaler.analyze.capacity_store import (
+from pyllmd.autoscaler.decide.analyze.capacity_store import (
     LIVE,
     CapacityRecord,
     RollingAverage,
     V2State,
 )
-from pyllmd.autoscaler.model import ModelGroup, ReplicaMetrics, SaturationConfig, VllmParams
+from pyllmd.autoscaler.decide.model import ModelGroup, ReplicaMetrics, SaturationConfig, VllmParams
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from typing import Any
 
 from lightkube.core.exceptions import ApiError
 
-from pyllmd.autoscaler.eppscrape import metrics_url
-from pyllmd.autoscaler.kube import ALL_NAMESPACES, KubeCluster, Pod, Service, resource_type
-from pyllmd.autoscaler.scalefromzero import InferencePool, PoolSource
+from pyllmd.autoscaler.collect.epp import metrics_url
+from pyllmd.autoscaler.kube.cluster import ALL_NAMESPACES, KubeCluster, Pod, Service, resource_type
+from pyllmd.autoscaler.loops.scalefromzero import InferencePool, PoolSource
 from pyllmd.core.clock import Clock, RealClock
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyllmd.autoscaler.analyze.queueing.model import QueueModel, RequestSize, ServiceParams
+from pyllmd.autoscaler.decide.analyze.queueing.model import QueueModel, RequestSize, ServiceParams
 
 DEFAULT_ERROR_LEVEL = 0.05
 DEFAULT_T_PERCENTILE = 1.96

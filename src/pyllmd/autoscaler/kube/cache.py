@@ -24,17 +24,17 @@ import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
+from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
+from pyllmd.autoscaler.decide.status import InvalidVariantAutoscaling, check_va
 from pyllmd.autoscaler.interfaces import Cluster, GpuNode, PodInfo, Workload
-from pyllmd.autoscaler.kube import (
+from pyllmd.autoscaler.kube.cluster import (
     LWS_API_VERSION,
     Deployment,
     KubeCluster,
     Namespace,
     VariantAutoscalingResource,
 )
-from pyllmd.autoscaler.kubeobjects import workload_from_object
-from pyllmd.autoscaler.status import InvalidVariantAutoscaling, check_va
+from pyllmd.autoscaler.kube.objects import workload_from_object
 from pyllmd.core.informer import Informer, Obj
 
 T = TypeVar("T")

@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pyllmd.autoscaler import api
-from pyllmd.autoscaler.model import Decision
+from pyllmd.autoscaler.decide import api
+from pyllmd.autoscaler.decide.model import Decision
 
 log = logging.getLogger(__name__)
 

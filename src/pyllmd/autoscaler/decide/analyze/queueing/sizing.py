@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyllmd.autoscaler.analyze.queueing.model import QueueMetrics, QueueModel
+from pyllmd.autoscaler.decide.analyze.queueing.model import QueueMetrics, QueueModel
 
 SLO_PERCENTILE = 0.95
 SLO_MARGIN = -math.log(1 - SLO_PERCENTILE)

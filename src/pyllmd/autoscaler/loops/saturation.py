@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from pyllmd.autoscaler import api
-from pyllmd.autoscaler.analyze import make_analyzer
-from pyllmd.autoscaler.analyze.capacity_store import V2State
-from pyllmd.autoscaler.analyze.vllm_args import parse_vllm_args
-from pyllmd.autoscaler.collect import CollectionResult
-from pyllmd.autoscaler.configmaps import (
+from pyllmd.autoscaler.collect.queries import CollectionResult
+from pyllmd.autoscaler.decide import api
+from pyllmd.autoscaler.decide.analyze import make_analyzer
+from pyllmd.autoscaler.decide.analyze.capacity_store import V2State
+from pyllmd.autoscaler.decide.analyze.vllm_args import parse_vllm_args
+from pyllmd.autoscaler.decide.configmaps import (
     ScaleToZeroConfig,
     cycle_settings,
     parse_saturation_configmap,
@@ -39,18 +39,15 @@ from pyllmd.autoscaler.configmaps import (
     resolve_saturation,
     resolve_scale_to_zero,
 )
-from pyllmd.autoscaler.enforce import Activity, AnalyzerVersion, carry_over, enforce, safety_net
-from pyllmd.autoscaler.interfaces import (
-    Actuator,
-    Analyzer,
-    Cluster,
-    Container,
-    PodInfo,
-    Workload,
+from pyllmd.autoscaler.decide.enforce import (
+    Activity,
+    AnalyzerVersion,
+    carry_over,
+    enforce,
+    safety_net,
 )
-from pyllmd.autoscaler.limiter import inventory, limit_by_nodes
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.model import (
+from pyllmd.autoscaler.decide.limiter import inventory, limit_by_nodes
+from pyllmd.autoscaler.decide.model import (
     Decision,
     ModelGroup,
     SaturationConfig,
@@ -59,8 +56,22 @@ from pyllmd.autoscaler.model import (
     VllmParams,
     parse_cost,
 )
-from pyllmd.autoscaler.reconcile import VaScope, excluded_namespaces, flag_invalid, write_target
-from pyllmd.autoscaler.status import InvalidVariantAutoscaling, StatusBook, VariantKey
+from pyllmd.autoscaler.decide.status import InvalidVariantAutoscaling, StatusBook, VariantKey
+from pyllmd.autoscaler.interfaces import (
+    Actuator,
+    Analyzer,
+    Cluster,
+    Container,
+    PodInfo,
+    Workload,
+)
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.reconcile import (
+    VaScope,
+    excluded_namespaces,
+    flag_invalid,
+    write_target,
+)
 from pyllmd.core.clock import Clock
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pyllmd.autoscaler.model import (
+from pyllmd.autoscaler.decide.model import (
     Decision,
     ModelGroup,
     ReplicaMetrics,

@@ -1,6 +1,6 @@
 """Kubernetes objects (as JSON dicts) turned into the autoscaler's own types; pure.
 
-Kept apart from `kube.py` so the parsing rules (spec §3.2, §3.3, §6.3) are
+Kept apart from `cluster.py` so the parsing rules (spec §3.2, §3.3, §6.3) are
 testable without an API server.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
+from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
 from pyllmd.autoscaler.interfaces import Container, GpuNode, PodInfo, Workload
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from pyllmd.autoscaler.model import SaturationConfig, ScaleToZeroPolicy
+from pyllmd.autoscaler.decide.model import SaturationConfig, ScaleToZeroPolicy
 from pyllmd.core.gosyntax import go_parse_duration_ns, quote_go
 
 DEFAULT_KEY = "default"

@@ -34,10 +34,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from pyllmd.autoscaler.configmaps import format_retention
+from pyllmd.autoscaler.collect.prometheus import PrometheusError, VectorSample
+from pyllmd.autoscaler.decide.configmaps import format_retention
+from pyllmd.autoscaler.decide.model import ModelGroup, ReplicaMetrics, VariantState
 from pyllmd.autoscaler.interfaces import CollectionError, MetricsSource
-from pyllmd.autoscaler.model import ModelGroup, ReplicaMetrics, VariantState
-from pyllmd.autoscaler.promclient import PrometheusError, VectorSample
 
 log = logging.getLogger(__name__)
 
