@@ -20,10 +20,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyllmd.autoscaler.collect.queries import CollectionResult
+from pyllmd.autoscaler.collect.collector import CollectionResult
 from pyllmd.autoscaler.decide import api
-from pyllmd.autoscaler.decide.model import Decision, ModelGroup, ReplicaMetrics
-from pyllmd.autoscaler.interfaces import Container, GpuNode, PodInfo, Workload
+from pyllmd.autoscaler.decide.model import (
+    Container,
+    Decision,
+    GpuNode,
+    ModelGroup,
+    PodInfo,
+    ReplicaMetrics,
+    Workload,
+)
 from pyllmd.autoscaler.loops.saturation import variant_state
 
 SYSTEM_NAMESPACE = "workload-variant-autoscaler-system"

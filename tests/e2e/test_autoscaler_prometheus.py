@@ -10,8 +10,12 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from pyllmd.autoscaler.collect.prometheus import PrometheusClient, PrometheusOptions
-from pyllmd.autoscaler.collect.queries import CollectionResult, PrometheusMetricsSource
+from pyllmd.autoscaler.collect.collector import CollectionResult
+from pyllmd.autoscaler.collect.prometheus import (
+    PrometheusClient,
+    PrometheusMetricsSource,
+    PrometheusOptions,
+)
 from pyllmd.autoscaler.decide.model import ModelGroup, VariantState
 from tests.e2e.harness import PrometheusServer, SimProcess
 

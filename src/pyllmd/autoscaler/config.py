@@ -36,13 +36,13 @@ from pyllmd.autoscaler.config_table import (
     Setting,
     render_markdown,
 )
-from pyllmd.autoscaler.decide.configmaps import load_yaml12
 from pyllmd.autoscaler.kube.selector import (
     dns_label_error,
     dns_subdomain_error,
     label_value_error,
     parse_label_selector,
 )
+from pyllmd.autoscaler.yaml12 import load_yaml12
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import (
     FlagKind,

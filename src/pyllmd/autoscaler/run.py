@@ -28,10 +28,11 @@ from aiohttp import web
 from pyllmd.autoscaler.collect.epp import EppScraper
 from pyllmd.autoscaler.collect.prometheus import (
     PrometheusClient,
-    PrometheusError,
+    PrometheusMetricsSource,
     PrometheusOptions,
+    QueryClient,
 )
-from pyllmd.autoscaler.collect.queries import PrometheusMetricsSource, QueryClient
+from pyllmd.autoscaler.collect.queries import PrometheusError
 from pyllmd.autoscaler.config import ControllerConfig, load_controller_config
 from pyllmd.autoscaler.decide.status import StatusBook
 from pyllmd.autoscaler.interfaces import Actuator, Cluster

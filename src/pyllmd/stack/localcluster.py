@@ -34,8 +34,7 @@ import aiohttp
 import pydantic
 
 from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
-from pyllmd.autoscaler.decide.model import Decision
-from pyllmd.autoscaler.interfaces import Container, GpuNode, PodInfo, Workload
+from pyllmd.autoscaler.decide.model import Container, Decision, GpuNode, PodInfo, Workload
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.process import Backoff, exit_text, spawn, tail_lines, terminate
 

@@ -8,12 +8,11 @@ from pyllmd.autoscaler.decide.configmaps import (
     ScaleToZeroConfig,
     cycle_settings,
     format_retention,
-    parse_saturation_configmap,
-    parse_scale_to_zero,
     resolve_saturation,
     resolve_scale_to_zero,
 )
 from pyllmd.autoscaler.decide.model import SaturationConfig
+from pyllmd.autoscaler.yaml12 import parse_saturation_configmap, parse_scale_to_zero
 
 DEFAULT = (
     "kvCacheThreshold: 0.80\nqueueLengthThreshold: 5\nkvSpareTrigger: 0.1\nqueueSpareTrigger: 3\n"

@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from pyllmd.autoscaler.collect.prometheus import PrometheusClient, PrometheusOptions
-from pyllmd.autoscaler.collect.queries import PrometheusMetricsSource
+from pyllmd.autoscaler.collect.prometheus import (
+    PrometheusClient,
+    PrometheusMetricsSource,
+    PrometheusOptions,
+)
 from pyllmd.autoscaler.decide.analyze.capacity_store import RECORD_TTL_SECONDS
 from pyllmd.autoscaler.decide.api import InvalidObject, validate_variant_autoscaling
 from pyllmd.autoscaler.decide.status import StatusBook

@@ -13,7 +13,7 @@ from pyllmd.autoscaler.decide.limiter import (
     limit_by_nodes,
     normalize_product,
 )
-from pyllmd.autoscaler.interfaces import GpuNode
+from pyllmd.autoscaler.decide.model import GpuNode
 
 from .decisionkit import decision, targets
 

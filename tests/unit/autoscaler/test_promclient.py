@@ -10,12 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pyllmd.autoscaler.collect.prometheus import (
-    PrometheusClient,
-    PrometheusError,
-    PrometheusOptions,
-    VectorSample,
-)
+from pyllmd.autoscaler.collect.prometheus import PrometheusClient, PrometheusOptions
+from pyllmd.autoscaler.collect.queries import PrometheusError, VectorSample
 from tests.tlsutil import write_self_signed
 from tests.unit.autoscaler.promfake import (
     EVAL_TIME,

@@ -8,8 +8,8 @@ from pyllmd.autoscaler.decide.analyze.queueing import (
     DEFAULT_CLASS_NAME,
     ModelSlo,
     Targets,
-    parse_service_classes,
 )
+from pyllmd.autoscaler.yaml12 import parse_service_classes
 
 # The shape upstream ships in deploy/configmap-serviceclass.yaml.
 SHIPPED = {

@@ -10,8 +10,7 @@ from pyllmd.autoscaler.decide.analyze.vllm_args import (
     parse_vllm_args,
     split_shell,
 )
-from pyllmd.autoscaler.decide.model import VllmParams
-from pyllmd.autoscaler.interfaces import Container
+from pyllmd.autoscaler.decide.model import Container, VllmParams
 
 
 def parse(

@@ -1,4 +1,5 @@
-"""Async client of Prometheus' HTTP query API (spec §4.1), on aiohttp.
+"""Async client of Prometheus' HTTP query API (spec §4.1), on aiohttp, and the
+`MetricsCollector` over it (`PrometheusMetricsSource`: the queries of `queries.py`).
 
 Written here rather than taken from a library because the Python clients on
 PyPI are synchronous (`prometheus-api-client`, on requests) and none offers
@@ -20,48 +21,36 @@ tokens are picked up without a restart.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
-import math
 import random
 import ssl
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 
 import aiohttp
 
+from pyllmd.autoscaler.collect.collector import CollectionError, CollectionResult, MetricsCollector
+from pyllmd.autoscaler.collect.queries import (
+    MODEL_RECENT_SUCCESS,
+    MODEL_REQUEST_COUNT,
+    REPLICA_QUERIES,
+    REQUIRED_QUERIES,
+    SCHEDULER_QUEUE_BYTES,
+    SCHEDULER_QUEUE_SIZE,
+    PrometheusError,
+    VectorSample,
+    classify,
+    decode_answer,
+    render_query,
+)
+from pyllmd.autoscaler.decide.configmaps import format_retention
+from pyllmd.autoscaler.decide.model import ModelGroup, ReplicaMetrics
 from pyllmd.core.clock import Clock, RealClock
 
 log = logging.getLogger(__name__)
-
-ErrorKind = Literal["connection", "http", "api"]
-_NO_RETRY_STATUS = frozenset({400, 422})
-
-
-class PrometheusError(Exception):
-    """A query failed: transport (`connection`), non-API HTTP answer (`http`), or API error."""
-
-    def __init__(
-        self,
-        kind: ErrorKind,
-        message: str,
-        *,
-        status: int | None = None,
-        error_type: str = "",
-        error: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.kind: ErrorKind = kind
-        self.status = status
-        self.error_type = error_type
-        self.error = error
-
-    @property
-    def retryable(self) -> bool:
-        """False for answers that say the query itself is wrong."""
-        return self.status not in _NO_RETRY_STATUS
 
 
 @dataclass(frozen=True)
@@ -83,15 +72,6 @@ class PrometheusOptions:
     retry_steps: int = 5
 
 
-@dataclass(frozen=True, slots=True)
-class VectorSample:
-    """One series of a query result: its labels, value and sample time (Unix seconds)."""
-
-    labels: Mapping[str, str] = field(default_factory=dict)
-    value: float = 0.0
-    timestamp: float = 0.0
-
-
 def ssl_context(opts: PrometheusOptions) -> ssl.SSLContext:
     """TLS ≥ 1.2 with the optional CA bundle, client certificate and verification switch."""
     ctx = ssl.create_default_context(cafile=opts.ca_cert_path or None)
@@ -102,30 +82,6 @@ def ssl_context(opts: PrometheusOptions) -> ssl.SSLContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
-
-
-def finite(value: float) -> float:
-    """NaN and ±Inf as 0 (upstream's rule for sample values)."""
-    return value if math.isfinite(value) else 0.0
-
-
-def parse_result(data: Mapping[str, Any]) -> list[VectorSample]:
-    """The `data` object of a query answer as samples; raises PrometheusError on odd shapes."""
-    kind, result = data.get("resultType"), data.get("result") or []
-    try:
-        if kind == "vector":
-            return [_sample(s["metric"], s["value"]) for s in result]
-        if kind == "scalar":
-            return [_sample({}, result)]
-        if kind == "matrix":
-            return [_sample(s["metric"], s["values"][-1]) for s in result if s["values"]]
-    except (KeyError, IndexError, TypeError, ValueError) as err:
-        raise PrometheusError("api", f"malformed {kind} result: {err}") from err
-    raise PrometheusError("api", f"unsupported result type {kind!r}")
-
-
-def _sample(metric: Mapping[str, str], point: Sequence[Any]) -> VectorSample:
-    return VectorSample(dict(metric), finite(float(point[1])), float(point[0]))
 
 
 class PrometheusClient:
@@ -196,7 +152,7 @@ class PrometheusClient:
             raise PrometheusError("connection", f"query timed out: {promql}") from err
         except aiohttp.ClientError as err:
             raise PrometheusError("connection", f"cannot reach Prometheus: {err}") from err
-        return _decode(status, body)
+        return decode_answer(status, body)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -220,23 +176,119 @@ def _format_time(seconds: float) -> str:
     return f"{seconds:.3f}"
 
 
-def _decode(status: int, body: bytes) -> list[VectorSample]:
-    """An HTTP answer as samples, or the matching PrometheusError."""
-    try:
-        reply = json.loads(body)
-    except ValueError:
-        reply = None
-    if not isinstance(reply, dict):
-        text = body[:200].decode(errors="replace")
-        raise PrometheusError("http", f"HTTP {status}: {text}", status=status)
-    if reply.get("status") != "success":
-        etype, error = str(reply.get("errorType", "")), str(reply.get("error", ""))
-        raise PrometheusError(
-            "api", f"{etype}: {error} (HTTP {status})", status=status, error_type=etype, error=error
+class QueryClient(Protocol):
+    """What the source needs of a Prometheus client (PrometheusClient, or a fake)."""
+
+    async def query(self, promql: str) -> list[VectorSample]:
+        """Instant query at now."""
+        ...
+
+
+PodResolver = Callable[[ModelGroup], Awaitable[Mapping[str, str]]]
+"""Pod name → VA name for a group's pods (the caller resolves Pod → Deployment → VA)."""
+
+
+class PrometheusMetricsSource:
+    """`MetricsCollector` over Prometheus: the queries of §4.2, built into `ReplicaMetrics`."""
+
+    def __init__(
+        self,
+        client: QueryClient,
+        resolve_pods: PodResolver | None = None,
+        *,
+        fresh_threshold: float = 60.0,
+        stale_window: float = 300.0,
+    ) -> None:
+        self._client = client
+        self._resolve_pods = resolve_pods
+        self.fresh_threshold = fresh_threshold
+        self.stale_window = stale_window
+
+    async def collect(
+        self, group: ModelGroup, pod_variants: Mapping[str, str] | None = None
+    ) -> CollectionResult:
+        """Run the group's queries concurrently and classify the outcome.
+
+        `pod_variants` maps pod name → VA name; without it the resolver given at
+        construction is asked.
+        """
+        if pod_variants is None:
+            if self._resolve_pods is None:
+                raise ValueError("no pod → variant mapping given and no resolver configured")
+            pod_variants = await self._resolve_pods(group)
+        window = format_retention(self.stale_window)
+        queries = [
+            render_query(name, group.namespace, group.model_id, window=window)
+            for name in REPLICA_QUERIES
+        ]
+        answers = await asyncio.gather(
+            *(self._client.query(q) for q in queries), return_exceptions=True
         )
-    if status >= 300:
-        raise PrometheusError("http", f"HTTP {status} with a success body", status=status)
-    data = reply.get("data")
-    if not isinstance(data, dict):
-        raise PrometheusError("api", "answer without data", status=status)
-    return parse_result(data)
+        results: dict[str, list[VectorSample]] = {}
+        for name, answer in zip(REPLICA_QUERIES, answers, strict=True):
+            if isinstance(answer, PrometheusError):
+                if name in REQUIRED_QUERIES:
+                    return CollectionResult((), "error", f"{name} query failed: {answer}")
+                log.info("ignoring failed %s query for %s: %s", name, group.key, answer)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                results[name] = answer
+        return classify(group, results, pod_variants, self.fresh_threshold)
+
+    async def replica_metrics(self, group: ModelGroup) -> tuple[ReplicaMetrics, ...]:
+        """Replicas, or CollectionError on a Prometheus error."""
+        result = await self.collect(group)
+        if result.status == "error":
+            raise CollectionError(result.detail)
+        return result.replicas
+
+    async def request_count(
+        self, namespace: str, model_id: str, retention_seconds: float
+    ) -> float | None:
+        """Successful requests over the retention window; None on error or without series."""
+        retention = format_retention(retention_seconds)
+        promql = render_query(MODEL_REQUEST_COUNT, namespace, model_id, retention=retention)
+        try:
+            samples = await self._client.query(promql)
+        except PrometheusError as err:
+            log.info("request count of %s/%s unknown: %s", namespace, model_id, err)
+            return None
+        return sum(s.value for s in samples) if samples else None
+
+    async def recent_success(
+        self, namespace: str, model_id: str, retention_seconds: float
+    ) -> bool | None:
+        """Whether a successful request was first seen within the window; None on error.
+
+        pyllmd's guard next to `request_count` (see `MODEL_RECENT_SUCCESS`).
+        """
+        retention = format_retention(retention_seconds)
+        promql = render_query(MODEL_RECENT_SUCCESS, namespace, model_id, retention=retention)
+        try:
+            samples = await self._client.query(promql)
+        except PrometheusError as err:
+            log.info("recent successes of %s/%s unknown: %s", namespace, model_id, err)
+            return None
+        return any(s.value > 0 for s in samples)
+
+    async def scheduler_queue(self, model_id: str) -> tuple[float, float]:
+        """EPP flow-control queue (size, bytes) of a model; 0 for an unknown or failed query."""
+        names = (SCHEDULER_QUEUE_SIZE, SCHEDULER_QUEUE_BYTES)
+        answers = await asyncio.gather(
+            *(self._client.query(render_query(n, model_id=model_id)) for n in names),
+            return_exceptions=True,
+        )
+        totals: list[float] = []
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, PrometheusError):
+                log.info("%s of %s unknown: %s", name, model_id, answer)
+                totals.append(0.0)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                totals.append(sum(s.value for s in answer))
+        return totals[0], totals[1]
+
+
+_PROTOCOL_CHECK: type[MetricsCollector] = PrometheusMetricsSource

@@ -1,4 +1,7 @@
-"""Replica metrics from Prometheus (spec §4.2, §4.3), with freshness classified.
+"""PromQL of the replica metrics (spec §4.2, §4.3): rendering, answer parsing, classification.
+
+Pure functions; the HTTP client and the async source that runs the queries are
+in `prometheus.py`.
 
 The PromQL templates are upstream's, character for character, so dashboards
 and recording rules written for upstream see the same queries.
@@ -27,19 +30,15 @@ controller can set `MetricsAvailable` to `MetricsMissing`, `MetricsStale` or
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import json
+import math
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from pyllmd.autoscaler.collect.prometheus import PrometheusError, VectorSample
-from pyllmd.autoscaler.decide.configmaps import format_retention
+from pyllmd.autoscaler.collect.collector import CollectionResult
 from pyllmd.autoscaler.decide.model import ModelGroup, ReplicaMetrics, VariantState
-from pyllmd.autoscaler.interfaces import CollectionError, MetricsSource
-
-log = logging.getLogger(__name__)
 
 KV_CACHE_USAGE = "kv_cache_usage"
 QUEUE_LENGTH = "queue_length"
@@ -81,7 +80,7 @@ QUERY_TEMPLATES: Mapping[str, str] = {
     KV_LAST_SAMPLE: 'max by (pod) (timestamp(vllm:kv_cache_usage_perc{namespace="{ns}",model_name="{model}"})) or max by (pod) (max_over_time(timestamp(vllm:kv_cache_usage_perc{namespace="{ns}",model_name="{model}"})[{window}:10s]))',  # noqa: E501
 }
 
-_REPLICA_QUERIES = (
+REPLICA_QUERIES = (
     KV_CACHE_USAGE,
     QUEUE_LENGTH,
     CACHE_CONFIG_INFO,
@@ -90,17 +89,45 @@ _REPLICA_QUERIES = (
     PREFIX_CACHE_HIT_RATE,
     KV_LAST_SAMPLE,
 )
-_REQUIRED = (KV_CACHE_USAGE, QUEUE_LENGTH)
+REQUIRED_QUERIES = (KV_CACHE_USAGE, QUEUE_LENGTH)
 _PLACEHOLDER = re.compile(r"\{(ns|model|retention|window)\}")
 
-CollectionStatus = Literal["ok", "missing", "stale", "error"]
-CONDITION_REASONS: Mapping[CollectionStatus, str] = {
-    "ok": "MetricsFound",
-    "missing": "MetricsMissing",
-    "stale": "MetricsStale",
-    "error": "PrometheusError",
-}
-"""`MetricsAvailable` condition reason for each collection status."""
+
+ErrorKind = Literal["connection", "http", "api"]
+_NO_RETRY_STATUS = frozenset({400, 422})
+
+
+class PrometheusError(Exception):
+    """A query failed: transport (`connection`), non-API HTTP answer (`http`), or API error."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        error_type: str = "",
+        error: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.status = status
+        self.error_type = error_type
+        self.error = error
+
+    @property
+    def retryable(self) -> bool:
+        """False for answers that say the query itself is wrong."""
+        return self.status not in _NO_RETRY_STATUS
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSample:
+    """One series of a query result: its labels, value and sample time (Unix seconds)."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    value: float = 0.0
+    timestamp: float = 0.0
 
 
 def escape_label_value(value: str) -> str:
@@ -112,135 +139,6 @@ def render_query(name: str, namespace: str = "", model_id: str = "", **extra: st
     """Template `name` with escaped namespace/model and raw `retention`/`window` durations."""
     values = {"ns": escape_label_value(namespace), "model": escape_label_value(model_id), **extra}
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], QUERY_TEMPLATES[name])
-
-
-class QueryClient(Protocol):
-    """What the source needs of a Prometheus client (PrometheusClient, or a fake)."""
-
-    async def query(self, promql: str) -> list[VectorSample]:
-        """Instant query at now."""
-        ...
-
-
-@dataclass(frozen=True)
-class CollectionResult:
-    """Replica metrics of one model group, and whether they can be trusted."""
-
-    replicas: tuple[ReplicaMetrics, ...]
-    status: CollectionStatus
-    detail: str = ""
-
-    @property
-    def reason(self) -> str:
-        """The `MetricsAvailable` reason matching `status`."""
-        return CONDITION_REASONS[self.status]
-
-
-PodResolver = Callable[[ModelGroup], Awaitable[Mapping[str, str]]]
-"""Pod name → VA name for a group's pods (the caller resolves Pod → Deployment → VA)."""
-
-
-class PrometheusMetricsSource:
-    """`MetricsSource` over Prometheus: the queries of §4.2, built into `ReplicaMetrics`."""
-
-    def __init__(
-        self,
-        client: QueryClient,
-        resolve_pods: PodResolver | None = None,
-        *,
-        fresh_threshold: float = 60.0,
-        stale_window: float = 300.0,
-    ) -> None:
-        self._client = client
-        self._resolve_pods = resolve_pods
-        self.fresh_threshold = fresh_threshold
-        self.stale_window = stale_window
-
-    async def collect(
-        self, group: ModelGroup, pod_variants: Mapping[str, str] | None = None
-    ) -> CollectionResult:
-        """Run the group's queries concurrently and classify the outcome.
-
-        `pod_variants` maps pod name → VA name; without it the resolver given at
-        construction is asked.
-        """
-        if pod_variants is None:
-            if self._resolve_pods is None:
-                raise ValueError("no pod → variant mapping given and no resolver configured")
-            pod_variants = await self._resolve_pods(group)
-        window = format_retention(self.stale_window)
-        queries = [
-            render_query(name, group.namespace, group.model_id, window=window)
-            for name in _REPLICA_QUERIES
-        ]
-        answers = await asyncio.gather(
-            *(self._client.query(q) for q in queries), return_exceptions=True
-        )
-        results: dict[str, list[VectorSample]] = {}
-        for name, answer in zip(_REPLICA_QUERIES, answers, strict=True):
-            if isinstance(answer, PrometheusError):
-                if name in _REQUIRED:
-                    return CollectionResult((), "error", f"{name} query failed: {answer}")
-                log.info("ignoring failed %s query for %s: %s", name, group.key, answer)
-            elif isinstance(answer, BaseException):
-                raise answer
-            else:
-                results[name] = answer
-        return classify(group, results, pod_variants, self.fresh_threshold)
-
-    async def replica_metrics(self, group: ModelGroup) -> tuple[ReplicaMetrics, ...]:
-        """The `MetricsSource` protocol: replicas, or CollectionError on a Prometheus error."""
-        result = await self.collect(group)
-        if result.status == "error":
-            raise CollectionError(result.detail)
-        return result.replicas
-
-    async def request_count(
-        self, namespace: str, model_id: str, retention_seconds: float
-    ) -> float | None:
-        """Successful requests over the retention window; None on error or without series."""
-        retention = format_retention(retention_seconds)
-        promql = render_query(MODEL_REQUEST_COUNT, namespace, model_id, retention=retention)
-        try:
-            samples = await self._client.query(promql)
-        except PrometheusError as err:
-            log.info("request count of %s/%s unknown: %s", namespace, model_id, err)
-            return None
-        return sum(s.value for s in samples) if samples else None
-
-    async def recent_success(
-        self, namespace: str, model_id: str, retention_seconds: float
-    ) -> bool | None:
-        """Whether a successful request was first seen within the window; None on error.
-
-        pyllmd's guard next to `request_count` (see `MODEL_RECENT_SUCCESS`).
-        """
-        retention = format_retention(retention_seconds)
-        promql = render_query(MODEL_RECENT_SUCCESS, namespace, model_id, retention=retention)
-        try:
-            samples = await self._client.query(promql)
-        except PrometheusError as err:
-            log.info("recent successes of %s/%s unknown: %s", namespace, model_id, err)
-            return None
-        return any(s.value > 0 for s in samples)
-
-    async def scheduler_queue(self, model_id: str) -> tuple[float, float]:
-        """EPP flow-control queue (size, bytes) of a model; 0 for an unknown or failed query."""
-        names = (SCHEDULER_QUEUE_SIZE, SCHEDULER_QUEUE_BYTES)
-        answers = await asyncio.gather(
-            *(self._client.query(render_query(n, model_id=model_id)) for n in names),
-            return_exceptions=True,
-        )
-        totals: list[float] = []
-        for name, answer in zip(names, answers, strict=True):
-            if isinstance(answer, PrometheusError):
-                log.info("%s of %s unknown: %s", name, model_id, answer)
-                totals.append(0.0)
-            elif isinstance(answer, BaseException):
-                raise answer
-            else:
-                totals.append(sum(s.value for s in answer))
-        return totals[0], totals[1]
 
 
 def pod_of(sample: VectorSample) -> str:
@@ -270,7 +168,7 @@ def classify(
         detail = f"latest samples older than {fresh_threshold:g}s: {ages}"
         return CollectionResult(replicas, "stale", detail)
     if not replicas:
-        seen = {pod_of(s) for n in _REQUIRED for s in results.get(n, ())}
+        seen = {pod_of(s) for n in REQUIRED_QUERIES for s in results.get(n, ())}
         detail = f"no KV-cache or queue series for model {group.model_id!r} in {group.namespace}"
         if seen:
             detail += f" from its variants' pods ({len(seen)} other pods seen)"
@@ -284,7 +182,7 @@ def build_replicas(
     owned: Mapping[str, VariantState],
 ) -> list[ReplicaMetrics]:
     """Per-pod metrics (§4.3): a pod appears if it has KV or queue data and maps to a variant."""
-    per_query = {name: _by_pod(results.get(name, ())) for name in _REPLICA_QUERIES}
+    per_query = {name: _by_pod(results.get(name, ())) for name in REPLICA_QUERIES}
     kv, queue = per_query[KV_CACHE_USAGE], per_query[QUEUE_LENGTH]
     blocks = _cache_config(results.get(CACHE_CONFIG_INFO, ()))
     out: list[ReplicaMetrics] = []
@@ -339,4 +237,47 @@ def _cache_config(samples: Sequence[VectorSample]) -> dict[str, tuple[int, int]]
     return out
 
 
-_PROTOCOL_CHECK: type[MetricsSource] = PrometheusMetricsSource
+def finite(value: float) -> float:
+    """NaN and ±Inf as 0 (upstream's rule for sample values)."""
+    return value if math.isfinite(value) else 0.0
+
+
+def parse_result(data: Mapping[str, Any]) -> list[VectorSample]:
+    """The `data` object of a query answer as samples; raises PrometheusError on odd shapes."""
+    kind, result = data.get("resultType"), data.get("result") or []
+    try:
+        if kind == "vector":
+            return [_sample(s["metric"], s["value"]) for s in result]
+        if kind == "scalar":
+            return [_sample({}, result)]
+        if kind == "matrix":
+            return [_sample(s["metric"], s["values"][-1]) for s in result if s["values"]]
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise PrometheusError("api", f"malformed {kind} result: {err}") from err
+    raise PrometheusError("api", f"unsupported result type {kind!r}")
+
+
+def _sample(metric: Mapping[str, str], point: Sequence[Any]) -> VectorSample:
+    return VectorSample(dict(metric), finite(float(point[1])), float(point[0]))
+
+
+def decode_answer(status: int, body: bytes) -> list[VectorSample]:
+    """An HTTP answer as samples, or the matching PrometheusError."""
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        text = body[:200].decode(errors="replace")
+        raise PrometheusError("http", f"HTTP {status}: {text}", status=status)
+    if reply.get("status") != "success":
+        etype, error = str(reply.get("errorType", "")), str(reply.get("error", ""))
+        raise PrometheusError(
+            "api", f"{etype}: {error} (HTTP {status})", status=status, error_type=etype, error=error
+        )
+    if status >= 300:
+        raise PrometheusError("http", f"HTTP {status} with a success body", status=status)
+    data = reply.get("data")
+    if not isinstance(data, dict):
+        raise PrometheusError("api", "answer without data", status=status)
+    return parse_result(data)

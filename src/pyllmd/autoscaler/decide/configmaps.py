@@ -1,9 +1,9 @@
 """The saturation and scale-to-zero ConfigMaps: parsing, validation and resolution (spec §2.3).
 
 Each data key holds one YAML document. Bad entries are skipped with a message
-and the others still apply. Pure functions over `Mapping[str, str]`; the
-ConfigMap watcher (the shell) decides which map is global and which is
-namespace-local.
+and the others still apply. Pure functions over the decoded documents (the YAML
+decoding is the shell's, `autoscaler/yaml12.py`, passed in as `decode`); the
+saturation loop decides which map is global and which is namespace-local.
 
 Where this differs from upstream (documented in differences-from-upstream.md):
 - V2 defaults (`scaleUpThreshold` 0.85, `scaleDownBoundary` 0.70) are applied
@@ -18,12 +18,9 @@ Where this differs from upstream (documented in differences-from-upstream.md):
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import yaml
 
 from pyllmd.autoscaler.decide.model import SaturationConfig, ScaleToZeroPolicy
 from pyllmd.core.gosyntax import go_parse_duration_ns, quote_go
@@ -53,21 +50,6 @@ _CYCLE_WIDE = frozenset({"analyzer_name", "enable_limiter"})
 _IDENTITY = frozenset({"model_id", "namespace"})
 
 
-class Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans, as Go's yaml.v3 reads untyped values: only
-    true/false are booleans, so `model_id: off` or `namespace: no` stay strings."""
-
-
-Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool",
-    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
-
 # yaml.v3 still accepts the YAML 1.1 spellings when the target field is a bool.
 _YAML11_BOOLS = {
     **dict.fromkeys(("y", "Y", "yes", "Yes", "YES", "on", "On", "ON"), True),
@@ -75,22 +57,10 @@ _YAML11_BOOLS = {
 }
 
 
-def load_yaml12(text: str) -> Any:
-    """Parse one YAML document with YAML 1.2 booleans (see `Yaml12Loader`)."""
-    return yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+Decode = Callable[[str], Mapping[str, Any]]
+"""Decodes one data value (a YAML document) into a mapping; raises ValueError.
 
-
-def _load_mapping(text: str) -> dict[str, Any]:
-    """One entry's YAML document as a mapping (empty document → {})."""
-    try:
-        doc = load_yaml12(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"invalid YAML: {str(exc).splitlines()[0]}") from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ValueError("must be a YAML mapping")
-    return doc
+The shell's decoder is `yaml12.load_mapping`; the rules here see only its result."""
 
 
 def _typed(key: str, value: object, kind: str) -> object:
@@ -142,10 +112,10 @@ def saturation_error(cfg: SaturationConfig) -> str | None:
     return None
 
 
-def parse_saturation_entry(text: str) -> SaturationConfig:
-    """One saturation entry; omitted keys take the shipped defaults, V2 defaults are applied
-    (zero counts as omitted, as upstream), then the entry is validated. Raises ValueError."""
-    doc = _load_mapping(text)
+def saturation_entry(doc: Mapping[str, Any]) -> SaturationConfig:
+    """One decoded saturation entry; omitted keys take the shipped defaults, V2 defaults are
+    applied (zero counts as omitted, as upstream), then the entry is validated. Raises
+    ValueError."""
     values: dict[str, object] = {}
     for key, (name, kind) in _SATURATION_KEYS.items():
         if doc.get(key) is not None:
@@ -161,15 +131,15 @@ def parse_saturation_entry(text: str) -> SaturationConfig:
     return cfg
 
 
-def parse_saturation_configmap(
-    data: Mapping[str, str],
+def saturation_configmap(
+    data: Mapping[str, str], decode: Decode
 ) -> tuple[dict[str, SaturationConfig], list[str]]:
     """All valid entries by data key, and one message per skipped entry."""
     entries: dict[str, SaturationConfig] = {}
     errors: list[str] = []
     for key in sorted(data):
         try:
-            entries[key] = parse_saturation_entry(data[key])
+            entries[key] = saturation_entry(decode(data[key]))
         except ValueError as exc:
             errors.append(f"saturation config entry {quote_go(key)} skipped: {exc}")
     return entries, errors
@@ -266,8 +236,7 @@ def retention_seconds(text: str) -> float:
     return ns / 1e9
 
 
-def _scale_to_zero_entry(text: str) -> ScaleToZeroEntry:
-    doc = _load_mapping(text)
+def _scale_to_zero_entry(doc: Mapping[str, Any]) -> ScaleToZeroEntry:
     enable = doc.get("enable_scale_to_zero")
     if enable is not None:
         enable = bool(_typed("enable_scale_to_zero", enable, "bool"))
@@ -299,7 +268,9 @@ def _retention_notes(key: str, entry: ScaleToZeroEntry) -> list[str]:
     return []
 
 
-def parse_scale_to_zero(data: Mapping[str, str]) -> tuple[ScaleToZeroConfig, list[str]]:
+def scale_to_zero_configmap(
+    data: Mapping[str, str], decode: Decode
+) -> tuple[ScaleToZeroConfig, list[str]]:
     """Entries in sorted key order: `default`, then per-model entries (model_id required;
     for a duplicate model_id the lexicographically first key wins). Also returns messages
     for skipped entries, invalid or very long retention periods."""
@@ -309,7 +280,7 @@ def parse_scale_to_zero(data: Mapping[str, str]) -> tuple[ScaleToZeroConfig, lis
     notes: list[str] = []
     for key in sorted(data):
         try:
-            entry = _scale_to_zero_entry(data[key])
+            entry = _scale_to_zero_entry(decode(data[key]))
         except ValueError as exc:
             notes.append(f"scale-to-zero entry {quote_go(key)} skipped: {exc}")
             continue

@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from pyllmd.autoscaler.decide.model import Decision
-from pyllmd.autoscaler.interfaces import GpuNode
+from pyllmd.autoscaler.decide.model import Decision, GpuNode
 
 NAME = "greedy-by-saturation"
 LIMITED_BY = "gpu-limiter"

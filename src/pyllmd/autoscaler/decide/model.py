@@ -7,6 +7,7 @@ upstream's `interfaces` package.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 DEFAULT_VARIANT_COST = 10.0
@@ -178,3 +179,60 @@ class ModelGroup:
     def key(self) -> str:
         """Upstream's grouping key `modelID|namespace`."""
         return f"{self.model_id}|{self.namespace}"
+
+
+@dataclass(frozen=True)
+class Container:
+    """The parts of a pod-template container the autoscaler reads."""
+
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    gpu_requests: int = 0  # nvidia.com/gpu + amd.com/gpu + intel.com/gpu requests
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A scale target (a Deployment in practice) as the engine sees it (spec §3.2)."""
+
+    namespace: str
+    name: str
+    spec_replicas: int | None
+    status_replicas: int = 0
+    ready_replicas: int = 0
+    template_labels: Mapping[str, str] = field(default_factory=dict)
+    containers: tuple[Container, ...] = ()
+    deleting: bool = False
+
+    @property
+    def current_replicas(self) -> int:
+        """`status.replicas`, or `spec.replicas` while the status still says 0."""
+        if self.status_replicas == 0 and self.spec_replicas is not None:
+            return self.spec_replicas
+        return self.status_replicas
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPU requests of the pod template; 0 counts as 1."""
+        return sum(c.gpu_requests for c in self.containers) or 1
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """A pod as the engine sees it: its owner and since when it has been Ready."""
+
+    name: str
+    workload: str  # the owning workload's name (Pod → ReplicaSet → Deployment)
+    ready_since: float | None = (
+        None  # wall seconds of its last transition to Ready; None: not Ready
+    )
+
+
+@dataclass(frozen=True)
+class GpuNode:
+    """A node's GPU inventory entry (for the limiter)."""
+
+    name: str
+    vendor: str  # "nvidia.com" | "amd.com" | "intel.com"
+    product: str  # the `<vendor>/gpu.product` label
+    count: int  # allocatable `<vendor>/gpu`

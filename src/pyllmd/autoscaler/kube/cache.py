@@ -25,8 +25,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
+from pyllmd.autoscaler.decide.model import GpuNode, PodInfo, Workload
 from pyllmd.autoscaler.decide.status import InvalidVariantAutoscaling, check_va
-from pyllmd.autoscaler.interfaces import Cluster, GpuNode, PodInfo, Workload
+from pyllmd.autoscaler.interfaces import Cluster
 from pyllmd.autoscaler.kube.cluster import (
     LWS_API_VERSION,
     Deployment,

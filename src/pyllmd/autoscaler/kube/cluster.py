@@ -41,9 +41,9 @@ from pyllmd.autoscaler.decide.api import (
     CrossVersionObjectReference,
     VariantAutoscaling,
 )
-from pyllmd.autoscaler.decide.model import Decision
+from pyllmd.autoscaler.decide.model import Decision, GpuNode, PodInfo, Workload
 from pyllmd.autoscaler.decide.status import InvalidVariantAutoscaling, check_va
-from pyllmd.autoscaler.interfaces import Actuator, Cluster, GpuNode, PodInfo, Workload
+from pyllmd.autoscaler.interfaces import Actuator, Cluster
 from pyllmd.autoscaler.kube.objects import (
     gpu_nodes_from,
     pod_infos,

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
-from pyllmd.autoscaler.interfaces import Container, GpuNode, PodInfo, Workload
+from pyllmd.autoscaler.decide.model import Container, GpuNode, PodInfo, Workload
 
 log = logging.getLogger(__name__)
 

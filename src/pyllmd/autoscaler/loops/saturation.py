@@ -24,18 +24,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
-from pyllmd.autoscaler.collect.queries import CollectionResult
+from pyllmd.autoscaler.collect.collector import CollectionResult, MetricsCollector
 from pyllmd.autoscaler.decide import api
-from pyllmd.autoscaler.decide.analyze import make_analyzer
+from pyllmd.autoscaler.decide.analyze import Analyzer, make_analyzer
 from pyllmd.autoscaler.decide.analyze.capacity_store import V2State
 from pyllmd.autoscaler.decide.analyze.vllm_args import parse_vllm_args
 from pyllmd.autoscaler.decide.configmaps import (
     ScaleToZeroConfig,
     cycle_settings,
-    parse_saturation_configmap,
-    parse_scale_to_zero,
     resolve_saturation,
     resolve_scale_to_zero,
 )
@@ -48,23 +45,19 @@ from pyllmd.autoscaler.decide.enforce import (
 )
 from pyllmd.autoscaler.decide.limiter import inventory, limit_by_nodes
 from pyllmd.autoscaler.decide.model import (
+    Container,
     Decision,
     ModelGroup,
+    PodInfo,
     SaturationConfig,
     ScaleToZeroPolicy,
     VariantState,
     VllmParams,
+    Workload,
     parse_cost,
 )
 from pyllmd.autoscaler.decide.status import InvalidVariantAutoscaling, StatusBook, VariantKey
-from pyllmd.autoscaler.interfaces import (
-    Actuator,
-    Analyzer,
-    Cluster,
-    Container,
-    PodInfo,
-    Workload,
-)
+from pyllmd.autoscaler.interfaces import Actuator, Cluster
 from pyllmd.autoscaler.loops.metrics import ControllerMetrics
 from pyllmd.autoscaler.loops.reconcile import (
     VaScope,
@@ -72,37 +65,12 @@ from pyllmd.autoscaler.loops.reconcile import (
     flag_invalid,
     write_target,
 )
+from pyllmd.autoscaler.yaml12 import parse_saturation_configmap, parse_scale_to_zero
 from pyllmd.core.clock import Clock
 
 log = logging.getLogger(__name__)
 
 SCALE_TO_ZERO_CONFIG_MAP = "wva-model-scale-to-zero-config"
-
-
-class GroupCollector(Protocol):
-    """What the engine needs of the metrics source (PrometheusMetricsSource)."""
-
-    async def collect(
-        self, group: ModelGroup, pod_variants: Mapping[str, str] | None = None
-    ) -> CollectionResult:
-        """Replica metrics of a group, classified ok / missing / stale / error."""
-        ...
-
-    async def request_count(
-        self, namespace: str, model_id: str, retention_seconds: float
-    ) -> float | None:
-        """Successful requests over the retention window; None when unknown."""
-        ...
-
-    async def recent_success(
-        self, namespace: str, model_id: str, retention_seconds: float
-    ) -> bool | None:
-        """Whether a success was first seen within the retention window; None when unknown."""
-        ...
-
-    async def scheduler_queue(self, model_id: str) -> tuple[float, float]:
-        """EPP flow-control queue (size, bytes) of a model."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -179,7 +147,7 @@ class SaturationEngine:
     def __init__(
         self,
         cluster: Cluster,
-        source: GroupCollector,
+        source: MetricsCollector,
         metrics: ControllerMetrics,
         book: StatusBook,
         clock: Clock,

@@ -23,9 +23,9 @@ from typing import Protocol
 
 from pyllmd.autoscaler.collect.epp import EppScraper, ScrapeResult, pending_demand
 from pyllmd.autoscaler.decide import api
-from pyllmd.autoscaler.decide.model import Decision, parse_cost
+from pyllmd.autoscaler.decide.model import Decision, Workload, parse_cost
 from pyllmd.autoscaler.decide.status import StatusBook
-from pyllmd.autoscaler.interfaces import Cluster, Workload
+from pyllmd.autoscaler.interfaces import Cluster
 from pyllmd.autoscaler.loops.metrics import ControllerMetrics
 from pyllmd.autoscaler.loops.reconcile import VaScope
 from pyllmd.core.clock import Clock

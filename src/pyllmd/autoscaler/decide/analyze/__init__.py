@@ -8,6 +8,7 @@ which the caller creates once per process and hands to `make_analyzer`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from pyllmd.autoscaler.decide.analyze import saturation_v1, saturation_v2
 from pyllmd.autoscaler.decide.analyze.capacity_store import V2State
@@ -15,16 +16,31 @@ from pyllmd.autoscaler.decide.analyze.saturation_v1 import SaturationV1Analyzer
 from pyllmd.autoscaler.decide.analyze.vllm_args import parse_vllm_args
 from pyllmd.autoscaler.decide.model import Decision, ModelGroup, SaturationConfig
 from pyllmd.autoscaler.decide.optimize import cost_aware
-from pyllmd.autoscaler.interfaces import Analyzer
 
 __all__ = [
     "ANALYZERS",
+    "Analyzer",
     "SaturationV1Analyzer",
     "SaturationV2Analyzer",
     "V2State",
     "make_analyzer",
     "parse_vllm_args",
 ]
+
+
+class Analyzer(Protocol):
+    """Turns one model group's metrics into per-variant decisions; pure."""
+
+    version: str
+    """`v1` or `v2`: which saturation model (enforcement and the limiter depend on it)."""
+
+    def analyze(self, group: ModelGroup, config: SaturationConfig, now: float) -> list[Decision]:
+        """Decisions for the variants of `group` that get one this cycle.
+
+        `now` (wall seconds, from the caller's Clock) stamps whatever the analyzer
+        learns, so that its state can expire (`V2State.evict`).
+        """
+        ...
 
 
 class SaturationV2Analyzer:

@@ -15,8 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from pyllmd.autoscaler.decide.model import VllmParams
-from pyllmd.autoscaler.interfaces import Container
+from pyllmd.autoscaler.decide.model import Container, VllmParams
 
 SHELLS = frozenset({"sh", "bash", "/bin/sh", "/bin/bash"})
 _INT = re.compile(r"[+-]?[0-9]+")

@@ -24,7 +24,8 @@ from pyllmd.autoscaler.decide.analyze.queueing.serviceclass import (
     ModelSlo,
     ServiceClass,
     ServiceClasses,
-    parse_service_classes,
+    service_class,
+    service_classes,
 )
 from pyllmd.autoscaler.decide.analyze.queueing.sizing import (
     ACCEL_PENALTY_FACTOR,
@@ -75,8 +76,9 @@ __all__ = [
     "bounds_from_factors",
     "initial_state",
     "max_rate",
-    "parse_service_classes",
     "replicas_needed",
+    "service_class",
+    "service_classes",
     "size",
     "stationary",
     "transition_penalty",

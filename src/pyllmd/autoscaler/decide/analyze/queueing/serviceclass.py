@@ -19,14 +19,11 @@ Only the legacy queueing path reads this ConfigMap; library only, as upstream.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from pyllmd.autoscaler.decide.analyze.queueing.sizing import Targets
-from pyllmd.autoscaler.decide.configmaps import load_yaml12
 
 CONFIG_MAP_NAME = "service-classes-config"
 DEFAULT_CLASS_NAME = "Free"
@@ -89,12 +86,8 @@ def _priority(value: object) -> int:
     raise ValueError(f"priority must be an integer, got {value!r}")
 
 
-def parse_class(text: str) -> ServiceClass:
-    """One data value as a class; raises ValueError naming what is wrong."""
-    try:
-        doc = load_yaml12(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"invalid YAML: {str(exc).splitlines()[0]}") from None
+def service_class(doc: object) -> ServiceClass:
+    """One decoded data value as a class; raises ValueError naming what is wrong."""
     if not isinstance(doc, dict):
         raise ValueError("must be a YAML mapping")
     name = doc.get("name")
@@ -111,13 +104,14 @@ def parse_class(text: str) -> ServiceClass:
     return ServiceClass(name, _priority(doc.get("priority")), models)
 
 
-def parse_service_classes(data: Mapping[str, str]) -> ServiceClasses:
-    """All classes of the ConfigMap's `data`, plus the default class when not defined."""
+def service_classes(data: Mapping[str, str], decode: Callable[[str], object]) -> ServiceClasses:
+    """All classes of the ConfigMap's `data` (each value decoded by `decode`, which raises
+    ValueError), plus the default class when not defined."""
     classes: dict[str, ServiceClass] = {}
     errors: list[str] = []
     for key in sorted(data):
         try:
-            cls = parse_class(data[key])
+            cls = service_class(decode(data[key]))
         except ValueError as exc:
             errors.append(f"{key}: {exc}")
             continue
