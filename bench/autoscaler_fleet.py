@@ -22,6 +22,7 @@ from typing import Any
 
 from pyllmd.autoscaler.collect.collector import CollectionResult
 from pyllmd.autoscaler.decide import api
+from pyllmd.autoscaler.decide.cycle import variant_state
 from pyllmd.autoscaler.decide.model import (
     Container,
     Decision,
@@ -31,7 +32,6 @@ from pyllmd.autoscaler.decide.model import (
     ReplicaMetrics,
     Workload,
 )
-from pyllmd.autoscaler.loops.saturation import variant_state
 
 SYSTEM_NAMESPACE = "workload-variant-autoscaler-system"
 SATURATION_CONFIG_MAP = "wva-saturation-scaling-config"

@@ -34,6 +34,7 @@ from pyllmd.autoscaler.collect.prometheus import (
 )
 from pyllmd.autoscaler.collect.queries import PrometheusError
 from pyllmd.autoscaler.config import ControllerConfig, load_controller_config
+from pyllmd.autoscaler.decide.cycle import EngineSettings
 from pyllmd.autoscaler.decide.status import StatusBook
 from pyllmd.autoscaler.interfaces import Actuator, Cluster
 from pyllmd.autoscaler.kube.cache import KubeCache
@@ -41,7 +42,7 @@ from pyllmd.autoscaler.kube.cluster import KubeCluster, connect
 from pyllmd.autoscaler.kube.pools import KubePools
 from pyllmd.autoscaler.loops.controller import Controller, split_bind_address
 from pyllmd.autoscaler.loops.metrics import ControllerMetrics
-from pyllmd.autoscaler.loops.saturation import EngineSettings, SaturationEngine
+from pyllmd.autoscaler.loops.saturation import SaturationEngine
 from pyllmd.autoscaler.loops.scalefromzero import PoolSource, ScaleFromZeroEngine
 from pyllmd.core import logging as pylog
 from pyllmd.core.clock import Clock, RealClock

@@ -25,11 +25,12 @@ from pyllmd.autoscaler.collect.prometheus import (
 )
 from pyllmd.autoscaler.decide.analyze.capacity_store import RECORD_TTL_SECONDS
 from pyllmd.autoscaler.decide.api import InvalidObject, validate_variant_autoscaling
+from pyllmd.autoscaler.decide.cycle import EngineSettings
 from pyllmd.autoscaler.decide.status import StatusBook
 from pyllmd.autoscaler.kube.cluster import KubeCluster, WatchEvent, connect
 from pyllmd.autoscaler.loops.controller import Controller
 from pyllmd.autoscaler.loops.metrics import ControllerMetrics
-from pyllmd.autoscaler.loops.saturation import EngineSettings, SaturationEngine
+from pyllmd.autoscaler.loops.saturation import SaturationEngine
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.promtext import parse_samples
 from tests.unit.autoscaler import kubefake_api as api

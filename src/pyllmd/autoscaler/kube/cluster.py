@@ -3,7 +3,7 @@
 Uses lightkube's `AsyncClient` with dict-backed resource classes for
 every resource (see `resource_type`). Objects are read as plain JSON dicts and
 turned into the autoscaler's own types by the pure functions of
-`kubeobjects` (re-exported here: `targets_index`, `target_key`).
+`kube/objects.py` and `decide/cycle.py` (re-exported here: `targets_index`, `target_key`).
 
 Differences from upstream (deliberate):
 - `scale` maps `scaleTargetRef` to a resource from a fixed table
@@ -41,13 +41,13 @@ from pyllmd.autoscaler.decide.api import (
     CrossVersionObjectReference,
     VariantAutoscaling,
 )
+from pyllmd.autoscaler.decide.cycle import target_key
 from pyllmd.autoscaler.decide.model import Decision, GpuNode, PodInfo, Workload
 from pyllmd.autoscaler.decide.status import InvalidVariantAutoscaling, check_va
 from pyllmd.autoscaler.interfaces import Actuator, Cluster
 from pyllmd.autoscaler.kube.objects import (
     gpu_nodes_from,
     pod_infos,
-    target_key,
     targets_index,
     workload_from_object,
 )

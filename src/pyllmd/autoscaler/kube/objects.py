@@ -13,18 +13,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
+from pyllmd.autoscaler.decide.api import VariantAutoscaling
+from pyllmd.autoscaler.decide.cycle import target_key
 from pyllmd.autoscaler.decide.model import Container, GpuNode, PodInfo, Workload
 
 log = logging.getLogger(__name__)
 
 GPU_VENDORS = ("nvidia.com", "amd.com", "intel.com")
 LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
-
-
-def target_key(namespace: str, ref: CrossVersionObjectReference) -> str:
-    """The field-index key of a VA's target: `<ns>/<apiVersion>/<kind>/<name>`."""
-    return f"{namespace}/{ref.api_version or 'apps/v1'}/{ref.kind}/{ref.name}"
 
 
 def targets_index(vas: Iterable[VariantAutoscaling]) -> dict[str, str]:

@@ -1,11 +1,12 @@
 """The saturation engine: one cycle of list → collect → analyze → enforce → limit → apply.
 
-This is the imperative shell around the pure decision code (analyzers,
-`enforce`, the limiter): it reads VAs, targets and ConfigMaps from a
-`Cluster`, metrics from Prometheus, then publishes the `wva_*` gauges, writes
-each VA's status and, when an actuator is given (local stack, or direct
-actuation on Kubernetes), enacts the targets. One bad VA or model group never
-stops the cycle for the others.
+The engine runs the cycle in three parts: `CycleInputs` (`inputs.py`) reads
+VAs, targets, pods and ConfigMaps from a `Cluster` and metrics from the
+`MetricsCollector`; the pure steps of `decide/cycle.py` (with the analyzers,
+`enforce` and the limiter) choose; `CycleOutputs` (`outputs.py`) publishes the
+`wva_*` gauges, writes each VA's status and, when an actuator is given (local
+stack, or direct actuation on Kubernetes), enacts the targets. One bad VA or
+model group never stops the cycle for the others.
 
 Beyond upstream (documented in the differences page):
 - VAs in a namespace annotated `wva.llmd.ai/exclude=true` (other than the
@@ -21,124 +22,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from pyllmd.autoscaler.collect.collector import CollectionResult, MetricsCollector
+from pyllmd.autoscaler.collect.collector import MetricsCollector
 from pyllmd.autoscaler.decide import api
 from pyllmd.autoscaler.decide.analyze import Analyzer, make_analyzer
 from pyllmd.autoscaler.decide.analyze.capacity_store import V2State
-from pyllmd.autoscaler.decide.analyze.vllm_args import parse_vllm_args
-from pyllmd.autoscaler.decide.configmaps import (
-    ScaleToZeroConfig,
-    cycle_settings,
-    resolve_saturation,
-    resolve_scale_to_zero,
+from pyllmd.autoscaler.decide.configmaps import cycle_settings
+from pyllmd.autoscaler.decide.cycle import (
+    Configs,
+    EngineSettings,
+    Member,
+    choices,
+    group_config,
+    group_policy,
+    member,
+    model_groups,
+    plan_group,
+    pod_variants,
+    takes_part,
+    unambiguous,
 )
-from pyllmd.autoscaler.decide.enforce import (
-    Activity,
-    AnalyzerVersion,
-    carry_over,
-    enforce,
-    safety_net,
-)
+from pyllmd.autoscaler.decide.enforce import Activity
 from pyllmd.autoscaler.decide.limiter import inventory, limit_by_nodes
-from pyllmd.autoscaler.decide.model import (
-    Container,
-    Decision,
-    ModelGroup,
-    PodInfo,
-    SaturationConfig,
-    ScaleToZeroPolicy,
-    VariantState,
-    VllmParams,
-    Workload,
-    parse_cost,
-)
+from pyllmd.autoscaler.decide.model import Decision, ModelGroup
 from pyllmd.autoscaler.decide.status import InvalidVariantAutoscaling, StatusBook, VariantKey
 from pyllmd.autoscaler.interfaces import Actuator, Cluster
+from pyllmd.autoscaler.loops.inputs import CycleInputs
 from pyllmd.autoscaler.loops.metrics import ControllerMetrics
-from pyllmd.autoscaler.loops.reconcile import (
-    VaScope,
-    excluded_namespaces,
-    flag_invalid,
-    write_target,
-)
-from pyllmd.autoscaler.yaml12 import parse_saturation_configmap, parse_scale_to_zero
+from pyllmd.autoscaler.loops.outputs import CycleOutputs
+from pyllmd.autoscaler.loops.reconcile import VaScope, flag_invalid, write_target
 from pyllmd.core.clock import Clock
 
 log = logging.getLogger(__name__)
 
-SCALE_TO_ZERO_CONFIG_MAP = "wva-model-scale-to-zero-config"
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """Names and switches the engine needs from the controller configuration."""
-
-    system_namespace: str = "workload-variant-autoscaler-system"
-    saturation_config_map: str = "wva-saturation-scaling-config"
-    scale_to_zero_config_map: str = SCALE_TO_ZERO_CONFIG_MAP
-    controller_instance: str = ""
-    env_scale_to_zero: bool = False
-    node_selector: str = ""
-    limited_mode: bool = False  # WVA_LIMITED_MODE: log the GPU inventory every cycle
-    watch_namespace: str = ""  # never excluded by the namespace annotation (as upstream)
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """An active VA with its target and the engine's view of both."""
-
-    va: api.VariantAutoscaling
-    workload: Workload
-    state: VariantState
-    key: VariantKey  # (namespace, VA name)
-
-
-@dataclass(frozen=True)
-class Configs:
-    """ConfigMaps read at the start of a cycle (global, and namespace-local ones)."""
-
-    saturation_global: Mapping[str, SaturationConfig]
-    saturation_local: Mapping[str, Mapping[str, SaturationConfig]]
-    s2z_global: ScaleToZeroConfig
-    s2z_local: Mapping[str, ScaleToZeroConfig]
-
-
-def variant_state(
-    va: api.VariantAutoscaling, workload: Workload, params: VllmParams | None = None
-) -> VariantState:
-    """The engine's view of a VA and its target (spec §3.2); `params` parsed if not given."""
-    alloc = va.status.desired_optimized_alloc
-    return VariantState(
-        name=va.metadata.name,
-        namespace=va.metadata.namespace,
-        model_id=va.spec.model_id,
-        accelerator=va.metadata.labels.get(api.ACCELERATOR_LABEL, ""),
-        cost=parse_cost(va.spec.variant_cost),
-        current_replicas=workload.current_replicas,
-        ready_replicas=workload.ready_replicas,
-        desired_replicas=alloc.num_replicas if alloc else 0,
-        previous_accelerator=alloc.accelerator if alloc else "",
-        gpus_per_replica=workload.gpus_per_replica,
-        vllm_params=params if params is not None else parse_vllm_args(workload.containers),
-    )
-
-
-def target_key(namespace: str, ref: api.CrossVersionObjectReference) -> str:
-    """Index key of a scale target (`apiVersion` defaults to apps/v1)."""
-    return f"{namespace}/{ref.api_version or 'apps/v1'}/{ref.kind}/{ref.name}"
-
-
-def unambiguous(vas: Sequence[api.VariantAutoscaling]) -> set[VariantKey]:
-    """VAs whose target no other VA claims (a shared target gets no metric-based decisions)."""
-    owners: dict[str, list[VariantKey]] = {}
-    for va in vas:
-        key = target_key(va.metadata.namespace, va.spec.scale_target_ref)
-        owners.setdefault(key, []).append((va.metadata.namespace, va.metadata.name))
-    return {keys[0] for keys in owners.values() if len(keys) == 1}
+DEFAULT_SETTINGS = EngineSettings()
 
 
 class SaturationEngine:
@@ -151,7 +70,7 @@ class SaturationEngine:
         metrics: ControllerMetrics,
         book: StatusBook,
         clock: Clock,
-        settings: EngineSettings = EngineSettings(),
+        settings: EngineSettings = DEFAULT_SETTINGS,
         actuator: Actuator | None = None,
     ) -> None:
         self.cluster = cluster
@@ -162,12 +81,14 @@ class SaturationEngine:
         self.settings = settings
         self.actuator = actuator
         self.v2_state = V2State()
-        self._published: set[VariantKey] = set()
-        self._params: dict[VariantKey, tuple[tuple[Container, ...], VllmParams]] = {}
-        self._pods: dict[str, dict[str, list[PodInfo]]] = {}  # per cycle: ns → workload → pods
-        self._last_global: dict[str, Mapping[str, str]] = {}
+        self.inputs = CycleInputs(cluster, source, settings)
+        self.outputs = CycleOutputs(cluster, metrics, book, actuator)
         self._lock = asyncio.Lock()  # a cycle and an event-driven pass never interleave
-        self.scope = VaScope(cluster, settings.controller_instance, settings.watch_namespace)
+
+    @property
+    def scope(self) -> VaScope:
+        """Which VAs this controller handles."""
+        return self.inputs.scope
 
     def mine(self, va: api.VariantAutoscaling) -> bool:
         """Multi-controller isolation: only VAs labelled with this controller's instance."""
@@ -177,7 +98,11 @@ class SaturationEngine:
         self,
     ) -> tuple[list[api.VariantAutoscaling], list[InvalidVariantAutoscaling]]:
         """This controller's VAs outside excluded namespaces, and the invalid ones among them."""
-        return await self.scope.list()
+        return await self.inputs.vas()
+
+    async def read_configs(self, namespaces: set[str]) -> Configs:
+        """The saturation and scale-to-zero ConfigMaps, global and per namespace."""
+        return await self.inputs.read_configs(namespaces)
 
     async def cycle(self) -> list[Decision]:
         """One saturation cycle; returns the decisions it applied."""
@@ -186,49 +111,36 @@ class SaturationEngine:
 
     async def _cycle(self) -> list[Decision]:
         now = datetime.fromtimestamp(self.clock.wall(), UTC)
-        self._pods.clear()
+        inputs, outputs = self.inputs, self.outputs
+        inputs.begin()
         if self.settings.limited_mode:
             await self._log_inventory()
-        vas, invalid = await self.active_vas()
-        configs = await self.read_configs({va.metadata.namespace for va in vas})
+        vas, invalid = await inputs.vas()
+        configs = await inputs.read_configs({va.metadata.namespace for va in vas})
         members: list[Member] = []
         for va in vas:
-            workload = await self.cluster.get_workload(
-                va.metadata.namespace, va.spec.scale_target_ref
-            )
-            self.book.target(va, workload is not None)
-            if workload is not None and not workload.deleting and _spec_replicas(workload) > 0:
-                state = variant_state(va, workload, self._vllm_params(workload))
-                members.append(Member(va, workload, state, (state.namespace, state.name)))
+            workload = await inputs.workload(va)
+            outputs.target(va, workload is not None)
+            if workload is not None and takes_part(workload):
+                members.append(member(va, workload, inputs.vllm_params(workload)))
         decisions = await self._decide(members, configs, unambiguous(vas), now.timestamp())
         if evicted := self.v2_state.evict(now.timestamp()):
             log.debug("V2 capacity store: %d expired entries dropped", evicted)
-        applied = self._apply(members, decisions)
-        await self._write_statuses(vas, now)
-        await flag_invalid(self.cluster, invalid, now)
-        self._forget_gone({(va.metadata.namespace, va.metadata.name) for va in vas})
-        if self.actuator is not None and applied:
-            await self.actuator.apply(applied)
+        applied = outputs.publish(choices(members, decisions))
+        await outputs.write_statuses(vas, now)
+        await outputs.flag_invalid(invalid, now)
+        outputs.forget_gone({(va.metadata.namespace, va.metadata.name) for va in vas})
+        await outputs.actuate(applied)
         return applied
 
     async def _log_inventory(self) -> None:
         """Limited mode (as upstream): list the GPU inventory each cycle, for the logs only."""
         try:
-            nodes = await self.cluster.gpu_nodes(self.settings.node_selector)
+            nodes = await self.inputs.gpu_nodes()
         except Exception as e:
             log.warning("GPU discovery failed: %s", e)
             return
         log.info("limited mode: GPU inventory %s", inventory(nodes))
-
-    def _vllm_params(self, workload: Workload) -> VllmParams:
-        """Parsed vLLM arguments of a target, re-parsed only when its containers change."""
-        key = (workload.namespace, workload.name)
-        cached = self._params.get(key)
-        if cached is not None and cached[0] == workload.containers:
-            return cached[1]
-        params = parse_vllm_args(workload.containers)
-        self._params[key] = (workload.containers, params)
-        return params
 
     async def resolve_targets(
         self, namespace: str, *, va_name: str = "", target_name: str = ""
@@ -264,47 +176,6 @@ class SaturationEngine:
                     written.append((namespace, va.metadata.name))
             return written
 
-    async def read_configs(self, namespaces: set[str]) -> Configs:
-        """The saturation and scale-to-zero ConfigMaps, global and per namespace.
-
-        Namespace-local ConfigMaps of excluded namespaces are ignored.
-        """
-        s = self.settings
-        sat_global, _ = await self._saturation(s.system_namespace)
-        s2z_global = await self._scale_to_zero(s.system_namespace)
-        sat_local: dict[str, Mapping[str, SaturationConfig]] = {}
-        s2z_local: dict[str, ScaleToZeroConfig] = {}
-        local = namespaces - {s.system_namespace}
-        local -= await excluded_namespaces(self.cluster, local, s.watch_namespace)
-        for ns in sorted(local):
-            sat_local[ns], _ = await self._saturation(ns)
-            s2z_local[ns] = await self._scale_to_zero(ns)
-        return Configs(sat_global, sat_local, s2z_global, s2z_local)
-
-    async def _config_data(self, namespace: str, name: str) -> Mapping[str, str] | None:
-        """A ConfigMap's data; a global one deleted after it was read keeps its last values."""
-        data = await self.cluster.config_map(namespace, name)
-        if namespace != self.settings.system_namespace:
-            return data
-        if data is None:
-            return self._last_global.get(name)
-        self._last_global[name] = data
-        return data
-
-    async def _saturation(self, namespace: str) -> tuple[Mapping[str, SaturationConfig], list[str]]:
-        data = await self._config_data(namespace, self.settings.saturation_config_map)
-        entries, errors = parse_saturation_configmap(data or {})
-        for error in errors:
-            log.warning("namespace=%s %s", namespace, error)
-        return entries, errors
-
-    async def _scale_to_zero(self, namespace: str) -> ScaleToZeroConfig:
-        data = await self._config_data(namespace, self.settings.scale_to_zero_config_map)
-        config, notes = parse_scale_to_zero(data or {})
-        for note in notes:
-            log.warning("namespace=%s %s", namespace, note)
-        return config
-
     async def _decide(
         self,
         members: Sequence[Member],
@@ -314,11 +185,8 @@ class SaturationEngine:
     ) -> dict[VariantKey, Decision]:
         analyzer_name, limiter_on = cycle_settings(configs.saturation_global)
         analyzer = make_analyzer(analyzer_name, self.v2_state)
-        groups: dict[tuple[str, str], list[Member]] = {}
-        for m in members:
-            groups.setdefault((m.va.spec.model_id, m.va.metadata.namespace), []).append(m)
         decisions: dict[VariantKey, Decision] = {}
-        for (model_id, namespace), group_members in sorted(groups.items()):
+        for (model_id, namespace), group_members in model_groups(members):
             try:
                 found = await self._decide_group(
                     model_id, namespace, group_members, configs, clear_targets, analyzer, now
@@ -331,16 +199,6 @@ class SaturationEngine:
             decisions = await self._limit(decisions)
         return decisions
 
-    async def _pods_of(self, namespace: str) -> dict[str, list[PodInfo]]:
-        """Workload → its pods, read once per namespace per cycle."""
-        found = self._pods.get(namespace)
-        if found is None:
-            found = {}
-            for pod in await self.cluster.pods(namespace):
-                found.setdefault(pod.workload, []).append(pod)
-            self._pods[namespace] = found
-        return found
-
     async def _decide_group(
         self,
         model_id: str,
@@ -351,130 +209,34 @@ class SaturationEngine:
         analyzer: Analyzer,
         now: float,
     ) -> dict[VariantKey, Decision]:
-        cfg = resolve_saturation(
-            configs.saturation_global,
-            configs.saturation_local.get(namespace, {}),
-            namespace,
-            model_id,
-        )
+        cfg = group_config(configs, namespace, model_id)
         if cfg is None:
             log.info("no saturation config default entry; skipping model=%s", model_id)
             return {}
         usable = [m for m in members if m.key in clear_targets]
-        by_workload = await self._pods_of(namespace)
-        pod_variants = {
-            pod.name: m.va.metadata.name
-            for m in usable
-            for pod in by_workload.get(m.workload.name, ())
-        }
-        queue_size, queue_bytes = await self.source.scheduler_queue(model_id)
+        by_workload = await self.inputs.pods_of(namespace)
+        queue_size, queue_bytes = await self.inputs.scheduler_queue(model_id)
         states = tuple(m.state for m in usable)
         group = ModelGroup(model_id, namespace, states, (), queue_size, queue_bytes)
-        result = await self.source.collect(group, pod_variants)
+        result = await self.inputs.collect(group, pod_variants(usable, by_workload))
         if result.status == "error":
-            self._safety_net(members, result)
+            self.outputs.safety_net(members, result)
             return {}
-        for m in members:
-            self.book.metrics(m.key, result.status == "ok", result.reason, result.detail)
+        self.outputs.collected(members, result)
         if not result.replicas:
             return {}
         group = ModelGroup(model_id, namespace, states, result.replicas, queue_size, queue_bytes)
-        found = analyzer.analyze(group, cfg, now)
-        policy = resolve_scale_to_zero(
-            configs.s2z_global,
-            configs.s2z_local.get(namespace, ScaleToZeroConfig()),
-            model_id,
-            self.settings.env_scale_to_zero,
-        )
+        policy = group_policy(configs, namespace, model_id, self.settings.env_scale_to_zero)
         activity = Activity(None)
         if policy.enabled:
-            activity = await self._activity(namespace, model_id, members, by_workload, policy)
-        version: AnalyzerVersion = "v2" if analyzer.version == "v2" else "v1"
-        found = enforce(found, policy, activity, now, analyzer=version)
-        return {(d.namespace, d.variant): d for d in found}
-
-    async def _activity(
-        self,
-        namespace: str,
-        model_id: str,
-        members: Sequence[Member],
-        by_workload: Mapping[str, Sequence[PodInfo]],
-        policy: ScaleToZeroPolicy,
-    ) -> Activity:
-        """What says the model was used recently; the guards are asked only before a zeroing."""
-        retention = policy.retention_seconds
-        count = await self.source.request_count(namespace, model_id, retention)
-        if count != 0:
-            return Activity(count)
-        recent = await self.source.recent_success(namespace, model_id, retention)
-        if recent is not False:
-            return Activity(count, recent)
-        ready = [
-            p.ready_since
-            for m in members
-            for p in by_workload.get(m.workload.name, ())
-            if p.ready_since is not None
-        ]
-        return Activity(count, False, max(ready, default=None))
-
-    def _safety_net(self, members: Sequence[Member], result: CollectionResult) -> None:
-        """Spec §3.6: keep publishing the previous desired replicas; status says why."""
-        log.warning("collection failed: %s", result.detail)
-        for m in members:
-            self.book.metrics(m.key, False, api.REASON_PROMETHEUS_ERROR, result.detail)
-        for d in safety_net([m.state for m in members]):
-            self.metrics.publish(d.variant, d.namespace, d.accelerator, d.current_replicas,
-                                 d.target_replicas, d.reason)  # fmt: skip
-            self._published.add((d.namespace, d.variant))
+            activity = await self.inputs.activity(namespace, model_id, members, by_workload, policy)
+        return plan_group(analyzer, group, cfg, policy, activity, now)
 
     async def _limit(self, decisions: dict[VariantKey, Decision]) -> dict[VariantKey, Decision]:
         try:
-            nodes = await self.cluster.gpu_nodes(self.settings.node_selector)
+            nodes = await self.inputs.gpu_nodes()
         except Exception as e:  # limiter failure: the original decisions stand
             log.warning("GPU discovery failed, limiter skipped: %s", e)
             return decisions
         limited = limit_by_nodes(list(decisions.values()), nodes)
         return {(d.namespace, d.variant): d for d in limited}
-
-    def _apply(
-        self, members: Sequence[Member], decisions: Mapping[VariantKey, Decision]
-    ) -> list[Decision]:
-        """Spec §3.5: a decision, or the previous one carried over; gauges and status."""
-        applied: list[Decision] = []
-        for m in members:
-            decision = decisions.get(m.key)
-            chosen = decision or carry_over(m.state)
-            if chosen is None or not chosen.accelerator:
-                self.book.metrics(m.key, False, api.REASON_METRICS_MISSING, "", keep_worse=True)
-                continue
-            self.metrics.publish(
-                chosen.variant, chosen.namespace, chosen.accelerator,
-                m.workload.status_replicas, chosen.target_replicas, chosen.reason,
-            )  # fmt: skip
-            self._published.add(m.key)
-            self.book.decision(m.key, chosen, fresh=decision is not None)
-            applied.append(chosen)
-        return applied
-
-    async def _write_statuses(self, vas: Sequence[api.VariantAutoscaling], now: datetime) -> None:
-        for va in vas:
-            patch = self.book.patch_for(va, now)
-            if patch is None:
-                continue
-            try:
-                await self.cluster.patch_status(va, patch)
-            except Exception as e:  # a missing or conflicting VA must not stop the others
-                log.warning("status patch failed va=%s/%s: %s", va.metadata.namespace,
-                            va.metadata.name, e)  # fmt: skip
-
-    def _forget_gone(self, present: set[VariantKey]) -> None:
-        """Remove the series of VAs that no longer exist."""
-        for key in sorted(self._published - present):
-            self.metrics.forget(*key)
-            self.book.forget(key)
-        self._published &= present
-
-
-def _spec_replicas(workload: Workload) -> int:
-    """`spec.replicas`, nil counting as 1."""
-    return 1 if workload.spec_replicas is None else workload.spec_replicas
