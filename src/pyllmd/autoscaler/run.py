@@ -102,6 +102,24 @@ def engine_settings(cfg: ControllerConfig) -> EngineSettings:
     )
 
 
+def leader_elector(
+    cfg: ControllerConfig, kube: KubeCluster | None, clock: Clock, identity: str
+) -> LeaderElector:
+    """The Lease-based elector of `--leader-elect` (`identity` default `<hostname>_<uuid>`)."""
+    if kube is None:
+        raise ValueError("build_controller: leader election needs a Kubernetes cluster")
+    return LeaderElector(
+        kube.client,
+        clock,
+        name=cfg.leader_election_id,
+        namespace=cfg.pod_namespace,
+        identity=identity or default_identity(),
+        lease_duration=cfg.leader_election_lease_duration,
+        renew_deadline=cfg.leader_election_renew_deadline,
+        retry_period=cfg.leader_election_retry_period,
+    )
+
+
 def build_controller(
     cfg: ControllerConfig,
     cluster: Cluster,
@@ -149,20 +167,7 @@ def build_controller(
         max_concurrency=cfg.scale_from_zero_engine_max_concurrency,
         watch_namespace=cfg.watch_namespace,
     )
-    elector = None
-    if cfg.leader_elect:
-        if kube is None:
-            raise ValueError("build_controller: leader election needs a Kubernetes cluster")
-        elector = LeaderElector(
-            kube.client,
-            clock,
-            name=cfg.leader_election_id,
-            namespace=cfg.pod_namespace,
-            identity=identity or default_identity(),
-            lease_duration=cfg.leader_election_lease_duration,
-            renew_deadline=cfg.leader_election_renew_deadline,
-            retry_period=cfg.leader_election_retry_period,
-        )
+    elector = leader_elector(cfg, kube, clock, identity) if cfg.leader_elect else None
     return Controller(
         engine, metrics, clock, cfg.global_opt_interval, from_zero, events=kube, elector=elector
     )
