@@ -8,7 +8,7 @@ made here, over plain data with the cycle's time passed in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pyllmd.autoscaler.decide import api
@@ -17,8 +17,6 @@ from pyllmd.autoscaler.decide.analyze.vllm_args import parse_vllm_args
 from pyllmd.autoscaler.decide.configmaps import (
     SCALE_TO_ZERO_CONFIG_MAP_NAME,
     ScaleToZeroConfig,
-    resolve_saturation,
-    resolve_scale_to_zero,
 )
 from pyllmd.autoscaler.decide.enforce import Activity, AnalyzerVersion, carry_over, enforce
 from pyllmd.autoscaler.decide.model import (
@@ -110,16 +108,21 @@ def spec_replicas(workload: Workload) -> int:
     return 1 if workload.spec_replicas is None else workload.spec_replicas
 
 
-def takes_part(workload: Workload | None) -> bool:
-    """Whether a VA's target takes part in the cycle: it exists, is not being deleted and
-    is not scaled to 0."""
-    return workload is not None and not workload.deleting and spec_replicas(workload) > 0
-
-
-def member(va: api.VariantAutoscaling, workload: Workload, params: VllmParams) -> Member:
-    """A cycle member from a VA, its target and the target's parsed vLLM arguments."""
-    state = variant_state(va, workload, params)
-    return Member(va, workload, state, (state.namespace, state.name))
+def members(
+    vas: Sequence[api.VariantAutoscaling],
+    workloads: Sequence[Workload | None],
+    params: Callable[[Workload], VllmParams],
+) -> list[Member]:
+    """The VAs that take part in the cycle, with their targets (`workloads`, in the same
+    order): a target that exists, is not being deleted and is not scaled to 0.
+    `params` gives a target's parsed vLLM arguments."""
+    out: list[Member] = []
+    for va, workload in zip(vas, workloads, strict=True):
+        if workload is None or workload.deleting or spec_replicas(workload) <= 0:
+            continue
+        state = variant_state(va, workload, params(workload))
+        out.append(Member(va, workload, state, (state.namespace, state.name)))
+    return out
 
 
 def model_groups(members: Iterable[Member]) -> list[tuple[tuple[str, str], list[Member]]]:
@@ -128,28 +131,6 @@ def model_groups(members: Iterable[Member]) -> list[tuple[tuple[str, str], list[
     for m in members:
         groups.setdefault((m.va.spec.model_id, m.va.metadata.namespace), []).append(m)
     return sorted(groups.items())
-
-
-def group_config(configs: Configs, namespace: str, model_id: str) -> SaturationConfig | None:
-    """The group's saturation thresholds; None when no map has a `default` entry."""
-    return resolve_saturation(
-        configs.saturation_global,
-        configs.saturation_local.get(namespace, {}),
-        namespace,
-        model_id,
-    )
-
-
-def group_policy(
-    configs: Configs, namespace: str, model_id: str, env_enabled: bool
-) -> ScaleToZeroPolicy:
-    """The group's scale-to-zero policy (namespace-local map first, then global, then env)."""
-    return resolve_scale_to_zero(
-        configs.s2z_global,
-        configs.s2z_local.get(namespace, ScaleToZeroConfig()),
-        model_id,
-        env_enabled,
-    )
 
 
 def pod_variants(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from pyllmd.autoscaler.collect.collector import CollectionResult, MetricsCollector
+from pyllmd.autoscaler.collect.collector import MetricsCollector
 from pyllmd.autoscaler.decide import api
 from pyllmd.autoscaler.decide.analyze.vllm_args import parse_vllm_args
 from pyllmd.autoscaler.decide.configmaps import ScaleToZeroConfig
@@ -21,7 +21,6 @@ from pyllmd.autoscaler.decide.enforce import Activity
 from pyllmd.autoscaler.decide.model import (
     Container,
     GpuNode,
-    ModelGroup,
     PodInfo,
     SaturationConfig,
     ScaleToZeroPolicy,
@@ -49,6 +48,9 @@ class CycleInputs:
         self._params: dict[VariantKey, tuple[tuple[Container, ...], VllmParams]] = {}
         self._pods: dict[str, dict[str, list[PodInfo]]] = {}  # per cycle: ns → workload → pods
         self._last_global: dict[str, Mapping[str, str]] = {}
+        # The collector's reads as they are (bound methods: no wrapper on the per-group path).
+        self.scheduler_queue = source.scheduler_queue  # EPP flow-control queue (size, bytes)
+        self.collect = source.collect  # replica metrics, classified ok/missing/stale/error
 
     def begin(self) -> None:
         """Start a cycle: pods are read afresh."""
@@ -58,9 +60,10 @@ class CycleInputs:
         """This controller's VAs outside excluded namespaces, and the invalid ones among them."""
         return await self.scope.list()
 
-    async def workload(self, va: api.VariantAutoscaling) -> Workload | None:
-        """The VA's scale target, or None when it does not exist."""
-        return await self.cluster.get_workload(va.metadata.namespace, va.spec.scale_target_ref)
+    async def workloads(self, vas: Sequence[api.VariantAutoscaling]) -> list[Workload | None]:
+        """Each VA's scale target, in order; None where it does not exist."""
+        get = self.cluster.get_workload
+        return [await get(va.metadata.namespace, va.spec.scale_target_ref) for va in vas]
 
     def vllm_params(self, workload: Workload) -> VllmParams:
         """Parsed vLLM arguments of a target, re-parsed only when its containers change."""
@@ -126,14 +129,6 @@ class CycleInputs:
         for note in notes:
             log.warning("namespace=%s %s", namespace, note)
         return config
-
-    async def scheduler_queue(self, model_id: str) -> tuple[float, float]:
-        """EPP flow-control queue (size, bytes) of a model."""
-        return await self.source.scheduler_queue(model_id)
-
-    async def collect(self, group: ModelGroup, pod_variants: Mapping[str, str]) -> CollectionResult:
-        """Replica metrics of a group, classified ok / missing / stale / error."""
-        return await self.source.collect(group, pod_variants)
 
     async def activity(
         self,

@@ -16,7 +16,7 @@ from pyllmd.autoscaler.collect.collector import CollectionResult
 from pyllmd.autoscaler.decide import api
 from pyllmd.autoscaler.decide.cycle import Member
 from pyllmd.autoscaler.decide.enforce import safety_net
-from pyllmd.autoscaler.decide.model import Decision
+from pyllmd.autoscaler.decide.model import Decision, Workload
 from pyllmd.autoscaler.decide.status import InvalidVariantAutoscaling, StatusBook, VariantKey
 from pyllmd.autoscaler.interfaces import Actuator, Cluster
 from pyllmd.autoscaler.loops.metrics import ControllerMetrics
@@ -41,9 +41,12 @@ class CycleOutputs:
         self.actuator = actuator
         self._published: set[VariantKey] = set()
 
-    def target(self, va: api.VariantAutoscaling, found: bool) -> None:
-        """Record whether the VA's target exists (`TargetResolved`)."""
-        self.book.target(va, found)
+    def targets(
+        self, vas: Sequence[api.VariantAutoscaling], workloads: Sequence[Workload | None]
+    ) -> None:
+        """Record whether each VA's target exists (`TargetResolved`)."""
+        for va, workload in zip(vas, workloads, strict=True):
+            self.book.target(va, workload is not None)
 
     def collected(self, members: Iterable[Member], result: CollectionResult) -> None:
         """Record how the group's metrics were collected (`MetricsAvailable`)."""

@@ -29,20 +29,24 @@ from pyllmd.autoscaler.collect.collector import MetricsCollector
 from pyllmd.autoscaler.decide import api
 from pyllmd.autoscaler.decide.analyze import Analyzer, make_analyzer
 from pyllmd.autoscaler.decide.analyze.capacity_store import V2State
-from pyllmd.autoscaler.decide.configmaps import cycle_settings
+from pyllmd.autoscaler.decide.configmaps import (
+    ScaleToZeroConfig,
+    cycle_settings,
+    resolve_saturation,
+    resolve_scale_to_zero,
+)
 from pyllmd.autoscaler.decide.cycle import (
     Configs,
     EngineSettings,
     Member,
     choices,
-    group_config,
-    group_policy,
-    member,
     model_groups,
     plan_group,
     pod_variants,
-    takes_part,
     unambiguous,
+)
+from pyllmd.autoscaler.decide.cycle import (
+    members as cycle_members,
 )
 from pyllmd.autoscaler.decide.enforce import Activity
 from pyllmd.autoscaler.decide.limiter import inventory, limit_by_nodes
@@ -117,12 +121,9 @@ class SaturationEngine:
             await self._log_inventory()
         vas, invalid = await inputs.vas()
         configs = await inputs.read_configs({va.metadata.namespace for va in vas})
-        members: list[Member] = []
-        for va in vas:
-            workload = await inputs.workload(va)
-            outputs.target(va, workload is not None)
-            if workload is not None and takes_part(workload):
-                members.append(member(va, workload, inputs.vllm_params(workload)))
+        workloads = await inputs.workloads(vas)
+        outputs.targets(vas, workloads)
+        members = cycle_members(vas, workloads, inputs.vllm_params)
         decisions = await self._decide(members, configs, unambiguous(vas), now.timestamp())
         if evicted := self.v2_state.evict(now.timestamp()):
             log.debug("V2 capacity store: %d expired entries dropped", evicted)
@@ -209,7 +210,12 @@ class SaturationEngine:
         analyzer: Analyzer,
         now: float,
     ) -> dict[VariantKey, Decision]:
-        cfg = group_config(configs, namespace, model_id)
+        cfg = resolve_saturation(
+            configs.saturation_global,
+            configs.saturation_local.get(namespace, {}),
+            namespace,
+            model_id,
+        )
         if cfg is None:
             log.info("no saturation config default entry; skipping model=%s", model_id)
             return {}
@@ -226,7 +232,12 @@ class SaturationEngine:
         if not result.replicas:
             return {}
         group = ModelGroup(model_id, namespace, states, result.replicas, queue_size, queue_bytes)
-        policy = group_policy(configs, namespace, model_id, self.settings.env_scale_to_zero)
+        policy = resolve_scale_to_zero(
+            configs.s2z_global,
+            configs.s2z_local.get(namespace, ScaleToZeroConfig()),
+            model_id,
+            self.settings.env_scale_to_zero,
+        )
         activity = Activity(None)
         if policy.enabled:
             activity = await self.inputs.activity(namespace, model_id, members, by_workload, policy)
