@@ -1,7 +1,7 @@
 """The shells' contracts (upstream `internal/interfaces`, as Protocols).
 
 The loops compose: a `Cluster` (where VariantAutoscalings and their targets
-live: Kubernetes or the local process supervisor), a `collect.MetricsCollector`
+live: Kubernetes or the local process supervisor), a `collect.collector.MetricsCollector`
 (Prometheus), an analyzer (`decide.analyze.Analyzer`, pure, chosen by the
 saturation config), and an `Actuator` (enacts the decisions, optionally). The
 plain data they exchange (`Workload`, `PodInfo`, `GpuNode`, ...) is in

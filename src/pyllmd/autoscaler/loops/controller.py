@@ -48,7 +48,7 @@ DEPLOYMENT_KIND = "Deployment"
 
 
 class ClusterEvent(Protocol):
-    """A watch event (`kube.WatchEvent`)."""
+    """A watch event (`kube.cluster.WatchEvent`)."""
 
     @property
     def kind(self) -> str: ...
@@ -90,7 +90,7 @@ class Elector(Protocol):
 
 
 class EventSource(Protocol):
-    """Where watch events come from (`kube.KubeCluster`)."""
+    """Where watch events come from (`kube.cluster.KubeCluster`)."""
 
     def watch_events(self) -> AsyncIterator[ClusterEvent]:
         """Events until closed; reconnects by itself."""

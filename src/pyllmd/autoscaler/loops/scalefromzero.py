@@ -5,7 +5,7 @@ finds the InferencePool whose selector matches the target's pod-template
 labels, scrapes that pool's EPP pods directly (Prometheus would add seconds of
 delay; once per pool per tick), and when the flow-control queue holds requests
 for the VA's model it sets the target's scale subresource to 1 and records the
-decision. On Kubernetes its `Cluster` is a `kubecache.KubeCache`, so a tick
+decision. On Kubernetes its `Cluster` is a `kube.cache.KubeCache`, so a tick
 reads VAs and targets from watch-fed caches, not from the API server.
 
 It handles the same VAs as the saturation engine (`reconcile.VaScope`): unlike
