@@ -34,13 +34,14 @@ from bench.autoscaler_fleet import (
     empty_fleet,
 )
 from bench.loadgen import percentile
-from pyllmd.autoscaler.analyze import make_analyzer
-from pyllmd.autoscaler.analyze.capacity_store import V2State
-from pyllmd.autoscaler.configmaps import parse_saturation_configmap, resolve_saturation
-from pyllmd.autoscaler.engine import SaturationEngine
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.model import Decision
-from pyllmd.autoscaler.status import StatusBook
+from pyllmd.autoscaler.decide.analyze import make_analyzer
+from pyllmd.autoscaler.decide.analyze.capacity_store import V2State
+from pyllmd.autoscaler.decide.configmaps import resolve_saturation
+from pyllmd.autoscaler.decide.model import Decision
+from pyllmd.autoscaler.decide.status import StatusBook
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.saturation import SaturationEngine
+from pyllmd.autoscaler.yaml12 import parse_saturation_configmap
 from pyllmd.core.clock import VirtualClock
 
 START = "<!-- bench:autoscaler:start -->"

@@ -20,11 +20,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyllmd.autoscaler import api
-from pyllmd.autoscaler.collect import CollectionResult
-from pyllmd.autoscaler.engine import variant_state
-from pyllmd.autoscaler.interfaces import Container, GpuNode, PodInfo, Workload
-from pyllmd.autoscaler.model import Decision, ModelGroup, ReplicaMetrics
+from pyllmd.autoscaler.collect.collector import CollectionResult
+from pyllmd.autoscaler.decide import api
+from pyllmd.autoscaler.decide.cycle import variant_state
+from pyllmd.autoscaler.decide.model import (
+    Container,
+    Decision,
+    GpuNode,
+    ModelGroup,
+    PodInfo,
+    ReplicaMetrics,
+    Workload,
+)
 
 SYSTEM_NAMESPACE = "workload-variant-autoscaler-system"
 SATURATION_CONFIG_MAP = "wva-saturation-scaling-config"

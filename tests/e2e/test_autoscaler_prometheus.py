@@ -10,9 +10,13 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from pyllmd.autoscaler.collect import CollectionResult, PrometheusMetricsSource
-from pyllmd.autoscaler.model import ModelGroup, VariantState
-from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusOptions
+from pyllmd.autoscaler.collect.collector import CollectionResult
+from pyllmd.autoscaler.collect.prometheus import (
+    PrometheusClient,
+    PrometheusMetricsSource,
+    PrometheusOptions,
+)
+from pyllmd.autoscaler.decide.model import ModelGroup, VariantState
 from tests.e2e.harness import PrometheusServer, SimProcess
 
 pytestmark = pytest.mark.e2e

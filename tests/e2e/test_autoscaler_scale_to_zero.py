@@ -20,8 +20,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from pyllmd.autoscaler.collect import PrometheusMetricsSource
-from pyllmd.autoscaler.promclient import VectorSample
+from pyllmd.autoscaler.collect.prometheus import PrometheusMetricsSource
+from pyllmd.autoscaler.collect.queries import VectorSample
 from tests.e2e.harness import ManagedProcess, free_port, http_get, prometheus_binary
 from tests.e2e.stacks import SATURATION_CONFIG_MAP, running_stack
 

@@ -33,13 +33,13 @@ from pyllmd.autoscaler.config_table import (
     ControllerConfig,
     render_markdown,
 )
-from pyllmd.autoscaler.configmaps import load_yaml12
-from pyllmd.autoscaler.selector import (
+from pyllmd.autoscaler.kube.selector import (
     dns_label_error,
     dns_subdomain_error,
     label_value_error,
     parse_label_selector,
 )
+from pyllmd.autoscaler.yaml12 import load_yaml12
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import FlagKind, FlagSpec, HelpRequested, quote_go
 from pyllmd.core.settings import (

@@ -24,18 +24,25 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pyllmd.autoscaler.collect import PrometheusMetricsSource
+from pyllmd.autoscaler.collect.epp import EppScraper
+from pyllmd.autoscaler.collect.prometheus import (
+    PrometheusClient,
+    PrometheusMetricsSource,
+    PrometheusOptions,
+    QueryClient,
+)
+from pyllmd.autoscaler.collect.queries import PrometheusError
 from pyllmd.autoscaler.config import ControllerConfig, load_controller_config
-from pyllmd.autoscaler.controller import Controller, split_bind_address
-from pyllmd.autoscaler.engine import EngineSettings, SaturationEngine
-from pyllmd.autoscaler.eppscrape import EppScraper
-from pyllmd.autoscaler.kube import KubeCluster, connect
-from pyllmd.autoscaler.kubecache import KubeCache
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.pools import KubePools
-from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusError, PrometheusOptions
-from pyllmd.autoscaler.scalefromzero import ScaleFromZeroEngine
-from pyllmd.autoscaler.status import StatusBook
+from pyllmd.autoscaler.decide.cycle import EngineSettings
+from pyllmd.autoscaler.decide.status import StatusBook
+from pyllmd.autoscaler.interfaces import Actuator, Cluster
+from pyllmd.autoscaler.kube.cache import KubeCache
+from pyllmd.autoscaler.kube.cluster import KubeCluster, connect
+from pyllmd.autoscaler.kube.pools import KubePools
+from pyllmd.autoscaler.loops.controller import Controller, split_bind_address
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.saturation import SaturationEngine
+from pyllmd.autoscaler.loops.scalefromzero import PoolSource, ScaleFromZeroEngine
 from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
@@ -93,35 +100,64 @@ def engine_settings(cfg: ControllerConfig) -> EngineSettings:
     )
 
 
+def leader_elector(
+    cfg: ControllerConfig, kube: KubeCluster | None, clock: Clock, identity: str
+) -> LeaderElector:
+    """The Lease-based elector of `--leader-elect` (`identity` default `<hostname>_<uuid>`)."""
+    if kube is None:
+        raise ValueError("build_controller: leader election needs a Kubernetes cluster")
+    return LeaderElector(
+        kube.client,
+        clock,
+        name=cfg.leader_election_id,
+        namespace=cfg.pod_namespace,
+        identity=identity or default_identity(),
+        lease_duration=cfg.leader_election_lease_duration,
+        renew_deadline=cfg.leader_election_renew_deadline,
+        retry_period=cfg.leader_election_retry_period,
+    )
+
+
 def build_controller(
     cfg: ControllerConfig,
-    cluster: KubeCluster,
-    client: PrometheusClient,
+    cluster: Cluster,
+    client: QueryClient,
     scraper: EppScraper,
     clock: Clock,
     identity: str = "",
-    cache: KubeCache | None = None,
+    cache: Cluster | None = None,
+    *,
+    pools: PoolSource | None = None,
+    actuator: Actuator | None = None,
 ) -> Controller:
-    """The controller with its engines, wired from `cfg` (no I/O).
+    """The controller with its engines, wired from `cfg` (no I/O): the one place they are built.
 
+    On Kubernetes (`cluster` a `KubeCluster`): the scale-from-zero engine reads
+    through `cache` (default: a new `KubeCache` over `cluster`, whose informers
+    start on its first read; the caller closes it), InferencePools come from the
+    API server, watch events drive the targets pass, and with `--leader-elect`
     `identity` names this replica in the Lease (default `<hostname>_<uuid>`).
-    The scale-from-zero engine reads through `cache` (default: a new `KubeCache`
-    over `cluster`, whose informers start on its first read; the caller closes it).
+    Elsewhere (the local stack) the engine reads `cluster` itself and `pools` must
+    be given. `actuator`, when given, enacts every cycle's decisions.
     """
+    kube = cluster if isinstance(cluster, KubeCluster) else None
+    if pools is None:
+        if kube is None:
+            raise ValueError("build_controller: pools are needed outside Kubernetes")
+        pools = KubePools(kube, cfg.pool_group, clock=clock)
+    if cache is None:
+        cache = KubeCache(kube) if kube is not None else cluster
     metrics = ControllerMetrics(cfg.controller_instance)
+    source = PrometheusMetricsSource(
+        client, fresh_threshold=cfg.prometheus_metrics_cache_fresh_threshold
+    )
+    settings = engine_settings(cfg)
     engine = SaturationEngine(
-        cluster,
-        PrometheusMetricsSource(
-            client, fresh_threshold=cfg.prometheus_metrics_cache_fresh_threshold
-        ),
-        metrics,
-        StatusBook(),
-        clock,
-        engine_settings(cfg),
+        cluster, source, metrics, StatusBook(), clock, settings, actuator=actuator
     )
     from_zero = ScaleFromZeroEngine(
-        cache if cache is not None else KubeCache(cluster),
-        KubePools(cluster, cfg.pool_group, clock=clock),
+        cache,
+        pools,
         scraper,
         metrics,
         clock,
@@ -129,26 +165,9 @@ def build_controller(
         max_concurrency=cfg.scale_from_zero_engine_max_concurrency,
         watch_namespace=cfg.watch_namespace,
     )
-    elector = None
-    if cfg.leader_elect:
-        elector = LeaderElector(
-            cluster.client,
-            clock,
-            name=cfg.leader_election_id,
-            namespace=cfg.pod_namespace,
-            identity=identity or default_identity(),
-            lease_duration=cfg.leader_election_lease_duration,
-            renew_deadline=cfg.leader_election_renew_deadline,
-            retry_period=cfg.leader_election_retry_period,
-        )
+    elector = leader_elector(cfg, kube, clock, identity) if cfg.leader_elect else None
     return Controller(
-        engine,
-        metrics,
-        clock,
-        cfg.global_opt_interval,
-        from_zero,
-        events=cluster,
-        elector=elector,
+        engine, metrics, clock, cfg.global_opt_interval, from_zero, events=kube, elector=elector
     )
 
 

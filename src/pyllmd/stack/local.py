@@ -33,22 +33,12 @@ import orjson
 import yaml
 from aiohttp import web
 
-from pyllmd.autoscaler.collect import PrometheusMetricsSource
-from pyllmd.autoscaler.controller import Controller
-from pyllmd.autoscaler.engine import EngineSettings, SaturationEngine
-from pyllmd.autoscaler.eppscrape import EppScraper
-from pyllmd.autoscaler.local import (
-    LOOPBACK,
-    LocalActuator,
-    LocalCluster,
-    LocalSpec,
-    free_port,
-    parse_local_spec,
-)
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusOptions
-from pyllmd.autoscaler.scalefromzero import InferencePool, ScaleFromZeroEngine, StaticPools
-from pyllmd.autoscaler.status import StatusBook
+from pyllmd.autoscaler.collect.epp import EppScraper
+from pyllmd.autoscaler.collect.prometheus import PrometheusClient, PrometheusOptions
+from pyllmd.autoscaler.config import ControllerConfig
+from pyllmd.autoscaler.loops.controller import Controller
+from pyllmd.autoscaler.loops.scalefromzero import InferencePool, StaticPools
+from pyllmd.autoscaler.run import build_controller
 from pyllmd.core.clock import RealClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.stack.envoy import envoy_binary
@@ -60,6 +50,14 @@ from pyllmd.stack.eppgateway import (
     pool_groups,
 )
 from pyllmd.stack.gateway import Gateway
+from pyllmd.stack.localcluster import (
+    LOOPBACK,
+    LocalActuator,
+    LocalCluster,
+    LocalSpec,
+    free_port,
+    parse_local_spec,
+)
 from pyllmd.stack.prometheus import PrometheusProcess, prometheus_config
 
 log = logging.getLogger(__name__)
@@ -122,6 +120,15 @@ def read_stack_file(path: Path) -> StackFile:
     kind, epp_config = gateway_settings(doc, where)
     spec = parse_local_spec(doc, where)
     return StackFile(spec, kind, epp_config)
+
+
+def controller_config(opts: StackOptions) -> ControllerConfig:
+    """The controller's configuration in the stack: the defaults, with the stack's interval
+    and freshness threshold (no flags, environment or config file are read)."""
+    return ControllerConfig(
+        global_opt_interval=opts.interval,
+        prometheus_metrics_cache_fresh_threshold=opts.fresh_threshold,
+    )
 
 
 def check_ports(ports: Mapping[str, int]) -> None:
@@ -269,24 +276,21 @@ async def local_stack(opts: StackOptions) -> AsyncIterator[RunningStack]:
             client = PrometheusClient(
                 PrometheusOptions(base_url=prom.url, ca_cert_path=str(prom.tls.cert)), clock
             )
-            metrics = ControllerMetrics()
-            engine = SaturationEngine(
-                cluster,
-                PrometheusMetricsSource(client, fresh_threshold=opts.fresh_threshold),
-                metrics,
-                StatusBook(),
-                clock,
-                EngineSettings(),
-                actuator=LocalActuator(cluster),
-            )
             pools = StaticPools(
                 tuple(
                     InferencePool(ns, "gateway", {}, (queue_metrics,))
                     for ns in sorted({d.namespace for d in cluster.deployments.values()})
                 )
             )
-            from_zero = ScaleFromZeroEngine(cluster, pools, scraper, metrics, clock)
-            controller = Controller(engine, metrics, clock, opts.interval, from_zero)
+            controller = build_controller(
+                controller_config(opts),
+                cluster,
+                client,
+                scraper,
+                clock,
+                pools=pools,
+                actuator=LocalActuator(cluster),
+            )
             admin_runner = await _serve(admin_app(controller, cluster), admin_port)
             await controller.bootstrap()
             tasks.append(asyncio.create_task(controller.run(stop)))

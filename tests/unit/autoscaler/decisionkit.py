@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
-from pyllmd.autoscaler.model import (
+from pyllmd.autoscaler.decide.model import (
     Decision,
     ModelGroup,
     ReplicaMetrics,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 
-from pyllmd.autoscaler.pools import POOL_GROUP_V1, POOL_GROUP_V1ALPHA2
+from pyllmd.autoscaler.kube.pools import POOL_GROUP_V1, POOL_GROUP_V1ALPHA2
 from tests.unit.autoscaler import kubefake_api as api
 from tests.unit.autoscaler.kubefake import KubeFake
 

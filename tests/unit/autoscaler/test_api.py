@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pyllmd.autoscaler import api
-from pyllmd.autoscaler.api import (
+from pyllmd.autoscaler.decide import api
+from pyllmd.autoscaler.decide.api import (
     Condition,
     InvalidObject,
     rfc3339,

@@ -6,17 +6,17 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from pyllmd.autoscaler.collect import (
+from pyllmd.autoscaler.collect.collector import CollectionError
+from pyllmd.autoscaler.collect.prometheus import (
     PodResolver,
+    PrometheusClient,
     PrometheusMetricsSource,
-    escape_label_value,
-    format_retention,
-    render_query,
+    PrometheusOptions,
 )
-from pyllmd.autoscaler.interfaces import CollectionError
-from pyllmd.autoscaler.model import ModelGroup, ReplicaMetrics, VariantState
-from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusError, PrometheusOptions
-from pyllmd.autoscaler.promclient import VectorSample as S
+from pyllmd.autoscaler.collect.queries import PrometheusError, escape_label_value, render_query
+from pyllmd.autoscaler.collect.queries import VectorSample as S
+from pyllmd.autoscaler.decide.configmaps import format_retention
+from pyllmd.autoscaler.decide.model import ModelGroup, ReplicaMetrics, VariantState
 from tests.unit.autoscaler.promfake import EVAL_TIME, RecordingClock, Reply, serve_prometheus
 
 NS, MODEL = "llm-d", "meta-llama/Llama-3.1-8B"

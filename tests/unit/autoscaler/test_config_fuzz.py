@@ -23,7 +23,7 @@ from yarl import URL
 
 from pyllmd.autoscaler.config import load_controller_config
 from pyllmd.autoscaler.config_table import SETTINGS, Setting
-from pyllmd.autoscaler.controller import split_bind_address
+from pyllmd.autoscaler.loops.controller import split_bind_address
 from pyllmd.autoscaler.run import run_controller
 from pyllmd.core.flags import FlagKind
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from pyllmd.autoscaler.configmaps import (
+from pyllmd.autoscaler.decide.configmaps import (
     ScaleToZeroConfig,
     cycle_settings,
     format_retention,
-    parse_saturation_configmap,
-    parse_scale_to_zero,
     resolve_saturation,
     resolve_scale_to_zero,
 )
-from pyllmd.autoscaler.model import SaturationConfig
+from pyllmd.autoscaler.decide.model import SaturationConfig
+from pyllmd.autoscaler.yaml12 import parse_saturation_configmap, parse_scale_to_zero
 
 DEFAULT = (
     "kvCacheThreshold: 0.80\nqueueLengthThreshold: 5\nkvSpareTrigger: 0.1\nqueueSpareTrigger: 3\n"

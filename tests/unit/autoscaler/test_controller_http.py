@@ -9,8 +9,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from pyllmd.autoscaler.controller import Controller
-from pyllmd.autoscaler.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.controller import Controller
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
 from pyllmd.core.clock import VirtualClock
 
 

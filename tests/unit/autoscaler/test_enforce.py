@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyllmd.autoscaler.enforce import Activity, carry_over, enforce, safety_net, zero_hold
-from pyllmd.autoscaler.model import ScaleToZeroPolicy
+from pyllmd.autoscaler.decide.enforce import Activity, carry_over, enforce, safety_net, zero_hold
+from pyllmd.autoscaler.decide.model import ScaleToZeroPolicy
 
 from .decisionkit import decision, targets, variant
 
@@ -147,7 +147,7 @@ def test_no_ready_pod_does_not_hold_the_zeroing() -> None:
 
 
 def test_a_held_zeroing_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("INFO", logger="pyllmd.autoscaler.enforce"):
+    with caplog.at_level("INFO", logger="pyllmd.autoscaler.decide.enforce"):
         enforce([decision("a", 1, 1)], ON, Activity(0.0, False, NOW - 10), NOW)
     assert "not scaling model" in caplog.text and "ready for 10s" in caplog.text
     assert "no requests in retention window" not in caplog.text

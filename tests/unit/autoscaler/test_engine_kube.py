@@ -18,15 +18,19 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from pyllmd.autoscaler.analyze.capacity_store import RECORD_TTL_SECONDS
-from pyllmd.autoscaler.api import InvalidObject, validate_variant_autoscaling
-from pyllmd.autoscaler.collect import PrometheusMetricsSource
-from pyllmd.autoscaler.controller import Controller
-from pyllmd.autoscaler.engine import EngineSettings, SaturationEngine
-from pyllmd.autoscaler.kube import KubeCluster, WatchEvent, connect
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusOptions
-from pyllmd.autoscaler.status import StatusBook
+from pyllmd.autoscaler.collect.prometheus import (
+    PrometheusClient,
+    PrometheusMetricsSource,
+    PrometheusOptions,
+)
+from pyllmd.autoscaler.decide.analyze.capacity_store import RECORD_TTL_SECONDS
+from pyllmd.autoscaler.decide.api import InvalidObject, validate_variant_autoscaling
+from pyllmd.autoscaler.decide.cycle import EngineSettings
+from pyllmd.autoscaler.decide.status import StatusBook
+from pyllmd.autoscaler.kube.cluster import KubeCluster, WatchEvent, connect
+from pyllmd.autoscaler.loops.controller import Controller
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.saturation import SaturationEngine
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.promtext import parse_samples
 from tests.unit.autoscaler import kubefake_api as api
@@ -566,7 +570,7 @@ async def test_limited_mode_logs_the_gpu_inventory(
     kube.add_namespace(SYSTEM)
     kube.add_gpu_node("node-1", "NVIDIA-H100-80GB-HBM3", 8)
     rig = Rig(kube, prom, state, limited_mode=True)
-    with caplog.at_level("INFO", logger="pyllmd.autoscaler.engine"):
+    with caplog.at_level("INFO", logger="pyllmd.autoscaler.loops.saturation"):
         await rig.engine.cycle()
     await rig.close()
     assert "limited mode: GPU inventory {'H100': 8}" in caplog.text

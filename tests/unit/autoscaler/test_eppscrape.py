@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp import web
 
-from pyllmd.autoscaler.eppscrape import EppScraper, metrics_url, pending_demand
+from pyllmd.autoscaler.collect.epp import EppScraper, metrics_url, pending_demand
 from pyllmd.core.promtext import Sample, parse_samples
 
 MODEL = "meta-llama/Llama-3.1-8B"

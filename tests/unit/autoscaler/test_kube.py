@@ -10,8 +10,9 @@ from datetime import datetime
 import pytest
 import pytest_asyncio
 
-from pyllmd.autoscaler.api import CrossVersionObjectReference, VariantAutoscaling
-from pyllmd.autoscaler.kube import (
+from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
+from pyllmd.autoscaler.decide.model import Decision
+from pyllmd.autoscaler.kube.cluster import (
     KubeActuator,
     KubeCluster,
     UnsupportedTargetError,
@@ -19,7 +20,6 @@ from pyllmd.autoscaler.kube import (
     connect,
     targets_index,
 )
-from pyllmd.autoscaler.model import Decision
 from tests.unit.autoscaler import kubefake_api as api
 from tests.unit.autoscaler.kubefake import KubeFake, running_kube
 

@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 
-from pyllmd.autoscaler.eppscrape import EppScraper
-from pyllmd.autoscaler.kube import KubeCluster, connect
-from pyllmd.autoscaler.kubecache import KubeCache
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.pools import POOL_GROUP_V1ALPHA2, KubePools
-from pyllmd.autoscaler.scalefromzero import ScaleFromZeroEngine
+from pyllmd.autoscaler.collect.epp import EppScraper
+from pyllmd.autoscaler.kube.cache import KubeCache
+from pyllmd.autoscaler.kube.cluster import KubeCluster, connect
+from pyllmd.autoscaler.kube.pools import POOL_GROUP_V1ALPHA2, KubePools
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.scalefromzero import ScaleFromZeroEngine
 from pyllmd.core.clock import VirtualClock
 from tests.unit.autoscaler import kubefake_api as api
 from tests.unit.autoscaler.eppfake import TOKEN, Epp, add_pool, queue_text

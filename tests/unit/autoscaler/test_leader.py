@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from pyllmd.autoscaler.collect.epp import EppScraper
+from pyllmd.autoscaler.collect.prometheus import PrometheusClient
 from pyllmd.autoscaler.config import load_controller_config
-from pyllmd.autoscaler.controller import Controller, LeaderElectionLost
-from pyllmd.autoscaler.eppscrape import EppScraper
-from pyllmd.autoscaler.kube import KubeCluster, connect
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.promclient import PrometheusClient
+from pyllmd.autoscaler.kube.cluster import KubeCluster, connect
+from pyllmd.autoscaler.loops.controller import Controller, LeaderElectionLost
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
 from pyllmd.autoscaler.run import build_controller, prometheus_options
 from pyllmd.cli import _run_until_signal
 from pyllmd.core.clock import VirtualClock

@@ -6,14 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyllmd.autoscaler.interfaces import GpuNode
-from pyllmd.autoscaler.limiter import (
+from pyllmd.autoscaler.decide.limiter import (
     available,
     inventory,
     limit,
     limit_by_nodes,
     normalize_product,
 )
+from pyllmd.autoscaler.decide.model import GpuNode
 
 from .decisionkit import decision, targets
 

@@ -13,9 +13,9 @@ import jsonschema
 import pytest
 import yaml
 
-from pyllmd.autoscaler.api import InvalidObject, validate_variant_autoscaling
 from pyllmd.autoscaler.config import load_controller_config
-from pyllmd.autoscaler.configmaps import parse_saturation_configmap, parse_scale_to_zero
+from pyllmd.autoscaler.decide.api import InvalidObject, validate_variant_autoscaling
+from pyllmd.autoscaler.yaml12 import parse_saturation_configmap, parse_scale_to_zero
 
 CONFIG = Path(__file__).parents[3] / "config"
 FILES = sorted(CONFIG.rglob("*.yaml"))

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pyllmd.autoscaler.metrics import CONTENT_TYPE, ControllerMetrics, desired_ratio, short_reason
+from pyllmd.autoscaler.loops.metrics import (
+    CONTENT_TYPE,
+    ControllerMetrics,
+    desired_ratio,
+    short_reason,
+)
 from pyllmd.core.promtext import Sample, parse_samples
 
 

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyllmd.autoscaler.analyze import SaturationV2Analyzer, V2State
-from pyllmd.autoscaler.analyze.saturation_v2 import CapacityAnalysis, VariantCapacity
-from pyllmd.autoscaler.model import SaturationConfig
-from pyllmd.autoscaler.optimize import cost_aware
+from pyllmd.autoscaler.decide.analyze import SaturationV2Analyzer, V2State
+from pyllmd.autoscaler.decide.analyze.saturation_v2 import CapacityAnalysis, VariantCapacity
+from pyllmd.autoscaler.decide.model import SaturationConfig
+from pyllmd.autoscaler.decide.optimize import cost_aware
 
 from .decisionkit import MODEL, NS, group, replica, targets, variant
 

@@ -10,12 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pyllmd.autoscaler.promclient import (
-    PrometheusClient,
-    PrometheusError,
-    PrometheusOptions,
-    VectorSample,
-)
+from pyllmd.autoscaler.collect.prometheus import PrometheusClient, PrometheusOptions
+from pyllmd.autoscaler.collect.queries import PrometheusError, VectorSample
 from tests.tlsutil import write_self_signed
 from tests.unit.autoscaler.promfake import (
     EVAL_TIME,
@@ -250,7 +246,7 @@ async def test_client_certificate_for_mutual_tls(tmp_path: Path) -> None:
 
 
 def test_tls_floor_is_1_2(tmp_path: Path) -> None:
-    from pyllmd.autoscaler.promclient import ssl_context
+    from pyllmd.autoscaler.collect.prometheus import ssl_context
 
     ctx = ssl_context(PrometheusOptions(base_url="https://p:9090"))
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2

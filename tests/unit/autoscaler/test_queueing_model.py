@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyllmd.autoscaler.analyze.queueing import (
+from pyllmd.autoscaler.decide.analyze.queueing import (
     MAX_QUEUE_TO_BATCH_RATIO,
     QueueModel,
     RequestSize,

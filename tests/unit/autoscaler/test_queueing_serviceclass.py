@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pyllmd.autoscaler.analyze.queueing import (
+from pyllmd.autoscaler.decide.analyze.queueing import (
     DEFAULT_CLASS_NAME,
     ModelSlo,
     Targets,
-    parse_service_classes,
 )
+from pyllmd.autoscaler.yaml12 import parse_service_classes
 
 # The shape upstream ships in deploy/configmap-serviceclass.yaml.
 SHIPPED = {

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyllmd.autoscaler.analyze.queueing import (
+from pyllmd.autoscaler.decide.analyze.queueing import (
     ACCEL_PENALTY_FACTOR,
     SLO_MARGIN,
     SLO_PERCENTILE,
@@ -23,7 +23,7 @@ from pyllmd.autoscaler.analyze.queueing import (
     size,
     transition_penalty,
 )
-from pyllmd.autoscaler.analyze.queueing.sizing import max_under, ttft_at
+from pyllmd.autoscaler.decide.analyze.queueing.sizing import max_under, ttft_at
 
 MODEL = QueueModel(ServiceParams(6.0, 0.04, 0.0002), RequestSize(1000, 200), max_batch_size=16)
 EDGE = 1e-4  # well above the search tolerance (1e-6 relative)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pyllmd.autoscaler.analyze.queueing import (
+from pyllmd.autoscaler.decide.analyze.queueing import (
     Environment,
     FilterState,
     ServiceParams,
@@ -15,7 +15,7 @@ from pyllmd.autoscaler.analyze.queueing import (
     initial_state,
     tune,
 )
-from pyllmd.autoscaler.analyze.queueing.tuner import jacobian
+from pyllmd.autoscaler.decide.analyze.queueing.tuner import jacobian
 
 TRUE = ServiceParams(alpha=6.0, beta=0.04, gamma=0.0002)
 TRUE_X = (TRUE.alpha, TRUE.beta, TRUE.gamma)

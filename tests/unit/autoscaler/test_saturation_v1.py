@@ -6,15 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyllmd.autoscaler.analyze import make_analyzer
-from pyllmd.autoscaler.analyze.saturation_v1 import (
+from pyllmd.autoscaler.decide.analyze import make_analyzer
+from pyllmd.autoscaler.decide.analyze.saturation_v1 import (
     SaturationV1Analyzer,
     analyze,
     analyze_saturation,
     is_saturated,
     scale_up_signal,
 )
-from pyllmd.autoscaler.model import SaturationConfig
+from pyllmd.autoscaler.decide.model import SaturationConfig
 
 from .decisionkit import group, replica, targets, variant
 

@@ -6,14 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyllmd.autoscaler.analyze import SaturationV2Analyzer, V2State, make_analyzer
-from pyllmd.autoscaler.analyze.capacity_store import (
+from pyllmd.autoscaler.decide.analyze import SaturationV2Analyzer, V2State, make_analyzer
+from pyllmd.autoscaler.decide.analyze.capacity_store import (
     DEPLOYMENT,
     LIVE,
     CapacityRecord,
     RollingAverage,
 )
-from pyllmd.autoscaler.analyze.saturation_v2 import (
+from pyllmd.autoscaler.decide.analyze.saturation_v2 import (
     analyze_capacity,
     estimate_from_params,
     median,
@@ -21,7 +21,7 @@ from pyllmd.autoscaler.analyze.saturation_v2 import (
     scheduler_queue_demand,
     stored_capacity,
 )
-from pyllmd.autoscaler.model import SaturationConfig, VllmParams
+from pyllmd.autoscaler.decide.model import SaturationConfig, VllmParams
 
 from .decisionkit import MODEL, NS, group, replica, targets, variant
 

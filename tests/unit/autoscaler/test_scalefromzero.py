@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from pyllmd.autoscaler.api import CrossVersionObjectReference
+from pyllmd.autoscaler.collect.epp import EppScraper
+from pyllmd.autoscaler.collect.prometheus import PrometheusClient, PrometheusOptions
 from pyllmd.autoscaler.config import ControllerConfig
-from pyllmd.autoscaler.eppscrape import EppScraper
-from pyllmd.autoscaler.kube import KubeCluster, connect
-from pyllmd.autoscaler.kubecache import KubeCache
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.pools import (
+from pyllmd.autoscaler.decide.api import CrossVersionObjectReference
+from pyllmd.autoscaler.kube.cache import KubeCache
+from pyllmd.autoscaler.kube.cluster import KubeCluster, connect
+from pyllmd.autoscaler.kube.pools import (
     POOL_GROUP_V1,
     POOL_GROUP_V1ALPHA2,
     KubePools,
@@ -28,9 +28,9 @@ from pyllmd.autoscaler.pools import (
     pool_selector,
     ready_pod_ips,
 )
-from pyllmd.autoscaler.promclient import PrometheusClient, PrometheusOptions
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.scalefromzero import ScaleFromZeroEngine
 from pyllmd.autoscaler.run import build_controller
-from pyllmd.autoscaler.scalefromzero import ScaleFromZeroEngine
 from pyllmd.core.clock import VirtualClock
 from tests.unit.autoscaler import eppfake
 from tests.unit.autoscaler import kubefake_api as api

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyllmd.autoscaler.selector import parse_label_selector, selector_matches
+from pyllmd.autoscaler.kube.selector import parse_label_selector, selector_matches
 
 LABELS = {"wva.llmd.ai/shard": "a", "gpu": "h100", "count": "4"}
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pyllmd.autoscaler.analyze.vllm_args import (
+from pyllmd.autoscaler.decide.analyze.vllm_args import (
     collect_args,
     normalize_key,
     parse_vllm_args,
     split_shell,
 )
-from pyllmd.autoscaler.interfaces import Container
-from pyllmd.autoscaler.model import VllmParams
+from pyllmd.autoscaler.decide.model import Container, VllmParams
 
 
 def parse(

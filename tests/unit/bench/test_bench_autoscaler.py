@@ -22,11 +22,11 @@ from bench.autoscaler_fleet import (
 )
 from bench.run import parse_args
 
-from pyllmd.autoscaler.analyze import make_analyzer
-from pyllmd.autoscaler.configmaps import parse_saturation_entry
-from pyllmd.autoscaler.engine import SaturationEngine
-from pyllmd.autoscaler.metrics import ControllerMetrics
-from pyllmd.autoscaler.status import StatusBook
+from pyllmd.autoscaler.decide.analyze import make_analyzer
+from pyllmd.autoscaler.decide.status import StatusBook
+from pyllmd.autoscaler.loops.metrics import ControllerMetrics
+from pyllmd.autoscaler.loops.saturation import SaturationEngine
+from pyllmd.autoscaler.yaml12 import parse_saturation_entry
 from pyllmd.core.clock import VirtualClock
 
 SMALL = FleetShape(models=20)

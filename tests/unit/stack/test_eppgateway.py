@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from pyllmd.autoscaler.local import LocalCluster, parse_local_spec
 from pyllmd.core.errors import ConfigError
 from pyllmd.epp.config.loader import load_config_text
 from pyllmd.epp.config.sections import GATE_FLOW_CONTROL
@@ -20,6 +19,7 @@ from pyllmd.stack.eppgateway import (
     pool_groups,
 )
 from pyllmd.stack.local import single_model
+from pyllmd.stack.localcluster import LocalCluster, parse_local_spec
 
 
 def _variant(name: str, model: str) -> dict[str, object]:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pyllmd.autoscaler.api import CrossVersionObjectReference
-from pyllmd.autoscaler.local import LocalCluster, parse_local_spec
+from pyllmd.autoscaler.decide.api import CrossVersionObjectReference
 from pyllmd.core.process import Backoff
+from pyllmd.stack.localcluster import LocalCluster, parse_local_spec
 
 FAKE_SIM = textwrap.dedent(
     """

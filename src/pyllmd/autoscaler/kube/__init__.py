@@ -1,0 +1,2 @@
+"""Kubernetes access: the API server client, watch-fed caches, object parsing,
+InferencePools and label selectors."""
