@@ -41,6 +41,7 @@ from pyllmd.autoscaler.loops.scalefromzero import InferencePool, StaticPools
 from pyllmd.autoscaler.run import build_controller
 from pyllmd.core.clock import RealClock
 from pyllmd.core.errors import ConfigError
+from pyllmd.core.listen import LOOPBACK, free_port
 from pyllmd.stack.envoy import envoy_binary
 from pyllmd.stack.eppgateway import (
     ENVOY_EPP,
@@ -50,14 +51,7 @@ from pyllmd.stack.eppgateway import (
     pool_groups,
 )
 from pyllmd.stack.gateway import Gateway
-from pyllmd.stack.localcluster import (
-    LOOPBACK,
-    LocalActuator,
-    LocalCluster,
-    LocalSpec,
-    free_port,
-    parse_local_spec,
-)
+from pyllmd.stack.localcluster import LocalActuator, LocalCluster, LocalSpec, parse_local_spec
 from pyllmd.stack.prometheus import PrometheusProcess, prometheus_config
 
 log = logging.getLogger(__name__)

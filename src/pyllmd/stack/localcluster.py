@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import secrets
-import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,18 +35,10 @@ import pydantic
 from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
 from pyllmd.autoscaler.decide.model import Container, Decision, GpuNode, PodInfo, Workload
 from pyllmd.core.errors import ConfigError
-from pyllmd.core.process import Backoff, exit_text, spawn, tail_lines, terminate
+from pyllmd.core.listen import LOOPBACK, free_port
+from pyllmd.core.process import Backoff, exit_text, http_ready, spawn, tail_lines, terminate
 
 log = logging.getLogger(__name__)
-
-LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    """An unused loopback TCP port."""
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -388,16 +379,12 @@ class LocalCluster:
     async def _wait_ready(self, pod: Pod) -> None:
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ready_timeout
-        while loop.time() < deadline and pod.process.returncode is None:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with self._http.get(pod.url + "/health") as r:
-                    if r.status == 200:
-                        pod.ready, pod.ready_since = True, self._wall()
-                        return
-            await asyncio.sleep(0.05)
-        log.warning("pod not ready pod=%s", pod.name)
+        if await http_ready(
+            pod.process, pod.url + "/health", self.ready_timeout, session=self._http
+        ):
+            pod.ready, pod.ready_since = True, self._wall()
+        else:
+            log.warning("pod not ready pod=%s", pod.name)
 
     def _write_targets(self) -> None:
         """Prometheus file_sd: one target per pod, labelled like Kubernetes pod discovery."""

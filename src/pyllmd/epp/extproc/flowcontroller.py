@@ -11,7 +11,7 @@ the queues are empty. Arrivals and cancellations update the queues at once.
 The flow-control metrics (`FlowMetrics`) are upstream's names, label names and
 buckets: the autoscaler's scale-from-zero reads
 `inference_extension_flow_control_queue_size{target_model_name}`
-(`pyllmd.autoscaler.eppscrape`), as it reads the Go EPP's.
+(`pyllmd.autoscaler.collect.epp`), as it reads the Go EPP's.
 
 Candidates are re-read on every check rather than cached for 50 ms as
 upstream does: the datastore snapshot is already shared, and a cached list
