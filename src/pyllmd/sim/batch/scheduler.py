@@ -79,6 +79,8 @@ class Request:
     preemptions: int = 0
     cached_tokens: int = 0  # prefix-cache hits at its first admission
     refused: str | None = None  # the error, when refused
+    deadline: float | None = None  # the client gives up then (request timeout): aborted
+    aborted: bool = False
     token_times: list[float] | None = None  # every token's time, when recorded
     # decoding requests advance together: computed = base + engine step count (see Engine)
     lazy: bool = False
@@ -275,6 +277,23 @@ class Engine:
         self.waiting.appendleft(victim)
         return victim
 
+    def abort(self, req: Request) -> None:
+        """The client went away: drop the request wherever it is and free its blocks."""
+        if req.finished or req.aborted or req.refused is not None:
+            return
+        req.aborted = True
+        if req in self.waiting:
+            self.waiting.remove(req)
+            return
+        if req.lazy:
+            self._sync(req)
+        elif req in self.active:
+            self.active.remove(req)
+        if req in self.running:
+            self.running.remove(req)
+            self.kv.release(req.blocks)
+            req.blocks = []
+
     def _finish(self, req: Request, now: float) -> None:
         req.last_token = now
         self.running.remove(req)
@@ -425,21 +444,19 @@ class Engine:
         return True
 
     # ---- the decode fast path --------------------------------------------------------------
-    def jump(self, next_arrival: float) -> bool:
+    def jump(self, next_event: float) -> bool:
         """Run decode-only steps in a tight loop while the batch cannot change.
 
         Applies when no request is in prefill and nothing waiting can be admitted (the queue
         is empty, or the sequence limit is reached). Stops after the step in which a request
-        finishes, before a step that starts at or after `next_arrival`, and before a step that
+        finishes, before a step that starts at or after `next_event` (an arrival or a deadline), and before a step that
         needs more KV blocks than are free (the general step preempts). Returns False when it
         ran no step.
         """
         if self.active or not self.n_lazy:
             return False
-        if self.waiting:
-            if len(self.running) < self.cfg.max_num_seqs:
-                return False
-            next_arrival = float("inf")  # arrivals only queue behind the full batch
+        if self.waiting and len(self.running) < self.cfg.max_num_seqs:
+            return False
         kv = self.kv
         free = kv.free
         buckets = self.buckets
@@ -456,7 +473,7 @@ class Engine:
         ran = 0
         pairs = self.base_sum + r * d + r
         records = self.records
-        while now < next_arrival:
+        while now < next_event:
             bucket = buckets[d % bs]
             if len(bucket) > len(free):
                 break
@@ -481,25 +498,36 @@ class Engine:
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self, requests: Sequence[Request], jump: bool = True) -> RunResult:
-        """Serve `requests` (sorted by arrival) until every one has finished or was refused."""
+        """Serve `requests` (sorted by arrival) until each has finished, was refused or aborted.
+
+        A request with a `deadline` is aborted at the first step boundary at or after it.
+        """
         i = 0
         n = len(requests)
         inf = float("inf")
+        deadlines: list[tuple[float, int, Request]] = []
         while True:
             while i < n and requests[i].arrival <= self.now:
-                self.add(requests[i])
+                r = requests[i]
+                self.add(r)
+                if r.deadline is not None and r.refused is None:
+                    heapq.heappush(deadlines, (r.deadline, i, r))
                 i += 1
+            while deadlines and deadlines[0][0] <= self.now:
+                self.abort(heapq.heappop(deadlines)[2])
             if not self.running and not self.waiting:
                 if i >= n:
                     break
                 self.now = max(self.now, requests[i].arrival)
                 continue
-            next_arrival = requests[i].arrival if i < n else inf
-            if jump and self.jump(next_arrival):
+            next_event = requests[i].arrival if i < n else inf
+            if deadlines and deadlines[0][0] < next_event:
+                next_event = deadlines[0][0]
+            if jump and self.jump(next_event):
                 continue
             if not self.step():
-                # nothing could run: wait for the next arrival (the queue head has not arrived)
-                if i >= n:
+                # nothing could run: wait for the next arrival or deadline
+                if next_event == inf:
                     raise RuntimeError("scheduler stalled with requests left")  # a bug if hit
-                self.now = max(self.now, requests[i].arrival)
+                self.now = max(self.now, next_event)
         return RunResult(list(requests), self.steps, self.preemptions, self.records)

@@ -86,6 +86,18 @@ def test_when_blocks_run_out_the_most_recently_admitted_request_is_preempted() -
     assert all(r.finished and len(r.token_times or []) == r.output_len for r in reqs)
 
 
+def test_a_request_past_its_deadline_is_aborted_and_frees_its_blocks() -> None:
+    cfg = SchedulerConfig(num_blocks=1000)
+    a = req(0, 0.0, list(range(100)), 1000)
+    a.deadline = 0.05
+    b = req(1, 0.0, list(range(500, 600)), 200)
+    res = run(cfg, [a, b])
+    assert a.aborted and not a.finished and b.finished
+    assert res.records is not None
+    assert all(s.seqs == (2 if s.start < 0.05 else 1) for s in res.records)
+    assert 0 < len(a.token_times or []) < 1000
+
+
 def test_a_request_longer_than_max_model_len_is_refused_with_vllms_message() -> None:
     cfg = SchedulerConfig(num_blocks=1000, max_model_len=100)
     r = req(0, 0.0, list(range(90)), 20)
@@ -110,6 +122,7 @@ workload = st.fixed_dictionaries(
         "seqs": st.integers(1, 16),
         "groups": st.integers(1, 4),
         "caching": st.booleans(),
+        "timeout": st.one_of(st.none(), st.floats(0.005, 0.5)),
     }
 )
 
@@ -133,7 +146,10 @@ def make(w: dict[str, object]) -> tuple[SchedulerConfig, list[Request]]:
     for i in range(int(w["n"])):  # type: ignore[call-overload]
         t += rnd.expovariate(float(w["rate"]))  # type: ignore[arg-type]
         prompt = rnd.choice(groups) + [rnd.randrange(50, 100) for _ in range(rnd.randrange(1, 200))]
-        reqs.append(req(i, t, prompt, rnd.randrange(1, 120)))
+        r = req(i, t, prompt, rnd.randrange(1, 120))
+        if w["timeout"] is not None:
+            r.deadline = t + float(w["timeout"])  # type: ignore[arg-type]
+        reqs.append(r)
     return cfg, reqs
 
 
@@ -150,10 +166,13 @@ def test_steps_respect_budget_sequences_and_blocks_and_every_request_ends(
         assert 0 < s.seqs <= cfg.max_num_seqs
         assert 0 <= s.blocks_used <= cfg.num_blocks
     for r in reqs:
-        assert (r.refused is None) == r.finished
+        assert [r.finished, r.refused is not None, r.aborted].count(True) == 1
         if r.finished:
             assert r.token_times is not None and len(r.token_times) == r.output_len
-            assert r.refused is None and r.first_token is not None
+            assert r.first_token is not None
+            assert r.deadline is None or r.last_token <= r.deadline + 0.5  # type: ignore[operator]
+        elif r.aborted:
+            assert r.deadline is not None and len(r.token_times or []) < r.output_len
         else:
             assert r.refused and r.prompt_len + r.output_len > cfg.max_model_len
 
@@ -184,7 +203,7 @@ def test_jumping_over_decode_steps_gives_the_same_token_times(w: dict[str, objec
     b = run(cfg, slow, jump=False)
     assert a.steps == b.steps and a.preemptions == b.preemptions
     for x, y in zip(fast, slow, strict=True):
-        assert x.refused == y.refused
+        assert x.refused == y.refused and x.aborted == y.aborted
         tx, ty = x.token_times or [], y.token_times or []
         assert len(tx) == len(ty)
         assert all(abs(p - q) <= 1e-6 for p, q in zip(tx, ty, strict=True))
