@@ -449,9 +449,9 @@ class Engine:
 
         Applies when no request is in prefill and nothing waiting can be admitted (the queue
         is empty, or the sequence limit is reached). Stops after the step in which a request
-        finishes, before a step that starts at or after `next_event` (an arrival or a deadline), and before a step that
-        needs more KV blocks than are free (the general step preempts). Returns False when it
-        ran no step.
+        finishes, before a step that starts at or after `next_event` (an arrival or a
+        deadline), and before a step that needs more KV blocks than are free (the general step
+        preempts). Returns False when it ran no step.
         """
         if self.active or not self.n_lazy:
             return False
