@@ -1,0 +1,561 @@
+"""Fit the batch step-time profile to measured vLLM runs (a prototype of `pyllmd calibrate`).
+
+Each run of a calibration CSV (the columns of ../shared/fidelity/calibration_runs.csv) is
+rebuilt as inference-perf sends it and replayed on `pyllmd.sim.batch` in virtual time:
+
+- load: constant-rate stages (`stageN_rate_rps` for `stageN_duration_s`), one request every
+  1/rate seconds, stages back to back;
+- data: shared-prefix with multi-turn chat: `num_unique_system_prompts` groups of
+  `num_users_per_system_prompt` users; request i goes to user i mod users; a prompt is the
+  group's system prompt, the user's question and the framing tokens that make up the measured
+  `prompt_len_mean`. With `--reuse repeat` (default) a user's rounds send the same prompt (the
+  client keeps its session context as the system prompt), so later rounds hit the prefix cache
+  up to their last block; `--reuse fresh` makes only the system prompt shared;
+- output: the measured `output_len_mean` tokens each (derived from the data's ITL formula
+  when the column is empty), else `output_len`: the Llama-2-7B runs produced about 0.78 of
+  their nominal length, and their E2E/ITL agree with the shorter outputs;
+- the client gives up after `--request-timeout` seconds (the request is aborted: a failure).
+
+Metrics follow inference-perf: TTFT and E2E per request, their means and p90, and the data's
+ITL formula (mean E2E - mean TTFT) / (mean output length - 1). The fit minimises the mean over
+runs of |err| of E2E mean, ITL, E2E p90 and half the TTFT mean's, by a multiplicative pattern
+search over the profile's coefficients (log space), on replays cut to `--fit-seconds` per stage
+(constant-rate stages are stationary after a few seconds). Overloaded runs (failures > 0) are
+left out of the fit and reported apart with their success counts.
+
+Usage (from the repository root):
+  python tools/fidelity_fit.py [--runs CSV] [--output PROFILE.json] [--passes N]
+                               [--holdout] [--full] [--profile START.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from pyllmd.core.errors import ConfigError
+from pyllmd.sim.batch.architecture import get_architecture, kv_blocks
+from pyllmd.sim.batch.hardware import get_accelerator
+from pyllmd.sim.batch.scheduler import BLOCK_SIZE, Engine, Request, SchedulerConfig
+from pyllmd.sim.batch.steptime import DEFAULT_PROFILE_PATH, Profile, StepModel
+
+DEFAULT_RUNS = Path("../shared/fidelity/calibration_runs.csv")
+METRICS = ("e2e_mean", "ttft_mean", "itl_mean", "e2e_p90")
+WEIGHTS = {"e2e_mean": 1.0, "ttft_mean": 0.5, "itl_mean": 1.0, "e2e_p90": 0.5}
+# coefficients the fit moves (multiplicatively), with their bounds
+FIT_BOUNDS: dict[str, tuple[float, float]] = {
+    "mfu_linear": (0.05, 1.0),
+    "mbu_weights": (0.2, 1.0),
+    "mfu_attention": (0.02, 1.0),
+    "mbu_kv": (0.1, 1.0),
+    "step_s": (1e-5, 0.05),
+    "seq_s": (1e-7, 1e-3),
+    "layer_s": (1e-8, 1e-3),
+    "allreduce_s": (1e-7, 1e-3),
+    "first_token_s": (1e-5, 0.1),
+    "last_token_s": (1e-6, 0.1),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured run: its spec and what was measured (milliseconds)."""
+
+    run_id: str
+    model: str
+    gpu: str
+    tp: int
+    workload: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_model_len: int
+    gpu_memory_utilization: float
+    cpu_offload: bool
+    kv_blocks: int | None
+    stages: tuple[tuple[float, float], ...]
+    system_prompt_len: int
+    question_len: int
+    output_len: int
+    groups: int
+    users_per_group: int
+    prompt_len_mean: float | None
+    output_len_mean: float | None
+    measured: dict[str, float]
+    n_success: int | None
+    n_fail: int | None
+    blis: dict[str, float]
+
+    @property
+    def overloaded(self) -> bool:
+        return bool(self.n_fail)
+
+    @property
+    def short(self) -> str:
+        return self.run_id.split(":", 1)[-1][:44]
+
+
+def _f(row: dict[str, str], key: str) -> float | None:
+    raw = (row.get(key) or "").strip()
+    return float(raw) if raw else None
+
+
+def load_runs(path: Path) -> list[Run]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    runs = []
+    for row in rows:
+        stages = []
+        for i in range(4):
+            rate, dur = _f(row, f"stage{i}_rate_rps"), _f(row, f"stage{i}_duration_s")
+            if rate and dur:
+                stages.append((rate, dur))
+        measured = {
+            "ttft_mean": _f(row, "ttft_mean_ms"),
+            "ttft_p90": _f(row, "ttft_p90_ms"),
+            "e2e_mean": _f(row, "e2e_mean_ms"),
+            "e2e_p90": _f(row, "e2e_p90_ms"),
+            "itl_mean": _f(row, "itl_mean_ms"),
+        }
+        blis = {
+            "ttft_mean": _f(row, "blis_ttft_mean_ms"),
+            "e2e_mean": _f(row, "blis_e2e_mean_ms"),
+            "itl_mean": _f(row, "blis_itl_mean_ms"),
+            "e2e_p90": _f(row, "blis_e2e_p90_ms"),
+        }
+        out_mean = _f(row, "output_len_mean")
+        if out_mean is None and {"e2e_mean", "ttft_mean", "itl_mean"} <= measured.keys():
+            # the data's ITL is (E2E - TTFT) / (output_len_mean - 1): recover the mean from it
+            e2e, ttft, itl = measured["e2e_mean"], measured["ttft_mean"], measured["itl_mean"]
+            if e2e is not None and ttft is not None and itl:
+                out_mean = (e2e - ttft) / itl + 1.0
+        blocks = _f(row, "total_gpu_kv_blocks")
+        succ, fail = _f(row, "n_success"), _f(row, "n_fail")
+        runs.append(
+            Run(
+                run_id=row["run_id"],
+                model=row["model"],
+                gpu=row["gpu"],
+                tp=int(row["tp"]),
+                workload=row["workload"],
+                max_num_seqs=int(row["max_num_seqs"]),
+                max_num_batched_tokens=int(row["max_num_batched_tokens"]),
+                max_model_len=int(row["max_model_len"]),
+                gpu_memory_utilization=_f(row, "gpu_memory_utilization") or 0.9,
+                cpu_offload=(row.get("cpu_offload") or "").strip().lower() == "true",
+                kv_blocks=int(blocks) if blocks else None,
+                stages=tuple(stages),
+                system_prompt_len=int(row["system_prompt_len"]),
+                question_len=int(row["question_len"]),
+                output_len=int(row["output_len"]),
+                groups=int(row["num_unique_system_prompts"]),
+                users_per_group=int(row["num_users_per_system_prompt"]),
+                prompt_len_mean=_f(row, "prompt_len_mean"),
+                output_len_mean=out_mean,
+                measured={k: v for k, v in measured.items() if v is not None},
+                n_success=int(succ) if succ is not None else None,
+                n_fail=int(fail) if fail is not None else None,
+                blis={k: v for k, v in blis.items() if v is not None},
+            )
+        )
+    return runs
+
+
+# ---- requests ---------------------------------------------------------------------------
+
+
+def _chain(parent: int, keys: Iterable[object]) -> list[int]:
+    out = []
+    for k in keys:
+        parent = hash((parent, k))
+        out.append(parent)
+    return out
+
+
+@dataclass
+class Sent:
+    """A request as the client sent it."""
+
+    stage: int
+    send: float
+    request: Request
+
+
+def build_requests(
+    run: Run,
+    profile: Profile,
+    seconds_per_stage: float | None = None,
+    reuse: str = "repeat",
+    timeout: float | None = 300.0,
+    seed: int = 0,
+) -> list[Sent]:
+    """The run's requests, in send order (see the module docstring)."""
+    rnd = random.Random(seed)
+    users = run.groups * run.users_per_group
+    total = round(run.prompt_len_mean) if run.prompt_len_mean else 0
+    total = max(total, run.system_prompt_len + run.question_len)
+    user_ids = list(range(users))
+    rnd.shuffle(user_ids)  # inference-perf shuffles its user sessions
+    sys_tokens = run.system_prompt_len
+    sys_blocks = sys_tokens // BLOCK_SIZE
+    group_hashes = [
+        _chain(0, ((g, "sys", b) for b in range(sys_blocks))) for g in range(run.groups)
+    ]
+    n_blocks = total // BLOCK_SIZE
+    out_tokens = round(run.output_len_mean) if run.output_len_mean else run.output_len
+
+    def prompt_hashes(user: int, unique: object) -> tuple[int, ...]:
+        g = user // run.users_per_group
+        head = group_hashes[g]
+        tail_keys = ((unique, b) for b in range(sys_blocks, n_blocks))
+        return tuple(head + _chain(head[-1] if head else g, tail_keys))
+
+    per_user = [prompt_hashes(u, ("user", u)) for u in range(users)]
+    out: list[Sent] = []
+    t0 = 0.0
+    i = 0
+    for s, (rate, dur) in enumerate(run.stages):
+        length = min(dur, seconds_per_stage) if seconds_per_stage else dur
+        n = int(round(rate * length))
+        for k in range(n):
+            send = t0 + k / rate
+            user = user_ids[i % users]
+            hashes = per_user[user] if reuse == "repeat" else prompt_hashes(user, ("req", i))
+            req = Request(i, send + profile.first_token_s, total, out_tokens, hashes)
+            if timeout is not None:
+                req.deadline = send + timeout
+            out.append(Sent(s, send, req))
+            i += 1
+        t0 += length
+    return out
+
+
+# ---- replay and metrics -----------------------------------------------------------------
+
+
+def engine_blocks(run: Run) -> int:
+    if run.kv_blocks:
+        return run.kv_blocks
+    arch = get_architecture(run.model)
+    acc = get_accelerator(run.gpu)
+    return kv_blocks(
+        arch,
+        run.tp,
+        acc.memory_bytes,
+        run.gpu_memory_utilization,
+        run.max_num_batched_tokens,
+        run.max_model_len,
+    )
+
+
+@dataclass
+class Replay:
+    """What inference-perf would report for a replay, in milliseconds, plus counts."""
+
+    values: dict[str, float]
+    n_success: int
+    n_fail: int
+    steps: int
+    preemptions: int
+    wall_s: float
+    stage_values: list[dict[str, float]] = field(default_factory=list)
+
+
+def _weighted_quantile(pairs: list[tuple[float, float]], q: float) -> float:
+    pairs.sort()
+    total = sum(w for _, w in pairs)
+    acc = 0.0
+    for v, w in pairs:
+        acc += w
+        if acc >= q * total:
+            return v
+    return pairs[-1][0]
+
+
+def summarize(samples: Sequence[tuple[float, float, float]], out_len: float) -> dict[str, float]:
+    """(ttft, e2e, weight) samples in seconds -> inference-perf's means, p90 and ITL (ms)."""
+    wsum = sum(w for _, _, w in samples)
+    ttft = sum(t * w for t, _, w in samples) / wsum
+    e2e = sum(e * w for _, e, w in samples) / wsum
+    return {
+        "ttft_mean": ttft * 1e3,
+        "ttft_p90": _weighted_quantile([(t, w) for t, _, w in samples], 0.9) * 1e3,
+        "e2e_mean": e2e * 1e3,
+        "e2e_p90": _weighted_quantile([(e, w) for _, e, w in samples], 0.9) * 1e3,
+        "itl_mean": (e2e - ttft) / max(out_len - 1.0, 1.0) * 1e3,
+    }
+
+
+def replay(
+    run: Run,
+    profile: Profile,
+    seconds_per_stage: float | None = None,
+    reuse: str = "repeat",
+    timeout: float | None = 300.0,
+) -> Replay:
+    arch = get_architecture(run.model)
+    acc = get_accelerator(run.gpu)
+    model = StepModel(arch, acc, run.tp, profile, run.max_num_seqs)
+    cfg = SchedulerConfig(
+        num_blocks=engine_blocks(run),
+        max_num_seqs=run.max_num_seqs,
+        max_num_batched_tokens=run.max_num_batched_tokens,
+        max_model_len=run.max_model_len,
+    )
+    sent = build_requests(run, profile, seconds_per_stage, reuse, timeout)
+    started = time.perf_counter()
+    result = Engine(cfg, model.time).run([s.request for s in sent])
+    wall = time.perf_counter() - started
+    last = profile.last_token_s
+    per_stage: list[list[tuple[float, float, float]]] = [[] for _ in run.stages]
+    ok = fail = 0
+    for s in sent:
+        r = s.request
+        if r.finished and r.first_token is not None and r.last_token is not None:
+            e2e = r.last_token + last - s.send
+            if timeout is not None and e2e > timeout:
+                fail += 1
+                continue
+            per_stage[s.stage].append((r.first_token - s.send, e2e, 1.0))
+            ok += 1
+        else:
+            fail += 1
+    out_len = run.output_len_mean or float(run.output_len)
+    samples: list[tuple[float, float, float]] = []
+    stage_values = []
+    for st, (rate, dur) in zip(per_stage, run.stages, strict=True):
+        if not st:
+            continue
+        weight = rate * dur / len(st)  # a cut replay stands for its whole stage
+        samples.extend((t, e, weight) for t, e, _ in st)
+        stage_values.append(summarize(st, out_len))
+    values = summarize(samples, out_len) if samples else {}
+    return Replay(values, ok, fail, result.steps, result.preemptions, wall, stage_values)
+
+
+def errors(run: Run, rep: Replay) -> dict[str, float]:
+    """Relative errors (simulated / measured - 1) of the goal metrics."""
+    out = {}
+    for m in (*METRICS, "ttft_p90"):
+        if m in run.measured and m in rep.values:
+            out[m] = rep.values[m] / run.measured[m] - 1.0
+    return out
+
+
+# ---- the fit ----------------------------------------------------------------------------
+
+
+def loss_of(errs: Sequence[dict[str, float]]) -> float:
+    total = 0.0
+    for e in errs:
+        total += sum(WEIGHTS[m] * abs(e.get(m, 1.0)) for m in METRICS)
+    return total / max(len(errs), 1)
+
+
+def evaluate(
+    runs: Sequence[Run], profile: Profile, seconds: float | None, reuse: str
+) -> tuple[float, list[dict[str, float]]]:
+    errs = []
+    for run in runs:
+        try:
+            errs.append(errors(run, replay(run, profile, seconds, reuse)))
+        except ConfigError:
+            errs.append({m: 1.0 for m in METRICS})
+    return loss_of(errs), errs
+
+
+def fit(
+    runs: Sequence[Run],
+    start: Profile,
+    seconds: float | None,
+    reuse: str,
+    passes: int,
+    log: Callable[[str], None] = print,
+    step: float = 0.5,
+) -> Profile:
+    """Multiplicative pattern search over FIT_BOUNDS, then over the roofline's smoothness."""
+    best = start
+    best_loss, _ = evaluate(runs, best, seconds, reuse)
+    log(f"  start loss {best_loss:.4f}")
+    for p in range(passes):
+        improved = False
+        for name, (lo, hi) in FIT_BOUNDS.items():
+            for factor in (1.0 + step, 1.0 / (1.0 + step)):
+                value = min(hi, max(lo, getattr(best, name) * factor))
+                if value == getattr(best, name):
+                    continue
+                cand = replace(best, **{name: value})
+                loss, _ = evaluate(runs, cand, seconds, reuse)
+                if loss < best_loss - 1e-6:
+                    best, best_loss, improved = cand, loss, True
+                    # keep going in the same direction while it helps
+                    while True:
+                        value = min(hi, max(lo, getattr(best, name) * factor))
+                        if value == getattr(best, name):
+                            break
+                        cand = replace(best, **{name: value})
+                        loss, _ = evaluate(runs, cand, seconds, reuse)
+                        if loss >= best_loss - 1e-6:
+                            break
+                        best, best_loss = cand, loss
+                    break
+        for power in (0.0, 1.0, 2.0, 4.0, 8.0):
+            if power == best.roofline_p:
+                continue
+            cand = replace(best, roofline_p=power)
+            loss, _ = evaluate(runs, cand, seconds, reuse)
+            if loss < best_loss - 1e-6:
+                best, best_loss, improved = cand, loss, True
+        log(f"  pass {p + 1}: loss {best_loss:.4f} (step ×{1 + step:.3f})")
+        if not improved:
+            step /= 2.0
+            if step < 0.02:
+                break
+    return best
+
+
+def decode_bs1(path: Path, profile: Profile) -> list[tuple[str, float, float]]:
+    """(label, simulated, measured) decode ms per token of one request alone (~500+125 context)."""
+    out = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            arch = get_architecture(row["model"])
+            model = StepModel(arch, get_accelerator(row["gpu"]), int(row["tp"]), profile, 128)
+            ctx = 625
+            sim = model.time(1, ctx + 1, ctx + 1, 1, True) * 1e3
+            label = f"{row['model'].split('/')[-1][:30]} {row['gpu']} tp{row['tp']}"
+            out.append((label, sim, float(row["decode_ms_per_token_bs1"])))
+    return out
+
+
+# ---- reports ----------------------------------------------------------------------------
+
+
+def median_abs(values: Iterable[float]) -> float:
+    vals = [abs(v) for v in values]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:+.1f}%" if not math.isnan(x) else "n/a"
+
+
+def print_table(runs: Sequence[Run], errs: Sequence[dict[str, float]], title: str) -> None:
+    print(f"\n{title}")
+    print(f"{'run':46} {'gpu':9} {'E2E':>7} {'TTFT':>7} {'ITL':>7} {'E2Ep90':>7}")
+    for run, e in zip(runs, errs, strict=True):
+        cells = " ".join(f"{pct(e.get(m, float('nan'))):>7}" for m in METRICS)
+        print(f"{run.short:46} {run.gpu:9} {cells}")
+    meds = " ".join(f"{median_abs(e[m] for e in errs if m in e) * 100:6.1f}%" for m in METRICS)
+    print(f"{'median |err|':56} {meds}")
+
+
+def holdout(
+    runs: Sequence[Run],
+    start: Profile,
+    seconds: float | None,
+    reuse: str,
+    passes: int,
+    key: Callable[[Run], str],
+    label: str,
+) -> list[dict[str, float]]:
+    """Refit without each group (model or GPU) and predict it."""
+    groups = sorted({key(r) for r in runs})
+    predicted: dict[str, dict[str, float]] = {}
+    for g in groups:
+        train = [r for r in runs if key(r) != g]
+        test = [r for r in runs if key(r) == g]
+        print(f"leave out {label} {g}: fit on {len(train)} runs, predict {len(test)}")
+        prof = fit(train, start, seconds, reuse, passes, log=lambda s: None)
+        _, errs = evaluate(test, prof, seconds, reuse)
+        for r, e in zip(test, errs, strict=True):
+            predicted[r.run_id] = e
+    return [predicted[r.run_id] for r in runs]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
+    ap.add_argument("--profile", type=Path, help="start from this profile (JSON)")
+    ap.add_argument("--output", type=Path, help="write the fitted profile here (JSON)")
+    ap.add_argument("--passes", type=int, default=0, help="fit passes (0: no fit)")
+    ap.add_argument("--fit-seconds", type=float, default=60.0, help="seconds replayed per stage")
+    ap.add_argument("--reuse", choices=("repeat", "fresh"), default="repeat")
+    ap.add_argument("--holdout", action="store_true", help="leave-one-model/GPU-out errors")
+    ap.add_argument("--holdout-passes", type=int, default=2)
+    ap.add_argument("--full", action="store_true", help="replay whole runs, time each")
+    ap.add_argument("--request-timeout", type=float, default=300.0)
+    ap.add_argument("--only", help="substring of run ids to keep")
+    args = ap.parse_args(argv)
+    try:
+        runs = load_runs(args.runs)
+    except OSError as e:
+        print(f"--runs {args.runs}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    if args.only:
+        runs = [r for r in runs if args.only in r.run_id]
+    start = (
+        Profile.load(args.profile)
+        if args.profile
+        else (Profile.load(DEFAULT_PROFILE_PATH) if DEFAULT_PROFILE_PATH.exists() else Profile())
+    )
+    normal = [r for r in runs if not r.overloaded]
+    over = [r for r in runs if r.overloaded]
+    prof = start
+    if args.passes:
+        print(f"fitting on {len(normal)} runs ({args.fit_seconds:g} s per stage)")
+        prof = fit(normal, start, args.fit_seconds, args.reuse, args.passes)
+        if args.output:
+            args.output.write_text(prof.to_json(), encoding="utf-8")
+            print(f"wrote {args.output}")
+    print(
+        "\nprofile:\n"
+        + "\n".join(f"  {f.name} = {getattr(prof, f.name):.6g}" for f in fields(prof))
+    )
+    seconds = None if args.full else args.fit_seconds
+    reps = []
+    for r in normal:
+        reps.append(replay(r, prof, seconds, args.reuse, args.request_timeout))
+    errs = [errors(r, rep) for r, rep in zip(normal, reps, strict=True)]
+    print_table(normal, errs, "fitted on all runs: error per run (simulated / measured - 1)")
+    if args.full:
+        walls = [rep.wall_s for rep in reps]
+        print(
+            f"\nreplay wall time: median {statistics.median(walls):.2f} s, "
+            f"max {max(walls):.2f} s over {len(walls)} runs; steps median "
+            f"{statistics.median(rep.steps for rep in reps):.0f}"
+        )
+    bs1 = args.runs.with_name("decode_bs1.csv")
+    if bs1.exists():
+        print("\ndecode at batch 1 (ms per token): simulated vs measured")
+        for label, sim, real in decode_bs1(bs1, prof):
+            print(f"  {label:46} {sim:6.2f} vs {real:6.2f}  ({pct(sim / real - 1)})")
+    if over:
+        print("\noverloaded runs (failures > 0): successes simulated vs measured")
+        for r in over:
+            rep = replay(r, prof, None, args.reuse, args.request_timeout)
+            ratio = rep.n_success / r.n_success - 1 if r.n_success else float("nan")
+            print(
+                f"  {r.short:46} {rep.n_success:6d} vs {r.n_success}  ({pct(ratio)}), "
+                f"wall {rep.wall_s:.2f} s, preemptions {rep.preemptions}"
+            )
+    if args.holdout:
+        passes = args.holdout_passes
+        lomo = holdout(
+            normal, prof, args.fit_seconds, args.reuse, passes, lambda r: r.model, "model"
+        )
+        print_table(normal, lomo, "leave-one-model-out")
+        logo = holdout(normal, prof, args.fit_seconds, args.reuse, passes, lambda r: r.gpu, "GPU")
+        print_table(normal, logo, "leave-one-GPU-out")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
