@@ -121,38 +121,57 @@ class RunResult:
 
 
 class KVBlocks:
-    """The block pool: reference counts, an LRU queue of free blocks, and the prefix cache."""
+    """The block pool: reference counts, an LRU queue of free blocks, and the prefix cache.
+
+    vLLM's free queue starts with every block in id order and takes from its head; freed
+    blocks go to its tail. So blocks never used yet are taken first, in id order (`fresh`
+    counts them), then freed ones, least recently freed first (`free`).
+    """
 
     def __init__(self, num_blocks: int, caching: bool) -> None:
         self.caching = caching
+        self.size = num_blocks
+        self.fresh = 0  # blocks [fresh, size) were never used
         self.ref = [0] * num_blocks
         self.key: list[object | None] = [None] * num_blocks
-        self.free: OrderedDict[int, None] = OrderedDict((b, None) for b in range(num_blocks))
+        self.free: OrderedDict[int, None] = OrderedDict()
         self.cached: dict[object, int] = {}
+
+    def available(self) -> int:
+        return self.size - self.fresh + len(self.free)
 
     @property
     def used(self) -> int:
-        return len(self.ref) - len(self.free)
+        return self.size - self.available()
 
     def hits(self, req: Request, max_tokens: int, block_size: int) -> list[int]:
         """Cached blocks of the longest prefix of `req`, without claiming them."""
         if not self.caching:
             return []
+        get = self.cached.get
         out: list[int] = []
-        for i in range(max_tokens // block_size):
-            block = self.cached.get(req.block_key(i))
+        limit = max_tokens // block_size
+        hashes = req.hashes
+        for i in range(limit):
+            block = get(hashes[i] if i < len(hashes) else (req.rid, i))
             if block is None:
                 break
             out.append(block)
         return out
 
     def claim(self, blocks: Iterable[int]) -> None:
+        ref = self.ref
         for b in blocks:
-            if self.ref[b] == 0:
+            if ref[b] == 0:
                 del self.free[b]
-            self.ref[b] += 1
+            ref[b] += 1
 
     def take(self) -> int:
+        if self.fresh < self.size:
+            block = self.fresh
+            self.fresh += 1
+            self.ref[block] = 1
+            return block
         block, _ = self.free.popitem(last=False)
         key = self.key[block]
         if key is not None:
@@ -163,21 +182,28 @@ class KVBlocks:
         return block
 
     def release(self, blocks: list[int]) -> None:
+        ref = self.ref
+        free = self.free
         for b in reversed(blocks):
-            self.ref[b] -= 1
-            if self.ref[b] == 0:
-                self.free[b] = None
+            ref[b] -= 1
+            if ref[b] == 0:
+                free[b] = None
 
     def register(self, req: Request, upto: int) -> None:
         """Register `req`'s full blocks below index `upto` in the prefix cache."""
-        if self.caching:
+        if self.caching and upto > req.registered:
+            keys = self.key
+            cached = self.cached
+            hashes = req.hashes
+            blocks = req.blocks
             for i in range(req.registered, upto):
-                block = req.blocks[i]
-                if self.key[block] is None:
-                    key = req.block_key(i)
-                    self.key[block] = key
-                    self.cached.setdefault(key, block)
-        req.registered = max(req.registered, upto)
+                block = blocks[i]
+                if keys[block] is None:
+                    key = hashes[i] if i < len(hashes) else (req.rid, i)
+                    keys[block] = key
+                    cached.setdefault(key, block)
+        if upto > req.registered:
+            req.registered = upto
 
 
 class Engine:
@@ -316,7 +342,6 @@ class Engine:
         """Schedule and run one step; False when nothing could be scheduled or changed."""
         cfg = self.cfg
         kv = self.kv
-        free = kv.free
         bs = cfg.block_size
         budget = cfg.max_num_batched_tokens
         running = self.running
@@ -328,7 +353,7 @@ class Engine:
             for req in list(bucket):
                 if not req.lazy:
                     continue  # preempted as a victim earlier in this loop
-                while not free:
+                while not kv.available():
                     victim = self._preempt_last()
                     preempted = True
                     if victim is req:
@@ -357,7 +382,7 @@ class Engine:
                 if new > budget:
                     new = budget
                 need = -(-(computed + new) // bs) - len(req.blocks)
-                while need > len(free):
+                while need > kv.available():
                     victim = self._preempt_last()
                     preempted = True
                     if victim is req:
@@ -391,7 +416,7 @@ class Engine:
                     new = budget
                 need = -(-(start + new) // bs) - len(hits)
                 evictable_hits = sum(1 for b in hits if kv.ref[b] == 0)
-                if need > len(free) - evictable_hits:
+                if need > kv.available() - evictable_hits:
                     break
                 waiting.popleft()
                 kv.claim(hits)
@@ -458,7 +483,6 @@ class Engine:
         if self.waiting and len(self.running) < self.cfg.max_num_seqs:
             return False
         kv = self.kv
-        free = kv.free
         buckets = self.buckets
         bs = self.cfg.block_size
         fn = self.step_time
@@ -475,7 +499,7 @@ class Engine:
         records = self.records
         while now < next_event:
             bucket = buckets[d % bs]
-            if len(bucket) > len(free):
+            if bucket and len(bucket) > kv.available():
                 break
             for req in bucket:
                 req.blocks.append(kv.take())

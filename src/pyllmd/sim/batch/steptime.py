@@ -176,20 +176,25 @@ class StepModel:
         if tokens <= 0:
             return 0.0
         if decode_only:
-            t_tokens = self.padded(tokens)
-            overhead = self.fixed
+            if tokens <= self.max_graph:
+                tokens = self.graph_sizes[bisect.bisect_left(self.graph_sizes, tokens)]
+            t = self.fixed
         else:
-            t_tokens = tokens
-            overhead = self.fixed + self.eager
-        linear = self.s_per_linear_token * t_tokens + self.s_per_head_seq * seqs
+            t = self.fixed + self.eager
+        linear = self.s_per_linear_token * tokens + self.s_per_head_seq * seqs
         weights = self.s_weights
         if self.s_per_expert:
-            weights += self.s_per_expert * self.arch.distinct_experts(t_tokens)
-        attention = self._roof(self.s_per_pair * pairs, self.s_per_kv_token * kv_tokens)
-        comm = 0.0
+            weights += self.s_per_expert * self.arch.distinct_experts(tokens)
+        att = self.s_per_pair * pairs
+        kv = self.s_per_kv_token * kv_tokens
+        p = self.power
+        if p <= 0:
+            t += (linear if linear > weights else weights) + (att if att > kv else kv)
+        else:
+            t += self._roof(linear, weights) + self._roof(att, kv)
         if self.tp > 1:
-            comm = self.comm_fixed + self.s_comm_token * t_tokens + self.s_comm_seq * seqs
-        return overhead + self.s_per_seq * seqs + self._roof(linear, weights) + attention + comm
+            t += self.comm_fixed + self.s_comm_token * tokens + self.s_comm_seq * seqs
+        return t + self.s_per_seq * seqs
 
     def step_time(self, prefills: Sequence[Chunk], decode_contexts: Sequence[int]) -> float:
         """Seconds for a step of these prefill chunks and decode sequences (context lengths)."""
