@@ -45,7 +45,7 @@ from pyllmd.core.errors import ConfigError
 from pyllmd.sim.batch.architecture import get_architecture, kv_blocks
 from pyllmd.sim.batch.hardware import get_accelerator
 from pyllmd.sim.batch.scheduler import BLOCK_SIZE, Engine, Request, SchedulerConfig
-from pyllmd.sim.batch.steptime import DEFAULT_PROFILE_PATH, Profile, StepModel
+from pyllmd.sim.batch.steptime import Profile, StepModel, default_profile
 
 DEFAULT_RUNS = Path("../shared/fidelity/calibration_runs.csv")
 METRICS = ("e2e_mean", "ttft_mean", "itl_mean", "e2e_p90")
@@ -265,6 +265,7 @@ class Replay:
     steps: int
     preemptions: int
     wall_s: float
+    cpu_s: float
     stage_values: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -310,9 +311,9 @@ def replay(
         max_model_len=run.max_model_len,
     )
     sent = build_requests(run, profile, seconds_per_stage, reuse, timeout)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = Engine(cfg, model.time).run([s.request for s in sent])
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     last = profile.last_token_s
     per_stage: list[list[tuple[float, float, float]]] = [[] for _ in run.stages]
     ok = fail = 0
@@ -337,7 +338,7 @@ def replay(
         samples.extend((t, e, weight) for t, e, _ in st)
         stage_values.append(summarize(st, out_len))
     values = summarize(samples, out_len) if samples else {}
-    return Replay(values, ok, fail, result.steps, result.preemptions, wall, stage_values)
+    return Replay(values, ok, fail, result.steps, result.preemptions, wall, cpu, stage_values)
 
 
 def errors(run: Run, rep: Replay) -> dict[str, float]:
@@ -480,35 +481,88 @@ def holdout(
     return [predicted[r.run_id] for r in runs]
 
 
+def load_stages(path: Path) -> dict[tuple[str, int], dict[str, float]]:
+    """Measured per-stage metrics (ms) of calibration_stages.csv, by (run id, stage index)."""
+    out: dict[tuple[str, int], dict[str, float]] = {}
+    if not path.exists():
+        return out
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            vals = {m: _f(row, f"{m}_ms") for m in (*METRICS, "ttft_p90")}
+            out[(row["run_id"], int(row["stage_index"]))] = {
+                k: v for k, v in vals.items() if v is not None
+            }
+    return out
+
+
+def md_errors_table(
+    runs: Sequence[Run], errs: Sequence[dict[str, float]], blis: bool = False
+) -> list[str]:
+    head = "| run | GPU | TP | E2E mean | TTFT mean | ITL mean | E2E p90 |"
+    sep = "|---|---|---|---:|---:|---:|---:|"
+    if blis:
+        head += " BLIS E2E | BLIS TTFT |"
+        sep += "---:|---:|"
+    lines = [head, sep]
+    for run, e in zip(runs, errs, strict=True):
+        cells = " | ".join(pct(e.get(m, float("nan"))) for m in METRICS)
+        line = f"| {run.short} | {run.gpu} | {run.tp} | {cells} |"
+        if blis:
+            b = [
+                pct(run.blis[m] / run.measured[m] - 1) if m in run.blis else ""
+                for m in ("e2e_mean", "ttft_mean")
+            ]
+            line += f" {b[0]} | {b[1]} |"
+        lines.append(line)
+    meds = " | ".join(
+        f"**{median_abs(e[m] for e in errs if m in e) * 100:.1f} %**" for m in METRICS
+    )
+    lines.append(f"| median \\|err\\| | | | {meds} |" + (" | |" if blis else ""))
+    return lines
+
+
+def md_medians(groups: dict[str, list[dict[str, float]]], label: str) -> list[str]:
+    lines = [f"| {label} | runs | E2E mean | TTFT mean | ITL mean | E2E p90 |"]
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for g, errs in groups.items():
+        meds = " | ".join(
+            f"{median_abs(e[m] for e in errs if m in e) * 100:.1f} %" for m in METRICS
+        )
+        lines.append(f"| {g} | {len(errs)} | {meds} |")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
     ap.add_argument("--profile", type=Path, help="start from this profile (JSON)")
     ap.add_argument("--output", type=Path, help="write the fitted profile here (JSON)")
     ap.add_argument("--passes", type=int, default=0, help="fit passes (0: no fit)")
-    ap.add_argument("--fit-seconds", type=float, default=60.0, help="seconds replayed per stage")
+    ap.add_argument("--fit-seconds", type=float, default=40.0, help="seconds replayed per stage")
     ap.add_argument("--reuse", choices=("repeat", "fresh"), default="repeat")
     ap.add_argument("--holdout", action="store_true", help="leave-one-model/GPU-out errors")
     ap.add_argument("--holdout-passes", type=int, default=2)
     ap.add_argument("--full", action="store_true", help="replay whole runs, time each")
     ap.add_argument("--request-timeout", type=float, default=300.0)
     ap.add_argument("--only", help="substring of run ids to keep")
+    ap.add_argument("--markdown", type=Path, help="write the result tables here (markdown)")
     args = ap.parse_args(argv)
     try:
         runs = load_runs(args.runs)
-    except OSError as e:
-        print(f"--runs {args.runs}: {e.strerror or e}", file=sys.stderr)
+    except OSError as err:
+        print(f"--runs {args.runs}: {err.strerror or err}", file=sys.stderr)
         return 1
     if args.only:
         runs = [r for r in runs if args.only in r.run_id]
-    start = (
-        Profile.load(args.profile)
-        if args.profile
-        else (Profile.load(DEFAULT_PROFILE_PATH) if DEFAULT_PROFILE_PATH.exists() else Profile())
-    )
+    try:
+        start = Profile.load(args.profile) if args.profile else default_profile()
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
     normal = [r for r in runs if not r.overloaded]
     over = [r for r in runs if r.overloaded]
     prof = start
+    md: list[str] = []
     if args.passes:
         print(f"fitting on {len(normal)} runs ({args.fit_seconds:g} s per stage)")
         prof = fit(normal, start, args.fit_seconds, args.reuse, args.passes)
@@ -519,33 +573,67 @@ def main(argv: Sequence[str] | None = None) -> int:
         "\nprofile:\n"
         + "\n".join(f"  {f.name} = {getattr(prof, f.name):.6g}" for f in fields(prof))
     )
+    md += ["### Profile", "", "| coefficient | value |", "|---|---:|"]
+    md += [f"| `{f.name}` | {getattr(prof, f.name):.4g} |" for f in fields(prof)]
     seconds = None if args.full else args.fit_seconds
     reps = []
     for r in normal:
         reps.append(replay(r, prof, seconds, args.reuse, args.request_timeout))
     errs = [errors(r, rep) for r, rep in zip(normal, reps, strict=True)]
     print_table(normal, errs, "fitted on all runs: error per run (simulated / measured - 1)")
+    replayed = "whole runs" if args.full else f"the first {args.fit_seconds:g} s of each stage"
+    md += ["", f"### Error per run (fitted on all runs; replays of {replayed})", ""]
+    md += md_errors_table(normal, errs, blis=True)
+    by_gpu: dict[str, list[dict[str, float]]] = {}
+    for r, e in zip(normal, errs, strict=True):
+        by_gpu.setdefault(r.gpu, []).append(e)
+    md += ["", "### Median |error| per GPU", ""] + md_medians(by_gpu, "GPU")
+    stages = load_stages(args.runs.with_name("calibration_stages.csv"))
+    stage_errs: dict[str, list[dict[str, float]]] = {}
+    for r, rep in zip(normal, reps, strict=True):
+        for i, got in enumerate(rep.stage_values):
+            want = stages.get((r.run_id, i))
+            if want:
+                se = {m: got[m] / want[m] - 1 for m in METRICS if m in want and m in got}
+                stage_errs.setdefault(f"stage {i}", []).append(se)
+    if stage_errs:
+        md += ["", "### Median |error| per load stage", ""] + md_medians(stage_errs, "stage")
     if args.full:
         walls = [rep.wall_s for rep in reps]
-        print(
-            f"\nreplay wall time: median {statistics.median(walls):.2f} s, "
-            f"max {max(walls):.2f} s over {len(walls)} runs; steps median "
-            f"{statistics.median(rep.steps for rep in reps):.0f}"
+        cpus = [rep.cpu_s for rep in reps]
+        line = (
+            f"replay time: wall median {statistics.median(walls):.2f} s, max {max(walls):.2f} s;"
+            f" CPU median {statistics.median(cpus):.2f} s, max {max(cpus):.2f} s over "
+            f"{len(walls)} runs; steps median {statistics.median(rep.steps for rep in reps):.0f}"
         )
+        print("\n" + line)
+        md += ["", "### Replay speed", "", line[0].upper() + line[1:] + "."]
     bs1 = args.runs.with_name("decode_bs1.csv")
     if bs1.exists():
         print("\ndecode at batch 1 (ms per token): simulated vs measured")
-        for label, sim, real in decode_bs1(bs1, prof):
-            print(f"  {label:46} {sim:6.2f} vs {real:6.2f}  ({pct(sim / real - 1)})")
+        md += [
+            "",
+            "### Decode at batch 1 (ms per token)",
+            "",
+            "| run | simulated | measured | error |",
+        ]
+        md += ["|---|---:|---:|---:|"]
+        for label, simulated, actual in decode_bs1(bs1, prof):
+            err_ = pct(simulated / actual - 1)
+            print(f"  {label:46} {simulated:6.2f} vs {actual:6.2f}  ({err_})")
+            md.append(f"| {label} | {simulated:.2f} | {actual:.2f} | {err_} |")
     if over:
         print("\noverloaded runs (failures > 0): successes simulated vs measured")
+        md += ["", "### Overloaded runs: successes", "", "| run | simulated | measured | error |"]
+        md += ["|---|---:|---:|---:|"]
         for r in over:
             rep = replay(r, prof, None, args.reuse, args.request_timeout)
             ratio = rep.n_success / r.n_success - 1 if r.n_success else float("nan")
             print(
                 f"  {r.short:46} {rep.n_success:6d} vs {r.n_success}  ({pct(ratio)}), "
-                f"wall {rep.wall_s:.2f} s, preemptions {rep.preemptions}"
+                f"CPU {rep.cpu_s:.2f} s, preemptions {rep.preemptions}"
             )
+            md.append(f"| {r.short} | {rep.n_success} | {r.n_success} | {pct(ratio)} |")
     if args.holdout:
         passes = args.holdout_passes
         lomo = holdout(
@@ -554,6 +642,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_table(normal, lomo, "leave-one-model-out")
         logo = holdout(normal, prof, args.fit_seconds, args.reuse, passes, lambda r: r.gpu, "GPU")
         print_table(normal, logo, "leave-one-GPU-out")
+        md += ["", "### Leave-one-model-out and leave-one-GPU-out (median |error|)", ""]
+        md += md_medians({"leave one model out": lomo, "leave one GPU out": logo}, "refit")
+        md += ["", "#### Leave-one-model-out, per run", ""] + md_errors_table(normal, lomo)
+        md += ["", "#### Leave-one-GPU-out, per run", ""] + md_errors_table(normal, logo)
+    if args.markdown:
+        args.markdown.write_text("\n".join(md) + "\n", encoding="utf-8")
+        print(f"wrote {args.markdown}")
     return 0
 
 
