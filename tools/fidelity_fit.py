@@ -372,6 +372,117 @@ def evaluate(
     return loss_of(errs), errs
 
 
+def residuals(errs: Sequence[dict[str, float]]) -> list[float]:
+    """Weighted relative errors, one per run and goal metric (a missing metric counts 100 %)."""
+    return [math.sqrt(WEIGHTS[m]) * e.get(m, 1.0) for e in errs for m in METRICS]
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float]:
+    """Gaussian elimination with partial pivoting (small dense systems)."""
+    n = len(b)
+    m = [row[:] + [b[i]] for i, row in enumerate(a)]
+    for col in range(n):
+        piv = max(range(col, n), key=lambda r: abs(m[r][col]))
+        m[col], m[piv] = m[piv], m[col]
+        if abs(m[col][col]) < 1e-300:
+            continue
+        for r in range(col + 1, n):
+            f = m[r][col] / m[col][col]
+            for c in range(col, n + 1):
+                m[r][c] -= f * m[col][c]
+    x = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        acc = m[r][n] - sum(m[r][c] * x[c] for c in range(r + 1, n))
+        x[r] = acc / m[r][r] if abs(m[r][r]) > 1e-300 else 0.0
+    return x
+
+
+def fit_lm(
+    runs: Sequence[Run],
+    start: Profile,
+    seconds: float | None,
+    reuse: str,
+    iterations: int,
+    log: Callable[[str], None] = print,
+    h: float = 0.05,
+) -> Profile:
+    """Levenberg-Marquardt on the log of the coefficients, finite-difference Jacobian.
+
+    Moves all coefficients together (they are correlated: a lower step cost and a higher
+    first-token cost can leave E2E unchanged and fix TTFT), which a one-at-a-time search
+    cannot.
+    """
+    names = list(FIT_BOUNDS)
+
+    def at(x: Sequence[float]) -> Profile:
+        vals = {}
+        for n, v in zip(names, x, strict=True):
+            lo, hi = FIT_BOUNDS[n]
+            vals[n] = min(hi, max(lo, math.exp(v)))
+        return replace(start, **vals)
+
+    def clip(x: Sequence[float]) -> list[float]:
+        return [math.log(getattr(at(x), n)) for n in names]
+
+    x = [math.log(getattr(start, n)) for n in names]
+    _, errs = evaluate(runs, at(x), seconds, reuse)
+    r = residuals(errs)
+    cost = sum(v * v for v in r)
+    lam = 1e-3
+    log(f"  LM start: sum of squares {cost:.4f}, loss {loss_of(errs):.4f}")
+    for it in range(iterations):
+        cols = []
+        for i in range(len(names)):
+            xp = x[:]
+            xp[i] += h
+            _, e = evaluate(runs, at(xp), seconds, reuse)
+            rp = residuals(e)
+            cols.append([(a - b) / h for a, b in zip(rp, r, strict=True)])
+        jtj = [[sum(ci[k] * cj[k] for k in range(len(r))) for cj in cols] for ci in cols]
+        jtr = [sum(ci[k] * r[k] for k in range(len(r))) for ci in cols]
+        improved = False
+        lo_x = [math.log(FIT_BOUNDS[n][0]) for n in names]
+        hi_x = [math.log(FIT_BOUNDS[n][1]) for n in names]
+        for _ in range(6):
+            # solve on the free coefficients; one at a bound the step pushes past is frozen
+            frozen: set[int] = set()
+            delta = [0.0] * len(names)
+            for _ in range(len(names)):
+                idx = [i for i in range(len(names)) if i not in frozen]
+                a = [[jtj[i][j] for j in idx] for i in idx]
+                floor = 0.01 * max(jtj[i][i] for i in range(len(names))) + 1e-9
+                for k, i in enumerate(idx):
+                    a[k][k] += lam * max(jtj[i][i], floor)
+                sub = _solve(a, [-jtr[i] for i in idx])
+                delta = [0.0] * len(names)
+                for k, i in enumerate(idx):
+                    delta[i] = sub[k]
+                push = {
+                    i
+                    for i in idx
+                    if (x[i] >= hi_x[i] - 1e-9 and delta[i] > 0)
+                    or (x[i] <= lo_x[i] + 1e-9 and delta[i] < 0)
+                }
+                if not push:
+                    break
+                frozen |= push
+            delta = [max(-1.0, min(1.0, d)) for d in delta]  # at most a factor e each
+            cand = clip([xi + di for xi, di in zip(x, delta, strict=True)])
+            _, e = evaluate(runs, at(cand), seconds, reuse)
+            rc = residuals(e)
+            c = sum(v * v for v in rc)
+            if c < cost:
+                x, r, cost, errs = cand, rc, c, e
+                lam = max(lam / 3.0, 1e-4)
+                improved = True
+                break
+            lam *= 4.0
+        log(f"  LM {it + 1}: sum of squares {cost:.4f}, loss {loss_of(errs):.4f}, λ {lam:.3g}")
+        if not improved:
+            break
+    return at(x)
+
+
 def fit(
     runs: Sequence[Run],
     start: Profile,
@@ -537,10 +648,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
     ap.add_argument("--profile", type=Path, help="start from this profile (JSON)")
     ap.add_argument("--output", type=Path, help="write the fitted profile here (JSON)")
-    ap.add_argument("--passes", type=int, default=0, help="fit passes (0: no fit)")
+    ap.add_argument("--passes", type=int, default=0, help="pattern-search passes (0: none)")
+    ap.add_argument("--lm", type=int, default=0, help="Levenberg-Marquardt iterations first")
     ap.add_argument("--fit-seconds", type=float, default=40.0, help="seconds replayed per stage")
     ap.add_argument("--reuse", choices=("repeat", "fresh"), default="repeat")
-    ap.add_argument("--holdout", action="store_true", help="leave-one-model/GPU-out errors")
+    ap.add_argument(
+        "--holdout",
+        choices=("model", "gpu", "both"),
+        help="leave-one-model-out and/or leave-one-GPU-out refits",
+    )
     ap.add_argument("--holdout-passes", type=int, default=2)
     ap.add_argument("--full", action="store_true", help="replay whole runs, time each")
     ap.add_argument("--request-timeout", type=float, default=300.0)
@@ -563,9 +679,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     over = [r for r in runs if r.overloaded]
     prof = start
     md: list[str] = []
-    if args.passes:
+    if args.passes or args.lm:
         print(f"fitting on {len(normal)} runs ({args.fit_seconds:g} s per stage)")
-        prof = fit(normal, start, args.fit_seconds, args.reuse, args.passes)
+        if args.lm:
+            prof = fit_lm(normal, prof, args.fit_seconds, args.reuse, args.lm)
+        if args.passes:
+            prof = fit(normal, prof, args.fit_seconds, args.reuse, args.passes, step=0.25)
         if args.output:
             args.output.write_text(prof.to_json(), encoding="utf-8")
             print(f"wrote {args.output}")
@@ -636,16 +755,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             md.append(f"| {r.short} | {rep.n_success} | {r.n_success} | {pct(ratio)} |")
     if args.holdout:
         passes = args.holdout_passes
-        lomo = holdout(
-            normal, prof, args.fit_seconds, args.reuse, passes, lambda r: r.model, "model"
-        )
-        print_table(normal, lomo, "leave-one-model-out")
-        logo = holdout(normal, prof, args.fit_seconds, args.reuse, passes, lambda r: r.gpu, "GPU")
-        print_table(normal, logo, "leave-one-GPU-out")
-        md += ["", "### Leave-one-model-out and leave-one-GPU-out (median |error|)", ""]
-        md += md_medians({"leave one model out": lomo, "leave one GPU out": logo}, "refit")
-        md += ["", "#### Leave-one-model-out, per run", ""] + md_errors_table(normal, lomo)
-        md += ["", "#### Leave-one-GPU-out, per run", ""] + md_errors_table(normal, logo)
+        held: dict[str, list[dict[str, float]]] = {}
+        keys: list[tuple[str, Callable[[Run], str], str]] = [
+            ("leave one model out", lambda r: r.model, "model"),
+            ("leave one GPU out", lambda r: r.gpu, "GPU"),
+        ]
+        for title, key, label in keys:
+            if args.holdout in ("both", label.lower()):
+                held[title] = holdout(
+                    normal, prof, args.fit_seconds, args.reuse, passes, key, label
+                )
+                print_table(normal, held[title], title)
+        md += ["", "### Hold-out refits (median |error|)", ""] + md_medians(held, "refit")
+        for title, errs_ in held.items():
+            md += ["", f"#### {title.capitalize()}, per run", ""]
+            md += md_errors_table(normal, errs_)
     if args.markdown:
         args.markdown.write_text("\n".join(md) + "\n", encoding="utf-8")
         print(f"wrote {args.markdown}")

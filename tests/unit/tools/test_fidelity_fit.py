@@ -91,3 +91,9 @@ def test_a_replay_reports_inference_perf_metrics_and_the_fit_lowers_the_loss(
     fitted = ff.fit([target], start, None, "repeat", passes=2, log=lambda s: None)
     after, _ = ff.evaluate([target], fitted, None, "repeat")
     assert after < before / 2
+    moved = ff.fit_lm([target], start, None, "repeat", iterations=2, log=lambda s: None)
+    assert ff.evaluate([target], moved, None, "repeat")[0] < before / 2
+
+
+def test_the_linear_solver() -> None:
+    assert ff._solve([[2.0, 1.0], [1.0, 3.0]], [3.0, 5.0]) == pytest.approx([0.8, 1.4])
