@@ -48,6 +48,9 @@ class SchedulerConfig:
     enable_prefix_caching: bool = True  # --enable-prefix-caching
     enable_chunked_prefill: bool = True  # --enable-chunked-prefill
     max_waiting: int | None = None  # --max-waiting-queue-length (None: unbounded, as vLLM)
+    # vLLM's asynchronous scheduling: step k+1 is scheduled when step k starts, so a request
+    # that arrives during step k can first run in step k+2 (when the engine was busy)
+    async_scheduling: bool = True
 
 
 def block_hashes(token_ids: Sequence[int], block_size: int = BLOCK_SIZE) -> tuple[int, ...]:
@@ -228,6 +231,8 @@ class Engine:
         self.running: list[Request] = []  # admission order; preemption takes the last
         self.active: list[Request] = []  # running requests still in prefill, in running order
         self.now = 0.0
+        self.last_start = -1.0  # start and end of the latest step
+        self.last_end = -1.0
         self.steps = 0  # steps run; decoding requests have computed = base + steps
         self.ends: list[float] = []  # end time of every step
         self.n_lazy = 0
@@ -402,9 +407,13 @@ class Engine:
         # 3. waiting requests, unless this step preempted one
         if not preempted:
             waiting = self.waiting
+            # when the engine ran without a gap, this step was scheduled as the last one began
+            seen = self.now
+            if cfg.async_scheduling and self.last_end == self.now:
+                seen = self.last_start
             while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
                 req = waiting[0]
-                if req.arrival > self.now:
+                if req.arrival > seen:
                     break
                 total = req.prompt_len + req.produced
                 hits = kv.hits(req, total - 1, bs)
@@ -441,10 +450,14 @@ class Engine:
                 prefills += 1
         seqs = self.n_lazy + len(scheduled)
         if not seqs:
+            if not preempted and self.last_end == self.now and self.waiting:
+                self.last_end = -1.0  # the engine idles: the next schedule sees the queue now
+                return True
             return preempted  # a preemption changed the state even though nothing ran
         decode_only = prefills == 0
-        start_time = self.now
+        start_time = self.last_start = self.now
         now = self.now = start_time + self.step_time(tokens, pairs, kv_tokens, seqs, decode_only)
+        self.last_end = now
         self.steps += 1
         self.ends.append(now)
         if self.records is not None:
@@ -495,6 +508,7 @@ class Engine:
         d = self.steps
         now = self.now
         ran = 0
+        start = now
         pairs = self.base_sum + r * d + r
         records = self.records
         while now < next_event:
@@ -516,7 +530,8 @@ class Engine:
         if not ran:
             return False
         self.steps = d
-        self.now = now
+        self.last_start = start
+        self.now = self.last_end = now
         self._finish_due(now)
         return True
 

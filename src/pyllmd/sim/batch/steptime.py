@@ -15,7 +15,8 @@ where R(a, b) = (a^p + b^p)^(1/p) is a smooth roofline (p → ∞ is max(a, b)) 
   layer) / (mbu_weights · HBM bandwidth);
 - t_attention_compute = attention FLOPs per (query, context) pair · pairs / (mfu_attention · peak);
 - t_kv = KV bytes of the context read + KV bytes written / (mbu_kv · HBM bandwidth);
-- an all-reduce moves 2(tp-1)/tp · T · hidden · 2 bytes over the link, plus a fixed latency.
+- an all-reduce moves 2(tp-1)/tp · T · hidden · 2 bytes over the link, plus a latency of
+  `allreduce_s` per other rank (tp − 1).
 
 All quantities are per GPU (one tensor-parallel shard). The coefficients (`Profile`) are shared by
 every accelerator and model: efficiencies are fractions of the accelerator's peaks.
@@ -48,7 +49,7 @@ class Profile:
     step_s: float = 0.002  # fixed cost of every step (scheduler, launch, sampler)
     seq_s: float = 2e-5  # cost per sequence in the step (sampling, output processing)
     layer_s: float = 1e-5  # per layer, on steps that are not a captured decode CUDA graph
-    allreduce_s: float = 1e-5  # fixed latency of one all-reduce (TP > 1)
+    allreduce_s: float = 1e-5  # latency of one all-reduce per other rank (× (tp − 1))
     link_efficiency: float = 0.7  # fraction of the link bandwidth an all-reduce reaches
     first_token_s: float = 0.005  # per request before its prefill: HTTP, tokenization
     last_token_s: float = 0.001  # per request after its last token
@@ -144,7 +145,8 @@ class StepModel:
         if tp > 1:
             link = acc.link_gbps * 1e9 * max(p.link_efficiency, 1e-6)
             ring = 2.0 * (tp - 1) / tp
-            self.comm_fixed = (2 * arch.layers + 1) * p.allreduce_s
+            # a small all-reduce's latency grows with the ranks it passes through
+            self.comm_fixed = (2 * arch.layers + 1) * p.allreduce_s * (tp - 1)
             self.s_comm_token = 2 * arch.layers * ring * arch.hidden * 2.0 / link
             self.s_comm_seq = (tp - 1) / tp * arch.vocab * 2.0 / link
         else:

@@ -53,6 +53,27 @@ def test_running_requests_are_served_before_waiting_ones() -> None:
     assert b.admitted == res.records[1].start
 
 
+def test_asynchronous_scheduling_a_request_arriving_mid_step_starts_two_steps_later() -> None:
+    cfg = SchedulerConfig(num_blocks=1000)
+    a = req(0, 0.0, list(range(100)), 50)
+    b = req(1, 0.0105, list(range(500, 600)), 5)  # arrives during a's second or third step
+    res = run(cfg, [a, b])
+    assert res.records is not None
+    during = next(i for i, s in enumerate(res.records) if s.start <= b.arrival < s.end)
+    assert b.admitted == res.records[during + 2].start  # step during+1 was already scheduled
+    sync = SchedulerConfig(num_blocks=1000, async_scheduling=False)
+    c = req(0, 0.0, list(range(100)), 50)
+    d = req(1, 0.0105, list(range(500, 600)), 5)
+    res2 = run(sync, [c, d])
+    assert res2.records is not None
+    during = next(i for i, s in enumerate(res2.records) if s.start <= d.arrival < s.end)
+    assert d.admitted == res2.records[during + 1].start
+    # an idle engine takes a request at once
+    e = req(0, 5.0, list(range(100)), 2)
+    run(cfg, [e])
+    assert e.admitted == 5.0
+
+
 def test_a_shared_prefix_is_served_from_the_cache_after_its_blocks_fill() -> None:
     cfg = SchedulerConfig(num_blocks=1000)
     system = list(range(100))  # 6 full blocks + 4 tokens
