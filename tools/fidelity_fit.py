@@ -17,16 +17,19 @@ rebuilt as inference-perf sends it and replayed on `pyllmd.sim.batch` in virtual
 - the client gives up after `--request-timeout` seconds (the request is aborted: a failure).
 
 Metrics follow inference-perf: TTFT and E2E per request, their means and p90, and the data's
-ITL formula (mean E2E - mean TTFT) / (mean output length - 1). The fit minimises the mean over
-runs of |err| of E2E mean, ITL, E2E p90 and half the TTFT mean's, by a multiplicative pattern
-search over the profile's coefficients (log space), on replays cut to `--fit-seconds` per stage
-(constant-rate stages are stationary after a few seconds). Overloaded runs (failures > 0) are
+ITL formula (mean E2E - mean TTFT) / (mean output length - 1). The fit runs Levenberg-Marquardt
+on the log of the profile's coefficients (`--lm`; residuals: weighted log ratios of E2E mean,
+ITL, TTFT mean and E2E p90), then a multiplicative pattern search (`--passes`) that also picks
+the roofline's form, on replays cut to `--fit-seconds` per stage (constant-rate stages are
+stationary after a few seconds). The score printed is the mean over runs of the weighted
+|relative error|. Overloaded runs (failures > 0) are
 left out of the fit and reported apart with their success counts; so are the runs with CPU KV
 offload (`cpu_offload` True), which the model does not cover yet.
 
 Usage (from the repository root):
-  python tools/fidelity_fit.py [--runs CSV] [--output PROFILE.json] [--passes N]
-                               [--holdout] [--full] [--profile START.json]
+  python tools/fidelity_fit.py [--runs CSV] [--profile START.json] [--lm N] [--passes N]
+                               [--output PROFILE.json] [--full] [--holdout model|gpu|both]
+                               [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -720,7 +723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errs = [errors(r, rep) for r, rep in zip(normal, reps, strict=True)]
     print_table(normal, errs, "fitted on all runs: error per run (simulated / measured - 1)")
     replayed = "whole runs" if args.full else f"the first {args.fit_seconds:g} s of each stage"
-    md += ["", f"### Error per run (fitted on all runs; replays of {replayed})", ""]
+    md += ["", f"### Error per run (the {len(normal)} fitted runs; replays of {replayed})", ""]
     md += md_errors_table(normal, errs, blis=True)
     if offload:
         off_errs = [
@@ -771,8 +774,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             md.append(f"| {label} | {simulated:.2f} | {actual:.2f} | {err_} |")
     if over:
         print("\noverloaded runs (failures > 0): successes simulated vs measured")
-        md += ["", "### Overloaded runs: successes", "", "| run | simulated | measured | error |"]
-        md += ["|---|---:|---:|---:|"]
+        md += ["", "### Overloaded runs", ""]
+        md += ["| run | successes simulated | measured | error | TTFT mean | E2E mean | ITL mean |"]
+        md += ["|---|---:|---:|---:|---:|---:|---:|"]
         for r in over:
             rep = replay(r, prof, None, args.reuse, args.request_timeout)
             ratio = rep.n_success / r.n_success - 1 if r.n_success else float("nan")
@@ -780,7 +784,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  {r.short:46} {rep.n_success:6d} vs {r.n_success}  ({pct(ratio)}), "
                 f"CPU {rep.cpu_s:.2f} s, preemptions {rep.preemptions}"
             )
-            md.append(f"| {r.short} | {rep.n_success} | {r.n_success} | {pct(ratio)} |")
+            e = errors(r, rep)
+            lat = " | ".join(
+                pct(e.get(m, float("nan"))) for m in ("ttft_mean", "e2e_mean", "itl_mean")
+            )
+            md.append(f"| {r.short} | {rep.n_success} | {r.n_success} | {pct(ratio)} | {lat} |")
     if args.holdout:
         passes = args.holdout_passes
         held: dict[str, list[dict[str, float]]] = {}
@@ -796,7 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print_table(normal, held[title], title)
         md += ["", "### Hold-out refits (median |error|)", ""] + md_medians(held, "refit")
         for title, errs_ in held.items():
-            md += ["", f"#### {title.capitalize()}, per run", ""]
+            md += ["", f"#### {title[0].upper()}{title[1:]}, per run", ""]
             md += md_errors_table(normal, errs_)
     if args.markdown:
         args.markdown.write_text("\n".join(md) + "\n", encoding="utf-8")
