@@ -144,6 +144,7 @@ workload = st.fixed_dictionaries(
         "groups": st.integers(1, 4),
         "caching": st.booleans(),
         "timeout": st.one_of(st.none(), st.floats(0.005, 0.5)),
+        "async": st.booleans(),
     }
 )
 
@@ -158,6 +159,7 @@ def make(w: dict[str, object]) -> tuple[SchedulerConfig, list[Request]]:
         max_num_batched_tokens=mbt,
         max_model_len=256,
         enable_prefix_caching=bool(w["caching"]),
+        async_scheduling=bool(w["async"]),
     )
     groups = [
         [rnd.randrange(50) for _ in range(rnd.randrange(0, 60))] for _ in range(int(w["groups"]))
