@@ -1,0 +1,164 @@
+"""Accelerators: peak compute, HBM bandwidth, memory and interconnect.
+
+The built-in table holds the GPUs of the calibration set; `load_accelerators` reads a CSV file
+with the same columns (`--accelerator-config`). Figures are dense peaks (no sparsity).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyllmd.core.errors import ConfigError
+
+COLUMNS = (
+    "gpu",
+    "bf16_tflops_dense",
+    "fp8_tflops_dense",
+    "hbm_bw_TBps",
+    "memory_GiB",
+    "interconnect",
+)
+
+# PCIe Gen4 x16 carries 32 GB/s each way; Gen5 64 GB/s.
+_PCIE_GBPS = {"3": 16.0, "4": 32.0, "5": 64.0, "6": 128.0}
+
+BUILTIN_CSV = """\
+gpu,bf16_tflops_dense,fp8_tflops_dense,hbm_bw_TBps,memory_GiB,interconnect
+H100,989.5,1979,3.35,80,NVLink 900 GB/s
+A100-80GB,312,,2.039,80,NVLink 600 GB/s
+L40S,362.05,733,0.864,48,PCIe Gen4 (no NVLink)
+"""
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """One GPU model. `fp8_tflops` is None when it has no native FP8 compute."""
+
+    name: str
+    bf16_tflops: float
+    fp8_tflops: float | None
+    hbm_tbps: float
+    memory_gib: float
+    interconnect: str
+    link_gbps: float  # GB/s between GPUs of one node, one direction
+    nvlink: bool
+
+    @property
+    def flops(self) -> float:
+        """Dense BF16 FLOP/s."""
+        return self.bf16_tflops * 1e12
+
+    def flops_for(self, fp8: bool) -> float:
+        """Dense FLOP/s of the matrix units for BF16 or FP8 operands (BF16 without FP8 units)."""
+        if fp8 and self.fp8_tflops:
+            return self.fp8_tflops * 1e12
+        return self.flops
+
+    @property
+    def hbm_bytes_per_s(self) -> float:
+        return self.hbm_tbps * 1e12
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gib * 2**30
+
+
+def parse_interconnect(text: str) -> tuple[float, bool]:
+    """GB/s per direction and whether it is NVLink, from e.g. `NVLink 900 GB/s` or `PCIe Gen4`.
+
+    NVLink figures are the bidirectional aggregate that datasheets quote, halved.
+    """
+    lower = text.lower()
+    if "nvlink" in lower and "no nvlink" not in lower:
+        m = re.search(r"([\d.]+)\s*gb/s", lower)
+        if not m:
+            raise ConfigError(
+                f"interconnect {text!r}: NVLink needs a bandwidth, e.g. 'NVLink 900 GB/s'"
+            )
+        return float(m.group(1)) / 2.0, True
+    m = re.search(r"([\d.]+)\s*gb/s", lower)
+    if m:
+        return float(m.group(1)), False
+    m = re.search(r"gen\s*(\d)", lower)
+    if "pcie" in lower and m and m.group(1) in _PCIE_GBPS:
+        return _PCIE_GBPS[m.group(1)], False
+    raise ConfigError(
+        f"interconnect {text!r}: must be 'NVLink <n> GB/s', 'PCIe Gen<3-6>' or '<n> GB/s'"
+    )
+
+
+def _number(row: dict[str, str], column: str, where: str, optional: bool = False) -> float | None:
+    raw = (row.get(column) or "").strip()
+    if not raw:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: column {column} is empty")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{where}: column {column} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{where}: column {column} must be > 0, got {raw!r}")
+    return value
+
+
+def parse_accelerators(text: str, source: str) -> dict[str, Accelerator]:
+    """Accelerators from CSV text with gpus.csv's columns (extra columns are ignored)."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ConfigError(f"{source}: missing column(s) {', '.join(missing)}")
+    out: dict[str, Accelerator] = {}
+    for line, row in enumerate(reader, start=2):
+        where = f"{source}:{line}"
+        name = (row.get("gpu") or "").strip()
+        if not name:
+            raise ConfigError(f"{where}: column gpu is empty")
+        try:
+            link, nvlink = parse_interconnect(row.get("interconnect") or "")
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        out[name] = Accelerator(
+            name=name,
+            bf16_tflops=_number(row, "bf16_tflops_dense", where) or 0.0,
+            fp8_tflops=_number(row, "fp8_tflops_dense", where, optional=True),
+            hbm_tbps=_number(row, "hbm_bw_TBps", where) or 0.0,
+            memory_gib=_number(row, "memory_GiB", where) or 0.0,
+            interconnect=(row.get("interconnect") or "").strip(),
+            link_gbps=link,
+            nvlink=nvlink,
+        )
+    if not out:
+        raise ConfigError(f"{source}: no accelerator rows")
+    return out
+
+
+BUILTIN: dict[str, Accelerator] = parse_accelerators(BUILTIN_CSV, "built-in accelerators")
+
+
+def load_accelerators(path: str | Path) -> dict[str, Accelerator]:
+    """The accelerators of a `--accelerator-config` CSV file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"--accelerator-config {path}: {e.strerror or e}") from None
+    return parse_accelerators(text, f"--accelerator-config {path}")
+
+
+def get_accelerator(name: str, extra: dict[str, Accelerator] | None = None) -> Accelerator:
+    """The named accelerator, from `extra` (a config file) first, then the built-in table."""
+    table = {**BUILTIN, **(extra or {})}
+    if name in table:
+        return table[name]
+    folded = {k.lower(): v for k, v in table.items()}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    known = ", ".join(sorted(table))
+    raise ConfigError(
+        f"--accelerator {name!r}: unknown accelerator (known: {known}; "
+        "add others with --accelerator-config)"
+    )

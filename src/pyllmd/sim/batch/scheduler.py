@@ -1,0 +1,572 @@
+"""vLLM v1's scheduler at step level, on virtual time (pure: no clock, no I/O).
+
+Each step has a budget of `max_num_batched_tokens` tokens and at most `max_num_seqs` running
+sequences. Running requests are served first, in admission order, each with as many of its
+remaining tokens as the budget allows (chunked prefill; a decode needs one); then waiting
+requests are admitted in arrival order, unless a request was preempted in this step. KV blocks
+of `block_size` tokens are allocated as tokens are scheduled; when none is free, the most
+recently admitted running request is preempted: its blocks are freed and it waits at the head
+of the queue to be recomputed (prompt and the tokens it had produced). A block is registered in
+the prefix cache (by the hash of its tokens and of the blocks before it) once it is full; freed
+blocks stay cached until the allocator reuses them, least recently freed first. A request
+admitted from the queue starts after its longest cached prefix (at most all but its last token).
+
+Tokens are emitted at the end of the step that computes them. `run()` steps the engine until
+every request has finished or was refused; with `jump=True` (the default) it advances over runs
+of decode-only steps in which the batch cannot change in a tight loop, with the same token times.
+
+Cost per step does not grow with the batch: a decoding request is scheduled in every step (vLLM
+serves running requests first, and only the most recently admitted one can still be in a chunked
+prefill, behind all decodes), so decoding requests are kept as `computed = base + steps` and
+advanced together; the step time needs only their count and context sum. A request is brought
+up to date when it finishes or is preempted; KV blocks are allocated from buckets by the step at
+which each decoding request crosses a block boundary, in admission order as vLLM does.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+BLOCK_SIZE = 16
+
+# A step-time function: (tokens, attention pairs, KV tokens, sequences, decode_only) -> seconds.
+StepTimeFn = Callable[[int, int, int, int, bool], float]
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """vLLM's scheduler settings (flag names in the comments)."""
+
+    num_blocks: int  # KV blocks of the GPU (per TP shard: the same count on each)
+    max_num_seqs: int = 128  # --max-num-seqs
+    max_num_batched_tokens: int = 2048  # --max-num-batched-tokens
+    max_model_len: int = 4096  # --max-model-len
+    block_size: int = BLOCK_SIZE
+    enable_prefix_caching: bool = True  # --enable-prefix-caching
+    enable_chunked_prefill: bool = True  # --enable-chunked-prefill
+    max_waiting: int | None = None  # --max-waiting-queue-length (None: unbounded, as vLLM)
+    # vLLM's asynchronous scheduling: step k+1 is scheduled when step k starts, so a request
+    # that arrives during step k can first run in step k+2 (when the engine was busy)
+    async_scheduling: bool = True
+
+
+def block_hashes(token_ids: Sequence[int], block_size: int = BLOCK_SIZE) -> tuple[int, ...]:
+    """Chained hashes of the full blocks of a token sequence (a block's hash covers its prefix)."""
+    out: list[int] = []
+    parent = 0
+    for start in range(0, len(token_ids) - block_size + 1, block_size):
+        parent = hash((parent, tuple(token_ids[start : start + block_size])))
+        out.append(parent)
+    return tuple(out)
+
+
+@dataclass(eq=False, slots=True)
+class Request:
+    """A request as the engine sees it; the fields after `hashes` are the engine's state."""
+
+    rid: int
+    arrival: float  # when it reaches the engine queue (virtual seconds)
+    prompt_len: int
+    output_len: int  # tokens to generate (ignore_eos: exactly this many)
+    hashes: tuple[int, ...] = ()  # block_hashes() of the prompt, for prefix caching
+    computed: int = 0
+    produced: int = 0
+    blocks: list[int] = field(default_factory=list)
+    registered: int = 0  # leading blocks registered in the prefix cache
+    first_token: float | None = None
+    last_token: float | None = None
+    admitted: float | None = None  # first time scheduled
+    preemptions: int = 0
+    cached_tokens: int = 0  # prefix-cache hits at its first admission
+    refused: str | None = None  # the error, when refused
+    deadline: float | None = None  # the client gives up then (request timeout): aborted
+    aborted: bool = False
+    token_times: list[float] | None = None  # every token's time, when recorded
+    # decoding requests advance together: computed = base + engine step count (see Engine)
+    lazy: bool = False
+    base: int = 0
+    lazy_from: int = 0
+    seq: int = 0  # admission order
+    epoch: int = 0  # invalidates finish events after a preemption
+
+    @property
+    def finished(self) -> bool:
+        return self.last_token is not None
+
+    def block_key(self, index: int) -> object:
+        if index < len(self.hashes):
+            return self.hashes[index]
+        return (self.rid, index)  # generated tokens: only this request can hit them
+
+
+@dataclass
+class StepRecord:
+    """One engine step, for tests and timelines."""
+
+    start: float
+    end: float
+    tokens: int
+    seqs: int
+    prefills: int
+    blocks_used: int
+    decode_only: bool
+
+
+@dataclass
+class RunResult:
+    requests: list[Request]
+    steps: int = 0
+    preemptions: int = 0
+    records: list[StepRecord] | None = None
+
+
+class KVBlocks:
+    """The block pool: reference counts, an LRU queue of free blocks, and the prefix cache.
+
+    vLLM's free queue starts with every block in id order and takes from its head; freed
+    blocks go to its tail. So blocks never used yet are taken first, in id order (`fresh`
+    counts them), then freed ones, least recently freed first (`free`).
+    """
+
+    def __init__(self, num_blocks: int, caching: bool) -> None:
+        self.caching = caching
+        self.size = num_blocks
+        self.fresh = 0  # blocks [fresh, size) were never used
+        self.ref = [0] * num_blocks
+        self.key: list[object | None] = [None] * num_blocks
+        self.free: OrderedDict[int, None] = OrderedDict()
+        self.cached: dict[object, int] = {}
+
+    def available(self) -> int:
+        return self.size - self.fresh + len(self.free)
+
+    @property
+    def used(self) -> int:
+        return self.size - self.available()
+
+    def hits(self, req: Request, max_tokens: int, block_size: int) -> list[int]:
+        """Cached blocks of the longest prefix of `req`, without claiming them."""
+        if not self.caching:
+            return []
+        get = self.cached.get
+        out: list[int] = []
+        limit = max_tokens // block_size
+        hashes = req.hashes
+        for i in range(limit):
+            block = get(hashes[i] if i < len(hashes) else (req.rid, i))
+            if block is None:
+                break
+            out.append(block)
+        return out
+
+    def claim(self, blocks: Iterable[int]) -> None:
+        ref = self.ref
+        for b in blocks:
+            if ref[b] == 0:
+                del self.free[b]
+            ref[b] += 1
+
+    def take(self) -> int:
+        if self.fresh < self.size:
+            block = self.fresh
+            self.fresh += 1
+            self.ref[block] = 1
+            return block
+        block, _ = self.free.popitem(last=False)
+        key = self.key[block]
+        if key is not None:
+            if self.cached.get(key) == block:
+                del self.cached[key]
+            self.key[block] = None
+        self.ref[block] = 1
+        return block
+
+    def release(self, blocks: list[int]) -> None:
+        ref = self.ref
+        free = self.free
+        for b in reversed(blocks):
+            ref[b] -= 1
+            if ref[b] == 0:
+                free[b] = None
+
+    def register(self, req: Request, upto: int) -> None:
+        """Register `req`'s full blocks below index `upto` in the prefix cache."""
+        if self.caching and upto > req.registered:
+            keys = self.key
+            cached = self.cached
+            hashes = req.hashes
+            blocks = req.blocks
+            for i in range(req.registered, upto):
+                block = blocks[i]
+                if keys[block] is None:
+                    key = hashes[i] if i < len(hashes) else (req.rid, i)
+                    keys[block] = key
+                    cached.setdefault(key, block)
+        if upto > req.registered:
+            req.registered = upto
+
+
+class Engine:
+    """One vLLM engine on virtual time."""
+
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        step_time: StepTimeFn,
+        record_tokens: bool = False,
+        record_steps: bool = False,
+    ) -> None:
+        if config.max_num_batched_tokens < config.max_num_seqs:
+            raise ValueError(
+                f"max_num_batched_tokens ({config.max_num_batched_tokens}) must be greater "
+                f"than or equal to max_num_seqs ({config.max_num_seqs})."
+            )
+        self.cfg = config
+        self.step_time = step_time
+        self.kv = KVBlocks(config.num_blocks, config.enable_prefix_caching)
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []  # admission order; preemption takes the last
+        self.active: list[Request] = []  # running requests still in prefill, in running order
+        self.now = 0.0
+        self.last_start = -1.0  # start and end of the latest step
+        self.last_end = -1.0
+        self.steps = 0  # steps run; decoding requests have computed = base + steps
+        self.ends: list[float] = []  # end time of every step
+        self.n_lazy = 0
+        self.base_sum = 0
+        self.buckets: list[list[Request]] = [[] for _ in range(config.block_size)]
+        self.finishes: list[tuple[int, int, int, Request]] = []  # (step, seq, epoch, request)
+        self.admissions = 0
+        self.preemptions = 0
+        self.record_tokens = record_tokens
+        self.records: list[StepRecord] | None = [] if record_steps else None
+
+    # ---- admission -------------------------------------------------------------------------
+    def add(self, req: Request) -> None:
+        """A request arrives (at `req.arrival` <= now): queue it or refuse it."""
+        cfg = self.cfg
+        total = req.prompt_len + req.output_len
+        if total > cfg.max_model_len:
+            req.refused = (
+                f"This model's maximum context length is {cfg.max_model_len} tokens. However, "
+                f"you requested {total} tokens ({req.prompt_len} in the messages, "
+                f"{req.output_len} in the completion). Please reduce the length of the messages "
+                "or completion."
+            )
+            return
+        if req.output_len < 1 or req.prompt_len < 1:
+            req.refused = "prompt and output must have at least one token"
+            return
+        if cfg.max_waiting is not None and len(self.waiting) >= cfg.max_waiting:
+            req.refused = "waiting queue is full"
+            return
+        if self.record_tokens:
+            req.token_times = []
+        self.waiting.append(req)
+
+    # ---- decoding requests, advanced together ----------------------------------------------
+    def _to_lazy(self, req: Request) -> None:
+        """`req` has just produced a token and is not finished: it decodes from the next step."""
+        d = self.steps
+        req.lazy = True
+        req.base = req.computed - d
+        req.lazy_from = d
+        self.n_lazy += 1
+        self.base_sum += req.base
+        self.buckets[(-req.base) % self.cfg.block_size].append(req)
+        heapq.heappush(self.finishes, (d + req.output_len - req.produced, req.seq, req.epoch, req))
+
+    def _sync(self, req: Request) -> None:
+        """Bring a decoding request's fields up to date and take it out of the lazy set."""
+        d = self.steps
+        req.computed = req.base + d
+        req.produced = req.computed - req.prompt_len + 1
+        if req.token_times is not None:
+            req.token_times.extend(self.ends[req.lazy_from : d])
+        self.kv.register(req, req.computed // self.cfg.block_size)
+        req.lazy = False
+        req.epoch += 1
+        self.n_lazy -= 1
+        self.base_sum -= req.base
+        self.buckets[(-req.base) % self.cfg.block_size].remove(req)
+
+    def _preempt_last(self) -> Request:
+        victim = self.running.pop()
+        if victim.lazy:
+            self._sync(victim)
+        else:
+            self.active.remove(victim)
+        self.kv.release(victim.blocks)
+        victim.blocks = []
+        victim.registered = 0
+        victim.computed = 0
+        victim.preemptions += 1
+        self.preemptions += 1
+        self.waiting.appendleft(victim)
+        return victim
+
+    def abort(self, req: Request) -> None:
+        """The client went away: drop the request wherever it is and free its blocks."""
+        if req.finished or req.aborted or req.refused is not None:
+            return
+        req.aborted = True
+        if req in self.waiting:
+            self.waiting.remove(req)
+            return
+        if req.lazy:
+            self._sync(req)
+        elif req in self.active:
+            self.active.remove(req)
+        if req in self.running:
+            self.running.remove(req)
+            self.kv.release(req.blocks)
+            req.blocks = []
+
+    def _finish(self, req: Request, now: float) -> None:
+        req.last_token = now
+        self.running.remove(req)
+        self.kv.release(req.blocks)
+        req.blocks = []
+
+    def _finish_due(self, now: float) -> None:
+        """Finish the decoding requests whose last token came out of the step just run."""
+        heap = self.finishes
+        d = self.steps
+        while heap and heap[0][0] <= d:
+            _, _, epoch, req = heapq.heappop(heap)
+            if epoch != req.epoch or not req.lazy:
+                continue  # stale: preempted since
+            self._sync(req)
+            self._finish(req, now)
+
+    # ---- one step --------------------------------------------------------------------------
+    def step(self) -> bool:
+        """Schedule and run one step; False when nothing could be scheduled or changed."""
+        cfg = self.cfg
+        kv = self.kv
+        bs = cfg.block_size
+        budget = cfg.max_num_batched_tokens
+        running = self.running
+        preempted = False
+        stop = False
+        # 1. decoding requests (all ahead of the prefilling ones), one token each
+        bucket = self.buckets[self.steps % bs]
+        if bucket:
+            for req in list(bucket):
+                if not req.lazy:
+                    continue  # preempted as a victim earlier in this loop
+                while not kv.available():
+                    victim = self._preempt_last()
+                    preempted = True
+                    if victim is req:
+                        stop = True
+                        break
+                if stop:
+                    break
+                req.blocks.append(kv.take())
+        n_dec = self.n_lazy
+        budget -= n_dec
+        tokens = n_dec
+        context = self.base_sum + n_dec * self.steps
+        pairs = kv_tokens = context + n_dec
+        prefills = 0
+        scheduled: list[Request] = []
+        news: list[int] = []
+        # 2. running requests in prefill (chunked), in order
+        if not stop:
+            for req in list(self.active):
+                if budget <= 0:
+                    break
+                if req not in self.active:
+                    break  # preempted as a victim for an earlier one
+                computed = req.computed
+                new = req.prompt_len + req.produced - computed
+                if new > budget:
+                    new = budget
+                need = -(-(computed + new) // bs) - len(req.blocks)
+                while need > kv.available():
+                    victim = self._preempt_last()
+                    preempted = True
+                    if victim is req:
+                        stop = True
+                        break
+                if stop:
+                    break
+                for _ in range(need):
+                    req.blocks.append(kv.take())
+                scheduled.append(req)
+                news.append(new)
+                budget -= new
+                tokens += new
+                pairs += new * computed + new * (new + 1) // 2
+                kv_tokens += computed + new
+                prefills += 1
+        # 3. waiting requests, unless this step preempted one
+        if not preempted:
+            waiting = self.waiting
+            # when the engine ran without a gap, this step was scheduled as the last one began
+            seen = self.now
+            if cfg.async_scheduling and self.last_end == self.now:
+                seen = self.last_start
+            while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
+                req = waiting[0]
+                if req.arrival > seen:
+                    break
+                total = req.prompt_len + req.produced
+                hits = kv.hits(req, total - 1, bs)
+                start = len(hits) * bs
+                new = total - start
+                if new > budget:
+                    if not cfg.enable_chunked_prefill:
+                        break
+                    new = budget
+                need = -(-(start + new) // bs) - len(hits)
+                evictable_hits = sum(1 for b in hits if kv.ref[b] == 0)
+                if need > kv.available() - evictable_hits:
+                    break
+                waiting.popleft()
+                kv.claim(hits)
+                req.blocks = list(hits)
+                req.registered = len(hits)
+                req.computed = start
+                if req.admitted is None:
+                    req.admitted = self.now
+                    req.cached_tokens = start
+                for _ in range(need):
+                    req.blocks.append(kv.take())
+                self.admissions += 1
+                req.seq = self.admissions
+                running.append(req)
+                self.active.append(req)
+                scheduled.append(req)
+                news.append(new)
+                budget -= new
+                tokens += new
+                pairs += new * start + new * (new + 1) // 2
+                kv_tokens += start + new
+                prefills += 1
+        seqs = self.n_lazy + len(scheduled)
+        if not seqs:
+            if not preempted and self.last_end == self.now and self.waiting:
+                self.last_end = -1.0  # the engine idles: the next schedule sees the queue now
+                return True
+            return preempted  # a preemption changed the state even though nothing ran
+        decode_only = prefills == 0
+        start_time = self.last_start = self.now
+        now = self.now = start_time + self.step_time(tokens, pairs, kv_tokens, seqs, decode_only)
+        self.last_end = now
+        self.steps += 1
+        self.ends.append(now)
+        if self.records is not None:
+            self.records.append(
+                StepRecord(start_time, now, tokens, seqs, prefills, kv.used, decode_only)
+            )
+        self._finish_due(now)
+        for req, new in zip(scheduled, news, strict=True):
+            computed = req.computed = req.computed + new
+            kv.register(req, computed // bs)
+            if computed == req.prompt_len + req.produced:
+                req.produced += 1
+                if req.first_token is None:
+                    req.first_token = now
+                if req.token_times is not None:
+                    req.token_times.append(now)
+                self.active.remove(req)
+                if req.produced >= req.output_len:
+                    self._finish(req, now)
+                else:
+                    self._to_lazy(req)
+        return True
+
+    # ---- the decode fast path --------------------------------------------------------------
+    def jump(self, next_event: float) -> bool:
+        """Run decode-only steps in a tight loop while the batch cannot change.
+
+        Applies when no request is in prefill and nothing waiting can be admitted (the queue
+        is empty, or the sequence limit is reached). Stops after the step in which a request
+        finishes, before a step that starts at or after `next_event` (an arrival or a
+        deadline), and before a step that needs more KV blocks than are free (the general step
+        preempts). Returns False when it ran no step.
+        """
+        if self.active or not self.n_lazy:
+            return False
+        if self.waiting and len(self.running) < self.cfg.max_num_seqs:
+            return False
+        kv = self.kv
+        buckets = self.buckets
+        bs = self.cfg.block_size
+        fn = self.step_time
+        ends = self.ends
+        heap = self.finishes
+        while heap and (heap[0][2] != heap[0][3].epoch or not heap[0][3].lazy):
+            heapq.heappop(heap)  # drop stale events so heap[0] is the next finish
+        stop_at = heap[0][0] if heap else 1 << 62
+        r = self.n_lazy
+        d = self.steps
+        now = self.now
+        ran = 0
+        start = now
+        pairs = self.base_sum + r * d + r
+        records = self.records
+        while now < next_event:
+            bucket = buckets[d % bs]
+            if bucket and len(bucket) > kv.available():
+                break
+            for req in bucket:
+                req.blocks.append(kv.take())
+            start = now
+            now += fn(r, pairs, pairs, r, True)
+            ends.append(now)
+            if records is not None:
+                records.append(StepRecord(start, now, r, r, 0, kv.used, True))
+            d += 1
+            ran += 1
+            pairs += r
+            if d >= stop_at:
+                break
+        if not ran:
+            return False
+        self.steps = d
+        self.last_start = start
+        self.now = self.last_end = now
+        self._finish_due(now)
+        return True
+
+    # ---- the loop --------------------------------------------------------------------------
+    def run(self, requests: Sequence[Request], jump: bool = True) -> RunResult:
+        """Serve `requests` (sorted by arrival) until each has finished, was refused or aborted.
+
+        A request with a `deadline` is aborted at the first step boundary at or after it.
+        """
+        i = 0
+        n = len(requests)
+        inf = float("inf")
+        deadlines: list[tuple[float, int, Request]] = []
+        while True:
+            while i < n and requests[i].arrival <= self.now:
+                r = requests[i]
+                self.add(r)
+                if r.deadline is not None and r.refused is None:
+                    heapq.heappush(deadlines, (r.deadline, i, r))
+                i += 1
+            while deadlines and deadlines[0][0] <= self.now:
+                self.abort(heapq.heappop(deadlines)[2])
+            if not self.running and not self.waiting:
+                if i >= n:
+                    break
+                self.now = max(self.now, requests[i].arrival)
+                continue
+            next_event = requests[i].arrival if i < n else inf
+            if deadlines and deadlines[0][0] < next_event:
+                next_event = deadlines[0][0]
+            if jump and self.jump(next_event):
+                continue
+            if not self.step():
+                # nothing could run: wait for the next arrival or deadline
+                if next_event == inf:
+                    raise RuntimeError("scheduler stalled with requests left")  # a bug if hit
+                self.now = max(self.now, next_event)
+        return RunResult(list(requests), self.steps, self.preemptions, self.records)

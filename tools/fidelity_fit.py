@@ -1,0 +1,816 @@
+"""Fit the batch step-time profile to measured vLLM runs (a prototype of `pyllmd calibrate`).
+
+Each run of a calibration CSV (the columns of ../shared/fidelity/calibration_runs.csv) is
+rebuilt as inference-perf sends it and replayed on `pyllmd.sim.batch` in virtual time:
+
+- load: constant-rate stages (`stageN_rate_rps` for `stageN_duration_s`), one request every
+  1/rate seconds, stages back to back;
+- data: shared-prefix with multi-turn chat: `num_unique_system_prompts` groups of
+  `num_users_per_system_prompt` users; request i goes to user i mod users; a prompt is the
+  group's system prompt, the user's question and the framing tokens that make up the measured
+  `prompt_len_mean`. With `--reuse repeat` (default) a user's rounds send the same prompt (the
+  client keeps its session context as the system prompt), so later rounds hit the prefix cache
+  up to their last block; `--reuse fresh` makes only the system prompt shared;
+- output: the measured `output_len_mean` tokens each (derived from the data's ITL formula
+  when the column is empty), else `output_len`: the Llama-2-7B runs produced about 0.78 of
+  their nominal length, and their E2E/ITL agree with the shorter outputs;
+- the client gives up after `--request-timeout` seconds (the request is aborted: a failure).
+
+Metrics follow inference-perf: TTFT and E2E per request, their means and p90, and the data's
+ITL formula (mean E2E - mean TTFT) / (mean output length - 1). The fit runs Levenberg-Marquardt
+on the log of the profile's coefficients (`--lm`; residuals: weighted log ratios of E2E mean,
+ITL, TTFT mean and E2E p90), then a multiplicative pattern search (`--passes`) that also picks
+the roofline's form, on replays cut to `--fit-seconds` per stage (constant-rate stages are
+stationary after a few seconds). The score printed is the mean over runs of the weighted
+|relative error|. Overloaded runs (failures > 0) are
+left out of the fit and reported apart with their success counts; so are the runs with CPU KV
+offload (`cpu_offload` True), which the model does not cover yet.
+
+Usage (from the repository root):
+  python tools/fidelity_fit.py [--runs CSV] [--profile START.json] [--lm N] [--passes N]
+                               [--output PROFILE.json] [--full] [--holdout model|gpu|both]
+                               [--markdown FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from pyllmd.core.errors import ConfigError
+from pyllmd.sim.batch.architecture import get_architecture, kv_blocks
+from pyllmd.sim.batch.hardware import get_accelerator
+from pyllmd.sim.batch.scheduler import BLOCK_SIZE, Engine, Request, SchedulerConfig
+from pyllmd.sim.batch.steptime import Profile, StepModel, default_profile
+
+DEFAULT_RUNS = Path("../shared/fidelity/calibration_runs.csv")
+METRICS = ("e2e_mean", "ttft_mean", "itl_mean", "e2e_p90")
+WEIGHTS = {"e2e_mean": 1.0, "ttft_mean": 0.5, "itl_mean": 1.0, "e2e_p90": 0.5}
+# coefficients the fit moves (multiplicatively), with their bounds. No kernel is allowed more
+# than 80 % of peak FLOPS: the calibration prompts are mostly prefix-cache hits, so the data
+# barely constrains prefill compute, and the fit would otherwise take the upper bound.
+FIT_BOUNDS: dict[str, tuple[float, float]] = {
+    "mfu_linear": (0.05, 0.8),
+    "mbu_weights": (0.2, 1.0),
+    "mfu_attention": (0.02, 0.8),
+    "mbu_kv": (0.1, 1.0),
+    "step_s": (1e-5, 0.05),
+    "seq_s": (1e-7, 1e-3),
+    "layer_s": (1e-8, 1e-3),
+    "allreduce_s": (1e-7, 1e-3),
+    "first_token_s": (1e-5, 0.1),
+    "last_token_s": (1e-6, 0.1),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured run: its spec and what was measured (milliseconds)."""
+
+    run_id: str
+    model: str
+    gpu: str
+    tp: int
+    workload: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_model_len: int
+    gpu_memory_utilization: float
+    cpu_offload: bool
+    kv_blocks: int | None
+    stages: tuple[tuple[float, float], ...]
+    system_prompt_len: int
+    question_len: int
+    output_len: int
+    groups: int
+    users_per_group: int
+    prompt_len_mean: float | None
+    output_len_mean: float | None
+    measured: dict[str, float]
+    n_success: int | None
+    n_fail: int | None
+    blis: dict[str, float]
+
+    @property
+    def overloaded(self) -> bool:
+        return bool(self.n_fail)
+
+    @property
+    def short(self) -> str:
+        return self.run_id.split(":", 1)[-1][:44]
+
+
+def _f(row: dict[str, str], key: str) -> float | None:
+    raw = (row.get(key) or "").strip()
+    return float(raw) if raw else None
+
+
+def load_runs(path: Path) -> list[Run]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    runs = []
+    for row in rows:
+        stages = []
+        for i in range(4):
+            rate, dur = _f(row, f"stage{i}_rate_rps"), _f(row, f"stage{i}_duration_s")
+            if rate and dur:
+                stages.append((rate, dur))
+        measured = {
+            "ttft_mean": _f(row, "ttft_mean_ms"),
+            "ttft_p90": _f(row, "ttft_p90_ms"),
+            "e2e_mean": _f(row, "e2e_mean_ms"),
+            "e2e_p90": _f(row, "e2e_p90_ms"),
+            "itl_mean": _f(row, "itl_mean_ms"),
+        }
+        blis = {
+            "ttft_mean": _f(row, "blis_ttft_mean_ms"),
+            "e2e_mean": _f(row, "blis_e2e_mean_ms"),
+            "itl_mean": _f(row, "blis_itl_mean_ms"),
+            "e2e_p90": _f(row, "blis_e2e_p90_ms"),
+        }
+        out_mean = _f(row, "output_len_mean")
+        if out_mean is None and {"e2e_mean", "ttft_mean", "itl_mean"} <= measured.keys():
+            # the data's ITL is (E2E - TTFT) / (output_len_mean - 1): recover the mean from it
+            e2e, ttft, itl = measured["e2e_mean"], measured["ttft_mean"], measured["itl_mean"]
+            if e2e is not None and ttft is not None and itl:
+                out_mean = (e2e - ttft) / itl + 1.0
+        blocks = _f(row, "total_gpu_kv_blocks")
+        succ, fail = _f(row, "n_success"), _f(row, "n_fail")
+        runs.append(
+            Run(
+                run_id=row["run_id"],
+                model=row["model"],
+                gpu=row["gpu"],
+                tp=int(row["tp"]),
+                workload=row["workload"],
+                max_num_seqs=int(row["max_num_seqs"]),
+                max_num_batched_tokens=int(row["max_num_batched_tokens"]),
+                max_model_len=int(row["max_model_len"]),
+                gpu_memory_utilization=_f(row, "gpu_memory_utilization") or 0.9,
+                cpu_offload=(row.get("cpu_offload") or "").strip().lower() == "true",
+                kv_blocks=int(blocks) if blocks else None,
+                stages=tuple(stages),
+                system_prompt_len=int(row["system_prompt_len"]),
+                question_len=int(row["question_len"]),
+                output_len=int(row["output_len"]),
+                groups=int(row["num_unique_system_prompts"]),
+                users_per_group=int(row["num_users_per_system_prompt"]),
+                prompt_len_mean=_f(row, "prompt_len_mean"),
+                output_len_mean=out_mean,
+                measured={k: v for k, v in measured.items() if v is not None},
+                n_success=int(succ) if succ is not None else None,
+                n_fail=int(fail) if fail is not None else None,
+                blis={k: v for k, v in blis.items() if v is not None},
+            )
+        )
+    return runs
+
+
+# ---- requests ---------------------------------------------------------------------------
+
+
+def _chain(parent: int, keys: Iterable[object]) -> list[int]:
+    out = []
+    for k in keys:
+        parent = hash((parent, k))
+        out.append(parent)
+    return out
+
+
+@dataclass
+class Sent:
+    """A request as the client sent it."""
+
+    stage: int
+    send: float
+    request: Request
+
+
+def build_requests(
+    run: Run,
+    profile: Profile,
+    seconds_per_stage: float | None = None,
+    reuse: str = "repeat",
+    timeout: float | None = 300.0,
+    seed: int = 0,
+) -> list[Sent]:
+    """The run's requests, in send order (see the module docstring)."""
+    rnd = random.Random(seed)
+    users = run.groups * run.users_per_group
+    total = round(run.prompt_len_mean) if run.prompt_len_mean else 0
+    total = max(total, run.system_prompt_len + run.question_len)
+    user_ids = list(range(users))
+    rnd.shuffle(user_ids)  # inference-perf shuffles its user sessions
+    sys_tokens = run.system_prompt_len
+    sys_blocks = sys_tokens // BLOCK_SIZE
+    group_hashes = [
+        _chain(0, ((g, "sys", b) for b in range(sys_blocks))) for g in range(run.groups)
+    ]
+    n_blocks = total // BLOCK_SIZE
+    out_tokens = round(run.output_len_mean) if run.output_len_mean else run.output_len
+
+    def prompt_hashes(user: int, unique: object) -> tuple[int, ...]:
+        g = user // run.users_per_group
+        head = group_hashes[g]
+        tail_keys = ((unique, b) for b in range(sys_blocks, n_blocks))
+        return tuple(head + _chain(head[-1] if head else g, tail_keys))
+
+    per_user = [prompt_hashes(u, ("user", u)) for u in range(users)]
+    out: list[Sent] = []
+    t0 = 0.0
+    i = 0
+    for s, (rate, dur) in enumerate(run.stages):
+        length = min(dur, seconds_per_stage) if seconds_per_stage else dur
+        n = int(round(rate * length))
+        for k in range(n):
+            send = t0 + k / rate
+            user = user_ids[i % users]
+            hashes = per_user[user] if reuse == "repeat" else prompt_hashes(user, ("req", i))
+            req = Request(i, send + profile.first_token_s, total, out_tokens, hashes)
+            if timeout is not None:
+                req.deadline = send + timeout
+            out.append(Sent(s, send, req))
+            i += 1
+        t0 += length
+    return out
+
+
+# ---- replay and metrics -----------------------------------------------------------------
+
+
+def engine_blocks(run: Run) -> int:
+    if run.kv_blocks:
+        return run.kv_blocks
+    arch = get_architecture(run.model)
+    acc = get_accelerator(run.gpu)
+    return kv_blocks(
+        arch,
+        run.tp,
+        acc.memory_bytes,
+        run.gpu_memory_utilization,
+        run.max_num_batched_tokens,
+        run.max_model_len,
+    )
+
+
+@dataclass
+class Replay:
+    """What inference-perf would report for a replay, in milliseconds, plus counts."""
+
+    values: dict[str, float]
+    n_success: int
+    n_fail: int
+    steps: int
+    preemptions: int
+    wall_s: float
+    cpu_s: float
+    stage_values: list[dict[str, float]] = field(default_factory=list)
+
+
+def _weighted_quantile(pairs: list[tuple[float, float]], q: float) -> float:
+    pairs.sort()
+    total = sum(w for _, w in pairs)
+    acc = 0.0
+    for v, w in pairs:
+        acc += w
+        if acc >= q * total:
+            return v
+    return pairs[-1][0]
+
+
+def summarize(samples: Sequence[tuple[float, float, float]], out_len: float) -> dict[str, float]:
+    """(ttft, e2e, weight) samples in seconds -> inference-perf's means, p90 and ITL (ms)."""
+    wsum = sum(w for _, _, w in samples)
+    ttft = sum(t * w for t, _, w in samples) / wsum
+    e2e = sum(e * w for _, e, w in samples) / wsum
+    return {
+        "ttft_mean": ttft * 1e3,
+        "ttft_p90": _weighted_quantile([(t, w) for t, _, w in samples], 0.9) * 1e3,
+        "e2e_mean": e2e * 1e3,
+        "e2e_p90": _weighted_quantile([(e, w) for _, e, w in samples], 0.9) * 1e3,
+        "itl_mean": (e2e - ttft) / max(out_len - 1.0, 1.0) * 1e3,
+    }
+
+
+def replay(
+    run: Run,
+    profile: Profile,
+    seconds_per_stage: float | None = None,
+    reuse: str = "repeat",
+    timeout: float | None = 300.0,
+) -> Replay:
+    arch = get_architecture(run.model)
+    acc = get_accelerator(run.gpu)
+    model = StepModel(arch, acc, run.tp, profile, run.max_num_seqs)
+    cfg = SchedulerConfig(
+        num_blocks=engine_blocks(run),
+        max_num_seqs=run.max_num_seqs,
+        max_num_batched_tokens=run.max_num_batched_tokens,
+        max_model_len=run.max_model_len,
+    )
+    sent = build_requests(run, profile, seconds_per_stage, reuse, timeout)
+    started, cpu = time.perf_counter(), time.process_time()
+    result = Engine(cfg, model.time).run([s.request for s in sent])
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    last = profile.last_token_s
+    per_stage: list[list[tuple[float, float, float]]] = [[] for _ in run.stages]
+    ok = fail = 0
+    for s in sent:
+        r = s.request
+        if r.finished and r.first_token is not None and r.last_token is not None:
+            e2e = r.last_token + last - s.send
+            if timeout is not None and e2e > timeout:
+                fail += 1
+                continue
+            per_stage[s.stage].append((r.first_token - s.send, e2e, 1.0))
+            ok += 1
+        else:
+            fail += 1
+    out_len = run.output_len_mean or float(run.output_len)
+    samples: list[tuple[float, float, float]] = []
+    stage_values = []
+    for st, (rate, dur) in zip(per_stage, run.stages, strict=True):
+        if not st:
+            continue
+        weight = rate * dur / len(st)  # a cut replay stands for its whole stage
+        samples.extend((t, e, weight) for t, e, _ in st)
+        stage_values.append(summarize(st, out_len))
+    values = summarize(samples, out_len) if samples else {}
+    return Replay(values, ok, fail, result.steps, result.preemptions, wall, cpu, stage_values)
+
+
+def errors(run: Run, rep: Replay) -> dict[str, float]:
+    """Relative errors (simulated / measured - 1) of the goal metrics."""
+    out = {}
+    for m in (*METRICS, "ttft_p90"):
+        if m in run.measured and m in rep.values:
+            out[m] = rep.values[m] / run.measured[m] - 1.0
+    return out
+
+
+# ---- the fit ----------------------------------------------------------------------------
+
+
+def loss_of(errs: Sequence[dict[str, float]]) -> float:
+    total = 0.0
+    for e in errs:
+        total += sum(WEIGHTS[m] * abs(e.get(m, 1.0)) for m in METRICS)
+    return total / max(len(errs), 1)
+
+
+def evaluate(
+    runs: Sequence[Run], profile: Profile, seconds: float | None, reuse: str
+) -> tuple[float, list[dict[str, float]]]:
+    errs = []
+    for run in runs:
+        try:
+            errs.append(errors(run, replay(run, profile, seconds, reuse)))
+        except ConfigError:
+            errs.append({m: 1.0 for m in METRICS})
+    return loss_of(errs), errs
+
+
+def residuals(errs: Sequence[dict[str, float]]) -> list[float]:
+    """Weighted log ratios (simulated / measured), one per run and goal metric.
+
+    Logs keep a saturated replay (a TTFT a hundred times too long) from outweighing every
+    other run; a missing metric counts as a factor e.
+    """
+    out = []
+    for e in errs:
+        for m in METRICS:
+            ratio = 1.0 + e[m] if m in e else math.e
+            out.append(math.sqrt(WEIGHTS[m]) * math.log(max(ratio, 1e-3)))
+    return out
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float]:
+    """Gaussian elimination with partial pivoting (small dense systems)."""
+    n = len(b)
+    m = [row[:] + [b[i]] for i, row in enumerate(a)]
+    for col in range(n):
+        piv = max(range(col, n), key=lambda r: abs(m[r][col]))
+        m[col], m[piv] = m[piv], m[col]
+        if abs(m[col][col]) < 1e-300:
+            continue
+        for r in range(col + 1, n):
+            f = m[r][col] / m[col][col]
+            for c in range(col, n + 1):
+                m[r][c] -= f * m[col][c]
+    x = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        acc = m[r][n] - sum(m[r][c] * x[c] for c in range(r + 1, n))
+        x[r] = acc / m[r][r] if abs(m[r][r]) > 1e-300 else 0.0
+    return x
+
+
+def fit_lm(
+    runs: Sequence[Run],
+    start: Profile,
+    seconds: float | None,
+    reuse: str,
+    iterations: int,
+    log: Callable[[str], None] = print,
+    h: float = 0.05,
+) -> Profile:
+    """Levenberg-Marquardt on the log of the coefficients, finite-difference Jacobian.
+
+    Moves all coefficients together (they are correlated: a lower step cost and a higher
+    first-token cost can leave E2E unchanged and fix TTFT), which a one-at-a-time search
+    cannot.
+    """
+    names = list(FIT_BOUNDS)
+
+    def at(x: Sequence[float]) -> Profile:
+        vals = {}
+        for n, v in zip(names, x, strict=True):
+            lo, hi = FIT_BOUNDS[n]
+            vals[n] = min(hi, max(lo, math.exp(v)))
+        return replace(start, **vals)
+
+    def clip(x: Sequence[float]) -> list[float]:
+        return [math.log(getattr(at(x), n)) for n in names]
+
+    x = [math.log(getattr(start, n)) for n in names]
+    _, errs = evaluate(runs, at(x), seconds, reuse)
+    r = residuals(errs)
+    cost = sum(v * v for v in r)
+    lam = 1e-3
+    log(f"  LM start: sum of squares {cost:.4f}, loss {loss_of(errs):.4f}")
+    for it in range(iterations):
+        cols = []
+        for i in range(len(names)):
+            xp = x[:]
+            xp[i] += h
+            _, e = evaluate(runs, at(xp), seconds, reuse)
+            rp = residuals(e)
+            cols.append([(a - b) / h for a, b in zip(rp, r, strict=True)])
+        jtj = [[sum(ci[k] * cj[k] for k in range(len(r))) for cj in cols] for ci in cols]
+        jtr = [sum(ci[k] * r[k] for k in range(len(r))) for ci in cols]
+        improved = False
+        lo_x = [math.log(FIT_BOUNDS[n][0]) for n in names]
+        hi_x = [math.log(FIT_BOUNDS[n][1]) for n in names]
+        for _ in range(6):
+            # solve on the free coefficients; one at a bound the step pushes past is frozen
+            frozen: set[int] = set()
+            delta = [0.0] * len(names)
+            for _ in range(len(names)):
+                idx = [i for i in range(len(names)) if i not in frozen]
+                a = [[jtj[i][j] for j in idx] for i in idx]
+                floor = 0.01 * max(jtj[i][i] for i in range(len(names))) + 1e-9
+                for k, i in enumerate(idx):
+                    a[k][k] += lam * max(jtj[i][i], floor)
+                sub = _solve(a, [-jtr[i] for i in idx])
+                delta = [0.0] * len(names)
+                for k, i in enumerate(idx):
+                    delta[i] = sub[k]
+                push = {
+                    i
+                    for i in idx
+                    if (x[i] >= hi_x[i] - 1e-9 and delta[i] > 0)
+                    or (x[i] <= lo_x[i] + 1e-9 and delta[i] < 0)
+                }
+                if not push:
+                    break
+                frozen |= push
+            delta = [max(-1.0, min(1.0, d)) for d in delta]  # at most a factor e each
+            cand = clip([xi + di for xi, di in zip(x, delta, strict=True)])
+            _, e = evaluate(runs, at(cand), seconds, reuse)
+            rc = residuals(e)
+            c = sum(v * v for v in rc)
+            if c < cost:
+                x, r, cost, errs = cand, rc, c, e
+                lam = max(lam / 3.0, 1e-4)
+                improved = True
+                break
+            lam *= 4.0
+        log(f"  LM {it + 1}: sum of squares {cost:.4f}, loss {loss_of(errs):.4f}, λ {lam:.3g}")
+        log("    " + ", ".join(f"{n}={getattr(at(x), n):.4g}" for n in names))
+        if not improved:
+            break
+    return at(x)
+
+
+def fit(
+    runs: Sequence[Run],
+    start: Profile,
+    seconds: float | None,
+    reuse: str,
+    passes: int,
+    log: Callable[[str], None] = print,
+    step: float = 0.5,
+) -> Profile:
+    """Multiplicative pattern search over FIT_BOUNDS, then over the roofline's smoothness."""
+    best = start
+    best_loss, _ = evaluate(runs, best, seconds, reuse)
+    log(f"  start loss {best_loss:.4f}")
+    for p in range(passes):
+        improved = False
+        for name, (lo, hi) in FIT_BOUNDS.items():
+            for factor in (1.0 + step, 1.0 / (1.0 + step)):
+                value = min(hi, max(lo, getattr(best, name) * factor))
+                if value == getattr(best, name):
+                    continue
+                cand = replace(best, **{name: value})
+                loss, _ = evaluate(runs, cand, seconds, reuse)
+                if loss < best_loss - 1e-6:
+                    best, best_loss, improved = cand, loss, True
+                    # keep going in the same direction while it helps
+                    while True:
+                        value = min(hi, max(lo, getattr(best, name) * factor))
+                        if value == getattr(best, name):
+                            break
+                        cand = replace(best, **{name: value})
+                        loss, _ = evaluate(runs, cand, seconds, reuse)
+                        if loss >= best_loss - 1e-6:
+                            break
+                        best, best_loss = cand, loss
+                    break
+        for power in (0.0, 1.0, 2.0, 4.0, 8.0):
+            if power == best.roofline_p:
+                continue
+            cand = replace(best, roofline_p=power)
+            loss, _ = evaluate(runs, cand, seconds, reuse)
+            if loss < best_loss - 1e-6:
+                best, best_loss, improved = cand, loss, True
+        log(f"  pass {p + 1}: loss {best_loss:.4f} (step ×{1 + step:.3f})")
+        if not improved:
+            step /= 2.0
+            if step < 0.02:
+                break
+    return best
+
+
+def decode_bs1(path: Path, profile: Profile) -> list[tuple[str, float, float]]:
+    """(label, simulated, measured) decode ms per token of one request alone (~500+125 context)."""
+    out = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            arch = get_architecture(row["model"])
+            model = StepModel(arch, get_accelerator(row["gpu"]), int(row["tp"]), profile, 128)
+            ctx = 625
+            sim = model.time(1, ctx + 1, ctx + 1, 1, True) * 1e3
+            label = f"{row['model'].split('/')[-1][:30]} {row['gpu']} tp{row['tp']}"
+            out.append((label, sim, float(row["decode_ms_per_token_bs1"])))
+    return out
+
+
+# ---- reports ----------------------------------------------------------------------------
+
+
+def median_abs(values: Iterable[float]) -> float:
+    vals = [abs(v) for v in values]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:+.1f}%" if not math.isnan(x) else "n/a"
+
+
+def print_table(runs: Sequence[Run], errs: Sequence[dict[str, float]], title: str) -> None:
+    print(f"\n{title}")
+    print(f"{'run':46} {'gpu':9} {'E2E':>7} {'TTFT':>7} {'ITL':>7} {'E2Ep90':>7}")
+    for run, e in zip(runs, errs, strict=True):
+        cells = " ".join(f"{pct(e.get(m, float('nan'))):>7}" for m in METRICS)
+        print(f"{run.short:46} {run.gpu:9} {cells}")
+    meds = " ".join(f"{median_abs(e[m] for e in errs if m in e) * 100:6.1f}%" for m in METRICS)
+    print(f"{'median |err|':56} {meds}")
+
+
+def holdout(
+    runs: Sequence[Run],
+    start: Profile,
+    seconds: float | None,
+    reuse: str,
+    passes: int,
+    key: Callable[[Run], str],
+    label: str,
+) -> list[dict[str, float]]:
+    """Refit without each group (model or GPU) and predict it.
+
+    Each refit starts from `start` (the profile fitted on all runs) and runs `passes`
+    Levenberg-Marquardt iterations: cheaper than a fit from scratch, and a little optimistic
+    since the start has seen the left-out group.
+    """
+    groups = sorted({key(r) for r in runs})
+    predicted: dict[str, dict[str, float]] = {}
+    for g in groups:
+        train = [r for r in runs if key(r) != g]
+        test = [r for r in runs if key(r) == g]
+        print(f"leave out {label} {g}: fit on {len(train)} runs, predict {len(test)}")
+        prof = fit_lm(train, start, seconds, reuse, passes, log=lambda s: None)
+        _, errs = evaluate(test, prof, seconds, reuse)
+        for r, e in zip(test, errs, strict=True):
+            predicted[r.run_id] = e
+    return [predicted[r.run_id] for r in runs]
+
+
+def load_stages(path: Path) -> dict[tuple[str, int], dict[str, float]]:
+    """Measured per-stage metrics (ms) of calibration_stages.csv, by (run id, stage index)."""
+    out: dict[tuple[str, int], dict[str, float]] = {}
+    if not path.exists():
+        return out
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            vals = {m: _f(row, f"{m}_ms") for m in (*METRICS, "ttft_p90")}
+            out[(row["run_id"], int(row["stage_index"]))] = {
+                k: v for k, v in vals.items() if v is not None
+            }
+    return out
+
+
+def md_errors_table(
+    runs: Sequence[Run], errs: Sequence[dict[str, float]], blis: bool = False
+) -> list[str]:
+    head = "| run | GPU | TP | E2E mean | TTFT mean | ITL mean | E2E p90 |"
+    sep = "|---|---|---|---:|---:|---:|---:|"
+    if blis:
+        head += " BLIS E2E | BLIS TTFT |"
+        sep += "---:|---:|"
+    lines = [head, sep]
+    for run, e in zip(runs, errs, strict=True):
+        cells = " | ".join(pct(e.get(m, float("nan"))) for m in METRICS)
+        line = f"| {run.short} | {run.gpu} | {run.tp} | {cells} |"
+        if blis:
+            b = [
+                pct(run.blis[m] / run.measured[m] - 1) if m in run.blis else ""
+                for m in ("e2e_mean", "ttft_mean")
+            ]
+            line += f" {b[0]} | {b[1]} |"
+        lines.append(line)
+    meds = " | ".join(
+        f"**{median_abs(e[m] for e in errs if m in e) * 100:.1f} %**" for m in METRICS
+    )
+    lines.append(f"| median \\|err\\| | | | {meds} |" + (" | |" if blis else ""))
+    return lines
+
+
+def md_medians(groups: dict[str, list[dict[str, float]]], label: str) -> list[str]:
+    lines = [f"| {label} | runs | E2E mean | TTFT mean | ITL mean | E2E p90 |"]
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for g, errs in groups.items():
+        meds = " | ".join(
+            f"{median_abs(e[m] for e in errs if m in e) * 100:.1f} %" for m in METRICS
+        )
+        lines.append(f"| {g} | {len(errs)} | {meds} |")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
+    ap.add_argument("--profile", type=Path, help="start from this profile (JSON)")
+    ap.add_argument("--output", type=Path, help="write the fitted profile here (JSON)")
+    ap.add_argument("--passes", type=int, default=0, help="pattern-search passes (0: none)")
+    ap.add_argument("--lm", type=int, default=0, help="Levenberg-Marquardt iterations first")
+    ap.add_argument("--fit-seconds", type=float, default=40.0, help="seconds replayed per stage")
+    ap.add_argument("--reuse", choices=("repeat", "fresh"), default="repeat")
+    ap.add_argument(
+        "--holdout",
+        choices=("model", "gpu", "both"),
+        help="leave-one-model-out and/or leave-one-GPU-out refits",
+    )
+    ap.add_argument("--holdout-passes", type=int, default=3, help="LM iterations per refit")
+    ap.add_argument("--full", action="store_true", help="replay whole runs, time each")
+    ap.add_argument("--request-timeout", type=float, default=300.0)
+    ap.add_argument("--only", help="substring of run ids to keep")
+    ap.add_argument("--markdown", type=Path, help="write the result tables here (markdown)")
+    args = ap.parse_args(argv)
+    try:
+        runs = load_runs(args.runs)
+    except OSError as err:
+        print(f"--runs {args.runs}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    if args.only:
+        runs = [r for r in runs if args.only in r.run_id]
+    try:
+        start = Profile.load(args.profile) if args.profile else default_profile()
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    normal = [r for r in runs if not r.overloaded and not r.cpu_offload]
+    offload = [r for r in runs if not r.overloaded and r.cpu_offload]
+    over = [r for r in runs if r.overloaded]
+    prof = start
+    md: list[str] = []
+    if args.passes or args.lm:
+        print(f"fitting on {len(normal)} runs ({args.fit_seconds:g} s per stage)")
+        if args.lm:
+            prof = fit_lm(normal, prof, args.fit_seconds, args.reuse, args.lm)
+        if args.passes:
+            prof = fit(normal, prof, args.fit_seconds, args.reuse, args.passes, step=0.25)
+        if args.output:
+            args.output.write_text(prof.to_json(), encoding="utf-8")
+            print(f"wrote {args.output}")
+    print(
+        "\nprofile:\n"
+        + "\n".join(f"  {f.name} = {getattr(prof, f.name):.6g}" for f in fields(prof))
+    )
+    md += ["### Profile", "", "| coefficient | value |", "|---|---:|"]
+    md += [f"| `{f.name}` | {getattr(prof, f.name):.4g} |" for f in fields(prof)]
+    seconds = None if args.full else args.fit_seconds
+    reps = []
+    for r in normal:
+        reps.append(replay(r, prof, seconds, args.reuse, args.request_timeout))
+    errs = [errors(r, rep) for r, rep in zip(normal, reps, strict=True)]
+    print_table(normal, errs, "fitted on all runs: error per run (simulated / measured - 1)")
+    replayed = "whole runs" if args.full else f"the first {args.fit_seconds:g} s of each stage"
+    md += ["", f"### Error per run (the {len(normal)} fitted runs; replays of {replayed})", ""]
+    md += md_errors_table(normal, errs, blis=True)
+    if offload:
+        off_errs = [
+            errors(r, replay(r, prof, seconds, args.reuse, args.request_timeout)) for r in offload
+        ]
+        print_table(
+            offload, off_errs, "runs with CPU KV offload (not fitted; offload not modelled)"
+        )
+        md += ["", "### Runs with CPU KV offload (not fitted: offload is not modelled)", ""]
+        md += md_errors_table(offload, off_errs)
+    by_gpu: dict[str, list[dict[str, float]]] = {}
+    for r, e in zip(normal, errs, strict=True):
+        by_gpu.setdefault(r.gpu, []).append(e)
+    md += ["", "### Median |error| per GPU", ""] + md_medians(by_gpu, "GPU")
+    stages = load_stages(args.runs.with_name("calibration_stages.csv"))
+    stage_errs: dict[str, list[dict[str, float]]] = {}
+    for r, rep in zip(normal, reps, strict=True):
+        for i, got in enumerate(rep.stage_values):
+            want = stages.get((r.run_id, i))
+            if want:
+                se = {m: got[m] / want[m] - 1 for m in METRICS if m in want and m in got}
+                stage_errs.setdefault(f"stage {i}", []).append(se)
+    if stage_errs:
+        md += ["", "### Median |error| per load stage", ""] + md_medians(stage_errs, "stage")
+    if args.full:
+        walls = [rep.wall_s for rep in reps]
+        cpus = [rep.cpu_s for rep in reps]
+        line = (
+            f"replay time: wall median {statistics.median(walls):.2f} s, max {max(walls):.2f} s;"
+            f" CPU median {statistics.median(cpus):.2f} s, max {max(cpus):.2f} s over "
+            f"{len(walls)} runs; steps median {statistics.median(rep.steps for rep in reps):.0f}"
+        )
+        print("\n" + line)
+        md += ["", "### Replay speed", "", line[0].upper() + line[1:] + "."]
+    bs1 = args.runs.with_name("decode_bs1.csv")
+    if bs1.exists():
+        print("\ndecode at batch 1 (ms per token): simulated vs measured")
+        md += [
+            "",
+            "### Decode at batch 1 (ms per token)",
+            "",
+            "| run | simulated | measured | error |",
+        ]
+        md += ["|---|---:|---:|---:|"]
+        for label, simulated, actual in decode_bs1(bs1, prof):
+            err_ = pct(simulated / actual - 1)
+            print(f"  {label:46} {simulated:6.2f} vs {actual:6.2f}  ({err_})")
+            md.append(f"| {label} | {simulated:.2f} | {actual:.2f} | {err_} |")
+    if over:
+        print("\noverloaded runs (failures > 0): successes simulated vs measured")
+        md += ["", "### Overloaded runs", ""]
+        md += ["| run | successes simulated | measured | error | TTFT mean | E2E mean | ITL mean |"]
+        md += ["|---|---:|---:|---:|---:|---:|---:|"]
+        for r in over:
+            rep = replay(r, prof, None, args.reuse, args.request_timeout)
+            ratio = rep.n_success / r.n_success - 1 if r.n_success else float("nan")
+            print(
+                f"  {r.short:46} {rep.n_success:6d} vs {r.n_success}  ({pct(ratio)}), "
+                f"CPU {rep.cpu_s:.2f} s, preemptions {rep.preemptions}"
+            )
+            e = errors(r, rep)
+            lat = " | ".join(
+                pct(e.get(m, float("nan"))) for m in ("ttft_mean", "e2e_mean", "itl_mean")
+            )
+            md.append(f"| {r.short} | {rep.n_success} | {r.n_success} | {pct(ratio)} | {lat} |")
+    if args.holdout:
+        passes = args.holdout_passes
+        held: dict[str, list[dict[str, float]]] = {}
+        keys: list[tuple[str, Callable[[Run], str], str]] = [
+            ("leave one model out", lambda r: r.model, "model"),
+            ("leave one GPU out", lambda r: r.gpu, "GPU"),
+        ]
+        for title, key, label in keys:
+            if args.holdout in ("both", label.lower()):
+                held[title] = holdout(
+                    normal, prof, args.fit_seconds, args.reuse, passes, key, label
+                )
+                print_table(normal, held[title], title)
+        md += ["", "### Hold-out refits (median |error|)", ""] + md_medians(held, "refit")
+        for title, errs_ in held.items():
+            md += ["", f"#### {title[0].upper()}{title[1:]}, per run", ""]
+            md += md_errors_table(normal, errs_)
+    if args.markdown:
+        args.markdown.write_text("\n".join(md) + "\n", encoding="utf-8")
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
