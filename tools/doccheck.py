@@ -353,7 +353,7 @@ def _parse_autoscaler(argv: Sequence[str], env: Mapping[str, str]) -> None:
 
 def _parse_up(argv: Sequence[str], env: Mapping[str, str]) -> None:
     # `pyllmd up`'s flags, then what the stack reads first (the stack file).
-    from pyllmd.stack.local import read_stack_file
+    from pyllmd.stack.run import read_stack_file
     from pyllmd.stack.up_config import up_options
 
     opts, _ = up_options(argv)

@@ -21,7 +21,7 @@ from pyllmd.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyllmd.sim.config import LoadedConfig
-    from pyllmd.stack.local import StackOptions
+    from pyllmd.stack.run import StackOptions
 
 log = logging.getLogger("pyllmd")
 
@@ -93,7 +93,7 @@ def _serve_sim(loaded: LoadedConfig, prog: str) -> int:
 def up_main(argv: Sequence[str]) -> int:
     """Entry point of `pyllmd up`."""
     from pyllmd.core.process import raise_open_files_limit
-    from pyllmd.stack.local import run_local_stack
+    from pyllmd.stack.run import run_local_stack
     from pyllmd.stack.up_config import PROG, up_options
 
     def serve(opts: StackOptions) -> int:

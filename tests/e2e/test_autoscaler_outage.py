@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from pyllmd.stack.local import RunningStack, StackOptions, local_stack
+from pyllmd.stack.run import RunningStack, StackOptions, local_stack
 from tests.e2e.harness import free_port
 from tests.e2e.stacks import SATURATION_CONFIG_MAP
 

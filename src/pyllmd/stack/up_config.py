@@ -21,7 +21,7 @@ from pyllmd.core.logging import verbosity
 from pyllmd.core.settings import build, flag_specs, parse_command_line, setting
 
 if TYPE_CHECKING:
-    from pyllmd.stack.local import StackOptions
+    from pyllmd.stack.run import StackOptions
 
 __all__ = ["PROG", "UP_FLAGS", "UpConfig", "up_options"]
 
@@ -81,7 +81,7 @@ def _check(config: UpConfig) -> None:
 def up_options(argv: Sequence[str]) -> tuple[StackOptions, int]:
     """`pyllmd up`'s flags as StackOptions and the log verbosity; ConfigError (one line
     naming the flag and the rule) or HelpRequested/VersionRequested otherwise."""
-    from pyllmd.stack.local import StackOptions, packaged_stack
+    from pyllmd.stack.run import StackOptions, packaged_stack
 
     line = parse_command_line(UpConfig, list(argv), PROG)
     if line.args:

@@ -18,8 +18,8 @@ from pyllmd.stack.eppgateway import (
     gateway_settings,
     pool_groups,
 )
-from pyllmd.stack.local import single_model
 from pyllmd.stack.localcluster import LocalCluster, parse_local_spec
+from pyllmd.stack.run import single_model
 
 
 def _variant(name: str, model: str) -> dict[str, object]:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import FlagKind, HelpRequested
 from pyllmd.stack import envoy
-from pyllmd.stack.local import (
+from pyllmd.stack.run import (
     DEFAULT_ADMIN_PORT,
     DEFAULT_PROMETHEUS_PORT,
     check_ports,
