@@ -155,11 +155,16 @@ def target_key(namespace: str, ref: api.CrossVersionObjectReference) -> str:
 
 def unambiguous(vas: Sequence[api.VariantAutoscaling]) -> set[VariantKey]:
     """VAs whose target no other VA claims (a shared target gets no metric-based decisions)."""
-    owners: dict[str, list[VariantKey]] = {}
+    owner: dict[str, VariantKey] = {}  # target → the first VA claiming it
+    shared: set[str] = set()  # targets claimed more than once
     for va in vas:
-        key = target_key(va.metadata.namespace, va.spec.scale_target_ref)
-        owners.setdefault(key, []).append((va.metadata.namespace, va.metadata.name))
-    return {keys[0] for keys in owners.values() if len(keys) == 1}
+        meta = va.metadata
+        key = target_key(meta.namespace, va.spec.scale_target_ref)
+        if key in owner:
+            shared.add(key)
+        else:
+            owner[key] = (meta.namespace, meta.name)
+    return {va_key for key, va_key in owner.items() if key not in shared}
 
 
 class SaturationEngine:
@@ -336,8 +341,13 @@ class SaturationEngine:
         analyzer_name, limiter_on = cycle_settings(configs.saturation_global)
         analyzer = make_analyzer(analyzer_name, self.v2_state)
         groups: dict[tuple[str, str], list[Member]] = {}
-        for m in members:
-            groups.setdefault((m.va.spec.model_id, m.va.metadata.namespace), []).append(m)
+        for m in members:  # not setdefault(key, []): that builds a list per member
+            key = (m.va.spec.model_id, m.va.metadata.namespace)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [m]
+            else:
+                group.append(m)
         decisions: dict[VariantKey, Decision] = {}
         for (model_id, namespace), group_members in sorted(groups.items()):
             try:
@@ -357,8 +367,12 @@ class SaturationEngine:
         found = self._pods.get(namespace)
         if found is None:
             found = {}
-            for pod in await self.cluster.pods(namespace):
-                found.setdefault(pod.workload, []).append(pod)
+            for pod in await self.cluster.pods(namespace):  # not setdefault: a list per pod
+                own = found.get(pod.workload)
+                if own is None:
+                    found[pod.workload] = [pod]
+                else:
+                    own.append(pod)
             self._pods[namespace] = found
         return found
 

@@ -89,8 +89,11 @@ class Workload:
 
     @property
     def gpus_per_replica(self) -> int:
-        """GPU requests of the pod template; 0 counts as 1."""
-        return sum(c.gpu_requests for c in self.containers) or 1
+        """GPU requests of the pod template; 0 counts as 1 (a loop: read per VA per cycle)."""
+        total = 0
+        for c in self.containers:
+            total += c.gpu_requests
+        return total or 1
 
 
 @dataclass(frozen=True)
