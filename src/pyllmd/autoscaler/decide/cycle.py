@@ -96,11 +96,16 @@ def target_key(namespace: str, ref: api.CrossVersionObjectReference) -> str:
 
 def unambiguous(vas: Sequence[api.VariantAutoscaling]) -> set[VariantKey]:
     """VAs whose target no other VA claims (a shared target gets no metric-based decisions)."""
-    owners: dict[str, list[VariantKey]] = {}
+    owner: dict[str, VariantKey] = {}  # target → the first VA claiming it
+    shared: set[str] = set()  # targets claimed more than once
     for va in vas:
-        key = target_key(va.metadata.namespace, va.spec.scale_target_ref)
-        owners.setdefault(key, []).append((va.metadata.namespace, va.metadata.name))
-    return {keys[0] for keys in owners.values() if len(keys) == 1}
+        meta = va.metadata
+        key = target_key(meta.namespace, va.spec.scale_target_ref)
+        if key in owner:
+            shared.add(key)
+        else:
+            owner[key] = (meta.namespace, meta.name)
+    return {va_key for key, va_key in owner.items() if key not in shared}
 
 
 def spec_replicas(workload: Workload) -> int:
@@ -128,8 +133,13 @@ def members(
 def model_groups(members: Iterable[Member]) -> list[tuple[tuple[str, str], list[Member]]]:
     """Members grouped by (model, namespace), in that order."""
     groups: dict[tuple[str, str], list[Member]] = {}
-    for m in members:
-        groups.setdefault((m.va.spec.model_id, m.va.metadata.namespace), []).append(m)
+    for m in members:  # not setdefault(key, []): that builds a list per member
+        key = (m.va.spec.model_id, m.va.metadata.namespace)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [m]
+        else:
+            group.append(m)
     return sorted(groups.items())
 
 

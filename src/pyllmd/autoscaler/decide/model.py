@@ -16,6 +16,8 @@ DEFAULT_VARIANT_COST = 10.0
 SCALE_UP = "scale-up"
 SCALE_DOWN = "scale-down"
 NO_CHANGE = "no-change"
+INT64_MAX = 2**63 - 1
+"""The largest KV capacity reported (Go's int64)."""
 
 
 def parse_cost(text: str | None) -> float:
@@ -55,9 +57,12 @@ class ReplicaMetrics:
 
     @property
     def total_kv_capacity_tokens(self) -> int:
-        """KV capacity in tokens (0 when `vllm:cache_config_info` is missing)."""
-        if self.num_gpu_blocks > 0 and self.block_size > 0:
-            return min(self.num_gpu_blocks * self.block_size, 2**63 - 1)
+        """KV capacity in tokens (0 when `vllm:cache_config_info` is missing), at most int64's
+        maximum (a comparison, not `min`: read for every replica every cycle)."""
+        blocks, size = self.num_gpu_blocks, self.block_size
+        if blocks > 0 and size > 0:
+            total = blocks * size
+            return total if total < INT64_MAX else INT64_MAX
         return 0
 
     @property
@@ -213,8 +218,11 @@ class Workload:
 
     @property
     def gpus_per_replica(self) -> int:
-        """GPU requests of the pod template; 0 counts as 1."""
-        return sum(c.gpu_requests for c in self.containers) or 1
+        """GPU requests of the pod template; 0 counts as 1 (a loop: read per VA per cycle)."""
+        total = 0
+        for c in self.containers:
+            total += c.gpu_requests
+        return total or 1
 
 
 @dataclass(frozen=True)

@@ -88,17 +88,25 @@ def cost_aware(analysis: CapacityAnalysis) -> list[Decision]:
         scale_up(analysis.variants, analysis.required_capacity, targets)
     elif analysis.spare_capacity > 0:
         scale_down(analysis.variants, analysis.spare_capacity, targets)
-    return [
-        Decision(
-            variant=vc.variant,
-            namespace=analysis.namespace,
-            model_id=analysis.model_id,
-            accelerator=vc.accelerator,
-            current_replicas=vc.current_replicas,
-            target_replicas=targets[vc.variant],
-            reason=reason_for(action_for(vc.current_replicas, targets[vc.variant]), analysis),
-            cost=vc.cost,
-            gpus_per_replica=vc.gpus_per_replica,
+    reasons: dict[str, str] = {}  # action → reason: the same for every variant of the model
+    decisions: list[Decision] = []
+    for vc in analysis.variants:
+        target = targets[vc.variant]
+        action = action_for(vc.current_replicas, target)
+        reason = reasons.get(action)
+        if reason is None:
+            reason = reasons[action] = reason_for(action, analysis)
+        decisions.append(
+            Decision(
+                variant=vc.variant,
+                namespace=analysis.namespace,
+                model_id=analysis.model_id,
+                accelerator=vc.accelerator,
+                current_replicas=vc.current_replicas,
+                target_replicas=target,
+                reason=reason,
+                cost=vc.cost,
+                gpus_per_replica=vc.gpus_per_replica,
+            )
         )
-        for vc in analysis.variants
-    ]
+    return decisions

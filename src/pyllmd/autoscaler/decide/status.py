@@ -156,7 +156,12 @@ class StatusBook:
     entries: dict[VariantKey, _Entry] = field(default_factory=dict)
 
     def _entry(self, key: VariantKey) -> _Entry:
-        return self.entries.setdefault(key, _Entry())
+        """The VA's entry, created on first use (not `setdefault`, which would build a
+        throwaway `_Entry` on each of the several calls per VA per cycle)."""
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = _Entry()
+        return entry
 
     def target(self, va: api.VariantAutoscaling, found: bool) -> None:
         """Whether the VA's scale target exists."""

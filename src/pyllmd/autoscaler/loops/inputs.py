@@ -80,8 +80,12 @@ class CycleInputs:
         found = self._pods.get(namespace)
         if found is None:
             found = {}
-            for pod in await self.cluster.pods(namespace):
-                found.setdefault(pod.workload, []).append(pod)
+            for pod in await self.cluster.pods(namespace):  # not setdefault: a list per pod
+                own = found.get(pod.workload)
+                if own is None:
+                    found[pod.workload] = [pod]
+                else:
+                    own.append(pod)
             self._pods[namespace] = found
         return found
 

@@ -114,37 +114,77 @@ def output_bucket(avg_output_tokens: float) -> str:
 
 def estimate_from_params(params: VllmParams | None, avg_input: float, avg_output: float) -> int:
     """k2 from engine limits: `min(S, B·O/(I+O)) · (I + O/2)`; 0 when not computable."""
-    if params is None or params.effective_max_batched_tokens <= 0 or avg_output <= 0:
+    if params is None:
         return 0
-    b = float(params.effective_max_batched_tokens)
-    n = b * avg_output / (avg_input + avg_output)
-    n = min(n, float(params.max_num_seqs))
+    return estimate_k2(params.effective_max_batched_tokens, params.max_num_seqs, avg_input,
+                       avg_output)  # fmt: skip
+
+
+def estimate_k2(batched: int, max_seqs: int, avg_input: float, avg_output: float) -> int:
+    """`estimate_from_params` on the two limits it reads (`B`, `S`), taken once per variant."""
+    if batched <= 0 or avg_output <= 0:
+        return 0
+    n = float(batched) * avg_output / (avg_input + avg_output)
+    seqs = float(max_seqs)
+    if seqs < n:  # min(n, seqs), without the builtin's argument parsing (runs per replica)
+        n = seqs
     k2 = int(n * (avg_input + avg_output / 2))
     return k2 if k2 > 0 else 0
+
+
+class VariantLimits(NamedTuple):
+    """What every replica of one variant shares in a cycle (looked up once per variant)."""
+
+    record_key: str  # the variant's capacity-store key, `namespace|model|variant`
+    gpu_count: int
+    params: VllmParams | None  # the engine arguments its stored record carries
+    batched: int  # `B` of the k2 formula (0 without params)
+    max_seqs: int  # `S` of the k2 formula
+
+
+def variant_limits(
+    state: V2State, group: ModelGroup, variant: str, gpu_count: int
+) -> VariantLimits:
+    """The limits of `variant`'s replicas: its record's params stay the same all cycle, since
+    every live record written for it carries over the params of the one before."""
+    key = f"{group.namespace}|{group.model_id}|{variant}"
+    existing = state.records.get(key)
+    params = existing.params if existing is not None else None
+    if params is None:
+        return VariantLimits(key, gpu_count, None, 0, 0)
+    return VariantLimits(
+        key, gpu_count, params, params.effective_max_batched_tokens, params.max_num_seqs
+    )
 
 
 def compute_k2(
     state: V2State,
     rm: ReplicaMetrics,
-    config: SaturationConfig,
-    params: VllmParams | None,
+    queue_threshold: int,
+    limits: VariantLimits,
     k1: int,
     now: float,
     tokens: int,
 ) -> int:
     """Compute-bound capacity: observed → history → derived → k1 (spec §5.2).
 
-    `tokens` is `rm.tokens_in_use`, computed once by the caller.
+    `tokens` is `rm.tokens_in_use`, `queue_threshold` the integer queue threshold,
+    both computed once by the caller.
     """
-    key = f"{rm.model_id}|{rm.accelerator}|{output_bucket(rm.avg_output_tokens)}"
-    if rm.queue_length >= int(config.queue_length_threshold) and tokens > 0:
-        state.history.setdefault(key, RollingAverage()).add(float(tokens), now)
-        return tokens
-    hist = state.history.get(key)
-    avg = hist.average() if hist is not None else 0.0
-    if avg > 0:
-        return int(avg)
-    derived = estimate_from_params(params, rm.avg_input_tokens, rm.avg_output_tokens)
+    observed = rm.queue_length >= queue_threshold and tokens > 0
+    if observed or state.history:  # without any history there is nothing to look up
+        key = f"{rm.model_id}|{rm.accelerator}|{output_bucket(rm.avg_output_tokens)}"
+        hist = state.history.get(key)
+        if observed:
+            if hist is None:
+                hist = state.history[key] = RollingAverage()
+            hist.add(float(tokens), now)
+            return tokens
+        avg = hist.average() if hist is not None else 0.0
+        if avg > 0:
+            return int(avg)
+    derived = estimate_k2(limits.batched, limits.max_seqs, rm.avg_input_tokens,
+                          rm.avg_output_tokens)  # fmt: skip
     return derived if derived > 0 else k1
 
 
@@ -152,31 +192,78 @@ def replica_capacity(
     state: V2State,
     rm: ReplicaMetrics,
     config: SaturationConfig,
-    group: ModelGroup,
-    gpu_count: int,
+    limits: VariantLimits,
     now: float,
 ) -> ReplicaCapacity | None:
-    """Demand and capacity of one replica; None without `vllm:cache_config_info`."""
+    """Demand and capacity of one replica; None without `vllm:cache_config_info`.
+
+    Updates the k2 history, not the capacity store (see `replica_capacities`).
+    """
     total = rm.total_kv_capacity_tokens
     if total <= 0:
         return None
-    tokens = min(max(round(rm.kv_usage * total), 0), total)  # rm.tokens_in_use, inlined
+    # rm.tokens_in_use, inlined; comparisons instead of min()/max() (argument parsing)
+    tokens = round(rm.kv_usage * total)
+    if tokens < 0:
+        tokens = 0
+    if total < tokens:
+        tokens = total
     demand = tokens
     if rm.avg_input_tokens > 0:
         demand += rm.queue_length * int(rm.avg_input_tokens)
     k1 = int(float(total) * config.kv_cache_threshold)
-    key = f"{group.namespace}|{group.model_id}|{rm.variant}"  # V2State's record key
-    existing = state.records.get(key)
-    params = existing.params if existing is not None else None
-    k2 = compute_k2(state, rm, config, params, k1, now, tokens)
-    effective = min(k1, k2)
-    state.records[key] = CapacityRecord(
-        rm.accelerator, gpu_count, effective, LIVE, params, rm.num_gpu_blocks, rm.block_size,
-        total, now,
-    )  # fmt: skip
+    k2 = compute_k2(state, rm, int(config.queue_length_threshold), limits, k1, now, tokens)
+    effective = k2 if k2 < k1 else k1
     return ReplicaCapacity(
         rm.pod, rm.variant, rm.accelerator, tokens, total, k1, k2, effective, demand
     )
+
+
+class ReplicaPass(NamedTuple):
+    """The replicas of a group, measured: in order, and grouped by variant."""
+
+    replicas: tuple[ReplicaCapacity, ...]
+    by_variant: dict[str, list[ReplicaCapacity]]  # only replicas with capacity data
+    first_metrics: dict[str, ReplicaMetrics]  # each variant's first replica, with or without
+
+
+def replica_capacities(
+    state: V2State, group: ModelGroup, config: SaturationConfig, now: float
+) -> ReplicaPass:
+    """Every replica's demand and capacity, and each variant's live capacity record.
+
+    A variant's record is written once, from its last replica with capacity data:
+    what writing it for every replica in turn would leave, at a third of the cost.
+    """
+    gpus = {vs.name: vs.gpus_per_replica for vs in group.variants}
+    limits: dict[str, VariantLimits] = {}
+    first: dict[str, ReplicaMetrics] = {}
+    by_variant: dict[str, list[ReplicaCapacity]] = {}
+    last: dict[str, ReplicaMetrics] = {}  # each variant's last replica with capacity data
+    out: list[ReplicaCapacity] = []
+    for rm in group.replicas:
+        name = rm.variant
+        lim = limits.get(name)
+        if lim is None:
+            first[name] = rm
+            lim = limits[name] = variant_limits(state, group, name, gpus.get(name, 0))
+        rc = replica_capacity(state, rm, config, lim, now)
+        if rc is None:
+            continue
+        out.append(rc)
+        own = by_variant.get(name)
+        if own is None:
+            by_variant[name] = [rc]
+        else:
+            own.append(rc)
+        last[name] = rm
+    for name, rm in last.items():
+        lim, rc = limits[name], by_variant[name][-1]
+        state.records[lim.record_key] = CapacityRecord(
+            rm.accelerator, lim.gpu_count, rc.effective_capacity, LIVE, lim.params,
+            rm.num_gpu_blocks, rm.block_size, rc.total_kv_capacity_tokens, now,
+        )  # fmt: skip
+    return ReplicaPass(tuple(out), by_variant, first)
 
 
 def median(values: Sequence[int]) -> int:
@@ -270,27 +357,22 @@ def _without_pods_capacity(
 def aggregate_variants(
     state: V2State,
     group: ModelGroup,
-    replicas: Sequence[ReplicaCapacity],
+    measured: ReplicaPass,
     kv_cache_threshold: float,
 ) -> tuple[VariantCapacity, ...]:
     """Supply and demand of every variant of the group."""
-    first: dict[str, ReplicaMetrics] = {}
-    for rm in group.replicas:
-        first.setdefault(rm.variant, rm)
-    by_variant: dict[str, list[ReplicaCapacity]] = {}
-    for rc in replicas:
-        by_variant.setdefault(rc.variant, []).append(rc)
     result: list[VariantCapacity] = []
     for vs in group.variants:
-        own = by_variant.get(vs.name, ())
-        metric = first.get(vs.name)
+        own = measured.by_variant.get(vs.name)
+        metric = measured.first_metrics.get(vs.name)
         # Deviation from upstream: without replica metrics, cost and accelerator come from the VA.
         accelerator = (metric.accelerator if metric is not None else "") or vs.accelerator
         cost = metric.cost if metric is not None else vs.cost
-        ready = max(vs.current_replicas - vs.pending_replicas, 0)
+        pending = vs.pending_replicas
+        ready = max(vs.current_replicas - pending, 0)
         if own:
             per_replica = float(median([rc.effective_capacity for rc in own]))
-            demand = float(sum(rc.demand for rc in own))
+            demand = float(sum([rc.demand for rc in own]))
         else:
             per_replica = _without_pods_capacity(
                 state, group, vs.name, accelerator, vs.gpus_per_replica, kv_cache_threshold
@@ -303,7 +385,7 @@ def aggregate_variants(
                 cost=cost,
                 current_replicas=vs.current_replicas,
                 ready_replicas=ready,
-                pending_replicas=vs.pending_replicas,
+                pending_replicas=pending,
                 per_replica_capacity=per_replica,
                 total_capacity=float(ready) * per_replica,
                 total_demand=demand,
@@ -328,14 +410,8 @@ def analyze_capacity(
                 vs.vllm_params,
                 now,
             )
-    gpus = {vs.name: vs.gpus_per_replica for vs in group.variants}
-    replicas = tuple(
-        rc
-        for rm in group.replicas
-        if (rc := replica_capacity(state, rm, config, group, gpus.get(rm.variant, 0), now))
-        is not None
-    )
-    variants = aggregate_variants(state, group, replicas, config.kv_cache_threshold)
+    measured = replica_capacities(state, group, config, now)
+    variants = aggregate_variants(state, group, measured, config.kv_cache_threshold)
     supply = sum(vc.total_capacity for vc in variants)
     anticipated = sum(
         float(vc.ready_replicas + vc.pending_replicas) * vc.per_replica_capacity for vc in variants
@@ -352,7 +428,7 @@ def analyze_capacity(
         model_id=group.model_id,
         namespace=group.namespace,
         variants=variants,
-        replicas=replicas,
+        replicas=measured.replicas,
         total_supply=supply,
         anticipated_supply=anticipated,
         total_demand=demand,
