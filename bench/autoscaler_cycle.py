@@ -43,6 +43,7 @@ from pyllmd.autoscaler.loops.metrics import ControllerMetrics
 from pyllmd.autoscaler.loops.saturation import SaturationEngine
 from pyllmd.autoscaler.yaml12 import parse_saturation_configmap
 from pyllmd.core.clock import VirtualClock
+from pyllmd.core.heap import freeze_heap
 
 START = "<!-- bench:autoscaler:start -->"
 END = "<!-- bench:autoscaler:end -->"
@@ -151,6 +152,7 @@ async def _cycles(fleet: Fleet, empty: Fleet, repetitions: int, warmup: int) -> 
     """(full cycle, empty cycle, the decisions of one full cycle)."""
     engine, baseline = new_engine(fleet), new_engine(empty)
     decisions = await engine.cycle()  # the first warm-up cycle
+    freeze_heap()  # as the controller does after its first cycle
     cycle = await time_async(engine.cycle, repetitions, max(0, warmup - 1))
     empty_cycle = await time_async(baseline.cycle, repetitions, warmup)
     return cycle, empty_cycle, decisions

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import random
 import signal
@@ -37,6 +36,7 @@ from aiohttp import web
 
 from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.errors import ConfigError
+from pyllmd.core.heap import freeze_heap
 from pyllmd.core.tokenize import Tokenizer, load_tokenizer
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.dataset.lookup import Dataset
@@ -130,8 +130,7 @@ async def serve(cfg: SimConfig, host: str, stop: asyncio.Event | None = None) ->
             ranks.socks.append(_bind(host, cfg.port + rank))
         for rank in range(cfg.data_parallel_size):
             await ranks.start(cfg, host, rank, clock, tokenizer, tls)
-        gc.collect()
-        gc.freeze()  # start-up objects never die: keep them out of every collection
+        freeze_heap()  # start-up objects never die: keep them out of every collection
         await stop.wait()
         await drain(cfg.shutdown_timeout, ranks.services, ranks.muxes, ranks.grpc_servers, force)
     finally:

@@ -37,6 +37,7 @@ from pyllmd.autoscaler.loops.metrics import ControllerMetrics
 from pyllmd.autoscaler.loops.saturation import SaturationEngine
 from pyllmd.autoscaler.loops.scalefromzero import ScaleFromZeroEngine
 from pyllmd.core.clock import Clock
+from pyllmd.core.heap import freeze_heap
 from pyllmd.core.kubeauth import Decide, guarded_handler
 from pyllmd.core.metricset import CONTENT_TYPE
 
@@ -235,6 +236,8 @@ class Controller:
     async def _saturation_cycle(self) -> None:
         await self.saturation.cycle()
         self.cycles += 1
+        if self.cycles == 1:  # start-up and the first cycle's state are built: keep them
+            freeze_heap()  # out of later full collections (spikes of tens of ms per cycle)
 
     async def _from_zero_tick(self) -> None:
         assert self.from_zero is not None
