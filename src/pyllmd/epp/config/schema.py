@@ -186,22 +186,7 @@ class _Obj:
 
 def decode_config(text: str) -> RawConfig:
     """Strict decode of YAML or JSON; plugin names default to their type."""
-    try:
-        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as err:
-        line = err.problem_mark.line + 1 if err.problem_mark else 0
-        raise DecodeError(
-            f"error converting YAML to JSON: yaml: line {line}: {err.problem}"
-        ) from None
-    except yaml.YAMLError as err:  # e.g. a reader error: its text spans two lines
-        reason = " ".join(str(err).split())
-        raise DecodeError(f"error converting YAML to JSON: yaml: {reason}") from None
-    if not isinstance(doc, dict) and doc is not None:
-        raise DecodeError(f"json: cannot unmarshal {json_kind(doc)} into Go value of type {KIND}")
-    doc = doc or {}
-    api, kind = doc.get("apiVersion") or API_VERSION, doc.get("kind") or KIND
-    if api != API_VERSION or kind != KIND:
-        raise DecodeError(f'no kind "{kind}" is registered for version "{api}"')
+    doc = _load_document(text)
     top = _Obj(
         doc,
         "EndpointPickerConfig",
@@ -228,50 +213,85 @@ def decode_config(text: str) -> RawConfig:
         )
         for prof in top.items("schedulingProfiles", "SchedulingProfile", ("name", "plugins"))
     )
-    saturation: dict[str, Any] | None = None
-    if "saturationDetector" in doc:
-        sd = top.sub(
-            "saturationDetector",
-            "SaturationDetector",
-            ("queueDepthThreshold", "kvCacheUtilThreshold", "metricsStalenessThreshold"),
-        )
-        saturation = {
-            "queueDepthThreshold": sd.get_int("queueDepthThreshold"),
-            "kvCacheUtilThreshold": sd.get_float("kvCacheUtilThreshold") or 0.0,
-            "metricsStalenessThreshold": sd.get_duration("metricsStalenessThreshold"),
-        }
-    sources: tuple[DataSource, ...] | None = None
-    if doc.get("data") is not None:
-        data = top.sub("data", "DataLayerConfig", ("sources",))
-        sources = tuple(
-            DataSource(
-                s.get_str("pluginRef"),
-                tuple(
-                    e.get_str("pluginRef")
-                    for e in s.items("extractors", "DataLayerExtractor", ("pluginRef",))
-                ),
-            )
-            for s in data.items("sources", "DataLayerSource", ("pluginRef", "extractors"))
-        )
-    flow: FlowControlSpec | None = None
-    if doc.get("flowControl") is not None:
-        band_keys = ("priority", "maxBytes")
-        fc = top.sub(
-            "flowControl",
-            "FlowControlConfig",
-            ("maxBytes", "defaultRequestTTL", "defaultPriorityBand", "priorityBands"),
-        )
-        default_band = None
-        if fc.d.get("defaultPriorityBand") is not None:
-            b = fc.sub("defaultPriorityBand", "PriorityBandConfig", band_keys)
-            default_band = PriorityBand(b.get_int("priority"), b.get_int("maxBytes"))
-        flow = FlowControlSpec(
-            fc.get_int("maxBytes"),
-            fc.get_duration("defaultRequestTTL"),
-            default_band,
+    return RawConfig(
+        tuple(gates), plugins, profiles, _saturation(top), _data_sources(top), _flow_control(top)
+    )
+
+
+def _load_document(text: str) -> dict[str, Any]:
+    """The YAML/JSON document as a mapping of the right apiVersion and kind."""
+    try:
+        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else 0
+        raise DecodeError(
+            f"error converting YAML to JSON: yaml: line {line}: {err.problem}"
+        ) from None
+    except yaml.YAMLError as err:  # e.g. a reader error: its text spans two lines
+        reason = " ".join(str(err).split())
+        raise DecodeError(f"error converting YAML to JSON: yaml: {reason}") from None
+    if not isinstance(doc, dict) and doc is not None:
+        raise DecodeError(f"json: cannot unmarshal {json_kind(doc)} into Go value of type {KIND}")
+    doc = doc or {}
+    api, kind = doc.get("apiVersion") or API_VERSION, doc.get("kind") or KIND
+    if api != API_VERSION or kind != KIND:
+        raise DecodeError(f'no kind "{kind}" is registered for version "{api}"')
+    return doc
+
+
+def _saturation(top: _Obj) -> dict[str, Any] | None:
+    """`saturationDetector`, when present."""
+    if "saturationDetector" not in top.d:
+        return None
+    sd = top.sub(
+        "saturationDetector",
+        "SaturationDetector",
+        ("queueDepthThreshold", "kvCacheUtilThreshold", "metricsStalenessThreshold"),
+    )
+    return {
+        "queueDepthThreshold": sd.get_int("queueDepthThreshold"),
+        "kvCacheUtilThreshold": sd.get_float("kvCacheUtilThreshold") or 0.0,
+        "metricsStalenessThreshold": sd.get_duration("metricsStalenessThreshold"),
+    }
+
+
+def _data_sources(top: _Obj) -> tuple[DataSource, ...] | None:
+    """`data.sources`, when `data` is given."""
+    if top.d.get("data") is None:
+        return None
+    data = top.sub("data", "DataLayerConfig", ("sources",))
+    return tuple(
+        DataSource(
+            s.get_str("pluginRef"),
             tuple(
-                PriorityBand(b.get_int("priority"), b.get_int("maxBytes"))
-                for b in fc.items("priorityBands", "PriorityBandConfig", band_keys)
+                e.get_str("pluginRef")
+                for e in s.items("extractors", "DataLayerExtractor", ("pluginRef",))
             ),
         )
-    return RawConfig(tuple(gates), plugins, profiles, saturation, sources, flow)
+        for s in data.items("sources", "DataLayerSource", ("pluginRef", "extractors"))
+    )
+
+
+def _flow_control(top: _Obj) -> FlowControlSpec | None:
+    """`flowControl`, when given."""
+    if top.d.get("flowControl") is None:
+        return None
+    band_keys = ("priority", "maxBytes")
+    fc = top.sub(
+        "flowControl",
+        "FlowControlConfig",
+        ("maxBytes", "defaultRequestTTL", "defaultPriorityBand", "priorityBands"),
+    )
+    default_band = None
+    if fc.d.get("defaultPriorityBand") is not None:
+        b = fc.sub("defaultPriorityBand", "PriorityBandConfig", band_keys)
+        default_band = PriorityBand(b.get_int("priority"), b.get_int("maxBytes"))
+    return FlowControlSpec(
+        fc.get_int("maxBytes"),
+        fc.get_duration("defaultRequestTTL"),
+        default_band,
+        tuple(
+            PriorityBand(b.get_int("priority"), b.get_int("maxBytes"))
+            for b in fc.items("priorityBands", "PriorityBandConfig", band_keys)
+        ),
+    )
