@@ -170,7 +170,7 @@ async def _run(fleets: list[Fleet]) -> list[dict[str, Any]]:
         decisions = await engine.cycle()
         out.append(
             {
-                "decisions": [dataclasses.asdict(d) for d in decisions],
+                "decisions": [d._asdict() for d in decisions],
                 "patches": {f"{ns}/{name}": p for (ns, name), p in sorted(cluster.patches.items())},
                 "metrics": metrics.render().decode().splitlines(),
                 "v2_state": _state_json(engine),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyllmd.autoscaler.decide import api
 from pyllmd.autoscaler.decide.analyze import Analyzer
@@ -49,9 +50,8 @@ class EngineSettings:
     watch_namespace: str = ""  # never excluded by the namespace annotation (as upstream)
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    """An active VA with its target and the engine's view of both."""
+class Member(NamedTuple):
+    """An active VA with its target and the engine's view of both (one per VA per cycle)."""
 
     va: api.VariantAutoscaling
     workload: Workload

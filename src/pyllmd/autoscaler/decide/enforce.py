@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from pyllmd.autoscaler.decide.model import (
@@ -83,7 +83,7 @@ def _retarget(
         reason = f"V2 {action} (optimizer: {optimizer}, enforced)"
     else:
         reason = f"saturation-only mode: {action}"
-    return replace(d, target_replicas=target, reason=reason)
+    return d._replace(target_replicas=target, reason=reason)
 
 
 def _cheapest(decisions: Sequence[Decision], analyzer: AnalyzerVersion) -> int:

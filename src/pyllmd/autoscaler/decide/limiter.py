@@ -13,7 +13,6 @@ consumed (upstream takes the partial GPUs from the pool although no replica uses
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 
 from pyllmd.autoscaler.decide.model import Decision, GpuNode
 
@@ -67,8 +66,7 @@ def limit(decisions: Sequence[Decision], limits: Mapping[str, int]) -> list[Deci
         if d.accelerator in free:
             free[d.accelerator] -= granted * per_replica
         if granted < wanted:
-            out[i] = replace(
-                d,
+            out[i] = d._replace(
                 target_replicas=d.current_replicas + granted,
                 was_limited=True,
                 limited_by=LIMITED_BY,

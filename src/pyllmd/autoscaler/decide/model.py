@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 DEFAULT_VARIANT_COST = 10.0
 """Cost per replica when `spec.variantCost` is missing or does not parse."""
@@ -98,9 +99,12 @@ class VllmParams:
         return self.max_model_len if self.max_model_len > 2048 else 2048
 
 
-@dataclass(frozen=True, slots=True)
-class VariantState:
-    """One VariantAutoscaling and its target Deployment, as the engine sees them (spec §3.2)."""
+class VariantState(NamedTuple):
+    """One VariantAutoscaling and its target Deployment, as the engine sees them (spec §3.2).
+
+    A NamedTuple rather than a frozen dataclass: one is built per VA per cycle, and a
+    frozen dataclass's constructor costs several times more (benchmark (d)).
+    """
 
     name: str
     namespace: str
@@ -120,9 +124,9 @@ class VariantState:
         return max(0, self.current_replicas - self.ready_replicas)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The engine's target for one variant in one cycle."""
+class Decision(NamedTuple):
+    """The engine's target for one variant in one cycle (a NamedTuple, as `VariantState`:
+    one per variant per cycle; `_replace` derives a changed one)."""
 
     variant: str
     namespace: str
