@@ -184,7 +184,8 @@ def test_unmodelled_parts_are_named_in_one_warning_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = MULTI_TURN.read_text(encoding="utf-8")
-    text += "report:\n  request_lifecycle:\n    summary: true\ntokenizer:\n  pretrained_model_name_or_path: x\n"
+    text += "report:\n  request_lifecycle:\n    summary: true\n"
+    text += "tokenizer:\n  pretrained_model_name_or_path: x\n"
     text = text.replace("  streaming: true\n", "  streaming: true\n  headers: {a: b}\n")
     workload = tmp_path / "extra.yaml"
     workload.write_text(text, encoding="utf-8")
