@@ -22,13 +22,13 @@ from pydantic.dataclasses import dataclass as settings_dataclass
 from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.logging import verbosity
-from pyllmd.core.settings import build, parse_command_line, setting
+from pyllmd.core.settings import build, flag_specs, parse_command_line, setting
 from pyllmd.simulate.deployment import build_engine_spec, parse_stack, variant_for
 from pyllmd.simulate.replay import Outcome, replay
 from pyllmd.simulate.report import write
 from pyllmd.simulate.workload import Client, Workload, parse_workload
 
-__all__ = ["PROG", "SimulateConfig", "main", "simulate"]
+__all__ = ["PROG", "SIMULATE_FLAGS", "SimulateConfig", "load_options", "main", "simulate"]
 
 PROG = "pyllmd simulate"
 DESCRIPTION = (
@@ -51,6 +51,9 @@ class SimulateConfig:
     )
     seed: int = setting(0, "seed of the workload's random data and arrivals", flag="seed")
     v: int = verbosity("log verbosity (4: debug)")
+
+
+SIMULATE_FLAGS = flag_specs(SimulateConfig)
 
 
 def load_options(argv: Sequence[str]) -> SimulateConfig:
