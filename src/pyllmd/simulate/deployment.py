@@ -27,7 +27,14 @@ from pyllmd.sim.batch.scheduler import SchedulerConfig
 from pyllmd.sim.batch.steptime import Profile, StepModel, default_profile
 from pyllmd.sim.config import SimConfig, load_config
 
-__all__ = ["EngineSpec", "Variant", "build_engine_spec", "parse_stack", "variant_for"]
+__all__ = [
+    "EngineSpec",
+    "Variant",
+    "build_engine_spec",
+    "parse_stack",
+    "variant_for",
+    "variant_from_args",
+]
 
 STACK_KEYS = ("namespace", "variants", "configMaps", "nodes", "gateway", "eppConfig")
 
@@ -114,15 +121,19 @@ def parse_stack(doc: Any, path: str = "STACK") -> tuple[Variant, ...]:
         raw = dep.get("args") or []
         if not isinstance(raw, list):
             raise ConfigError(f"{at}: deployment.args must be a list")
-        args = tuple(str(a) for a in raw)
-        try:
-            loaded = load_config(_sim_args(args, f"{at} args"), {}, 0, "pyllmd sim")
-        except ConfigError as e:
-            raise ConfigError(f"{at} args: {e}") from None
-        out.append(
-            Variant(str(name), replicas, args, loaded.config, _given(args, "--kv-cache-size"))
-        )
+        out.append(variant_from_args(str(name), [str(a) for a in raw], replicas, f"{at} args"))
     return tuple(out)
+
+
+def variant_from_args(
+    name: str, args: Sequence[str], replicas: int = 1, where: str = "args"
+) -> Variant:
+    """A variant whose pods run with the simulator command line `args`."""
+    try:
+        loaded = load_config(_sim_args(args, where), {}, 0, "pyllmd sim")
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return Variant(name, replicas, tuple(args), loaded.config, _given(args, "--kv-cache-size"))
 
 
 def variant_for(variants: Sequence[Variant], model: str) -> Variant:
@@ -158,8 +169,9 @@ def _architecture(cfg: SimConfig) -> Architecture:
     return from_hf_config(data, cfg.model_config_file)
 
 
-def build_engine_spec(variant: Variant) -> EngineSpec:
-    """The batch model of one pod of `variant`; ConfigError (one line) when it cannot run."""
+def build_engine_spec(variant: Variant, profile: Profile | None = None) -> EngineSpec:
+    """The batch model of one pod of `variant` (with `profile` instead of its
+    `--latency-profile` when given); ConfigError (one line) when it cannot run."""
     cfg = variant.config
     arch = _architecture(cfg)
     extra = load_accelerators(cfg.accelerator_config) if cfg.accelerator_config else None
@@ -191,7 +203,8 @@ def build_engine_spec(variant: Variant) -> EngineSpec:
             kv_bytes,
             cfg.block_size,
         )
-    profile = Profile.load(cfg.latency_profile) if cfg.latency_profile else default_profile()
+    if profile is None:
+        profile = Profile.load(cfg.latency_profile) if cfg.latency_profile else default_profile()
     scheduler = SchedulerConfig(
         num_blocks=blocks,
         max_num_seqs=cfg.max_num_seqs,

@@ -5,8 +5,16 @@ config into a `Workload`, with one warning line naming what is not modelled. `Cl
 client's behaviour on virtual time: the load stages' send schedule (constant, poisson,
 concurrent), multi-turn sessions that send a user's rounds one after another, the in-flight
 cap (`worker_max_concurrency` × `num_workers`) and the request timeout. Prompts are token-id
-sequences built from the data's structure, so a shared system prompt or a session's history
-shares its ids (and its KV block hashes) between requests.
+sequences built from the data's structure, so a shared system prompt or a session's earlier
+rounds share their ids (and KV block hashes) with later requests.
+
+Multi-turn sessions (shared_prefix with `enable_multi_turn_chat`): slot i of the schedule
+belongs to user i mod users (the users shuffled), and a user's rounds go one after another.
+Each round sends the user's prompt (its group's system prompt and its question) again, so a
+later round hits the prefix cache up to its last block. This is what the measured runs of the
+calibration set show (their prompt lengths do not grow over a run); inference-perf 0.7.0's
+code would instead prepend each round's prompt and answer to the next (see
+differences-from-upstream.md).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pyllmd.core.errors import ConfigError
@@ -365,7 +373,6 @@ class Send:
     start: float = 0.0  # when it was sent
     end: float | None = None  # when the response ended (success or failure)
     error: str | None = None
-    answer: list[int] = field(default_factory=list)
 
 
 class Client:
@@ -410,7 +417,6 @@ class Client:
         wl = self.wl
         self.prompts: list[list[int]] = []
         self.outputs: list[int] = []
-        self.context: list[list[int]] = []
         if wl.data_type != "shared_prefix":
             return
         for _ in range(wl.groups):
@@ -419,12 +425,10 @@ class Client:
                 question = self._ids(self._len(wl.question_len))
                 self.prompts.append(system + question)
                 self.outputs.append(self._len(wl.output_len))
-                self.context.append(list(system))
         order = list(range(len(self.prompts)))
         self.rnd.shuffle(order)  # inference-perf shuffles its prompts (and sessions with them)
         self.prompts = [self.prompts[i] for i in order]
         self.outputs = [self.outputs[i] for i in order]
-        self.context = [self.context[i] for i in order]
         if wl.multi_turn:
             self.user_busy = [False] * len(self.prompts)
 
@@ -433,14 +437,11 @@ class Client:
         i = self.index
         self.index += 1
         if wl.data_type == "shared_prefix":
+            # request i sends prompt i mod prompts (a session's rounds: the same prompt, see
+            # the module docstring)
             p = user if user >= 0 else i % len(self.prompts)
             output = self.outputs[p]
-            if user >= 0:
-                # the session's context (its system prompt, then each round's prompt and
-                # answer) and the user's prompt, as inference-perf's user sessions send it
-                tokens = self.context[user] + self.prompts[p]
-            else:
-                tokens = list(self.prompts[p])
+            tokens = list(self.prompts[p])
         else:
             assert wl.input is not None and wl.output is not None
             tokens = self._ids(max(1, wl.input.sample(self.rnd)))
@@ -537,9 +538,6 @@ class Client:
         if send.stage == self.stage:
             self.stage_open -= 1
         if send.user >= 0:
-            if send.error is None:
-                send.answer = self._ids(send.output_len)  # the answer joins the history
-                self.context[send.user] = send.tokens + send.answer
             self.user_busy[send.user] = False
         if self.pending or (self._current() and self._current_concurrent()):
             self.wake = min(self.wake, max(t, self.now))
