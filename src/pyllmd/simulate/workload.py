@@ -19,6 +19,7 @@ differences-from-upstream.md).
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections import deque
@@ -396,7 +397,11 @@ class Client:
         self.stage_total = 0
         self.stage_open = 0  # slots of the current stage not ended
         self.schedule: deque[float] = deque()  # send times of a rate stage, not yet issued
-        self.pending: list[tuple[float, int]] = []  # (scheduled, user): issued, not yet sent
+        # slots issued and not yet sent: those that may go now, in slot order, in `sendable`
+        # (heap of (scheduled, slot, user)); a busy user's further slots wait in `waiting`
+        self.sendable: list[tuple[float, int, int]] = []
+        self.waiting: list[deque[tuple[float, int]]] = []
+        self.unsent = 0
         self.in_flight = 0
         self.user_busy: list[bool] = []
         self.wake = math.inf  # a response ended: pending slots may go then
@@ -431,6 +436,7 @@ class Client:
         self.outputs = [self.outputs[i] for i in order]
         if wl.multi_turn:
             self.user_busy = [False] * len(self.prompts)
+            self.waiting = [deque() for _ in self.prompts]
 
     def _request(self, scheduled: float, now: float, user: int) -> Send:
         wl = self.wl
@@ -456,7 +462,7 @@ class Client:
 
     def _stage_over(self) -> bool:
         return self.stage < 0 or (
-            self.stage_issued >= self.stage_total and self.stage_open == 0 and not self.pending
+            self.stage_issued >= self.stage_total and self.stage_open == 0 and not self.unsent
         )
 
     def _open_stage(self, now: float) -> None:
@@ -494,10 +500,17 @@ class Client:
         user = -1
         if self.user_busy:
             user = self.slots % len(self.user_busy)
+        slot = self.slots
         self.slots += 1
         self.stage_issued += 1
         self.stage_open += 1
-        self.pending.append((scheduled, user))
+        self.unsent += 1
+        if user >= 0 and (self.user_busy[user] or self.waiting[user]):
+            self.waiting[user].append((scheduled, slot))
+        else:
+            heapq.heappush(self.sendable, (scheduled, slot, user))
+            if user >= 0:
+                self.user_busy[user] = True  # its next slots wait behind this one
 
     def due(self, now: float) -> list[Send]:
         """The requests sent at `now` (call it at next_time())."""
@@ -518,17 +531,12 @@ class Client:
             while self.stage_open < st.concurrency_level and self.stage_issued < self.stage_total:
                 self._issue(now)
         out: list[Send] = []
-        keep: list[tuple[float, int]] = []
-        busy = self.user_busy
-        for scheduled, user in self.pending:
-            if self.in_flight >= self.wl.max_in_flight or (user >= 0 and busy[user]):
-                keep.append((scheduled, user))
-                continue
+        cap = self.wl.max_in_flight
+        while self.sendable and self.in_flight < cap:
+            scheduled, _, user = heapq.heappop(self.sendable)
             self.in_flight += 1
-            if user >= 0:
-                busy[user] = True
+            self.unsent -= 1
             out.append(self._request(scheduled, now, user))
-        self.pending = keep
         return out
 
     def done(self, send: Send, t: float) -> None:
@@ -537,9 +545,14 @@ class Client:
         self.in_flight -= 1
         if send.stage == self.stage:
             self.stage_open -= 1
-        if send.user >= 0:
-            self.user_busy[send.user] = False
-        if self.pending or (self._current() and self._current_concurrent()):
+        user = send.user
+        if user >= 0:
+            if self.waiting[user]:
+                scheduled, slot = self.waiting[user].popleft()
+                heapq.heappush(self.sendable, (scheduled, slot, user))
+            else:
+                self.user_busy[user] = False
+        if self.sendable or self._current_concurrent():
             self.wake = min(self.wake, max(t, self.now))
         if self._stage_over():
             self.next_stage_at = max(t, self.now) + self.wl.interval
