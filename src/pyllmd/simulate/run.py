@@ -108,18 +108,22 @@ class Progress:
     def __init__(self, client: Client, total: int, stream: TextIO) -> None:
         self.client, self.total, self.stream = client, total, stream
         self.shown = -1
+        self.now = 0.0
 
-    def __call__(self, now: float) -> None:
-        percent = min(100, int(100 * self.client.index / self.total))
+    def __call__(self, now: float, done: bool = False) -> None:
+        percent = 100 if done else min(99, int(100 * self.client.index / self.total))
         if percent == self.shown:
             return
         self.shown = percent
+        self.now = now
         filled = self.WIDTH * percent // 100
         bar = "#" * filled + "-" * (self.WIDTH - filled)
         self.stream.write(f"\r[{bar}] {percent:3d}%  virtual time {now:9.1f} s")
         self.stream.flush()
 
-    def close(self) -> None:
+    def close(self, end: float | None = None) -> None:
+        if end is not None:
+            self(end, done=True)
         if self.shown >= 0:
             self.stream.write("\n")
             self.stream.flush()
@@ -141,9 +145,12 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
     bar = Progress(client, expected_requests(wl), stream) if stream is not None else None
     try:
         outcome = replay(client, spec, pods, bar)
-    finally:
+    except BaseException:
         if bar is not None:
             bar.close()
+        raise
+    if bar is not None:
+        bar.close(outcome.end)
     files = write(
         Path(config.output),
         wl,

@@ -301,3 +301,20 @@ def test_batch_model_flags_are_checked_in_one_line(flag: str, value: str, words:
         load_config(["--model", "m", flag, value], {}, 0)
     assert words in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_the_progress_bar_is_drawn_on_the_stream_it_is_given(tmp_path: Path) -> None:
+    import io
+
+    from pyllmd.simulate.run import load_options
+    from pyllmd.simulate.run import simulate as run_simulation
+
+    stream = io.StringIO()
+    config = load_options(
+        ["--stack", str(STACK), "--workload", str(POISSON), "--output", str(tmp_path / "o")]
+    )
+    run_simulation(config, stream)
+    text = stream.getvalue()
+    assert text.startswith("\r[")
+    assert text.endswith("\n")
+    assert text.rstrip("\n").rsplit("\r", 1)[-1].startswith("[" + "#" * 30 + "] 100%")
