@@ -130,7 +130,9 @@ def variant_from_args(
 ) -> Variant:
     """A variant whose pods run with the simulator command line `args`."""
     try:
-        loaded = load_config(_sim_args(args, where), {}, 0, "pyllmd sim")
+        # a pod's environment: its IP (the KV-event topic needs one with --enable-kvcache)
+        env = {"POD_IP": "127.0.0.1", "POD_NAME": f"{name}-0"}
+        loaded = load_config(_sim_args(args, where), env, 0, "pyllmd sim")
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     return Variant(name, replicas, tuple(args), loaded.config, _given(args, "--kv-cache-size"))

@@ -318,3 +318,22 @@ def test_the_progress_bar_is_drawn_on_the_stream_it_is_given(tmp_path: Path) -> 
     assert text.startswith("\r[")
     assert text.endswith("\n")
     assert text.rstrip("\n").rsplit("\r", 1)[-1].startswith("[" + "#" * 30 + "] 100%")
+
+
+def test_the_packaged_stack_is_replayed_for_the_model_the_workload_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyllmd
+
+    stack = Path(pyllmd.__file__).parent / "stack" / "stack.yaml"  # two variants, one model
+    out = str(tmp_path / "o")
+    line = error_of(capsys, "--stack", str(stack), "--workload", str(POISSON), "--output", out)
+    assert "server.model_name: the stack has several variants" in line
+    workload = tmp_path / "named.yaml"
+    text = POISSON.read_text(encoding="utf-8")
+    text = text.replace(
+        "  type: vllm\n", "  type: vllm\n  model_name: meta-llama/Llama-3.1-8B-Instruct\n"
+    )
+    workload.write_text(text, encoding="utf-8")
+    result = simulate(tmp_path, workload, stack=stack)
+    assert report(result)["successes"]["count"] > 0
