@@ -26,9 +26,9 @@ def plot_all(
 ) -> list[Path]:
     import logging
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its start-up notes
     import matplotlib
 
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font cache notes
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pyllmd.sim.batch.scheduler import Request, StepRecord
-from pyllmd.simulate.workload import Send, Workload
+from pyllmd.simulate.workload import Send, Stage
 
 __all__ = ["PERCENTILES", "lifecycle_summary", "percentile", "request_rows", "summarize", "write"]
 
@@ -232,14 +232,9 @@ def request_rows(
     return rows
 
 
-def stage_parameters(wl: Workload, stage: int) -> tuple[float | None, int | None]:
-    st = wl.stages[stage]
-    return st.rate, st.concurrency_level
-
-
 def write(
     out: Path,
-    wl: Workload,
+    stages: Sequence[Stage],
     sends: Sequence[Send],
     engine: dict[int, tuple[str, Request]],
     steps: dict[str, list[StepRecord]],
@@ -253,17 +248,16 @@ def write(
     encode = dump or (lambda obj: json.dumps(obj, indent=2) + "\n")
     written: list[Path] = []
     summary = out / "summary_lifecycle_metrics.json"
-    summary.write_text(encode(lifecycle_summary(sends, engine)), encoding="utf-8")
+    measured = [s for s in sends if s.stage >= 0]  # a sweep's probe (-1) is not reported
+    summary.write_text(encode(lifecycle_summary(measured, engine)), encoding="utf-8")
     written.append(summary)
-    for i in range(len(wl.stages)):
-        rate, conc = stage_parameters(wl, i)
+    for i, st in enumerate(stages):
         path = out / f"stage_{i}_lifecycle_metrics.json"
         stage_sends = [s for s in sends if s.stage == i]
-        path.write_text(
-            encode(lifecycle_summary(stage_sends, engine, rate, conc)), encoding="utf-8"
-        )
+        summary_i = lifecycle_summary(stage_sends, engine, st.rate, st.concurrency_level)
+        path.write_text(encode(summary_i), encoding="utf-8")
         written.append(path)
-    rows = request_rows(sends, engine, first_token_s)
+    rows = request_rows(measured, engine, first_token_s)
     per_request = out / "per_request.csv"
     with per_request.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)

@@ -91,7 +91,7 @@ def _read_yaml(flag: str, path: str) -> Any:
 
 def expected_requests(wl: Workload) -> int:
     """Requests the schedule sends (the progress bar's total; poisson stages on average)."""
-    total = 0
+    total = wl.sweep.num_requests if wl.sweep is not None else 0
     for st in wl.stages:
         if st.num_requests is not None:
             total += st.num_requests
@@ -151,9 +151,12 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
         raise
     if bar is not None:
         bar.close(outcome.end)
+    if client.saturation is not None:
+        rates = ", ".join(f"{st.rate:g}" for st in client.stages)
+        log.info("load.sweep: saturation %.2f requests/s; stage rates %s", client.saturation, rates)
     files = write(
         Path(config.output),
-        wl,
+        client.stages,
         outcome.sends,
         outcome.requests,
         outcome.steps,
@@ -166,11 +169,15 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
 def _run(config: SimulateConfig) -> int:
     stream = sys.stderr if sys.stderr.isatty() else None
     outcome, files = simulate(config, stream)
-    ok = sum(1 for s in outcome.sends if s.end is not None and s.error is None)
-    failed = sum(1 for s in outcome.sends if s.error is not None)
+    measured = [s for s in outcome.sends if s.stage >= 0]
+    ok = sum(1 for s in measured if s.end is not None and s.error is None)
+    failed = sum(1 for s in measured if s.error is not None)
+    probe = len(outcome.sends) - len(measured)
+    swept = f" (and {probe} in the sweep's probe)" if probe else ""
     print(
-        f"{PROG}: {ok} requests succeeded, {failed} failed, {outcome.preemptions} preemptions, "
-        f"{outcome.end:.1f} s of virtual time; wrote {len(files)} files to {config.output}"
+        f"{PROG}: {ok} requests succeeded, {failed} failed{swept}, {outcome.preemptions} "
+        f"preemptions, {outcome.end:.1f} s of virtual time; wrote {len(files)} files to "
+        f"{config.output}"
     )
     return 0
 

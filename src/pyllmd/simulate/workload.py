@@ -3,7 +3,7 @@
 `parse_workload` reads the `api`, `data`, `load` and `server` sections of an inference-perf
 config into a `Workload`, with one warning line naming what is not modelled. `Client` is the
 client's behaviour on virtual time: the load stages' send schedule (constant, poisson,
-concurrent), multi-turn sessions that send a user's rounds one after another, the in-flight
+concurrent, and a sweep's saturation probe and the stages made from it), multi-turn sessions that send a user's rounds one after another, the in-flight
 cap (`worker_max_concurrency` × `num_workers`) and the request timeout. Prompts are token-id
 sequences built from the data's structure, so a shared system prompt or a session's earlier
 rounds share their ids (and KV block hashes) with later requests.
@@ -110,6 +110,34 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """`load.sweep`: a saturation probe, then stages up to the rate it finds."""
+
+    type: str = "geometric"  # or linear
+    num_requests: int = 2000
+    timeout: float = 60.0
+    num_stages: int = 5
+    stage_duration: float = 180.0
+    saturation_percentile: float = 95.0
+
+    def rates(self, saturation: float) -> list[float]:
+        """inference-perf's stage rates up to `saturation` (geometric or linear spacing)."""
+        n = self.num_stages
+        if self.type == "linear":
+            points = [1.0 + (saturation - 1.0) * i / (n - 1) for i in range(n)] if n > 1 else [1.0]
+            return [round(r, 2) for r in points]
+        if n == 1:
+            geo = [saturation]
+        else:  # from saturation down to 1, evenly spaced in log
+            geo = [saturation * (1.0 / saturation) ** (i / (n - 1)) for i in range(n)]
+        return [round(1.0 + saturation - r, 2) for r in geo]
+
+
+PROBE_SECONDS = 5.0  # the probe sends num_requests over this long
+SAMPLE_SECONDS = 0.5  # active requests are sampled this often during the probe
+
+
+@dataclass(frozen=True)
 class Workload:
     """What the simulation needs from an inference-perf config."""
 
@@ -129,6 +157,7 @@ class Workload:
     multi_turn: bool = False
     model_name: str = ""
     ignore_eos: bool = False
+    sweep: Sweep | None = None
     warnings: tuple[str, ...] = ()
 
 
@@ -238,12 +267,31 @@ def _stages(load: Mapping[str, Any], kind: str, where: str) -> tuple[Stage, ...]
     return tuple(out)
 
 
-def _sweep(load: Mapping[str, Any], where: str) -> tuple[Stage, ...]:
-    """`load.sweep` with a given saturation rate is not modelled: refused in `parse_workload`."""
-    raise ConfigError(
-        f"{where}.sweep: sweeps probe the server for its saturation rate first, which is not "
-        "modelled yet; give the stages explicitly"
+def _sweep(raw: Any, where: str) -> Sweep:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: must be a map")
+    known = {f for f in Sweep.__dataclass_fields__}
+    unknown = sorted(str(k) for k in raw if k not in known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+    kind = str(raw.get("type", ""))
+    if kind not in ("geometric", "linear"):
+        raise ConfigError(f"{where}.type: must be geometric or linear, got {kind!r}")
+    base = Sweep()
+    sweep = Sweep(
+        type=kind,
+        num_requests=_pos_int(raw, "num_requests", where, base.num_requests),
+        timeout=_num(raw, "timeout", where, base.timeout) or 0.0,
+        num_stages=_pos_int(raw, "num_stages", where, base.num_stages),
+        stage_duration=_num(raw, "stage_duration", where, base.stage_duration) or 0.0,
+        saturation_percentile=_num(raw, "saturation_percentile", where, base.saturation_percentile)
+        or 0.0,
     )
+    if sweep.timeout <= 0 or sweep.stage_duration <= 0:
+        raise ConfigError(f"{where}: timeout and stage_duration must be > 0")
+    if not 0 <= sweep.saturation_percentile <= 100:
+        raise ConfigError(f"{where}.saturation_percentile: must be in [0, 100]")
+    return sweep
 
 
 def parse_workload(doc: Any, path: str = "WORKLOAD") -> Workload:
@@ -266,12 +314,15 @@ def parse_workload(doc: Any, path: str = "WORKLOAD") -> Workload:
         raise ConfigError(
             f"{where}: load.type: {kind!r} is not modelled (constant, poisson or concurrent)"
         )
+    sweep = None
     if load.get("sweep") is not None:
         if kind == "concurrent":
             raise ConfigError(f"{where}: load.sweep is not valid for the concurrent load type")
-        _sweep(load, f"{where}: load")
+        sweep = _sweep(load["sweep"], f"{where}: load.sweep")
     stages = _stages(load, kind, f"{where}: load")
-    if not stages:
+    if sweep is not None:
+        stages = ()  # the sweep makes the stages (inference-perf replaces any given)
+    elif not stages:
         raise ConfigError(f"{where}: load.stages: give at least one stage")
     interval = _num(load, "interval", f"{where}: load", 1.0) or 0.0
     if interval < 0:
@@ -296,6 +347,7 @@ def parse_workload(doc: Any, path: str = "WORKLOAD") -> Workload:
         "data_type": data_type,
         "model_name": str(server.get("model_name") or ""),
         "ignore_eos": ignore_eos,
+        "sweep": sweep,
     }
     if data_type == "shared_prefix":
         sp = _map(data, "shared_prefix", f"{where}: data")
@@ -395,6 +447,8 @@ class Client:
         self.stage = -1
         self.stage_issued = 0
         self.stage_total = 0
+        self.stage_start = 0.0
+        self.saturation: float | None = None
         self.stage_open = 0  # slots of the current stage not ended
         self.schedule: deque[float] = deque()  # send times of a rate stage, not yet issued
         # slots issued and not yet sent: those that may go now, in slot order, in `sendable`
@@ -408,6 +462,14 @@ class Client:
         self.now = 0.0  # the latest time the client acted (its clock never goes back)
         self.next_stage_at = 0.0
         self.sends: list[Send] = []
+        # the stages to run: with a sweep, first its probe (reported as stage -1), then the
+        # stages made from the saturation it finds
+        self.plan: list[Stage] = list(wl.stages)
+        self.offset = 0
+        self.active: list[tuple[float, int]] = []  # (time, requests in flight) in the probe
+        if wl.sweep is not None:
+            self.plan = [Stage(rate=wl.sweep.num_requests / PROBE_SECONDS, duration=PROBE_SECONDS)]
+            self.offset = 1
         self._prepare_data()
 
     # ---- data ---------------------------------------------------------------------------
@@ -452,13 +514,13 @@ class Client:
             assert wl.input is not None and wl.output is not None
             tokens = self._ids(max(1, wl.input.sample(self.rnd)))
             output = max(1, wl.output.sample(self.rnd))
-        send = Send(i, self.stage, scheduled, tokens, output, user, start=now)
+        send = Send(i, self.stage - self.offset, scheduled, tokens, output, user, start=now)
         self.sends.append(send)
         return send
 
     # ---- schedule -----------------------------------------------------------------------
     def _current(self) -> Stage | None:
-        return self.wl.stages[self.stage] if 0 <= self.stage < len(self.wl.stages) else None
+        return self.plan[self.stage] if 0 <= self.stage < len(self.plan) else None
 
     def _stage_over(self) -> bool:
         return self.stage < 0 or (
@@ -467,7 +529,8 @@ class Client:
 
     def _open_stage(self, now: float) -> None:
         self.stage += 1
-        st = self.wl.stages[self.stage]
+        self.stage_start = now
+        st = self.plan[self.stage]
         self.stage_issued = 0
         self.stage_open = 0
         if st.num_requests is not None:
@@ -492,7 +555,7 @@ class Client:
         times = [self.wake]
         if self.schedule:
             times.append(self.schedule[0])
-        if self._stage_over() and self.stage + 1 < len(self.wl.stages):
+        if self._stage_over() and self.stage + 1 < len(self.plan):
             times.append(self.next_stage_at)
         return min(times)
 
@@ -516,11 +579,7 @@ class Client:
         """The requests sent at `now` (call it at next_time())."""
         now = self.now = max(now, self.now)
         self.wake = math.inf
-        if (
-            self._stage_over()
-            and self.stage + 1 < len(self.wl.stages)
-            and now >= self.next_stage_at
-        ):
+        if self._stage_over() and self.stage + 1 < len(self.plan) and now >= self.next_stage_at:
             self._open_stage(now)
         st = self._current()
         if st is None:
@@ -537,14 +596,18 @@ class Client:
             self.in_flight += 1
             self.unsent -= 1
             out.append(self._request(scheduled, now, user))
+        if out and self.stage < self.offset:
+            self.active.append((now, self.in_flight))
         return out
 
     def done(self, send: Send, t: float) -> None:
         """The response to `send` ended at `t` (its `error` set when it failed)."""
         send.end = t
         self.in_flight -= 1
-        if send.stage == self.stage:
+        if send.stage == self.stage - self.offset:
             self.stage_open -= 1
+        if self.stage < self.offset:
+            self.active.append((max(t, self.now), self.in_flight))
         user = send.user
         if user >= 0:
             if self.waiting[user]:
@@ -556,10 +619,59 @@ class Client:
             self.wake = min(self.wake, max(t, self.now))
         if self._stage_over():
             self.next_stage_at = max(t, self.now) + self.wl.interval
+            if self.stage < self.offset and len(self.plan) == self.offset:
+                self._plan_sweep()
+
+    @property
+    def stages(self) -> list[Stage]:
+        """The stages reported (a sweep's: those made after its probe)."""
+        return self.plan[self.offset :]
+
+    def _plan_sweep(self) -> None:
+        """inference-perf's saturation estimate from the probe, and the stages up to it.
+
+        Requests in flight are sampled every SAMPLE_SECONDS from the probe's start until its
+        timeout; each fall between two samples is a completion rate, and the saturation
+        percentile of those rates is the saturation point.
+        """
+        sweep = self.wl.sweep
+        assert sweep is not None
+        start = self.stage_start
+        samples = []
+        k = 0
+        j = 0
+        value = 0
+        events = sorted(self.active, key=lambda e: e[0])
+        while start + k * SAMPLE_SECONDS < start + sweep.timeout:
+            t = start + k * SAMPLE_SECONDS
+            while j < len(events) and events[j][0] <= t:
+                value = events[j][1]
+                j += 1
+            samples.append(value)
+            k += 1
+            if not events or t > events[-1][0]:
+                break  # nothing changes any more: the later samples add no rate
+        rates = [
+            abs(b - a) / SAMPLE_SECONDS for a, b in zip(samples, samples[1:], strict=False) if b < a
+        ]
+        if len(rates) <= 1:
+            raise ConfigError(
+                "--workload: load.sweep: the saturation probe gathered too few samples to "
+                "determine saturation; increase num_requests or timeout"
+            )
+        rates.sort()
+        pos = (len(rates) - 1) * sweep.saturation_percentile / 100.0
+        lo = int(math.floor(pos))
+        hi = min(lo + 1, len(rates) - 1)
+        saturation = rates[lo] + (rates[hi] - rates[lo]) * (pos - lo)
+        self.saturation = saturation
+        for rate in sweep.rates(saturation):
+            if rate > 0:
+                self.plan.append(Stage(rate=rate, duration=sweep.stage_duration))
 
     def _current_concurrent(self) -> bool:
         st = self._current()
         return st is not None and st.concurrency_level is not None
 
     def finished(self) -> bool:
-        return self.stage + 1 >= len(self.wl.stages) and self.stage >= 0 and self._stage_over()
+        return self.stage + 1 >= len(self.plan) and self.stage >= 0 and self._stage_over()

@@ -20,6 +20,7 @@ STACK = HERE / "stack.yaml"
 MULTI_TURN = HERE / "shared_prefix_multi_turn.yaml"
 POISSON = HERE / "random_poisson.yaml"
 CONCURRENT = HERE / "concurrent_synthetic.yaml"
+SWEEP = HERE / "sweep_random.yaml"
 LATENCIES = (
     "request_latency",
     "time_to_first_token",
@@ -69,7 +70,7 @@ def error_of(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return err.strip()
 
 
-@pytest.mark.parametrize("workload", [MULTI_TURN, POISSON, CONCURRENT], ids=lambda p: p.stem)
+@pytest.mark.parametrize("workload", [MULTI_TURN, POISSON, CONCURRENT, SWEEP], ids=lambda p: p.stem)
 def test_the_same_seed_gives_identical_reports(tmp_path: Path, workload: Path) -> None:
     a = simulate(tmp_path, workload, seed=7, name="a")
     b = simulate(tmp_path, workload, seed=7, name="b")
@@ -210,7 +211,7 @@ def test_a_workload_that_is_fully_modelled_warns_nothing(
         (("type: constant", "type: trace_replay"), "load.type: 'trace_replay' is not modelled"),
         (("type: shared_prefix", "type: shareGPT"), "data.type: 'shareGPT' is not modelled"),
         (("rate: 4", "rate: -1"), "load.stages[0].rate: must be a number > 0"),
-        (("stages:", "sweep: {type: linear}\n  stages:"), "load.sweep"),
+        (("stages:", "sweep: {type: log}\n  stages:"), "load.sweep.type: must be geometric"),
     ],
 )
 def test_a_bad_workload_is_one_line(
@@ -337,3 +338,27 @@ def test_the_packaged_stack_is_replayed_for_the_model_the_workload_names(
     workload.write_text(text, encoding="utf-8")
     result = simulate(tmp_path, workload, stack=stack)
     assert report(result)["successes"]["count"] > 0
+
+
+def test_a_sweep_probes_saturation_then_runs_stages_up_to_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = simulate(tmp_path, SWEEP)
+    assert "(and 400 in the sweep's probe)" in capsys.readouterr().out
+    rates = [report(out, f"stage_{i}")["load_summary"]["requested_rate"] for i in range(3)]
+    assert not (out / "stage_3_lifecycle_metrics.json").exists()
+    assert rates[0] == 1.0  # linear from 1 request/s up to the saturation point
+    assert rates[2] > rates[1] > rates[0]
+    assert rates[1] == pytest.approx((rates[0] + rates[2]) / 2, abs=0.01)
+    counts = [report(out, f"stage_{i}")["load_summary"]["count"] for i in range(3)]
+    assert counts == [round(r * 2) for r in rates]  # stage_duration 2 s
+    assert report(out)["load_summary"]["count"] == sum(counts)  # the probe is not reported
+    assert len(rows(out)) == sum(counts)
+
+
+def test_geometric_sweep_rates_are_inference_perfs() -> None:
+    from pyllmd.simulate.workload import Sweep
+
+    # numpy: [round(1 + 50 - r, 2) for r in np.geomspace(50, 1, num=4)]
+    assert Sweep(type="geometric", num_stages=4).rates(50.0) == [1.0, 37.43, 47.32, 50.0]
+    assert Sweep(type="linear", num_stages=3).rates(21.0) == [1.0, 11.0, 21.0]
