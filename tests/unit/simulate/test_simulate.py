@@ -237,6 +237,18 @@ def test_a_bad_workload_is_one_line(
         (
             (
                 "        - --accelerator",
+                "        - --tensor-parallel-size\n        - '3'\n        - --accelerator",
+            ),
+            "Total number of attention heads (32) must be divisible by tensor parallel size (3).",
+        ),
+        (("Llama-2-7b-hf", "Llama-2-70b-hf"), "model meta-llama/Llama-2-70b-hf does not fit"),
+        (
+            ("Llama-2-7b-hf", "my-own-model"),
+            "--model 'meta-llama/my-own-model': no built-in architecture",
+        ),
+        (
+            (
+                "        - --accelerator",
                 "        - --kv-cache-size\n        - '100'\n        - --accelerator",
             ),
             "To serve at least one request with the models's max seq len (4096)",
@@ -362,3 +374,26 @@ def test_geometric_sweep_rates_are_inference_perfs() -> None:
     # numpy: [round(1 + 50 - r, 2) for r in np.geomspace(50, 1, num=4)]
     assert Sweep(type="geometric", num_stages=4).rates(50.0) == [1.0, 37.43, 47.32, 50.0]
     assert Sweep(type="linear", num_stages=3).rates(21.0) == [1.0, 11.0, 21.0]
+
+
+def test_a_model_that_is_not_built_in_comes_with_its_config_json(tmp_path: Path) -> None:
+    config = {
+        "model_type": "llama",
+        "num_hidden_layers": 16,
+        "hidden_size": 2048,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 8192,
+        "vocab_size": 128256,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    stack = tmp_path / "stack.yaml"
+    text = STACK.read_text(encoding="utf-8").replace("Llama-2-7b-hf", "my-small-model")
+    config_arg = f"        - --model-config\n        - {tmp_path / 'config.json'}\n"
+    text = text.replace("        - --accelerator\n", config_arg + "        - --accelerator\n")
+    stack.write_text(text, encoding="utf-8")
+    small = report(simulate(tmp_path, POISSON, stack=stack, name="small"))
+    big = report(simulate(tmp_path, POISSON, name="big"))
+    # a 1B model decodes faster than a 7B one on the same GPU
+    small_itl = small["successes"]["latency"]["inter_token_latency"]["mean"]
+    assert small_itl < big["successes"]["latency"]["inter_token_latency"]["mean"]
