@@ -3,8 +3,9 @@
 `parse_workload` reads the `api`, `data`, `load` and `server` sections of an inference-perf
 config into a `Workload`, with one warning line naming what is not modelled. `Client` is the
 client's behaviour on virtual time: the load stages' send schedule (constant, poisson,
-concurrent, and a sweep's saturation probe and the stages made from it), multi-turn sessions that send a user's rounds one after another, the in-flight
-cap (`worker_max_concurrency` × `num_workers`) and the request timeout. Prompts are token-id
+concurrent, a sweep's saturation probe and the stages made from it), multi-turn sessions that
+send a user's rounds one after another, the in-flight cap (`worker_max_concurrency` ×
+`num_workers`) and the request timeout. Prompts are token-id
 sequences built from the data's structure, so a shared system prompt or a session's earlier
 rounds share their ids (and KV block hashes) with later requests.
 
