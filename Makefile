@@ -21,13 +21,14 @@ IMAGE ?= ghcr.io/pyllmd/pyllmd:0.1.0
 OVERLAY ?= config/overlays/llm-d
 
 .PHONY: help up test test-e2e-smoke test-e2e-full bench lint fmt conformance clean \
-	venv e2e-deps bench-deps protos deploy-deps manifests
+	venv e2e-deps bench-deps protos deploy-deps manifests inference-perf-venv test-inference-perf
 
 help:
 	@echo "make up              run the local stack (simulators, gateway on port $(PORT), Prometheus, autoscaler)"
 	@echo "make test            unit tests"
 	@echo "make test-e2e-smoke  end-to-end tests with real processes (installs prometheus)"
 	@echo "make test-e2e-full   all end-to-end tests, including the long scenarios"
+	@echo "make test-inference-perf  check pyllmd simulate's workloads and reports with inference-perf itself"
 	@echo "make bench           benchmarks; rewrites docs/developer-guide/benchmarks.md"
 	@echo "make lint            ruff, ruff format --check, mypy, import-linter"
 	@echo "make fmt             ruff format + ruff check --fix"
@@ -95,6 +96,27 @@ up: $(STAMP) e2e-deps
 	@echo "See docs/user-guide/admin/autoscaler-local.md."
 	@echo ""
 	@exec $(BIN)/pyllmd up $(if $(STACK),--stack $(STACK)) --port $(PORT)
+
+# inference-perf 0.7.0 needs Python >= 3.12 (pyllmd stays on 3.11): its own venv, from pyenv.
+IP_VENV ?= .venv-inference-perf
+PY312 ?= $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python)))
+IP_OUT := $(IP_VENV)/simulated
+
+inference-perf-venv: $(IP_VENV)/.installed
+
+$(IP_VENV)/.installed:
+	@test -n "$(PY312)" || { echo "no Python 3.12 under pyenv: pyenv install 3.12, or PY312=/path/to/python3.12"; exit 1; }
+	$(PY312) -m venv $(IP_VENV)
+	$(IP_VENV)/bin/pip install -q inference-perf==0.7.0
+	touch $@
+
+# inference-perf reads the test workloads; a simulated report agrees with its summarize().
+test-inference-perf: $(STAMP) inference-perf-venv
+	rm -rf $(IP_OUT)
+	$(BIN)/pyllmd simulate --stack tests/unit/simulate/workloads/stack.yaml \
+		--workload tests/unit/simulate/workloads/shared_prefix_multi_turn.yaml --output $(IP_OUT)
+	$(IP_VENV)/bin/python tools/inference_perf_check.py --report $(IP_OUT) \
+		$(filter-out %/stack.yaml,$(wildcard tests/unit/simulate/workloads/*.yaml))
 
 # pytest exits 5 when it collected no test; make treats that as a failure.
 test: $(STAMP) deploy-deps

@@ -58,7 +58,7 @@ from markdown_it.token import Token
 
 ROOT = Path(__file__).resolve().parent.parent
 SHELL_LANGUAGES = frozenset({"", "sh", "bash", "shell", "console", "zsh"})
-SUBCOMMANDS = frozenset({"sim", "epp", "autoscaler", "up", "pd-sidecar", "dataset"})
+SUBCOMMANDS = frozenset({"sim", "epp", "autoscaler", "up", "pd-sidecar", "dataset", "simulate"})
 HELP_WORDS = frozenset({"-h", "--help", "help"})
 PLACEHOLDER = re.compile(r"<[^<>\s][^<>]*>")
 # Shell operators that end a statement, and redirections (whose target word is dropped).
@@ -373,6 +373,13 @@ def _parse_dataset(argv: Sequence[str], env: Mapping[str, str]) -> None:
     parse_options(argv)
 
 
+def _parse_simulate(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    # The flags only: the stack and workload files are the user's.
+    from pyllmd.simulate.run import load_options
+
+    load_options(argv)
+
+
 def _parse_bench(argv: Sequence[str], env: Mapping[str, str]) -> None:
     import io
 
@@ -402,6 +409,7 @@ PARSERS: dict[str, Parser] = {
     "up": _parse_up,
     "pd-sidecar": _parse_pd_sidecar,
     "dataset": _parse_dataset,
+    "simulate": _parse_simulate,
     "bench": _parse_bench,
 }
 
@@ -503,6 +511,7 @@ FLAG_PAGES: dict[str, tuple[str, str, str]] = {
         "TOOL_FLAGS",
         "docs/user-guide/admin/datasets-and-tokenizers.md",
     ),
+    "simulate": ("pyllmd.simulate.run", "SIMULATE_FLAGS", "docs/user-guide/admin/simulate.md"),
 }
 
 

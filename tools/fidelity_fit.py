@@ -46,10 +46,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from pyllmd.core.errors import ConfigError
-from pyllmd.sim.batch.architecture import get_architecture, kv_blocks
+from pyllmd.sim.batch.architecture import get_architecture
 from pyllmd.sim.batch.hardware import get_accelerator
-from pyllmd.sim.batch.scheduler import BLOCK_SIZE, Engine, Request, SchedulerConfig
+from pyllmd.sim.batch.scheduler import BLOCK_SIZE, Engine, Request
 from pyllmd.sim.batch.steptime import Profile, StepModel, default_profile
+from pyllmd.simulate.deployment import EngineSpec, build_engine_spec, variant_from_args
 
 DEFAULT_RUNS = Path("../shared/fidelity/calibration_runs.csv")
 METRICS = ("e2e_mean", "ttft_mean", "itl_mean", "e2e_p90")
@@ -246,19 +247,25 @@ def build_requests(
 # ---- replay and metrics -----------------------------------------------------------------
 
 
-def engine_blocks(run: Run) -> int:
+def run_args(run: Run) -> list[str]:
+    """The run's vLLM settings as the simulator's command line (as a stack file's args)."""
+    args = [
+        "--model", run.model,
+        "--accelerator", run.gpu,
+        "--tensor-parallel-size", str(run.tp),
+        "--max-num-seqs", str(run.max_num_seqs),
+        "--max-num-batched-tokens", str(run.max_num_batched_tokens),
+        "--max-model-len", str(run.max_model_len),
+        "--gpu-memory-utilization", str(run.gpu_memory_utilization),
+    ]  # fmt: skip
     if run.kv_blocks:
-        return run.kv_blocks
-    arch = get_architecture(run.model)
-    acc = get_accelerator(run.gpu)
-    return kv_blocks(
-        arch,
-        run.tp,
-        acc.memory_bytes,
-        run.gpu_memory_utilization,
-        run.max_num_batched_tokens,
-        run.max_model_len,
-    )
+        args += ["--kv-cache-size", str(run.kv_blocks)]
+    return args
+
+
+def engine_spec(run: Run, profile: Profile) -> EngineSpec:
+    """The run's engine, built as `pyllmd simulate` builds a pod from its args."""
+    return build_engine_spec(variant_from_args(run.short, run_args(run)), profile)
 
 
 @dataclass
@@ -307,18 +314,10 @@ def replay(
     reuse: str = "repeat",
     timeout: float | None = 300.0,
 ) -> Replay:
-    arch = get_architecture(run.model)
-    acc = get_accelerator(run.gpu)
-    model = StepModel(arch, acc, run.tp, profile, run.max_num_seqs)
-    cfg = SchedulerConfig(
-        num_blocks=engine_blocks(run),
-        max_num_seqs=run.max_num_seqs,
-        max_num_batched_tokens=run.max_num_batched_tokens,
-        max_model_len=run.max_model_len,
-    )
+    spec = engine_spec(run, profile)
     sent = build_requests(run, profile, seconds_per_stage, reuse, timeout)
     started, cpu = time.perf_counter(), time.process_time()
-    result = Engine(cfg, model.time).run([s.request for s in sent])
+    result = Engine(spec.scheduler, spec.step.time).run([s.request for s in sent])
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     last = profile.last_token_s
     per_stage: list[list[tuple[float, float, float]]] = [[] for _ in run.stages]

@@ -33,6 +33,7 @@ commands:
   epp         run the endpoint picker, an Envoy ext_proc server (drop-in for the llm-d EPP)
   up          run the local stack: simulators, gateway, Prometheus and the autoscaler
   pd-sidecar  run the P/D routing sidecar in front of a decode server (llm-d pd-sidecar)
+  simulate    replay an inference-perf workload against a stack file in virtual time
   dataset     build a simulator dataset (SQLite) from ShareGPT JSON or JSONL conversations
 
 Run 'pyllmd <command> --help' for the flags of a command, 'pyllmd --version' for the version.
@@ -164,6 +165,13 @@ def pd_sidecar_main(argv: Sequence[str]) -> int:
     return run_pd_sidecar(list(argv), _run_until_signal)
 
 
+def simulate_main(argv: Sequence[str]) -> int:
+    """Entry point of `pyllmd simulate` (virtual time, no servers)."""
+    from pyllmd.simulate.run import main
+
+    return main(list(argv))
+
+
 def dataset_main(argv: Sequence[str]) -> int:
     """Entry point of `pyllmd dataset` (upstream's dataset-tool, local input)."""
     from pyllmd.sim.dataset.tool import main as tool_main
@@ -176,5 +184,6 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "autoscaler": autoscaler_main,
     "epp": epp_main,
     "pd-sidecar": pd_sidecar_main,
+    "simulate": simulate_main,
     "dataset": dataset_main,
 }

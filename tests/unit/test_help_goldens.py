@@ -25,6 +25,7 @@ COMMANDS = {
     "pyllmd_up": ["up"],
     "pyllmd_pd-sidecar": ["pd-sidecar"],
     "pyllmd_dataset": ["dataset"],
+    "pyllmd_simulate": ["simulate"],
 }
 
 

@@ -82,9 +82,9 @@ def test_continuations_comments_env_prefixes_and_operators() -> None:
 def test_output_lines_and_command_names_are_not_command_lines() -> None:
     page = (
         "Errors read `pyllmd epp: error: --grpc-port: invalid port 70000`. Run `pyllmd epp`\n"
-        "or `llm-d-inference-sim`, not `pyllmd simulate`.\n"
+        "or `llm-d-inference-sim`, not `pyllmd emulate`.\n"
     )
-    assert problems(page) == [f"{PAGE}:2: pyllmd simulate: no such command"]
+    assert problems(page) == [f"{PAGE}:2: pyllmd emulate: no such command"]
 
 
 def test_placeholders_are_skipped_only_when_listed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -210,6 +210,79 @@ class SimConfig(StrictModel):
         "Latency model: empty (load-aware default), `constant` or `per-token`",
         rule='one of `""`, `constant`, `per-token`',
     )
+    # The batch latency model's settings (vLLM's names). `pyllmd simulate` uses them; the
+    # live server does not yet (it refuses `--latency-calculator batch`).
+    accelerator: str = _flag(
+        "accelerator",
+        "H100",
+        "GPU of the batch latency model: a built-in name (H100, A100-80GB, L40S) or one of "
+        "--accelerator-config (used by `pyllmd simulate`, not by the live server yet)",
+        rule="a known accelerator (checked when the batch model is built)",
+    )
+    accelerator_config: str = _flag(
+        "accelerator-config",
+        "",
+        "CSV file of further accelerators, with the columns of the built-in table "
+        "(`pyllmd simulate` only for now)",
+        type_text="path",
+    )
+    tensor_parallel_size: int = _flag(
+        "tensor-parallel-size",
+        1,
+        "GPUs one replica is sharded over (batch latency model; `pyllmd simulate` only for now)",
+        rule=">= 1; attention heads divisible by it",
+    )
+    max_num_batched_tokens: int = _flag(
+        "max-num-batched-tokens",
+        2048,
+        "Token budget of one engine step (chunked prefill; `pyllmd simulate` only for now)",
+        rule=">= 1 and >= max-num-seqs (checked when the batch model is built)",
+    )
+    gpu_memory_utilization: float = _flag(
+        "gpu-memory-utilization",
+        0.9,
+        "Fraction of GPU memory for weights, activations and KV blocks; sizes the KV cache when "
+        "--kv-cache-size is not given (`pyllmd simulate` only for now)",
+        rule="in (0, 1]",
+    )
+    kv_cache_dtype: str = _flag(
+        "kv-cache-dtype",
+        "auto",
+        "KV cache data type: `auto` (the model's, 2 bytes) or an fp8 type (1 byte) "
+        "(`pyllmd simulate` only for now)",
+        rule="one of auto, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2",
+    )
+    enable_prefix_caching: bool = _flag(
+        "enable-prefix-caching",
+        True,
+        "Reuse cached KV blocks of a shared prompt prefix (`pyllmd simulate` only for now)",
+    )
+    enable_chunked_prefill: bool = _flag(
+        "enable-chunked-prefill",
+        True,
+        "Split long prefills over steps to fit the token budget (`pyllmd simulate` only for now)",
+    )
+    model_config_file: str = _flag(
+        "model-config",
+        "",
+        "Hugging Face config.json of --model when it is not built in (`pyllmd simulate` only "
+        "for now)",
+        type_text="path",
+    )
+    latency_profile: str = _flag(
+        "latency-profile",
+        "",
+        "Coefficients of the batch step-time model, JSON (default: the calibrated profile "
+        "shipped in the package; `pyllmd simulate` only for now)",
+        type_text="path",
+    )
+    kv_offloading_size: float = _flag(
+        "kv-offloading-size",
+        0.0,
+        "GiB of CPU memory keeping evicted KV blocks (not modelled yet: must be 0)",
+        rule=">= 0; a value above 0 is refused until offloading is modelled",
+        type_text="float (GiB)",
+    )
     max_tool_call_integer_param: int = _flag(
         "max-tool-call-integer-param",
         100,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 BLOCK_SIZES = (8, 16, 32, 64, 128)
 LATENCY_CALCULATORS = ("", "constant", "per-token")
+KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2")
 TTFT_BUCKETS = 22  # finite bucket bounds of vllm:time_to_first_token_seconds
 TPOT_BUCKETS = 19  # finite bucket bounds of vllm:time_per_output_token_seconds
 MAX_PORT = 65535
@@ -262,6 +263,21 @@ def _check_rest(cfg: SimConfig) -> None:
             f"unknown latency-calculator {cfg.latency_calculator}, "
             "supported calculators are: constant and per-token"
         )
+    if cfg.tensor_parallel_size < 1:
+        raise _fail("must be 1 or more", "tensor-parallel-size")
+    if cfg.max_num_batched_tokens < 1:
+        raise _fail("must be 1 or more", "max-num-batched-tokens")
+    if not 0 < cfg.gpu_memory_utilization <= 1 or math.isnan(cfg.gpu_memory_utilization):
+        raise _fail("must be in (0, 1]", "gpu-memory-utilization")
+    if cfg.kv_cache_dtype not in KV_CACHE_DTYPES:
+        raise _fail(
+            f"unknown type {cfg.kv_cache_dtype!r} (one of {', '.join(KV_CACHE_DTYPES)})",
+            "kv-cache-dtype",
+        )
+    if not cfg.kv_offloading_size >= 0 or math.isinf(cfg.kv_offloading_size):
+        raise _fail("must be a finite number of GiB >= 0", "kv-offloading-size")
+    if cfg.kv_offloading_size > 0:
+        raise _fail("CPU KV offloading is not modelled yet: leave it at 0", "kv-offloading-size")
     if not 0 <= cfg.global_cache_hit_threshold <= 1:
         raise _fail(
             "global cache hit threshold must be between in range [0, 1]",

@@ -1,0 +1,1 @@
+"""`pyllmd simulate`: a workload replayed in virtual time on the simulator's batch engine."""

@@ -1,0 +1,223 @@
+"""The deployment a simulation replays against: a stack file's variants as engines (pure).
+
+Each variant of a `pyllmd up` stack file is a Deployment of `replicas` pods whose container
+`args` are simulator flags; they are read with the simulator's own settings model, so
+`--max-num-seqs`, `--max-num-batched-tokens`, `--kv-cache-size`... mean what they mean for a
+live pod. A variant may omit `variantAutoscaling`: its `deployment.name` then names it.
+`build_engine_spec` turns one variant's settings into the batch model's scheduler settings and
+step-time function (`pyllmd.sim.batch`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyllmd.core.errors import ConfigError
+from pyllmd.sim.batch.architecture import (
+    Architecture,
+    check_max_model_len,
+    from_hf_config,
+    get_architecture,
+    kv_blocks,
+)
+from pyllmd.sim.batch.hardware import get_accelerator, load_accelerators
+from pyllmd.sim.batch.scheduler import SchedulerConfig
+from pyllmd.sim.batch.steptime import Profile, StepModel, default_profile
+from pyllmd.sim.config import SimConfig, load_config
+
+__all__ = [
+    "EngineSpec",
+    "Variant",
+    "build_engine_spec",
+    "parse_stack",
+    "variant_for",
+    "variant_from_args",
+]
+
+STACK_KEYS = ("namespace", "variants", "configMaps", "nodes", "gateway", "eppConfig")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A variant: its name, replicas and the simulator settings of its pods."""
+
+    name: str
+    replicas: int
+    args: tuple[str, ...]
+    config: SimConfig
+    kv_cache_size_given: bool  # --kv-cache-size on the command line
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What one pod of a variant runs: scheduler settings and the step-time model."""
+
+    scheduler: SchedulerConfig
+    step: StepModel
+    profile: Profile
+
+
+def _sim_args(args: Sequence[str], where: str) -> list[str]:
+    """The container args without `--latency-calculator batch` (a simulation is always batch)."""
+    out: list[str] = []
+    skip = False
+    for i, a in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if a == "--latency-calculator" and i + 1 < len(args):
+            value = args[i + 1]
+            skip = True
+        elif a.startswith("--latency-calculator="):
+            value = a.split("=", 1)[1]
+        else:
+            out.append(a)
+            continue
+        if value not in ("", "batch"):
+            raise ConfigError(
+                f"{where}: --latency-calculator {value}: a simulation replays the batch model; "
+                "use `batch` or leave it out"
+            )
+    return out
+
+
+def _given(args: Sequence[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def parse_stack(doc: Any, path: str = "STACK") -> tuple[Variant, ...]:
+    """A stack file document -> its variants; ConfigError (one line naming it) when invalid."""
+    where = f"--stack {path}"
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{where}: the stack file must be a map")
+    unknown = sorted(str(k) for k in doc if k not in STACK_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(STACK_KEYS)})")
+    items = doc.get("variants") or []
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{where}: variants: declare at least one variant (a list)")
+    out: list[Variant] = []
+    for i, item in enumerate(items):
+        at = f"{where}: variants[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{at}: must be a map")
+        dep = item.get("deployment")
+        if not isinstance(dep, Mapping):
+            raise ConfigError(f"{at}: deployment must be a map")
+        name = dep.get("name")
+        va = item.get("variantAutoscaling")
+        if not name and isinstance(va, Mapping):
+            ref = (va.get("spec") or {}).get("scaleTargetRef") or {}
+            name = ref.get("name") if isinstance(ref, Mapping) else None
+        if not name:
+            raise ConfigError(
+                f"{at}: deployment.name is required (or variantAutoscaling.spec.scaleTargetRef)"
+            )
+        replicas = dep.get("replicas", 1)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ConfigError(f"{at}: deployment.replicas must be an integer >= 1")
+        raw = dep.get("args") or []
+        if not isinstance(raw, list):
+            raise ConfigError(f"{at}: deployment.args must be a list")
+        out.append(variant_from_args(str(name), [str(a) for a in raw], replicas, f"{at} args"))
+    return tuple(out)
+
+
+def variant_from_args(
+    name: str, args: Sequence[str], replicas: int = 1, where: str = "args"
+) -> Variant:
+    """A variant whose pods run with the simulator command line `args`."""
+    try:
+        # a pod's environment: its IP (the KV-event topic needs one with --enable-kvcache)
+        env = {"POD_IP": "127.0.0.1", "POD_NAME": f"{name}-0"}
+        loaded = load_config(_sim_args(args, where), env, 0, "pyllmd sim")
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return Variant(name, replicas, tuple(args), loaded.config, _given(args, "--kv-cache-size"))
+
+
+def variant_for(variants: Sequence[Variant], model: str) -> Variant:
+    """The variant serving `model` (the workload's server.model_name); the only one if empty."""
+    if not model:
+        if len(variants) == 1:
+            return variants[0]
+        raise ConfigError(
+            "--workload: server.model_name: the stack has several variants; name the model "
+            "the workload sends to"
+        )
+    for v in variants:
+        if model == v.config.model or model in v.config.served_model_name:
+            return v
+    known = ", ".join(sorted({v.config.display_model for v in variants}))
+    raise ConfigError(f"--workload: server.model_name {model!r}: no variant serves it ({known})")
+
+
+def _architecture(cfg: SimConfig) -> Architecture:
+    if not cfg.model_config_file:
+        return get_architecture(cfg.model)
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(cfg.model_config_file).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"--model-config {cfg.model_config_file}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ConfigError(f"--model-config {cfg.model_config_file}: not JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--model-config {cfg.model_config_file}: must be a JSON object")
+    return from_hf_config(data, cfg.model_config_file)
+
+
+def build_engine_spec(variant: Variant, profile: Profile | None = None) -> EngineSpec:
+    """The batch model of one pod of `variant` (with `profile` instead of its
+    `--latency-profile` when given); ConfigError (one line) when it cannot run."""
+    cfg = variant.config
+    arch = _architecture(cfg)
+    extra = load_accelerators(cfg.accelerator_config) if cfg.accelerator_config else None
+    acc = get_accelerator(cfg.accelerator, extra)
+    tp = cfg.tensor_parallel_size
+    arch.check_tp(tp)
+    kv_bytes = 1.0 if cfg.kv_cache_dtype.startswith("fp8") else 2.0
+    if cfg.max_num_batched_tokens < cfg.max_num_seqs:
+        raise ConfigError(
+            f"--max-num-batched-tokens ({cfg.max_num_batched_tokens}) must be greater than or "
+            f"equal to --max-num-seqs ({cfg.max_num_seqs})"
+        )
+    if not cfg.enable_chunked_prefill and cfg.max_num_batched_tokens < cfg.max_model_len:
+        raise ConfigError(
+            f"--max-num-batched-tokens ({cfg.max_num_batched_tokens}) is smaller than "
+            f"--max-model-len ({cfg.max_model_len}) without chunked prefill"
+        )
+    if variant.kv_cache_size_given:
+        blocks = cfg.kv_cache_size
+        check_max_model_len(arch, tp, blocks, cfg.max_model_len, kv_bytes, cfg.block_size)
+    else:
+        blocks = kv_blocks(
+            arch,
+            tp,
+            acc.memory_bytes,
+            cfg.gpu_memory_utilization,
+            cfg.max_num_batched_tokens,
+            cfg.max_model_len,
+            kv_bytes,
+            cfg.block_size,
+        )
+    if profile is None:
+        profile = Profile.load(cfg.latency_profile) if cfg.latency_profile else default_profile()
+    scheduler = SchedulerConfig(
+        num_blocks=blocks,
+        max_num_seqs=cfg.max_num_seqs,
+        max_num_batched_tokens=cfg.max_num_batched_tokens,
+        max_model_len=cfg.max_model_len,
+        block_size=cfg.block_size,
+        enable_prefix_caching=cfg.enable_prefix_caching,
+        enable_chunked_prefill=cfg.enable_chunked_prefill,
+        max_waiting=cfg.max_waiting_queue_length
+        if _given(variant.args, "--max-waiting-queue-length")
+        else None,
+    )
+    step = StepModel(arch, acc, tp, profile, cfg.max_num_seqs, kv_bytes)
+    return EngineSpec(scheduler, step, profile)

@@ -1,0 +1,167 @@
+"""A workload's client and a variant's pods on one virtual clock (pure: no I/O, no wall time).
+
+Each pod is a `pyllmd.sim.batch.scheduler.Engine`, the engine code the simulator runs;
+requests go to the pods round robin. The loop always moves whoever is furthest behind: the
+client when its next action is due no later than every busy pod's clock, else the busy pod
+with the earliest clock, by one step (or by a run of unchanged decode steps up to the next
+clock of anyone else). A response ends `last_token_s` after its last token; a request the
+client gives up on (its timeout) is aborted at the next step boundary.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pyllmd.sim.batch.scheduler import Engine, Request, StepRecord, block_hashes
+from pyllmd.simulate.deployment import EngineSpec
+from pyllmd.simulate.workload import Client, Send
+
+__all__ = ["Outcome", "PodRun", "replay"]
+
+TIMEOUT_ERROR = "Timeout"
+
+
+@dataclass
+class PodRun:
+    """One pod's engine and what it was sent."""
+
+    name: str
+    engine: Engine
+    open: list[tuple[Request, Send]] = field(default_factory=list)
+    deadlines: list[tuple[float, int, Request]] = field(default_factory=list)
+    count: int = 0  # requests in the engine's queue or batch, as last seen
+
+    def busy(self) -> bool:
+        return bool(self.engine.running or self.engine.waiting)
+
+
+@dataclass
+class Outcome:
+    """What a replay produced: every request sent, with its engine record, and the steps."""
+
+    sends: list[Send]
+    requests: dict[int, tuple[str, Request]]  # by send index: (pod, engine request)
+    steps: dict[str, list[StepRecord]]
+    num_blocks: int
+    preemptions: int
+    end: float
+
+
+def replay(
+    client: Client,
+    spec: EngineSpec,
+    pods: Sequence[str],
+    progress: Callable[[float], None] | None = None,
+) -> Outcome:
+    """Run `client` against `pods` (names) each running `spec` until the workload is done."""
+    runs = [
+        PodRun(name, Engine(spec.scheduler, spec.step.time, record_tokens=True, record_steps=True))
+        for name in pods
+    ]
+    first = spec.profile.first_token_s
+    last = spec.profile.last_token_s
+    bs = spec.scheduler.block_size
+    timeout = client.wl.request_timeout
+    requests: dict[int, tuple[str, Request]] = {}
+    turn = 0
+    rid = 0
+    while True:
+        t_client = client.next_time()
+        busy = [r for r in runs if r.busy()]
+        t_pod = min((r.engine.now for r in busy), default=math.inf)
+        if t_client == math.inf and not busy:
+            break
+        if t_client <= t_pod:
+            for send in client.due(t_client):
+                run = runs[turn % len(runs)]
+                turn += 1
+                req = Request(
+                    rid,
+                    t_client + first,
+                    len(send.tokens),
+                    send.output_len,
+                    block_hashes(send.tokens, bs),
+                )
+                rid += 1
+                if timeout is not None:
+                    req.deadline = send.start + timeout
+                eng = run.engine
+                if not run.busy() and eng.now < req.arrival:
+                    eng.now = req.arrival  # an idle engine waits for the request
+                eng.add(req)
+                requests[send.index] = (run.name, req)
+                if req.refused is not None:
+                    send.error = req.refused
+                    client.done(send, t_client)
+                    continue
+                run.open.append((req, send))
+                run.count += 1
+                if req.deadline is not None:
+                    heapq.heappush(run.deadlines, (req.deadline, req.rid, req))
+            if progress is not None:
+                progress(t_client)
+            continue
+        run = min(busy, key=lambda r: r.engine.now)
+        _advance(run, runs, t_client)
+        _collect(run, client, last, timeout)
+    steps = {r.name: r.engine.records or [] for r in runs}
+    end = max((s.end for s in client.sends if s.end is not None), default=0.0)
+    return Outcome(
+        client.sends,
+        requests,
+        steps,
+        spec.scheduler.num_blocks,
+        sum(r.engine.preemptions for r in runs),
+        end,
+    )
+
+
+def _advance(run: PodRun, runs: Sequence[PodRun], t_client: float) -> None:
+    """One step of `run`'s engine, or a jump over unchanged decode steps."""
+    eng = run.engine
+    while run.deadlines and run.deadlines[0][0] <= eng.now:
+        eng.abort(heapq.heappop(run.deadlines)[2])
+    others = [r.engine.now for r in runs if r is not run and r.busy()]
+    next_event = min([t_client, *others])
+    if run.deadlines:
+        next_event = min(next_event, run.deadlines[0][0])
+    waiting_at = min((r.arrival for r in eng.waiting if r.arrival > eng.now), default=math.inf)
+    if eng.jump(min(next_event, waiting_at)):
+        return
+    if not eng.step():
+        # nothing could run now: wait for an arrival, a deadline or someone else's clock
+        target = min(next_event, waiting_at)
+        if target == math.inf or target <= eng.now:
+            if not eng.waiting and not eng.running:
+                return
+            target = min(waiting_at, run.deadlines[0][0] if run.deadlines else math.inf)
+            if target == math.inf:
+                raise RuntimeError("the engine stalled with requests left")  # a bug if hit
+        eng.now = max(eng.now, target)
+
+
+def _collect(run: PodRun, client: Client, last: float, timeout: float | None) -> None:
+    """Report the requests of `run` that ended (finished, aborted) to the client."""
+    eng = run.engine
+    count = len(eng.running) + len(eng.waiting)
+    if count >= run.count:
+        run.count = count
+        return
+    keep: list[tuple[Request, Send]] = []
+    for req, send in run.open:
+        if req.finished and req.last_token is not None:
+            end = req.last_token + last
+            if timeout is not None and end - send.start > timeout:
+                send.error = TIMEOUT_ERROR
+                end = send.start + timeout
+            client.done(send, end)
+        elif req.aborted:
+            send.error = TIMEOUT_ERROR
+            client.done(send, send.start + timeout if timeout is not None else eng.now)
+        else:
+            keep.append((req, send))
+    run.open = keep
+    run.count = count

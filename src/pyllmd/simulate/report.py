@@ -1,0 +1,271 @@
+"""A replay's reports in inference-perf's layout and with its definitions (pure but for `write`).
+
+`lifecycle_summary` is inference-perf's request lifecycle summary of a set of requests, in
+seconds: `load_summary` (count, schedule delay; per stage the send duration, requested and
+achieved rate, concurrency), `successes` (count; `latency` with `request_latency`,
+`time_to_first_token`, `time_per_output_token`, `inter_token_latency`,
+`normalized_time_per_output_token`; `prompt_len`, `prompt_tokens`, `output_len`,
+`output_tokens`; `throughput`) and `failures` (count, latency, by label). Each distribution
+has mean, min, max, median and the percentiles inference-perf reports by default (linear
+interpolation between order statistics, as numpy's percentile). The definitions:
+
+- request latency: response end − send time; TTFT: first token − send time;
+- TPOT: (last token − first token) / (output tokens − 1);
+- inter-token latency: every gap between consecutive tokens of every request;
+- NTPOT: request latency / output tokens;
+- throughput: successes' tokens or requests / (last end − first send) of the set.
+
+`request_rows` is the per-request CSV (with the engine's view: queue, prefill and decode
+time, preemptions, cached tokens); `write` writes every file and the plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pyllmd.sim.batch.scheduler import Request, StepRecord
+from pyllmd.simulate.workload import Send, Stage
+
+__all__ = ["PERCENTILES", "lifecycle_summary", "percentile", "request_rows", "summarize", "write"]
+
+PERCENTILES = (0.1, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)  # inference-perf's default
+
+CSV_COLUMNS = (
+    "index",
+    "stage",
+    "pod",
+    "user",
+    "scheduled_s",
+    "send_s",
+    "arrival_s",
+    "queue_s",
+    "prefill_s",
+    "decode_s",
+    "ttft_s",
+    "e2e_s",
+    "prompt_len",
+    "output_len",
+    "cached_tokens",
+    "preemptions",
+    "error",
+)
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0..100) of sorted values, linearly interpolated."""
+    n = len(sorted_values)
+    pos = (n - 1) * p / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    frac = pos - lo
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
+
+
+def summarize(values: Sequence[float]) -> dict[str, float] | None:
+    """mean, min, max, median and the percentiles of `values` (None when empty)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    out = {
+        "mean": math.fsum(ordered) / len(ordered),
+        "min": ordered[0],
+        "max": ordered[-1],
+    }
+    for p in PERCENTILES:
+        out["median" if p == 50 else f"p{p:g}"] = percentile(ordered, p)
+    return out
+
+
+def _token_times(send: Send, req: Request | None) -> list[float]:
+    if req is None or not req.token_times:
+        return []
+    return req.token_times
+
+
+def lifecycle_summary(
+    sends: Sequence[Send],
+    engine: dict[int, tuple[str, Request]],
+    rate: float | None = None,
+    concurrency: int | None = None,
+) -> dict[str, Any]:
+    """inference-perf's summary of `sends` (a stage's when `rate` or `concurrency` is given)."""
+    done = [s for s in sends if s.end is not None]
+    ok = [s for s in done if s.error is None]
+    failed = [s for s in done if s.error is not None]
+    if done:
+        total_time = max(s.end or 0.0 for s in done) - min(s.start for s in done)
+    else:
+        total_time = 0.0
+    starts = [s.start for s in done]
+    load: dict[str, Any] = {
+        "count": len(done),
+        "schedule_delay": summarize([s.start - s.scheduled for s in done]),
+    }
+    if rate is not None or concurrency is not None:
+        send_duration = max(starts) - min(starts) if starts else 0.0
+        load["send_duration"] = send_duration
+        load["requested_rate"] = rate
+        load["achieved_rate"] = len(done) / send_duration if send_duration > 0 else 0.0
+        if concurrency is not None:
+            load["concurrency"] = concurrency
+    latency: dict[str, list[float]] = {
+        "request_latency": [],
+        "normalized_time_per_output_token": [],
+        "time_per_output_token": [],
+        "time_to_first_token": [],
+        "inter_token_latency": [],
+    }
+    for s in ok:
+        req = engine.get(s.index, ("", None))[1]
+        e2e = (s.end or 0.0) - s.start
+        latency["request_latency"].append(e2e)
+        latency["normalized_time_per_output_token"].append(e2e / s.output_len)
+        times = _token_times(s, req)
+        if len(times) > 1:
+            latency["time_to_first_token"].append(times[0] - s.start)
+            latency["time_per_output_token"].append(
+                (times[-1] - times[0]) / (s.output_len - 1) if s.output_len > 1 else 0.0
+            )
+            latency["inter_token_latency"].extend(
+                b - a for a, b in zip(times, times[1:], strict=False)
+            )
+    prompt = [float(len(s.tokens)) for s in ok]
+    output = [float(s.output_len) for s in ok]
+    cached = math.fsum(float(engine[s.index][1].cached_tokens) for s in ok if s.index in engine)
+
+    def per_sec(x: float) -> float:
+        return x / total_time if total_time > 0 else 0.0
+
+    prompt_tokens: dict[str, Any] = {
+        "total": math.fsum(prompt),
+        "cached": cached,
+        "uncached": max(math.fsum(prompt) - cached, 0.0),
+    }
+    prompt_tokens.update(summarize(prompt) or {})
+    output_tokens: dict[str, Any] = {"total": math.fsum(output)}
+    output_tokens.update(summarize(output) or {})
+    labels: dict[str, dict[str, Any]] = {}
+    for s in failed:
+        label = _label(s.error or "")
+        entry = labels.setdefault(label, {"count": 0, "messages": []})
+        entry["count"] += 1
+        if s.error and {"message": s.error} not in entry["messages"]:
+            entry["messages"].append({"message": s.error})
+    return {
+        "benchmark_time_seconds": total_time,
+        "load_summary": load,
+        "successes": {
+            "count": len(ok),
+            "latency": {k: summarize(v) for k, v in latency.items()},
+            "throughput": {
+                "input_tokens_per_sec": per_sec(math.fsum(prompt)),
+                "output_tokens_per_sec": per_sec(math.fsum(output)),
+                "total_tokens_per_sec": per_sec(math.fsum(prompt) + math.fsum(output)),
+                "requests_per_sec": per_sec(len(ok)),
+            },
+            "prompt_len": summarize(prompt),
+            "prompt_tokens": prompt_tokens,
+            "output_len": summarize(output),
+            "output_tokens": output_tokens,
+        },
+        "failures": {
+            "count": len(failed),
+            "request_latency": summarize([(s.end or 0.0) - s.start for s in failed]),
+            "by_label": dict(sorted(labels.items(), key=lambda kv: -kv[1]["count"])),
+        },
+    }
+
+
+def _label(error: str) -> str:
+    """inference-perf's short label of an error."""
+    if error == "Timeout":
+        return "Timeout"
+    if "maximum context length" in error:
+        return "400 - Context Window"
+    return "400 - other"
+
+
+def request_rows(
+    sends: Sequence[Send], engine: dict[int, tuple[str, Request]], first_token_s: float
+) -> list[dict[str, Any]]:
+    """One row per request: the client's times and the engine's view of it (seconds)."""
+
+    def opt(x: float | None) -> str:
+        return "" if x is None else f"{x:.6f}"
+
+    rows = []
+    for s in sends:
+        pod, req = engine.get(s.index, ("", None))
+        arrival = req.arrival if req is not None else None
+        admitted = req.admitted if req is not None else None
+        first = req.first_token if req is not None else None
+        last = req.last_token if req is not None else None
+        ok = s.error is None and s.end is not None
+        rows.append(
+            {
+                "index": s.index,
+                "stage": s.stage,
+                "pod": pod,
+                "user": s.user,
+                "scheduled_s": opt(s.scheduled),
+                "send_s": opt(s.start),
+                "arrival_s": opt(arrival),
+                "queue_s": opt(admitted - arrival if admitted is not None and arrival else None),
+                "prefill_s": opt(
+                    first - admitted if first is not None and admitted is not None else None
+                ),
+                "decode_s": opt(last - first if last is not None and first is not None else None),
+                "ttft_s": opt(first - s.start if ok and first is not None else None),
+                "e2e_s": opt((s.end or 0.0) - s.start if ok else None),
+                "prompt_len": len(s.tokens),
+                "output_len": s.output_len,
+                "cached_tokens": req.cached_tokens if req is not None else 0,
+                "preemptions": req.preemptions if req is not None else 0,
+                "error": s.error or "",
+            }
+        )
+    return rows
+
+
+def write(
+    out: Path,
+    stages: Sequence[Stage],
+    sends: Sequence[Send],
+    engine: dict[int, tuple[str, Request]],
+    steps: dict[str, list[StepRecord]],
+    num_blocks: int,
+    first_token_s: float,
+    plots: bool = True,
+    dump: Callable[[Any], str] | None = None,
+) -> list[Path]:
+    """Write the reports, the per-request CSV and the plots into `out`; the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    encode = dump or (lambda obj: json.dumps(obj, indent=2) + "\n")
+    written: list[Path] = []
+    summary = out / "summary_lifecycle_metrics.json"
+    measured = [s for s in sends if s.stage >= 0]  # a sweep's probe (-1) is not reported
+    summary.write_text(encode(lifecycle_summary(measured, engine)), encoding="utf-8")
+    written.append(summary)
+    for i, st in enumerate(stages):
+        path = out / f"stage_{i}_lifecycle_metrics.json"
+        stage_sends = [s for s in sends if s.stage == i]
+        summary_i = lifecycle_summary(stage_sends, engine, st.rate, st.concurrency_level)
+        path.write_text(encode(summary_i), encoding="utf-8")
+        written.append(path)
+    rows = request_rows(measured, engine, first_token_s)
+    per_request = out / "per_request.csv"
+    with per_request.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    written.append(per_request)
+    if plots:
+        from pyllmd.simulate.plots import plot_all
+
+        written += plot_all(out, rows, steps, num_blocks)
+    return written

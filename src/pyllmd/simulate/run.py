@@ -1,0 +1,194 @@
+"""`pyllmd simulate`: replay an inference-perf workload against a stack file's deployment in
+virtual time (the composition root of the virtual-time run).
+
+It reads the stack file (`deployment.py`) and the workload (`workload.py`), builds the batch
+engine of each pod from `pyllmd.sim.batch`, runs the client and the pods on one virtual clock
+(`replay.py`) and writes inference-perf's reports, a per-request CSV and plots (`report.py`).
+No server, socket or wall clock is involved: the same seed gives the same report.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as settings_dataclass
+
+from pyllmd.core.entry import run_command
+from pyllmd.core.errors import ConfigError
+from pyllmd.core.logging import verbosity
+from pyllmd.core.settings import build, flag_specs, parse_command_line, setting
+from pyllmd.simulate.deployment import build_engine_spec, parse_stack, variant_for
+from pyllmd.simulate.replay import Outcome, replay
+from pyllmd.simulate.report import write
+from pyllmd.simulate.workload import Client, Workload, parse_workload
+
+__all__ = ["PROG", "SIMULATE_FLAGS", "SimulateConfig", "load_options", "main", "simulate"]
+
+PROG = "pyllmd simulate"
+DESCRIPTION = (
+    "Replay an inference-perf workload against the deployment of a `pyllmd up` stack file in "
+    "virtual time; write inference-perf's reports, a per-request CSV and plots.\n\n"
+)
+log = logging.getLogger("pyllmd.simulate")
+
+
+@settings_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class SimulateConfig:
+    """Every `pyllmd simulate` flag."""
+
+    stack: str = setting("", "stack file whose variants are replayed (required)", flag="stack")
+    workload: str = setting(
+        "", "inference-perf config file of the workload (required)", flag="workload"
+    )
+    output: str = setting(
+        "", "directory for the reports, the per-request CSV and the plots (required)", flag="output"
+    )
+    seed: int = setting(0, "seed of the workload's random data and arrivals", flag="seed")
+    v: int = verbosity("log verbosity (4: debug)")
+
+
+SIMULATE_FLAGS = flag_specs(SimulateConfig)
+
+
+def load_options(argv: Sequence[str]) -> SimulateConfig:
+    """The command line as SimulateConfig; ConfigError naming the flag otherwise."""
+    line = parse_command_line(SimulateConfig, list(argv), PROG)
+    if line.args:
+        raise ConfigError(f"unexpected argument {line.args[0]!r} (flags only)")
+    config = build(SimulateConfig, line.effective())
+    for flag in ("stack", "workload", "output"):
+        if not getattr(config, flag):
+            raise ConfigError(f"--{flag}: required")
+    if config.seed < 0:
+        raise ConfigError(f"--seed: must be 0 or more, got {config.seed}")
+    out = Path(config.output)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {out}: not a directory")
+    return config
+
+
+def _read_yaml(flag: str, path: str) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"--{flag} {path}: {e.strerror or e}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
+        problem = " ".join(str(e.problem or e.context or "invalid YAML").split())
+        raise ConfigError(f"--{flag} {at}: {problem}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--{flag} {path}: {' '.join(str(e).split())}") from None
+
+
+def expected_requests(wl: Workload) -> int:
+    """Requests the schedule sends (the progress bar's total; poisson stages on average)."""
+    total = wl.sweep.num_requests if wl.sweep is not None else 0
+    for st in wl.stages:
+        if st.num_requests is not None:
+            total += st.num_requests
+        elif st.rate is not None and st.duration is not None:
+            total += int(round(st.rate * st.duration))
+    return max(total, 1)
+
+
+class Progress:
+    """A one-line progress bar on a terminal (nothing otherwise)."""
+
+    WIDTH = 30
+
+    def __init__(self, client: Client, total: int, stream: TextIO) -> None:
+        self.client, self.total, self.stream = client, total, stream
+        self.shown = -1
+        self.now = 0.0
+
+    def __call__(self, now: float, done: bool = False) -> None:
+        percent = 100 if done else min(99, int(100 * self.client.index / self.total))
+        if percent == self.shown:
+            return
+        self.shown = percent
+        self.now = now
+        filled = self.WIDTH * percent // 100
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self.stream.write(f"\r[{bar}] {percent:3d}%  virtual time {now:9.1f} s")
+        self.stream.flush()
+
+    def close(self, end: float | None = None) -> None:
+        if end is not None:
+            self(end, done=True)
+        if self.shown >= 0:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outcome, list[Path]]:
+    """Run one simulation from the settings; ConfigError (one line) on bad input."""
+    variants = parse_stack(_read_yaml("stack", config.stack), config.stack)
+    wl = parse_workload(_read_yaml("workload", config.workload), config.workload)
+    for warning in wl.warnings:
+        log.warning("%s", warning)
+    variant = variant_for(variants, wl.model_name)
+    try:
+        spec = build_engine_spec(variant)
+    except ConfigError as e:
+        raise ConfigError(f"--stack {config.stack}: variant {variant.name}: {e}") from None
+    client = Client(wl, config.seed)
+    pods = [f"{variant.name}-{i}" for i in range(variant.replicas)]
+    bar = Progress(client, expected_requests(wl), stream) if stream is not None else None
+    try:
+        outcome = replay(client, spec, pods, bar)
+    except BaseException:
+        if bar is not None:
+            bar.close()
+        raise
+    if bar is not None:
+        bar.close(outcome.end)
+    if client.saturation is not None:
+        rates = ", ".join(f"{st.rate:g}" for st in client.stages)
+        log.info("load.sweep: saturation %.2f requests/s; stage rates %s", client.saturation, rates)
+    files = write(
+        Path(config.output),
+        client.stages,
+        outcome.sends,
+        outcome.requests,
+        outcome.steps,
+        outcome.num_blocks,
+        spec.profile.first_token_s,
+    )
+    return outcome, files
+
+
+def _run(config: SimulateConfig) -> int:
+    stream = sys.stderr if sys.stderr.isatty() else None
+    outcome, files = simulate(config, stream)
+    measured = [s for s in outcome.sends if s.stage >= 0]
+    ok = sum(1 for s in measured if s.end is not None and s.error is None)
+    failed = sum(1 for s in measured if s.error is not None)
+    probe = len(outcome.sends) - len(measured)
+    swept = f" (and {probe} in the sweep's probe)" if probe else ""
+    print(
+        f"{PROG}: {ok} requests succeeded, {failed} failed{swept}, {outcome.preemptions} "
+        f"preemptions, {outcome.end:.1f} s of virtual time; wrote {len(files)} files to "
+        f"{config.output}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point of `pyllmd simulate`."""
+    return run_command(
+        PROG,
+        lambda: load_options(argv),
+        _run,
+        verbosity=lambda c: c.v,
+        description=DESCRIPTION,
+        errors=(ConfigError, OSError),
+    )
