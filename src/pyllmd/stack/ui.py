@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ QUERIES: dict[str, str] = {
     "ttft_p99": _quantile(0.99, "vllm:time_to_first_token_seconds"),
     "itl_p50": _quantile(0.5, "vllm:inter_token_latency_seconds"),
     "itl_p99": _quantile(0.99, "vllm:inter_token_latency_seconds"),
+    "instances": "max by (pod, instance) (vllm:num_requests_running)",
     "desired": "max by (variant_name) (wva_desired_replicas)",
     "current": "max by (variant_name) (wva_current_replicas)",
     "ratio": "max by (variant_name) (wva_desired_ratio)",
@@ -128,13 +130,38 @@ def _by(samples: Sequence[VectorSample], label: str) -> dict[str, float]:
     }
 
 
+def _endpoint_name(instance: str) -> str:
+    """The name the picker gives a pod it knows by address (`127.0.0.1:8000` →
+    `127-0-0-1-8000`), as `pyllmd epp` does for `--static-endpoints` and `--endpoints-file`."""
+    return re.sub(r"[^a-z0-9]+", "-", instance.lower()).strip("-")
+
+
+def _epp_by_pod(
+    by_endpoint: Mapping[str, float], instances: Sequence[VectorSample]
+) -> dict[str, float]:
+    """The picker's per-endpoint values keyed by pod name where the pod's scrape address
+    (`instance`) tells which pod an endpoint is (a rank suffix allowed); others kept."""
+    names = {
+        _endpoint_name(i.labels.get("instance", "")): i.labels.get("pod", "") for i in instances
+    }
+    out: dict[str, float] = {}
+    for endpoint, value in by_endpoint.items():
+        pod = names.get(endpoint) or next(
+            (p for n, p in names.items() if n and endpoint.startswith(n + "-")), endpoint
+        )
+        out[pod or endpoint] = out.get(pod or endpoint, 0.0) + value
+    return out
+
+
 def panels(results: Mapping[str, Sequence[VectorSample]], epp: bool, error: str = "") -> Panels:
     """The dashboard's rows from the results of `queries_for(epp)` (missing: no data)."""
     if not epp:
         results = {name: answer for name, answer in results.items() if name in QUERIES}
     col = {name: _by(results.get(name, ()), "pod") for name in POD_PANELS}
     routed = _by(results.get("routed", ()), "pod")
-    epp_queue = _by(results.get("epp_queue", ()), "model_server_pod")
+    epp_queue = _epp_by_pod(
+        _by(results.get("epp_queue", ()), "model_server_pod"), results.get("instances", ())
+    )
     pod_names = sorted({p for c in col.values() for p in c} | set(epp_queue))
     pods = tuple(
         PodRow(

@@ -43,7 +43,15 @@ RESULTS = {
     "current": [s(1, variant_name="v1"), s(1, variant_name="v2")],
     "ratio": [s(3, variant_name="v1")],
     "routed": [s(1.5, pod="a")],
-    "epp_queue": [s(3, model_server_pod="a"), s(0, model_server_pod="b")],
+    "instances": [
+        s(2, pod="a", instance="127.0.0.1:8001"),
+        s(0, pod="b", instance="127.0.0.1:8002"),
+    ],
+    # the picker names pods it knows by address after the address (and a rank)
+    "epp_queue": [
+        s(3, model_server_pod="127-0-0-1-8001"),
+        s(0, model_server_pod="127-0-0-1-8002-rank-0"),
+    ],
     "pool_kv": [s(0.125, name="pool")],
     "pool_queue": [s(1.5, name="pool")],
     "pool_ready": [s(2, name="pool")],
