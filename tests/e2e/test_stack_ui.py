@@ -170,3 +170,21 @@ def test_the_dashboard_shows_live_numbers_during_a_load(
         lambda s: f"the logs are in {log_file}" in s and "pyllmd-up-exited=0" in s,
         30,
     )
+
+
+def test_no_ui_keeps_the_plain_output_and_the_logs_on_the_terminal(
+    tmp_path: Path, pane_factory: Callable[[list[str]], Pane]
+) -> None:
+    stack = tmp_path / "stack.yaml"
+    stack.write_text(STACK)
+    workdir = tmp_path / "work"
+    pane = pane_factory(up_argv(stack, workdir, "--no-ui", "--v", "2"))
+    screen = pane.wait_for(
+        "the stack's URLs", lambda s: "Ctrl-C stops everything" in s.replace("\n", ""), 90
+    )
+    assert "level=INFO" in screen  # the logs stay on the terminal (stderr)
+    assert "logs go to" not in screen and "Model servers (per pod)" not in screen
+    assert not (workdir / "pyllmd-up.log").exists()
+    pane.tmux("send-keys", "-t", "ui", "C-c")
+    screen = pane.wait_for("a clean stop", lambda s: "pyllmd-up-exited=0" in s, 30)
+    assert "Model servers (per pod)" not in screen
