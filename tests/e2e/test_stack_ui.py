@@ -160,7 +160,11 @@ def test_the_dashboard_shows_live_numbers_during_a_load(
     assert row[9] == "0"  # the picker sees the pod's queue (by the pod's name), empty now
     assert "│ 127-" not in screen  # no endpoint left under the picker's address name
     assert variant_rows(screen)["sim-a100"][:2] == ["1", "1"]  # desired, current
-    assert "Endpoint picker: pool and flow control" in screen
+    lines = screen.splitlines()
+    title = next(i for i, line in enumerate(lines) if "Endpoint picker: pool and flow" in line)
+    pool = [c.strip() for c in lines[title + 4].split("│")]  # title, 3 header lines, the row
+    assert pool[4] == "1"  # the ready pods the picker counts in its pool
+    assert "flow-control queues: priority 0: 0" in screen  # the picker's queue, drained
     assert "level=INFO" not in screen  # the logs go to the file
     assert "pod started" in log_file.read_text()
 
