@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from pyllmd.core.promtext import parse_samples
@@ -197,3 +198,25 @@ async def test_the_llm_d_overlay_routes_through_the_picker_and_the_autoscaler_de
         finally:
             kubelet.close()
             kube.drop_watches()  # the watches of the stopped clients end now
+
+
+@pytest.mark.parametrize("overlay", ["overlays/llm-d", "overlays/pd", "overlays/scale-to-zero"])
+async def test_every_overlay_is_served_by_the_fake_api_server(overlay: str) -> None:
+    """Every rendered object goes in, and a list of its kind over HTTP gives it back."""
+    objs = render(overlay)
+    known = (*api.ALL_RESOURCES, OBJECTIVES, REWRITES)
+    async with running_kube(resources=resource_defs(objs, known)) as kube:
+        apply(kube, objs)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            for obj in objs:
+                rdef = next(d for d in kube.defs.values() if d.kind == obj["kind"]
+                            and d.api_version == obj["apiVersion"])  # fmt: skip
+                ns = obj["metadata"].get("namespace")
+                prefix = "/api/v1" if not rdef.group else f"/apis/{rdef.api_version}"
+                path = (
+                    f"{prefix}/namespaces/{ns}/{rdef.plural}" if ns else f"{prefix}/{rdef.plural}"
+                )
+                async with http.get(kube.url + path) as resp:
+                    assert resp.status == 200, (path, await resp.text())
+                    names = [o["metadata"]["name"] for o in (await resp.json())["items"]]
+                assert obj["metadata"]["name"] in names, path
