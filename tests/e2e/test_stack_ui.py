@@ -57,6 +57,7 @@ class Pane:
             f"env -u COLUMNS -u LINES {shlex.join(command)}; echo pyllmd-up-exited=$?; sleep 300"
         )
         self.tmux("new-session", "-d", "-s", "ui", "-x", "220", "-y", "60", shell)
+        self.socket_path = Path(self.tmux("display-message", "-p", "#{socket_path}").strip())
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
@@ -81,6 +82,7 @@ class Pane:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+        self.socket_path.unlink(missing_ok=True)  # tmux may leave it behind
 
 
 @pytest.fixture
