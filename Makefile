@@ -57,7 +57,7 @@ protos: $(STAMP)
 	cd src && ../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
 		--grpc_python_out=. pyllmd/sim/grpcgen/vllm_engine.proto
 
-# Debian's prometheus (no service is started by the package).
+# Debian's prometheus (no service is started by the package), and tmux for the dashboard's e2e test.
 e2e-deps:
 	@{ command -v prometheus && command -v curl; } >/dev/null 2>&1 || { \
 		echo "installing prometheus and curl (apt)"; \
@@ -65,6 +65,11 @@ e2e-deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 			--no-install-recommends prometheus curl >/dev/null; }
 	@prometheus --version 2>&1 | head -n 1
+	@command -v tmux >/dev/null 2>&1 || { \
+		echo "installing tmux (apt; tests/e2e/test_stack_ui.py reads pyllmd up's dashboard in it)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			--no-install-recommends tmux >/dev/null; }
 
 # kubectl (its built-in kustomize renders config/; the unit tests of tests/unit/deploy run it).
 deploy-deps:

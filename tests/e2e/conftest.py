@@ -69,12 +69,12 @@ def start_sim(_processes: _Processes) -> Callable[..., SimProcess]:
 
 @pytest.fixture
 async def epp_gateway(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., EppGateway]]:
-    """Factory: ``epp_gateway(*epp_flags)`` starts `pyllmd epp` on loopback ports with
+    """Factory: ``epp_gateway(*epp_flags, env=...)`` starts `pyllmd epp` on loopback ports with
     a real Envoy ready to go in front (``await gw.start()``); both stop at test end."""
     started: list[EppGateway] = []
 
-    def make(*args: str) -> EppGateway:
-        gw = EppGateway(args)
+    def make(*args: str, env: Mapping[str, str] | None = None) -> EppGateway:
+        gw = EppGateway(args, env=env)
         started.append(gw)
         return gw
 

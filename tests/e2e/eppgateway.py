@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -35,7 +35,9 @@ def value(samples: Sequence[Sample], name: str, **labels: str) -> float:
 class EppGateway:
     """`pyllmd epp *args` and Envoy in front of it; `start` waits for the EPP first."""
 
-    def __init__(self, args: Sequence[str], work: Path | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], work: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
         self.work = work or Path(tempfile.mkdtemp(prefix="epp-gateway-"))
         grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
         argv = [
@@ -43,7 +45,7 @@ class EppGateway:
             f"--grpc-port={grpc_port}", f"--grpc-health-port={health_port}",
             f"--metrics-port={metrics_port}", *args,
         ]  # fmt: skip
-        self.epp = ManagedProcess("pyllmd-epp", argv, None)
+        self.epp = ManagedProcess("pyllmd-epp", argv, env)
         self.metrics_url = f"http://{LOOPBACK}:{metrics_port}/metrics"
         listen = free_port()
         bootstrap = envoy_bootstrap(listen, grpc_port, free_port(), health_check=True)

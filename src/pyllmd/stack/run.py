@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Mapping
@@ -53,6 +54,7 @@ from pyllmd.stack.eppgateway import (
 from pyllmd.stack.gateway import Gateway
 from pyllmd.stack.localcluster import LocalActuator, LocalCluster, LocalSpec, parse_local_spec
 from pyllmd.stack.prometheus import PrometheusProcess, prometheus_config
+from pyllmd.stack.ui import run_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class StackOptions:
     interval: float = 15.0
     scrape_interval: str = "1s"
     fresh_threshold: float = 60.0
+    ui: bool = False  # the live terminal dashboard (stack/ui.py); logs go to a file meanwhile
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,7 @@ class RunningStack:
     cluster: LocalCluster
     prometheus: PrometheusProcess
     controller: Controller
+    epp: bool = False  # the gateway is a real Envoy with `pyllmd epp`
 
 
 @contextlib.asynccontextmanager
@@ -298,7 +302,7 @@ async def local_stack(opts: StackOptions) -> AsyncIterator[RunningStack]:
                 "queue_metrics": queue_metrics,
                 "stack": str(opts.stack_file),
             }
-            yield RunningStack(urls, cluster, prom, controller)
+            yield RunningStack(urls, cluster, prom, controller, epp=epp_gateway is not None)
         finally:
             log.info("stopping the local stack")
             stop.set()
@@ -325,8 +329,36 @@ def _hostport(url: str) -> str:
     return url.split("//", 1)[1].split("/", 1)[0]
 
 
+def ui_log_file(workdir: Path | None) -> Path:
+    """Where the logs go while the dashboard runs: `pyllmd-up.log` in `--workdir`, else a
+    new temporary file (kept after exit)."""
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return workdir / "pyllmd-up.log"
+    fd, name = tempfile.mkstemp(prefix="pyllmd-up-logs-", suffix=".log")
+    os.close(fd)
+    return Path(name)
+
+
+def _log_to_file(path: Path) -> None:
+    """Send the root logger's records to `path` instead of the terminal, same format."""
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    if root.handlers and root.handlers[0].formatter is not None:
+        handler.setFormatter(root.handlers[0].formatter)
+    for old in root.handlers:
+        old.close()
+    root.handlers[:] = [handler]
+
+
 async def run_local_stack(opts: StackOptions, stop: asyncio.Event) -> None:
-    """Run the stack until `stop` is set, printing where everything is."""
+    """Run the stack until `stop` is set, printing where everything is (and, with
+    `opts.ui`, the live dashboard below it, the logs going to a file meanwhile)."""
+    log_file: Path | None = None
+    if opts.ui:
+        log_file = ui_log_file(opts.workdir)
+        print(f"pyllmd up: logs go to {log_file} while the dashboard runs", flush=True)
+        _log_to_file(log_file)
     async with local_stack(opts) as running:
         urls = running.urls
         lines = [
@@ -338,7 +370,16 @@ async def run_local_stack(opts: StackOptions, stop: asyncio.Event) -> None:
             f"  Prometheus (HTTPS):   {urls['prometheus']}  (CA: {urls['prometheus_ca']})",
             f"  stack file:           {urls['stack']}",
             f"  pod logs:             {urls['pod_logs']}",
+            *([f"  logs:                 {log_file}"] if log_file is not None else []),
             "Ctrl-C stops everything (a second Ctrl-C kills at once).",
         ]
-        print("\n".join(lines), flush=True)
-        await stop.wait()
+        if log_file is None:
+            print("\n".join(lines), flush=True)
+            await stop.wait()
+            return
+        options = PrometheusOptions(
+            base_url=urls["prometheus"], ca_cert_path=urls["prometheus_ca"], query_timeout=5.0
+        )
+        async with PrometheusClient(options) as client:
+            await run_dashboard(client.query_once, running.epp, lines, stop)
+    print(f"pyllmd up: stopped; the logs are in {log_file}", flush=True)

@@ -8,6 +8,7 @@ and the rule) and turns it into the stack's `StackOptions` and the log verbosity
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,12 @@ class UpConfig:
     )
     scrape_interval: str = setting("1s", "Prometheus scrape interval", flag="scrape-interval")
     workdir: str = setting("", "directory for Prometheus data (default: temporary)", flag="workdir")
+    no_ui: bool = setting(
+        False,
+        "no live terminal dashboard (it is on only when stdout is a terminal; "
+        "logs go to a file while it runs)",
+        flag="no-ui",
+    )
     v: int = verbosity("log verbosity (4: debug)")
 
 
@@ -82,6 +89,7 @@ def up_options(argv: Sequence[str]) -> tuple[StackOptions, int]:
     """`pyllmd up`'s flags as StackOptions and the log verbosity; ConfigError (one line
     naming the flag and the rule) or HelpRequested/VersionRequested otherwise."""
     from pyllmd.stack.run import StackOptions, packaged_stack
+    from pyllmd.stack.ui import ui_enabled
 
     line = parse_command_line(UpConfig, list(argv), PROG)
     if line.args:
@@ -96,5 +104,6 @@ def up_options(argv: Sequence[str]) -> tuple[StackOptions, int]:
         interval=config.interval,
         scrape_interval=config.scrape_interval,
         workdir=Path(config.workdir) if config.workdir else None,
+        ui=ui_enabled(config.no_ui, sys.stdout.isatty()),
     )
     return opts, config.v
