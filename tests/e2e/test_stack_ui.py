@@ -143,10 +143,14 @@ def test_the_dashboard_shows_live_numbers_during_a_load(
         assert reply.choices[0].text
 
     def served(screen: str) -> bool:
+        # TTFT and ITL percentiles are rates over Prometheus samples: each shows "-" until
+        # its histogram has two scrapes with data, which may be one scrape apart
         rows = pod_rows(screen)
-        return any(r[3] == "12" and r[5].endswith(" ms") for r in rows.values())
+        return any(
+            r[3] == "12" and r[5].endswith(" ms") and r[7].endswith(" ms") for r in rows.values()
+        )
 
-    screen = pane.wait_for("12 completed requests with their TTFT", served, 60)
+    screen = pane.wait_for("12 completed requests with their TTFT and ITL", served, 90)
     print(screen)  # shown when the test fails
     rows = pod_rows(screen)
     header = next(line for line in screen.splitlines() if "│ pod " in line or "┃ pod " in line)
