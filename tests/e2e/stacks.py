@@ -30,6 +30,26 @@ SATURATION_CONFIG_MAP = """\
 """The shipped default saturation thresholds, as a `configMaps` list entry."""
 
 
+def envoy_epp_stack(model: str, replicas: int, max_num_seqs: int, namespace: str = "llm-d") -> str:
+    """A stack file: one A100 variant of `model` behind Envoy + `pyllmd epp`, simulators with
+    50 ms TTFT, 10 ms ITL and a small KV cache, and the saturation ConfigMap."""
+    return f"""
+namespace: {namespace}
+gateway: envoy-epp
+variants:
+  - variantAutoscaling:
+      metadata: {{name: sim-a100, labels: {{inference.optimization/acceleratorName: A100}}}}
+      spec: {{scaleTargetRef: {{kind: Deployment, name: sim-a100}}, modelID: {model}}}
+    deployment:
+      replicas: {replicas}
+      labels: {{app: sim}}
+      args: [--model, {model}, --max-num-seqs, "{max_num_seqs}", --time-to-first-token, 50ms,
+             --inter-token-latency, 10ms, --enable-kvcache, --kv-cache-size, "256",
+             --block-size, "16"]
+configMaps:
+{SATURATION_CONFIG_MAP}"""
+
+
 def up_argv(stack_file: Path | None, workdir: Path, *flags: str) -> list[str]:
     """`python -m pyllmd up` on free ports (gateway, admin, Prometheus), the given stack
     (None: the packaged one) and work directory, plus `flags`."""

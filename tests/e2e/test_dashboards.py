@@ -25,7 +25,7 @@ import openai
 import pytest
 
 from tests.e2e.harness import PrometheusServer, http_get
-from tests.e2e.stacks import SATURATION_CONFIG_MAP, Stack, running_stack
+from tests.e2e.stacks import Stack, envoy_epp_stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -34,21 +34,7 @@ DASHBOARDS = sorted((ROOT / "config" / "dashboards").glob("*.json"))
 NAMESPACE = "llm-d"
 MODEL = "llama-8b"
 AUTOSCALER_NAMESPACE = "workload-variant-autoscaler-system"
-STACK = f"""
-namespace: {NAMESPACE}
-gateway: envoy-epp
-variants:
-  - variantAutoscaling:
-      metadata: {{name: sim-a100, labels: {{inference.optimization/acceleratorName: A100}}}}
-      spec: {{scaleTargetRef: {{kind: Deployment, name: sim-a100}}, modelID: {MODEL}}}
-    deployment:
-      replicas: 2
-      labels: {{app: sim}}
-      args: [--model, {MODEL}, --max-num-seqs, "2", --time-to-first-token, 50ms,
-             --inter-token-latency, 10ms, --enable-kvcache, --kv-cache-size, "256",
-             --block-size, "16"]
-configMaps:
-{SATURATION_CONFIG_MAP}"""
+STACK = envoy_epp_stack(MODEL, replicas=2, max_num_seqs=2, namespace=NAMESPACE)
 # What Grafana puts in place of the variables and macros.
 VARIABLES = {
     "$namespace": NAMESPACE,

@@ -24,26 +24,12 @@ import openai
 import pytest
 
 from tests.e2e.harness import free_port
-from tests.e2e.stacks import SATURATION_CONFIG_MAP, up_argv
+from tests.e2e.stacks import envoy_epp_stack, up_argv
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "ui-model"
-STACK = f"""
-namespace: llm-d
-gateway: envoy-epp
-variants:
-  - variantAutoscaling:
-      metadata: {{name: sim-a100, labels: {{inference.optimization/acceleratorName: A100}}}}
-      spec: {{scaleTargetRef: {{kind: Deployment, name: sim-a100}}, modelID: {MODEL}}}
-    deployment:
-      replicas: 1
-      labels: {{app: sim}}
-      args: [--model, {MODEL}, --max-num-seqs, "4", --time-to-first-token, 50ms,
-             --inter-token-latency, 10ms, --enable-kvcache, --kv-cache-size, "256",
-             --block-size, "16"]
-configMaps:
-{SATURATION_CONFIG_MAP}"""
+STACK = envoy_epp_stack(MODEL, replicas=1, max_num_seqs=4)
 
 
 class Pane:
