@@ -288,7 +288,7 @@ MUTATIONS: list[tuple[str, str, str, Callable[[Obj], None], str]] = [
     ("schema", "ServiceMonitor", "llama-8b-epp",
      lambda o: o["spec"]["endpoints"][0]["authorization"].update(credential={}), "'credential'"),
     ("image", "Deployment", "sim-llama-8b-a100",
-     lambda o: o["spec"]["template"]["spec"]["containers"][0].update(image="docker.io/x/y:1"),
+     lambda o: o["spec"]["template"]["spec"]["containers"][0].update(image="quay.io/x/y:1"),
      "not the Makefile's"),
     ("pod", "Deployment", "llama-8b-epp",
      lambda o: o["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop(
