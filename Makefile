@@ -21,7 +21,8 @@ IMAGE ?= ghcr.io/pyllmd/pyllmd:0.1.0
 OVERLAY ?= config/overlays/llm-d
 
 .PHONY: help up test test-e2e-smoke test-e2e-full bench lint fmt conformance clean \
-	venv e2e-deps bench-deps protos deploy-deps manifests inference-perf-venv test-inference-perf
+	venv e2e-deps bench-deps protos deploy-deps manifests inference-perf-venv test-inference-perf \
+	fidelity
 
 help:
 	@echo "make up              run the local stack (simulators, gateway on port $(PORT), Prometheus, autoscaler)"
@@ -33,6 +34,7 @@ help:
 	@echo "make lint            ruff, ruff format --check, mypy, import-linter"
 	@echo "make fmt             ruff format + ruff check --fix"
 	@echo "make conformance     regenerate docs/developer-guide/conformance*.md"
+	@echo "make fidelity        replay the calibration runs; regenerate docs/developer-guide/fidelity.md"
 	@echo "make protos          regenerate the simulator's gRPC code from its .proto"
 	@echo "make manifests       render the Kubernetes manifests of OVERLAY=$(OVERLAY)"
 	@echo "make clean           remove the venv and caches"
@@ -157,6 +159,19 @@ fmt: $(STAMP)
 
 conformance: $(STAMP)
 	$(BIN)/python tools/conformance.py
+
+# The shared calibration set (outside the repository). FIDELITY_ITERATIONS=0 scores the shipped
+# profile (src/pyllmd/sim/batch/default_profile.json); more refits it first (the profile is
+# written to FIDELITY_PROFILE, not shipped). The hold-out refits always run.
+FIDELITY_DATA ?= ../shared/fidelity
+FIDELITY_ITERATIONS ?= 0
+FIDELITY_PROFILE ?= $(VENV)/fidelity-profile.yaml
+
+fidelity: $(STAMP)
+	$(BIN)/pyllmd calibrate --runs $(FIDELITY_DATA)/calibration_runs.csv \
+		--iterations $(FIDELITY_ITERATIONS) --holdout both \
+		--output $(FIDELITY_PROFILE) --results tools/fidelity_results.json
+	$(BIN)/python tools/fidelity.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build src/*.egg-info

@@ -58,7 +58,9 @@ from markdown_it.token import Token
 
 ROOT = Path(__file__).resolve().parent.parent
 SHELL_LANGUAGES = frozenset({"", "sh", "bash", "shell", "console", "zsh"})
-SUBCOMMANDS = frozenset({"sim", "epp", "autoscaler", "up", "pd-sidecar", "dataset", "simulate"})
+SUBCOMMANDS = frozenset(
+    {"sim", "epp", "autoscaler", "up", "pd-sidecar", "dataset", "simulate", "calibrate"}
+)
 HELP_WORDS = frozenset({"-h", "--help", "help"})
 PLACEHOLDER = re.compile(r"<[^<>\s][^<>]*>")
 # Shell operators that end a statement, and redirections (whose target word is dropped).
@@ -380,6 +382,13 @@ def _parse_simulate(argv: Sequence[str], env: Mapping[str, str]) -> None:
     load_options(argv)
 
 
+def _parse_calibrate(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    # The flags only: the runs CSV is the user's.
+    from pyllmd.simulate.calibrate_run import load_options
+
+    load_options(argv)
+
+
 def _parse_bench(argv: Sequence[str], env: Mapping[str, str]) -> None:
     import io
 
@@ -410,6 +419,7 @@ PARSERS: dict[str, Parser] = {
     "pd-sidecar": _parse_pd_sidecar,
     "dataset": _parse_dataset,
     "simulate": _parse_simulate,
+    "calibrate": _parse_calibrate,
     "bench": _parse_bench,
 }
 
@@ -512,6 +522,11 @@ FLAG_PAGES: dict[str, tuple[str, str, str]] = {
         "docs/user-guide/admin/datasets-and-tokenizers.md",
     ),
     "simulate": ("pyllmd.simulate.run", "SIMULATE_FLAGS", "docs/user-guide/admin/simulate.md"),
+    "calibrate": (
+        "pyllmd.simulate.calibrate_run",
+        "CALIBRATE_FLAGS",
+        "docs/user-guide/admin/calibrate.md",
+    ),
 }
 
 

@@ -34,6 +34,7 @@ commands:
   up          run the local stack: simulators, gateway, Prometheus and the autoscaler
   pd-sidecar  run the P/D routing sidecar in front of a decode server (llm-d pd-sidecar)
   simulate    replay an inference-perf workload against a stack file in virtual time
+  calibrate   fit the batch latency model to measured vLLM runs (inference-perf summaries)
   dataset     build a simulator dataset (SQLite) from ShareGPT JSON or JSONL conversations
 
 Run 'pyllmd <command> --help' for the flags of a command, 'pyllmd --version' for the version.
@@ -172,6 +173,13 @@ def simulate_main(argv: Sequence[str]) -> int:
     return main(list(argv))
 
 
+def calibrate_main(argv: Sequence[str]) -> int:
+    """Entry point of `pyllmd calibrate` (fits in virtual time, no servers)."""
+    from pyllmd.simulate.calibrate_run import main
+
+    return main(list(argv))
+
+
 def dataset_main(argv: Sequence[str]) -> int:
     """Entry point of `pyllmd dataset` (upstream's dataset-tool, local input)."""
     from pyllmd.sim.dataset.tool import main as tool_main
@@ -185,5 +193,6 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "epp": epp_main,
     "pd-sidecar": pd_sidecar_main,
     "simulate": simulate_main,
+    "calibrate": calibrate_main,
     "dataset": dataset_main,
 }

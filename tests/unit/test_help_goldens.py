@@ -26,6 +26,7 @@ COMMANDS = {
     "pyllmd_pd-sidecar": ["pd-sidecar"],
     "pyllmd_dataset": ["dataset"],
     "pyllmd_simulate": ["simulate"],
+    "pyllmd_calibrate": ["calibrate"],
 }
 
 

@@ -26,6 +26,7 @@ from pyllmd.sim.batch.hardware import get_accelerator, load_accelerators
 from pyllmd.sim.batch.scheduler import SchedulerConfig
 from pyllmd.sim.batch.steptime import Profile, StepModel, default_profile
 from pyllmd.sim.config import SimConfig, load_config
+from pyllmd.sim.config.profile import load_profile
 
 __all__ = [
     "EngineSpec",
@@ -206,7 +207,7 @@ def build_engine_spec(variant: Variant, profile: Profile | None = None) -> Engin
             cfg.block_size,
         )
     if profile is None:
-        profile = Profile.load(cfg.latency_profile) if cfg.latency_profile else default_profile()
+        profile = load_profile(cfg.latency_profile) if cfg.latency_profile else default_profile()
     scheduler = SchedulerConfig(
         num_blocks=blocks,
         max_num_seqs=cfg.max_num_seqs,

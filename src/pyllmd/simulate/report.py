@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pyllmd.sim.batch.scheduler import Request, StepRecord
 from pyllmd.simulate.workload import Send, Stage
 
@@ -66,11 +68,18 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
 
 
-def summarize(values: Sequence[float]) -> dict[str, float] | None:
-    """mean, min, max, median and the percentiles of `values` (None when empty)."""
-    if not values:
+def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float] | None:
+    """mean, min, max, median and the percentiles of `values` (None when empty).
+
+    A float64 array (the inter-token gaps: one per token of every request, millions in a long
+    run) is sorted by numpy; the sorted values, hence every figure, are the same as `sorted`'s.
+    """
+    if len(values) == 0:
         return None
-    ordered = sorted(values)
+    if isinstance(values, np.ndarray):
+        ordered: list[float] = np.sort(values).tolist()
+    else:
+        ordered = sorted(values)
     out = {
         "mean": math.fsum(ordered) / len(ordered),
         "min": ordered[0],
@@ -113,27 +122,28 @@ def lifecycle_summary(
         load["achieved_rate"] = len(done) / send_duration if send_duration > 0 else 0.0
         if concurrency is not None:
             load["concurrency"] = concurrency
-    latency: dict[str, list[float]] = {
-        "request_latency": [],
-        "normalized_time_per_output_token": [],
-        "time_per_output_token": [],
-        "time_to_first_token": [],
-        "inter_token_latency": [],
-    }
+    e2es: list[float] = []
+    ntpot: list[float] = []
+    ttft: list[float] = []
+    tpot: list[float] = []
+    gaps: list[np.ndarray] = []  # inter-token latencies, one array per request
     for s in ok:
         req = engine.get(s.index, ("", None))[1]
         e2e = (s.end or 0.0) - s.start
-        latency["request_latency"].append(e2e)
-        latency["normalized_time_per_output_token"].append(e2e / s.output_len)
+        e2es.append(e2e)
+        ntpot.append(e2e / s.output_len)
         times = _token_times(s, req)
         if len(times) > 1:
-            latency["time_to_first_token"].append(times[0] - s.start)
-            latency["time_per_output_token"].append(
-                (times[-1] - times[0]) / (s.output_len - 1) if s.output_len > 1 else 0.0
-            )
-            latency["inter_token_latency"].extend(
-                b - a for a, b in zip(times, times[1:], strict=False)
-            )
+            ttft.append(times[0] - s.start)
+            tpot.append((times[-1] - times[0]) / (s.output_len - 1) if s.output_len > 1 else 0.0)
+            gaps.append(np.diff(np.asarray(times, dtype=np.float64)))  # b - a, as in Python
+    latency: dict[str, list[float] | np.ndarray] = {
+        "request_latency": e2es,
+        "normalized_time_per_output_token": ntpot,
+        "time_per_output_token": tpot,
+        "time_to_first_token": ttft,
+        "inter_token_latency": np.concatenate(gaps) if gaps else [],
+    }
     prompt = [float(len(s.tokens)) for s in ok]
     output = [float(s.output_len) for s in ok]
     cached = math.fsum(float(engine[s.index][1].cached_tokens) for s in ok if s.index in engine)

@@ -10,6 +10,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyllmd.cli import main as cli_main
 from pyllmd.core.errors import ConfigError
@@ -397,3 +399,19 @@ def test_a_model_that_is_not_built_in_comes_with_its_config_json(tmp_path: Path)
     # a 1B model decodes faster than a 7B one on the same GPU
     small_itl = small["successes"]["latency"]["inter_token_latency"]["mean"]
     assert small_itl < big["successes"]["latency"]["inter_token_latency"]["mean"]
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=1e4, allow_nan=False), min_size=1, max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_the_numpy_summary_of_inter_token_gaps_is_the_list_summary_bit_for_bit(
+    values: list[float],
+) -> None:
+    # the report sorts the (millions of) inter-token gaps with numpy: same figures as sorted()
+    import numpy as np
+
+    from pyllmd.simulate.report import summarize
+
+    assert summarize(np.asarray(values, dtype=np.float64)) == summarize(values)
+    times = np.cumsum(np.asarray(values))
+    gaps = [b - a for a, b in zip(times.tolist(), times.tolist()[1:], strict=False)]
+    assert np.diff(times).tolist() == gaps

@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -65,21 +65,34 @@ class Profile:
             raise ConfigError(f"--latency-profile {source}: unknown key(s) {', '.join(unknown)}")
         values: dict[str, float] = {}
         for key, value in data.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            if isinstance(value, str):  # YAML 1.1 reads 1e-05 (no dot) as a string
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
                 raise ConfigError(f"--latency-profile {source}: {key} must be a number >= 0")
             values[key] = float(value)
         return replace(cls(), **values)
 
     @classmethod
-    def load(cls, path: str | Path) -> Profile:
+    def load(cls, path: str | Path, parse: Callable[[str], object] = json.loads) -> Profile:
+        """The profile in `path`; `parse` (JSON here; YAML in `sim.config.profile`) raises
+        ValueError on bad text. ConfigError (one line) otherwise."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = parse(Path(path).read_text(encoding="utf-8"))
         except OSError as e:
             raise ConfigError(f"--latency-profile {path}: {e.strerror or e}") from None
         except ValueError as e:
-            raise ConfigError(f"--latency-profile {path}: not JSON ({e})") from None
+            what = "JSON" if parse is json.loads else "YAML or JSON"
+            raise ConfigError(f"--latency-profile {path}: not {what} ({e})") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"--latency-profile {path}: must be a JSON object")
+            raise ConfigError(f"--latency-profile {path}: must be a mapping of coefficients")
         return cls.from_dict(data, str(path))
 
 

@@ -272,7 +272,7 @@ class SimConfig(StrictModel):
     latency_profile: str = _flag(
         "latency-profile",
         "",
-        "Coefficients of the batch step-time model, JSON (default: the calibrated profile "
+        "Coefficients of the batch step-time model, YAML or JSON (default: the calibrated profile "
         "shipped in the package; `pyllmd simulate` only for now)",
         type_text="path",
     )

@@ -89,3 +89,19 @@ def test_profile_round_trips_and_rejects_bad_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"step_s must be a number >= 0"):
         Profile.load(f)
     assert isinstance(default_profile(), Profile)
+
+
+def test_profile_reads_yaml_as_calibrate_writes_it_and_as_a_user_writes_it(tmp_path: Path) -> None:
+    from pyllmd.sim.config.profile import load_profile, profile_yaml
+
+    f = tmp_path / "p.yaml"
+    f.write_text(profile_yaml(Profile(seq_s=2e-5, step_s=0.003)))
+    assert load_profile(f) == Profile(seq_s=2e-5, step_s=0.003)
+    f.write_text("# hand-written\nseq_s: 1e-5\nstep_s: 0.004\n")  # YAML 1.1: 1e-5 is a string
+    assert (load_profile(f).seq_s, load_profile(f).step_s) == (1e-5, 0.004)
+    f.write_text("step_s: .nan\n")
+    with pytest.raises(ConfigError, match=r"step_s must be a number >= 0"):
+        load_profile(f)
+    f.write_text("step_s: [1\n")
+    with pytest.raises(ConfigError, match=r"^--latency-profile .*p.yaml: not YAML or JSON"):
+        load_profile(f)

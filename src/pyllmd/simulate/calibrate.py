@@ -1,58 +1,54 @@
-"""Fit the batch step-time profile to measured vLLM runs (a prototype of `pyllmd calibrate`).
+"""Fit the batch step-time profile to measured vLLM runs (the pure core of `pyllmd calibrate`).
 
-Each run of a calibration CSV (the columns of ../shared/fidelity/calibration_runs.csv) is
-rebuilt as inference-perf sends it and replayed on `pyllmd.sim.batch` in virtual time:
+Each run of a calibration CSV (the columns of the shared calibration set's
+calibration_runs.csv) is rebuilt as inference-perf sends it and replayed on the simulator's
+batch engine (`pyllmd.sim.batch`, built from the run's vLLM settings as `pyllmd simulate`
+builds a pod from a stack file's args) in virtual time:
 
 - load: constant-rate stages (`stageN_rate_rps` for `stageN_duration_s`), one request every
   1/rate seconds, stages back to back;
 - data: shared-prefix with multi-turn chat: `num_unique_system_prompts` groups of
   `num_users_per_system_prompt` users; request i goes to user i mod users; a prompt is the
   group's system prompt, the user's question and the framing tokens that make up the measured
-  `prompt_len_mean`. With `--reuse repeat` (default) a user's rounds send the same prompt (the
-  client keeps its session context as the system prompt), so later rounds hit the prefix cache
-  up to their last block; `--reuse fresh` makes only the system prompt shared;
+  `prompt_len_mean`. With reuse "repeat" (the default) a user's rounds send the same prompt
+  (the client keeps its session context as the system prompt), so later rounds hit the prefix
+  cache up to their last block; "fresh" makes only the system prompt shared;
 - output: the measured `output_len_mean` tokens each (derived from the data's ITL formula
-  when the column is empty), else `output_len`: the Llama-2-7B runs produced about 0.78 of
-  their nominal length, and their E2E/ITL agree with the shorter outputs;
-- the client gives up after `--request-timeout` seconds (the request is aborted: a failure).
+  when the column is empty), else `output_len`;
+- the client gives up after `timeout` seconds (the request is aborted: a failure).
 
 Metrics follow inference-perf: TTFT and E2E per request, their means and p90, and the data's
-ITL formula (mean E2E - mean TTFT) / (mean output length - 1). The fit runs Levenberg-Marquardt
-on the log of the profile's coefficients (`--lm`; residuals: weighted log ratios of E2E mean,
-ITL, TTFT mean and E2E p90), then a multiplicative pattern search (`--passes`) that also picks
-the roofline's form, on replays cut to `--fit-seconds` per stage (constant-rate stages are
-stationary after a few seconds). The score printed is the mean over runs of the weighted
-|relative error|. Overloaded runs (failures > 0) are
-left out of the fit and reported apart with their success counts; so are the runs with CPU KV
-offload (`cpu_offload` True), which the model does not cover yet.
+ITL formula (mean E2E - mean TTFT) / (mean output length - 1) over the simulated requests. The
+fit runs Levenberg-Marquardt on the log of the profile's coefficients (`fit_lm`; residuals:
+weighted log ratios of E2E mean, ITL, TTFT mean and E2E p90), then optionally a multiplicative
+pattern search (`fit`) that also picks the roofline's form, on replays cut to a number of
+seconds per stage (constant-rate stages are stationary after a few seconds). The loss is the
+mean over runs of the weighted |relative error|. Overloaded runs (failures > 0) are left out
+of the fit and reported apart with their success counts; so are the runs with CPU KV offload
+(`cpu_offload` True), which the model does not cover yet.
 
-Usage (from the repository root):
-  python tools/fidelity_fit.py [--runs CSV] [--profile START.json] [--lm N] [--passes N]
-                               [--output PROFILE.json] [--full] [--holdout model|gpu|both]
-                               [--markdown FILE]
+Nothing here prints or reads a clock for its decisions: progress goes to a `log` callback, and
+the replays' wall and CPU times are measurements reported beside the results.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import random
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pyllmd.core.errors import ConfigError
 from pyllmd.sim.batch.architecture import get_architecture
 from pyllmd.sim.batch.hardware import get_accelerator
 from pyllmd.sim.batch.scheduler import BLOCK_SIZE, Engine, Request
-from pyllmd.sim.batch.steptime import Profile, StepModel, default_profile
+from pyllmd.sim.batch.steptime import Profile, StepModel
 from pyllmd.simulate.deployment import EngineSpec, build_engine_spec, variant_from_args
 
-DEFAULT_RUNS = Path("../shared/fidelity/calibration_runs.csv")
 METRICS = ("e2e_mean", "ttft_mean", "itl_mean", "e2e_p90")
 WEIGHTS = {"e2e_mean": 1.0, "ttft_mean": 0.5, "itl_mean": 1.0, "e2e_p90": 0.5}
 # coefficients the fit moves (multiplicatively), with their bounds. No kernel is allowed more
@@ -111,68 +107,107 @@ class Run:
 
 def _f(row: dict[str, str], key: str) -> float | None:
     raw = (row.get(key) or "").strip()
-    return float(raw) if raw else None
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{key}: not a number: {raw!r}") from None
 
 
-def load_runs(path: Path) -> list[Run]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+def _i(row: dict[str, str], key: str) -> int:
+    value = _f(row, key)
+    if value is None or value != int(value) or value < 0:
+        raise ValueError(f"{key}: must be a whole number >= 0, got {row.get(key)!r}")
+    return int(value)
+
+
+REQUIRED_COLUMNS = (
+    "run_id", "model", "gpu", "tp", "max_num_seqs", "max_num_batched_tokens", "max_model_len",
+    "stage0_rate_rps", "stage0_duration_s", "system_prompt_len", "question_len", "output_len",
+    "num_unique_system_prompts", "num_users_per_system_prompt", "ttft_mean_ms", "e2e_mean_ms",
+)  # fmt: skip
+
+
+def load_runs(path: Path, flag: str = "--runs") -> list[Run]:
+    """The runs of a calibration CSV; ConfigError (one line naming the file) on bad input."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: {e.strerror or e}") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"{flag} {path}: not a CSV file ({e})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ConfigError(f"{flag} {path}: missing column(s) {', '.join(missing)}")
+    if not rows:
+        raise ConfigError(f"{flag} {path}: no runs")
     runs = []
-    for row in rows:
-        stages = []
-        for i in range(4):
-            rate, dur = _f(row, f"stage{i}_rate_rps"), _f(row, f"stage{i}_duration_s")
-            if rate and dur:
-                stages.append((rate, dur))
-        measured = {
-            "ttft_mean": _f(row, "ttft_mean_ms"),
-            "ttft_p90": _f(row, "ttft_p90_ms"),
-            "e2e_mean": _f(row, "e2e_mean_ms"),
-            "e2e_p90": _f(row, "e2e_p90_ms"),
-            "itl_mean": _f(row, "itl_mean_ms"),
-        }
-        blis = {
-            "ttft_mean": _f(row, "blis_ttft_mean_ms"),
-            "e2e_mean": _f(row, "blis_e2e_mean_ms"),
-            "itl_mean": _f(row, "blis_itl_mean_ms"),
-            "e2e_p90": _f(row, "blis_e2e_p90_ms"),
-        }
-        out_mean = _f(row, "output_len_mean")
-        if out_mean is None and {"e2e_mean", "ttft_mean", "itl_mean"} <= measured.keys():
-            # the data's ITL is (E2E - TTFT) / (output_len_mean - 1): recover the mean from it
-            e2e, ttft, itl = measured["e2e_mean"], measured["ttft_mean"], measured["itl_mean"]
-            if e2e is not None and ttft is not None and itl:
-                out_mean = (e2e - ttft) / itl + 1.0
-        blocks = _f(row, "total_gpu_kv_blocks")
-        succ, fail = _f(row, "n_success"), _f(row, "n_fail")
-        runs.append(
-            Run(
-                run_id=row["run_id"],
-                model=row["model"],
-                gpu=row["gpu"],
-                tp=int(row["tp"]),
-                workload=row["workload"],
-                max_num_seqs=int(row["max_num_seqs"]),
-                max_num_batched_tokens=int(row["max_num_batched_tokens"]),
-                max_model_len=int(row["max_model_len"]),
-                gpu_memory_utilization=_f(row, "gpu_memory_utilization") or 0.9,
-                cpu_offload=(row.get("cpu_offload") or "").strip().lower() == "true",
-                kv_blocks=int(blocks) if blocks else None,
-                stages=tuple(stages),
-                system_prompt_len=int(row["system_prompt_len"]),
-                question_len=int(row["question_len"]),
-                output_len=int(row["output_len"]),
-                groups=int(row["num_unique_system_prompts"]),
-                users_per_group=int(row["num_users_per_system_prompt"]),
-                prompt_len_mean=_f(row, "prompt_len_mean"),
-                output_len_mean=out_mean,
-                measured={k: v for k, v in measured.items() if v is not None},
-                n_success=int(succ) if succ is not None else None,
-                n_fail=int(fail) if fail is not None else None,
-                blis={k: v for k, v in blis.items() if v is not None},
-            )
-        )
+    for line, row in enumerate(rows, start=2):
+        try:
+            runs.append(_run_of(row))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{flag} {path}:{line}: {e}") from None
     return runs
+
+
+def _run_of(row: dict[str, str]) -> Run:
+    stages = []
+    for i in range(4):
+        rate, dur = _f(row, f"stage{i}_rate_rps"), _f(row, f"stage{i}_duration_s")
+        if rate and dur:
+            stages.append((rate, dur))
+    measured = {
+        "ttft_mean": _f(row, "ttft_mean_ms"),
+        "ttft_p90": _f(row, "ttft_p90_ms"),
+        "e2e_mean": _f(row, "e2e_mean_ms"),
+        "e2e_p90": _f(row, "e2e_p90_ms"),
+        "itl_mean": _f(row, "itl_mean_ms"),
+    }
+    blis = {
+        "ttft_mean": _f(row, "blis_ttft_mean_ms"),
+        "e2e_mean": _f(row, "blis_e2e_mean_ms"),
+        "itl_mean": _f(row, "blis_itl_mean_ms"),
+        "e2e_p90": _f(row, "blis_e2e_p90_ms"),
+    }
+    out_mean = _f(row, "output_len_mean")
+    if out_mean is None and {"e2e_mean", "ttft_mean", "itl_mean"} <= measured.keys():
+        # the data's ITL is (E2E - TTFT) / (output_len_mean - 1): recover the mean from it
+        e2e, ttft, itl = measured["e2e_mean"], measured["ttft_mean"], measured["itl_mean"]
+        if e2e is not None and ttft is not None and itl:
+            out_mean = (e2e - ttft) / itl + 1.0
+    blocks = _f(row, "total_gpu_kv_blocks")
+    succ, fail = _f(row, "n_success"), _f(row, "n_fail")
+    if not stages:
+        raise ValueError("stage0_rate_rps and stage0_duration_s must be > 0")
+    return Run(
+        run_id=row["run_id"],
+        model=row["model"],
+        gpu=row["gpu"],
+        tp=_i(row, "tp"),
+        workload=row.get("workload") or "",
+        max_num_seqs=_i(row, "max_num_seqs"),
+        max_num_batched_tokens=_i(row, "max_num_batched_tokens"),
+        max_model_len=_i(row, "max_model_len"),
+        gpu_memory_utilization=_f(row, "gpu_memory_utilization") or 0.9,
+        cpu_offload=(row.get("cpu_offload") or "").strip().lower() == "true",
+        kv_blocks=int(blocks) if blocks else None,
+        stages=tuple(stages),
+        system_prompt_len=_i(row, "system_prompt_len"),
+        question_len=_i(row, "question_len"),
+        output_len=_i(row, "output_len"),
+        groups=_i(row, "num_unique_system_prompts"),
+        users_per_group=_i(row, "num_users_per_system_prompt"),
+        prompt_len_mean=_f(row, "prompt_len_mean"),
+        output_len_mean=out_mean,
+        measured={k: v for k, v in measured.items() if v is not None},
+        n_success=int(succ) if succ is not None else None,
+        n_fail=int(fail) if fail is not None else None,
+        blis={k: v for k, v in blis.items() if v is not None},
+    )
 
 
 # ---- requests ---------------------------------------------------------------------------
@@ -333,7 +368,8 @@ def replay(
             ok += 1
         else:
             fail += 1
-    out_len = run.output_len_mean or float(run.output_len)
+    # the data's ITL formula over the simulated requests: their output length is out_tokens
+    out_len = float(round(run.output_len_mean)) if run.output_len_mean else float(run.output_len)
     samples: list[tuple[float, float, float]] = []
     stage_values = []
     for st, (rate, dur) in zip(per_stage, run.stages, strict=True):
@@ -554,7 +590,7 @@ def decode_bs1(path: Path, profile: Profile) -> list[tuple[str, float, float]]:
     with path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             arch = get_architecture(row["model"])
-            model = StepModel(arch, get_accelerator(row["gpu"]), int(row["tp"]), profile, 128)
+            model = StepModel(arch, get_accelerator(row["gpu"]), _i(row, "tp"), profile, 128)
             ctx = 625
             sim = model.time(1, ctx + 1, ctx + 1, 1, True) * 1e3
             label = f"{row['model'].split('/')[-1][:30]} {row['gpu']} tp{row['tp']}"
@@ -574,16 +610,6 @@ def pct(x: float) -> str:
     return f"{x * 100:+.1f}%" if not math.isnan(x) else "n/a"
 
 
-def print_table(runs: Sequence[Run], errs: Sequence[dict[str, float]], title: str) -> None:
-    print(f"\n{title}")
-    print(f"{'run':46} {'gpu':9} {'E2E':>7} {'TTFT':>7} {'ITL':>7} {'E2Ep90':>7}")
-    for run, e in zip(runs, errs, strict=True):
-        cells = " ".join(f"{pct(e.get(m, float('nan'))):>7}" for m in METRICS)
-        print(f"{run.short:46} {run.gpu:9} {cells}")
-    meds = " ".join(f"{median_abs(e[m] for e in errs if m in e) * 100:6.1f}%" for m in METRICS)
-    print(f"{'median |err|':56} {meds}")
-
-
 def holdout(
     runs: Sequence[Run],
     start: Profile,
@@ -592,6 +618,7 @@ def holdout(
     passes: int,
     key: Callable[[Run], str],
     label: str,
+    log: Callable[[str], None] = print,
 ) -> list[dict[str, float]]:
     """Refit without each group (model or GPU) and predict it.
 
@@ -604,7 +631,7 @@ def holdout(
     for g in groups:
         train = [r for r in runs if key(r) != g]
         test = [r for r in runs if key(r) == g]
-        print(f"leave out {label} {g}: fit on {len(train)} runs, predict {len(test)}")
+        log(f"leave out {label} {g}: fit on {len(train)} runs, predict {len(test)}")
         prof = fit_lm(train, start, seconds, reuse, passes, log=lambda s: None)
         _, errs = evaluate(test, prof, seconds, reuse)
         for r, e in zip(test, errs, strict=True):
@@ -626,190 +653,104 @@ def load_stages(path: Path) -> dict[tuple[str, int], dict[str, float]]:
     return out
 
 
-def md_errors_table(
-    runs: Sequence[Run], errs: Sequence[dict[str, float]], blis: bool = False
-) -> list[str]:
-    head = "| run | GPU | TP | E2E mean | TTFT mean | ITL mean | E2E p90 |"
-    sep = "|---|---|---|---:|---:|---:|---:|"
-    if blis:
-        head += " BLIS E2E | BLIS TTFT |"
-        sep += "---:|---:|"
-    lines = [head, sep]
-    for run, e in zip(runs, errs, strict=True):
-        cells = " | ".join(pct(e.get(m, float("nan"))) for m in METRICS)
-        line = f"| {run.short} | {run.gpu} | {run.tp} | {cells} |"
-        if blis:
-            b = [
-                pct(run.blis[m] / run.measured[m] - 1) if m in run.blis else ""
-                for m in ("e2e_mean", "ttft_mean")
-            ]
-            line += f" {b[0]} | {b[1]} |"
-        lines.append(line)
-    meds = " | ".join(
-        f"**{median_abs(e[m] for e in errs if m in e) * 100:.1f} %**" for m in METRICS
-    )
-    lines.append(f"| median \\|err\\| | | | {meds} |" + (" | |" if blis else ""))
-    return lines
+# ---- one calibration: fit, replay whole runs, hold-out refits ---------------------------
 
 
-def md_medians(groups: dict[str, list[dict[str, float]]], label: str) -> list[str]:
-    lines = [f"| {label} | runs | E2E mean | TTFT mean | ITL mean | E2E p90 |"]
-    lines.append("|---|---:|---:|---:|---:|---:|")
-    for g, errs in groups.items():
-        meds = " | ".join(
-            f"{median_abs(e[m] for e in errs if m in e) * 100:.1f} %" for m in METRICS
-        )
-        lines.append(f"| {g} | {len(errs)} | {meds} |")
-    return lines
+@dataclass(frozen=True)
+class Settings:
+    """How a calibration runs (the flags of `pyllmd calibrate`)."""
+
+    iterations: int = 12  # Levenberg-Marquardt iterations
+    passes: int = 0  # pattern-search passes after them
+    fit_seconds: float = 40.0  # seconds replayed per stage while fitting
+    timeout: float = 300.0  # the client's request timeout
+    holdout: tuple[str, ...] = ()  # "model", "gpu"
+    holdout_iterations: int = 3
+    reuse: str = "repeat"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
-    ap.add_argument("--profile", type=Path, help="start from this profile (JSON)")
-    ap.add_argument("--output", type=Path, help="write the fitted profile here (JSON)")
-    ap.add_argument("--passes", type=int, default=0, help="pattern-search passes (0: none)")
-    ap.add_argument("--lm", type=int, default=0, help="Levenberg-Marquardt iterations first")
-    ap.add_argument("--fit-seconds", type=float, default=40.0, help="seconds replayed per stage")
-    ap.add_argument("--reuse", choices=("repeat", "fresh"), default="repeat")
-    ap.add_argument(
-        "--holdout",
-        choices=("model", "gpu", "both"),
-        help="leave-one-model-out and/or leave-one-GPU-out refits",
-    )
-    ap.add_argument("--holdout-passes", type=int, default=3, help="LM iterations per refit")
-    ap.add_argument("--full", action="store_true", help="replay whole runs, time each")
-    ap.add_argument("--request-timeout", type=float, default=300.0)
-    ap.add_argument("--only", help="substring of run ids to keep")
-    ap.add_argument("--markdown", type=Path, help="write the result tables here (markdown)")
-    args = ap.parse_args(argv)
-    try:
-        runs = load_runs(args.runs)
-    except OSError as err:
-        print(f"--runs {args.runs}: {err.strerror or err}", file=sys.stderr)
-        return 1
-    if args.only:
-        runs = [r for r in runs if args.only in r.run_id]
-    try:
-        start = Profile.load(args.profile) if args.profile else default_profile()
-    except ConfigError as err:
-        print(err, file=sys.stderr)
-        return 1
-    normal = [r for r in runs if not r.overloaded and not r.cpu_offload]
-    offload = [r for r in runs if not r.overloaded and r.cpu_offload]
-    over = [r for r in runs if r.overloaded]
+HOLDOUTS: dict[str, tuple[str, Callable[[Run], str]]] = {
+    "model": ("leave one model out", lambda r: r.model),
+    "gpu": ("leave one GPU out", lambda r: r.gpu),
+}
+
+
+def kind(run: Run) -> str:
+    """Which table a run belongs to: fitted, offload (CPU KV offload) or overloaded."""
+    if run.overloaded:
+        return "overloaded"
+    return "offload" if run.cpu_offload else "fitted"
+
+
+def calibrate(
+    runs: Sequence[Run],
+    start: Profile,
+    settings: Settings,
+    stages: dict[tuple[str, int], dict[str, float]] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[Profile, dict[str, object]]:
+    """Fit `start` to the runs that are neither overloaded nor offloaded, then replay every run
+    whole with the fitted profile; the profile and a results record (plain data, JSON-able:
+    the input of the fidelity page)."""
+    fitted = [r for r in runs if kind(r) == "fitted"]
+    if not fitted:
+        raise ConfigError("--runs: no run to fit (every run is overloaded or has cpu_offload)")
+    started = time.process_time()
     prof = start
-    md: list[str] = []
-    if args.passes or args.lm:
-        print(f"fitting on {len(normal)} runs ({args.fit_seconds:g} s per stage)")
-        if args.lm:
-            prof = fit_lm(normal, prof, args.fit_seconds, args.reuse, args.lm)
-        if args.passes:
-            prof = fit(normal, prof, args.fit_seconds, args.reuse, args.passes, step=0.25)
-        if args.output:
-            args.output.write_text(prof.to_json(), encoding="utf-8")
-            print(f"wrote {args.output}")
-    print(
-        "\nprofile:\n"
-        + "\n".join(f"  {f.name} = {getattr(prof, f.name):.6g}" for f in fields(prof))
-    )
-    md += ["### Profile", "", "| coefficient | value |", "|---|---:|"]
-    md += [f"| `{f.name}` | {getattr(prof, f.name):.4g} |" for f in fields(prof)]
-    seconds = None if args.full else args.fit_seconds
-    reps = []
-    for r in normal:
-        reps.append(replay(r, prof, seconds, args.reuse, args.request_timeout))
-    errs = [errors(r, rep) for r, rep in zip(normal, reps, strict=True)]
-    print_table(normal, errs, "fitted on all runs: error per run (simulated / measured - 1)")
-    replayed = "whole runs" if args.full else f"the first {args.fit_seconds:g} s of each stage"
-    md += ["", f"### Error per run (the {len(normal)} fitted runs; replays of {replayed})", ""]
-    md += md_errors_table(normal, errs, blis=True)
-    if offload:
-        off_errs = [
-            errors(r, replay(r, prof, seconds, args.reuse, args.request_timeout)) for r in offload
-        ]
-        print_table(
-            offload, off_errs, "runs with CPU KV offload (not fitted; offload not modelled)"
-        )
-        md += ["", "### Runs with CPU KV offload (not fitted: offload is not modelled)", ""]
-        md += md_errors_table(offload, off_errs)
-    by_gpu: dict[str, list[dict[str, float]]] = {}
-    for r, e in zip(normal, errs, strict=True):
-        by_gpu.setdefault(r.gpu, []).append(e)
-    md += ["", "### Median |error| per GPU", ""] + md_medians(by_gpu, "GPU")
-    stages = load_stages(args.runs.with_name("calibration_stages.csv"))
-    stage_errs: dict[str, list[dict[str, float]]] = {}
-    for r, rep in zip(normal, reps, strict=True):
+    if settings.iterations:
+        log(f"fitting on {len(fitted)} runs ({settings.fit_seconds:g} s per stage)")
+        prof = fit_lm(fitted, prof, settings.fit_seconds, settings.reuse, settings.iterations, log)
+    if settings.passes:
+        prof = fit(fitted, prof, settings.fit_seconds, settings.reuse, settings.passes, log, 0.25)
+    fit_cpu = time.process_time() - started
+    stages = stages or {}
+    records: list[dict[str, object]] = []
+    for r in runs:
+        rep = replay(r, prof, None, settings.reuse, settings.timeout)
+        stage_errs = []
         for i, got in enumerate(rep.stage_values):
-            want = stages.get((r.run_id, i))
-            if want:
-                se = {m: got[m] / want[m] - 1 for m in METRICS if m in want and m in got}
-                stage_errs.setdefault(f"stage {i}", []).append(se)
-    if stage_errs:
-        md += ["", "### Median |error| per load stage", ""] + md_medians(stage_errs, "stage")
-    if args.full:
-        walls = [rep.wall_s for rep in reps]
-        cpus = [rep.cpu_s for rep in reps]
-        line = (
-            f"replay time: wall median {statistics.median(walls):.2f} s, max {max(walls):.2f} s;"
-            f" CPU median {statistics.median(cpus):.2f} s, max {max(cpus):.2f} s over "
-            f"{len(walls)} runs; steps median {statistics.median(rep.steps for rep in reps):.0f}"
+            want = stages.get((r.run_id, i), {})
+            se = {m: got[m] / want[m] - 1 for m in METRICS if m in want and m in got}
+            if se:
+                stage_errs.append({"stage": i, "errors": se})
+        blis = {
+            m: r.blis[m] / r.measured[m] - 1 for m in METRICS if m in r.blis and m in r.measured
+        }
+        records.append(
+            {
+                "run_id": r.run_id,
+                "model": r.model,
+                "gpu": r.gpu,
+                "tp": r.tp,
+                "kind": kind(r),
+                "errors": errors(r, rep),
+                "blis_errors": blis,
+                "stages": stage_errs,
+                "n_success": r.n_success,
+                "n_success_simulated": rep.n_success,
+                "steps": rep.steps,
+                "wall_s": rep.wall_s,
+                "cpu_s": rep.cpu_s,
+            }
         )
-        print("\n" + line)
-        md += ["", "### Replay speed", "", line[0].upper() + line[1:] + "."]
-    bs1 = args.runs.with_name("decode_bs1.csv")
-    if bs1.exists():
-        print("\ndecode at batch 1 (ms per token): simulated vs measured")
-        md += [
-            "",
-            "### Decode at batch 1 (ms per token)",
-            "",
-            "| run | simulated | measured | error |",
-        ]
-        md += ["|---|---:|---:|---:|"]
-        for label, simulated, actual in decode_bs1(bs1, prof):
-            err_ = pct(simulated / actual - 1)
-            print(f"  {label:46} {simulated:6.2f} vs {actual:6.2f}  ({err_})")
-            md.append(f"| {label} | {simulated:.2f} | {actual:.2f} | {err_} |")
-    if over:
-        print("\noverloaded runs (failures > 0): successes simulated vs measured")
-        md += ["", "### Overloaded runs", ""]
-        md += ["| run | successes simulated | measured | error | TTFT mean | E2E mean | ITL mean |"]
-        md += ["|---|---:|---:|---:|---:|---:|---:|"]
-        for r in over:
-            rep = replay(r, prof, None, args.reuse, args.request_timeout)
-            ratio = rep.n_success / r.n_success - 1 if r.n_success else float("nan")
-            print(
-                f"  {r.short:46} {rep.n_success:6d} vs {r.n_success}  ({pct(ratio)}), "
-                f"CPU {rep.cpu_s:.2f} s, preemptions {rep.preemptions}"
-            )
-            e = errors(r, rep)
-            lat = " | ".join(
-                pct(e.get(m, float("nan"))) for m in ("ttft_mean", "e2e_mean", "itl_mean")
-            )
-            md.append(f"| {r.short} | {rep.n_success} | {r.n_success} | {pct(ratio)} | {lat} |")
-    if args.holdout:
-        passes = args.holdout_passes
-        held: dict[str, list[dict[str, float]]] = {}
-        keys: list[tuple[str, Callable[[Run], str], str]] = [
-            ("leave one model out", lambda r: r.model, "model"),
-            ("leave one GPU out", lambda r: r.gpu, "GPU"),
-        ]
-        for title, key, label in keys:
-            if args.holdout in ("both", label.lower()):
-                held[title] = holdout(
-                    normal, prof, args.fit_seconds, args.reuse, passes, key, label
-                )
-                print_table(normal, held[title], title)
-        md += ["", "### Hold-out refits (median |error|)", ""] + md_medians(held, "refit")
-        for title, errs_ in held.items():
-            md += ["", f"#### {title[0].upper()}{title[1:]}, per run", ""]
-            md += md_errors_table(normal, errs_)
-    if args.markdown:
-        args.markdown.write_text("\n".join(md) + "\n", encoding="utf-8")
-        print(f"wrote {args.markdown}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    held: dict[str, dict[str, dict[str, float]]] = {}
+    for name in settings.holdout:
+        title, key = HOLDOUTS[name]
+        errs = holdout(
+            fitted, prof, settings.fit_seconds, settings.reuse, settings.holdout_iterations,
+            key, name, log,
+        )  # fmt: skip
+        held[title] = {r.run_id: e for r, e in zip(fitted, errs, strict=True)}
+    results: dict[str, object] = {
+        "profile": asdict(prof),
+        "settings": {
+            "iterations": settings.iterations,
+            "passes": settings.passes,
+            "fit_seconds": settings.fit_seconds,
+            "holdout_iterations": settings.holdout_iterations,
+            "fit_cpu_s": round(fit_cpu, 1),
+        },
+        "runs": records,
+        "holdout": held,
+    }
+    return prof, results

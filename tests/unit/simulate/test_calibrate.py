@@ -1,4 +1,6 @@
-"""tools/fidelity_fit.py: runs are rebuilt as inference-perf sends them, replayed and scored."""
+"""`pyllmd calibrate`: runs are rebuilt as inference-perf sends them, replayed, scored and fitted;
+the command prints the errors and writes a profile the simulator reads; the fidelity page is
+what the package renders from the committed results."""
 
 from __future__ import annotations
 
@@ -6,9 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tools import fidelity_fit as ff
+from tools import fidelity as fidelity_tool
 
+from pyllmd.cli import main as cli_main
 from pyllmd.sim.batch.steptime import Profile
+from pyllmd.sim.config.profile import load_profile
+from pyllmd.simulate import calibrate as ff
+from pyllmd.simulate.deployment import build_engine_spec, variant_from_args
+from pyllmd.simulate.fidelity import BEGIN, END, render
 
 HEADER = (
     "run_id,model,gpu,tp,precision,workload,max_num_seqs,max_num_batched_tokens,max_model_len,"
@@ -97,3 +104,80 @@ def test_a_replay_reports_inference_perf_metrics_and_the_fit_lowers_the_loss(
 
 def test_the_linear_solver() -> None:
     assert ff._solve([[2.0, 1.0], [1.0, 3.0]], [3.0, 5.0]) == pytest.approx([0.8, 1.4])
+
+
+def test_calibrate_prints_errors_and_medians_and_writes_a_profile_the_simulator_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = write_runs(
+        tmp_path,
+        [
+            ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=48),
+            ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=48).replace("TR:a-", "TR:b-"),
+        ],
+    )
+    out = tmp_path / "profile.yaml"
+    results = tmp_path / "results.json"
+    argv = ["calibrate", "--runs", str(runs), "--output", str(out), "--iterations", "1"]
+    argv += ["--fit-seconds", "5", "--results", str(results)]
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "a-llama" in printed and "b-llama" in printed
+    assert "median |err|" in printed and f"wrote {out}" in printed
+    text = out.read_text()
+    assert text.startswith("mfu_linear: ")  # YAML, not JSON
+    fitted = load_profile(out)
+    assert fitted != Profile()
+    # `--latency-profile` (a stack file's args, or pyllmd sim's flag) reads what was written
+    variant = variant_from_args("v", ["--model", "meta-llama/Llama-3.1-8B-Instruct",
+                                      "--latency-profile", str(out)])  # fmt: skip
+    assert build_engine_spec(variant).profile == fitted
+    # the results record renders into the fidelity page's tables
+    import json
+
+    md = render(json.loads(results.read_text()))
+    assert "| a-llama | H100 | 1 |" in md and "### Median |error| per GPU" in md
+
+
+@pytest.mark.parametrize(
+    ("row", "extra", "message"),
+    [
+        (None, [], "--runs {runs}: missing column(s) e2e_mean_ms"),
+        (ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=48).replace(",1,BF16", ",x,BF16"),
+         [], "--runs {runs}:2: tp: not a number: 'x'"),
+        (ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=48), ["--holdout", "all"],
+         "--holdout: must be one of none, model, gpu, both, got 'all'"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_1(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    row: str | None,
+    extra: list[str],
+    message: str,
+) -> None:
+    if row is None:
+        runs = tmp_path / "runs.csv"
+        runs.write_text(HEADER.replace(",e2e_mean_ms", "") + "\n")
+    else:
+        runs = write_runs(tmp_path, [row])
+    argv = ["calibrate", "--runs", str(runs), "--output", str(tmp_path / "p.yaml"), *extra]
+    assert cli_main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == f"pyllmd calibrate: error: {message.format(runs=runs)}\n"
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_the_fidelity_page_is_what_the_package_renders_from_the_committed_results() -> None:
+    page = fidelity_tool.PAGE.read_text(encoding="utf-8")
+    assert page.count(BEGIN) == 1 and page.count(END) == 1
+    assert fidelity_tool.rendered_page() == page, "stale: run make fidelity"
+    import json
+
+    record = json.loads(fidelity_tool.RESULTS.read_text(encoding="utf-8"))
+    block = page.split(BEGIN, 1)[1].split(END, 1)[0]
+    kinds = {r["kind"] for r in record["runs"]}
+    assert kinds == {"fitted", "offload", "overloaded"}
+    for r in record["runs"]:  # every run is in the page, once per table it belongs to
+        assert f"| {r['run_id'].split(':', 1)[-1]} | {r['gpu']} | {r['tp']} |" in block
+    assert set(record["holdout"]) == {"leave one model out", "leave one GPU out"}
