@@ -207,6 +207,43 @@ class RunningStack:
     epp: bool = False  # the gateway is a real Envoy with `pyllmd epp`
 
 
+@dataclass
+class _Pieces:
+    """What `local_stack` has started so far: all of it is stopped on the way out."""
+
+    cluster: LocalCluster
+    scraper: EppScraper = field(default_factory=EppScraper)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    gateway_runner: web.AppRunner | None = None
+    epp_gateway: EnvoyEppGateway | None = None
+    admin_runner: web.AppRunner | None = None
+    prom: PrometheusProcess | None = None
+    client: PrometheusClient | None = None
+
+    async def close(self) -> None:
+        """Stop in order: loops, then the gateway (held and in-flight requests end now,
+        with an error), then every child in parallel."""
+        log.info("stopping the local stack")
+        self.stop.set()
+        for task in self.tasks:  # no decision and no pod restart from here on
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.gateway_runner is not None:
+            await self.gateway_runner.cleanup()
+        await asyncio.gather(
+            *([self.epp_gateway.stop()] if self.epp_gateway is not None else []),
+            *([self.admin_runner.cleanup()] if self.admin_runner is not None else []),
+            *([self.prom.stop(SHUTDOWN_GRACE)] if self.prom is not None else []),
+            self.cluster.close(SHUTDOWN_GRACE),
+            return_exceptions=True,
+        )
+        await self.scraper.close()
+        if self.client is not None:
+            await self.client.close()
+
+
 @contextlib.asynccontextmanager
 async def local_stack(opts: StackOptions) -> AsyncIterator[RunningStack]:
     """Start every piece; yields them with their URLs; stops everything on exit."""
@@ -227,71 +264,15 @@ async def local_stack(opts: StackOptions) -> AsyncIterator[RunningStack]:
             stack.spec, targets_file=workdir / "pods.json", log_dir=workdir / "pods"
         )
         model = single_model(cluster, str(opts.stack_file)) if stack.gateway == ENVOY_EPP else ""
-        epp_gateway: EnvoyEppGateway | None = None
-        gateway_runner: web.AppRunner | None = None
-        admin_runner: web.AppRunner | None = None
-        tasks: list[asyncio.Task[None]] = []
-        prom: PrometheusProcess | None = None
-        client: PrometheusClient | None = None
-        scraper = EppScraper()
-        stop = asyncio.Event()
+        pieces = _Pieces(cluster)
         try:
             await cluster.reconcile()
-            tasks.append(asyncio.create_task(cluster.run()))
-            if stack.gateway == ENVOY_EPP:
-                namespaces = sorted({d.namespace for d in cluster.deployments.values()})
-                epp_gateway = EnvoyEppGateway(
-                    workdir / "gateway",
-                    opts.gateway_port,
-                    lambda: ready_pool(cluster, model),
-                    namespaces[0] if len(namespaces) == 1 else "default",
-                    stack.epp_config,
-                )
-                await epp_gateway.start()
-                gateway_url, queue_metrics = epp_gateway.url, epp_gateway.metrics_url
-            else:
-                gateway = Gateway(
-                    lambda model: [p.url for p in cluster.ready_pods(model)],
-                    lambda: {va.spec.model_id for va in cluster.vas.values()},
-                )
-                gateway_runner = await _serve(gateway.app(), opts.gateway_port)
-                gateway_url = f"http://{LOOPBACK}:{gateway_runner.addresses[0][1]}"
-                queue_metrics = gateway_url + "/metrics"
+            pieces.tasks.append(asyncio.create_task(cluster.run()))
+            gateway_url, queue_metrics = await _start_gateway(pieces, stack, opts, workdir, model)
             admin_port = opts.admin_port or free_port()
-            prom_dir = workdir / "prometheus"
-            prom_dir.mkdir(exist_ok=True)
-            prom = PrometheusProcess(
-                prom_dir,
-                opts.prometheus_port or free_port(),
-                prometheus_config(
-                    opts.scrape_interval,
-                    cluster.targets_file,
-                    {"wva": [f"{LOOPBACK}:{admin_port}"], "gateway": [_hostport(queue_metrics)]},
-                ),
-            )
+            prom = pieces.prom = _prometheus(opts, workdir, cluster, admin_port, queue_metrics)
             await prom.start()
-            clock = RealClock()
-            client = PrometheusClient(
-                PrometheusOptions(base_url=prom.url, ca_cert_path=str(prom.tls.cert)), clock
-            )
-            pools = StaticPools(
-                tuple(
-                    InferencePool(ns, "gateway", {}, (queue_metrics,))
-                    for ns in sorted({d.namespace for d in cluster.deployments.values()})
-                )
-            )
-            controller = build_controller(
-                controller_config(opts),
-                cluster,
-                client,
-                scraper,
-                clock,
-                pools=pools,
-                actuator=LocalActuator(cluster),
-            )
-            admin_runner = await _serve(admin_app(controller, cluster), admin_port)
-            await controller.bootstrap()
-            tasks.append(asyncio.create_task(controller.run(stop)))
+            controller = await _start_controller(pieces, opts, admin_port, queue_metrics)
             urls = {
                 "gateway": gateway_url,
                 "admin": f"http://{LOOPBACK}:{admin_port}",
@@ -302,27 +283,85 @@ async def local_stack(opts: StackOptions) -> AsyncIterator[RunningStack]:
                 "queue_metrics": queue_metrics,
                 "stack": str(opts.stack_file),
             }
-            yield RunningStack(urls, cluster, prom, controller, epp=epp_gateway is not None)
+            epp = pieces.epp_gateway is not None
+            yield RunningStack(urls, cluster, prom, controller, epp=epp)
         finally:
-            log.info("stopping the local stack")
-            stop.set()
-            for task in tasks:  # no decision and no pod restart from here on
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            # The gateway first: held and in-flight requests end now, with an error.
-            if gateway_runner is not None:
-                await gateway_runner.cleanup()
-            await asyncio.gather(
-                *([epp_gateway.stop()] if epp_gateway is not None else []),
-                *([admin_runner.cleanup()] if admin_runner is not None else []),
-                *([prom.stop(SHUTDOWN_GRACE)] if prom is not None else []),
-                cluster.close(SHUTDOWN_GRACE),
-                return_exceptions=True,
-            )
-            await scraper.close()
-            if client is not None:
-                await client.close()
+            await pieces.close()
+
+
+async def _start_gateway(
+    pieces: _Pieces, stack: StackFile, opts: StackOptions, workdir: Path, model: str
+) -> tuple[str, str]:
+    """The stack's gateway (built-in, or Envoy + `pyllmd epp`): its URL and the URL of the
+    metrics that hold its queue (what scale from zero reads)."""
+    cluster = pieces.cluster
+    if stack.gateway == ENVOY_EPP:
+        namespaces = sorted({d.namespace for d in cluster.deployments.values()})
+        pieces.epp_gateway = EnvoyEppGateway(
+            workdir / "gateway",
+            opts.gateway_port,
+            lambda: ready_pool(cluster, model),
+            namespaces[0] if len(namespaces) == 1 else "default",
+            stack.epp_config,
+        )
+        await pieces.epp_gateway.start()
+        return pieces.epp_gateway.url, pieces.epp_gateway.metrics_url
+    gateway = Gateway(
+        lambda model: [p.url for p in cluster.ready_pods(model)],
+        lambda: {va.spec.model_id for va in cluster.vas.values()},
+    )
+    pieces.gateway_runner = await _serve(gateway.app(), opts.gateway_port)
+    url = f"http://{LOOPBACK}:{pieces.gateway_runner.addresses[0][1]}"
+    return url, url + "/metrics"
+
+
+def _prometheus(
+    opts: StackOptions, workdir: Path, cluster: LocalCluster, admin_port: int, queue_metrics: str
+) -> PrometheusProcess:
+    """Prometheus scraping the pods, the autoscaler and the gateway (not started yet)."""
+    prom_dir = workdir / "prometheus"
+    prom_dir.mkdir(exist_ok=True)
+    return PrometheusProcess(
+        prom_dir,
+        opts.prometheus_port or free_port(),
+        prometheus_config(
+            opts.scrape_interval,
+            cluster.targets_file,
+            {"wva": [f"{LOOPBACK}:{admin_port}"], "gateway": [_hostport(queue_metrics)]},
+        ),
+    )
+
+
+async def _start_controller(
+    pieces: _Pieces, opts: StackOptions, admin_port: int, queue_metrics: str
+) -> Controller:
+    """The autoscaler (built as on Kubernetes, by `build_controller`) with its admin
+    endpoint, acting on the local cluster; its loops run until the stack stops."""
+    assert pieces.prom is not None
+    cluster, clock = pieces.cluster, RealClock()
+    pieces.client = PrometheusClient(
+        PrometheusOptions(base_url=pieces.prom.url, ca_cert_path=str(pieces.prom.tls.cert)),
+        clock,
+    )
+    pools = StaticPools(
+        tuple(
+            InferencePool(ns, "gateway", {}, (queue_metrics,))
+            for ns in sorted({d.namespace for d in cluster.deployments.values()})
+        )
+    )
+    controller = build_controller(
+        controller_config(opts),
+        cluster,
+        pieces.client,
+        pieces.scraper,
+        clock,
+        pools=pools,
+        actuator=LocalActuator(cluster),
+    )
+    pieces.admin_runner = await _serve(admin_app(controller, cluster), admin_port)
+    await controller.bootstrap()
+    pieces.tasks.append(asyncio.create_task(controller.run(pieces.stop)))
+    return controller
 
 
 def _hostport(url: str) -> str:
