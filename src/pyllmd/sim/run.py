@@ -44,6 +44,7 @@ from pyllmd.sim.dataset.store import DatasetStore
 from pyllmd.sim.engine import Engine
 from pyllmd.sim.engine.kvcache import EventSink, KVCache
 from pyllmd.sim.engine.textgen import RandomText
+from pyllmd.sim.server.batchloop import BatchLoop
 from pyllmd.sim.server.grpcapi import serve_grpc
 from pyllmd.sim.server.http import SimHTTP
 from pyllmd.sim.server.kvevents import KVEventPublisher, PublisherError, event_rank, topic
@@ -51,6 +52,7 @@ from pyllmd.sim.server.metrics import SimMetrics
 from pyllmd.sim.server.portmux import PortMux
 from pyllmd.sim.server.serving import ABORT_WRITE_TIMEOUT, CompletionService
 from pyllmd.sim.server.tls import TLSSetupError, server_ssl_context
+from pyllmd.simulate.deployment import EngineSpec, Variant, build_engine_spec
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,8 @@ def build_app(
     )
     text = random_text(cfg, tokenizer)  # opens --dataset-path (ConfigError)
     engine = Engine(cfg, rng, text, kv)
-    service = CompletionService(cfg, port, clock, rng, engine, metrics, tokenizer)
+    batch = batch_loop(cfg, clock, metrics) if cfg.latency_calculator == "batch" else None
+    service = CompletionService(cfg, port, clock, rng, engine, metrics, tokenizer, batch)
     app = SimHTTP(cfg, clock, metrics, tokenizer, service).app()
     app[SERVICE] = service
 
@@ -96,7 +99,36 @@ def build_app(
         text.close()
 
     app.on_cleanup.append(close_dataset)
+    if batch is not None:
+
+        async def stop_batch(_app: web.Application) -> None:
+            await batch.close()
+
+        app.on_cleanup.append(stop_batch)
     return app
+
+
+def batch_engine_spec(cfg: SimConfig) -> EngineSpec:
+    """The batch model of this pod, built as `pyllmd simulate` builds a variant's pods
+    (ConfigError, one line, when it cannot run: unknown accelerator, model too large...)."""
+    given = cfg.model_fields_set
+    args = ["--max-waiting-queue-length"] if "max_waiting_queue_length" in given else []
+    variant = Variant(cfg.display_model, 1, tuple(args), cfg, "kv_cache_size" in given)
+    return build_engine_spec(variant)
+
+
+def batch_loop(cfg: SimConfig, clock: Clock, metrics: SimMetrics) -> BatchLoop:
+    """The rank's step loop over the batch engine; KV usage is published after each step."""
+    spec = batch_engine_spec(cfg)
+    loop = BatchLoop(
+        spec.scheduler,
+        spec.step.time,
+        clock,
+        spec.profile.first_token_s,
+        spec.profile.last_token_s,
+    )
+    loop.on_step = lambda _engine: metrics.set_kv_usage(loop.kv_usage)
+    return loop
 
 
 def random_text(cfg: SimConfig, tokenizer: Tokenizer) -> RandomText:

@@ -226,6 +226,9 @@ CALCULATORS: dict[str, type[_Base]] = {
     "": DefaultCalculator,
     "constant": ConstantCalculator,
     "per-token": PerTokenCalculator,
+    # batch: the rank's step loop (sim/server/batchloop.py) times the tokens; the per-request
+    # plan only draws the reply's text, its TTFT is not used
+    "batch": ConstantCalculator,
 }
 
 

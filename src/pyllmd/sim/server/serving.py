@@ -46,6 +46,7 @@ from pyllmd.sim.engine.toolcalls import (
     completion_tokens,
     make_tool_calls,
 )
+from pyllmd.sim.server.batchloop import QUEUE_FULL, BatchLoop, Ticket
 from pyllmd.sim.server.metrics import SimMetrics
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,10 @@ class CompletionService:
         engine: Engine,
         metrics: SimMetrics,
         tokenizer: Tokenizer,
+        batch: BatchLoop | None = None,
     ) -> None:
         self.cfg = cfg
+        self.batch = batch  # --latency-calculator batch: the rank's step loop
         self.port = port
         self.clock = clock
         self.rng = rng
@@ -134,12 +137,16 @@ class CompletionService:
         self._request_id_headers = cfg.enable_request_id_headers
         self._display_model = cfg.display_model
         self._tool_limits = ToolLimits.from_config(cfg)
+        self._last_token_s = batch.last_token_s if batch is not None else 0.0
         self.draining = False
         self._inflight: set[asyncio.Task[object]] = set()
         self._idle: asyncio.Future[None] | None = None  # created by wait_idle only
         self._abort: LlmdError | None = None  # set when the drain ran out of time
         # the queue gauges are read at scrape time, not pushed on every admit/start/release
-        metrics.read_queue_gauges(lambda: engine.num_running, lambda: engine.num_waiting)
+        if batch is not None:
+            metrics.read_queue_gauges(lambda: batch.num_running, lambda: batch.num_waiting)
+        else:
+            metrics.read_queue_gauges(lambda: engine.num_running, lambda: engine.num_waiting)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/chat/completions (the route calls `serve(request, chat=True)` directly)."""
@@ -241,6 +248,8 @@ class CompletionService:
 
     async def _run(self, request: web.Request, work: Work, call: _Call) -> web.StreamResponse:
         """`admitted` written out (the hot path; an async context manager costs more)."""
+        if self.batch is not None:
+            return await self._run_batch(request, work, call, self.batch)
         engine = self.engine
         admission = engine.admit(work, self.clock.now())
         if admission is Admission.REJECTED:
@@ -274,6 +283,105 @@ class CompletionService:
         finally:
             if holds_worker:
                 self._release(work)
+
+    # -- --latency-calculator batch ------------------------------------------------
+
+    async def _run_batch(
+        self, request: web.Request, work: Work, call: _Call, batch: BatchLoop
+    ) -> web.StreamResponse:
+        """The reply's text is planned per request; its timing comes from the rank's step
+        loop: each token is sent at the end of the engine step that computed it."""
+        engine = self.engine
+        work.admitted_at = self.clock.now()
+        plan = engine.start(work, work.admitted_at)  # the text (and the KV-event cache)
+        try:
+            reply = Reply.of(plan, call.tool_calls) if call.tool_calls else None
+            if reply is None:
+                reply = Reply(plan.tokens, (), plan.finish_reason, len(plan.tokens))
+            if not plan.delays or reply.completion_tokens < 1:  # cache-threshold: at once
+                if call.stream:
+                    return await self._stream(request, work, call, plan, reply)
+                return self._respond(work, call, plan, reply)
+            try:
+                ticket = batch.submit(work.prompt_ids, reply.completion_tokens)
+            except ValueError as e:
+                status = 429 if str(e) == QUEUE_FULL else 400
+                return error_response(LlmdError(status, str(e)))
+            try:
+                if call.stream:
+                    return await self._stream_batch(request, work, call, reply, ticket)
+                await ticket.wait(reply.completion_tokens - 1)
+                self._observe_batch(work, ticket)
+                await self.clock.sleep(self._last_token_s)
+                return self._respond(work, call, plan, reply)
+            finally:
+                batch.cancel(ticket)  # no-op once finished; frees the blocks of a client gone
+        finally:
+            if work.in_kv_cache and engine.kv is not None:
+                engine.kv.finish(work.request_id, self.clock.now())
+                work.in_kv_cache = False
+
+    def _observe_batch(self, work: Work, ticket: Ticket) -> None:
+        """The latency histograms from the engine's record of the request."""
+        times = ticket.times
+        if not times:
+            return
+        req = ticket.req
+        loop = self.batch
+        assert loop is not None
+        admitted = loop.t0 + (req.admitted if req.admitted is not None else req.arrival)
+        work.started_at = admitted
+        self.metrics.observe_queue_time(max(0.0, admitted - work.admitted_at))
+        self.metrics.observe_ttft(times[0] - work.admitted_at)
+        self.metrics.observe_prefill_time(max(0.0, times[0] - admitted))
+        for a, b in zip(times, times[1:], strict=False):
+            self.metrics.observe_itl(b - a)
+        if len(times) > 1:
+            self.metrics.observe_decode_time(times[-1] - times[0])
+
+    async def _stream_batch(
+        self, request: web.Request, work: Work, call: _Call, reply: Reply, ticket: Ticket
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={**call.headers, "Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        writer = ChunkWriter(
+            chat=call.chat,
+            request_id=work.request_id,
+            created=int(self.clock.wall()),
+            model=call.model,
+        )
+        if call.chat:
+            await resp.write(writer.role())
+        if reply.calls:
+            chunks = list(writer.tool_calls(reply.calls, reply.finish_reason))
+        else:
+            on_last = reply.finish_reason if reply.finish_reason != "stop" else None
+            chunks = list(writer.tokens(reply.tokens, on_last, call.logprobs))
+        n = reply.completion_tokens
+        sent = 0
+        while sent < n and not ticket.done:
+            await ticket.wait(sent)
+            have = min(len(ticket.times), n)
+            if have > sent:
+                # token i of the engine carries chunk i; extra chunks go with the last token
+                upto = len(chunks) if have >= n else min(have, len(chunks))
+                lo = min(sent, len(chunks))
+                if upto > lo:
+                    await resp.write(b"".join(chunks[lo:upto]))
+                sent = have
+        tail = bytearray()
+        if reply.finish_reason == "stop":
+            tail += writer.token("", "stop")
+        await self.clock.sleep(self._last_token_s)
+        if call.include_usage:
+            tail += writer.usage(Usage(len(work.prompt_ids), n, self._batch_cached(ticket)))
+        await resp.write(bytes(tail) + DONE)
+        self._observe_batch(work, ticket)
+        self.record_success(work, reply)
+        return resp
+
+    def _batch_cached(self, ticket: Ticket) -> int | None:
+        return ticket.req.cached_tokens if self.cfg.enable_prefix_caching else None
 
     # -- shutdown -------------------------------------------------------------
 

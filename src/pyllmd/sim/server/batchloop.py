@@ -1,0 +1,177 @@
+"""The step loop of one rank with `--latency-calculator batch` (the shell of `sim/batch`).
+
+The decisions are `pyllmd.sim.batch.scheduler.Engine`'s, the code `pyllmd simulate` replays
+in virtual time: this module only feeds it the arriving requests, runs one step at a time,
+sleeps until the step's end on the rank's clock and hands each request the tokens the step
+produced. The engine's time is the clock's time since the loop started (`t0`); while the
+engine is busy the loop sleeps to absolute step ends, so a late wake-up does not shift the
+following steps; an idle engine jumps to the arrival of the next request, as in a replay.
+
+A request reaches the engine `first_token_s` after it arrived (the profile's per-request cost
+before the prefill: HTTP, tokenization), as `pyllmd simulate` sends it; the caller adds
+`last_token_s` after the last token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pyllmd.core.clock import Clock
+from pyllmd.sim.batch.scheduler import (
+    Engine,
+    Request,
+    SchedulerConfig,
+    StepTimeFn,
+    block_hashes,
+)
+
+__all__ = ["BatchLoop", "QUEUE_FULL", "Ticket"]
+
+log = logging.getLogger(__name__)
+
+QUEUE_FULL = "waiting queue is full"
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One request in the batch engine, as its handler sees it."""
+
+    req: Request
+    times: list[float] = field(default_factory=list)  # clock time of each token delivered
+    done: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait(self, have: int) -> None:
+        """Until more than `have` tokens were delivered, or the request ended."""
+        while len(self.times) <= have and not self.done:
+            self.changed.clear()
+            await self.changed.wait()
+
+
+def produced(engine: Engine, req: Request) -> int:
+    """Tokens `req` has produced so far (a decoding request's fields are updated lazily)."""
+    if req.lazy:
+        return req.base + engine.steps - req.prompt_len + 1
+    return req.produced
+
+
+class BatchLoop:
+    """One rank's batch engine and the asyncio task stepping it."""
+
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        step_time: StepTimeFn,
+        clock: Clock,
+        first_token_s: float = 0.0,
+        last_token_s: float = 0.0,
+        on_step: Callable[[Engine], None] | None = None,
+    ) -> None:
+        self.engine = Engine(config, step_time)
+        self.clock = clock
+        self.first_token_s = first_token_s
+        self.last_token_s = last_token_s
+        self.on_step = on_step
+        self.t0 = clock.now()
+        self._open: list[Ticket] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._rid = 0
+
+    @property
+    def num_running(self) -> int:
+        return len(self.engine.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.engine.waiting)
+
+    @property
+    def kv_usage(self) -> float:
+        kv = self.engine.kv
+        return kv.used / kv.size if kv.size else 0.0
+
+    def submit(self, prompt_ids: Sequence[int], output_len: int) -> Ticket:
+        """Queue a request; ValueError(the engine's message) when the engine refuses it."""
+        eng = self.engine
+        arrival = self.clock.now() - self.t0 + self.first_token_s
+        req = Request(
+            self._rid,
+            arrival,
+            len(prompt_ids),
+            output_len,
+            block_hashes(prompt_ids, eng.cfg.block_size),
+        )
+        self._rid += 1
+        if not eng.running and not eng.waiting and eng.now < arrival:
+            eng.now = arrival  # an idle engine waits for the request
+        eng.add(req)
+        if req.refused is not None:
+            raise ValueError(req.refused)
+        ticket = Ticket(req)
+        self._open.append(ticket)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+        return ticket
+
+    def cancel(self, ticket: Ticket) -> None:
+        """The client left: the engine drops the request and frees its blocks."""
+        if ticket.done:
+            return
+        self.engine.abort(ticket.req)
+        ticket.done = True
+        with contextlib.suppress(ValueError):
+            self._open.remove(ticket)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        eng = self.engine
+        while True:
+            if not eng.running and not eng.waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            before = eng.steps
+            if not eng.step():
+                # nothing can run yet: wait for the next arrival (it reaches the engine later)
+                later = min((r.arrival for r in eng.waiting if r.arrival > eng.now), default=None)
+                if later is None:  # a bug if hit: never spin
+                    log.warning("batch engine could not step with requests queued")
+                    later = eng.now + 1e-3
+                eng.now = later
+                await self.clock.sleep_until(self.t0 + later)
+                continue
+            if eng.steps == before:
+                continue  # the engine idled (async scheduling): schedule again now
+            await self.clock.sleep_until(self.t0 + eng.now)
+            self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand out the tokens of the step that just ended."""
+        eng = self.engine
+        at = self.t0 + eng.now
+        keep: list[Ticket] = []
+        for t in self._open:
+            req = t.req
+            n = produced(eng, req)
+            if n > len(t.times):
+                t.times.extend([at] * (n - len(t.times)))
+                t.changed.set()
+            if req.finished or req.aborted:
+                t.done = True
+                t.changed.set()
+            else:
+                keep.append(t)
+        self._open = keep
+        if self.on_step is not None:
+            self.on_step(eng)
