@@ -95,10 +95,16 @@ class BatchLoop:
         kv = self.engine.kv
         return kv.used / kv.size if kv.size else 0.0
 
-    def submit(self, prompt_ids: Sequence[int], output_len: int) -> Ticket:
-        """Queue a request; ValueError(the engine's message) when the engine refuses it."""
+    def submit(
+        self, prompt_ids: Sequence[int], output_len: int, received: float | None = None
+    ) -> Ticket:
+        """Queue a request received at `received` (clock time; default now); ValueError(the
+        engine's message) when the engine refuses it. It reaches the engine `first_token_s`
+        after it was received (the time spent reading and tokenizing it is part of that)."""
         eng = self.engine
-        arrival = self.clock.now() - self.t0 + self.first_token_s
+        now = self.clock.now()
+        start = now if received is None else min(received, now)
+        arrival = max(start - self.t0 + self.first_token_s, now - self.t0)
         req = Request(
             self._rid,
             arrival,

@@ -159,10 +159,12 @@ class CompletionService:
         task = request.task  # the task running this handler (asyncio.current_task costs more)
         self._inflight.add(task)
         try:
+            received = self.clock.now()
             try:
                 work, call = self._prepare(await request.read(), request.headers, chat=chat)
             except LlmdError as e:
                 return error_response(e)
+            work.admitted_at = received  # the batch loop counts its request costs from here
             return await self._run(request, work, call)
         except asyncio.CancelledError:
             if self._abort is None:
@@ -292,8 +294,7 @@ class CompletionService:
         """The reply's text is planned per request; its timing comes from the rank's step
         loop: each token is sent at the end of the engine step that computed it."""
         engine = self.engine
-        work.admitted_at = self.clock.now()
-        plan = engine.start(work, work.admitted_at)  # the text (and the KV-event cache)
+        plan = engine.start(work, self.clock.now())  # the text (and the KV-event cache)
         try:
             reply = Reply.of(plan, call.tool_calls) if call.tool_calls else None
             if reply is None:
@@ -303,7 +304,7 @@ class CompletionService:
                     return await self._stream(request, work, call, plan, reply)
                 return self._respond(work, call, plan, reply)
             try:
-                ticket = batch.submit(work.prompt_ids, reply.completion_tokens)
+                ticket = batch.submit(work.prompt_ids, reply.completion_tokens, work.admitted_at)
             except ValueError as e:
                 status = 429 if str(e) == QUEUE_FULL else 400
                 return error_response(LlmdError(status, str(e)))
