@@ -306,8 +306,9 @@ class CompletionService:
             try:
                 ticket = batch.submit(work.prompt_ids, reply.completion_tokens, work.admitted_at)
             except ValueError as e:
-                status = 429 if str(e) == QUEUE_FULL else 400
-                return error_response(LlmdError(status, str(e)))
+                if str(e) == QUEUE_FULL:  # --max-waiting-queue-length given
+                    return error_response(LlmdError(429, QUEUE_FULL_MESSAGE))
+                return error_response(LlmdError(400, str(e)))
             try:
                 if call.stream:
                     return await self._stream_batch(request, work, call, reply, ticket)
