@@ -314,6 +314,7 @@ class CompletionService:
                     return await self._stream_batch(request, work, call, reply, ticket)
                 await ticket.wait(reply.completion_tokens - 1)
                 self._observe_batch(work, ticket)
+                plan.cached_tokens = ticket.req.cached_tokens
                 await self.clock.sleep(self._last_token_s)
                 return self._respond(work, call, plan, reply)
             finally:
@@ -510,6 +511,8 @@ class CompletionService:
             logprobs = make(reply.tokens, call.logprobs)
         completion = reply.completion_tokens
         cached = plan.cached_tokens if self.engine.kv is not None else None
+        if self.batch is not None:
+            cached = plan.cached_tokens if self.cfg.enable_prefix_caching else None
         body = completion_body(
             chat=call.chat,
             request_id=work.request_id,

@@ -1,0 +1,86 @@
+"""`--latency-calculator batch` through the openai client: replies, streams, usage, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from .conftest import serve_in_thread
+
+MODEL = "meta-llama/Llama-2-7b-hf"
+ARGS = ["--model", MODEL, "--latency-calculator", "batch", "--max-model-len", "4096"]
+PROMPT = "one two three four five six seven eight nine ten " * 8  # 80 tokens: 5 full blocks
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    with serve_in_thread(ARGS) as url:
+        yield url + "/v1"
+
+
+def test_whole_reply_with_usage_and_prefix_cache_hits(base_url: str) -> None:
+    client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0)
+    first = client.completions.create(
+        model=MODEL, prompt=PROMPT, max_tokens=7, extra_body={"ignore_eos": True}
+    )
+    assert first.choices[0].finish_reason == "length"
+    assert first.usage is not None
+    assert (first.usage.prompt_tokens, first.usage.completion_tokens) == (80, 7)
+    again = client.completions.create(
+        model=MODEL, prompt=PROMPT, max_tokens=7, extra_body={"ignore_eos": True}
+    )
+    assert again.usage is not None and again.usage.prompt_tokens_details is not None
+    assert again.usage.prompt_tokens_details.cached_tokens == 64  # all but the last token
+
+
+def test_chat_stream_sends_one_chunk_per_token_then_usage(base_url: str) -> None:
+    client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0)
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Tell me something."}],
+        max_tokens=6,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    usage = chunks[-1].usage
+    assert usage is not None and chunks[-1].choices == []
+    content = [c for c in chunks[:-1] if c.choices and c.choices[0].delta.content]
+    assert len(content) == usage.completion_tokens
+    assert chunks[-2].choices[0].finish_reason in ("stop", "length")
+
+
+def test_too_long_a_request_is_refused_before_it_is_queued(base_url: str) -> None:
+    client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="maximum context length is 4096"):
+        client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=4090)
+
+
+def test_a_bounded_waiting_queue_answers_429() -> None:
+    args = [*ARGS, "--max-num-seqs", "1", "--max-waiting-queue-length", "1"]
+
+    async def burst(url: str) -> list[str]:
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+
+        async def one() -> str:
+            try:
+                await client.completions.create(
+                    model=MODEL, prompt=PROMPT, max_tokens=60, extra_body={"ignore_eos": True}
+                )
+            except openai.RateLimitError:
+                return "429"
+            return "ok"
+
+        try:
+            return await asyncio.gather(*(one() for _ in range(4)))
+        finally:
+            await client.close()
+
+    with serve_in_thread(args) as url:
+        results = asyncio.run(burst(url))
+    assert results.count("ok") >= 2
+    assert "429" in results
