@@ -37,6 +37,7 @@ from aiohttp import web
 from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.heap import freeze_heap
+from pyllmd.core.metricset import CollectorFamily, Family
 from pyllmd.core.tokenize import Tokenizer, load_tokenizer
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.dataset.lookup import Dataset
@@ -127,8 +128,36 @@ def batch_loop(cfg: SimConfig, clock: Clock, metrics: SimMetrics) -> BatchLoop:
         spec.profile.first_token_s,
         spec.profile.last_token_s,
     )
-    loop.on_step = lambda _engine: metrics.set_kv_usage(loop.kv_usage)
+    model = cfg.display_model
+    metrics.registry.add(
+        CollectorFamily(
+            "vllm:num_preemptions_total",
+            "counter",
+            "Cumulative number of preemptions from the engine.",
+            ("model_name",),
+            lambda: [((model,), float(loop.engine.preemptions))],
+        )
+    )
+    iterations = metrics.registry.add(
+        Family(
+            "vllm:iteration_tokens_total",
+            "histogram",
+            "Number of tokens per engine step.",
+            ("model_name",),
+            ITERATION_TOKEN_BUCKETS,
+        )
+    ).histogram(model)
+
+    def on_step(_engine: object) -> None:
+        metrics.set_kv_usage(loop.kv_usage)
+        iterations.observe(loop.last_tokens)
+
+    loop.on_step = on_step
     return loop
+
+
+# vLLM v1's buckets of vllm:iteration_tokens_total
+ITERATION_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
 
 def random_text(cfg: SimConfig, tokenizer: Tokenizer) -> RandomText:

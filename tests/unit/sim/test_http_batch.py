@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections.abc import Iterator
 
 import openai
@@ -84,3 +85,39 @@ def test_a_bounded_waiting_queue_answers_429() -> None:
         results = asyncio.run(burst(url))
     assert results.count("ok") >= 2
     assert "429" in results
+
+
+def test_steps_preemptions_and_kv_usage_are_in_the_metrics() -> None:
+    # 64 blocks of 16 tokens: four requests of 80 + 200 tokens (18 blocks each) cannot all stay
+    args = [*ARGS, "--max-model-len", "1024", "--kv-cache-size", "64", "--max-num-seqs", "4"]
+
+    async def load(url: str) -> tuple[list[int], str]:
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+
+        async def one(i: int) -> int:
+            r = await client.completions.create(
+                model=MODEL, prompt=f"{i} {PROMPT}", max_tokens=200, extra_body={"ignore_eos": True}
+            )
+            assert r.usage is not None
+            return r.usage.completion_tokens
+
+        try:
+            tokens = await asyncio.gather(*(one(i) for i in range(4)))
+        finally:
+            await client.close()
+        metrics = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+        return list(tokens), metrics
+
+    with serve_in_thread(args) as url:
+        tokens, metrics = asyncio.run(load(url))
+    assert tokens == [200] * 4
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line.startswith("vllm:") and " " in line
+    }
+    label = f'{{model_name="{MODEL}"}}'
+    assert values[f"vllm:num_preemptions_total{label}"] >= 1
+    assert values[f"vllm:iteration_tokens_total_count{label}"] >= 200
+    assert values[f"vllm:iteration_tokens_total_sum{label}"] >= 4 * (81 + 199)
+    assert values[f"vllm:kv_cache_usage_perc{label}"] == 0  # every block freed at the end

@@ -71,7 +71,13 @@ class BatchLoop:
         last_token_s: float = 0.0,
         on_step: Callable[[Engine], None] | None = None,
     ) -> None:
-        self.engine = Engine(config, step_time)
+        self.last_tokens = 0  # tokens of the latest step (vllm:iteration_tokens_total)
+
+        def timed(tokens: int, pairs: int, kv: int, seqs: int, decode_only: bool) -> float:
+            self.last_tokens = tokens
+            return step_time(tokens, pairs, kv, seqs, decode_only)
+
+        self.engine = Engine(config, timed)
         self.clock = clock
         self.first_token_s = first_token_s
         self.last_token_s = last_token_s
