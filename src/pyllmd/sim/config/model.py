@@ -221,7 +221,7 @@ class SimConfig(StrictModel):
         "accelerator",
         "H100",
         "GPU of the batch latency model: a built-in name (H100, A100-80GB, L40S) or one of "
-        "--accelerator-config (`pyllmd simulate`, and `pyllmd sim` with --latency-calculator batch)",
+        "--accelerator-config",
         rule="a known accelerator (checked when the batch model is built)",
     )
     accelerator_config: str = _flag(

@@ -353,6 +353,31 @@ class CompletionService:
             created=int(self.clock.wall()),
             model=call.model,
         )
+        try:
+            await self._stream_batch_tokens(resp, writer, work, call, reply, ticket)
+        except asyncio.CancelledError:
+            if self._abort is None:
+                log.debug("client left the stream request_id=%s", work.request_id)
+                raise
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # aborted by the shutdown: end the stream with the error
+            await self._end_stream(resp, self._abort)
+            return resp
+        self._observe_batch(work, ticket)
+        self.record_success(work, reply)
+        return resp
+
+    async def _stream_batch_tokens(
+        self,
+        resp: web.StreamResponse,
+        writer: ChunkWriter,
+        work: Work,
+        call: _Call,
+        reply: Reply,
+        ticket: Ticket,
+    ) -> None:
+        """Role chunk; each token's chunk at the end of its step; stop, usage, `[DONE]`."""
         if call.chat:
             await resp.write(writer.role())
         if reply.calls:
@@ -379,9 +404,6 @@ class CompletionService:
         if call.include_usage:
             tail += writer.usage(Usage(len(work.prompt_ids), n, self._batch_cached(ticket)))
         await resp.write(bytes(tail) + DONE)
-        self._observe_batch(work, ticket)
-        self.record_success(work, reply)
-        return resp
 
     def _batch_cached(self, ticket: Ticket) -> int | None:
         return ticket.req.cached_tokens if self.cfg.enable_prefix_caching else None
