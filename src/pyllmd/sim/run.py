@@ -129,6 +129,9 @@ def batch_loop(cfg: SimConfig, clock: Clock, metrics: SimMetrics) -> BatchLoop:
         spec.profile.last_token_s,
     )
     model = cfg.display_model
+    info = metrics.registry.families["vllm:cache_config_info"]  # the engine's block count
+    info.remove(str(cfg.block_size), str(cfg.kv_cache_size))
+    info.gauge(str(cfg.block_size), str(spec.scheduler.num_blocks)).set(1)
     metrics.registry.add(
         CollectorFamily(
             "vllm:num_preemptions_total",

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import openai
 import pytest
 
+from pyllmd.simulate.deployment import build_engine_spec, variant_from_args
+
 from .conftest import serve_in_thread
 
 MODEL = "meta-llama/Llama-2-7b-hf"
@@ -53,6 +55,17 @@ def test_chat_stream_sends_one_chunk_per_token_then_usage(base_url: str) -> None
     content = [c for c in chunks[:-1] if c.choices and c.choices[0].delta.content]
     assert len(content) == usage.completion_tokens
     assert chunks[-2].choices[0].finish_reason in ("stop", "length")
+
+
+def test_cache_config_info_shows_the_block_count_computed_from_gpu_memory(base_url: str) -> None:
+    spec = build_engine_spec(variant_from_args("pod", ARGS))
+    assert spec.scheduler.num_blocks != 1024  # not the --kv-cache-size default
+    url = base_url.removesuffix("/v1") + "/metrics"
+    metrics = urllib.request.urlopen(url, timeout=10).read().decode()
+    info = [line for line in metrics.splitlines() if line.startswith("vllm:cache_config_info")]
+    assert info == [
+        f'vllm:cache_config_info{{block_size="16",num_gpu_blocks="{spec.scheduler.num_blocks}"}} 1'
+    ]
 
 
 def test_too_long_a_request_is_refused_before_it_is_queued(base_url: str) -> None:
