@@ -405,6 +405,32 @@ class CompletionService:
             tail += writer.usage(Usage(len(work.prompt_ids), n, self._batch_cached(ticket)))
         await resp.write(bytes(tail) + DONE)
 
+    async def batch_deliveries(self, work: Work, n: int) -> AsyncIterator[tuple[int, int]]:
+        """For the gRPC API: submit `work` for `n` tokens to the batch loop and yield (tokens
+        delivered so far, cached prompt tokens) after each step that produced some; the
+        latency histograms are observed and `last_token_s` slept after the last one.
+        LlmdError (400 or 429) when the engine refuses the request."""
+        batch = self.batch
+        assert batch is not None
+        try:
+            ticket = batch.submit(work.prompt_ids, n, work.admitted_at)
+        except ValueError as e:
+            if str(e) == QUEUE_FULL:
+                raise LlmdError(429, QUEUE_FULL_MESSAGE) from None
+            raise LlmdError(400, str(e)) from None
+        try:
+            sent = 0
+            while sent < n and not ticket.done:
+                await ticket.wait(sent)
+                have = min(len(ticket.times), n)
+                if have > sent:
+                    sent = have
+                    yield have, ticket.req.cached_tokens
+            self._observe_batch(work, ticket)
+            await self.clock.sleep(self._last_token_s)
+        finally:
+            batch.cancel(ticket)
+
     def _batch_cached(self, ticket: Ticket) -> int | None:
         return ticket.req.cached_tokens if self.cfg.enable_prefix_caching else None
 
