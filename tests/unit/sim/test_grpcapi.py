@@ -183,7 +183,8 @@ async def test_batch_calculator_streams_at_engine_steps(grpc_sim: Stub) -> None:
     assert [list(c.token_ids) for c in chunks] == [[5], [6], [7], [8]]
     assert replies[-1].complete.finish_reason == "stop"
     text = await sim.metrics()
-    assert metric_value(text, "vllm:iteration_tokens_total_count") >= 4  # a step per token
+    steps = metric_value(text, "vllm:iteration_tokens_total_count")
+    assert steps is not None and steps >= 4  # a step per token
     whole = await _collect(stub.Generate(pb.GenerateRequest(request_id="b2", text="Hello, world!")))
     assert whole[0].complete.completion_tokens == 4
     assert list(whole[0].complete.output_ids) == _ids(HELLO)
