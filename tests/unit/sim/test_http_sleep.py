@@ -209,3 +209,23 @@ async def test_wrong_methods_on_sleep_routes(start_sim: SimFactory) -> None:
     for method, path in (("GET", "/sleep"), ("GET", "/wake_up"), ("POST", "/is_sleeping")):
         async with sim.http.request(method, sim.url + path) as r:
             assert r.status == 405, path
+
+
+async def test_batch_calculator_holds_new_requests_while_asleep(start_sim: SimFactory) -> None:
+    clock = VirtualClock()
+    sim = await start_sim(
+        "--enable-sleep-mode",
+        "--served-model-name", "m",
+        "--model", "meta-llama/Llama-2-7b-hf",
+        "--latency-calculator", "batch",
+        env=DEV,
+        clock=clock,
+    )  # fmt: skip
+    await post_ok(sim, "/sleep")
+    held = asyncio.create_task(sim.client.completions.create(model="m", prompt="x", max_tokens=1))
+    await clock.advance(5.0)  # time passes; nothing runs while asleep
+    assert not held.done()
+    await post_ok(sim, "/wake_up")
+    await clock.advance(1.0)
+    done = await asyncio.wait_for(held, 5)
+    assert done.usage is not None and done.usage.completion_tokens == 1

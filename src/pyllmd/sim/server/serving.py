@@ -142,6 +142,7 @@ class CompletionService:
         self._inflight: set[asyncio.Task[object]] = set()
         self._idle: asyncio.Future[None] | None = None  # created by wait_idle only
         self._abort: LlmdError | None = None  # set when the drain ran out of time
+        self._woken: asyncio.Future[None] | None = None  # batch: resolved by a wake-up
         # the queue gauges are read at scrape time, not pushed on every admit/start/release
         if batch is not None:
             metrics.read_queue_gauges(lambda: batch.num_running, lambda: batch.num_waiting)
@@ -303,6 +304,7 @@ class CompletionService:
                 if call.stream:
                     return await self._stream(request, work, call, plan, reply)
                 return self._respond(work, call, plan, reply)
+            await self.wait_awake()
             try:
                 ticket = batch.submit(work.prompt_ids, reply.completion_tokens, work.admitted_at)
             except ValueError as e:
@@ -405,6 +407,14 @@ class CompletionService:
             tail += writer.usage(Usage(len(work.prompt_ids), n, self._batch_cached(ticket)))
         await resp.write(bytes(tail) + DONE)
 
+    async def wait_awake(self) -> None:
+        """Until the engine is awake (a sleeping server holds new requests, as vLLM's
+        paused scheduler; requests already in the batch engine run on)."""
+        while self.engine.sleep_state.is_sleeping:
+            if self._woken is None or self._woken.done():
+                self._woken = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._woken)
+
     async def batch_deliveries(self, work: Work, n: int) -> AsyncIterator[tuple[int, int]]:
         """For the gRPC API: submit `work` for `n` tokens to the batch loop and yield (tokens
         delivered so far, cached prompt tokens) after each step that produced some; the
@@ -412,6 +422,7 @@ class CompletionService:
         LlmdError (400 or 429) when the engine refuses the request."""
         batch = self.batch
         assert batch is not None
+        await self.wait_awake()
         try:
             ticket = batch.submit(work.prompt_ids, n, work.admitted_at)
         except ValueError as e:
@@ -514,6 +525,8 @@ class CompletionService:
 
     def resume(self, started: list[Work]) -> None:
         """Hand workers to queued requests started by a wake-up (not by a release)."""
+        if self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)
         for work in started:
             fut = self._waiters.get(work)
             if fut is not None and not fut.done():
