@@ -83,6 +83,7 @@ class Request:
     cached_tokens: int = 0  # prefix-cache hits at its first admission
     refused: str | None = None  # the error, when refused
     deadline: float | None = None  # the client gives up then (request timeout): aborted
+    preloaded: int = 0  # prompt tokens whose KV arrived from a prefill pod (P/D decode side)
     aborted: bool = False
     token_times: list[float] | None = None  # every token's time, when recorded
     # decoding requests advance together: computed = base + engine step count (see Engine)
@@ -417,7 +418,9 @@ class Engine:
                     break
                 total = req.prompt_len + req.produced
                 hits = kv.hits(req, total - 1, bs)
-                start = len(hits) * bs
+                start = hit_tokens = len(hits) * bs
+                if req.preloaded > start and req.admitted is None:
+                    start = min(req.preloaded, total - 1)  # KV transferred, not computed here
                 new = total - start
                 if new > budget:
                     if not cfg.enable_chunked_prefill:
@@ -434,7 +437,7 @@ class Engine:
                 req.computed = start
                 if req.admitted is None:
                     req.admitted = self.now
-                    req.cached_tokens = start
+                    req.cached_tokens = hit_tokens
                 for _ in range(need):
                     req.blocks.append(kv.take())
                 self.admissions += 1

@@ -227,8 +227,8 @@ CALCULATORS: dict[str, type[_Base]] = {
     "constant": ConstantCalculator,
     "per-token": PerTokenCalculator,
     # batch: the rank's step loop (sim/server/batchloop.py) times the tokens; the per-request
-    # plan only draws the reply's text, its TTFT is not used
-    "batch": ConstantCalculator,
+    # plan's TTFT is used only on the decode side of P/D, as the KV transfer time
+    "batch": DefaultCalculator,
 }
 
 

@@ -102,11 +102,19 @@ class BatchLoop:
         return kv.used / kv.size if kv.size else 0.0
 
     def submit(
-        self, prompt_ids: Sequence[int], output_len: int, received: float | None = None
+        self,
+        prompt_ids: Sequence[int],
+        output_len: int,
+        received: float | None = None,
+        transfer: float | None = None,
     ) -> Ticket:
         """Queue a request received at `received` (clock time; default now); ValueError(the
         engine's message) when the engine refuses it. It reaches the engine `first_token_s`
-        after it was received (the time spent reading and tokenizing it is part of that)."""
+        after it was received (the time spent reading and tokenizing it is part of that).
+
+        With `transfer` (P/D decode side) the prompt's KV comes from a prefill pod: the request
+        reaches the engine `transfer` seconds later still, with all but the last prompt token
+        already computed (vLLM recomputes the last one for its logits)."""
         eng = self.engine
         now = self.clock.now()
         start = now if received is None else min(received, now)
@@ -119,7 +127,10 @@ class BatchLoop:
             block_hashes(prompt_ids, eng.cfg.block_size),
         )
         self._rid += 1
-        if not eng.running and not eng.waiting and eng.now < arrival:
+        if transfer is not None:
+            req.arrival += max(0.0, transfer)
+            req.preloaded = len(prompt_ids) - 1
+        if transfer is None and not eng.running and not eng.waiting and eng.now < arrival:
             eng.now = arrival  # an idle engine waits for the request
         eng.add(req)
         if req.refused is not None:
@@ -160,13 +171,25 @@ class BatchLoop:
                 if later is None:  # a bug if hit: never spin
                     log.warning("batch engine could not step with requests queued")
                     later = eng.now + 1e-3
-                eng.now = later
-                await self.clock.sleep_until(self.t0 + later)
+                await self._sleep_or_wake(self.t0 + later)
+                eng.now = max(eng.now, min(later, self.clock.now() - self.t0))
                 continue
             if eng.steps == before:
                 continue  # the engine idled (async scheduling): schedule again now
             await self.clock.sleep_until(self.t0 + eng.now)
             self._deliver()
+
+    async def _sleep_or_wake(self, deadline: float) -> None:
+        """Until `deadline` on the clock, or until a request is submitted."""
+        self._wake.clear()
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (sleeper, waker):
+                t.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
 
     def _deliver(self) -> None:
         """Hand out the tokens of the step that just ended."""

@@ -304,9 +304,16 @@ class CompletionService:
                 if call.stream:
                     return await self._stream(request, work, call, plan, reply)
                 return self._respond(work, call, plan, reply)
+            if work.remote_decode and not reply.calls:  # P/D prefill side: one token
+                reply.tokens = reply.tokens[:1]
+                reply.completion_tokens = len(reply.tokens)
+            # P/D decode side: the prompt's KV arrives after the transfer time
+            transfer = plan.ttft if work.remote_prefill else None
             await self.wait_awake()
             try:
-                ticket = batch.submit(work.prompt_ids, reply.completion_tokens, work.admitted_at)
+                ticket = batch.submit(
+                    work.prompt_ids, reply.completion_tokens, work.admitted_at, transfer
+                )
             except ValueError as e:
                 if str(e) == QUEUE_FULL:  # --max-waiting-queue-length given
                     return error_response(LlmdError(429, QUEUE_FULL_MESSAGE))
