@@ -223,6 +223,7 @@ async def test_batch_calculator_holds_new_requests_while_asleep(start_sim: SimFa
     )  # fmt: skip
     await post_ok(sim, "/sleep")
     held = asyncio.create_task(sim.client.completions.create(model="m", prompt="x", max_tokens=1))
+    await wait_gauges(sim, num_requests_running=0, num_requests_waiting=1)
     await clock.advance(5.0)  # time passes; nothing runs while asleep
     assert not held.done()
     await post_ok(sim, "/wake_up")

@@ -143,9 +143,12 @@ class CompletionService:
         self._idle: asyncio.Future[None] | None = None  # created by wait_idle only
         self._abort: LlmdError | None = None  # set when the drain ran out of time
         self._woken: asyncio.Future[None] | None = None  # batch: resolved by a wake-up
+        self._held = 0  # batch: requests held while the engine sleeps
         # the queue gauges are read at scrape time, not pushed on every admit/start/release
         if batch is not None:
-            metrics.read_queue_gauges(lambda: batch.num_running, lambda: batch.num_waiting)
+            metrics.read_queue_gauges(
+                lambda: batch.num_running, lambda: batch.num_waiting + self._held
+            )
         else:
             metrics.read_queue_gauges(lambda: engine.num_running, lambda: engine.num_waiting)
 
@@ -417,10 +420,16 @@ class CompletionService:
     async def wait_awake(self) -> None:
         """Until the engine is awake (a sleeping server holds new requests, as vLLM's
         paused scheduler; requests already in the batch engine run on)."""
-        while self.engine.sleep_state.is_sleeping:
-            if self._woken is None or self._woken.done():
-                self._woken = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._woken)
+        if not self.engine.sleep_state.is_sleeping:
+            return
+        self._held += 1  # counted as waiting, as the per-request queue counts them
+        try:
+            while self.engine.sleep_state.is_sleeping:
+                if self._woken is None or self._woken.done():
+                    self._woken = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._woken)
+        finally:
+            self._held -= 1
 
     async def batch_deliveries(self, work: Work, n: int) -> AsyncIterator[tuple[int, int]]:
         """For the gRPC API: submit `work` for `n` tokens to the batch loop and yield (tokens
