@@ -151,6 +151,17 @@ class BatchLoop:
         with contextlib.suppress(ValueError):
             self._open.remove(ticket)
 
+    def drop_prefix_cache(self) -> None:
+        """Forget the cached prefix blocks that no request holds (a sleep that discards the
+        KV cache); blocks of running requests keep theirs."""
+        kv = self.engine.kv
+        for block in kv.free:
+            key = kv.key[block]
+            if key is not None:
+                if kv.cached.get(key) == block:
+                    del kv.cached[key]
+                kv.key[block] = None
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
