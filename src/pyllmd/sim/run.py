@@ -45,7 +45,7 @@ from pyllmd.sim.dataset.store import DatasetStore
 from pyllmd.sim.engine import Engine
 from pyllmd.sim.engine.kvcache import EventSink, KVCache
 from pyllmd.sim.engine.textgen import RandomText
-from pyllmd.sim.server.batchloop import BatchLoop
+from pyllmd.sim.server.batchloop import BatchLoop, KVEvents
 from pyllmd.sim.server.grpcapi import serve_grpc
 from pyllmd.sim.server.http import SimHTTP
 from pyllmd.sim.server.kvevents import KVEventPublisher, PublisherError, event_rank, topic
@@ -84,14 +84,16 @@ def build_app(
     metrics = SimMetrics(cfg, clock.wall)
     if isinstance(sink, KVEventPublisher):
         metrics.registry.add(sink.dropped_family(cfg.display_model))
+    batch_mode = cfg.latency_calculator == "batch"  # the batch engine has its own KV blocks
     kv = (
         KVCache(cfg.kv_cache_size, cfg.block_size, cfg.hash_seed, sink=sink)
-        if cfg.enable_kvcache
+        if cfg.enable_kvcache and not batch_mode
         else None
     )
     text = random_text(cfg, tokenizer)  # opens --dataset-path (ConfigError)
     engine = Engine(cfg, rng, text, kv)
-    batch = batch_loop(cfg, clock, metrics) if cfg.latency_calculator == "batch" else None
+    events = sink if cfg.enable_kvcache else None
+    batch = batch_loop(cfg, clock, metrics, events) if batch_mode else None
     service = CompletionService(cfg, port, clock, rng, engine, metrics, tokenizer, batch)
     app = SimHTTP(cfg, clock, metrics, tokenizer, service).app()
     app[SERVICE] = service
@@ -118,15 +120,20 @@ def batch_engine_spec(cfg: SimConfig) -> EngineSpec:
     return build_engine_spec(variant)
 
 
-def batch_loop(cfg: SimConfig, clock: Clock, metrics: SimMetrics) -> BatchLoop:
-    """The rank's step loop over the batch engine; KV usage is published after each step."""
+def batch_loop(
+    cfg: SimConfig, clock: Clock, metrics: SimMetrics, sink: EventSink | None = None
+) -> BatchLoop:
+    """The rank's step loop over the batch engine; KV usage is published after each step,
+    KV events (when `sink` is given) as blocks fill and are reused."""
     spec = batch_engine_spec(cfg)
+    events = KVEvents(sink, spec.scheduler.block_size, cfg.hash_seed) if sink is not None else None
     loop = BatchLoop(
         spec.scheduler,
         spec.step.time,
         clock,
         spec.profile.first_token_s,
         spec.profile.last_token_s,
+        events=events,
     )
     model = cfg.display_model
     info = metrics.registry.families["vllm:cache_config_info"]  # the engine's block count

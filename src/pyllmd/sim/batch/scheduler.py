@@ -29,6 +29,7 @@ import heapq
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 BLOCK_SIZE = 16
 
@@ -124,6 +125,14 @@ class RunResult:
     records: list[StepRecord] | None = None
 
 
+class BlockListener(Protocol):
+    """Told when a block enters the prefix cache (it filled) and when it leaves (reused)."""
+
+    def stored(self, req: Request, index: int) -> None: ...
+
+    def removed(self, key: object) -> None: ...
+
+
 class KVBlocks:
     """The block pool: reference counts, an LRU queue of free blocks, and the prefix cache.
 
@@ -140,6 +149,7 @@ class KVBlocks:
         self.key: list[object | None] = [None] * num_blocks
         self.free: OrderedDict[int, None] = OrderedDict()
         self.cached: dict[object, int] = {}
+        self.listener: BlockListener | None = None  # KV events (the live server)
 
     def available(self) -> int:
         return self.size - self.fresh + len(self.free)
@@ -181,6 +191,8 @@ class KVBlocks:
         if key is not None:
             if self.cached.get(key) == block:
                 del self.cached[key]
+                if self.listener is not None:
+                    self.listener.removed(key)
             self.key[block] = None
         self.ref[block] = 1
         return block
@@ -200,12 +212,14 @@ class KVBlocks:
             cached = self.cached
             hashes = req.hashes
             blocks = req.blocks
+            listener = self.listener
             for i in range(req.registered, upto):
                 block = blocks[i]
                 if keys[block] is None:
                     key = hashes[i] if i < len(hashes) else (req.rid, i)
                     keys[block] = key
-                    cached.setdefault(key, block)
+                    if cached.setdefault(key, block) == block and listener is not None:
+                        listener.stored(req, i)
         if upto > req.registered:
             req.registered = upto
 

@@ -21,12 +21,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pyllmd.core.clock import Clock
+from pyllmd.core.prefix import block_keys
 from pyllmd.sim.batch.scheduler import (
     Engine,
     Request,
     SchedulerConfig,
     StepTimeFn,
     block_hashes,
+)
+from pyllmd.sim.engine.kvcache import (
+    AllBlocksCleared,
+    BlockRemoved,
+    BlockStored,
+    EventSink,
+    KVEvent,
 )
 
 __all__ = ["BatchLoop", "QUEUE_FULL", "Ticket"]
@@ -59,6 +67,60 @@ def produced(engine: Engine, req: Request) -> int:
     return req.produced
 
 
+class KVEvents:
+    """The engine's block events as vLLM's KV events: BlockStored when a prompt block fills
+    (with its upstream block key, parent key and token ids), BlockRemoved when the engine
+    reuses a cached block. Blocks of generated tokens are not published (their token ids
+    are not the engine's to know)."""
+
+    def __init__(self, sink: EventSink, block_size: int, hash_seed: str) -> None:
+        self.sink = sink
+        self.block_size = block_size
+        self.hash_seed = hash_seed
+        self.prompts: dict[int, tuple[list[int], list[int]]] = {}  # rid -> (ids, block keys)
+        self.keys: dict[object, int] = {}  # the engine's block key -> the upstream key
+        self.pending: list[KVEvent] = []  # events of the step running now: sent at its end
+
+    def add(self, req: Request, prompt_ids: Sequence[int]) -> None:
+        ids = list(prompt_ids)
+        self.prompts[req.rid] = (ids, block_keys(ids, self.block_size, self.hash_seed))
+
+    def forget(self, req: Request) -> None:
+        self.prompts.pop(req.rid, None)
+
+    def stored(self, req: Request, index: int) -> None:
+        entry = self.prompts.get(req.rid)
+        if entry is None or index >= len(entry[1]) or index >= len(req.hashes):
+            return
+        ids, keys = entry
+        bs = self.block_size
+        self.keys[req.hashes[index]] = keys[index]
+        self.pending.append(
+            BlockStored(
+                block_hash=keys[index],
+                parent_block_hash=keys[index - 1] if index > 0 else None,
+                token_ids=tuple(ids[index * bs : (index + 1) * bs]),
+                block_size=bs,
+            )
+        )
+
+    def removed(self, key: object) -> None:
+        upstream = self.keys.pop(key, None)
+        if upstream is not None:
+            self.pending.append(BlockRemoved(upstream))
+
+    def flush(self) -> None:
+        """Publish the events of the step that just ended."""
+        for event in self.pending:
+            self.sink.publish(event)
+        self.pending.clear()
+
+    def cleared(self) -> None:
+        self.flush()
+        self.keys.clear()
+        self.sink.publish(AllBlocksCleared())
+
+
 class BatchLoop:
     """One rank's batch engine and the asyncio task stepping it."""
 
@@ -70,6 +132,7 @@ class BatchLoop:
         first_token_s: float = 0.0,
         last_token_s: float = 0.0,
         on_step: Callable[[Engine], None] | None = None,
+        events: KVEvents | None = None,
     ) -> None:
         self.last_tokens = 0  # tokens of the latest step (vllm:iteration_tokens_total)
 
@@ -78,6 +141,8 @@ class BatchLoop:
             return step_time(tokens, pairs, kv, seqs, decode_only)
 
         self.engine = Engine(config, timed)
+        self.events = events
+        self.engine.kv.listener = events
         self.clock = clock
         self.first_token_s = first_token_s
         self.last_token_s = last_token_s
@@ -135,6 +200,8 @@ class BatchLoop:
         eng.add(req)
         if req.refused is not None:
             raise ValueError(req.refused)
+        if self.events is not None:
+            self.events.add(req, prompt_ids)
         ticket = Ticket(req)
         self._open.append(ticket)
         if self._task is None or self._task.done():
@@ -148,6 +215,8 @@ class BatchLoop:
             return
         self.engine.abort(ticket.req)
         ticket.done = True
+        if self.events is not None:
+            self.events.forget(ticket.req)
         with contextlib.suppress(ValueError):
             self._open.remove(ticket)
 
@@ -161,6 +230,8 @@ class BatchLoop:
                 if kv.cached.get(key) == block:
                     del kv.cached[key]
                 kv.key[block] = None
+        if self.events is not None:
+            self.events.cleared()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -216,8 +287,12 @@ class BatchLoop:
             if req.finished or req.aborted:
                 t.done = True
                 t.changed.set()
+                if self.events is not None:
+                    self.events.forget(req)
             else:
                 keep.append(t)
         self._open = keep
+        if self.events is not None:
+            self.events.flush()
         if self.on_step is not None:
             self.on_step(eng)
