@@ -88,3 +88,18 @@ def test_a_cancelled_request_frees_its_blocks() -> None:
     used, after = asyncio.run(main())
     assert used > 0
     assert after == 0
+
+
+def test_a_failing_step_fails_the_requests_instead_of_hanging_them() -> None:
+    def broken(tokens: int, pairs: int, kv: int, seqs: int, decode_only: bool) -> float:
+        raise RuntimeError("a bug")
+
+    async def main() -> tuple[bool, bool]:
+        clock = VirtualClock()
+        loop = BatchLoop(CFG, broken, clock)
+        ticket = loop.submit(prompt(0, 10), 5)
+        await clock.advance(1.0)
+        await loop.close()
+        return ticket.done, ticket.failed
+
+    assert asyncio.run(main()) == (True, True)

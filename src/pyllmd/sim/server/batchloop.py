@@ -51,6 +51,7 @@ class Ticket:
     req: Request
     times: list[float] = field(default_factory=list)  # clock time of each token delivered
     done: bool = False
+    failed: bool = False  # the engine failed (a bug): the request gets a 500
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait(self, have: int) -> None:
@@ -240,6 +241,16 @@ class BatchLoop:
                 await self._task
 
     async def _run(self) -> None:
+        try:
+            await self._steps()
+        except Exception:  # a bug: the requests in the engine fail, never hang
+            log.exception("batch engine step failed")
+            for t in self._open:
+                t.done = t.failed = True
+                t.changed.set()
+            self._open = []
+
+    async def _steps(self) -> None:
         eng = self.engine
         while True:
             if not eng.running and not eng.waiting:

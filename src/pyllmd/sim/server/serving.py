@@ -325,6 +325,8 @@ class CompletionService:
                 if call.stream:
                     return await self._stream_batch(request, work, call, reply, ticket)
                 await ticket.wait(reply.completion_tokens - 1)
+                if ticket.failed:
+                    return error_response(LlmdError(500, "internal server error"))
                 self._observe_batch(work, ticket)
                 plan.cached_tokens = ticket.req.cached_tokens
                 await self.clock.sleep(self._last_token_s)
@@ -367,6 +369,9 @@ class CompletionService:
         )
         try:
             await self._stream_batch_tokens(resp, writer, work, call, reply, ticket)
+            if ticket.failed:
+                await self._end_stream(resp, LlmdError(500, "internal server error"))
+                return resp
         except asyncio.CancelledError:
             if self._abort is None:
                 log.debug("client left the stream request_id=%s", work.request_id)
@@ -409,6 +414,8 @@ class CompletionService:
                 if upto > lo:
                     await resp.write(b"".join(chunks[lo:upto]))
                 sent = have
+        if ticket.failed:
+            return  # the caller ends the stream with the error
         tail = bytearray()
         if reply.finish_reason == "stop":
             tail += writer.token("", "stop")
@@ -453,6 +460,8 @@ class CompletionService:
                 if have > sent:
                     sent = have
                     yield have, ticket.req.cached_tokens
+            if ticket.failed:
+                raise LlmdError(500, "internal server error")
             self._observe_batch(work, ticket)
             await self.clock.sleep(self._last_token_s)
         finally:
