@@ -37,6 +37,7 @@ from aiohttp import web
 from pyllmd.core.clock import Clock, RealClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.heap import freeze_heap
+from pyllmd.core.metricset import CollectorFamily, Family
 from pyllmd.core.tokenize import Tokenizer, load_tokenizer
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.dataset.lookup import Dataset
@@ -44,6 +45,7 @@ from pyllmd.sim.dataset.store import DatasetStore
 from pyllmd.sim.engine import Engine
 from pyllmd.sim.engine.kvcache import EventSink, KVCache
 from pyllmd.sim.engine.textgen import RandomText
+from pyllmd.sim.server.batchloop import BatchLoop, KVEvents
 from pyllmd.sim.server.grpcapi import serve_grpc
 from pyllmd.sim.server.http import SimHTTP
 from pyllmd.sim.server.kvevents import KVEventPublisher, PublisherError, event_rank, topic
@@ -51,6 +53,7 @@ from pyllmd.sim.server.metrics import SimMetrics
 from pyllmd.sim.server.portmux import PortMux
 from pyllmd.sim.server.serving import ABORT_WRITE_TIMEOUT, CompletionService
 from pyllmd.sim.server.tls import TLSSetupError, server_ssl_context
+from pyllmd.simulate.deployment import EngineSpec, Variant, build_engine_spec
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +84,17 @@ def build_app(
     metrics = SimMetrics(cfg, clock.wall)
     if isinstance(sink, KVEventPublisher):
         metrics.registry.add(sink.dropped_family(cfg.display_model))
+    batch_mode = cfg.latency_calculator == "batch"  # the batch engine has its own KV blocks
     kv = (
         KVCache(cfg.kv_cache_size, cfg.block_size, cfg.hash_seed, sink=sink)
-        if cfg.enable_kvcache
+        if cfg.enable_kvcache and not batch_mode
         else None
     )
     text = random_text(cfg, tokenizer)  # opens --dataset-path (ConfigError)
     engine = Engine(cfg, rng, text, kv)
-    service = CompletionService(cfg, port, clock, rng, engine, metrics, tokenizer)
+    events = sink if cfg.enable_kvcache else None
+    batch = batch_loop(cfg, clock, metrics, events) if batch_mode else None
+    service = CompletionService(cfg, port, clock, rng, engine, metrics, tokenizer, batch)
     app = SimHTTP(cfg, clock, metrics, tokenizer, service).app()
     app[SERVICE] = service
 
@@ -96,7 +102,72 @@ def build_app(
         text.close()
 
     app.on_cleanup.append(close_dataset)
+    if batch is not None:
+
+        async def stop_batch(_app: web.Application) -> None:
+            await batch.close()
+
+        app.on_cleanup.append(stop_batch)
     return app
+
+
+def batch_engine_spec(cfg: SimConfig) -> EngineSpec:
+    """The batch model of this pod, built as `pyllmd simulate` builds a variant's pods
+    (ConfigError, one line, when it cannot run: unknown accelerator, model too large...)."""
+    given = cfg.model_fields_set
+    args = ["--max-waiting-queue-length"] if "max_waiting_queue_length" in given else []
+    variant = Variant(cfg.display_model, 1, tuple(args), cfg, "kv_cache_size" in given)
+    return build_engine_spec(variant)
+
+
+def batch_loop(
+    cfg: SimConfig, clock: Clock, metrics: SimMetrics, sink: EventSink | None = None
+) -> BatchLoop:
+    """The rank's step loop over the batch engine; KV usage is published after each step,
+    KV events (when `sink` is given) as blocks fill and are reused."""
+    spec = batch_engine_spec(cfg)
+    events = KVEvents(sink, spec.scheduler.block_size, cfg.hash_seed) if sink is not None else None
+    loop = BatchLoop(
+        spec.scheduler,
+        spec.step.time,
+        clock,
+        spec.profile.first_token_s,
+        spec.profile.last_token_s,
+        events=events,
+    )
+    model = cfg.display_model
+    info = metrics.registry.families["vllm:cache_config_info"]  # the engine's block count
+    info.remove(str(cfg.block_size), str(cfg.kv_cache_size))
+    info.gauge(str(cfg.block_size), str(spec.scheduler.num_blocks)).set(1)
+    metrics.registry.add(
+        CollectorFamily(
+            "vllm:num_preemptions_total",
+            "counter",
+            "Cumulative number of preemptions from the engine.",
+            ("model_name",),
+            lambda: [((model,), float(loop.engine.preemptions))],
+        )
+    )
+    iterations = metrics.registry.add(
+        Family(
+            "vllm:iteration_tokens_total",
+            "histogram",
+            "Number of tokens per engine step.",
+            ("model_name",),
+            ITERATION_TOKEN_BUCKETS,
+        )
+    ).histogram(model)
+
+    def on_step(_engine: object) -> None:
+        metrics.set_kv_usage(loop.kv_usage)
+        iterations.observe(loop.last_tokens)
+
+    loop.on_step = on_step
+    return loop
+
+
+# vLLM v1's buckets of vllm:iteration_tokens_total
+ITERATION_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
 
 def random_text(cfg: SimConfig, tokenizer: Tokenizer) -> RandomText:

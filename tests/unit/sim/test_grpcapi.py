@@ -168,3 +168,23 @@ async def test_reflection_lists_the_engine_service(grpc_sim: Stub) -> None:
         await server.stop(None)
     names = {s.name for s in replies[0].list_services_response.service}
     assert "vllm.grpc.engine.VllmEngine" in names
+
+
+BATCH = ("--model", "meta-llama/Llama-2-7b-hf", "--latency-calculator", "batch")
+
+
+async def test_batch_calculator_streams_at_engine_steps(grpc_sim: Stub) -> None:
+    stub, sim = await grpc_sim(*BATCH, "--mode", "echo", real_time=True)
+    request = pb.GenerateRequest(
+        request_id="b1", tokenized=pb.TokenizedInput(input_ids=[5, 6, 7, 8]), stream=True
+    )
+    replies = await _collect(stub.Generate(request))
+    chunks = [r.chunk for r in replies if r.HasField("chunk")]
+    assert [list(c.token_ids) for c in chunks] == [[5], [6], [7], [8]]
+    assert replies[-1].complete.finish_reason == "stop"
+    text = await sim.metrics()
+    steps = metric_value(text, "vllm:iteration_tokens_total_count")
+    assert steps is not None and steps >= 4  # a step per token
+    whole = await _collect(stub.Generate(pb.GenerateRequest(request_id="b2", text="Hello, world!")))
+    assert whole[0].complete.completion_tokens == 4
+    assert list(whole[0].complete.output_ids) == _ids(HELLO)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import openai
 import pytest
 
+from pyllmd.core.clock import VirtualClock
 from pyllmd.sim.engine.kvcache import BlockRemoved, BlockStored, ListSink
 
 from .conftest import SimFactory, metric_value
@@ -63,3 +66,37 @@ async def test_cache_hit_threshold_uses_hits_before_insertion(start_sim: SimFact
     assert first["choices"][0]["finish_reason"] == "cache_threshold"
     assert first["usage"]["completion_tokens"] == 0
     assert second["choices"][0]["finish_reason"] != "cache_threshold"
+
+
+BATCH = (
+    "--served-model-name", "m",
+    "--model", "meta-llama/Llama-2-7b-hf",
+    "--latency-calculator", "batch",
+    "--max-num-batched-tokens", "8",
+    "--max-num-seqs", "4",
+    "--kv-cache-size", "600",
+)  # fmt: skip
+
+
+async def test_batch_calculator_stores_a_block_when_it_fills(start_sim: SimFactory) -> None:
+    prompt = words("a", 20)  # two full blocks of 8, then a partial one
+    reference = ListSink()  # the per-request cache: every prompt block at the start
+    sim = await start_sim(*KV, env=ENV, sink=reference)
+    await sim.client.completions.create(model="m", prompt=prompt, max_tokens=1)
+    want = [e for e in reference.events if isinstance(e, BlockStored)]
+    assert len(want) == 2
+
+    clock = VirtualClock()
+    sink = ListSink()
+    sim = await start_sim(*KV, *BATCH, env=ENV, sink=sink, clock=clock)
+    call = asyncio.create_task(sim.client.completions.create(model="m", prompt=prompt))
+    seen: list[int] = []
+    for _ in range(2000):  # 1 ms at a time: a chunk of 8 prompt tokens per step
+        await clock.advance(0.001)
+        if not seen or len(sink.events) != seen[-1]:
+            seen.append(len(sink.events))
+        if call.done():
+            break
+    await call
+    assert seen[:3] == [0, 1, 2]  # one block per step, as each one fills
+    assert sink.events[:2] == want  # the same keys, parents and tokens as the other cache

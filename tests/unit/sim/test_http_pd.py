@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import openai
 import pytest
+
+from pyllmd.core.clock import VirtualClock
 
 from .conftest import SimFactory, metric_value
 from .test_http_tools import WEATHER
@@ -181,3 +184,58 @@ async def test_sim_acc_49_tokenize_details(start_sim: SimFactory) -> None:
         assert r.status == 400
         message = (await r.json())["error"]["message"]
     assert message.startswith("Failed to read and parse tokenize request body, ")
+
+
+BATCH = (
+    "--served-model-name", "m",
+    "--model", "meta-llama/Llama-2-7b-hf",
+    "--latency-calculator", "batch",
+)  # fmt: skip
+PROMPT = "one two three four five six seven eight nine ten " * 5  # 50 tokens
+
+
+async def test_batch_prefill_side_returns_one_token(start_sim: SimFactory) -> None:
+    clock = VirtualClock()
+    sim = await start_sim(*BATCH, clock=clock)
+    call = asyncio.create_task(
+        sim.client.completions.create(
+            model="m",
+            prompt=PROMPT,
+            max_tokens=20,
+            extra_body={"kv_transfer_params": {"do_remote_decode": True}, "ignore_eos": True},
+        )
+    )
+    await clock.advance(2.0)
+    resp = await asyncio.wait_for(call, 5)
+    assert resp.choices[0].finish_reason == "remote_decode"  # type: ignore[comparison-overlap]
+    assert resp.model_extra is not None
+    assert resp.model_extra["kv_transfer_params"] == PREFILL_REPLY
+    assert resp.usage is not None and resp.usage.completion_tokens == 1
+    text = await sim.metrics()
+    assert metric_value(text, "vllm:iteration_tokens_total_sum", model_name="m") == 50
+
+
+async def test_batch_decode_side_waits_for_the_kv_transfer_and_skips_the_prefill(
+    start_sim: SimFactory,
+) -> None:
+    clock = VirtualClock()
+    sim = await start_sim(*BATCH, "--kv-cache-transfer-latency", "300ms", clock=clock)
+    call = asyncio.create_task(
+        sim.client.completions.create(
+            model="m",
+            prompt=PROMPT,
+            max_tokens=5,
+            extra_body={"kv_transfer_params": {"do_remote_prefill": True}, "ignore_eos": True},
+        )
+    )
+    await clock.advance(0.29)
+    text = await sim.metrics()
+    assert metric_value(text, "vllm:iteration_tokens_total_count", model_name="m") == 0
+    await clock.advance(2.0)
+    resp = await asyncio.wait_for(call, 5)
+    assert resp.usage is not None and resp.usage.completion_tokens == 5
+    text = await sim.metrics()
+    # five steps of one token: the last prompt token with the first output token, then decodes
+    assert metric_value(text, "vllm:iteration_tokens_total_sum", model_name="m") == 5
+    ttft = metric_value(text, "vllm:time_to_first_token_seconds_sum", model_name="m")
+    assert ttft is not None and ttft > 0.3

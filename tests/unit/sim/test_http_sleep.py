@@ -209,3 +209,55 @@ async def test_wrong_methods_on_sleep_routes(start_sim: SimFactory) -> None:
     for method, path in (("GET", "/sleep"), ("GET", "/wake_up"), ("POST", "/is_sleeping")):
         async with sim.http.request(method, sim.url + path) as r:
             assert r.status == 405, path
+
+
+async def test_batch_calculator_holds_new_requests_while_asleep(start_sim: SimFactory) -> None:
+    clock = VirtualClock()
+    sim = await start_sim(
+        "--enable-sleep-mode",
+        "--served-model-name", "m",
+        "--model", "meta-llama/Llama-2-7b-hf",
+        "--latency-calculator", "batch",
+        env=DEV,
+        clock=clock,
+    )  # fmt: skip
+    await post_ok(sim, "/sleep")
+    held = asyncio.create_task(sim.client.completions.create(model="m", prompt="x", max_tokens=1))
+    await wait_gauges(sim, num_requests_running=0, num_requests_waiting=1)
+    await clock.advance(5.0)  # time passes; nothing runs while asleep
+    assert not held.done()
+    await post_ok(sim, "/wake_up")
+    await clock.advance(1.0)
+    done = await asyncio.wait_for(held, 5)
+    assert done.usage is not None and done.usage.completion_tokens == 1
+
+
+async def test_batch_calculator_level_1_sleep_discards_the_prefix_cache(
+    start_sim: SimFactory,
+) -> None:
+    clock = VirtualClock()
+    sim = await start_sim(
+        "--enable-sleep-mode",
+        "--served-model-name", "m",
+        "--model", "meta-llama/Llama-2-7b-hf",
+        "--latency-calculator", "batch",
+        env=DEV,
+        clock=clock,
+    )  # fmt: skip
+    prompt = "one two three four five six seven eight nine ten " * 4  # 40 tokens
+
+    async def cached() -> int | None:
+        call = asyncio.create_task(sim.client.completions.create(model="m", prompt=prompt))
+        await clock.advance(60.0)
+        usage = (await asyncio.wait_for(call, 5)).usage
+        assert usage is not None and usage.prompt_tokens_details is not None
+        return usage.prompt_tokens_details.cached_tokens
+
+    assert await cached() == 0
+    assert await cached() == 32
+    await post_ok(sim, "/sleep", level="0")  # keeps the KV cache
+    await post_ok(sim, "/wake_up")
+    assert await cached() == 32
+    await post_ok(sim, "/sleep", level="1")
+    await post_ok(sim, "/wake_up")
+    assert await cached() == 0

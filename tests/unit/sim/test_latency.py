@@ -127,6 +127,7 @@ def test_registry_and_unknown_name() -> None:
         "": DefaultCalculator,
         "constant": ConstantCalculator,
         "per-token": PerTokenCalculator,
+        "batch": DefaultCalculator,  # the step loop times the tokens; TTFT = P/D KV transfer
     }
     with pytest.raises(ConfigError) as err:
         make_calculator("fancy", LatencyParams())

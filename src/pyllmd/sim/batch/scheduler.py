@@ -29,6 +29,7 @@ import heapq
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 BLOCK_SIZE = 16
 
@@ -83,6 +84,7 @@ class Request:
     cached_tokens: int = 0  # prefix-cache hits at its first admission
     refused: str | None = None  # the error, when refused
     deadline: float | None = None  # the client gives up then (request timeout): aborted
+    preloaded: int = 0  # prompt tokens whose KV arrived from a prefill pod (P/D decode side)
     aborted: bool = False
     token_times: list[float] | None = None  # every token's time, when recorded
     # decoding requests advance together: computed = base + engine step count (see Engine)
@@ -123,6 +125,14 @@ class RunResult:
     records: list[StepRecord] | None = None
 
 
+class BlockListener(Protocol):
+    """Told when a block enters the prefix cache (it filled) and when it leaves (reused)."""
+
+    def stored(self, req: Request, index: int) -> None: ...
+
+    def removed(self, key: object) -> None: ...
+
+
 class KVBlocks:
     """The block pool: reference counts, an LRU queue of free blocks, and the prefix cache.
 
@@ -139,6 +149,7 @@ class KVBlocks:
         self.key: list[object | None] = [None] * num_blocks
         self.free: OrderedDict[int, None] = OrderedDict()
         self.cached: dict[object, int] = {}
+        self.listener: BlockListener | None = None  # KV events (the live server)
 
     def available(self) -> int:
         return self.size - self.fresh + len(self.free)
@@ -180,6 +191,8 @@ class KVBlocks:
         if key is not None:
             if self.cached.get(key) == block:
                 del self.cached[key]
+                if self.listener is not None:
+                    self.listener.removed(key)
             self.key[block] = None
         self.ref[block] = 1
         return block
@@ -199,12 +212,14 @@ class KVBlocks:
             cached = self.cached
             hashes = req.hashes
             blocks = req.blocks
+            listener = self.listener
             for i in range(req.registered, upto):
                 block = blocks[i]
                 if keys[block] is None:
                     key = hashes[i] if i < len(hashes) else (req.rid, i)
                     keys[block] = key
-                    cached.setdefault(key, block)
+                    if cached.setdefault(key, block) == block and listener is not None:
+                        listener.stored(req, i)
         if upto > req.registered:
             req.registered = upto
 
@@ -417,7 +432,9 @@ class Engine:
                     break
                 total = req.prompt_len + req.produced
                 hits = kv.hits(req, total - 1, bs)
-                start = len(hits) * bs
+                start = hit_tokens = len(hits) * bs
+                if req.preloaded > start and req.admitted is None:
+                    start = min(req.preloaded, total - 1)  # KV transferred, not computed here
                 new = total - start
                 if new > budget:
                     if not cfg.enable_chunked_prefill:
@@ -434,7 +451,7 @@ class Engine:
                 req.computed = start
                 if req.admitted is None:
                     req.admitted = self.now
-                    req.cached_tokens = start
+                    req.cached_tokens = hit_tokens
                 for _ in range(need):
                     req.blocks.append(kv.take())
                 self.admissions += 1

@@ -118,7 +118,11 @@ class SimConfig(StrictModel):
     )
     max_num_seqs: int = _flag("max-num-seqs", 5, "Requests processed at the same time", rule=">= 1")
     max_waiting_queue_length: int = _flag(
-        "max-waiting-queue-length", 1000, "Requests that may wait for a free slot", rule=">= 1"
+        "max-waiting-queue-length",
+        1000,
+        "Requests that may wait for a free slot (with --latency-calculator batch: unbounded "
+        "unless given, as in vLLM)",
+        rule=">= 1",
     )
     mode: str = _flag(
         "mode",
@@ -207,73 +211,73 @@ class SimConfig(StrictModel):
     latency_calculator: str = _flag(
         "latency-calculator",
         "",
-        "Latency model: empty (load-aware default), `constant` or `per-token`",
-        rule='one of `""`, `constant`, `per-token`',
+        "Latency model: empty (load-aware default), `constant`, `per-token`, or `batch` (the "
+        "step-level engine model of `pyllmd simulate`: vLLM's scheduler, GPU step times)",
+        rule='one of `""`, `constant`, `per-token`, `batch`',
     )
-    # The batch latency model's settings (vLLM's names). `pyllmd simulate` uses them; the
-    # live server does not yet (it refuses `--latency-calculator batch`).
+    # The batch latency model's settings (vLLM's names): `pyllmd simulate`, and the live
+    # server with `--latency-calculator batch`.
     accelerator: str = _flag(
         "accelerator",
         "H100",
         "GPU of the batch latency model: a built-in name (H100, A100-80GB, L40S) or one of "
-        "--accelerator-config (used by `pyllmd simulate`, not by the live server yet)",
+        "--accelerator-config",
         rule="a known accelerator (checked when the batch model is built)",
     )
     accelerator_config: str = _flag(
         "accelerator-config",
         "",
         "CSV file of further accelerators, with the columns of the built-in table "
-        "(`pyllmd simulate` only for now)",
+        "(batch latency model)",
         type_text="path",
     )
     tensor_parallel_size: int = _flag(
         "tensor-parallel-size",
         1,
-        "GPUs one replica is sharded over (batch latency model; `pyllmd simulate` only for now)",
+        "GPUs one replica is sharded over (batch latency model)",
         rule=">= 1; attention heads divisible by it",
     )
     max_num_batched_tokens: int = _flag(
         "max-num-batched-tokens",
         2048,
-        "Token budget of one engine step (chunked prefill; `pyllmd simulate` only for now)",
+        "Token budget of one engine step (chunked prefill; batch latency model)",
         rule=">= 1 and >= max-num-seqs (checked when the batch model is built)",
     )
     gpu_memory_utilization: float = _flag(
         "gpu-memory-utilization",
         0.9,
         "Fraction of GPU memory for weights, activations and KV blocks; sizes the KV cache when "
-        "--kv-cache-size is not given (`pyllmd simulate` only for now)",
+        "--kv-cache-size is not given (batch latency model)",
         rule="in (0, 1]",
     )
     kv_cache_dtype: str = _flag(
         "kv-cache-dtype",
         "auto",
         "KV cache data type: `auto` (the model's, 2 bytes) or an fp8 type (1 byte) "
-        "(`pyllmd simulate` only for now)",
+        "(batch latency model)",
         rule="one of auto, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2",
     )
     enable_prefix_caching: bool = _flag(
         "enable-prefix-caching",
         True,
-        "Reuse cached KV blocks of a shared prompt prefix (`pyllmd simulate` only for now)",
+        "Reuse cached KV blocks of a shared prompt prefix (batch latency model)",
     )
     enable_chunked_prefill: bool = _flag(
         "enable-chunked-prefill",
         True,
-        "Split long prefills over steps to fit the token budget (`pyllmd simulate` only for now)",
+        "Split long prefills over steps to fit the token budget (batch latency model)",
     )
     model_config_file: str = _flag(
         "model-config",
         "",
-        "Hugging Face config.json of --model when it is not built in (`pyllmd simulate` only "
-        "for now)",
+        "Hugging Face config.json of --model when it is not built in (batch latency model)",
         type_text="path",
     )
     latency_profile: str = _flag(
         "latency-profile",
         "",
         "Coefficients of the batch step-time model, YAML or JSON (default: the calibrated profile "
-        "shipped in the package; `pyllmd simulate` only for now)",
+        "shipped in the package; batch latency model)",
         type_text="path",
     )
     kv_offloading_size: float = _flag(
@@ -334,7 +338,13 @@ class SimConfig(StrictModel):
         "Simulate the KV block cache and publish KV events over ZMQ",
         rule="needs env `POD_IP` (or YAML `ip`)",
     )
-    kv_cache_size: int = _flag("kv-cache-size", 1024, "KV cache capacity in blocks", rule=">= 0")
+    kv_cache_size: int = _flag(
+        "kv-cache-size",
+        1024,
+        "KV cache capacity in blocks (with --latency-calculator batch, when not given: from GPU "
+        "memory, as vLLM computes it)",
+        rule=">= 0",
+    )
     block_size: int = _flag(
         "block-size", 16, "Tokens per KV block", rule="one of 8, 16, 32, 64, 128"
     )

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from pyllmd.sim.config.model import FakeMetrics, SimConfig
 
 BLOCK_SIZES = (8, 16, 32, 64, 128)
-LATENCY_CALCULATORS = ("", "constant", "per-token")
+LATENCY_CALCULATORS = ("", "constant", "per-token", "batch")
 KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2")
 TTFT_BUCKETS = 22  # finite bucket bounds of vllm:time_to_first_token_seconds
 TPOT_BUCKETS = 19  # finite bucket bounds of vllm:time_per_output_token_seconds

@@ -226,6 +226,9 @@ CALCULATORS: dict[str, type[_Base]] = {
     "": DefaultCalculator,
     "constant": ConstantCalculator,
     "per-token": PerTokenCalculator,
+    # batch: the rank's step loop (sim/server/batchloop.py) times the tokens; the per-request
+    # plan's TTFT is used only on the decode side of P/D, as the KV transfer time
+    "batch": DefaultCalculator,
 }
 
 

@@ -125,6 +125,9 @@ class VllmEngineServicer(pb_grpc.VllmEngineServicer):
         self, work: Work, known: dict[str, int], stream: bool, out: asyncio.Queue[Any]
     ) -> None:
         """Run the request and put its messages on `out`, then None (or an LlmdError)."""
+        if self.service.batch is not None:
+            await self._produce_batch(work, known, stream, out)
+            return
         try:
             async with self.service.admitted(work) as plan:
                 reply = Reply.of(plan, ())
@@ -170,6 +173,46 @@ class VllmEngineServicer(pb_grpc.VllmEngineServicer):
             out.put_nowait(pb.GenerateResponse(chunk=chunk))
         complete = _complete(work, [], reply.finish_reason, 0, plan.cached_tokens)
         out.put_nowait(pb.GenerateResponse(complete=complete))
+
+    async def _produce_batch(
+        self, work: Work, known: dict[str, int], stream: bool, out: asyncio.Queue[Any]
+    ) -> None:
+        """`--latency-calculator batch`: tokens come at the ends of the rank's engine steps."""
+        svc = self.service
+        try:
+            work.admitted_at = self.clock.now()
+            plan = svc.engine.start(work, work.admitted_at)  # the text
+            reply = Reply.of(plan, ())
+            ids = [known.get(t) or self._token_id(t) for t in reply.tokens]
+            prompt = len(work.prompt_ids)
+            cached = 0
+            if ids and plan.delays:
+                sent = 0
+                async for have, cached in svc.batch_deliveries(work, len(ids)):
+                    if stream:
+                        for token in ids[sent:have]:
+                            chunk = pb.GenerateStreamChunk(
+                                token_ids=[token],
+                                prompt_tokens=prompt,
+                                completion_tokens=1,
+                                cached_tokens=cached,
+                            )
+                            out.put_nowait(pb.GenerateResponse(chunk=chunk))
+                    sent = have
+            if stream:
+                complete = _complete(work, [], reply.finish_reason, 0, cached)
+            else:
+                complete = _complete(work, ids, reply.finish_reason, len(ids), cached)
+            out.put_nowait(pb.GenerateResponse(complete=complete))
+            svc.record_success(work, reply)
+        except LlmdError as e:
+            out.put_nowait(e)
+            return
+        finally:
+            if work.in_kv_cache and svc.engine.kv is not None:
+                svc.engine.kv.finish(work.request_id, self.clock.now())
+                work.in_kv_cache = False
+            out.put_nowait(None)
 
     def _token_id(self, token: str) -> int:
         ids, _ = self.service.tokenizer.encode(token)

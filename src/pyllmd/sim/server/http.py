@@ -179,6 +179,9 @@ class SimHTTP:
             return web.Response(status=200)
         engine = self.completions.engine
         engine.sleep(level)
+        batch = self.completions.batch
+        if batch is not None and engine.sleep_state.kv_cache_asleep:
+            batch.drop_prefix_cache()
         self.metrics.set_sleep_state(engine.sleep_state)
         log.info("sleeping level=%d; completion requests wait until /wake_up", level)
         return web.Response(status=200)

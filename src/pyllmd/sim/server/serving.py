@@ -46,6 +46,7 @@ from pyllmd.sim.engine.toolcalls import (
     completion_tokens,
     make_tool_calls,
 )
+from pyllmd.sim.server.batchloop import QUEUE_FULL, BatchLoop, Ticket
 from pyllmd.sim.server.metrics import SimMetrics
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,10 @@ class CompletionService:
         engine: Engine,
         metrics: SimMetrics,
         tokenizer: Tokenizer,
+        batch: BatchLoop | None = None,
     ) -> None:
         self.cfg = cfg
+        self.batch = batch  # --latency-calculator batch: the rank's step loop
         self.port = port
         self.clock = clock
         self.rng = rng
@@ -134,12 +137,20 @@ class CompletionService:
         self._request_id_headers = cfg.enable_request_id_headers
         self._display_model = cfg.display_model
         self._tool_limits = ToolLimits.from_config(cfg)
+        self._last_token_s = batch.last_token_s if batch is not None else 0.0
         self.draining = False
         self._inflight: set[asyncio.Task[object]] = set()
         self._idle: asyncio.Future[None] | None = None  # created by wait_idle only
         self._abort: LlmdError | None = None  # set when the drain ran out of time
+        self._woken: asyncio.Future[None] | None = None  # batch: resolved by a wake-up
+        self._held = 0  # batch: requests held while the engine sleeps
         # the queue gauges are read at scrape time, not pushed on every admit/start/release
-        metrics.read_queue_gauges(lambda: engine.num_running, lambda: engine.num_waiting)
+        if batch is not None:
+            metrics.read_queue_gauges(
+                lambda: batch.num_running, lambda: batch.num_waiting + self._held
+            )
+        else:
+            metrics.read_queue_gauges(lambda: engine.num_running, lambda: engine.num_waiting)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/chat/completions (the route calls `serve(request, chat=True)` directly)."""
@@ -152,10 +163,12 @@ class CompletionService:
         task = request.task  # the task running this handler (asyncio.current_task costs more)
         self._inflight.add(task)
         try:
+            received = self.clock.now()
             try:
                 work, call = self._prepare(await request.read(), request.headers, chat=chat)
             except LlmdError as e:
                 return error_response(e)
+            work.admitted_at = received  # the batch loop counts its request costs from here
             return await self._run(request, work, call)
         except asyncio.CancelledError:
             if self._abort is None:
@@ -241,6 +254,8 @@ class CompletionService:
 
     async def _run(self, request: web.Request, work: Work, call: _Call) -> web.StreamResponse:
         """`admitted` written out (the hot path; an async context manager costs more)."""
+        if self.batch is not None:
+            return await self._run_batch(request, work, call, self.batch)
         engine = self.engine
         admission = engine.admit(work, self.clock.now())
         if admission is Admission.REJECTED:
@@ -274,6 +289,186 @@ class CompletionService:
         finally:
             if holds_worker:
                 self._release(work)
+
+    # -- --latency-calculator batch ------------------------------------------------
+
+    async def _run_batch(
+        self, request: web.Request, work: Work, call: _Call, batch: BatchLoop
+    ) -> web.StreamResponse:
+        """The reply's text is planned per request; its timing comes from the rank's step
+        loop: each token is sent at the end of the engine step that computed it."""
+        engine = self.engine
+        plan = engine.start(work, self.clock.now())  # the text (and the KV-event cache)
+        try:
+            reply = Reply.of(plan, call.tool_calls) if call.tool_calls else None
+            if reply is None:
+                reply = Reply(plan.tokens, (), plan.finish_reason, len(plan.tokens))
+            if not plan.delays or reply.completion_tokens < 1:  # cache-threshold: at once
+                if call.stream:
+                    return await self._stream(request, work, call, plan, reply)
+                return self._respond(work, call, plan, reply)
+            if work.remote_decode and not reply.calls:  # P/D prefill side: one token
+                reply.tokens = reply.tokens[:1]
+                reply.completion_tokens = len(reply.tokens)
+            # P/D decode side: the prompt's KV arrives after the transfer time
+            transfer = plan.ttft if work.remote_prefill else None
+            await self.wait_awake()
+            try:
+                ticket = batch.submit(
+                    work.prompt_ids, reply.completion_tokens, work.admitted_at, transfer
+                )
+            except ValueError as e:
+                if str(e) == QUEUE_FULL:  # --max-waiting-queue-length given
+                    return error_response(LlmdError(429, QUEUE_FULL_MESSAGE))
+                return error_response(LlmdError(400, str(e)))
+            try:
+                if call.stream:
+                    return await self._stream_batch(request, work, call, reply, ticket)
+                await ticket.wait(reply.completion_tokens - 1)
+                if ticket.failed:
+                    return error_response(LlmdError(500, "internal server error"))
+                self._observe_batch(work, ticket)
+                plan.cached_tokens = ticket.req.cached_tokens
+                await self.clock.sleep(self._last_token_s)
+                return self._respond(work, call, plan, reply)
+            finally:
+                batch.cancel(ticket)  # no-op once finished; frees the blocks of a client gone
+        finally:
+            if work.in_kv_cache and engine.kv is not None:
+                engine.kv.finish(work.request_id, self.clock.now())
+                work.in_kv_cache = False
+
+    def _observe_batch(self, work: Work, ticket: Ticket) -> None:
+        """The latency histograms from the engine's record of the request."""
+        times = ticket.times
+        if not times:
+            return
+        req = ticket.req
+        loop = self.batch
+        assert loop is not None
+        admitted = loop.t0 + (req.admitted if req.admitted is not None else req.arrival)
+        work.started_at = admitted
+        self.metrics.observe_queue_time(max(0.0, admitted - work.admitted_at))
+        self.metrics.observe_ttft(times[0] - work.admitted_at)
+        self.metrics.observe_prefill_time(max(0.0, times[0] - admitted))
+        for a, b in zip(times, times[1:], strict=False):
+            self.metrics.observe_itl(b - a)
+        if len(times) > 1:
+            self.metrics.observe_decode_time(times[-1] - times[0])
+
+    async def _stream_batch(
+        self, request: web.Request, work: Work, call: _Call, reply: Reply, ticket: Ticket
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={**call.headers, "Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        writer = ChunkWriter(
+            chat=call.chat,
+            request_id=work.request_id,
+            created=int(self.clock.wall()),
+            model=call.model,
+        )
+        try:
+            await self._stream_batch_tokens(resp, writer, work, call, reply, ticket)
+            if ticket.failed:
+                await self._end_stream(resp, LlmdError(500, "internal server error"))
+                return resp
+        except asyncio.CancelledError:
+            if self._abort is None:
+                log.debug("client left the stream request_id=%s", work.request_id)
+                raise
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # aborted by the shutdown: end the stream with the error
+            await self._end_stream(resp, self._abort)
+            return resp
+        self._observe_batch(work, ticket)
+        self.record_success(work, reply)
+        return resp
+
+    async def _stream_batch_tokens(
+        self,
+        resp: web.StreamResponse,
+        writer: ChunkWriter,
+        work: Work,
+        call: _Call,
+        reply: Reply,
+        ticket: Ticket,
+    ) -> None:
+        """Role chunk; each token's chunk at the end of its step; stop, usage, `[DONE]`."""
+        if call.chat:
+            await resp.write(writer.role())
+        if reply.calls:
+            chunks = list(writer.tool_calls(reply.calls, reply.finish_reason))
+        else:
+            on_last = reply.finish_reason if reply.finish_reason != "stop" else None
+            chunks = list(writer.tokens(reply.tokens, on_last, call.logprobs))
+        n = reply.completion_tokens
+        sent = 0
+        while sent < n and not ticket.done:
+            await ticket.wait(sent)
+            have = min(len(ticket.times), n)
+            if have > sent:
+                # token i of the engine carries chunk i; extra chunks go with the last token
+                upto = len(chunks) if have >= n else min(have, len(chunks))
+                lo = min(sent, len(chunks))
+                if upto > lo:
+                    await resp.write(b"".join(chunks[lo:upto]))
+                sent = have
+        if ticket.failed:
+            return  # the caller ends the stream with the error
+        tail = bytearray()
+        if reply.finish_reason == "stop":
+            tail += writer.token("", "stop")
+        await self.clock.sleep(self._last_token_s)
+        if call.include_usage:
+            tail += writer.usage(Usage(len(work.prompt_ids), n, self._batch_cached(ticket)))
+        await resp.write(bytes(tail) + DONE)
+
+    async def wait_awake(self) -> None:
+        """Until the engine is awake (a sleeping server holds new requests, as vLLM's
+        paused scheduler; requests already in the batch engine run on)."""
+        if not self.engine.sleep_state.is_sleeping:
+            return
+        self._held += 1  # counted as waiting, as the per-request queue counts them
+        try:
+            while self.engine.sleep_state.is_sleeping:
+                if self._woken is None or self._woken.done():
+                    self._woken = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._woken)
+        finally:
+            self._held -= 1
+
+    async def batch_deliveries(self, work: Work, n: int) -> AsyncIterator[tuple[int, int]]:
+        """For the gRPC API: submit `work` for `n` tokens to the batch loop and yield (tokens
+        delivered so far, cached prompt tokens) after each step that produced some; the
+        latency histograms are observed and `last_token_s` slept after the last one.
+        LlmdError (400 or 429) when the engine refuses the request."""
+        batch = self.batch
+        assert batch is not None
+        await self.wait_awake()
+        try:
+            ticket = batch.submit(work.prompt_ids, n, work.admitted_at)
+        except ValueError as e:
+            if str(e) == QUEUE_FULL:
+                raise LlmdError(429, QUEUE_FULL_MESSAGE) from None
+            raise LlmdError(400, str(e)) from None
+        try:
+            sent = 0
+            while sent < n and not ticket.done:
+                await ticket.wait(sent)
+                have = min(len(ticket.times), n)
+                if have > sent:
+                    sent = have
+                    yield have, ticket.req.cached_tokens
+            if ticket.failed:
+                raise LlmdError(500, "internal server error")
+            self._observe_batch(work, ticket)
+            await self.clock.sleep(self._last_token_s)
+        finally:
+            batch.cancel(ticket)
+
+    def _batch_cached(self, ticket: Ticket) -> int | None:
+        return ticket.req.cached_tokens if self.cfg.enable_prefix_caching else None
 
     # -- shutdown -------------------------------------------------------------
 
@@ -355,6 +550,8 @@ class CompletionService:
 
     def resume(self, started: list[Work]) -> None:
         """Hand workers to queued requests started by a wake-up (not by a release)."""
+        if self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)
         for work in started:
             fut = self._waiters.get(work)
             if fut is not None and not fut.done():
@@ -400,6 +597,8 @@ class CompletionService:
             logprobs = make(reply.tokens, call.logprobs)
         completion = reply.completion_tokens
         cached = plan.cached_tokens if self.engine.kv is not None else None
+        if self.batch is not None:
+            cached = plan.cached_tokens if self.cfg.enable_prefix_caching else None
         body = completion_body(
             chat=call.chat,
             request_id=work.request_id,

@@ -42,6 +42,16 @@ def test_a_long_prompt_is_prefilled_in_budget_sized_chunks_then_decodes() -> Non
     assert r.first_token == res.records[2].end and r.last_token == res.records[-1].end
 
 
+def test_a_prompt_whose_kv_was_transferred_computes_only_its_last_token() -> None:
+    cfg = SchedulerConfig(num_blocks=1000, max_num_batched_tokens=512, max_num_seqs=8)
+    r = req(0, 0.0, list(range(1200)), 3)
+    r.preloaded = 1199  # P/D decode side: the prefill pod computed the rest
+    res = run(cfg, [r])
+    assert res.records is not None
+    assert [s.tokens for s in res.records] == [1, 1, 1]
+    assert len(r.blocks) == 0 and r.cached_tokens == 0  # blocks freed; no prefix-cache hit
+
+
 def test_running_requests_are_served_before_waiting_ones() -> None:
     cfg = SchedulerConfig(num_blocks=1000, max_num_batched_tokens=600, max_num_seqs=8)
     a = req(0, 0.0, list(range(1000)), 2)
