@@ -75,9 +75,10 @@ def test_too_long_a_request_is_refused_before_it_is_queued(base_url: str) -> Non
 
 
 def test_a_bounded_waiting_queue_answers_429() -> None:
+    """One request runs (max 1 sequence), one waits (queue of 1): of three more, two get 429."""
     args = [*ARGS, "--max-num-seqs", "1", "--max-waiting-queue-length", "1"]
 
-    async def burst(url: str) -> list[str]:
+    async def burst(url: str) -> tuple[list[str], int]:
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
 
         async def one() -> str:
@@ -90,14 +91,28 @@ def test_a_bounded_waiting_queue_answers_429() -> None:
             return "ok"
 
         try:
-            return await asyncio.gather(*(one() for _ in range(4)))
+            running = await client.completions.create(
+                model=MODEL,
+                prompt=PROMPT,
+                max_tokens=200,
+                stream=True,
+                extra_body={"ignore_eos": True},
+            )
+            chunks = 0
+            async for _ in running:  # the first chunk: it holds the only sequence slot
+                chunks += 1
+                break
+            results = await asyncio.gather(*(one() for _ in range(3)))
+            async for _ in running:
+                chunks += 1
+            return sorted(results), chunks
         finally:
             await client.close()
 
     with serve_in_thread(args) as url:
-        results = asyncio.run(burst(url))
-    assert results.count("ok") >= 2
-    assert "429" in results
+        results, chunks = asyncio.run(burst(url))
+    assert results == ["429", "429", "ok"]
+    assert chunks >= 200
 
 
 def test_steps_preemptions_and_kv_usage_are_in_the_metrics() -> None:
