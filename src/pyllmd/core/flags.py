@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import csv
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pyllmd.core.errors import ConfigError
@@ -139,9 +139,9 @@ class VersionRequested(Exception):
 # ---------------------------------------------------------------- parsing
 
 
-def _convert(spec: FlagSpec, raw: str, previous: object) -> object:
-    """Typed value of one occurrence (pflag Value.Set)."""
-    kind = spec.kind
+def scalar_value(kind: FlagKind, raw: str, duration: Callable[[str], float]) -> object:
+    """A bool, int or float as Go's strconv reads it, a duration by `duration`; a string or
+    list kind as it is. Raises ValueError."""
     if kind is FlagKind.BOOL:
         return parse_go_bool(raw)
     if kind is FlagKind.INT:
@@ -149,14 +149,19 @@ def _convert(spec: FlagSpec, raw: str, previous: object) -> object:
     if kind is FlagKind.FLOAT:
         return parse_go_float(raw)
     if kind is FlagKind.DURATION:
-        return parse_duration(raw)
-    if kind is FlagKind.STRING_LIST:  # pflag StringSlice: comma-separated, repeats append
+        return duration(raw)
+    return raw
+
+
+def _convert(spec: FlagSpec, raw: str, previous: object) -> object:
+    """Typed value of one occurrence (pflag Value.Set)."""
+    if spec.kind is FlagKind.STRING_LIST:  # pflag StringSlice: comma-separated, repeats append
         try:
             items = tuple(next(csv.reader([raw]), [])) if raw else ()
         except csv.Error as err:  # e.g. a line break in an unquoted field
             raise ValueError(str(err)) from None
         return (previous if isinstance(previous, tuple) else ()) + items
-    return raw
+    return scalar_value(spec.kind, raw, parse_duration)
 
 
 def _set(

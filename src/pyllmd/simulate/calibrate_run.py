@@ -20,7 +20,7 @@ from pydantic.dataclasses import dataclass as settings_dataclass
 from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.logging import verbosity
-from pyllmd.core.settings import build, flag_specs, parse_command_line, setting
+from pyllmd.core.settings import flag_specs, flags_only, setting
 from pyllmd.sim.batch.steptime import Profile, default_profile
 from pyllmd.sim.config.profile import load_profile, profile_yaml
 from pyllmd.simulate.calibrate import (
@@ -89,13 +89,7 @@ CALIBRATE_FLAGS = flag_specs(CalibrateConfig)
 
 def load_options(argv: Sequence[str]) -> CalibrateConfig:
     """The command line as CalibrateConfig; ConfigError naming the flag otherwise."""
-    line = parse_command_line(CalibrateConfig, list(argv), PROG)
-    if line.args:
-        raise ConfigError(f"unexpected argument {line.args[0]!r} (flags only)")
-    config = build(CalibrateConfig, line.effective())
-    for flag in ("runs", "output"):
-        if not getattr(config, flag):
-            raise ConfigError(f"--{flag}: required")
+    config = flags_only(CalibrateConfig, argv, PROG, required=("runs", "output"))
     if config.iterations < 0:
         raise ConfigError(f"--iterations: must be 0 or more, got {config.iterations}")
     if config.passes < 0:

@@ -22,7 +22,7 @@ from pydantic.dataclasses import dataclass as settings_dataclass
 from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.logging import verbosity
-from pyllmd.core.settings import build, flag_specs, parse_command_line, setting
+from pyllmd.core.settings import flag_specs, flags_only, setting
 from pyllmd.simulate.deployment import build_engine_spec, parse_stack, variant_for
 from pyllmd.simulate.replay import Outcome, replay
 from pyllmd.simulate.report import write
@@ -58,13 +58,7 @@ SIMULATE_FLAGS = flag_specs(SimulateConfig)
 
 def load_options(argv: Sequence[str]) -> SimulateConfig:
     """The command line as SimulateConfig; ConfigError naming the flag otherwise."""
-    line = parse_command_line(SimulateConfig, list(argv), PROG)
-    if line.args:
-        raise ConfigError(f"unexpected argument {line.args[0]!r} (flags only)")
-    config = build(SimulateConfig, line.effective())
-    for flag in ("stack", "workload", "output"):
-        if not getattr(config, flag):
-            raise ConfigError(f"--{flag}: required")
+    config = flags_only(SimulateConfig, argv, PROG, required=("stack", "workload", "output"))
     if config.seed < 0:
         raise ConfigError(f"--seed: must be 0 or more, got {config.seed}")
     out = Path(config.output)

@@ -13,13 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pyllmd.core.flags import (
-    FlagKind,
-    go_parse_duration_ns,
-    parse_go_bool,
-    parse_go_float,
-    parse_go_int,
-)
+from pyllmd.core.flags import FlagKind, go_parse_duration_ns, scalar_value
 from pyllmd.core.settings.fields import Setting
 
 __all__ = ["Source", "env_values", "file_values", "resolve", "text_value"]
@@ -77,12 +71,4 @@ def text_value(kind: FlagKind, raw: str) -> object:
     """A text value (environment, file string) in Go syntax: bools and ints as strconv
     reads them, durations as `time.ParseDuration` (float seconds), strings as they are.
     Raises ValueError."""
-    if kind is FlagKind.BOOL:
-        return parse_go_bool(raw)
-    if kind is FlagKind.INT:
-        return parse_go_int(raw)
-    if kind is FlagKind.FLOAT:
-        return parse_go_float(raw)
-    if kind is FlagKind.DURATION:
-        return go_parse_duration_ns(raw) / 1e9
-    return raw
+    return scalar_value(kind, raw, lambda text: go_parse_duration_ns(text) / 1e9)

@@ -176,3 +176,18 @@ def _go_durations(model: type, parsed: ParsedFlags) -> ParsedFlags:
                     f"invalid argument {quote_go(raw)} for {quote_go('--' + spec.name)} flag: {err}"
                 ) from None
     return replace(parsed, values=values)
+
+
+def flags_only(model: type[M], argv: Sequence[str], prog: str, required: Sequence[str] = ()) -> M:
+    """A command that reads only its flags (no positional argument, environment or file).
+
+    ConfigError names the first stray argument or the first empty `required` flag.
+    """
+    line = parse_command_line(model, list(argv), prog)
+    if line.args:
+        raise ConfigError(f"unexpected argument {line.args[0]!r} (flags only)")
+    config = build(model, line.effective())
+    for name in required:
+        if not getattr(config, name):
+            raise ConfigError(f"--{name.replace('_', '-')}: required")
+    return config
