@@ -282,6 +282,9 @@ def build_requests(
 # ---- replay and metrics -----------------------------------------------------------------
 
 
+OFFLOAD_GIB = 8
+
+
 def run_args(run: Run) -> list[str]:
     """The run's vLLM settings as the simulator's command line (as a stack file's args)."""
     args = [
@@ -295,6 +298,8 @@ def run_args(run: Run) -> list[str]:
     ]  # fmt: skip
     if run.kv_blocks:
         args += ["--kv-cache-size", str(run.kv_blocks)]
+    if run.cpu_offload:  # 8 GiB: what the published cpu_kv_blocks of these runs amount to
+        args += ["--kv-offloading-size", str(OFFLOAD_GIB)]
     return args
 
 

@@ -11,7 +11,7 @@ step-time function (`pyllmd.sim.batch`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyllmd.core.errors import ConfigError
@@ -22,7 +22,7 @@ from pyllmd.sim.batch.architecture import (
     get_architecture,
     kv_blocks,
 )
-from pyllmd.sim.batch.hardware import get_accelerator, load_accelerators
+from pyllmd.sim.batch.hardware import Accelerator, get_accelerator, load_accelerators
 from pyllmd.sim.batch.scheduler import SchedulerConfig
 from pyllmd.sim.batch.steptime import Profile, StepModel, default_profile
 from pyllmd.sim.config import SimConfig, load_config
@@ -220,5 +220,19 @@ def build_engine_spec(variant: Variant, profile: Profile | None = None) -> Engin
         if _given(variant.args, "--max-waiting-queue-length")
         else None,
     )
+    scheduler = replace(scheduler, **_cpu_tier(cfg, arch, acc, kv_bytes))
     step = StepModel(arch, acc, tp, profile, cfg.max_num_seqs, kv_bytes)
     return EngineSpec(scheduler, step, profile)
+
+
+def _cpu_tier(
+    cfg: SimConfig, arch: Architecture, acc: Accelerator, kv_bytes: float
+) -> dict[str, Any]:
+    """The CPU KV tier of `--kv-offloading-size`: its size in blocks of one tensor-parallel
+    rank (vLLM divides the GiB among the ranks) and the time to load one block back."""
+    if cfg.kv_offloading_size <= 0:
+        return {}
+    tp = cfg.tensor_parallel_size
+    per_block = arch.kv_bytes_per_token(tp, kv_bytes) * cfg.block_size
+    blocks = int(cfg.kv_offloading_size * 2**30 / tp // per_block)
+    return {"cpu_blocks": blocks, "cpu_block_load_s": per_block / (acc.host_gbps * 1e9)}

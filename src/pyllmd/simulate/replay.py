@@ -35,7 +35,7 @@ class PodRun:
     count: int = 0  # requests in the engine's queue or batch, as last seen
 
     def busy(self) -> bool:
-        return bool(self.engine.running or self.engine.waiting)
+        return bool(self.engine.pending)
 
 
 @dataclass
@@ -128,14 +128,14 @@ def _advance(run: PodRun, runs: Sequence[PodRun], t_client: float) -> None:
     next_event = min([t_client, *others])
     if run.deadlines:
         next_event = min(next_event, run.deadlines[0][0])
-    waiting_at = min((r.arrival for r in eng.waiting if r.arrival > eng.now), default=math.inf)
+    waiting_at = eng.next_ready()
     if eng.jump(min(next_event, waiting_at)):
         return
     if not eng.step():
         # nothing could run now: wait for an arrival, a deadline or someone else's clock
         target = min(next_event, waiting_at)
         if target == math.inf or target <= eng.now:
-            if not eng.waiting and not eng.running:
+            if not eng.pending:
                 return
             target = min(waiting_at, run.deadlines[0][0] if run.deadlines else math.inf)
             if target == math.inf:
@@ -146,7 +146,7 @@ def _advance(run: PodRun, runs: Sequence[PodRun], t_client: float) -> None:
 def _collect(run: PodRun, client: Client, last: float, timeout: float | None) -> None:
     """Report the requests of `run` that ended (finished, aborted) to the client."""
     eng = run.engine
-    count = len(eng.running) + len(eng.waiting)
+    count = eng.pending
     if count >= run.count:
         run.count = count
         return

@@ -149,3 +149,27 @@ def test_steps_preemptions_and_kv_usage_are_in_the_metrics() -> None:
     assert values[f"vllm:iteration_tokens_total_count{label}"] >= 200
     assert values[f"vllm:iteration_tokens_total_sum{label}"] >= 4 * (81 + 199)
     assert values[f"vllm:kv_cache_usage_perc{label}"] == 0  # every block freed at the end
+
+
+@pytest.mark.parametrize(("offload", "cached"), [("0", 0), ("1", 64)])
+def test_a_prefix_evicted_from_the_gpu_comes_back_from_the_cpu_tier(
+    offload: str, cached: int
+) -> None:
+    """8 GPU blocks: a 120-token prompt evicts the first prompt's blocks; with a CPU tier
+    (`--kv-offloading-size` GiB) the first prompt's 4 full blocks are hits when it returns."""
+    args = [*ARGS[:-2], "--max-model-len", "128", "--kv-cache-size", "8"]
+    args += ["--kv-offloading-size", offload]
+    other = "ten nine eight seven six five four three two one " * 12
+
+    def send(client: openai.OpenAI, prompt: str, tokens: int) -> int:
+        reply = client.completions.create(
+            model=MODEL, prompt=prompt, max_tokens=tokens, extra_body={"ignore_eos": True}
+        )
+        details = reply.usage.prompt_tokens_details if reply.usage else None
+        return (details.cached_tokens or 0) if details else 0
+
+    with serve_in_thread(args) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        send(client, PROMPT, 2)
+        send(client, other, 8)
+        assert send(client, PROMPT, 2) == cached

@@ -308,7 +308,7 @@ def test_the_live_server_accepts_the_batch_calculator() -> None:
         ("--kv-cache-dtype", "int4", "--kv-cache-dtype: unknown type 'int4'"),
         ("--gpu-memory-utilization", "1.5", "--gpu-memory-utilization: must be in (0, 1]"),
         ("--tensor-parallel-size", "0", "--tensor-parallel-size: must be 1 or more"),
-        ("--kv-offloading-size", "8", "--kv-offloading-size: CPU KV offloading is not modelled"),
+        ("--kv-offloading-size", "-1", "--kv-offloading-size: must be a finite number of GiB >= 0"),
     ],
 )
 def test_batch_model_flags_are_checked_in_one_line(flag: str, value: str, words: str) -> None:
@@ -415,3 +415,20 @@ def test_the_numpy_summary_of_inter_token_gaps_is_the_list_summary_bit_for_bit(
     times = np.cumsum(np.asarray(values))
     gaps = [b - a for a, b in zip(times.tolist(), times.tolist()[1:], strict=False)]
     assert np.diff(times).tolist() == gaps
+
+
+def test_a_cpu_kv_tier_serves_prefixes_the_gpu_evicted(tmp_path: Path) -> None:
+    """A GPU cache of 40 blocks cannot keep the workload's system prompts between rounds; with
+    `--kv-offloading-size` they come back from the CPU tier, counted as cached tokens."""
+    text = STACK.read_text(encoding="utf-8").replace("replicas: 2", "replicas: 1")
+    text = text.replace('"4096"', '"512"').replace(
+        "        - batch\n", '        - batch\n        - --kv-cache-size\n        - "40"\n'
+    )
+    cached: dict[str, int] = {}
+    for name, extra in (("gpu", ""), ("cpu", '        - --kv-offloading-size\n        - "1"\n')):
+        stack = tmp_path / f"{name}.yaml"
+        stack.write_text(text + extra, encoding="utf-8")
+        out = simulate(tmp_path, MULTI_TURN, stack=stack, name=name)
+        cached[name] = sum(int(r["cached_tokens"]) for r in rows(out))
+        assert report(out)["successes"]["count"] == len(rows(out))
+    assert cached["cpu"] > cached["gpu"] * 1.2

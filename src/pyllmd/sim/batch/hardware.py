@@ -2,6 +2,9 @@
 
 The built-in table holds the GPUs of the calibration set; `load_accelerators` reads a CSV file
 with the same columns (`--accelerator-config`). Figures are dense peaks (no sparsity).
+The optional `host_link` column is the GPU's link to host memory, which the CPU KV tier
+(`--kv-offloading-size`) loads over: H100 SXM has PCIe Gen5 x16, A100 SXM and L40S Gen4 x16
+(their datasheets); a file without the column gets PCIe Gen4.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ COLUMNS = (
 # PCIe Gen4 x16 carries 32 GB/s each way; Gen5 64 GB/s.
 _PCIE_GBPS = {"3": 16.0, "4": 32.0, "5": 64.0, "6": 128.0}
 
+DEFAULT_HOST_LINK = "PCIe Gen4"
+
 BUILTIN_CSV = """\
-gpu,bf16_tflops_dense,fp8_tflops_dense,hbm_bw_TBps,memory_GiB,interconnect
-H100,989.5,1979,3.35,80,NVLink 900 GB/s
-A100-80GB,312,,2.039,80,NVLink 600 GB/s
-L40S,362.05,733,0.864,48,PCIe Gen4 (no NVLink)
+gpu,bf16_tflops_dense,fp8_tflops_dense,hbm_bw_TBps,memory_GiB,interconnect,host_link
+H100,989.5,1979,3.35,80,NVLink 900 GB/s,PCIe Gen5
+A100-80GB,312,,2.039,80,NVLink 600 GB/s,PCIe Gen4
+L40S,362.05,733,0.864,48,PCIe Gen4 (no NVLink),PCIe Gen4
 """
 
 
@@ -46,6 +51,7 @@ class Accelerator:
     interconnect: str
     link_gbps: float  # GB/s between GPUs of one node, one direction
     nvlink: bool
+    host_gbps: float = _PCIE_GBPS["4"]  # GB/s between the GPU and host memory, one direction
 
     @property
     def flops(self) -> float:
@@ -120,6 +126,7 @@ def parse_accelerators(text: str, source: str) -> dict[str, Accelerator]:
             raise ConfigError(f"{where}: column gpu is empty")
         try:
             link, nvlink = parse_interconnect(row.get("interconnect") or "")
+            host, _ = parse_interconnect((row.get("host_link") or "").strip() or DEFAULT_HOST_LINK)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
         out[name] = Accelerator(
@@ -131,6 +138,7 @@ def parse_accelerators(text: str, source: str) -> dict[str, Accelerator]:
             interconnect=(row.get("interconnect") or "").strip(),
             link_gbps=link,
             nvlink=nvlink,
+            host_gbps=host,
         )
     if not out:
         raise ConfigError(f"{source}: no accelerator rows")

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .offload import CpuTier
+
 BLOCK_SIZE = 16
 
 # A step-time function: (tokens, attention pairs, KV tokens, sequences, decode_only) -> seconds.
@@ -52,6 +54,8 @@ class SchedulerConfig:
     # vLLM's asynchronous scheduling: step k+1 is scheduled when step k starts, so a request
     # that arrives during step k can first run in step k+2 (when the engine was busy)
     async_scheduling: bool = True
+    cpu_blocks: int = 0  # --kv-offloading-size as blocks of the CPU tier (0: no tier)
+    cpu_block_load_s: float = 0.0  # seconds to bring one block back over the host link
 
 
 def block_hashes(token_ids: Sequence[int], block_size: int = BLOCK_SIZE) -> tuple[int, ...]:
@@ -86,6 +90,7 @@ class Request:
     deadline: float | None = None  # the client gives up then (request timeout): aborted
     preloaded: int = 0  # prompt tokens whose KV arrived from a prefill pod (P/D decode side)
     aborted: bool = False
+    ready: float = 0.0  # when its blocks loaded from the CPU tier are on the GPU
     token_times: list[float] | None = None  # every token's time, when recorded
     # decoding requests advance together: computed = base + engine step count (see Engine)
     lazy: bool = False
@@ -150,6 +155,7 @@ class KVBlocks:
         self.free: OrderedDict[int, None] = OrderedDict()
         self.cached: dict[object, int] = {}
         self.listener: BlockListener | None = None  # KV events (the live server)
+        self.cpu: CpuTier | None = None  # the CPU tier, which keeps evicted prefix blocks
 
     def available(self) -> int:
         return self.size - self.fresh + len(self.free)
@@ -193,6 +199,8 @@ class KVBlocks:
                 del self.cached[key]
                 if self.listener is not None:
                     self.listener.removed(key)
+                if self.cpu is not None:
+                    self.cpu.put(key)
             self.key[block] = None
         self.ref[block] = 1
         return block
@@ -243,6 +251,10 @@ class Engine:
         self.step_time = step_time
         self.kv = KVBlocks(config.num_blocks, config.enable_prefix_caching)
         self.waiting: deque[Request] = deque()
+        self.loading: list[Request] = []  # admitted blocks loading from the CPU tier
+        self.loads = 0  # loads from the CPU tier started or given back
+        if config.cpu_blocks > 0:
+            self.kv.cpu = CpuTier(config.cpu_blocks)
         self.running: list[Request] = []  # admission order; preemption takes the last
         self.active: list[Request] = []  # running requests still in prefill, in running order
         self.now = 0.0
@@ -281,6 +293,67 @@ class Engine:
         if self.record_tokens:
             req.token_times = []
         self.waiting.append(req)
+
+    @property
+    def pending(self) -> int:
+        """Requests in the engine: waiting, loading from the CPU tier or running."""
+        return len(self.running) + len(self.waiting) + len(self.loading)
+
+    def next_ready(self) -> float:
+        """The earliest time at which a waiting request arrives (after now) or a load from the
+        CPU tier ends (now when one has ended): inf when none."""
+        now = self.now
+        times = [r.arrival for r in self.waiting if r.arrival > now]
+        times += [max(r.ready, now) for r in self.loading]
+        return min(times, default=float("inf"))
+
+    # ---- the CPU tier ----------------------------------------------------------------------
+    def _load_from_cpu(self, req: Request, hits: list[int], limit: int) -> int:
+        """Start loading the blocks of `req`'s prefix that follow its GPU hits and are in the
+        CPU tier: they get GPU blocks now and the request is scheduled once they have crossed
+        the host link (vLLM's offloading connector loads asynchronously, and the request waits
+        for its KV). Returns the blocks loaded; 0 when none is in the tier, -1 when the GPU
+        has no room for them yet."""
+        cpu = self.kv.cpu
+        if cpu is None:
+            return 0
+        n = cpu.run_length(req.block_key, len(hits), limit)
+        if not n:
+            return 0
+        kv = self.kv
+        if n > kv.available() - sum(1 for b in hits if kv.ref[b] == 0):
+            return -1
+        self.waiting.popleft()
+        kv.claim(hits)
+        req.blocks = list(hits)
+        req.registered = len(hits)
+        for _ in range(n):
+            req.blocks.append(kv.take())
+        req.computed = len(req.blocks) * self.cfg.block_size
+        kv.register(req, len(req.blocks))
+        req.ready = self.now + n * self.cfg.cpu_block_load_s
+        self.loading.append(req)
+        self.loads += 1
+        return n
+
+    def _unload_waiting(self) -> None:
+        """Give back the blocks that waiting requests loaded from the CPU tier (they stay in
+        the prefix cache, where the requests find them while nothing evicts them): when
+        nothing runs and the queue's head does not fit, they would otherwise wait forever."""
+        for req in self.waiting:
+            if req.blocks:
+                self.kv.release(req.blocks)
+                req.blocks = []
+                req.registered = 0
+                req.computed = 0
+                self.loads += 1
+
+    def _loaded(self, seen: float) -> None:
+        """Requests whose loads ended by `seen` go back to the head of the queue."""
+        done = [r for r in self.loading if r.ready <= seen]
+        if done:
+            self.loading = [r for r in self.loading if r.ready > seen]
+            self.waiting.extendleft(reversed(done))
 
     # ---- decoding requests, advanced together ----------------------------------------------
     def _to_lazy(self, req: Request) -> None:
@@ -328,9 +401,12 @@ class Engine:
         if req.finished or req.aborted or req.refused is not None:
             return
         req.aborted = True
-        if req in self.waiting:
-            self.waiting.remove(req)
-            return
+        for queue in (self.waiting, self.loading):
+            if req in queue:
+                queue.remove(req)
+                self.kv.release(req.blocks)  # loaded from the CPU tier, if any
+                req.blocks = []
+                return
         if req.lazy:
             self._sync(req)
         elif req in self.active:
@@ -367,6 +443,7 @@ class Engine:
         running = self.running
         preempted = False
         stop = False
+        loads_before = self.loads
         # 1. decoding requests (all ahead of the prefilling ones), one token each
         bucket = self.buckets[self.steps % bs]
         if bucket:
@@ -426,13 +503,26 @@ class Engine:
             seen = self.now
             if cfg.async_scheduling and self.last_end == self.now:
                 seen = self.last_start
+            if self.loading:
+                self._loaded(seen)
             while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
                 req = waiting[0]
                 if req.arrival > seen:
                     break
                 total = req.prompt_len + req.produced
-                hits = kv.hits(req, total - 1, bs)
-                start = hit_tokens = len(hits) * bs
+                if req.blocks:  # loaded from the CPU tier: held, computed up to req.computed
+                    hits = req.blocks
+                    start = hit_tokens = req.computed
+                    evictable_hits = 0
+                else:
+                    hits = kv.hits(req, total - 1, bs)
+                    loading = self._load_from_cpu(req, hits, (total - 1) // bs)
+                    if loading:
+                        if loading < 0:
+                            break
+                        continue
+                    start = hit_tokens = len(hits) * bs
+                    evictable_hits = sum(1 for b in hits if kv.ref[b] == 0)
                 if req.preloaded > start and req.admitted is None:
                     start = min(req.preloaded, total - 1)  # KV transferred, not computed here
                 new = total - start
@@ -441,13 +531,15 @@ class Engine:
                         break
                     new = budget
                 need = -(-(start + new) // bs) - len(hits)
-                evictable_hits = sum(1 for b in hits if kv.ref[b] == 0)
                 if need > kv.available() - evictable_hits:
+                    if not running:
+                        self._unload_waiting()  # blocks held by loaded requests: none could run
                     break
                 waiting.popleft()
-                kv.claim(hits)
-                req.blocks = list(hits)
-                req.registered = len(hits)
+                if hits is not req.blocks:
+                    kv.claim(hits)
+                    req.blocks = list(hits)
+                    req.registered = len(hits)
                 req.computed = start
                 if req.admitted is None:
                     req.admitted = self.now
@@ -467,10 +559,11 @@ class Engine:
                 prefills += 1
         seqs = self.n_lazy + len(scheduled)
         if not seqs:
-            if not preempted and self.last_end == self.now and self.waiting:
+            if not preempted and self.last_end == self.now and (self.waiting or self.loading):
                 self.last_end = -1.0  # the engine idles: the next schedule sees the queue now
                 return True
-            return preempted  # a preemption changed the state even though nothing ran
+            # a preemption or a load from the CPU tier changed the state though nothing ran
+            return preempted or self.loads != loads_before
         decode_only = prefills == 0
         start_time = self.last_start = self.now
         now = self.now = start_time + self.step_time(tokens, pairs, kv_tokens, seqs, decode_only)
@@ -571,12 +664,14 @@ class Engine:
                 i += 1
             while deadlines and deadlines[0][0] <= self.now:
                 self.abort(heapq.heappop(deadlines)[2])
-            if not self.running and not self.waiting:
+            if not self.pending:
                 if i >= n:
                     break
                 self.now = max(self.now, requests[i].arrival)
                 continue
             next_event = requests[i].arrival if i < n else inf
+            if self.loading:
+                next_event = min(next_event, self.next_ready())
             if deadlines and deadlines[0][0] < next_event:
                 next_event = deadlines[0][0]
             if jump and self.jump(next_event):

@@ -283,8 +283,10 @@ class SimConfig(StrictModel):
     kv_offloading_size: float = _flag(
         "kv-offloading-size",
         0.0,
-        "GiB of CPU memory keeping evicted KV blocks (not modelled yet: must be 0)",
-        rule=">= 0; a value above 0 is refused until offloading is modelled",
+        "GiB of CPU memory (all tensor-parallel ranks together) keeping the KV blocks evicted "
+        "from the GPU's prefix cache, least recently used out; a prefix hit there is loaded "
+        "over the host link before the prefill (batch model; 0: no CPU tier)",
+        rule=">= 0, finite",
         type_text="float (GiB)",
     )
     max_tool_call_integer_param: int = _flag(

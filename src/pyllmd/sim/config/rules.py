@@ -276,8 +276,6 @@ def _check_rest(cfg: SimConfig) -> None:
         )
     if not cfg.kv_offloading_size >= 0 or math.isinf(cfg.kv_offloading_size):
         raise _fail("must be a finite number of GiB >= 0", "kv-offloading-size")
-    if cfg.kv_offloading_size > 0:
-        raise _fail("CPU KV offloading is not modelled yet: leave it at 0", "kv-offloading-size")
     if not 0 <= cfg.global_cache_hit_threshold <= 1:
         raise _fail(
             "global cache hit threshold must be between in range [0, 1]",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -196,7 +197,7 @@ class BatchLoop:
         if transfer is not None:
             req.arrival += max(0.0, transfer)
             req.preloaded = len(prompt_ids) - 1
-        if transfer is None and not eng.running and not eng.waiting and eng.now < arrival:
+        if transfer is None and not eng.pending and eng.now < arrival:
             eng.now = arrival  # an idle engine waits for the request
         eng.add(req)
         if req.refused is not None:
@@ -253,15 +254,16 @@ class BatchLoop:
     async def _steps(self) -> None:
         eng = self.engine
         while True:
-            if not eng.running and not eng.waiting:
+            if not eng.pending:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             before = eng.steps
             if not eng.step():
                 # nothing can run yet: wait for the next arrival (it reaches the engine later)
-                later = min((r.arrival for r in eng.waiting if r.arrival > eng.now), default=None)
-                if later is None:  # a bug if hit: never spin
+                # or the end of a load from the CPU tier
+                later = eng.next_ready()
+                if later == math.inf:  # a bug if hit: never spin
                     log.warning("batch engine could not step with requests queued")
                     later = eng.now + 1e-3
                 await self._sleep_or_wake(self.t0 + later)

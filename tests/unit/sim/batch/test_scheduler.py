@@ -141,6 +141,57 @@ def test_a_request_longer_than_max_model_len_is_refused_with_vllms_message() -> 
     assert not r.finished
 
 
+def _evict_then_return(cpu_blocks: int) -> tuple[Request, Request]:
+    """A 64-token prompt, then a 112-token one that takes every block of an 8-block GPU
+    (evicting the first from its prefix cache), then the first prompt again."""
+    cfg = SchedulerConfig(
+        num_blocks=8, max_num_batched_tokens=256, cpu_blocks=cpu_blocks, cpu_block_load_s=0.01
+    )
+    first = list(range(64))
+    again = req(2, 1.0, first, 2)
+    other = req(1, 0.5, list(range(100, 212)), 2)
+    res = run(cfg, [req(0, 0.0, first, 2), other, again])
+    assert all(r.finished for r in res.requests)
+    return other, again
+
+
+def test_a_prefix_evicted_from_the_gpu_is_loaded_back_from_the_cpu_tier() -> None:
+    _, without = _evict_then_return(cpu_blocks=0)
+    other, loaded = _evict_then_return(cpu_blocks=16)
+    assert without.cached_tokens == 0
+    assert loaded.cached_tokens == 48  # 3 blocks: at most all but the last token
+    # the 3 blocks cross the host link (10 ms each) before its prefill is scheduled
+    assert loaded.first_token is not None and loaded.admitted is not None
+    assert loaded.first_token >= loaded.arrival + 0.03
+    assert loaded.admitted >= loaded.arrival + 0.03
+
+
+def test_the_cpu_tier_keeps_only_its_capacity_least_recently_used_out() -> None:
+    # the first prompt's blocks are freed tail first, so evicted tail first: a tier of 2 keeps
+    # the leading two (the 4th, 3rd went in first and out first)
+    _, loaded = _evict_then_return(cpu_blocks=2)
+    assert loaded.cached_tokens == 32
+
+
+def test_a_request_aborted_while_its_blocks_load_frees_them() -> None:
+    cfg = SchedulerConfig(
+        num_blocks=8, max_num_batched_tokens=256, cpu_blocks=16, cpu_block_load_s=1.0
+    )
+    engine = Engine(cfg, linear_time)
+    first = list(range(64))
+    engine.run([req(0, 0.0, first, 2), req(1, 0.5, list(range(100, 212)), 2)])
+    again = req(2, engine.now, first, 2)
+    engine.add(again)
+    steps = engine.steps
+    for _ in range(3):  # schedule until nothing changes: its 3 blocks start loading
+        if not engine.step():
+            break
+    assert engine.steps == steps  # nothing ran
+    assert engine.loading == [again] and engine.kv.used == 3
+    engine.abort(again)
+    assert engine.loading == [] and engine.kv.used == 0 and engine.pending == 0
+
+
 # ---- properties ----------------------------------------------------------------------------
 
 workload = st.fixed_dictionaries(
@@ -155,6 +206,7 @@ workload = st.fixed_dictionaries(
         "caching": st.booleans(),
         "timeout": st.one_of(st.none(), st.floats(0.005, 0.5)),
         "async": st.booleans(),
+        "cpu": st.sampled_from([0, 0, 8, 64]),  # blocks of the CPU tier
     }
 )
 
@@ -170,6 +222,8 @@ def make(w: dict[str, object]) -> tuple[SchedulerConfig, list[Request]]:
         max_model_len=256,
         enable_prefix_caching=bool(w["caching"]),
         async_scheduling=bool(w["async"]),
+        cpu_blocks=int(w.get("cpu", 0)),  # type: ignore[call-overload]
+        cpu_block_load_s=1e-4,
     )
     groups = [
         [rnd.randrange(50) for _ in range(rnd.randrange(0, 60))] for _ in range(int(w["groups"]))
