@@ -24,6 +24,7 @@ so the harness adds no dependency.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -296,3 +297,37 @@ def prometheus_binary() -> str:
             "(it installs Debian's prometheus) or set PROMETHEUS_BIN"
         )
     return found
+
+
+@contextlib.contextmanager
+def backfilled_prometheus(workdir: Path, openmetrics: str) -> Iterator[str]:
+    """A Prometheus (its URL) serving only the samples of `openmetrics` (text ending in
+    `# EOF`), turned into TSDB blocks by `promtool tsdb create-blocks-from openmetrics`.
+
+    Queries must name a `time`: the samples are wherever their timestamps put them (keep them
+    within the TSDB retention, e.g. a few hours ago)."""
+    source = workdir / "samples.om"
+    source.write_text(openmetrics, encoding="utf-8")
+    promtool = shutil.which("promtool") or str(Path(prometheus_binary()).with_name("promtool"))
+    data = workdir / "data"
+    done = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = workdir / "prometheus.yml"
+    config.write_text("global: {}\n", encoding="utf-8")
+    port = free_port()
+    argv = [
+        prometheus_binary(),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with ManagedProcess("prometheus", argv, None) as prom:
+        prom.wait_until(lambda: http_get(f"{url}/-/ready")[0] == 200, 60, "ready")
+        yield url

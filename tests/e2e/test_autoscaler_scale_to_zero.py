@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import shutil
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -22,7 +20,7 @@ import pytest
 
 from pyllmd.autoscaler.collect.prometheus import PrometheusMetricsSource
 from pyllmd.autoscaler.collect.queries import VectorSample
-from tests.e2e.harness import ManagedProcess, free_port, http_get, prometheus_binary
+from tests.e2e.harness import backfilled_prometheus
 from tests.e2e.stacks import SATURATION_CONFIG_MAP, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -85,43 +83,20 @@ class AtTime:
         ]
 
 
-def backfill(workdir: Path, at: int) -> Path:
-    """The scenarios as OpenMetrics, turned into TSDB blocks by promtool."""
+def samples(at: int) -> str:
+    """The scenarios as OpenMetrics."""
     lines = [
         f'vllm:request_success_total{{namespace="{NS}",model_name="{model}",pod="p",'
         f'finish_reason="stop"}} {value} {at - ago}'
         for model, (samples, _, _) in SCENARIOS.items()
         for ago, value in samples
     ]
-    source = workdir / "samples.om"
-    source.write_text("\n".join(lines) + "\n# EOF\n")
-    promtool = shutil.which("promtool") or str(Path(prometheus_binary()).with_name("promtool"))
-    data = workdir / "data"
-    done = subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return data
+    return "\n".join(lines) + "\n# EOF\n"
 
 
 async def test_recent_success_semantics_on_real_prometheus(tmp_path: Path) -> None:
     at = int(time.time()) // 60 * 60 - 3600  # an hour ago: well inside the TSDB retention
-    data = backfill(tmp_path, at)
-    config = tmp_path / "prometheus.yml"
-    config.write_text("global: {}\n")
-    port = free_port()
-    argv = [
-        prometheus_binary(),
-        f"--config.file={config}",
-        f"--storage.tsdb.path={data}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with ManagedProcess("prometheus", argv, None) as prom:
-        prom.wait_until(lambda: http_get(f"{url}/-/ready")[0] == 200, 30, "ready")
+    with backfilled_prometheus(tmp_path, samples(at)) as url:
         source = PrometheusMetricsSource(AtTime(url, at))
         found = {}
         for model in SCENARIOS:
