@@ -13,11 +13,16 @@ allowed, and a target at 0 replicas with `minReplicas` above 0 is left alone (sc
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from lightkube.utils.quantity import parse_quantity
+_SUFFIX = {
+    "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
+}  # fmt: skip
+_QUANTITY = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(m|k|M|G|T|P|E|[KMGTPE]i)?")
 
 SYNC_PERIOD_S = 15.0  # --horizontal-pod-autoscaler-sync-period
 TOLERANCE = 0.1  # --horizontal-pod-autoscaler-tolerance
@@ -196,6 +201,15 @@ def _recent(
 
 
 # ---- from a manifest -----------------------------------------------------------------------
+def parse_quantity(text: str) -> float | None:
+    """A Kubernetes quantity (`1`, `500m`, `2k`, `1Gi`, `1e3`) as a number, None if it is not
+    one. (lightkube has a parser, but importing it loads its HTTP client.)"""
+    m = _QUANTITY.fullmatch(text.strip())
+    if m is None:
+        return None
+    return float(m.group(1)) * _SUFFIX[m.group(2) or ""]
+
+
 def rules_from_manifest(
     raw: Mapping[str, Any] | None, default: ScalingRules, where: str
 ) -> ScalingRules:

@@ -164,3 +164,12 @@ def test_keda_activates_from_zero_and_goes_back_after_the_cooldown() -> None:
     assert replicas == 0
     replicas, state = keda.poll(spec, state, 40.0, replicas, 0.5)
     assert replicas == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1", 1.0), ("500m", 0.5), ("2k", 2000.0), ("1Gi", 2.0**30), ("1.5", 1.5), ("1e3", 1000.0),
+     ("one", None), ("1x", None)],
+)  # fmt: skip
+def test_quantities_are_read_as_kubernetes_writes_them(text: str, value: float | None) -> None:
+    assert hpa.parse_quantity(text) == value
