@@ -119,10 +119,15 @@ $(IP_VENV)/.installed:
 
 # inference-perf reads the test workloads; a simulated report agrees with its summarize().
 test-inference-perf: $(STAMP) inference-perf-venv
-	rm -rf $(IP_OUT)
+	rm -rf $(IP_OUT) $(IP_OUT)-azure_trace.json
 	$(BIN)/pyllmd simulate --stack tests/unit/simulate/workloads/stack.yaml \
 		--workload tests/unit/simulate/workloads/shared_prefix_multi_turn.yaml --output $(IP_OUT)
+	$(BIN)/python -c 'import json, sys; from pyllmd.simulate.traces import read_trace; \
+		t = read_trace(sys.argv[1], "AzurePublicDataset", "trace"); \
+		print(json.dumps([[e.t, e.input_tokens, e.output_tokens] for e in t.entries]))' \
+		tests/unit/simulate/workloads/azure_trace.csv > $(IP_OUT)-azure_trace.json
 	$(IP_VENV)/bin/python tools/inference_perf_check.py --report $(IP_OUT) \
+		--trace tests/unit/simulate/workloads/azure_trace.csv $(IP_OUT)-azure_trace.json \
 		$(filter-out %/stack.yaml,$(wildcard tests/unit/simulate/workloads/*.yaml))
 
 # pytest exits 5 when it collected no test; make treats that as a failure.

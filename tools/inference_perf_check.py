@@ -7,6 +7,8 @@ Python >= 3.12; pyllmd stays on 3.11), as `make test-inference-perf` does:
 
 - each workload file is read with inference-perf's own config reader (`read_config`), the
   server's address given as a command-line override, as a run gives it;
+- with `--trace CSV JSON`, inference-perf's Azure trace reader reads CSV and must give the
+  entries (relative time, input and output tokens) that pyllmd's reader wrote as JSON;
 - with `--report DIR` (a `pyllmd simulate` output), each latency distribution of
   `summary_lifecycle_metrics.json` is recomputed from `per_request.csv` with inference-perf's
   own `summarize` (numpy's percentiles) and must agree, and the report must have the keys
@@ -70,12 +72,29 @@ def check_report(out: Path) -> list[str]:
     return lines
 
 
+def check_trace(csv_file: Path, ours_json: Path) -> str:
+    reader = importlib.import_module("inference_perf.utils.trace_reader")
+    theirs = reader.AzurePublicDatasetReader().load_traces(csv_file)
+    ours = json.loads(ours_json.read_text(encoding="utf-8"))
+    if len(theirs) != len(ours):
+        raise AssertionError(f"{csv_file}: {len(ours)} entries, inference-perf reads {len(theirs)}")
+    for i, ((t1, a1, b1), (t2, a2, b2)) in enumerate(zip(theirs, ours, strict=True)):
+        if (a1, b1) != (a2, b2) or not math.isclose(t1, t2, abs_tol=1e-6):
+            raise AssertionError(
+                f"{csv_file}: entry {i}: ours {(t2, a2, b2)}, theirs {(t1, a1, b1)}"
+            )
+    return f"{csv_file}: {len(ours)} trace entries read as inference-perf reads them"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("workloads", nargs="*", type=Path)
     ap.add_argument("--report", type=Path, action="append", default=[])
+    ap.add_argument("--trace", type=Path, nargs=2, action="append", default=[])
     args = ap.parse_args(argv)
     try:
+        for csv_file, ours in args.trace:
+            print(check_trace(csv_file, ours))
         for path in args.workloads:
             print(check_workload(path))
         for out in args.report:

@@ -10,6 +10,7 @@ No server, socket or wall clock is involved: the same seed gives the same report
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from pyllmd.core.settings import flag_specs, flags_only, setting
 from pyllmd.simulate.deployment import build_engine_spec, parse_stack, variant_for
 from pyllmd.simulate.replay import Outcome, replay
 from pyllmd.simulate.report import write
-from pyllmd.simulate.workload import Client, Workload, parse_workload
+from pyllmd.simulate.workload import Client, Workload, parse_workload, scaled
 
 __all__ = ["PROG", "SIMULATE_FLAGS", "SimulateConfig", "load_options", "main", "simulate"]
 
@@ -50,6 +51,17 @@ class SimulateConfig:
         "", "directory for the reports, the per-request CSV and the plots (required)", flag="output"
     )
     seed: int = setting(0, "seed of the workload's random data and arrivals", flag="seed")
+    time_scale: float = setting(
+        1.0,
+        "stretch the workload's clock by this factor: trace times, stage durations and the "
+        "pause between stages multiplied, stage rates divided (the same requests)",
+        flag="time-scale",
+    )
+    rate_scale: float = setting(
+        1.0,
+        "multiply the workload's request rate: stage rates multiplied, trace times divided",
+        flag="rate-scale",
+    )
     v: int = verbosity("log verbosity (4: debug)")
 
 
@@ -61,6 +73,9 @@ def load_options(argv: Sequence[str]) -> SimulateConfig:
     config = flags_only(SimulateConfig, argv, PROG, required=("stack", "workload", "output"))
     if config.seed < 0:
         raise ConfigError(f"--seed: must be 0 or more, got {config.seed}")
+    for flag, value in (("time-scale", config.time_scale), ("rate-scale", config.rate_scale)):
+        if not 0 < value < math.inf:
+            raise ConfigError(f"--{flag}: must be a number > 0, got {value:g}")
     out = Path(config.output)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output {out}: not a directory")
@@ -87,7 +102,14 @@ def expected_requests(wl: Workload) -> int:
     """Requests the schedule sends (the progress bar's total; poisson stages on average)."""
     total = wl.sweep.num_requests if wl.sweep is not None else 0
     for st in wl.stages:
-        if st.num_requests is not None:
+        if wl.load_trace is not None:
+            cap = (
+                len(wl.data_trace.entries)
+                if wl.data_trace
+                else int((st.rate or 0) * (st.duration or 0))
+            )
+            total += min(len(wl.load_trace.entries), cap)
+        elif st.num_requests is not None:
             total += st.num_requests
         elif st.rate is not None and st.duration is not None:
             total += int(round(st.rate * st.duration))
@@ -127,6 +149,7 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
     """Run one simulation from the settings; ConfigError (one line) on bad input."""
     variants = parse_stack(_read_yaml("stack", config.stack), config.stack)
     wl = parse_workload(_read_yaml("workload", config.workload), config.workload)
+    wl = scaled(wl, config.time_scale, config.rate_scale)
     for warning in wl.warnings:
         log.warning("%s", warning)
     variant = variant_for(variants, wl.model_name)

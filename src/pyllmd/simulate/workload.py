@@ -25,17 +25,18 @@ import math
 import random
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyllmd.core.errors import ConfigError
+from pyllmd.simulate.traces import Trace, TraceEntry, prompt_tokens, read_trace
 
 __all__ = ["Client", "Distribution", "Send", "Stage", "Workload", "parse_workload"]
 
 VOCAB = 32000  # token ids are drawn from [1, VOCAB)
 KNOWN = {
     "api": {"type", "streaming"},
-    "data": {"type", "shared_prefix", "input_distribution", "output_distribution", "path"},
+    "data": {"type", "shared_prefix", "input_distribution", "output_distribution", "path", "trace"},
     "load": {
         "type",
         "stages",
@@ -44,6 +45,7 @@ KNOWN = {
         "num_workers",
         "worker_max_concurrency",
         "request_timeout",
+        "trace",
     },
     "server": {"type", "model_name", "base_url", "ignore_eos"},
 }
@@ -160,6 +162,8 @@ class Workload:
     ignore_eos: bool = False
     sweep: Sweep | None = None
     warnings: tuple[str, ...] = ()
+    load_trace: Trace | None = None  # trace_replay: the send times
+    data_trace: Trace | None = None  # random data: each request's lengths (and Mooncake blocks)
 
 
 def _where(path: str) -> str:
@@ -268,6 +272,13 @@ def _stages(load: Mapping[str, Any], kind: str, where: str) -> tuple[Stage, ...]
     return tuple(out)
 
 
+def _trace(section: Mapping[str, Any], where: str) -> Trace:
+    raw = section.get("trace")
+    if not isinstance(raw, Mapping) or not raw.get("file"):
+        raise ConfigError(f"{where}: a map with the trace's file (and format) is needed")
+    return read_trace(str(raw["file"]), str(raw.get("format", "AzurePublicDataset")), where)
+
+
 def _sweep(raw: Any, where: str) -> Sweep:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: must be a map")
@@ -311,9 +322,10 @@ def parse_workload(doc: Any, path: str = "WORKLOAD") -> Workload:
     if api.get("streaming") is False:
         ignored.append("api.streaming=false (every request is modelled as streamed)")
     kind = str(load.get("type", "constant"))
-    if kind not in ("constant", "poisson", "concurrent"):
+    if kind not in ("constant", "poisson", "concurrent", "trace_replay"):
         raise ConfigError(
-            f"{where}: load.type: {kind!r} is not modelled (constant, poisson or concurrent)"
+            f"{where}: load.type: {kind!r} is not modelled (constant, poisson, concurrent or "
+            "trace_replay)"
         )
     sweep = None
     if load.get("sweep") is not None:
@@ -349,7 +361,13 @@ def parse_workload(doc: Any, path: str = "WORKLOAD") -> Workload:
         "model_name": str(server.get("model_name") or ""),
         "ignore_eos": ignore_eos,
         "sweep": sweep,
+        "load_trace": _trace(load, f"{where}: load.trace") if kind == "trace_replay" else None,
+        "data_trace": _trace(data, f"{where}: data.trace") if data.get("trace") else None,
     }
+    if kind != "trace_replay" and load.get("trace") is not None:
+        ignored.append("load.trace (load.type is not trace_replay)")
+    if data.get("trace") is not None and data_type != "random":
+        raise ConfigError(f"{where}: data.trace: only the random data type reads a trace")
     if data_type == "shared_prefix":
         sp = _map(data, "shared_prefix", f"{where}: data")
         at = f"{where}: data.shared_prefix"
@@ -411,6 +429,25 @@ def parse_workload(doc: Any, path: str = "WORKLOAD") -> Workload:
     return Workload(**{**workload.__dict__, "warnings": warnings})
 
 
+def scaled(wl: Workload, time_scale: float = 1.0, rate_scale: float = 1.0) -> Workload:
+    """`--time-scale` and `--rate-scale`: the workload's clock stretched by `time_scale` (trace
+    times, stage durations and the pause between stages ×; stage rates ÷: the same requests),
+    then its request rate × `rate_scale` (stage rates ×; trace times ÷)."""
+    if time_scale == 1.0 and rate_scale == 1.0:
+        return wl
+    stages = tuple(
+        replace(st, rate=st.rate * rate_scale / time_scale, duration=st.duration * time_scale)
+        if st.rate is not None and st.duration is not None
+        else st
+        for st in wl.stages
+    )
+    trace = wl.load_trace
+    if trace is not None:
+        k = time_scale / rate_scale
+        trace = replace(trace, entries=tuple(replace(e, t=e.t * k) for e in trace.entries))
+    return replace(wl, stages=stages, interval=wl.interval * time_scale, load_trace=trace)
+
+
 # ---- the client on virtual time ---------------------------------------------------------
 
 
@@ -447,6 +484,7 @@ class Client:
         self.slots = 0  # slots issued over the run (a multi-turn slot's user is slots % users)
         self.stage = -1
         self.stage_issued = 0
+        self.stage_sent = 0
         self.stage_total = 0
         self.stage_start = 0.0
         self.saturation: float | None = None
@@ -511,10 +549,16 @@ class Client:
             p = user if user >= 0 else i % len(self.prompts)
             output = self.outputs[p]
             tokens = list(self.prompts[p])
+        elif wl.data_trace is not None:  # the stage's k-th request gets the trace's k-th lengths
+            entries = wl.data_trace.entries
+            entry: TraceEntry = entries[self.stage_sent % len(entries)]
+            tokens = prompt_tokens(entry, VOCAB, self._ids)
+            output = entry.output_tokens
         else:
             assert wl.input is not None and wl.output is not None
             tokens = self._ids(max(1, wl.input.sample(self.rnd)))
             output = max(1, wl.output.sample(self.rnd))
+        self.stage_sent += 1
         send = Send(i, self.stage - self.offset, scheduled, tokens, output, user, start=now)
         self.sends.append(send)
         return send
@@ -534,12 +578,19 @@ class Client:
         st = self.plan[self.stage]
         self.stage_issued = 0
         self.stage_open = 0
+        self.stage_sent = 0
         if st.num_requests is not None:
             self.stage_total = st.num_requests
             return
         assert st.rate is not None and st.duration is not None
         times: list[float] = []
-        if self.wl.load_type == "poisson":
+        if self.wl.load_trace is not None:  # inference-perf replays the whole trace per stage
+            times = [now + e.t for e in self.wl.load_trace.entries]
+            cap = int(st.rate * st.duration)
+            if self.wl.data_trace is not None:
+                cap = len(self.wl.data_trace.entries)
+            del times[cap:]
+        elif self.wl.load_type == "poisson":
             t = 0.0
             while True:
                 t += self.rnd.expovariate(st.rate)

@@ -210,7 +210,11 @@ def test_a_workload_that_is_fully_modelled_warns_nothing(
 @pytest.mark.parametrize(
     ("edit", "words"),
     [
-        (("type: constant", "type: trace_replay"), "load.type: 'trace_replay' is not modelled"),
+        (
+            ("type: constant", "type: trace_session_replay"),
+            "load.type: 'trace_session_replay' is not modelled",
+        ),
+        (("type: constant", "type: trace_replay"), "load.trace: a map with the trace's file"),
         (("type: shared_prefix", "type: shareGPT"), "data.type: 'shareGPT' is not modelled"),
         (("rate: 4", "rate: -1"), "load.stages[0].rate: must be a number > 0"),
         (("stages:", "sweep: {type: log}\n  stages:"), "load.sweep.type: must be geometric"),
