@@ -69,33 +69,39 @@ def produced(engine: Engine, req: Request) -> int:
 
 
 class KVEvents:
-    """The engine's block events as vLLM's KV events: BlockStored when a prompt block fills
-    (with its upstream block key, parent key and token ids), BlockRemoved when the engine
-    reuses a cached block. Blocks of generated tokens are not published (their token ids
-    are not the engine's to know)."""
+    """The engine's block events as vLLM's KV events: BlockStored when a block fills (with
+    its upstream block key, parent key and token ids), BlockRemoved when the engine reuses a
+    cached block. Prompt blocks are the engine's (told when it registers them); blocks of
+    generated tokens are followed here, since the engine registers a decoding request's
+    blocks only when it finishes or is preempted: a block is stored at the end of the step
+    that computed its last token, as in vLLM. Their token ids are the reply's."""
 
     def __init__(self, sink: EventSink, block_size: int, hash_seed: str) -> None:
         self.sink = sink
         self.block_size = block_size
         self.hash_seed = hash_seed
-        self.prompts: dict[int, tuple[list[int], list[int]]] = {}  # rid -> (ids, block keys)
+        # rid -> (prompt + output ids, their block keys, next generated block to check)
+        self.seqs: dict[int, tuple[list[int], list[int], list[int]]] = {}
         self.keys: dict[object, int] = {}  # the engine's block key -> the upstream key
         self.pending: list[KVEvent] = []  # events of the step running now: sent at its end
 
-    def add(self, req: Request, prompt_ids: Sequence[int]) -> None:
-        ids = list(prompt_ids)
-        self.prompts[req.rid] = (ids, block_keys(ids, self.block_size, self.hash_seed))
+    def add(self, req: Request, prompt_ids: Sequence[int], output_ids: Sequence[int] = ()) -> None:
+        ids = [*prompt_ids, *output_ids]
+        self.seqs[req.rid] = (ids, block_keys(ids, self.block_size, self.hash_seed), [0])
 
     def forget(self, req: Request) -> None:
-        self.prompts.pop(req.rid, None)
+        self.seqs.pop(req.rid, None)
 
     def stored(self, req: Request, index: int) -> None:
-        entry = self.prompts.get(req.rid)
-        if entry is None or index >= len(entry[1]) or index >= len(req.hashes):
+        entry = self.seqs.get(req.rid)
+        if entry is None or index >= len(entry[1]):
             return
-        ids, keys = entry
+        key = req.block_key(index)
+        if key in self.keys:
+            return  # published when it filled (a generated block), not removed since
+        ids, keys, _ = entry
         bs = self.block_size
-        self.keys[req.hashes[index]] = keys[index]
+        self.keys[key] = keys[index]
         self.pending.append(
             BlockStored(
                 block_hash=keys[index],
@@ -104,6 +110,17 @@ class KVEvents:
                 block_size=bs,
             )
         )
+
+    def computed(self, req: Request, tokens: int) -> None:
+        """`req` has `tokens` tokens' KV computed: store its generated blocks that filled."""
+        entry = self.seqs.get(req.rid)
+        if entry is None:
+            return
+        cursor = entry[2]
+        full = min(tokens // self.block_size, len(entry[1]))
+        for index in range(max(cursor[0], len(req.hashes)), full):
+            self.stored(req, index)
+        cursor[0] = max(cursor[0], full)
 
     def removed(self, key: object) -> None:
         upstream = self.keys.pop(key, None)
@@ -173,6 +190,7 @@ class BatchLoop:
         output_len: int,
         received: float | None = None,
         transfer: float | None = None,
+        output_ids: Sequence[int] = (),
     ) -> Ticket:
         """Queue a request received at `received` (clock time; default now); ValueError(the
         engine's message) when the engine refuses it. It reaches the engine `first_token_s`
@@ -180,7 +198,9 @@ class BatchLoop:
 
         With `transfer` (P/D decode side) the prompt's KV comes from a prefill pod: the request
         reaches the engine `transfer` seconds later still, with all but the last prompt token
-        already computed (vLLM recomputes the last one for its logits)."""
+        already computed (vLLM recomputes the last one for its logits).
+
+        `output_ids` are the reply's token ids, for the KV events of generated blocks."""
         eng = self.engine
         now = self.clock.now()
         start = now if received is None else min(received, now)
@@ -202,7 +222,7 @@ class BatchLoop:
         if req.refused is not None:
             raise ValueError(req.refused)
         if self.events is not None:
-            self.events.add(req, prompt_ids)
+            self.events.add(req, prompt_ids, output_ids)
         ticket = Ticket(req)
         self._open.append(ticket)
         if self._task is None or self._task.done():
@@ -289,8 +309,11 @@ class BatchLoop:
         eng = self.engine
         at = self.t0 + eng.now
         keep: list[Ticket] = []
+        events = self.events if eng.kv.caching else None
         for t in self._open:
             req = t.req
+            if events is not None and req.lazy:
+                events.computed(req, req.base + eng.steps)
             n = produced(eng, req)
             if n > len(t.times):
                 t.times.extend([at] * (n - len(t.times)))
