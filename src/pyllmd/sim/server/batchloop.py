@@ -166,6 +166,9 @@ class BatchLoop:
         self.last_token_s = last_token_s
         self.on_step = on_step
         self.t0 = clock.now()
+        # P/D decode side: the KV transfer time of a prompt of n tokens (None: the
+        # per-request calculator's, from the --kv-cache-transfer-* flags)
+        self.transfer_s: Callable[[int], float] | None = None
         self._open: list[Ticket] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -310,8 +310,12 @@ class CompletionService:
             if work.remote_decode and not reply.calls:  # P/D prefill side: one token
                 reply.tokens = reply.tokens[:1]
                 reply.completion_tokens = len(reply.tokens)
-            # P/D decode side: the prompt's KV arrives after the transfer time
-            transfer = plan.ttft if work.remote_prefill else None
+            # P/D decode side: the prompt's KV arrives after the transfer time (the flags',
+            # else the KV bytes over the accelerator's network)
+            transfer = None
+            if work.remote_prefill:
+                by_size = batch.transfer_s
+                transfer = by_size(len(work.prompt_ids)) if by_size is not None else plan.ttft
             await self.wait_awake()
             try:
                 out = _reply_ids(reply) if batch.events is not None else ()
