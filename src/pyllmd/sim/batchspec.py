@@ -119,6 +119,7 @@ def build_engine_spec(
         enable_prefix_caching=cfg.enable_prefix_caching,
         enable_chunked_prefill=cfg.enable_chunked_prefill,
         max_waiting=cfg.max_waiting_queue_length if max_waiting_given else None,
+        max_loras=cfg.max_loras,
     )
     step = StepModel(arch, acc, tp, profile, cfg.max_num_seqs, kv_bytes)
     transfer = KVTransfer(arch.kv_bytes_per_token(tp, kv_bytes), acc.network_gbps * 1e9)

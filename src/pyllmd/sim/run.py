@@ -172,6 +172,7 @@ def batch_loop(
         iterations.observe(loop.last_tokens)
 
     loop.on_step = on_step
+    loop.on_loras = metrics.lora_info  # vllm:lora_requests_info, as the other calculators
     return loop
 
 

@@ -169,6 +169,13 @@ class BatchLoop:
         # P/D decode side: the KV transfer time of a prompt of n tokens (None: the
         # per-request calculator's, from the --kv-cache-transfer-* flags)
         self.transfer_s: Callable[[int], float] | None = None
+        # LoRA: adapter ids (1, 2...: index + 1 in `lora_names`) and what the engine runs
+        # and queues per adapter, told to `on_loras` when it changes (vllm:lora_requests_info)
+        self.lora_ids: dict[str, int] = {}
+        self.lora_names: list[str] = []
+        self.on_loras: Callable[[tuple[str, ...], tuple[str, ...]], None] | None = None
+        self._lora_open = 0  # open tickets of adapter requests
+        self._lora_state: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         self._open: list[Ticket] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -194,6 +201,7 @@ class BatchLoop:
         received: float | None = None,
         transfer: float | None = None,
         output_ids: Sequence[int] = (),
+        lora: str | None = None,
     ) -> Ticket:
         """Queue a request received at `received` (clock time; default now); ValueError(the
         engine's message) when the engine refuses it. It reaches the engine `first_token_s`
@@ -203,7 +211,8 @@ class BatchLoop:
         reaches the engine `transfer` seconds later still, with all but the last prompt token
         already computed (vLLM recomputes the last one for its logits).
 
-        `output_ids` are the reply's token ids, for the KV events of generated blocks."""
+        `output_ids` are the reply's token ids, for the KV events of generated blocks; `lora`
+        the adapter it runs on (at most `--max-loras` adapters run at once)."""
         eng = self.engine
         now = self.clock.now()
         start = now if received is None else min(received, now)
@@ -216,6 +225,11 @@ class BatchLoop:
             block_hashes(prompt_ids, eng.cfg.block_size),
         )
         self._rid += 1
+        if lora is not None:
+            req.lora = self.lora_ids.get(lora, 0)
+            if not req.lora:
+                self.lora_names.append(lora)
+                req.lora = self.lora_ids[lora] = len(self.lora_names)
         if transfer is not None:
             req.arrival += max(0.0, transfer)
             req.preloaded = len(prompt_ids) - 1
@@ -228,10 +242,28 @@ class BatchLoop:
             self.events.add(req, prompt_ids, output_ids)
         ticket = Ticket(req)
         self._open.append(ticket)
+        if req.lora:
+            self._lora_open += 1
+            self._publish_loras()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
         return ticket
+
+    def lora_state(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The adapters of the running requests and of the waiting ones, each in order."""
+        names = self.lora_names
+        eng = self.engine
+        running = dict.fromkeys(names[r.lora - 1] for r in eng.running if r.lora)
+        waiting = dict.fromkeys(names[r.lora - 1] for r in eng.waiting if r.lora)
+        return tuple(running), tuple(waiting)
+
+    def _publish_loras(self) -> None:
+        state = self.lora_state()
+        if state != self._lora_state:
+            self._lora_state = state
+            if self.on_loras is not None:
+                self.on_loras(*state)
 
     def cancel(self, ticket: Ticket) -> None:
         """The client left: the engine drops the request and frees its blocks."""
@@ -243,6 +275,9 @@ class BatchLoop:
             self.events.forget(ticket.req)
         with contextlib.suppress(ValueError):
             self._open.remove(ticket)
+        if ticket.req.lora:
+            self._lora_open -= 1
+            self._publish_loras()
 
     def drop_prefix_cache(self) -> None:
         """Forget the cached prefix blocks that no request holds (a sleep that discards the
@@ -272,6 +307,7 @@ class BatchLoop:
                 t.done = t.failed = True
                 t.changed.set()
             self._open = []
+            self._lora_open = 0
 
     async def _steps(self) -> None:
         eng = self.engine
@@ -326,9 +362,13 @@ class BatchLoop:
                 t.changed.set()
                 if self.events is not None:
                     self.events.forget(req)
+                if req.lora:
+                    self._lora_open -= 1
             else:
                 keep.append(t)
         self._open = keep
+        if self._lora_open or self._lora_state != ((), ()):
+            self._publish_loras()
         if self.events is not None:
             self.events.flush()
         if self.on_step is not None:

@@ -320,7 +320,12 @@ class CompletionService:
             try:
                 out = _reply_ids(reply) if batch.events is not None else ()
                 ticket = batch.submit(
-                    work.prompt_ids, reply.completion_tokens, work.admitted_at, transfer, out
+                    work.prompt_ids,
+                    reply.completion_tokens,
+                    work.admitted_at,
+                    transfer,
+                    out,
+                    work.lora,
                 )
             except ValueError as e:
                 if str(e) == QUEUE_FULL:  # --max-waiting-queue-length given
@@ -455,7 +460,9 @@ class CompletionService:
         assert batch is not None
         await self.wait_awake()
         try:
-            ticket = batch.submit(work.prompt_ids, n, work.admitted_at, output_ids=output_ids)
+            ticket = batch.submit(
+                work.prompt_ids, n, work.admitted_at, output_ids=output_ids, lora=work.lora
+            )
         except ValueError as e:
             if str(e) == QUEUE_FULL:
                 raise LlmdError(429, QUEUE_FULL_MESSAGE) from None
