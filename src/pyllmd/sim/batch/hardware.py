@@ -2,12 +2,6 @@
 
 The built-in table holds the GPUs of the calibration set; `load_accelerators` reads a CSV file
 with the same columns (`--accelerator-config`). Figures are dense peaks (no sparsity).
-
-The network (GB/s per GPU, one direction: what a P/D KV transfer between pods gets) is not a
-column of the calibration set's gpus.csv; the built-in figures are those of NVIDIA's reference
-systems, one NIC per GPU: DGX H100, 8x ConnectX-7 400 Gb/s (50 GB/s); DGX A100, 8x
-ConnectX-6 200 Gb/s (25 GB/s). L40S has no such reference system: 200 Gb/s (25 GB/s) per GPU
-is assumed, as for a file row that leaves the optional `network_GBps` column out or empty.
 """
 
 from __future__ import annotations
@@ -31,7 +25,11 @@ COLUMNS = (
 
 OPTIONAL_COLUMNS = ("network_GBps",)
 
-# The network of a GPU (GB/s, one direction) when its row does not give one: 200 Gb/s.
+# The network of a GPU (GB/s, one direction: what a P/D KV transfer between pods gets) is not
+# a column of the calibration set's gpus.csv; the built-in figures are those of NVIDIA's
+# reference systems, one NIC per GPU: DGX H100, 8x ConnectX-7 400 Gb/s (50 GB/s); DGX A100,
+# 8x ConnectX-6 200 Gb/s (25 GB/s). L40S has no such reference system: 200 Gb/s (25 GB/s) per
+# GPU is assumed, as for a file row that leaves the optional `network_GBps` column out or empty.
 DEFAULT_NETWORK_GBPS = 25.0
 BUILTIN_NETWORK_GBPS = {"H100": 50.0, "A100-80GB": 25.0, "L40S": DEFAULT_NETWORK_GBPS}
 

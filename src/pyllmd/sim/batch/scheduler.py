@@ -425,15 +425,15 @@ class Engine:
         # 3. waiting requests, unless this step preempted one
         if not preempted:
             waiting = self.waiting
-            # when the engine ran without a gap, this step was scheduled as the last one began
-            seen = self.now
-            if cfg.async_scheduling and self.last_end == self.now:
-                seen = self.last_start
             # --max-loras: a request of another adapter waits while the running requests
             # already use that many (vLLM skips it and admits the requests behind it)
             max_loras = cfg.max_loras or 0
             loras: set[int] | None = None  # adapters of the running requests, when needed
             skipped: list[Request] = []
+            # when the engine ran without a gap, this step was scheduled as the last one began
+            seen = self.now
+            if cfg.async_scheduling and self.last_end == self.now:
+                seen = self.last_start
             while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
                 req = waiting[0]
                 if req.arrival > seen:
