@@ -138,7 +138,9 @@ def parse_accelerators(text: str, source: str) -> dict[str, Accelerator]:
             link, nvlink = parse_interconnect(row.get("interconnect") or "")
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
+        network = _number(row, "network_GBps", where, optional=True)
         out[name] = Accelerator(
+            network_gbps=network or BUILTIN_NETWORK_GBPS.get(name, DEFAULT_NETWORK_GBPS),
             name=name,
             bf16_tflops=_number(row, "bf16_tflops_dense", where) or 0.0,
             fp8_tflops=_number(row, "fp8_tflops_dense", where, optional=True),
@@ -147,8 +149,6 @@ def parse_accelerators(text: str, source: str) -> dict[str, Accelerator]:
             interconnect=(row.get("interconnect") or "").strip(),
             link_gbps=link,
             nvlink=nvlink,
-            network_gbps=_number(row, "network_GBps", where, optional=True)
-            or BUILTIN_NETWORK_GBPS.get(name, DEFAULT_NETWORK_GBPS),
         )
     if not out:
         raise ConfigError(f"{source}: no accelerator rows")
