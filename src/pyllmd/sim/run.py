@@ -39,6 +39,7 @@ from pyllmd.core.errors import ConfigError
 from pyllmd.core.heap import freeze_heap
 from pyllmd.core.metricset import CollectorFamily, Family
 from pyllmd.core.tokenize import Tokenizer, load_tokenizer
+from pyllmd.sim.batchspec import EngineSpec, build_engine_spec
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.dataset.lookup import Dataset
 from pyllmd.sim.dataset.store import DatasetStore
@@ -53,7 +54,6 @@ from pyllmd.sim.server.metrics import SimMetrics
 from pyllmd.sim.server.portmux import PortMux
 from pyllmd.sim.server.serving import ABORT_WRITE_TIMEOUT, CompletionService
 from pyllmd.sim.server.tls import TLSSetupError, server_ssl_context
-from pyllmd.simulate.deployment import EngineSpec, Variant, build_engine_spec
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,20 @@ def build_app(
     return app
 
 
+TRANSFER_SETTINGS = (
+    "kv_cache_transfer_latency",
+    "kv_cache_transfer_latency_std_dev",
+    "kv_cache_transfer_time_per_token",
+    "kv_cache_transfer_time_std_dev",
+)
+"""The `--kv-cache-transfer-*` settings: when one is given, it times a P/D KV transfer."""
+
+
 def batch_engine_spec(cfg: SimConfig) -> EngineSpec:
     """The batch model of this pod, built as `pyllmd simulate` builds a variant's pods
     (ConfigError, one line, when it cannot run: unknown accelerator, model too large...)."""
     given = cfg.model_fields_set
-    args = ["--max-waiting-queue-length"] if "max_waiting_queue_length" in given else []
-    variant = Variant(cfg.display_model, 1, tuple(args), cfg, "kv_cache_size" in given)
-    return build_engine_spec(variant)
+    return build_engine_spec(cfg, "kv_cache_size" in given, "max_waiting_queue_length" in given)
 
 
 def batch_loop(
@@ -135,6 +142,8 @@ def batch_loop(
         spec.profile.last_token_s,
         events=events,
     )
+    if spec.transfer is not None and not cfg.model_fields_set.intersection(TRANSFER_SETTINGS):
+        loop.transfer_s = spec.transfer.seconds  # P/D: KV bytes over the GPU's network
     model = cfg.display_model
     info = metrics.registry.families["vllm:cache_config_info"]  # the engine's block count
     info.remove(str(cfg.block_size), str(cfg.kv_cache_size))
@@ -163,6 +172,7 @@ def batch_loop(
         iterations.observe(loop.last_tokens)
 
     loop.on_step = on_step
+    loop.on_loras = metrics.lora_info  # vllm:lora_requests_info, as the other calculators
     return loop
 
 

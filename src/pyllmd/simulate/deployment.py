@@ -5,28 +5,20 @@ Each variant of a `pyllmd up` stack file is a Deployment of `replicas` pods whos
 `--max-num-seqs`, `--max-num-batched-tokens`, `--kv-cache-size`... mean what they mean for a
 live pod. A variant may omit `variantAutoscaling`: its `deployment.name` then names it.
 `build_engine_spec` turns one variant's settings into the batch model's scheduler settings and
-step-time function (`pyllmd.sim.batch`).
+step-time function, with the simulator's own builder (`pyllmd.sim.batchspec`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pyllmd.core.errors import ConfigError
-from pyllmd.sim.batch.architecture import (
-    Architecture,
-    check_max_model_len,
-    from_hf_config,
-    get_architecture,
-    kv_blocks,
-)
-from pyllmd.sim.batch.hardware import Accelerator, get_accelerator, load_accelerators
-from pyllmd.sim.batch.scheduler import SchedulerConfig
-from pyllmd.sim.batch.steptime import Profile, StepModel, default_profile
+from pyllmd.sim import batchspec
+from pyllmd.sim.batch.steptime import Profile
+from pyllmd.sim.batchspec import EngineSpec
 from pyllmd.sim.config import SimConfig, load_config
-from pyllmd.sim.config.profile import load_profile
 
 __all__ = [
     "EngineSpec",
@@ -49,15 +41,6 @@ class Variant:
     args: tuple[str, ...]
     config: SimConfig
     kv_cache_size_given: bool  # --kv-cache-size on the command line
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    """What one pod of a variant runs: scheduler settings and the step-time model."""
-
-    scheduler: SchedulerConfig
-    step: StepModel
-    profile: Profile
 
 
 def _sim_args(args: Sequence[str], where: str) -> list[str]:
@@ -155,84 +138,12 @@ def variant_for(variants: Sequence[Variant], model: str) -> Variant:
     raise ConfigError(f"--workload: server.model_name {model!r}: no variant serves it ({known})")
 
 
-def _architecture(cfg: SimConfig) -> Architecture:
-    if not cfg.model_config_file:
-        return get_architecture(cfg.model)
-    import json
-    from pathlib import Path
-
-    try:
-        data = json.loads(Path(cfg.model_config_file).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"--model-config {cfg.model_config_file}: {e.strerror or e}") from None
-    except ValueError as e:
-        raise ConfigError(f"--model-config {cfg.model_config_file}: not JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"--model-config {cfg.model_config_file}: must be a JSON object")
-    return from_hf_config(data, cfg.model_config_file)
-
-
 def build_engine_spec(variant: Variant, profile: Profile | None = None) -> EngineSpec:
     """The batch model of one pod of `variant` (with `profile` instead of its
     `--latency-profile` when given); ConfigError (one line) when it cannot run."""
-    cfg = variant.config
-    arch = _architecture(cfg)
-    extra = load_accelerators(cfg.accelerator_config) if cfg.accelerator_config else None
-    acc = get_accelerator(cfg.accelerator, extra)
-    tp = cfg.tensor_parallel_size
-    arch.check_tp(tp)
-    kv_bytes = 1.0 if cfg.kv_cache_dtype.startswith("fp8") else 2.0
-    if cfg.max_num_batched_tokens < cfg.max_num_seqs:
-        raise ConfigError(
-            f"--max-num-batched-tokens ({cfg.max_num_batched_tokens}) must be greater than or "
-            f"equal to --max-num-seqs ({cfg.max_num_seqs})"
-        )
-    if not cfg.enable_chunked_prefill and cfg.max_num_batched_tokens < cfg.max_model_len:
-        raise ConfigError(
-            f"--max-num-batched-tokens ({cfg.max_num_batched_tokens}) is smaller than "
-            f"--max-model-len ({cfg.max_model_len}) without chunked prefill"
-        )
-    if variant.kv_cache_size_given:
-        blocks = cfg.kv_cache_size
-        check_max_model_len(arch, tp, blocks, cfg.max_model_len, kv_bytes, cfg.block_size)
-    else:
-        blocks = kv_blocks(
-            arch,
-            tp,
-            acc.memory_bytes,
-            cfg.gpu_memory_utilization,
-            cfg.max_num_batched_tokens,
-            cfg.max_model_len,
-            kv_bytes,
-            cfg.block_size,
-        )
-    if profile is None:
-        profile = load_profile(cfg.latency_profile) if cfg.latency_profile else default_profile()
-    scheduler = SchedulerConfig(
-        num_blocks=blocks,
-        max_num_seqs=cfg.max_num_seqs,
-        max_num_batched_tokens=cfg.max_num_batched_tokens,
-        max_model_len=cfg.max_model_len,
-        block_size=cfg.block_size,
-        enable_prefix_caching=cfg.enable_prefix_caching,
-        enable_chunked_prefill=cfg.enable_chunked_prefill,
-        max_waiting=cfg.max_waiting_queue_length
-        if _given(variant.args, "--max-waiting-queue-length")
-        else None,
+    return batchspec.build_engine_spec(
+        variant.config,
+        variant.kv_cache_size_given,
+        _given(variant.args, "--max-waiting-queue-length"),
+        profile,
     )
-    scheduler = replace(scheduler, **_cpu_tier(cfg, arch, acc, kv_bytes))
-    step = StepModel(arch, acc, tp, profile, cfg.max_num_seqs, kv_bytes)
-    return EngineSpec(scheduler, step, profile)
-
-
-def _cpu_tier(
-    cfg: SimConfig, arch: Architecture, acc: Accelerator, kv_bytes: float
-) -> dict[str, Any]:
-    """The CPU KV tier of `--kv-offloading-size`: its size in blocks of one tensor-parallel
-    rank (vLLM divides the GiB among the ranks) and the time to load one block back."""
-    if cfg.kv_offloading_size <= 0:
-        return {}
-    tp = cfg.tensor_parallel_size
-    per_block = arch.kv_bytes_per_token(tp, kv_bytes) * cfg.block_size
-    blocks = int(cfg.kv_offloading_size * 2**30 / tp // per_block)
-    return {"cpu_blocks": blocks, "cpu_block_load_s": per_block / (acc.host_gbps * 1e9)}

@@ -37,11 +37,23 @@ __all__ = [
     "ui_enabled",
 ]
 
-RATE = "[30s]"
+WINDOW = "30s"
+RATE = f"[{WINDOW}]"
+
+
+def _window_counts(series: str) -> str:
+    """The observations a counter series gained within the last WINDOW, counting a series
+    born inside the window from 0: the simulator (as upstream) creates a histogram's
+    series at its first observation, so its first scraped value may already hold every
+    observation of a burst, which `increase` alone (from the first sample on) never counts."""
+    return f"({series} unless {series} offset {WINDOW}) or increase({series}{RATE})"
 
 
 def _quantile(q: float, metric: str) -> str:
-    return f"histogram_quantile({q}, sum by (pod, le) (rate({metric}_bucket{RATE})))"
+    """The `q` quantile of the last WINDOW's observations per pod; no sample (not NaN)
+    when the window saw none, so the cell shows no data rather than a number."""
+    counts = _window_counts(f"{metric}_bucket")
+    return f"histogram_quantile({q}, sum by (pod, le) ({counts})) >= 0"
 
 
 QUERIES: dict[str, str] = {

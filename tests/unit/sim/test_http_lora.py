@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import openai
 import pytest
@@ -178,3 +179,55 @@ async def test_kv_events_carry_the_adapter(start_sim: SimFactory) -> None:
     await sim.client.completions.create(model="m", prompt=prompt + " y", max_tokens=1)
     stored = [e for e in sink.events if isinstance(e, BlockStored)]
     assert [(e.lora_id, e.lora_name) for e in stored] == [(1, "l1")]
+
+
+async def test_batch_max_loras_holds_another_adapter_and_shows_it_waiting(
+    start_sim: SimFactory,
+) -> None:
+    """`--latency-calculator batch`: with `--max-loras 1`, a request on a second adapter
+    waits while the first adapter's runs (vLLM's scheduler skips it), a base-model request
+    behind it starts at once, and vllm:lora_requests_info shows both states."""
+    clock = VirtualClock()
+    sim = await start_sim(
+        "--served-model-name", "m", "--model", "meta-llama/Llama-2-7b-hf",
+        "--latency-calculator", "batch", "--max-loras", "1",
+        "--lora-modules", '{"name":"l1"}', '{"name":"l2"}',
+        clock=clock,
+    )  # fmt: skip
+
+    def ask(model: str, tokens: int) -> asyncio.Task[openai.types.Completion]:
+        body = {"ignore_eos": True}
+        return asyncio.create_task(
+            sim.client.completions.create(
+                model=model, prompt="one two three", max_tokens=tokens, extra_body=body
+            )
+        )
+
+    async def until(what: str, check: Callable[[], bool]) -> None:
+        for _ in range(2000):  # 1 ms at a time
+            if check():
+                return
+            await clock.advance(0.001)
+        raise AssertionError(f"never: {what}")
+
+    async def series(running: str, waiting: str) -> None:
+        for _ in range(2000):  # 1 ms at a time
+            if (running, waiting) in await lora_series(sim):
+                return
+            await clock.advance(0.001)
+        raise AssertionError(f"no {LORA_INFO} series running={running!r} waiting={waiting!r}")
+
+    first = ask("l1", 30)
+    await series("l1", "")
+    second, base = ask("l2", 2), ask("m", 2)
+    await series("l1", "l2")
+    await until("the base-model request done", base.done)
+    assert not first.done() and not second.done()  # l2 waits for l1's request to end
+    await until("the l1 request done", first.done)
+    assert not second.done()
+    await series("l2", "")
+    await until("the l2 request done", second.done)
+    reply = await first
+    assert (await second).model == "l2" and reply.usage is not None
+    assert reply.usage.completion_tokens == 30
+    await series("", "")

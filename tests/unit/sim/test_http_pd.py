@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from pyllmd.core.clock import VirtualClock
+from pyllmd.sim.batch.steptime import default_profile
 
 from .conftest import SimFactory, metric_value
 from .test_http_tools import WEATHER
@@ -239,3 +240,33 @@ async def test_batch_decode_side_waits_for_the_kv_transfer_and_skips_the_prefill
     assert metric_value(text, "vllm:iteration_tokens_total_sum", model_name="m") == 5
     ttft = metric_value(text, "vllm:time_to_first_token_seconds_sum", model_name="m")
     assert ttft is not None and ttft > 0.3
+
+
+async def test_batch_decode_side_without_transfer_flags_waits_for_the_kv_over_the_network(
+    start_sim: SimFactory,
+) -> None:
+    """No --kv-cache-transfer-* flag: the transfer takes the prompt's KV bytes (one GPU's
+    shard: Llama-2-7B, 32 layers x 32 KV heads x 128 x K and V x 2 bytes = 512 KiB a token)
+    over the accelerator's network (H100: 50 GB/s) plus 1 ms."""
+    clock = VirtualClock()
+    sim = await start_sim(*BATCH, "--max-model-len", "2048", clock=clock)
+    prompt = " ".join(f"w{i}" for i in range(1000))
+    call = asyncio.create_task(
+        sim.client.completions.create(
+            model="m",
+            prompt=prompt,
+            max_tokens=2,
+            extra_body={"kv_transfer_params": {"do_remote_prefill": True}, "ignore_eos": True},
+        )
+    )
+    for _ in range(2000):  # 1 ms at a time
+        await clock.advance(0.001)
+        if call.done():
+            break
+    resp = await call
+    assert resp.usage is not None and resp.usage.prompt_tokens == 1000
+    text = await sim.metrics()
+    ttft = metric_value(text, "vllm:time_to_first_token_seconds_sum", model_name="m")
+    transfer = 0.001 + 1000 * 524288 / 50e9  # 11.5 ms
+    first = default_profile().first_token_s  # reading the request, before the engine
+    assert ttft is not None and first + transfer < ttft < first + transfer + 0.015

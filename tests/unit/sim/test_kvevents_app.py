@@ -151,3 +151,58 @@ async def test_each_rank_has_its_own_random_stream() -> None:
             async with http.post(str(server.make_url("/v1/completions")), json=body) as resp:
                 texts.append((await resp.json())["choices"][0]["text"])
     assert texts[0] == texts[1] != texts[2]
+
+
+async def test_batch_calculator_stores_generated_blocks_as_they_fill(
+    start_sim: SimFactory, subscriber: Subscriber
+) -> None:
+    """With `--latency-calculator batch` a block of generated tokens is stored at the end of
+    the step that computed its last token, as vLLM does, not only the prompt's blocks."""
+    clock = VirtualClock()
+    args = ["--enable-kvcache", "--block-size", "8", "--zmq-endpoint", subscriber.endpoint]
+    args += ["--event-batch-size", "1", "--mode", "echo"]
+    batch = ["--served-model-name", "m", "--model", "meta-llama/Llama-2-7b-hf"]
+    batch += ["--latency-calculator", "batch", "--kv-cache-size", "600"]
+    pub = await publisher_for(args, clock)
+    try:
+        sim = await start_sim(*args, *batch, env=ENV, sink=pub, clock=clock)
+        prompt = " ".join(f"w{i}" for i in range(20))
+        tokens = (await (await sim.post("/tokenize", {"prompt": prompt})).json())["tokens"]
+        # echo: the reply is the prompt again; 40 tokens, the last one's KV never computed:
+        # blocks 0-1 of the prompt, 2 (4 prompt + 4 generated tokens) and 3 (generated)
+        sequence = tokens + tokens
+        keys = reference_keys(sequence[:32], 8)
+        chunks: list[str] = []
+
+        async def read() -> None:
+            stream = await sim.client.completions.create(
+                model="m", prompt=prompt, max_tokens=20, stream=True
+            )
+            async for chunk in stream:
+                chunks.extend(c.text for c in chunk.choices if c.text)
+
+        call = asyncio.create_task(read())
+        events: list[list[object]] = []
+        streamed: list[int] = []  # tokens the client had when each event arrived
+        for _ in range(5000):  # 1 ms at a time, with real time for the socket to deliver
+            await clock.advance(0.001)
+            await asyncio.sleep(0.002)
+            while not subscriber.messages.empty():
+                _, _, payload = subscriber.messages.get_nowait()
+                new = msgpack.unpackb(payload)[1]
+                events += new
+                streamed += [len(chunks)] * len(new)
+            if call.done():
+                break
+        await call
+        assert "".join(chunks) == prompt
+        assert events == [
+            ["BlockStored", [keys[i]], keys[i - 1] if i else None, sequence[i * 8 : i * 8 + 8], 8]
+            + [None, None, None]
+            for i in range(4)
+        ]
+        # block 2 fills as the 5th generated token's KV is computed, block 3 with the 13th
+        # (the step that produces the next token), long before the 20th and last token
+        assert streamed[2] <= 6 and streamed[3] <= 14, streamed
+    finally:
+        await pub.close()

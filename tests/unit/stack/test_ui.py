@@ -6,11 +6,17 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 from rich.console import Console
 
 from pyllmd.autoscaler.collect.queries import PrometheusError, VectorSample
+from pyllmd.sim.server.metric_table import TPOT_BUCKETS
 from pyllmd.stack.ui import (
     EPP_QUERIES,
     QUERIES,
@@ -147,3 +153,67 @@ def test_no_ui_flag_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert up_options(["--no-ui"])[0].ui is False
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     assert up_options([])[0].ui is False
+
+
+def promtool() -> str:
+    """Path of Prometheus' promtool (Debian's prometheus package); fails when missing."""
+    prometheus = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus") or ""
+    found = shutil.which("promtool") or shutil.which(str(Path(prometheus).with_name("promtool")))
+    if not found:
+        pytest.fail("promtool not found: run `make e2e-deps` (Prometheus) or set PROMETHEUS_BIN")
+    return found
+
+
+def histogram(metric: str, pod: str, values: str) -> list[dict[str, str]]:
+    """promtool input series: every bucket of the simulator's ITL buckets with the same
+    `values` (all observations in the first bucket, as a 10 ms ITL)."""
+    les = [*(f"{b:g}" for b in TPOT_BUCKETS), "+Inf"]
+    return [
+        {"series": f'{metric}_bucket{{pod="{pod}",model_name="m",le="{le}"}}', "values": values}
+        for le in les
+    ]
+
+
+def test_percentiles_count_a_histogram_born_in_the_window_and_idle_is_no_data(
+    tmp_path: Path,
+) -> None:
+    """Prometheus' own PromQL engine (`promtool test rules`) on the dashboard's queries.
+
+    The simulator creates a histogram's series at its first observation, so under load
+    a burst of requests can all finish between two scrapes: the ITL series is first
+    scraped already at its final count and `rate` over it is 0, histogram_quantile NaN,
+    which the dashboard showed as "0 ms" (TTFT, whose series was born a scrape earlier,
+    was right). Scrapes every second; at 50 s: pod `born` got 16 ITL observations of
+    10 ms between the scrapes at 39 s and 40 s, its series first scraped at 40 s; pod
+    `busy` has had one a second since start-up; pod `idle` none for 60 s (no sample:
+    the cell shows no data, not 0 ms)."""
+    itl = "vllm:inter_token_latency_seconds"
+    series = histogram(itl, "born", "_x40 16x20")
+    series += histogram(itl, "busy", "0+1x60")
+    series += histogram(itl, "idle", "5x60")
+    expect = {
+        "itl_p50": {"born": 0.005, "busy": 0.005},
+        "itl_p99": {"born": 0.0099, "busy": 0.0099},
+        "ttft_p50": {},  # no TTFT series at all: no sample
+    }
+    tests = [
+        {
+            "expr": QUERIES[name],
+            "eval_time": "50s",
+            "exp_samples": [{"labels": f'{{pod="{p}"}}', "value": v} for p, v in want.items()],
+        }
+        for name, want in expect.items()
+    ]
+    spec = tmp_path / "ui-queries.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "evaluation_interval": "1s",
+                "tests": [{"interval": "1s", "input_series": series, "promql_expr_test": tests}],
+            }
+        )
+    )
+    done = subprocess.run(
+        [promtool(), "test", "rules", str(spec)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -26,6 +26,20 @@ COLUMNS = (
     "interconnect",
 )
 
+OPTIONAL_COLUMNS = ("network_GBps",)
+
+# The network of a GPU (GB/s, one direction: what a P/D KV transfer between pods gets) is not
+# a column of the calibration set's gpus.csv; the built-in figures are those of NVIDIA's
+# reference systems, one NIC per GPU: DGX H100, 8x ConnectX-7 400 Gb/s (50 GB/s); DGX A100,
+# 8x ConnectX-6 200 Gb/s (25 GB/s). L40S has no such reference system: 200 Gb/s (25 GB/s) per
+# GPU is assumed, as for a file row that leaves the optional `network_GBps` column out or empty.
+DEFAULT_NETWORK_GBPS = 25.0
+BUILTIN_NETWORK_GBPS = {"H100": 50.0, "A100-80GB": 25.0, "L40S": DEFAULT_NETWORK_GBPS}
+
+# P/D: the fixed part of a KV transfer between pods (the decode side asking the prefill side
+# for the blocks and being told they arrived), an assumed figure, not a measured one.
+PD_TRANSFER_LATENCY_S = 0.001
+
 # PCIe Gen4 x16 carries 32 GB/s each way; Gen5 64 GB/s.
 _PCIE_GBPS = {"3": 16.0, "4": 32.0, "5": 64.0, "6": 128.0}
 
@@ -52,6 +66,7 @@ class Accelerator:
     link_gbps: float  # GB/s between GPUs of one node, one direction
     nvlink: bool
     host_gbps: float = _PCIE_GBPS["4"]  # GB/s between the GPU and host memory, one direction
+    network_gbps: float = DEFAULT_NETWORK_GBPS  # GB/s of one GPU to other nodes, one direction
 
     @property
     def flops(self) -> float:
@@ -113,7 +128,8 @@ def _number(row: dict[str, str], column: str, where: str, optional: bool = False
 
 
 def parse_accelerators(text: str, source: str) -> dict[str, Accelerator]:
-    """Accelerators from CSV text with gpus.csv's columns (extra columns are ignored)."""
+    """Accelerators from CSV text with gpus.csv's columns, plus the optional `network_GBps`
+    (other columns are ignored)."""
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
@@ -129,7 +145,9 @@ def parse_accelerators(text: str, source: str) -> dict[str, Accelerator]:
             host, _ = parse_interconnect((row.get("host_link") or "").strip() or DEFAULT_HOST_LINK)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
+        network = _number(row, "network_GBps", where, optional=True)
         out[name] = Accelerator(
+            network_gbps=network or BUILTIN_NETWORK_GBPS.get(name, DEFAULT_NETWORK_GBPS),
             name=name,
             bf16_tflops=_number(row, "bf16_tflops_dense", where) or 0.0,
             fp8_tflops=_number(row, "fp8_tflops_dense", where, optional=True),

@@ -51,6 +51,8 @@ class SchedulerConfig:
     enable_prefix_caching: bool = True  # --enable-prefix-caching
     enable_chunked_prefill: bool = True  # --enable-chunked-prefill
     max_waiting: int | None = None  # --max-waiting-queue-length (None: unbounded, as vLLM)
+    # --max-loras: distinct LoRA adapters among the running requests (None: no limit)
+    max_loras: int | None = None
     # vLLM's asynchronous scheduling: step k+1 is scheduled when step k starts, so a request
     # that arrives during step k can first run in step k+2 (when the engine was busy)
     async_scheduling: bool = True
@@ -89,6 +91,7 @@ class Request:
     refused: str | None = None  # the error, when refused
     deadline: float | None = None  # the client gives up then (request timeout): aborted
     preloaded: int = 0  # prompt tokens whose KV arrived from a prefill pod (P/D decode side)
+    lora: int = 0  # its LoRA adapter (0: the base model)
     aborted: bool = False
     ready: float = 0.0  # when its blocks loaded from the CPU tier are on the GPU
     token_times: list[float] | None = None  # every token's time, when recorded
@@ -499,6 +502,11 @@ class Engine:
         # 3. waiting requests, unless this step preempted one
         if not preempted:
             waiting = self.waiting
+            # --max-loras: a request of another adapter waits while the running requests
+            # already use that many (vLLM skips it and admits the requests behind it)
+            max_loras = cfg.max_loras or 0
+            loras: set[int] | None = None  # adapters of the running requests, when needed
+            skipped: list[Request] = []
             # when the engine ran without a gap, this step was scheduled as the last one began
             seen = self.now
             if cfg.async_scheduling and self.last_end == self.now:
@@ -509,6 +517,12 @@ class Engine:
                 req = waiting[0]
                 if req.arrival > seen:
                     break
+                if req.lora and max_loras:
+                    if loras is None:
+                        loras = {r.lora for r in running if r.lora}
+                    if req.lora not in loras and len(loras) >= max_loras:
+                        skipped.append(waiting.popleft())
+                        continue
                 total = req.prompt_len + req.produced
                 if req.blocks:  # loaded from the CPU tier: held, computed up to req.computed
                     hits = req.blocks
@@ -548,6 +562,8 @@ class Engine:
                     req.blocks.append(kv.take())
                 self.admissions += 1
                 req.seq = self.admissions
+                if loras is not None and req.lora:
+                    loras.add(req.lora)
                 running.append(req)
                 self.active.append(req)
                 scheduled.append(req)
@@ -557,6 +573,8 @@ class Engine:
                 pairs += new * start + new * (new + 1) // 2
                 kv_tokens += start + new
                 prefills += 1
+            if skipped:
+                waiting.extendleft(reversed(skipped))  # back at the head, in their order
         seqs = self.n_lazy + len(scheduled)
         if not seqs:
             if not preempted and self.last_end == self.now and (self.waiting or self.loading):

@@ -227,8 +227,8 @@ class SimConfig(StrictModel):
     accelerator_config: str = _flag(
         "accelerator-config",
         "",
-        "CSV file of further accelerators, with the columns of the built-in table "
-        "(batch latency model)",
+        "CSV file of further accelerators, with the columns of the built-in table and an "
+        "optional network_GBps (batch latency model)",
         type_text="path",
     )
     tensor_parallel_size: int = _flag(

@@ -70,33 +70,39 @@ def produced(engine: Engine, req: Request) -> int:
 
 
 class KVEvents:
-    """The engine's block events as vLLM's KV events: BlockStored when a prompt block fills
-    (with its upstream block key, parent key and token ids), BlockRemoved when the engine
-    reuses a cached block. Blocks of generated tokens are not published (their token ids
-    are not the engine's to know)."""
+    """The engine's block events as vLLM's KV events: BlockStored when a block fills (with
+    its upstream block key, parent key and token ids), BlockRemoved when the engine reuses a
+    cached block. Prompt blocks are the engine's (told when it registers them); blocks of
+    generated tokens are followed here, since the engine registers a decoding request's
+    blocks only when it finishes or is preempted: a block is stored at the end of the step
+    that computed its last token, as in vLLM. Their token ids are the reply's."""
 
     def __init__(self, sink: EventSink, block_size: int, hash_seed: str) -> None:
         self.sink = sink
         self.block_size = block_size
         self.hash_seed = hash_seed
-        self.prompts: dict[int, tuple[list[int], list[int]]] = {}  # rid -> (ids, block keys)
+        # rid -> (prompt + output ids, their block keys, next generated block to check)
+        self.seqs: dict[int, tuple[list[int], list[int], list[int]]] = {}
         self.keys: dict[object, int] = {}  # the engine's block key -> the upstream key
         self.pending: list[KVEvent] = []  # events of the step running now: sent at its end
 
-    def add(self, req: Request, prompt_ids: Sequence[int]) -> None:
-        ids = list(prompt_ids)
-        self.prompts[req.rid] = (ids, block_keys(ids, self.block_size, self.hash_seed))
+    def add(self, req: Request, prompt_ids: Sequence[int], output_ids: Sequence[int] = ()) -> None:
+        ids = [*prompt_ids, *output_ids]
+        self.seqs[req.rid] = (ids, block_keys(ids, self.block_size, self.hash_seed), [0])
 
     def forget(self, req: Request) -> None:
-        self.prompts.pop(req.rid, None)
+        self.seqs.pop(req.rid, None)
 
     def stored(self, req: Request, index: int) -> None:
-        entry = self.prompts.get(req.rid)
-        if entry is None or index >= len(entry[1]) or index >= len(req.hashes):
+        entry = self.seqs.get(req.rid)
+        if entry is None or index >= len(entry[1]):
             return
-        ids, keys = entry
+        key = req.block_key(index)
+        if key in self.keys:
+            return  # published when it filled (a generated block), not removed since
+        ids, keys, _ = entry
         bs = self.block_size
-        self.keys[req.hashes[index]] = keys[index]
+        self.keys[key] = keys[index]
         self.pending.append(
             BlockStored(
                 block_hash=keys[index],
@@ -105,6 +111,17 @@ class KVEvents:
                 block_size=bs,
             )
         )
+
+    def computed(self, req: Request, tokens: int) -> None:
+        """`req` has `tokens` tokens' KV computed: store its generated blocks that filled."""
+        entry = self.seqs.get(req.rid)
+        if entry is None:
+            return
+        cursor = entry[2]
+        full = min(tokens // self.block_size, len(entry[1]))
+        for index in range(max(cursor[0], len(req.hashes)), full):
+            self.stored(req, index)
+        cursor[0] = max(cursor[0], full)
 
     def removed(self, key: object) -> None:
         upstream = self.keys.pop(key, None)
@@ -150,6 +167,16 @@ class BatchLoop:
         self.last_token_s = last_token_s
         self.on_step = on_step
         self.t0 = clock.now()
+        # P/D decode side: the KV transfer time of a prompt of n tokens (None: the
+        # per-request calculator's, from the --kv-cache-transfer-* flags)
+        self.transfer_s: Callable[[int], float] | None = None
+        # LoRA: adapter ids (1, 2...: index + 1 in `lora_names`) and what the engine runs
+        # and queues per adapter, told to `on_loras` when it changes (vllm:lora_requests_info)
+        self.lora_ids: dict[str, int] = {}
+        self.lora_names: list[str] = []
+        self.on_loras: Callable[[tuple[str, ...], tuple[str, ...]], None] | None = None
+        self._lora_open = 0  # open tickets of adapter requests
+        self._lora_state: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         self._open: list[Ticket] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -174,6 +201,8 @@ class BatchLoop:
         output_len: int,
         received: float | None = None,
         transfer: float | None = None,
+        output_ids: Sequence[int] = (),
+        lora: str | None = None,
     ) -> Ticket:
         """Queue a request received at `received` (clock time; default now); ValueError(the
         engine's message) when the engine refuses it. It reaches the engine `first_token_s`
@@ -181,7 +210,10 @@ class BatchLoop:
 
         With `transfer` (P/D decode side) the prompt's KV comes from a prefill pod: the request
         reaches the engine `transfer` seconds later still, with all but the last prompt token
-        already computed (vLLM recomputes the last one for its logits)."""
+        already computed (vLLM recomputes the last one for its logits).
+
+        `output_ids` are the reply's token ids, for the KV events of generated blocks; `lora`
+        the adapter it runs on (at most `--max-loras` adapters run at once)."""
         eng = self.engine
         now = self.clock.now()
         start = now if received is None else min(received, now)
@@ -194,6 +226,11 @@ class BatchLoop:
             block_hashes(prompt_ids, eng.cfg.block_size),
         )
         self._rid += 1
+        if lora is not None:
+            req.lora = self.lora_ids.get(lora, 0)
+            if not req.lora:
+                self.lora_names.append(lora)
+                req.lora = self.lora_ids[lora] = len(self.lora_names)
         if transfer is not None:
             req.arrival += max(0.0, transfer)
             req.preloaded = len(prompt_ids) - 1
@@ -203,13 +240,31 @@ class BatchLoop:
         if req.refused is not None:
             raise ValueError(req.refused)
         if self.events is not None:
-            self.events.add(req, prompt_ids)
+            self.events.add(req, prompt_ids, output_ids)
         ticket = Ticket(req)
         self._open.append(ticket)
+        if req.lora:
+            self._lora_open += 1
+            self._publish_loras()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
         return ticket
+
+    def lora_state(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The adapters of the running requests and of the waiting ones, each in order."""
+        names = self.lora_names
+        eng = self.engine
+        running = dict.fromkeys(names[r.lora - 1] for r in eng.running if r.lora)
+        waiting = dict.fromkeys(names[r.lora - 1] for r in eng.waiting if r.lora)
+        return tuple(running), tuple(waiting)
+
+    def _publish_loras(self) -> None:
+        state = self.lora_state()
+        if state != self._lora_state:
+            self._lora_state = state
+            if self.on_loras is not None:
+                self.on_loras(*state)
 
     def cancel(self, ticket: Ticket) -> None:
         """The client left: the engine drops the request and frees its blocks."""
@@ -221,6 +276,9 @@ class BatchLoop:
             self.events.forget(ticket.req)
         with contextlib.suppress(ValueError):
             self._open.remove(ticket)
+        if ticket.req.lora:
+            self._lora_open -= 1
+            self._publish_loras()
 
     def drop_prefix_cache(self) -> None:
         """Forget the cached prefix blocks that no request holds (a sleep that discards the
@@ -250,6 +308,7 @@ class BatchLoop:
                 t.done = t.failed = True
                 t.changed.set()
             self._open = []
+            self._lora_open = 0
 
     async def _steps(self) -> None:
         eng = self.engine
@@ -291,8 +350,11 @@ class BatchLoop:
         eng = self.engine
         at = self.t0 + eng.now
         keep: list[Ticket] = []
+        events = self.events if eng.kv.caching else None
         for t in self._open:
             req = t.req
+            if events is not None and req.lazy:
+                events.computed(req, req.base + eng.steps)
             n = produced(eng, req)
             if n > len(t.times):
                 t.times.extend([at] * (n - len(t.times)))
@@ -302,9 +364,13 @@ class BatchLoop:
                 t.changed.set()
                 if self.events is not None:
                     self.events.forget(req)
+                if req.lora:
+                    self._lora_open -= 1
             else:
                 keep.append(t)
         self._open = keep
+        if self._lora_open or self._lora_state != ((), ()):
+            self._publish_loras()
         if self.events is not None:
             self.events.flush()
         if self.on_step is not None:

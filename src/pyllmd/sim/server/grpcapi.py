@@ -188,7 +188,7 @@ class VllmEngineServicer(pb_grpc.VllmEngineServicer):
             cached = 0
             if ids and plan.delays:
                 sent = 0
-                async for have, cached in svc.batch_deliveries(work, len(ids)):
+                async for have, cached in svc.batch_deliveries(work, len(ids), ids):
                     if stream:
                         for token in ids[sent:have]:
                             chunk = pb.GenerateStreamChunk(

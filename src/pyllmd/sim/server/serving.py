@@ -19,14 +19,14 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from pyllmd.core.clock import Clock
 from pyllmd.core.errors import LlmdError, error_json
-from pyllmd.core.tokenize import Tokenizer
+from pyllmd.core.tokenize import Tokenizer, token_ids
 from pyllmd.sim.api.requests import (
     ChatCompletionRequest,
     TextCompletionRequest,
@@ -310,12 +310,22 @@ class CompletionService:
             if work.remote_decode and not reply.calls:  # P/D prefill side: one token
                 reply.tokens = reply.tokens[:1]
                 reply.completion_tokens = len(reply.tokens)
-            # P/D decode side: the prompt's KV arrives after the transfer time
-            transfer = plan.ttft if work.remote_prefill else None
+            # P/D decode side: the prompt's KV arrives after the transfer time (the flags',
+            # else the KV bytes over the accelerator's network)
+            transfer = None
+            if work.remote_prefill:
+                by_size = batch.transfer_s
+                transfer = by_size(len(work.prompt_ids)) if by_size is not None else plan.ttft
             await self.wait_awake()
             try:
+                out = _reply_ids(reply) if batch.events is not None else ()
                 ticket = batch.submit(
-                    work.prompt_ids, reply.completion_tokens, work.admitted_at, transfer
+                    work.prompt_ids,
+                    reply.completion_tokens,
+                    work.admitted_at,
+                    transfer,
+                    out,
+                    work.lora,
                 )
             except ValueError as e:
                 if str(e) == QUEUE_FULL:  # --max-waiting-queue-length given
@@ -438,8 +448,11 @@ class CompletionService:
         finally:
             self._held -= 1
 
-    async def batch_deliveries(self, work: Work, n: int) -> AsyncIterator[tuple[int, int]]:
-        """For the gRPC API: submit `work` for `n` tokens to the batch loop and yield (tokens
+    async def batch_deliveries(
+        self, work: Work, n: int, output_ids: Sequence[int] = ()
+    ) -> AsyncIterator[tuple[int, int]]:
+        """For the gRPC API: submit `work` for `n` tokens (`output_ids`: their ids, for the KV
+        events of generated blocks) to the batch loop and yield (tokens
         delivered so far, cached prompt tokens) after each step that produced some; the
         latency histograms are observed and `last_token_s` slept after the last one.
         LlmdError (400 or 429) when the engine refuses the request."""
@@ -447,7 +460,9 @@ class CompletionService:
         assert batch is not None
         await self.wait_awake()
         try:
-            ticket = batch.submit(work.prompt_ids, n, work.admitted_at)
+            ticket = batch.submit(
+                work.prompt_ids, n, work.admitted_at, output_ids=output_ids, lora=work.lora
+            )
         except ValueError as e:
             if str(e) == QUEUE_FULL:
                 raise LlmdError(429, QUEUE_FULL_MESSAGE) from None
@@ -729,3 +744,9 @@ def _pod_headers(cfg: SimConfig, port: int) -> dict[str, str]:
     if cfg.pod_namespace:
         headers["x-inference-namespace"] = cfg.pod_namespace
     return headers
+
+
+def _reply_ids(reply: Reply) -> list[int]:
+    """Token ids of a reply's generated tokens (its text, else its tool calls' tokens), as
+    the simple tokenizer numbers them: the token ids of its generated KV blocks' events."""
+    return token_ids(reply.tokens or [t for call in reply.calls for t in call.tokens])

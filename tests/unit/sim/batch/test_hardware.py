@@ -51,10 +51,31 @@ def test_a_config_file_adds_a_gpu_and_overrides_a_builtin(tmp_path: Path) -> Non
     assert get_accelerator("H100", extra).link_gbps == 64
 
 
+def test_the_network_per_gpu_built_in_and_from_the_optional_column(tmp_path: Path) -> None:
+    # NVIDIA's reference systems, one NIC per GPU: DGX H100 400 Gb/s, DGX A100 200 Gb/s
+    assert get_accelerator("H100").network_gbps == 50.0
+    assert get_accelerator("A100-80GB").network_gbps == 25.0
+    assert get_accelerator("L40S").network_gbps == 25.0  # assumed: 200 Gb/s
+    f = tmp_path / "gpus.csv"
+    f.write_text(
+        "gpu,bf16_tflops_dense,fp8_tflops_dense,hbm_bw_TBps,memory_GiB,interconnect,network_GBps\n"
+        "B200,2250,4500,8,180,NVLink 1800 GB/s,100\n"
+        "X,1,,1,1,PCIe Gen4,\n"
+    )
+    extra = load_accelerators(f)
+    assert extra["B200"].network_gbps == 100.0
+    assert extra["X"].network_gbps == 25.0  # left empty: the default
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
         ("gpu,bf16_tflops_dense\nX,1\n", "missing column(s) fp8_tflops_dense"),
+        (
+            "gpu,bf16_tflops_dense,fp8_tflops_dense,hbm_bw_TBps,memory_GiB,interconnect,network_GBps\n"
+            "X,1,,1,1,PCIe Gen4,0\n",
+            ":2: column network_GBps must be > 0, got '0'",
+        ),
         (
             "gpu,bf16_tflops_dense,fp8_tflops_dense,hbm_bw_TBps,memory_GiB,interconnect\n"
             "X,fast,,1,1,PCIe Gen4\n",

@@ -84,6 +84,33 @@ def test_asynchronous_scheduling_a_request_arriving_mid_step_starts_two_steps_la
     assert e.admitted == 5.0
 
 
+def lora_requests() -> list[Request]:
+    """Five 100-token prompts at once: adapters 1, 2, 3, 1 and the base model."""
+    out = []
+    for rid, (lora, out_len) in enumerate([(1, 4), (2, 4), (3, 2), (1, 2), (0, 2)]):
+        r = req(rid, 0.0, list(range(rid * 1000, rid * 1000 + 100)), out_len)
+        r.lora = lora
+        out.append(r)
+    return out
+
+
+def test_max_loras_keeps_a_third_adapter_waiting_and_admits_the_requests_behind_it() -> None:
+    """vLLM skips a waiting request of another adapter while the running ones use
+    `max_loras` adapters, and goes on with the queue; the skipped one keeps its place."""
+    a, b, c, d, e = reqs = lora_requests()
+    res = run(SchedulerConfig(num_blocks=1000, max_num_seqs=8, max_loras=2), reqs, jump=False)
+    assert res.records is not None
+    first = res.records[0]
+    assert (first.prefills, first.tokens) == (4, 400)  # a, b, d (adapter 1 again) and e
+    assert a.admitted == b.admitted == d.admitted == e.admitted == 0.0
+    # c (adapter 3) waits until adapters 1 and 2 are free: a and b end together, after d
+    assert a.last_token is not None and b.last_token is not None
+    assert c.admitted is not None and c.admitted >= max(a.last_token, b.last_token)
+    # without the limit, all five start at once
+    res = run(SchedulerConfig(num_blocks=1000, max_num_seqs=8), lora_requests(), jump=False)
+    assert res.records is not None and res.records[0].prefills == 5
+
+
 def test_a_shared_prefix_is_served_from_the_cache_after_its_blocks_fill() -> None:
     cfg = SchedulerConfig(num_blocks=1000)
     system = list(range(100))  # 6 full blocks + 4 tokens
