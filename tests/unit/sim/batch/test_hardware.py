@@ -67,6 +67,22 @@ def test_the_network_per_gpu_built_in_and_from_the_optional_column(tmp_path: Pat
     assert extra["X"].network_gbps == 25.0  # left empty: the default
 
 
+def test_the_host_link_the_cpu_kv_tier_loads_over(tmp_path: Path) -> None:
+    # PCIe Gen5 x16 on H100 SXM, Gen4 x16 on A100 SXM and L40S: GB/s one way
+    assert get_accelerator("H100").host_gbps == 64.0
+    assert get_accelerator("A100-80GB").host_gbps == 32.0
+    assert get_accelerator("L40S").host_gbps == 32.0
+    f = tmp_path / "gpus.csv"
+    f.write_text(
+        "gpu,bf16_tflops_dense,fp8_tflops_dense,hbm_bw_TBps,memory_GiB,interconnect,host_link\n"
+        "B200,2250,4500,8,180,NVLink 1800 GB/s,PCIe Gen6\n"
+        "X,1,,1,1,PCIe Gen4,\n"
+    )
+    extra = load_accelerators(f)
+    assert extra["B200"].host_gbps == 128.0
+    assert extra["X"].host_gbps == 32.0  # left empty: PCIe Gen4
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
