@@ -149,12 +149,12 @@ def _limit_rate(
     spec: HPASpec, state: HPAState, now: float, current: int, desired: int
 ) -> tuple[int, str]:
     if desired > current:
-        limit = _scale_up_limit(spec.scale_up, state, now, current)
+        limit = _policy_limit(spec.scale_up, state, now, current, up=True)
         limit = max(limit, current)
         ceiling = min(spec.max_replicas, limit)
         return (ceiling, "ScaleUpLimit") if desired > ceiling else (desired, "")
     if desired < current:
-        limit = _scale_down_limit(spec.scale_down, state, now, current)
+        limit = _policy_limit(spec.scale_down, state, now, current, up=False)
         limit = min(limit, current)
         floor = max(spec.min_replicas, limit)
         return (floor, "ScaleDownLimit") if desired < floor else (desired, "")
@@ -167,30 +167,22 @@ def _period_start(state: HPAState, now: float, current: int, period: int) -> int
     )
 
 
-def _scale_up_limit(rules: ScalingRules, state: HPAState, now: float, current: int) -> int:
+def _policy_limit(rules: ScalingRules, state: HPAState, now: float, current: int, up: bool) -> int:
+    """The furthest the policies let replicas go from where each policy's period started:
+    `Max` picks the policy that allows the largest change, `Min` the smallest."""
     if rules.select_policy == "Disabled":
         return current
     proposals = []
     for p in rules.policies:
         start = _period_start(state, now, current, p.period_seconds)
         if p.type == "Pods":
-            proposals.append(start + p.value)
-        else:
+            proposals.append(start + p.value if up else start - p.value)
+        elif up:
             proposals.append(math.ceil(start * (1 + p.value / 100)))
-    return min(proposals) if rules.select_policy == "Min" else max(proposals)
-
-
-def _scale_down_limit(rules: ScalingRules, state: HPAState, now: float, current: int) -> int:
-    if rules.select_policy == "Disabled":
-        return current
-    proposals = []
-    for p in rules.policies:
-        start = _period_start(state, now, current, p.period_seconds)
-        if p.type == "Pods":
-            proposals.append(start - p.value)
         else:
             proposals.append(int(start * (1 - p.value / 100)))
-    return max(proposals) if rules.select_policy == "Min" else min(proposals)
+    largest_change = rules.select_policy == "Max"
+    return max(proposals) if largest_change == up else min(proposals)
 
 
 def _recent(

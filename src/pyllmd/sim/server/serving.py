@@ -369,27 +369,15 @@ class CompletionService:
     async def _stream_batch(
         self, request: web.Request, work: Work, call: _Call, reply: Reply, ticket: Ticket
     ) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={**call.headers, "Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        writer = ChunkWriter(
-            chat=call.chat,
-            request_id=work.request_id,
-            created=int(self.clock.wall()),
-            model=call.model,
-        )
+        resp, writer = await self._open_stream(request, work, call)
         try:
             await self._stream_batch_tokens(resp, writer, work, call, reply, ticket)
             if ticket.failed:
                 await self._end_stream(resp, LlmdError(500, "internal server error"))
                 return resp
         except asyncio.CancelledError:
-            if self._abort is None:
-                log.debug("client left the stream request_id=%s", work.request_id)
+            if not await self._ended_by_shutdown(resp, work):
                 raise
-            task = asyncio.current_task()
-            assert task is not None
-            task.uncancel()  # aborted by the shutdown: end the stream with the error
-            await self._end_stream(resp, self._abort)
             return resp
         self._observe_batch(work, ticket)
         self.record_success(work, reply)
@@ -652,9 +640,9 @@ class CompletionService:
             await self.clock.sleep(plan.ttft)
         self.metrics.observe_prefill_time(self.clock.now() - before)
 
-    async def _stream(
-        self, request: web.Request, work: Work, call: _Call, plan: Plan, reply: Reply
-    ) -> web.StreamResponse:
+    async def _open_stream(
+        self, request: web.Request, work: Work, call: _Call
+    ) -> tuple[web.StreamResponse, ChunkWriter]:
         resp = web.StreamResponse(headers={**call.headers, "Content-Type": "text/event-stream"})
         await resp.prepare(request)
         writer = ChunkWriter(
@@ -663,19 +651,32 @@ class CompletionService:
             created=int(self.clock.wall()),
             model=call.model,
         )
+        return resp, writer
+
+    async def _ended_by_shutdown(self, resp: web.StreamResponse, work: Work) -> bool:
+        """A stream's task was cancelled: False when the client left (the caller re-raises);
+        when the shutdown aborted it, the stream ends with the shutdown's error."""
+        if self._abort is None:
+            log.debug("client left the stream request_id=%s", work.request_id)
+            return False
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()
+        await self._end_stream(resp, self._abort)
+        return True
+
+    async def _stream(
+        self, request: web.Request, work: Work, call: _Call, plan: Plan, reply: Reply
+    ) -> web.StreamResponse:
+        resp, writer = await self._open_stream(request, work, call)
         try:
             await self._stream_tokens(resp, writer, call, plan, reply)
             if call.include_usage:
                 await resp.write(writer.usage(self._usage(work, plan, reply)))
             await resp.write(DONE)
         except asyncio.CancelledError:
-            if self._abort is None:
-                log.debug("client left the stream request_id=%s", work.request_id)
+            if not await self._ended_by_shutdown(resp, work):
                 raise
-            task = asyncio.current_task()
-            assert task is not None
-            task.uncancel()  # aborted by the shutdown: end the stream with the error
-            await self._end_stream(resp, self._abort)
             return resp
         except ConnectionError:
             log.debug("client left the stream request_id=%s", work.request_id)
