@@ -46,7 +46,8 @@ from pyllmd.sim.engine.toolcalls import (
     completion_tokens,
     make_tool_calls,
 )
-from pyllmd.sim.server.batchloop import QUEUE_FULL, BatchLoop, Ticket
+from pyllmd.sim.server import batchserving
+from pyllmd.sim.server.batchloop import BatchLoop, Ticket
 from pyllmd.sim.server.metrics import SimMetrics
 
 log = logging.getLogger(__name__)
@@ -319,25 +320,16 @@ class CompletionService:
             await self.wait_awake()
             try:
                 out = _reply_ids(reply) if batch.events is not None else ()
-                ticket = batch.submit(
-                    work.prompt_ids,
-                    reply.completion_tokens,
-                    work.admitted_at,
-                    transfer,
-                    out,
-                    work.lora,
-                )
-            except ValueError as e:
-                if str(e) == QUEUE_FULL:  # --max-waiting-queue-length given
-                    return error_response(LlmdError(429, QUEUE_FULL_MESSAGE))
-                return error_response(LlmdError(400, str(e)))
+                ticket = batchserving.submit(batch, work, reply.completion_tokens, transfer, out)
+            except LlmdError as e:
+                return error_response(e)
             try:
                 if call.stream:
                     return await self._stream_batch(request, work, call, reply, ticket)
                 await ticket.wait(reply.completion_tokens - 1)
                 if ticket.failed:
                     return error_response(LlmdError(500, "internal server error"))
-                self._observe_batch(work, ticket)
+                batchserving.observe(self.metrics, batch, work, ticket)
                 plan.cached_tokens = ticket.req.cached_tokens
                 await self.clock.sleep(self._last_token_s)
                 return self._respond(work, call, plan, reply)
@@ -348,79 +340,26 @@ class CompletionService:
                 engine.kv.finish(work.request_id, self.clock.now())
                 work.in_kv_cache = False
 
-    def _observe_batch(self, work: Work, ticket: Ticket) -> None:
-        """The latency histograms from the engine's record of the request."""
-        times = ticket.times
-        if not times:
-            return
-        req = ticket.req
-        loop = self.batch
-        assert loop is not None
-        admitted = loop.t0 + (req.admitted if req.admitted is not None else req.arrival)
-        work.started_at = admitted
-        self.metrics.observe_queue_time(max(0.0, admitted - work.admitted_at))
-        self.metrics.observe_ttft(times[0] - work.admitted_at)
-        self.metrics.observe_prefill_time(max(0.0, times[0] - admitted))
-        for a, b in zip(times, times[1:], strict=False):
-            self.metrics.observe_itl(b - a)
-        if len(times) > 1:
-            self.metrics.observe_decode_time(times[-1] - times[0])
-
     async def _stream_batch(
         self, request: web.Request, work: Work, call: _Call, reply: Reply, ticket: Ticket
     ) -> web.StreamResponse:
+        batch = self.batch
+        assert batch is not None
         resp, writer = await self._open_stream(request, work, call)
         try:
-            await self._stream_batch_tokens(resp, writer, work, call, reply, ticket)
-            if ticket.failed:
+            if not await batchserving.stream_tokens(resp, writer, call, reply, ticket):
                 await self._end_stream(resp, LlmdError(500, "internal server error"))
                 return resp
+            await self.clock.sleep(self._last_token_s)
+            usage = Usage(len(work.prompt_ids), reply.completion_tokens, self._batch_cached(ticket))
+            await batchserving.finish_stream(resp, writer, call, reply, usage)
         except asyncio.CancelledError:
             if not await self._ended_by_shutdown(resp, work):
                 raise
             return resp
-        self._observe_batch(work, ticket)
+        batchserving.observe(self.metrics, batch, work, ticket)
         self.record_success(work, reply)
         return resp
-
-    async def _stream_batch_tokens(
-        self,
-        resp: web.StreamResponse,
-        writer: ChunkWriter,
-        work: Work,
-        call: _Call,
-        reply: Reply,
-        ticket: Ticket,
-    ) -> None:
-        """Role chunk; each token's chunk at the end of its step; stop, usage, `[DONE]`."""
-        if call.chat:
-            await resp.write(writer.role())
-        if reply.calls:
-            chunks = list(writer.tool_calls(reply.calls, reply.finish_reason))
-        else:
-            on_last = reply.finish_reason if reply.finish_reason != "stop" else None
-            chunks = list(writer.tokens(reply.tokens, on_last, call.logprobs))
-        n = reply.completion_tokens
-        sent = 0
-        while sent < n and not ticket.done:
-            await ticket.wait(sent)
-            have = min(len(ticket.times), n)
-            if have > sent:
-                # token i of the engine carries chunk i; extra chunks go with the last token
-                upto = len(chunks) if have >= n else min(have, len(chunks))
-                lo = min(sent, len(chunks))
-                if upto > lo:
-                    await resp.write(b"".join(chunks[lo:upto]))
-                sent = have
-        if ticket.failed:
-            return  # the caller ends the stream with the error
-        tail = bytearray()
-        if reply.finish_reason == "stop":
-            tail += writer.token("", "stop")
-        await self.clock.sleep(self._last_token_s)
-        if call.include_usage:
-            tail += writer.usage(Usage(len(work.prompt_ids), n, self._batch_cached(ticket)))
-        await resp.write(bytes(tail) + DONE)
 
     async def wait_awake(self) -> None:
         """Until the engine is awake (a sleeping server holds new requests, as vLLM's
@@ -447,25 +386,13 @@ class CompletionService:
         batch = self.batch
         assert batch is not None
         await self.wait_awake()
+        ticket = batchserving.submit(batch, work, n, output_ids=output_ids)
         try:
-            ticket = batch.submit(
-                work.prompt_ids, n, work.admitted_at, output_ids=output_ids, lora=work.lora
-            )
-        except ValueError as e:
-            if str(e) == QUEUE_FULL:
-                raise LlmdError(429, QUEUE_FULL_MESSAGE) from None
-            raise LlmdError(400, str(e)) from None
-        try:
-            sent = 0
-            while sent < n and not ticket.done:
-                await ticket.wait(sent)
-                have = min(len(ticket.times), n)
-                if have > sent:
-                    sent = have
-                    yield have, ticket.req.cached_tokens
+            async for have in batchserving.delivered(ticket, n):
+                yield have, ticket.req.cached_tokens
             if ticket.failed:
                 raise LlmdError(500, "internal server error")
-            self._observe_batch(work, ticket)
+            batchserving.observe(self.metrics, batch, work, ticket)
             await self.clock.sleep(self._last_token_s)
         finally:
             batch.cancel(ticket)
