@@ -33,6 +33,14 @@ def is_stale(endpoint: Endpoint, threshold: float, now: float) -> bool:
     return updated <= 0 or now - updated > threshold
 
 
+def fresh_candidates(
+    candidates: Sequence[Endpoint], now: float, threshold: float
+) -> Sequence[Endpoint]:
+    """Candidates with fresh metrics; all of them when none is fresh (start-up, outage)."""
+    fresh = [e for e in candidates if not is_stale(e, threshold, now)]
+    return fresh or candidates
+
+
 def endpoint_saturation(endpoint: Endpoint, cfg: SaturationConfig, now: float) -> float:
     """max(queue/queueDepth, kv/kvThreshold); 1.0 for stale metrics."""
     if is_stale(endpoint, cfg.metrics_staleness_threshold, now):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from pyllmd.sim.batch.scheduler import Engine, Request, StepRecord, block_hashes
 from pyllmd.simulate.deployment import EngineSpec
+from pyllmd.simulate.routing import RoundRobin, Router
 from pyllmd.simulate.workload import Client, Send
 
 __all__ = ["Outcome", "PodRun", "replay"]
@@ -55,8 +56,10 @@ def replay(
     spec: EngineSpec,
     pods: Sequence[str],
     progress: Callable[[float], None] | None = None,
+    router: Router | None = None,
 ) -> Outcome:
-    """Run `client` against `pods` (names) each running `spec` until the workload is done."""
+    """Run `client` against `pods` (names) each running `spec` until the workload is done;
+    `router` picks each request's pod (round robin by default)."""
     runs = [
         PodRun(name, Engine(spec.scheduler, spec.step.time, record_tokens=True, record_steps=True))
         for name in pods
@@ -66,7 +69,11 @@ def replay(
     bs = spec.scheduler.block_size
     timeout = client.wl.request_timeout
     requests: dict[int, tuple[str, Request]] = {}
-    turn = 0
+    router = router or RoundRobin()
+    by_name = {r.name: r for r in runs}
+    engines = {r.name: r.engine for r in runs}
+    names = [r.name for r in runs]
+    model = client.wl.model_name
     rid = 0
     while True:
         t_client = client.next_time()
@@ -76,8 +83,7 @@ def replay(
             break
         if t_client <= t_pod:
             for send in client.due(t_client):
-                run = runs[turn % len(runs)]
-                turn += 1
+                run = by_name[router.pick(names, engines, send.tokens, model, t_client)]
                 req = Request(
                     rid,
                     t_client + first,

@@ -24,9 +24,11 @@ from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.logging import verbosity
 from pyllmd.core.settings import flag_specs, flags_only, setting
+from pyllmd.epp.config.gateway import ENVOY_EPP, gateway_settings
 from pyllmd.simulate.deployment import build_engine_spec, parse_stack, variant_for
 from pyllmd.simulate.replay import Outcome, replay
 from pyllmd.simulate.report import write
+from pyllmd.simulate.routing import EppRouter
 from pyllmd.simulate.workload import Client, Workload, parse_workload, scaled
 
 __all__ = ["PROG", "SIMULATE_FLAGS", "SimulateConfig", "load_options", "main", "simulate"]
@@ -145,9 +147,22 @@ class Progress:
             self.stream.flush()
 
 
+def _router(stack_doc: Any, config: SimulateConfig) -> EppRouter | None:
+    """The endpoint picker of a stack with `gateway: envoy-epp` (round robin otherwise)."""
+    kind, epp_text = gateway_settings(stack_doc, f"--stack {config.stack}")
+    if kind != ENVOY_EPP:
+        return None
+    try:
+        return EppRouter(epp_text, str(stack_doc.get("namespace") or "default"), config.seed)
+    except ConfigError as e:
+        raise ConfigError(f"--stack {config.stack}: eppConfig: {e}") from None
+
+
 def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outcome, list[Path]]:
     """Run one simulation from the settings; ConfigError (one line) on bad input."""
-    variants = parse_stack(_read_yaml("stack", config.stack), config.stack)
+    stack_doc = _read_yaml("stack", config.stack)
+    variants = parse_stack(stack_doc, config.stack)
+    router = _router(stack_doc, config)
     wl = parse_workload(_read_yaml("workload", config.workload), config.workload)
     wl = scaled(wl, config.time_scale, config.rate_scale)
     for warning in wl.warnings:
@@ -161,7 +176,7 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
     pods = [f"{variant.name}-{i}" for i in range(variant.replicas)]
     bar = Progress(client, expected_requests(wl), stream) if stream is not None else None
     try:
-        outcome = replay(client, spec, pods, bar)
+        outcome = replay(client, spec, pods, bar, router)
     except BaseException:
         if bar is not None:
             bar.close()

@@ -22,38 +22,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pyllmd.core.errors import ConfigError
 from pyllmd.core.listen import LOOPBACK, free_port
 from pyllmd.core.process import Process, Supervisor, spawn_ready
-from pyllmd.epp.config.loader import DEFAULT_CONFIG
+from pyllmd.epp.config.gateway import DEFAULT_EPP_CONFIG
 from pyllmd.stack.envoy import EnvoyProcess, envoy_bootstrap
 
 log = logging.getLogger(__name__)
 
-BUILTIN, ENVOY_EPP = "builtin", "envoy-epp"
 PUBLISH_INTERVAL = 0.1  # seconds between checks of the ready pods
-
-# The GIE chart's default plugins (spec §5.3) with the flow-control gate: an empty
-# or saturated pool holds requests instead of failing them.
-DEFAULT_EPP_CONFIG = DEFAULT_CONFIG.replace(
-    "plugins:\n", "featureGates: [flowControl]\nplugins:\n", 1
-)
 
 TargetGroups = list[dict[str, Any]]
 """Prometheus file_sd groups: `[{"targets": ["ip:port"], "labels": {...}}]`."""
-
-
-def gateway_settings(doc: Mapping[str, Any], where: str) -> tuple[str, str]:
-    """The stack file's `gateway` (`builtin` or `envoy-epp`) and `eppConfig` text."""
-    kind = str(doc.get("gateway") or BUILTIN)
-    if kind not in (BUILTIN, ENVOY_EPP):
-        raise ConfigError(f"{where}: gateway must be {BUILTIN} or {ENVOY_EPP}, not {kind!r}")
-    config = doc.get("eppConfig")
-    if config is not None and kind != ENVOY_EPP:
-        raise ConfigError(f"{where}: eppConfig needs gateway: {ENVOY_EPP}")
-    if config is not None and not isinstance(config, str):
-        raise ConfigError(f"{where}: eppConfig must be the EndpointPickerConfig YAML as a string")
-    return kind, config or DEFAULT_EPP_CONFIG
 
 
 def write_targets(path: Path, groups: TargetGroups) -> None:

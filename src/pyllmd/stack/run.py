@@ -43,14 +43,9 @@ from pyllmd.autoscaler.run import build_controller
 from pyllmd.core.clock import RealClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.listen import LOOPBACK, free_port
+from pyllmd.epp.config.gateway import ENVOY_EPP, gateway_settings
 from pyllmd.stack.envoy import envoy_binary
-from pyllmd.stack.eppgateway import (
-    ENVOY_EPP,
-    EnvoyEppGateway,
-    TargetGroups,
-    gateway_settings,
-    pool_groups,
-)
+from pyllmd.stack.eppgateway import EnvoyEppGateway, TargetGroups, pool_groups
 from pyllmd.stack.gateway import Gateway
 from pyllmd.stack.localcluster import LocalActuator, LocalCluster, LocalSpec, parse_local_spec
 from pyllmd.stack.prometheus import PrometheusProcess, prometheus_config

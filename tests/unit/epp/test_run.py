@@ -17,7 +17,7 @@ from pyllmd.core.clock import VirtualClock
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.promtext import parse_samples
 from pyllmd.epp.config.loader import load_config_text
-from pyllmd.epp.extproc.adapters import MetricsRecorder, fresh_candidates
+from pyllmd.epp.extproc.adapters import MetricsRecorder
 from pyllmd.epp.options import load_options
 from pyllmd.epp.requests import Usage
 from pyllmd.epp.run import (
@@ -27,7 +27,7 @@ from pyllmd.epp.run import (
     run_epp,
     start_epp,
 )
-from pyllmd.epp.saturation import SATURATED_MESSAGE
+from pyllmd.epp.saturation import SATURATED_MESSAGE, fresh_candidates
 from tests.unit.epp.plugin_helpers import endpoint, request
 
 STATIC = "--static-endpoints=127.0.0.1:8001;llm-d.ai/role=decode,127.0.0.1:8002"

@@ -436,3 +436,46 @@ def test_a_cpu_kv_tier_serves_prefixes_the_gpu_evicted(tmp_path: Path) -> None:
         cached[name] = sum(int(r["cached_tokens"]) for r in rows(out))
         assert report(out)["successes"]["count"] == len(rows(out))
     assert cached["cpu"] > cached["gpu"] * 1.2
+
+
+def test_an_envoy_epp_stack_routes_with_the_endpoint_pickers_profile(tmp_path: Path) -> None:
+    """With `gateway: envoy-epp` the picker's default profile (prefix, queue and KV-cache
+    scorers) sends requests where their prefix is cached (this load never queues): every
+    user's rounds go to one pod, and the users who share a system prompt go to the same pod,
+    so more prompt tokens are cached than with round robin over the same two pods."""
+    stack = tmp_path / "epp.yaml"
+    stack.write_text("gateway: envoy-epp\n" + STACK.read_text(encoding="utf-8"), encoding="utf-8")
+    plain = rows(simulate(tmp_path, MULTI_TURN, name="rr"))
+    routed = rows(simulate(tmp_path, MULTI_TURN, stack=stack, name="epp"))
+    assert len(routed) == len(plain)
+
+    def pods_per_user(rs: list[dict[str, str]]) -> list[int]:
+        by_user: dict[str, set[str]] = {}
+        for r in rs:
+            by_user.setdefault(r["user"], set()).add(r["pod"])
+        return sorted(len(p) for p in by_user.values())
+
+    assert set(pods_per_user(routed)) == {1}
+    cached = lambda rs: sum(int(r["cached_tokens"]) for r in rs)  # noqa: E731
+    assert cached(routed) > cached(plain)
+
+
+def test_a_bad_epp_config_in_the_stack_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    stack = tmp_path / "epp.yaml"
+    stack.write_text(
+        "gateway: envoy-epp\neppConfig: 'plugins: [{type: no-such-plugin}]'\n"
+        + STACK.read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    line = error_of(
+        capsys,
+        "--stack",
+        str(stack),
+        "--workload",
+        str(MULTI_TURN),
+        "--output",
+        str(tmp_path / "o"),
+    )
+    assert "eppConfig" in line and "no-such-plugin" in line

@@ -8,16 +8,12 @@ from pathlib import Path
 import pytest
 
 from pyllmd.core.errors import ConfigError
+from pyllmd.epp.config.gateway import DEFAULT_EPP_CONFIG, gateway_settings
 from pyllmd.epp.config.loader import load_config_text
 from pyllmd.epp.config.sections import GATE_FLOW_CONTROL
 from pyllmd.epp.datalayer.filesd import parse_endpoints_file
 from pyllmd.epp.options import StaticEndpoint, load_options
-from pyllmd.stack.eppgateway import (
-    DEFAULT_EPP_CONFIG,
-    EnvoyEppGateway,
-    gateway_settings,
-    pool_groups,
-)
+from pyllmd.stack.eppgateway import EnvoyEppGateway, pool_groups
 from pyllmd.stack.localcluster import LocalCluster, parse_local_spec
 from pyllmd.stack.run import single_model
 

@@ -40,7 +40,6 @@ __all__ = [
     "MetricsRecorder",
     "ModelRewriter",
     "SaturationAdmission",
-    "fresh_candidates",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,14 +57,6 @@ class DatastoreEndpoints:
 
     def __call__(self) -> Sequence[Endpoint]:
         return self.datastore.snapshot_tuple()
-
-
-def fresh_candidates(
-    candidates: Sequence[Endpoint], now: float, threshold: float
-) -> Sequence[Endpoint]:
-    """Candidates with fresh metrics; all of them when none is fresh (start-up, outage)."""
-    fresh = [e for e in candidates if not saturation.is_stale(e, threshold, now)]
-    return fresh or candidates
 
 
 class PluginScheduler:
@@ -104,7 +95,7 @@ class PluginScheduler:
     def schedule(self, request: LLMRequest, candidates: Sequence[Endpoint]) -> SchedulingResult:
         now = self.clock.now()
         state = CycleState(rng=self.rng, now=now)
-        eligible = fresh_candidates(candidates, now, self.staleness)
+        eligible = saturation.fresh_candidates(candidates, now, self.staleness)
         start = self.timer()
         try:
             result = self.runner.schedule_in(state, request, eligible)
