@@ -21,6 +21,7 @@ from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.logging import verbosity
 from pyllmd.core.settings import build, flag_specs, parse_command_line, setting
+from pyllmd.sim.batch.prior import prior_profile
 from pyllmd.sim.batch.steptime import Profile, default_profile
 from pyllmd.sim.config.profile import load_profile, profile_yaml
 from pyllmd.simulate.calibrate import (
@@ -56,8 +57,14 @@ class CalibrateConfig:
     )
     profile: str = setting(
         "",
-        "profile the fit starts from, YAML or JSON (default: the shipped profile)",
+        "profile scored with --iterations 0, YAML or JSON (default: the shipped profile)",
         flag="profile",
+    )
+    prior: str = setting(
+        "",
+        "prior every fit starts from and is drawn toward, YAML or JSON (default: the "
+        "package's physical prior, which has seen no calibration run)",
+        flag="prior",
     )
     iterations: int = setting(
         12, "Levenberg-Marquardt iterations of the fit (0: no fit)", flag="iterations"
@@ -148,6 +155,7 @@ def run_calibration(
         fit_seconds=config.fit_seconds,
         timeout=config.request_timeout,
         holdout=holdout[config.holdout],
+        prior=load_profile(config.prior) if config.prior else prior_profile(),
     )
     stages = load_stages(Path(config.runs).with_name("calibration_stages.csv"))
     prof, results = calibrate(runs, start, settings, stages, log)
