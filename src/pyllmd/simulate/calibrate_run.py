@@ -142,12 +142,20 @@ def error_table(records: Sequence[dict[str, object]], title: str) -> list[str]:
     return lines
 
 
+def _load(path: str, flag: str) -> Profile:
+    """The profile file of `flag`; ConfigError naming that flag (not --latency-profile)."""
+    try:
+        return load_profile(path)
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("--latency-profile", flag, 1)) from None
+
+
 def run_calibration(
     config: CalibrateConfig, log: Callable[[str], None] = print
 ) -> tuple[Profile, dict[str, object]]:
     """Load, fit, replay and (with --holdout) refit; ConfigError (one line) on bad input."""
     runs: list[Run] = load_runs(Path(config.runs))
-    start = load_profile(config.profile) if config.profile else default_profile()
+    start = _load(config.profile, "--profile") if config.profile else default_profile()
     holdout = {"none": (), "model": ("model",), "gpu": ("gpu",), "both": ("model", "gpu")}
     settings = Settings(
         iterations=config.iterations,
@@ -155,7 +163,7 @@ def run_calibration(
         fit_seconds=config.fit_seconds,
         timeout=config.request_timeout,
         holdout=holdout[config.holdout],
-        prior=load_profile(config.prior) if config.prior else prior_profile(),
+        prior=_load(config.prior, "--prior") if config.prior else prior_profile(),
     )
     stages = load_stages(Path(config.runs).with_name("calibration_stages.csv"))
     prof, results = calibrate(runs, start, settings, stages, log)

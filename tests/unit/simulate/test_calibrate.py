@@ -149,6 +149,10 @@ def test_calibrate_prints_errors_and_medians_and_writes_a_profile_the_simulator_
          [], "--runs {runs}:2: tp: not a number: 'x'"),
         (ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=48), ["--holdout", "all"],
          "--holdout: must be one of none, model, gpu, both, got 'all'"),
+        (ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=48), ["--prior", "nope.yaml"],
+         "--prior nope.yaml: No such file or directory"),
+        (ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=48), ["--profile", "nope.yaml"],
+         "--profile nope.yaml: No such file or directory"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_exit_1(
