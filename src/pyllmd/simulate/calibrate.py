@@ -13,14 +13,19 @@ builds a pod from a stack file's args) in virtual time:
   `prompt_len_mean`. With reuse "repeat" (the default) a user's rounds send the same prompt
   (the client keeps its session context as the system prompt), so later rounds hit the prefix
   cache up to their last block; "fresh" makes only the system prompt shared;
-- output: the measured `output_len_mean` tokens each (derived from the data's ITL formula
-  when the column is empty), else `output_len`;
+- output: `output_len` tokens each (ignore_eos: the server generates exactly max_tokens). The
+  measured `output_len_mean` (derived from the data's ITL formula when the column is empty) is
+  what the client counted in the streamed text, 0.76-1.01 of it depending on the tokenizer: it
+  enters only the ITL formula, as in the data;
 - the client gives up after `timeout` seconds (the request is aborted: a failure).
 
 Metrics follow inference-perf: TTFT and E2E per request, their means and p90, and the data's
 ITL formula (mean E2E - mean TTFT) / (mean output length - 1) over the simulated requests. The
-fit runs Levenberg-Marquardt on the log of the profile's coefficients (`fit_lm`; residuals:
-weighted log ratios of E2E mean, ITL, TTFT mean and E2E p90), then optionally a multiplicative
+fit (`fit_map`) runs Levenberg-Marquardt on the log of the profile's coefficients (`fit_lm`;
+residuals: weighted log ratios of E2E mean, ITL, TTFT mean and E2E p90), starting from the
+package's physical prior (`pyllmd.sim.batch.prior`) and drawn toward it, so that the shipped
+profile and the hold-out refits are one method and a refit never starts from a profile that
+has seen the runs it predicts; then optionally a multiplicative
 pattern search (`fit`) that also picks the roofline's form, on replays cut to a number of
 seconds per stage (constant-rate stages are stationary after a few seconds). The loss is the
 mean over runs of the weighted |relative error|. Overloaded runs (failures > 0) are left out
@@ -45,6 +50,7 @@ from pathlib import Path
 from pyllmd.core.errors import ConfigError
 from pyllmd.sim.batch.architecture import get_architecture
 from pyllmd.sim.batch.hardware import get_accelerator
+from pyllmd.sim.batch.prior import PRIOR, prior_profile
 from pyllmd.sim.batch.scheduler import BLOCK_SIZE, Engine, Request
 from pyllmd.sim.batch.steptime import Profile, StepModel
 from pyllmd.simulate.deployment import EngineSpec, build_engine_spec, variant_from_args
@@ -251,7 +257,9 @@ def build_requests(
         _chain(0, ((g, "sys", b) for b in range(sys_blocks))) for g in range(run.groups)
     ]
     n_blocks = total // BLOCK_SIZE
-    out_tokens = round(run.output_len_mean) if run.output_len_mean else run.output_len
+    # ignore_eos: the server generates exactly max_tokens = output_len tokens; the measured
+    # output_len_mean is what the client counted in the streamed text (see replay())
+    out_tokens = run.output_len
 
     def prompt_hashes(user: int, unique: object) -> tuple[int, ...]:
         g = user // run.users_per_group
@@ -373,8 +381,9 @@ def replay(
             ok += 1
         else:
             fail += 1
-    # the data's ITL formula over the simulated requests: their output length is out_tokens
-    out_len = float(round(run.output_len_mean)) if run.output_len_mean else float(run.output_len)
+    # the data's ITL formula over the simulated requests, with the output length the client
+    # counts in their text: the measured mean (it counted the same generated text)
+    out_len = float(run.output_len_mean) if run.output_len_mean else float(run.output_len)
     samples: list[tuple[float, float, float]] = []
     stage_values = []
     for st, (rate, dur) in zip(per_stage, run.stages, strict=True):
@@ -452,6 +461,24 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
     return x
 
 
+# The typical log error a run's metric keeps under the model (the goals' scale): the data's
+# residuals count against the prior's in this unit. A coefficient one prior spread away from
+# its prior value costs as much as one metric of one run 5 % off.
+DATA_SPREAD = 0.05
+
+
+def prior_residuals(x: Sequence[float], names: Sequence[str], prior: Profile) -> list[float]:
+    """DATA_SPREAD · (log x − log prior) / spread, one per fitted coefficient."""
+    out = []
+    for n, v in zip(names, x, strict=True):
+        term = PRIOR.get(n)
+        if term is None:
+            out.append(0.0)
+            continue
+        out.append(DATA_SPREAD / term.spread * (v - math.log(getattr(prior, n))))
+    return out
+
+
 def fit_lm(
     runs: Sequence[Run],
     start: Profile,
@@ -460,14 +487,28 @@ def fit_lm(
     iterations: int,
     log: Callable[[str], None] = print,
     h: float = 0.05,
+    prior: Profile | None = None,
+    tol: float = 1e-3,
 ) -> Profile:
     """Levenberg-Marquardt on the log of the coefficients, finite-difference Jacobian.
 
     Moves all coefficients together (they are correlated: a lower step cost and a higher
     first-token cost can leave E2E unchanged and fix TTFT), which a one-at-a-time search
-    cannot.
+    cannot. With a `prior` (the package's physical prior, `pyllmd.sim.batch.prior`) the fit is
+    a maximum a posteriori one: each coefficient's log is also drawn toward the prior's, with
+    weight DATA_SPREAD / spread, so a coefficient the runs cannot identify (its column of the
+    Jacobian is zero) stays at the prior, and few runs move the others little.
+
+    Stops after `iterations`, once no step lowers the cost, or after two iterations in a row
+    that lower it by less than `tol` (relative).
     """
     names = list(FIT_BOUNDS)
+    ws = [DATA_SPREAD / PRIOR[n].spread if prior is not None and n in PRIOR else 0.0 for n in names]
+
+    def full(r_data: list[float], x: Sequence[float]) -> list[float]:
+        if prior is None:
+            return r_data
+        return r_data + prior_residuals(x, names, prior)
 
     def at(x: Sequence[float]) -> Profile:
         vals = {}
@@ -479,22 +520,31 @@ def fit_lm(
     def clip(x: Sequence[float]) -> list[float]:
         return [math.log(getattr(at(x), n)) for n in names]
 
+    def data(x: Sequence[float]) -> tuple[list[float], list[dict[str, float]]]:
+        prof = at(x)
+        _, e = evaluate(runs, prof, seconds, reuse)
+        return residuals(e), e
+
     x = [math.log(getattr(start, n)) for n in names]
-    _, errs = evaluate(runs, at(x), seconds, reuse)
-    r = residuals(errs)
-    cost = sum(v * v for v in r)
+    r, errs = data(x)
+    cost = sum(v * v for v in full(r, x))
     lam = 1e-3
+    small = 0  # consecutive iterations that lowered the cost by less than tol
     log(f"  LM start: sum of squares {cost:.4f}, loss {loss_of(errs):.4f}")
     for it in range(iterations):
         cols = []
         for i in range(len(names)):
             xp = x[:]
             xp[i] += h
-            _, e = evaluate(runs, at(xp), seconds, reuse)
-            rp = residuals(e)
+            rp, _ = data(xp)
             cols.append([(a - b) / h for a, b in zip(rp, r, strict=True)])
         jtj = [[sum(ci[k] * cj[k] for k in range(len(r))) for cj in cols] for ci in cols]
         jtr = [sum(ci[k] * r[k] for k in range(len(r))) for ci in cols]
+        if prior is not None:  # the prior's rows: diagonal, weight ws[i]
+            rp = prior_residuals(x, names, prior)
+            for i in range(len(names)):
+                jtj[i][i] += ws[i] * ws[i]
+                jtr[i] += ws[i] * rp[i]
         improved = False
         lo_x = [math.log(FIT_BOUNDS[n][0]) for n in names]
         hi_x = [math.log(FIT_BOUNDS[n][1]) for n in names]
@@ -523,13 +573,13 @@ def fit_lm(
                 frozen |= push
             delta = [max(-1.0, min(1.0, d)) for d in delta]  # at most a factor e each
             cand = clip([xi + di for xi, di in zip(x, delta, strict=True)])
-            _, e = evaluate(runs, at(cand), seconds, reuse)
-            rc = residuals(e)
-            c = sum(v * v for v in rc)
+            rc, e = data(cand)
+            c = sum(v * v for v in full(rc, cand))
             if c < cost:
+                small = small + 1 if c > cost * (1.0 - tol) else 0
+                improved = small < 2  # two small steps in a row: converged
                 x, r, cost, errs = cand, rc, c, e
                 lam = max(lam / 3.0, 1e-4)
-                improved = True
                 break
             lam *= 4.0
         log(f"  LM {it + 1}: sum of squares {cost:.4f}, loss {loss_of(errs):.4f}, λ {lam:.3g}")
@@ -537,6 +587,20 @@ def fit_lm(
         if not improved:
             break
     return at(x)
+
+
+def fit_map(
+    runs: Sequence[Run],
+    prior: Profile,
+    seconds: float | None,
+    reuse: str,
+    iterations: int,
+    log: Callable[[str], None] = print,
+) -> Profile:
+    """The fit of `pyllmd calibrate`: maximum a posteriori from `prior` (see `fit_lm`).
+
+    The shipped profile and every hold-out refit are this fit, from the same prior."""
+    return fit_lm(runs, prior, seconds, reuse, iterations, log, prior=prior)
 
 
 def fit(
@@ -617,19 +681,19 @@ def pct(x: float) -> str:
 
 def holdout(
     runs: Sequence[Run],
-    start: Profile,
+    prior: Profile,
     seconds: float | None,
     reuse: str,
-    passes: int,
+    iterations: int,
     key: Callable[[Run], str],
     label: str,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, float]]:
     """Refit without each group (model or GPU) and predict it.
 
-    Each refit starts from `start` (the profile fitted on all runs) and runs `passes`
-    Levenberg-Marquardt iterations: cheaper than a fit from scratch, and a little optimistic
-    since the start has seen the left-out group.
+    Each refit is the fit of the shipped profile (`fit_map`) on the other runs: it starts from
+    the prior, which has seen no run, and is drawn toward it, so a group of few runs moves
+    only the coefficients they identify.
     """
     groups = sorted({key(r) for r in runs})
     predicted: dict[str, dict[str, float]] = {}
@@ -637,7 +701,7 @@ def holdout(
         train = [r for r in runs if key(r) != g]
         test = [r for r in runs if key(r) == g]
         log(f"leave out {label} {g}: fit on {len(train)} runs, predict {len(test)}")
-        prof = fit_lm(train, start, seconds, reuse, passes, log=lambda s: None)
+        prof = fit_map(train, prior, seconds, reuse, iterations, log=lambda s: None)
         _, errs = evaluate(test, prof, seconds, reuse)
         for r, e in zip(test, errs, strict=True):
             predicted[r.run_id] = e
@@ -670,8 +734,8 @@ class Settings:
     fit_seconds: float = 40.0  # seconds replayed per stage while fitting
     timeout: float = 300.0  # the client's request timeout
     holdout: tuple[str, ...] = ()  # "model", "gpu"
-    holdout_iterations: int = 3
     reuse: str = "repeat"
+    prior: Profile = field(default_factory=prior_profile)  # where every fit starts
 
 
 HOLDOUTS: dict[str, tuple[str, Callable[[Run], str]]] = {
@@ -703,8 +767,10 @@ def calibrate(
     started = time.process_time()
     prof = start
     if settings.iterations:
-        log(f"fitting on {len(fitted)} runs ({settings.fit_seconds:g} s per stage)")
-        prof = fit_lm(fitted, prof, settings.fit_seconds, settings.reuse, settings.iterations, log)
+        log(f"fitting on {len(fitted)} runs ({settings.fit_seconds:g} s per stage) from the prior")
+        prof = fit_map(
+            fitted, settings.prior, settings.fit_seconds, settings.reuse, settings.iterations, log
+        )
     if settings.passes:
         prof = fit(fitted, prof, settings.fit_seconds, settings.reuse, settings.passes, log, 0.25)
     fit_cpu = time.process_time() - started
@@ -742,8 +808,8 @@ def calibrate(
     for name in settings.holdout:
         title, key = HOLDOUTS[name]
         errs = holdout(
-            fitted, prof, settings.fit_seconds, settings.reuse, settings.holdout_iterations,
-            key, name, log,
+            fitted, settings.prior, settings.fit_seconds, settings.reuse, settings.iterations
+            or Settings.iterations, key, name, log,
         )  # fmt: skip
         held[title] = {r.run_id: e for r, e in zip(fitted, errs, strict=True)}
     results: dict[str, object] = {
@@ -752,7 +818,8 @@ def calibrate(
             "iterations": settings.iterations,
             "passes": settings.passes,
             "fit_seconds": settings.fit_seconds,
-            "holdout_iterations": settings.holdout_iterations,
+            "holdout_iterations": settings.iterations or Settings.iterations,
+            "prior": asdict(settings.prior),
             "fit_cpu_s": round(fit_cpu, 1),
         },
         "runs": records,

@@ -21,6 +21,7 @@ from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.logging import verbosity
 from pyllmd.core.settings import flag_specs, flags_only, setting
+from pyllmd.sim.batch.prior import prior_profile
 from pyllmd.sim.batch.steptime import Profile, default_profile
 from pyllmd.sim.config.profile import load_profile, profile_yaml
 from pyllmd.simulate.calibrate import (
@@ -56,8 +57,14 @@ class CalibrateConfig:
     )
     profile: str = setting(
         "",
-        "profile the fit starts from, YAML or JSON (default: the shipped profile)",
+        "profile scored with --iterations 0, YAML or JSON (default: the shipped profile)",
         flag="profile",
+    )
+    prior: str = setting(
+        "",
+        "prior every fit starts from and is drawn toward, YAML or JSON (default: the "
+        "package's physical prior, which has seen no calibration run)",
+        flag="prior",
     )
     iterations: int = setting(
         12, "Levenberg-Marquardt iterations of the fit (0: no fit)", flag="iterations"
@@ -129,12 +136,20 @@ def error_table(records: Sequence[dict[str, object]], title: str) -> list[str]:
     return lines
 
 
+def _load(path: str, flag: str) -> Profile:
+    """The profile file of `flag`; ConfigError naming that flag (not --latency-profile)."""
+    try:
+        return load_profile(path)
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("--latency-profile", flag, 1)) from None
+
+
 def run_calibration(
     config: CalibrateConfig, log: Callable[[str], None] = print
 ) -> tuple[Profile, dict[str, object]]:
     """Load, fit, replay and (with --holdout) refit; ConfigError (one line) on bad input."""
     runs: list[Run] = load_runs(Path(config.runs))
-    start = load_profile(config.profile) if config.profile else default_profile()
+    start = _load(config.profile, "--profile") if config.profile else default_profile()
     holdout = {"none": (), "model": ("model",), "gpu": ("gpu",), "both": ("model", "gpu")}
     settings = Settings(
         iterations=config.iterations,
@@ -142,6 +157,7 @@ def run_calibration(
         fit_seconds=config.fit_seconds,
         timeout=config.request_timeout,
         holdout=holdout[config.holdout],
+        prior=_load(config.prior, "--prior") if config.prior else prior_profile(),
     )
     stages = load_stages(Path(config.runs).with_name("calibration_stages.csv"))
     prof, results = calibrate(runs, start, settings, stages, log)

@@ -141,8 +141,17 @@ def render(results: Record) -> str:
             + " (median |error|).",
         ]
 
-    out += ["", "### The profile", "", "| coefficient | value |", "|---|---:|"]
-    out += [f"| `{k}` | {v:.4g} |" for k, v in results["profile"].items()]
+    prior: Mapping[str, float] = settings.get("prior", {})
+    out += ["", "### The profile", ""]
+    if prior:
+        out += ["| coefficient | value | prior |", "|---|---:|---:|"]
+        out += [
+            f"| `{k}` | {v:.4g} | {prior[k]:.4g} |" if k in prior else f"| `{k}` | {v:.4g} | |"
+            for k, v in results["profile"].items()
+        ]
+    else:
+        out += ["| coefficient | value |", "|---|---:|"]
+        out += [f"| `{k}` | {v:.4g} |" for k, v in results["profile"].items()]
     its, passes = settings.get("iterations", 0), settings.get("passes", 0)
     how = (
         f"fitted here ({its} Levenberg–Marquardt iterations, {passes} pattern-search passes, "
@@ -151,6 +160,12 @@ def render(results: Record) -> str:
         else "the shipped profile, not refitted for this page"
     )
     out += ["", f"The profile is {how}."]
+    if prior:
+        out += [
+            "The prior is the package's physical prior (`pyllmd.sim.batch.prior`): typical "
+            "values that come from no calibration run; every fit starts from it and is drawn "
+            "toward it.",
+        ]
 
     out += ["", f"### Error per run (the {len(fitted)} fitted runs, whole runs replayed)", ""]
     out += _errors_table(fitted, [r["errors"] for r in fitted], blis=True)
@@ -171,16 +186,27 @@ def render(results: Record) -> str:
     for title, by_run in held.items():
         chosen = [r for r in fitted if r["run_id"] in by_run]
         out += ["", f"### {title[0].upper()}{title[1:]}, per run", ""]
-        out += [
-            f"Each refit runs {settings.get('holdout_iterations', 3)} Levenberg–Marquardt "
-            "iterations from the profile above, so it has seen the left-out group through its "
-            "start: a little optimistic.",
-            "",
-        ]
+        if prior:
+            text = (
+                "Each refit is the fit of the shipped profile (at most "
+                f"{settings.get('holdout_iterations', 12)} Levenberg–Marquardt iterations) on "
+                "the other runs, from the prior: it has not seen the left-out group."
+            )
+        else:
+            text = (
+                f"Each refit runs {settings.get('holdout_iterations', 3)} Levenberg–Marquardt "
+                "iterations from the profile above, so it has seen the left-out group through "
+                "its start: a little optimistic."
+            )
+        out += [text, ""]
         out += _errors_table(chosen, [by_run[r["run_id"]] for r in chosen], blis=False)
 
     if offload:
-        out += ["", "### Runs with CPU KV offload (not fitted: offload is not modelled)", ""]
+        out += [
+            "",
+            "### Runs with CPU KV offload (not fitted; replayed with an 8 GiB CPU tier)",
+            "",
+        ]
         out += _errors_table(offload, [r["errors"] for r in offload], blis=False)
 
     if over:

@@ -4,13 +4,15 @@ what the package renders from the committed results."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 from tools import fidelity as fidelity_tool
 
 from pyllmd.cli import main as cli_main
+from pyllmd.sim.batch.prior import PRIOR, prior_profile
 from pyllmd.sim.batch.steptime import Profile
 from pyllmd.sim.config.profile import load_profile
 from pyllmd.simulate import calibrate as ff
@@ -147,6 +149,10 @@ def test_calibrate_prints_errors_and_medians_and_writes_a_profile_the_simulator_
          [], "--runs {runs}:2: tp: not a number: 'x'"),
         (ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=48), ["--holdout", "all"],
          "--holdout: must be one of none, model, gpu, both, got 'all'"),
+        (ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=48), ["--prior", "nope.yaml"],
+         "--prior nope.yaml: No such file or directory"),
+        (ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=48), ["--profile", "nope.yaml"],
+         "--profile nope.yaml: No such file or directory"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_exit_1(
@@ -181,3 +187,75 @@ def test_the_fidelity_page_is_what_the_package_renders_from_the_committed_result
     for r in record["runs"]:  # every run is in the page, once per table it belongs to
         assert f"| {r['run_id'].split(':', 1)[-1]} | {r['gpu']} | {r['tp']} |" in block
     assert set(record["holdout"]) == {"leave one model out", "leave one GPU out"}
+
+
+def _truth_run(tmp_path: Path, truth: Profile, tp: str = "1") -> ff.Run:
+    """A run whose measurements are what `truth` gives (a fit should find it again)."""
+    (run,) = ff.load_runs(
+        write_runs(
+            tmp_path, [ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=48).replace(
+                ",H100,1,", f",H100,{tp},")]
+        )
+    )  # fmt: skip
+    v = ff.replay(run, truth).values
+    return replace(run, measured={m: v[m] for m in ff.METRICS})
+
+
+def test_a_fit_starts_from_the_physical_prior_and_leaves_what_the_runs_cannot_identify(
+    tmp_path: Path,
+) -> None:
+    prior = prior_profile()
+    # every fitted coefficient has a documented prior inside the fit's bounds
+    for name, (lo, hi) in ff.FIT_BOUNDS.items():
+        term = PRIOR[name]
+        assert lo <= term.value <= hi and term.spread > 0 and term.reason
+        assert getattr(prior, name) == term.value
+    truth = replace(prior, step_s=3 * prior.step_s, first_token_s=2 * prior.first_token_s)
+    run = _truth_run(tmp_path, truth)
+    before, _ = ff.evaluate([run], prior, None, "repeat")
+    fitted = ff.fit_map([run], prior, None, "repeat", iterations=4, log=lambda s: None)
+    after, _ = ff.evaluate([run], fitted, None, "repeat")
+    assert after < before / 2
+    # a single-GPU run says nothing about all-reduces: the fit leaves them at the prior
+    assert fitted.allreduce_s == pytest.approx(prior.allreduce_s, rel=1e-9)
+    # one run leaves most coefficients poorly determined: the prior keeps them closer to it
+    # than the same fit without it
+    free = ff.fit_lm([run], prior, None, "repeat", iterations=4, log=lambda s: None)
+    assert sum(abs(math.log(getattr(fitted, n) / getattr(prior, n))) for n in ff.FIT_BOUNDS) <= sum(
+        abs(math.log(getattr(free, n) / getattr(prior, n))) for n in ff.FIT_BOUNDS
+    )
+
+
+def test_hold_out_refits_start_from_the_prior_not_from_the_profile_being_scored(
+    tmp_path: Path,
+) -> None:
+    prior = prior_profile()
+    runs = [
+        _truth_run(tmp_path, replace(prior, step_s=2 * prior.step_s)),
+        replace(
+            _truth_run(tmp_path, replace(prior, step_s=2 * prior.step_s)),
+            run_id="TR:b-mistral",
+            model="mistralai/Mistral-Nemo-Instruct-2407",
+        ),
+    ]
+    settings = ff.Settings(iterations=0, holdout=("model",), fit_seconds=10.0, prior=prior)
+    # the profile scored (the shipped one, here two different ones) does not leak into the
+    # hold-out refits: their predictions are the same
+    _, a = ff.calibrate(runs, prior, settings, log=lambda s: None)
+    _, b = ff.calibrate(runs, replace(prior, step_s=0.02), settings, log=lambda s: None)
+    assert a["runs"] != b["runs"]
+    assert a["holdout"] == b["holdout"]
+    assert a["settings"]["prior"] == asdict(prior)  # type: ignore[index]
+
+
+def test_replays_generate_the_requested_tokens_and_count_the_measured_ones(
+    tmp_path: Path,
+) -> None:
+    # ignore_eos: the server generates max_tokens = output_len; the client counted 40
+    (run,) = ff.load_runs(
+        write_runs(tmp_path, [ROW.format(itl=9, e2e=453, p90=500, plen=575.0, olen=40)])
+    )
+    sent = ff.build_requests(run, Profile())
+    assert {s.request.output_len for s in sent} == {48}
+    v = ff.replay(run, Profile()).values
+    assert v["itl_mean"] == pytest.approx((v["e2e_mean"] - v["ttft_mean"]) / 39.0)
