@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyllmd.core.metricset import go_float
 from pyllmd.sim.config import SimConfig
 from pyllmd.sim.engine.vocab import FINISH_REASONS
-from pyllmd.sim.server.metric_table import build_125_buckets, estimate_token_total, metric_specs
+from pyllmd.sim.metric_table import build_125_buckets, estimate_token_total, metric_specs
 from pyllmd.sim.server.metrics import CONTENT_TYPE, SimMetrics
 
 START = 1_700_000_000.75

@@ -16,7 +16,7 @@ import yaml
 from rich.console import Console
 
 from pyllmd.autoscaler.collect.queries import PrometheusError, VectorSample
-from pyllmd.sim.server.metric_table import TPOT_BUCKETS
+from pyllmd.sim.metric_table import TPOT_BUCKETS
 from pyllmd.stack.ui import (
     EPP_QUERIES,
     QUERIES,

@@ -53,7 +53,7 @@ from pyllmd.sim.config import FakeMetrics, SimConfig
 from pyllmd.sim.engine.lora import LoraRuntime
 from pyllmd.sim.engine.sleep import SLEEP_STATES, SleepState
 from pyllmd.sim.engine.vocab import FINISH_REASONS
-from pyllmd.sim.server.metric_table import (
+from pyllmd.sim.metric_table import (
     ENGINE,
     REQUEST_LATENCY_BUCKETS,
     TPOT_BUCKETS,
