@@ -22,6 +22,7 @@ from pyllmd.simulate.workload import Client, Send
 __all__ = ["Outcome", "PodRun", "replay"]
 
 TIMEOUT_ERROR = "Timeout"
+HASH_CACHE = 4096  # prompts whose block hashes are kept (a session sends its prompt again)
 
 
 @dataclass
@@ -66,6 +67,7 @@ def replay(
     bs = spec.scheduler.block_size
     timeout = client.wl.request_timeout
     requests: dict[int, tuple[str, Request]] = {}
+    hashes: dict[tuple[int, ...], tuple[int, ...]] = {}  # prompt -> block_hashes (sessions repeat)
     turn = 0
     rid = 0
     while True:
@@ -78,13 +80,13 @@ def replay(
             for send in client.due(t_client):
                 run = runs[turn % len(runs)]
                 turn += 1
-                req = Request(
-                    rid,
-                    t_client + first,
-                    len(send.tokens),
-                    send.output_len,
-                    block_hashes(send.tokens, bs),
-                )
+                prompt = tuple(send.tokens)
+                prompt_hashes = hashes.get(prompt)
+                if prompt_hashes is None:
+                    if len(hashes) >= HASH_CACHE:
+                        hashes.clear()  # unique prompts (random data): keep memory bounded
+                    prompt_hashes = hashes[prompt] = block_hashes(prompt, bs)
+                req = Request(rid, t_client + first, len(prompt), send.output_len, prompt_hashes)
                 rid += 1
                 if timeout is not None:
                     req.deadline = send.start + timeout
@@ -128,7 +130,7 @@ def _advance(run: PodRun, runs: Sequence[PodRun], t_client: float) -> None:
     next_event = min([t_client, *others])
     if run.deadlines:
         next_event = min(next_event, run.deadlines[0][0])
-    waiting_at = min((r.arrival for r in eng.waiting if r.arrival > eng.now), default=math.inf)
+    waiting_at = _next_arrival(eng)
     if eng.jump(min(next_event, waiting_at)):
         return
     if not eng.step():
@@ -141,6 +143,22 @@ def _advance(run: PodRun, runs: Sequence[PodRun], t_client: float) -> None:
             if target == math.inf:
                 raise RuntimeError("the engine stalled with requests left")  # a bug if hit
         eng.now = max(eng.now, target)
+
+
+def _next_arrival(eng: Engine) -> float:
+    """The earliest arrival after `eng.now` among the requests queued in `eng`.
+
+    The queue holds requests in arrival order (they are added as the client sends them),
+    except those preempted, which go back to its head and arrived long before; so the ones
+    still to arrive are its tail, and the scan stops at the first that has arrived.
+    """
+    now = eng.now
+    earliest = math.inf
+    for r in reversed(eng.waiting):
+        if r.arrival <= now:
+            break
+        earliest = r.arrival
+    return earliest
 
 
 def _collect(run: PodRun, client: Client, last: float, timeout: float | None) -> None:

@@ -13,7 +13,8 @@ admitted from the queue starts after its longest cached prefix (at most all but 
 
 Tokens are emitted at the end of the step that computes them. `run()` steps the engine until
 every request has finished or was refused; with `jump=True` (the default) it advances over runs
-of decode-only steps in which the batch cannot change in a tight loop, with the same token times.
+of decode-only steps in which the batch cannot change in a tight loop, with the same token times
+(also over the step already scheduled when a request arrives: it cannot admit that request).
 
 Cost per step does not grow with the batch: a decoding request is scheduled in every step (vLLM
 serves running requests first, and only the most recently admitted one can still be in a chunked
@@ -163,11 +164,15 @@ class KVBlocks:
         if not self.caching:
             return []
         get = self.cached.get
-        out: list[int] = []
         limit = max_tokens // block_size
         hashes = req.hashes
-        for i in range(limit):
-            block = get(hashes[i] if i < len(hashes) else (req.rid, i))
+        # the prompt's blocks: every lookup at once (a lookup has no side effect), cut at the
+        # first miss
+        out: list[int] = list(map(get, hashes[:limit] if limit < len(hashes) else hashes))
+        if None in out:
+            return out[: out.index(None)]  # type: ignore[arg-type]
+        for i in range(len(out), limit):  # generated tokens (a preempted request's)
+            block = get((req.rid, i))
             if block is None:
                 break
             out.append(block)
@@ -197,12 +202,24 @@ class KVBlocks:
         self.ref[block] = 1
         return block
 
+    def take_into(self, out: list[int], n: int) -> None:
+        """Append `n` blocks to `out`, as `n` calls of `take` would, in the same order."""
+        fresh = self.fresh
+        k = min(n, self.size - fresh)
+        if k > 0:
+            self.fresh = fresh + k
+            self.ref[fresh : fresh + k] = [1] * k
+            out.extend(range(fresh, fresh + k))
+        for _ in range(n - max(k, 0)):
+            out.append(self.take())
+
     def release(self, blocks: list[int]) -> None:
         ref = self.ref
         free = self.free
         for b in reversed(blocks):
-            ref[b] -= 1
-            if ref[b] == 0:
+            r = ref[b] - 1
+            ref[b] = r
+            if not r:
                 free[b] = None
 
     def register(self, req: Request, upto: int) -> None:
@@ -410,8 +427,8 @@ class Engine:
                         break
                 if stop:
                     break
-                for _ in range(need):
-                    req.blocks.append(kv.take())
+                if need > 0:
+                    kv.take_into(req.blocks, need)
                 scheduled.append(req)
                 news.append(new)
                 budget -= new
@@ -441,7 +458,7 @@ class Engine:
                         break
                     new = budget
                 need = -(-(start + new) // bs) - len(hits)
-                evictable_hits = sum(1 for b in hits if kv.ref[b] == 0)
+                evictable_hits = list(map(kv.ref.__getitem__, hits)).count(0)
                 if need > kv.available() - evictable_hits:
                     break
                 waiting.popleft()
@@ -452,8 +469,8 @@ class Engine:
                 if req.admitted is None:
                     req.admitted = self.now
                     req.cached_tokens = hit_tokens
-                for _ in range(need):
-                    req.blocks.append(kv.take())
+                if need > 0:
+                    kv.take_into(req.blocks, need)
                 self.admissions += 1
                 req.seq = self.admissions
                 running.append(req)
@@ -502,19 +519,31 @@ class Engine:
     def jump(self, next_event: float) -> bool:
         """Run decode-only steps in a tight loop while the batch cannot change.
 
-        Applies when no request is in prefill and nothing waiting can be admitted (the queue
-        is empty, or the sequence limit is reached). Stops after the step in which a request
+        Applies when no request is in prefill and nothing waiting can be admitted: the queue
+        is empty, the sequence limit is reached, or the request at its head arrived after the
+        step's schedule saw the queue (with asynchronous scheduling, when the step before
+        started; else when the step starts). Stops after the step in which a request
         finishes, before a step that starts at or after `next_event` (an arrival or a
-        deadline), and before a step that needs more KV blocks than are free (the general step
-        preempts). Returns False when it ran no step.
+        deadline), before a step whose schedule sees the head of the queue, and before a step
+        that needs more KV blocks than are free (the general step preempts). Returns False
+        when it ran no step.
         """
         if self.active or not self.n_lazy:
             return False
-        if self.waiting and len(self.running) < self.cfg.max_num_seqs:
+        cfg = self.cfg
+        now = self.now
+        head = float("inf")  # arrival of the request the next schedule could admit
+        waiting = self.waiting
+        if waiting and len(self.running) < cfg.max_num_seqs:
+            head = waiting[0].arrival
+        back_to_back = cfg.async_scheduling
+        # what the next step's schedule sees of the queue: requests arrived by then
+        seen = self.last_start if back_to_back and self.last_end == now else now
+        if head <= seen:
             return False
         kv = self.kv
         buckets = self.buckets
-        bs = self.cfg.block_size
+        bs = cfg.block_size
         fn = self.step_time
         ends = self.ends
         heap = self.finishes
@@ -523,22 +552,23 @@ class Engine:
         stop_at = heap[0][0] if heap else 1 << 62
         r = self.n_lazy
         d = self.steps
-        now = self.now
         ran = 0
         start = now
         pairs = self.base_sum + r * d + r
         records = self.records
-        while now < next_event:
+        while now < next_event and head > seen:
             bucket = buckets[d % bs]
-            if bucket and len(bucket) > kv.available():
-                break
-            for req in bucket:
-                req.blocks.append(kv.take())
+            if bucket:
+                if len(bucket) > kv.available():
+                    break
+                for req in bucket:
+                    req.blocks.append(kv.take())
             start = now
             now += fn(r, pairs, pairs, r, True)
             ends.append(now)
             if records is not None:
                 records.append(StepRecord(start, now, r, r, 0, kv.used, True))
+            seen = start if back_to_back else now
             d += 1
             ran += 1
             pairs += r

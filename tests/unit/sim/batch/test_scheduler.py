@@ -84,6 +84,32 @@ def test_asynchronous_scheduling_a_request_arriving_mid_step_starts_two_steps_la
     assert e.admitted == 5.0
 
 
+def test_the_decode_step_already_scheduled_when_a_request_arrives_is_jumped_over() -> None:
+    """With asynchronous scheduling the step after the one a request arrives in was scheduled
+    without it: `jump` runs that decode step too (the request waits), with the same times."""
+    cfg = SchedulerConfig(num_blocks=1000)
+    engine = Engine(cfg, linear_time, record_tokens=True, record_steps=True)
+    a = req(0, 0.0, list(range(100)), 50)
+    engine.add(a)
+    engine.step()  # a's prefill: a decodes from now on
+    assert engine.jump(0.0105)  # up to the step during which b arrives
+    b = req(1, 0.0105, list(range(500, 600)), 5)
+    assert engine.last_start <= b.arrival < engine.now
+    engine.add(b)
+    before = engine.steps
+    assert engine.jump(float("inf"))  # the next step's schedule could not see b
+    assert engine.steps == before + 1 and b.admitted is None
+    assert not engine.jump(float("inf"))  # the one after sees b: the general step admits it
+    engine.step()
+    assert b.admitted == engine.records[-1].start  # type: ignore[index]
+    steady = Engine(cfg, linear_time)
+    c = req(0, 0.0, list(range(100)), 50)
+    d = req(1, 0.0105, list(range(500, 600)), 5)
+    steady.run([c, d], jump=False)
+    assert b.admitted == d.admitted
+    assert engine.ends == steady.ends[: len(engine.ends)]  # the same step times so far
+
+
 def test_a_shared_prefix_is_served_from_the_cache_after_its_blocks_fill() -> None:
     cfg = SchedulerConfig(num_blocks=1000)
     system = list(range(100))  # 6 full blocks + 4 tokens
@@ -235,6 +261,16 @@ def test_jumping_over_decode_steps_gives_the_same_token_times(w: dict[str, objec
     a = run(cfg, fast, jump=True)
     b = run(cfg, slow, jump=False)
     assert a.steps == b.steps and a.preemptions == b.preemptions
+    assert a.records is not None and b.records is not None
+    for p, q in zip(a.records, b.records, strict=True):  # the same steps, the same blocks
+        assert (p.tokens, p.seqs, p.prefills, p.blocks_used, p.decode_only) == (
+            q.tokens,
+            q.seqs,
+            q.prefills,
+            q.blocks_used,
+            q.decode_only,
+        )
+        assert abs(p.start - q.start) <= 1e-6 and abs(p.end - q.end) <= 1e-6
     for x, y in zip(fast, slow, strict=True):
         assert x.refused == y.refused and x.aborted == y.aborted
         tx, ty = x.token_times or [], y.token_times or []
