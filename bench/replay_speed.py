@@ -12,7 +12,8 @@ relative to that floor, and compares across machines.
 
 A second row times `pyllmd simulate` (in this process, output to a temporary directory) of the
 shared `general` workload against one Llama-3.1-8B-Instruct H100 pod: the same engine plus the
-client model, every token's time, the reports and the plots.
+client model, every token's time, the reports and the plots; then the replay alone (client and
+engine) once more.
 """
 
 from __future__ import annotations
@@ -30,8 +31,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
+
 from pyllmd.sim.batch.steptime import Profile, default_profile
 from pyllmd.simulate.calibrate import Run, engine_spec, load_runs, replay
+from pyllmd.simulate.deployment import build_engine_spec, parse_stack
+from pyllmd.simulate.replay import replay as replay_simulate
+from pyllmd.simulate.run import SimulateConfig, simulate
+from pyllmd.simulate.workload import Client, parse_workload
 
 START = "<!-- bench:replay:start -->"
 END = "<!-- bench:replay:end -->"
@@ -123,32 +130,24 @@ def time_run(run: Run, profile: Profile) -> RunTiming:
 
 
 def time_simulate(workload: Path) -> SimulateTiming:
-    """`pyllmd simulate` of `workload` against one pod (see the module docstring)."""
-    import pyllmd.simulate.run as simulate_run  # the command's own composition root
-
-    replay_s = 0.0
-    inner = simulate_run.replay
-
-    def timed(*args: object, **kwargs: object) -> object:
-        nonlocal replay_s
-        started = time.perf_counter()
-        out = inner(*args, **kwargs)  # type: ignore[arg-type]
-        replay_s = time.perf_counter() - started
-        return out
-
+    """`pyllmd simulate` of `workload` against one pod (see the module docstring), then the
+    replay alone again (the client and the engine, without reading files or writing reports)."""
     with tempfile.TemporaryDirectory(prefix="bench-simulate-") as tmp:
         stack = Path(tmp) / "stack.yaml"
         stack.write_text(SIMULATE_STACK, encoding="utf-8")
-        config = simulate_run.SimulateConfig(
+        config = SimulateConfig(
             stack=str(stack), workload=str(workload), output=str(Path(tmp) / "out")
         )
-        simulate_run.replay = timed  # type: ignore[assignment]
-        try:
-            started = time.perf_counter()
-            outcome, _ = simulate_run.simulate(config)
-            wall = time.perf_counter() - started
-        finally:
-            simulate_run.replay = inner
+        started = time.perf_counter()
+        outcome, _ = simulate(config)
+        wall = time.perf_counter() - started
+        (variant,) = parse_stack(yaml.safe_load(SIMULATE_STACK), str(stack))
+    wl = parse_workload(yaml.safe_load(workload.read_text(encoding="utf-8")), str(workload))
+    spec = build_engine_spec(variant)
+    client = Client(wl, config.seed)
+    started = time.perf_counter()
+    replay_simulate(client, spec, [variant.name])
+    replay_s = time.perf_counter() - started
     return SimulateTiming(workload.stem, len(outcome.sends), wall, replay_s)
 
 

@@ -41,8 +41,8 @@ from bench import (
     epp_kv_wins,
     epp_kv_wins_report,
     epp_report,
-    replay_speed,
     loadgen,
+    replay_speed,
     report,
     wrk,
 )

@@ -31,9 +31,12 @@ class PodRun:
 
     name: str
     engine: Engine
-    open: list[tuple[Request, Send]] = field(default_factory=list)
+    open: dict[int, tuple[Request, Send]] = field(default_factory=dict)  # by request id
     deadlines: list[tuple[float, int, Request]] = field(default_factory=list)
-    count: int = 0  # requests in the engine's queue or batch, as last seen
+    aborted: list[Request] = field(default_factory=list)  # by a deadline, not yet reported
+
+    def __post_init__(self) -> None:
+        self.engine.ended = []  # the engine lists the requests it finishes
 
     def busy(self) -> bool:
         return bool(self.engine.running or self.engine.waiting)
@@ -99,8 +102,7 @@ def replay(
                     send.error = req.refused
                     client.done(send, t_client)
                     continue
-                run.open.append((req, send))
-                run.count += 1
+                run.open[req.rid] = (req, send)
                 if req.deadline is not None:
                     heapq.heappush(run.deadlines, (req.deadline, req.rid, req))
             if progress is not None:
@@ -125,7 +127,10 @@ def _advance(run: PodRun, runs: Sequence[PodRun], t_client: float) -> None:
     """One step of `run`'s engine, or a jump over unchanged decode steps."""
     eng = run.engine
     while run.deadlines and run.deadlines[0][0] <= eng.now:
-        eng.abort(heapq.heappop(run.deadlines)[2])
+        req = heapq.heappop(run.deadlines)[2]
+        if not (req.finished or req.aborted):
+            eng.abort(req)
+            run.aborted.append(req)
     others = [r.engine.now for r in runs if r is not run and r.busy()]
     next_event = min([t_client, *others])
     if run.deadlines:
@@ -162,24 +167,28 @@ def _next_arrival(eng: Engine) -> float:
 
 
 def _collect(run: PodRun, client: Client, last: float, timeout: float | None) -> None:
-    """Report the requests of `run` that ended (finished, aborted) to the client."""
-    eng = run.engine
-    count = len(eng.running) + len(eng.waiting)
-    if count >= run.count:
-        run.count = count
+    """Report the requests of `run` that ended (finished, aborted) to the client, in the
+    order they were sent."""
+    ended = run.engine.ended
+    assert ended is not None
+    if not ended and not run.aborted:
         return
-    keep: list[tuple[Request, Send]] = []
-    for req, send in run.open:
+    done = ended + run.aborted
+    ended.clear()
+    run.aborted.clear()
+    if len(done) > 1:
+        done.sort(key=lambda r: r.rid)  # request ids follow the send order
+    for req in done:
+        entry = run.open.pop(req.rid, None)
+        if entry is None:
+            continue
+        send = entry[1]
         if req.finished and req.last_token is not None:
             end = req.last_token + last
             if timeout is not None and end - send.start > timeout:
                 send.error = TIMEOUT_ERROR
                 end = send.start + timeout
             client.done(send, end)
-        elif req.aborted:
-            send.error = TIMEOUT_ERROR
-            client.done(send, send.start + timeout if timeout is not None else eng.now)
         else:
-            keep.append((req, send))
-    run.open = keep
-    run.count = count
+            send.error = TIMEOUT_ERROR
+            client.done(send, send.start + timeout if timeout is not None else run.engine.now)

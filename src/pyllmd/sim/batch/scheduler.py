@@ -168,9 +168,10 @@ class KVBlocks:
         hashes = req.hashes
         # the prompt's blocks: every lookup at once (a lookup has no side effect), cut at the
         # first miss
-        out: list[int] = list(map(get, hashes[:limit] if limit < len(hashes) else hashes))
-        if None in out:
-            return out[: out.index(None)]  # type: ignore[arg-type]
+        found: list[int | None] = [*map(get, hashes[:limit] if limit < len(hashes) else hashes)]
+        if None in found:
+            return found[: found.index(None)]  # type: ignore[return-value]
+        out: list[int] = found  # type: ignore[assignment]
         for i in range(len(out), limit):  # generated tokens (a preempted request's)
             block = get((req.rid, i))
             if block is None:
@@ -210,8 +211,25 @@ class KVBlocks:
             self.fresh = fresh + k
             self.ref[fresh : fresh + k] = [1] * k
             out.extend(range(fresh, fresh + k))
-        for _ in range(n - max(k, 0)):
-            out.append(self.take())
+            n -= k
+        if n <= 0:
+            return
+        popitem = self.free.popitem
+        keys = self.key
+        cached = self.cached
+        ref = self.ref
+        listener = self.listener
+        for _ in range(n):
+            block, _ = popitem(last=False)
+            key = keys[block]
+            if key is not None:
+                if cached.get(key) == block:
+                    del cached[key]
+                    if listener is not None:
+                        listener.removed(key)
+                keys[block] = None
+            ref[block] = 1
+            out.append(block)
 
     def release(self, blocks: list[int]) -> None:
         ref = self.ref
@@ -275,6 +293,7 @@ class Engine:
         self.preemptions = 0
         self.record_tokens = record_tokens
         self.records: list[StepRecord] | None = [] if record_steps else None
+        self.ended: list[Request] | None = None  # when a list: every request finished is added
 
     # ---- admission -------------------------------------------------------------------------
     def add(self, req: Request) -> None:
@@ -359,6 +378,8 @@ class Engine:
 
     def _finish(self, req: Request, now: float) -> None:
         req.last_token = now
+        if self.ended is not None:
+            self.ended.append(req)
         self.running.remove(req)
         self.kv.release(req.blocks)
         req.blocks = []
