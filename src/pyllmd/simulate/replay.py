@@ -73,11 +73,20 @@ def replay(
     hashes: dict[tuple[int, ...], tuple[int, ...]] = {}  # prompt -> block_hashes (sessions repeat)
     turn = 0
     rid = 0
+    inf = math.inf
     while True:
         t_client = client.next_time()
-        busy = [r for r in runs if r.busy()]
-        t_pod = min((r.engine.now for r in busy), default=math.inf)
-        if t_client == math.inf and not busy:
+        # the busy pod furthest behind (the first of equals), and the clock of the next one
+        behind: PodRun | None = None
+        t_pod = t_other = inf
+        for r in runs:
+            eng = r.engine
+            if eng.running or eng.waiting:
+                if eng.now < t_pod:
+                    behind, t_pod, t_other = r, eng.now, t_pod
+                elif eng.now < t_other:
+                    t_other = eng.now
+        if t_client == inf and behind is None:
             break
         if t_client <= t_pod:
             for send in client.due(t_client):
@@ -108,9 +117,9 @@ def replay(
             if progress is not None:
                 progress(t_client)
             continue
-        run = min(busy, key=lambda r: r.engine.now)
-        _advance(run, runs, t_client)
-        _collect(run, client, last, timeout)
+        assert behind is not None
+        _advance(behind, min(t_client, t_other))
+        _collect(behind, client, last, timeout)
     steps = {r.name: r.engine.records or [] for r in runs}
     end = max((s.end for s in client.sends if s.end is not None), default=0.0)
     return Outcome(
@@ -123,16 +132,15 @@ def replay(
     )
 
 
-def _advance(run: PodRun, runs: Sequence[PodRun], t_client: float) -> None:
-    """One step of `run`'s engine, or a jump over unchanged decode steps."""
+def _advance(run: PodRun, next_event: float) -> None:
+    """One step of `run`'s engine, or a jump over unchanged decode steps up to `next_event`
+    (the client's next action or another busy pod's clock)."""
     eng = run.engine
     while run.deadlines and run.deadlines[0][0] <= eng.now:
         req = heapq.heappop(run.deadlines)[2]
         if not (req.finished or req.aborted):
             eng.abort(req)
             run.aborted.append(req)
-    others = [r.engine.now for r in runs if r is not run and r.busy()]
-    next_event = min([t_client, *others])
     if run.deadlines:
         next_event = min(next_event, run.deadlines[0][0])
     waiting_at = _next_arrival(eng)
