@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pyllmd.core.heap import gc_paused
 from pyllmd.sim.batch.scheduler import Engine, Request, StepRecord, block_hashes
 from pyllmd.simulate.deployment import EngineSpec
 from pyllmd.simulate.workload import Client, Send
@@ -61,6 +62,16 @@ def replay(
     progress: Callable[[float], None] | None = None,
 ) -> Outcome:
     """Run `client` against `pods` (names) each running `spec` until the workload is done."""
+    with gc_paused():  # a replay allocates much and makes no cycles: nothing to collect
+        return _replay(client, spec, pods, progress)
+
+
+def _replay(
+    client: Client,
+    spec: EngineSpec,
+    pods: Sequence[str],
+    progress: Callable[[float], None] | None,
+) -> Outcome:
     runs = [
         PodRun(name, Engine(spec.scheduler, spec.step.time, record_tokens=True, record_steps=True))
         for name in pods

@@ -21,6 +21,7 @@ from pydantic.dataclasses import dataclass as settings_dataclass
 
 from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
+from pyllmd.core.heap import gc_paused
 from pyllmd.core.logging import verbosity
 from pyllmd.core.settings import build, flag_specs, parse_command_line, setting
 from pyllmd.simulate.deployment import build_engine_spec, parse_stack, variant_for
@@ -154,15 +155,16 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
     if client.saturation is not None:
         rates = ", ".join(f"{st.rate:g}" for st in client.stages)
         log.info("load.sweep: saturation %.2f requests/s; stage rates %s", client.saturation, rates)
-    files = write(
-        Path(config.output),
-        client.stages,
-        outcome.sends,
-        outcome.requests,
-        outcome.steps,
-        outcome.num_blocks,
-        spec.profile.first_token_s,
-    )
+    with gc_paused():  # the reports walk every request and token time of the replay
+        files = write(
+            Path(config.output),
+            client.stages,
+            outcome.sends,
+            outcome.requests,
+            outcome.steps,
+            outcome.num_blocks,
+            spec.profile.first_token_s,
+        )
     return outcome, files
 
 

@@ -18,14 +18,20 @@ shows what moved.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 from pathlib import Path
 
+import yaml
+
 from pyllmd.cli import main as cli_main
 from pyllmd.sim.config.profile import load_profile
 from pyllmd.simulate import calibrate as ff
+from pyllmd.simulate.deployment import build_engine_spec, parse_stack
+from pyllmd.simulate.replay import replay
+from pyllmd.simulate.workload import Client, parse_workload
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("PYLLMD_UPDATE_GOLDEN") == "1"
@@ -85,3 +91,23 @@ def test_calibrate_replays_report_every_figure_as_before() -> None:
         }
     assert any(g["n_fail"] for g in got.values())  # the overloaded run times out
     _check("calibrate.json", got)
+
+
+def test_a_replay_pauses_the_cyclic_garbage_collector_and_restores_it() -> None:
+    """A replay allocates a record per request, step and token and makes no reference
+    cycles: the collector's passes over them would be wasted."""
+    text = (GOLDEN / "stack.yaml").read_text(encoding="utf-8")
+    (variant,) = parse_stack(
+        yaml.safe_load(text.replace("golden-profile", str(GOLDEN / "profile.yaml"))), "stack"
+    )
+    workload = yaml.safe_load((GOLDEN / "workload.yaml").read_text(encoding="utf-8"))
+    seen: list[bool] = []
+    assert gc.isenabled()
+    outcome = replay(
+        Client(parse_workload(workload, "workload"), 3),
+        build_engine_spec(variant),
+        ["a", "b"],
+        lambda now: seen.append(gc.isenabled()),
+    )
+    assert outcome.sends and seen and not any(seen)
+    assert gc.isenabled()

@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from pyllmd.core.heap import gc_paused
+
 BLOCK_SIZE = 16
 
 # A step-time function: (tokens, attention pairs, KV tokens, sequences, decode_only) -> seconds.
@@ -610,6 +612,10 @@ class Engine:
 
         A request with a `deadline` is aborted at the first step boundary at or after it.
         """
+        with gc_paused():  # a run allocates much and makes no cycles: nothing to collect
+            return self._run(requests, jump)
+
+    def _run(self, requests: Sequence[Request], jump: bool) -> RunResult:
         i = 0
         n = len(requests)
         inf = float("inf")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 
 from hypothesis import given, settings
@@ -108,6 +109,21 @@ def test_the_decode_step_already_scheduled_when_a_request_arrives_is_jumped_over
     steady.run([c, d], jump=False)
     assert b.admitted == d.admitted
     assert engine.ends == steady.ends[: len(engine.ends)]  # the same step times so far
+
+
+def test_a_run_pauses_the_cyclic_garbage_collector_and_restores_it() -> None:
+    """A run allocates a record per step and request and makes no reference cycles: the
+    collector's passes over them would be wasted (a fifth of a replay's time)."""
+    seen: list[bool] = []
+
+    def step_time(tokens: int, pairs: int, kv: int, seqs: int, decode_only: bool) -> float:
+        seen.append(gc.isenabled())
+        return 1e-3
+
+    assert gc.isenabled()
+    Engine(SchedulerConfig(num_blocks=100), step_time).run([req(0, 0.0, list(range(40)), 5)])
+    assert seen and not any(seen)
+    assert gc.isenabled()
 
 
 def test_a_shared_prefix_is_served_from_the_cache_after_its_blocks_fill() -> None:
