@@ -12,6 +12,8 @@ an empty cycle (`bench.autoscaler_cycle`). (e)-(g) the endpoint picker: one
 scheduling decision (`bench.epp_cycle`), the latency Envoy + EPP add and the
 requests/s one EPP routes (`bench.epp_gateway`). (h) TTFT and prefix-cache hit
 rate of four EPP configurations on a shared-prefix workload (`bench.epp_kv_wins`).
+(i) whole-run replays of the shared calibration runs on the batch engine, in virtual
+time, against a loop of the same step count (`bench.replay_speed`).
 The whole run is bounded (``--budget`` seconds for the stepping, fixed spans or
 counts else); ``--only`` runs a part (``--only rps``: figure (a) alone, printed, no
 page rewrite). Figure (a) runs ``--rps-repeat`` times (default 5), simulator and
@@ -40,6 +42,7 @@ from bench import (
     epp_kv_wins_report,
     epp_report,
     loadgen,
+    replay_speed,
     report,
     wrk,
 )
@@ -80,6 +83,9 @@ class Settings:
     epp_requests: int = 1_000
     epp_seconds: int = 5
     epp_concurrency: int = 32
+    fidelity_data: Path = Path("../shared/fidelity")
+    replay_runs: int | None = None
+    profile_replay: bool = False
 
     def runs(self, part: str) -> bool:
         """Whether this run includes ``part`` (``simulator``, ``autoscaler`` or ``epp``)."""
@@ -110,10 +116,10 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     p.add_argument("--low-load-seconds", type=float, default=5.0, help="span of figure (c)")
     p.add_argument(
         "--only",
-        choices=("all", "simulator", "rps", "autoscaler", "epp"),
+        choices=("all", "simulator", "rps", "autoscaler", "epp", "replay"),
         default="all",
-        help="run figures (a)-(c) (simulator), (d) (autoscaler) or (e)-(h) (epp) only; "
-        "rewrites only its block; 'rps' runs figure (a) alone and only prints it",
+        help="run figures (a)-(c) (simulator), (d) (autoscaler), (e)-(h) (epp) or (i) (replay) "
+        "only; rewrites only its block; 'rps' runs figure (a) alone and only prints it",
     )
     p.add_argument("--autoscaler-repetitions", type=int, default=30, help="timed cycles in (d)")
     p.add_argument(
@@ -130,6 +136,20 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
     p.add_argument("--epp-seconds", type=int, default=5, help="measured seconds per gateway in (g)")
     p.add_argument("--epp-concurrency", type=int, default=32, help="connections in (g)")
+    p.add_argument(
+        "--fidelity-data",
+        type=Path,
+        default=Path("../shared/fidelity"),
+        help="directory of calibration_runs.csv and workloads/ for (i)",
+    )
+    p.add_argument(
+        "--replay-runs", type=int, default=None, help="replay only the first N runs in (i)"
+    )
+    p.add_argument(
+        "--profile-replay",
+        action="store_true",
+        help="also print a cProfile of the slowest run's replay for (i)",
+    )
     a = p.parse_args(argv)
     return Settings(
         sim_command=shlex.split(a.sim_command),
@@ -151,6 +171,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         epp_requests=a.epp_requests,
         epp_seconds=a.epp_seconds,
         epp_concurrency=a.epp_concurrency,
+        fidelity_data=a.fidelity_data,
+        replay_runs=a.replay_runs,
+        profile_replay=a.profile_replay,
     )
 
 
@@ -321,6 +344,21 @@ def kv_wins(s: Settings) -> int:
     return 0 if all(r.errors == 0 for r in runs) else 1
 
 
+def replay(s: Settings) -> None:
+    """Figure (i), in this process (no servers), written to its own block."""
+    if not (s.fidelity_data / "calibration_runs.csv").exists():
+        print(f"(i) skipped: no calibration_runs.csv in {s.fidelity_data} (--fidelity-data)")
+        return
+    pin(0, 1)
+    print(f"(i) whole-run replays of the calibration runs in {s.fidelity_data}")
+    results = replay_speed.run(s.fidelity_data, s.replay_runs)
+    if s.profile_replay:
+        print(replay_speed.profile_slowest(s.fidelity_data, results))
+    block = replay_speed.render(results)
+    report.write_block(s.output, block, replay_speed.START, replay_speed.END)
+    print(block)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     s = parse_args(argv)
     if s.only == "rps":
@@ -330,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         autoscaler(s)
     if s.runs("epp"):
         code = max(code, epp(s), kv_wins(s))
+    if s.runs("replay"):
+        replay(s)
     print(f"written to {s.output}")
     return code
 

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pyllmd.core.heap import gc_paused
 from pyllmd.sim.batch.scheduler import Engine, Request, StepRecord, block_hashes
 from pyllmd.simulate.deployment import EngineSpec
 from pyllmd.simulate.routing import RoundRobin, Router
@@ -23,6 +24,7 @@ from pyllmd.simulate.workload import Client, Send
 __all__ = ["Outcome", "PodRun", "replay"]
 
 TIMEOUT_ERROR = "Timeout"
+HASH_CACHE = 1024  # prompts whose block hashes are kept (a session sends its prompt again)
 
 
 @dataclass
@@ -31,9 +33,12 @@ class PodRun:
 
     name: str
     engine: Engine
-    open: list[tuple[Request, Send]] = field(default_factory=list)
+    open: dict[int, tuple[Request, Send]] = field(default_factory=dict)  # by request id
     deadlines: list[tuple[float, int, Request]] = field(default_factory=list)
-    count: int = 0  # requests in the engine's queue or batch, as last seen
+    aborted: list[Request] = field(default_factory=list)  # by a deadline, not yet reported
+
+    def __post_init__(self) -> None:
+        self.engine.ended = []  # the engine lists the requests it finishes
 
     def busy(self) -> bool:
         return bool(self.engine.pending)
@@ -60,6 +65,17 @@ def replay(
 ) -> Outcome:
     """Run `client` against `pods` (names) each running `spec` until the workload is done;
     `router` picks each request's pod (round robin by default)."""
+    with gc_paused():  # a replay allocates much and makes no cycles: nothing to collect
+        return _replay(client, spec, pods, progress, router or RoundRobin())
+
+
+def _replay(
+    client: Client,
+    spec: EngineSpec,
+    pods: Sequence[str],
+    progress: Callable[[float], None] | None,
+    router: Router,
+) -> Outcome:
     runs = [
         PodRun(name, Engine(spec.scheduler, spec.step.time, record_tokens=True, record_steps=True))
         for name in pods
@@ -69,28 +85,37 @@ def replay(
     bs = spec.scheduler.block_size
     timeout = client.wl.request_timeout
     requests: dict[int, tuple[str, Request]] = {}
-    router = router or RoundRobin()
     by_name = {r.name: r for r in runs}
     engines = {r.name: r.engine for r in runs}
     names = [r.name for r in runs]
     model = client.wl.model_name
+    hashes: dict[tuple[int, ...], tuple[int, ...]] = {}  # prompt -> block_hashes (sessions repeat)
     rid = 0
+    inf = math.inf
     while True:
         t_client = client.next_time()
-        busy = [r for r in runs if r.busy()]
-        t_pod = min((r.engine.now for r in busy), default=math.inf)
-        if t_client == math.inf and not busy:
+        # the busy pod furthest behind (the first of equals), and the clock of the next one
+        behind: PodRun | None = None
+        t_pod = t_other = inf
+        for r in runs:
+            eng = r.engine
+            if eng.running or eng.waiting or eng.loading:
+                if eng.now < t_pod:
+                    behind, t_pod, t_other = r, eng.now, t_pod
+                elif eng.now < t_other:
+                    t_other = eng.now
+        if t_client == inf and behind is None:
             break
         if t_client <= t_pod:
             for send in client.due(t_client):
                 run = by_name[router.pick(names, engines, send.tokens, model, t_client)]
-                req = Request(
-                    rid,
-                    t_client + first,
-                    len(send.tokens),
-                    send.output_len,
-                    block_hashes(send.tokens, bs),
-                )
+                prompt = tuple(send.tokens)
+                prompt_hashes = hashes.get(prompt)
+                if prompt_hashes is None:
+                    if len(hashes) >= HASH_CACHE:
+                        hashes.clear()  # unique prompts (random data): keep memory bounded
+                    prompt_hashes = hashes[prompt] = block_hashes(prompt, bs)
+                req = Request(rid, t_client + first, len(prompt), send.output_len, prompt_hashes)
                 rid += 1
                 if timeout is not None:
                     req.deadline = send.start + timeout
@@ -103,16 +128,15 @@ def replay(
                     send.error = req.refused
                     client.done(send, t_client)
                     continue
-                run.open.append((req, send))
-                run.count += 1
+                run.open[req.rid] = (req, send)
                 if req.deadline is not None:
                     heapq.heappush(run.deadlines, (req.deadline, req.rid, req))
             if progress is not None:
                 progress(t_client)
             continue
-        run = min(busy, key=lambda r: r.engine.now)
-        _advance(run, runs, t_client)
-        _collect(run, client, last, timeout)
+        assert behind is not None
+        _advance(behind, min(t_client, t_other))
+        _collect(behind, client, last, timeout)
     steps = {r.name: r.engine.records or [] for r in runs}
     end = max((s.end for s in client.sends if s.end is not None), default=0.0)
     return Outcome(
@@ -125,16 +149,18 @@ def replay(
     )
 
 
-def _advance(run: PodRun, runs: Sequence[PodRun], t_client: float) -> None:
-    """One step of `run`'s engine, or a jump over unchanged decode steps."""
+def _advance(run: PodRun, next_event: float) -> None:
+    """One step of `run`'s engine, or a jump over unchanged decode steps up to `next_event`
+    (the client's next action or another busy pod's clock)."""
     eng = run.engine
     while run.deadlines and run.deadlines[0][0] <= eng.now:
-        eng.abort(heapq.heappop(run.deadlines)[2])
-    others = [r.engine.now for r in runs if r is not run and r.busy()]
-    next_event = min([t_client, *others])
+        req = heapq.heappop(run.deadlines)[2]
+        if not (req.finished or req.aborted):
+            eng.abort(req)
+            run.aborted.append(req)
     if run.deadlines:
         next_event = min(next_event, run.deadlines[0][0])
-    waiting_at = eng.next_ready()
+    waiting_at = eng.next_ready() if eng.loading else _next_arrival(eng)
     if eng.jump(min(next_event, waiting_at)):
         return
     if not eng.step():
@@ -149,25 +175,46 @@ def _advance(run: PodRun, runs: Sequence[PodRun], t_client: float) -> None:
         eng.now = max(eng.now, target)
 
 
+def _next_arrival(eng: Engine) -> float:
+    """The earliest arrival after `eng.now` among the requests queued in `eng`.
+
+    A replay queues requests in arrival order (they are added as the client sends them),
+    except those preempted, which go back to the queue's head and arrived long before; so
+    the ones still to arrive are its tail, and the scan stops at the first that has arrived
+    (`Engine.next_ready` scans all, for callers whose arrivals are not in order).
+    """
+    now = eng.now
+    earliest = math.inf
+    for r in reversed(eng.waiting):
+        if r.arrival <= now:
+            break
+        earliest = r.arrival
+    return earliest
+
+
 def _collect(run: PodRun, client: Client, last: float, timeout: float | None) -> None:
-    """Report the requests of `run` that ended (finished, aborted) to the client."""
-    eng = run.engine
-    count = eng.pending
-    if count >= run.count:
-        run.count = count
+    """Report the requests of `run` that ended (finished, aborted) to the client, in the
+    order they were sent."""
+    ended = run.engine.ended
+    assert ended is not None
+    if not ended and not run.aborted:
         return
-    keep: list[tuple[Request, Send]] = []
-    for req, send in run.open:
+    done = ended + run.aborted
+    ended.clear()
+    run.aborted.clear()
+    if len(done) > 1:
+        done.sort(key=lambda r: r.rid)  # request ids follow the send order
+    for req in done:
+        entry = run.open.pop(req.rid, None)
+        if entry is None:
+            continue
+        send = entry[1]
         if req.finished and req.last_token is not None:
             end = req.last_token + last
             if timeout is not None and end - send.start > timeout:
                 send.error = TIMEOUT_ERROR
                 end = send.start + timeout
             client.done(send, end)
-        elif req.aborted:
-            send.error = TIMEOUT_ERROR
-            client.done(send, send.start + timeout if timeout is not None else eng.now)
         else:
-            keep.append((req, send))
-    run.open = keep
-    run.count = count
+            send.error = TIMEOUT_ERROR
+            client.done(send, send.start + timeout if timeout is not None else run.engine.now)

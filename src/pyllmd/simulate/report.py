@@ -126,7 +126,8 @@ def lifecycle_summary(
     ntpot: list[float] = []
     ttft: list[float] = []
     tpot: list[float] = []
-    gaps: list[np.ndarray] = []  # inter-token latencies, one array per request
+    flat: list[float] = []  # token times of the requests with two or more, one after another
+    cuts: list[int] = []  # where one request's times end and the next one's begin, in `flat`
     for s in ok:
         req = engine.get(s.index, ("", None))[1]
         e2e = (s.end or 0.0) - s.start
@@ -136,13 +137,18 @@ def lifecycle_summary(
         if len(times) > 1:
             ttft.append(times[0] - s.start)
             tpot.append((times[-1] - times[0]) / (s.output_len - 1) if s.output_len > 1 else 0.0)
-            gaps.append(np.diff(np.asarray(times, dtype=np.float64)))  # b - a, as in Python
+            if flat:
+                cuts.append(len(flat) - 1)
+            flat.extend(times)
+    # inter-token latencies: every gap within a request (b - a, as in Python), in request
+    # order; one diff over all times, without the gaps that span two requests
+    gaps = np.diff(np.asarray(flat, dtype=np.float64))
     latency: dict[str, list[float] | np.ndarray] = {
         "request_latency": e2es,
         "normalized_time_per_output_token": ntpot,
         "time_per_output_token": tpot,
         "time_to_first_token": ttft,
-        "inter_token_latency": np.concatenate(gaps) if gaps else [],
+        "inter_token_latency": np.delete(gaps, cuts) if flat else [],
     }
     prompt = [float(len(s.tokens)) for s in ok]
     output = [float(s.output_len) for s in ok]

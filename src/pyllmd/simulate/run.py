@@ -22,6 +22,7 @@ from pydantic.dataclasses import dataclass as settings_dataclass
 
 from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
+from pyllmd.core.heap import gc_paused
 from pyllmd.core.logging import verbosity
 from pyllmd.core.settings import flag_specs, flags_only, setting
 from pyllmd.epp.config.gateway import ENVOY_EPP, gateway_settings
@@ -186,15 +187,16 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
     if client.saturation is not None:
         rates = ", ".join(f"{st.rate:g}" for st in client.stages)
         log.info("load.sweep: saturation %.2f requests/s; stage rates %s", client.saturation, rates)
-    files = write(
-        Path(config.output),
-        client.stages,
-        outcome.sends,
-        outcome.requests,
-        outcome.steps,
-        outcome.num_blocks,
-        spec.profile.first_token_s,
-    )
+    with gc_paused():  # the reports walk every request and token time of the replay
+        files = write(
+            Path(config.output),
+            client.stages,
+            outcome.sends,
+            outcome.requests,
+            outcome.steps,
+            outcome.num_blocks,
+            spec.profile.first_token_s,
+        )
     return outcome, files
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyllmd.core.heap import freeze_heap
+from pyllmd.core.heap import freeze_heap, gc_paused
 
 
 @pytest.fixture
@@ -32,3 +32,20 @@ def test_live_objects_are_frozen_and_garbage_is_collected_first(unfrozen: None) 
     assert garbage() is None  # collected before the freeze, not frozen forever
     assert gc.get_freeze_count() >= len(kept)
     assert not any(type(o) is Node for o in gc.get_objects())  # no longer in any generation
+
+
+def test_gc_paused_turns_the_collector_off_inside_and_restores_it_even_on_error() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()

@@ -13,7 +13,8 @@ admitted from the queue starts after its longest cached prefix (at most all but 
 
 Tokens are emitted at the end of the step that computes them. `run()` steps the engine until
 every request has finished or was refused; with `jump=True` (the default) it advances over runs
-of decode-only steps in which the batch cannot change in a tight loop, with the same token times.
+of decode-only steps in which the batch cannot change in a tight loop, with the same token times
+(also over the step already scheduled when a request arrives: it cannot admit that request).
 
 Cost per step does not grow with the batch: a decoding request is scheduled in every step (vLLM
 serves running requests first, and only the most recently admitted one can still be in a chunked
@@ -29,7 +30,9 @@ import heapq
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+from pyllmd.core.heap import gc_paused
 
 from .offload import CpuTier
 
@@ -112,9 +115,8 @@ class Request:
         return (self.rid, index)  # generated tokens: only this request can hit them
 
 
-@dataclass
-class StepRecord:
-    """One engine step, for tests and timelines."""
+class StepRecord(NamedTuple):
+    """One engine step, for tests and timelines (a tuple: one is kept per step)."""
 
     start: float
     end: float
@@ -172,11 +174,16 @@ class KVBlocks:
         if not self.caching:
             return []
         get = self.cached.get
-        out: list[int] = []
         limit = max_tokens // block_size
         hashes = req.hashes
-        for i in range(limit):
-            block = get(hashes[i] if i < len(hashes) else (req.rid, i))
+        # the prompt's blocks: every lookup at once (a lookup has no side effect), cut at the
+        # first miss
+        found: list[int | None] = [*map(get, hashes[:limit] if limit < len(hashes) else hashes)]
+        if None in found:
+            return found[: found.index(None)]  # type: ignore[return-value]
+        out: list[int] = found  # type: ignore[assignment]
+        for i in range(len(out), limit):  # generated tokens (a preempted request's)
+            block = get((req.rid, i))
             if block is None:
                 break
             out.append(block)
@@ -208,12 +215,44 @@ class KVBlocks:
         self.ref[block] = 1
         return block
 
+    def take_into(self, out: list[int], n: int) -> None:
+        """Append `n` blocks to `out`, as `n` calls of `take` would, in the same order."""
+        fresh = self.fresh
+        k = min(n, self.size - fresh)
+        if k > 0:
+            self.fresh = fresh + k
+            self.ref[fresh : fresh + k] = [1] * k
+            out.extend(range(fresh, fresh + k))
+            n -= k
+        if n <= 0:
+            return
+        popitem = self.free.popitem
+        keys = self.key
+        cached = self.cached
+        ref = self.ref
+        listener = self.listener
+        cpu = self.cpu
+        for _ in range(n):
+            block, _ = popitem(last=False)
+            key = keys[block]
+            if key is not None:
+                if cached.get(key) == block:
+                    del cached[key]
+                    if listener is not None:
+                        listener.removed(key)
+                    if cpu is not None:
+                        cpu.put(key)
+                keys[block] = None
+            ref[block] = 1
+            out.append(block)
+
     def release(self, blocks: list[int]) -> None:
         ref = self.ref
         free = self.free
         for b in reversed(blocks):
-            ref[b] -= 1
-            if ref[b] == 0:
+            r = ref[b] - 1
+            ref[b] = r
+            if not r:
                 free[b] = None
 
     def register(self, req: Request, upto: int) -> None:
@@ -273,6 +312,7 @@ class Engine:
         self.preemptions = 0
         self.record_tokens = record_tokens
         self.records: list[StepRecord] | None = [] if record_steps else None
+        self.ended: list[Request] | None = None  # when a list: every request finished is added
 
     # ---- admission -------------------------------------------------------------------------
     def add(self, req: Request) -> None:
@@ -324,14 +364,13 @@ class Engine:
         if not n:
             return 0
         kv = self.kv
-        if n > kv.available() - sum(1 for b in hits if kv.ref[b] == 0):
+        if n > kv.available() - list(map(kv.ref.__getitem__, hits)).count(0):
             return -1
         self.waiting.popleft()
         kv.claim(hits)
         req.blocks = list(hits)
         req.registered = len(hits)
-        for _ in range(n):
-            req.blocks.append(kv.take())
+        kv.take_into(req.blocks, n)
         req.computed = len(req.blocks) * self.cfg.block_size
         kv.register(req, len(req.blocks))
         req.ready = self.now + n * self.cfg.cpu_block_load_s
@@ -421,6 +460,8 @@ class Engine:
 
     def _finish(self, req: Request, now: float) -> None:
         req.last_token = now
+        if self.ended is not None:
+            self.ended.append(req)
         self.running.remove(req)
         self.kv.release(req.blocks)
         req.blocks = []
@@ -490,8 +531,8 @@ class Engine:
                         break
                 if stop:
                     break
-                for _ in range(need):
-                    req.blocks.append(kv.take())
+                if need > 0:
+                    kv.take_into(req.blocks, need)
                 scheduled.append(req)
                 news.append(new)
                 budget -= new
@@ -536,7 +577,7 @@ class Engine:
                             break
                         continue
                     start = hit_tokens = len(hits) * bs
-                    evictable_hits = sum(1 for b in hits if kv.ref[b] == 0)
+                    evictable_hits = list(map(kv.ref.__getitem__, hits)).count(0)
                 if req.preloaded > start and req.admitted is None:
                     start = min(req.preloaded, total - 1)  # KV transferred, not computed here
                 new = total - start
@@ -558,8 +599,8 @@ class Engine:
                 if req.admitted is None:
                     req.admitted = self.now
                     req.cached_tokens = hit_tokens
-                for _ in range(need):
-                    req.blocks.append(kv.take())
+                if need > 0:
+                    kv.take_into(req.blocks, need)
                 self.admissions += 1
                 req.seq = self.admissions
                 if loras is not None and req.lora:
@@ -613,19 +654,31 @@ class Engine:
     def jump(self, next_event: float) -> bool:
         """Run decode-only steps in a tight loop while the batch cannot change.
 
-        Applies when no request is in prefill and nothing waiting can be admitted (the queue
-        is empty, or the sequence limit is reached). Stops after the step in which a request
+        Applies when no request is in prefill and nothing waiting can be admitted: the queue
+        is empty, the sequence limit is reached, or the request at its head arrived after the
+        step's schedule saw the queue (with asynchronous scheduling, when the step before
+        started; else when the step starts). Stops after the step in which a request
         finishes, before a step that starts at or after `next_event` (an arrival or a
-        deadline), and before a step that needs more KV blocks than are free (the general step
-        preempts). Returns False when it ran no step.
+        deadline), before a step whose schedule sees the head of the queue, and before a step
+        that needs more KV blocks than are free (the general step preempts). Returns False
+        when it ran no step.
         """
         if self.active or not self.n_lazy:
             return False
-        if self.waiting and len(self.running) < self.cfg.max_num_seqs:
+        cfg = self.cfg
+        now = self.now
+        head = float("inf")  # arrival of the request the next schedule could admit
+        waiting = self.waiting
+        if waiting and len(self.running) < cfg.max_num_seqs:
+            head = waiting[0].arrival
+        back_to_back = cfg.async_scheduling
+        # what the next step's schedule sees of the queue: requests arrived by then
+        seen = self.last_start if back_to_back and self.last_end == now else now
+        if head <= seen:
             return False
         kv = self.kv
         buckets = self.buckets
-        bs = self.cfg.block_size
+        bs = cfg.block_size
         fn = self.step_time
         ends = self.ends
         heap = self.finishes
@@ -634,22 +687,25 @@ class Engine:
         stop_at = heap[0][0] if heap else 1 << 62
         r = self.n_lazy
         d = self.steps
-        now = self.now
         ran = 0
         start = now
         pairs = self.base_sum + r * d + r
         records = self.records
-        while now < next_event:
+        make_record = StepRecord._make
+        while now < next_event and head > seen:
             bucket = buckets[d % bs]
-            if bucket and len(bucket) > kv.available():
-                break
-            for req in bucket:
-                req.blocks.append(kv.take())
+            if bucket:
+                if len(bucket) > kv.available():
+                    break
+                for req in bucket:
+                    req.blocks.append(kv.take())
             start = now
             now += fn(r, pairs, pairs, r, True)
             ends.append(now)
             if records is not None:
-                records.append(StepRecord(start, now, r, r, 0, kv.used, True))
+                # kv.used, and a record built as a tuple: this loop runs for most steps
+                records.append(make_record((start, now, r, r, 0, kv.fresh - len(kv.free), True)))
+            seen = start if back_to_back else now
             d += 1
             ran += 1
             pairs += r
@@ -669,6 +725,10 @@ class Engine:
 
         A request with a `deadline` is aborted at the first step boundary at or after it.
         """
+        with gc_paused():  # a run allocates much and makes no cycles: nothing to collect
+            return self._run(requests, jump)
+
+    def _run(self, requests: Sequence[Request], jump: bool) -> RunResult:
         i = 0
         n = len(requests)
         inf = float("inf")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 
 from hypothesis import given, settings
@@ -109,6 +110,47 @@ def test_max_loras_keeps_a_third_adapter_waiting_and_admits_the_requests_behind_
     # without the limit, all five start at once
     res = run(SchedulerConfig(num_blocks=1000, max_num_seqs=8), lora_requests(), jump=False)
     assert res.records is not None and res.records[0].prefills == 5
+
+
+def test_the_decode_step_already_scheduled_when_a_request_arrives_is_jumped_over() -> None:
+    """With asynchronous scheduling the step after the one a request arrives in was scheduled
+    without it: `jump` runs that decode step too (the request waits), with the same times."""
+    cfg = SchedulerConfig(num_blocks=1000)
+    engine = Engine(cfg, linear_time, record_tokens=True, record_steps=True)
+    a = req(0, 0.0, list(range(100)), 50)
+    engine.add(a)
+    engine.step()  # a's prefill: a decodes from now on
+    assert engine.jump(0.0105)  # up to the step during which b arrives
+    b = req(1, 0.0105, list(range(500, 600)), 5)
+    assert engine.last_start <= b.arrival < engine.now
+    engine.add(b)
+    before = engine.steps
+    assert engine.jump(float("inf"))  # the next step's schedule could not see b
+    assert engine.steps == before + 1 and b.admitted is None
+    assert not engine.jump(float("inf"))  # the one after sees b: the general step admits it
+    engine.step()
+    assert b.admitted == engine.records[-1].start  # type: ignore[index]
+    steady = Engine(cfg, linear_time)
+    c = req(0, 0.0, list(range(100)), 50)
+    d = req(1, 0.0105, list(range(500, 600)), 5)
+    steady.run([c, d], jump=False)
+    assert b.admitted == d.admitted
+    assert engine.ends == steady.ends[: len(engine.ends)]  # the same step times so far
+
+
+def test_a_run_pauses_the_cyclic_garbage_collector_and_restores_it() -> None:
+    """A run allocates a record per step and request and makes no reference cycles: the
+    collector's passes over them would be wasted (a fifth of a replay's time)."""
+    seen: list[bool] = []
+
+    def step_time(tokens: int, pairs: int, kv: int, seqs: int, decode_only: bool) -> float:
+        seen.append(gc.isenabled())
+        return 1e-3
+
+    assert gc.isenabled()
+    Engine(SchedulerConfig(num_blocks=100), step_time).run([req(0, 0.0, list(range(40)), 5)])
+    assert seen and not any(seen)
+    assert gc.isenabled()
 
 
 def test_a_shared_prefix_is_served_from_the_cache_after_its_blocks_fill() -> None:
@@ -316,6 +358,16 @@ def test_jumping_over_decode_steps_gives_the_same_token_times(w: dict[str, objec
     a = run(cfg, fast, jump=True)
     b = run(cfg, slow, jump=False)
     assert a.steps == b.steps and a.preemptions == b.preemptions
+    assert a.records is not None and b.records is not None
+    for p, q in zip(a.records, b.records, strict=True):  # the same steps, the same blocks
+        assert (p.tokens, p.seqs, p.prefills, p.blocks_used, p.decode_only) == (
+            q.tokens,
+            q.seqs,
+            q.prefills,
+            q.blocks_used,
+            q.decode_only,
+        )
+        assert abs(p.start - q.start) <= 1e-6 and abs(p.end - q.end) <= 1e-6
     for x, y in zip(fast, slow, strict=True):
         assert x.refused == y.refused and x.aborted == y.aborted
         tx, ty = x.token_times or [], y.token_times or []
