@@ -45,7 +45,11 @@ def test_simulate_writes_inference_perf_reports_csv_and_plots(tmp_path: Path) ->
     assert "44 requests succeeded, 0 failed" in done.stdout
     assert "\r" not in done.stderr  # no progress bar when stderr is not a terminal
     names = {p.name for p in out.iterdir()}
+    timeline = {n for n in names if n.startswith("timeline-") and n.endswith(".png")}
+    assert "timeline-model-servers-running-requests-per-pod.png" in timeline
+    names -= timeline
     assert names == {
+        "timeline.csv",
         "summary_lifecycle_metrics.json",
         "stage_0_lifecycle_metrics.json",
         "stage_1_lifecycle_metrics.json",

@@ -19,6 +19,7 @@ from pyllmd.core.heap import gc_paused
 from pyllmd.sim.batch.scheduler import Engine, Request, StepRecord, block_hashes
 from pyllmd.simulate.deployment import EngineSpec
 from pyllmd.simulate.routing import RoundRobin, Router
+from pyllmd.simulate.scrape import Scraper
 from pyllmd.simulate.workload import Client, Send
 
 __all__ = ["Outcome", "PodRun", "replay"]
@@ -62,11 +63,13 @@ def replay(
     pods: Sequence[str],
     progress: Callable[[float], None] | None = None,
     router: Router | None = None,
+    scraper: Scraper | None = None,
 ) -> Outcome:
     """Run `client` against `pods` (names) each running `spec` until the workload is done;
-    `router` picks each request's pod (round robin by default)."""
+    `router` picks each request's pod (round robin by default); `scraper` scrapes the pods'
+    metrics at its interval."""
     with gc_paused():  # a replay allocates much and makes no cycles: nothing to collect
-        return _replay(client, spec, pods, progress, router or RoundRobin())
+        return _replay(client, spec, pods, progress, router or RoundRobin(), scraper)
 
 
 def _replay(
@@ -75,6 +78,7 @@ def _replay(
     pods: Sequence[str],
     progress: Callable[[float], None] | None,
     router: Router,
+    scraper: Scraper | None,
 ) -> Outcome:
     runs = [
         PodRun(name, Engine(spec.scheduler, spec.step.time, record_tokens=True, record_steps=True))
@@ -92,6 +96,8 @@ def _replay(
     hashes: dict[tuple[int, ...], tuple[int, ...]] = {}  # prompt -> block_hashes (sessions repeat)
     rid = 0
     inf = math.inf
+    t_scrape = scraper.next_time if scraper is not None else inf
+    scraped = (scraper, first) if scraper is not None else None
     while True:
         t_client = client.next_time()
         # the busy pod furthest behind (the first of equals), and the clock of the next one
@@ -105,7 +111,14 @@ def _replay(
                 elif eng.now < t_other:
                     t_other = eng.now
         if t_client == inf and behind is None:
+            if scraper is not None:  # the scrape after the last response
+                scraper.scrape(t_scrape, engines)
             break
+        if t_scrape <= t_pod and t_scrape <= t_client:  # every busy pod has reached it
+            assert scraper is not None
+            scraper.scrape(t_scrape, engines)
+            t_scrape = scraper.next_time
+            continue
         if t_client <= t_pod:
             for send in client.due(t_client):
                 run = by_name[router.pick(names, engines, send.tokens, model, t_client)]
@@ -135,8 +148,8 @@ def _replay(
                 progress(t_client)
             continue
         assert behind is not None
-        _advance(behind, min(t_client, t_other))
-        _collect(behind, client, last, timeout)
+        _advance(behind, min(t_client, t_other, t_scrape))
+        _collect(behind, client, last, timeout, scraped)
     steps = {r.name: r.engine.records or [] for r in runs}
     end = max((s.end for s in client.sends if s.end is not None), default=0.0)
     return Outcome(
@@ -192,9 +205,16 @@ def _next_arrival(eng: Engine) -> float:
     return earliest
 
 
-def _collect(run: PodRun, client: Client, last: float, timeout: float | None) -> None:
+def _collect(
+    run: PodRun,
+    client: Client,
+    last: float,
+    timeout: float | None,
+    scraped: tuple[Scraper, float] | None = None,
+) -> None:
     """Report the requests of `run` that ended (finished, aborted) to the client, in the
-    order they were sent."""
+    order they were sent, and the finished ones to the scraper's counters (with the time the
+    server received each: `first_token_s` before it reached the engine)."""
     ended = run.engine.ended
     assert ended is not None
     if not ended and not run.aborted:
@@ -214,6 +234,8 @@ def _collect(run: PodRun, client: Client, last: float, timeout: float | None) ->
             if timeout is not None and end - send.start > timeout:
                 send.error = TIMEOUT_ERROR
                 end = send.start + timeout
+            elif scraped is not None:
+                scraped[0].finished(run.name, req, req.arrival - scraped[1], end)
             client.done(send, end)
         else:
             send.error = TIMEOUT_ERROR

@@ -27,9 +27,12 @@ from pyllmd.core.logging import verbosity
 from pyllmd.core.settings import flag_specs, flags_only, setting
 from pyllmd.epp.config.gateway import ENVOY_EPP, gateway_settings
 from pyllmd.simulate.deployment import build_engine_spec, parse_stack, variant_for
+from pyllmd.simulate.promql import Evaluator
 from pyllmd.simulate.replay import Outcome, replay
 from pyllmd.simulate.report import write
 from pyllmd.simulate.routing import EppRouter
+from pyllmd.simulate.scrape import Scraper
+from pyllmd.simulate.timeline import dashboard_panels, evaluate, plot, write_csv
 from pyllmd.simulate.workload import Client, Workload, parse_workload, scaled
 
 __all__ = ["PROG", "SIMULATE_FLAGS", "SimulateConfig", "load_options", "main", "simulate"]
@@ -175,9 +178,11 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
         raise ConfigError(f"--stack {config.stack}: variant {variant.name}: {e}") from None
     client = Client(wl, config.seed)
     pods = [f"{variant.name}-{i}" for i in range(variant.replicas)]
+    namespace = str(stack_doc.get("namespace") or "default")
+    scraper = Scraper(namespace, variant.config.display_model, variant.config.max_model_len)
     bar = Progress(client, expected_requests(wl), stream) if stream is not None else None
     try:
-        outcome = replay(client, spec, pods, bar, router)
+        outcome = replay(client, spec, pods, bar, router, scraper)
     except BaseException:
         if bar is not None:
             bar.close()
@@ -197,7 +202,23 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
             outcome.num_blocks,
             spec.profile.first_token_s,
         )
+        files += _timeline(Path(config.output), scraper, namespace)
     return outcome, files
+
+
+def _timeline(out: Path, scraper: Scraper, namespace: str) -> list[Path]:
+    """The model-server dashboard's panels at every scrape but the first (at time 0)."""
+    step = scraper.interval
+    times = [step * k for k in range(1, round(scraper.next_time / step))]
+    variables = {
+        "namespace": namespace,  # a DNS label: no regular-expression metacharacter
+        "model": ".*",
+        "__rate_interval": f"{int(4 * step)}s",  # Grafana: four scrape intervals
+    }
+    points = evaluate(
+        Evaluator(scraper.store), dashboard_panels(["model-servers"]), times, variables
+    )
+    return [write_csv(out / "timeline.csv", points), *plot(out, points)]
 
 
 def _run(config: SimulateConfig) -> int:

@@ -14,6 +14,8 @@ import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from pyllmd.core.metricset import go_float
 from pyllmd.sim.batch.scheduler import Engine, Request
 from pyllmd.sim.metric_table import (
@@ -23,6 +25,8 @@ from pyllmd.sim.metric_table import (
     build_125_buckets,
 )
 from pyllmd.simulate.promql.store import Labels, SeriesStore, labels_of, to_ms
+
+SCRAPE_INTERVAL = 15.0  # Prometheus' (and a ServiceMonitor's) default
 
 
 @dataclass
@@ -41,6 +45,17 @@ class Histogram:
             self.counts[i] += 1
         self.total += value
         self.n += 1
+
+    def observe_all(self, values: np.ndarray) -> None:
+        """Many observations at once (a request's inter-token gaps are one per token)."""
+        if not len(values):
+            return
+        where = np.searchsorted(np.asarray(self.buckets), values, side="left")
+        per_bucket = np.bincount(where, minlength=len(self.buckets) + 1)
+        for i in range(len(self.counts)):
+            self.counts[i] += int(per_bucket[i])
+        self.total += float(values.sum())
+        self.n += len(values)
 
     def samples(self, name: str, labels: Mapping[str, str]) -> Iterable[tuple[Labels, float]]:
         running = 0
@@ -69,6 +84,7 @@ class PodMetrics:
             "vllm:request_prompt_tokens": Histogram(tokens),
             "vllm:request_generation_tokens": Histogram(tokens),
         }
+        self.gaps: list[np.ndarray] = []  # inter-token gaps not yet counted (at the scrape)
 
     def finished(self, req: Request, received: float, done: float, reason: str = "length") -> None:
         """A request ended: received by the server at `received`, its last token at `done`
@@ -79,9 +95,9 @@ class PodMetrics:
         h = self.hist
         if req.first_token is not None:
             h["vllm:time_to_first_token_seconds"].observe(req.first_token - received)
-        times = req.token_times or []
-        for a, b in zip(times, times[1:], strict=False):
-            h["vllm:inter_token_latency_seconds"].observe(b - a)
+        times = req.token_times
+        if times is not None and len(times) > 1:
+            self.gaps.append(np.diff(np.asarray(times)))
         h["vllm:e2e_request_latency_seconds"].observe(done - received)
         if req.admitted is not None:
             h["vllm:request_queue_time_seconds"].observe(max(0.0, req.admitted - req.arrival))
@@ -90,6 +106,9 @@ class PodMetrics:
 
     def samples(self, engine: Engine) -> list[tuple[Labels, float]]:
         """The pod's `/metrics` now: the engine's gauges, then the counters and histograms."""
+        if self.gaps:
+            self.hist["vllm:inter_token_latency_seconds"].observe_all(np.concatenate(self.gaps))
+            self.gaps = []
         m = {"model_name": self.model}
         kv = engine.kv
         out = [
@@ -134,3 +153,32 @@ def scrape(
     for gone in [p for p in seen if p not in pods]:
         for labels in seen.pop(gone):
             store.mark_stale(labels, t_ms)
+
+
+class Scraper:
+    """Prometheus scraping the pods of a replay every `interval` seconds of virtual time into
+    `store`; the pods' counters grow as the replay reports their finished requests."""
+
+    def __init__(
+        self, namespace: str, model: str, max_model_len: int, interval: float = SCRAPE_INTERVAL
+    ) -> None:
+        self.namespace, self.model, self.max_model_len = namespace, model, max_model_len
+        self.interval = interval
+        self.store = SeriesStore()
+        self.next_time = 0.0
+        self.metrics: dict[str, PodMetrics] = {}
+        self.seen: dict[str, set[Labels]] = {}
+
+    def _pod(self, pod: str) -> PodMetrics:
+        m = self.metrics.get(pod)
+        if m is None:
+            m = self.metrics[pod] = PodMetrics(self.model, self.max_model_len)
+        return m
+
+    def finished(self, pod: str, req: Request, received: float, done: float) -> None:
+        self._pod(pod).finished(req, received, done)
+
+    def scrape(self, t: float, engines: Mapping[str, Engine]) -> None:
+        pods = {p: (self._pod(p), e) for p, e in engines.items()}
+        scrape(self.store, t, self.namespace, pods, self.seen)
+        self.next_time = t + self.interval
