@@ -50,6 +50,7 @@ def test_simulate_writes_inference_perf_reports_csv_and_plots(tmp_path: Path) ->
     names -= timeline
     assert names == {
         "timeline.csv",
+        "slo_and_cost.json",
         "summary_lifecycle_metrics.json",
         "stage_0_lifecycle_metrics.json",
         "stage_1_lifecycle_metrics.json",

@@ -11,9 +11,10 @@ step-time function, with the simulator's own builder (`pyllmd.sim.batchspec`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from pyllmd.autoscaler.decide.model import DEFAULT_VARIANT_COST, parse_cost
 from pyllmd.core.errors import ConfigError
 from pyllmd.sim import batchspec
 from pyllmd.sim.batch.steptime import Profile
@@ -41,6 +42,7 @@ class Variant:
     args: tuple[str, ...]
     config: SimConfig
     kv_cache_size_given: bool  # --kv-cache-size on the command line
+    cost: float = DEFAULT_VARIANT_COST  # variantAutoscaling.spec.variantCost, per replica
 
 
 def _sim_args(args: Sequence[str], where: str) -> list[str]:
@@ -105,7 +107,11 @@ def parse_stack(doc: Any, path: str = "STACK") -> tuple[Variant, ...]:
         raw = dep.get("args") or []
         if not isinstance(raw, list):
             raise ConfigError(f"{at}: deployment.args must be a list")
-        out.append(variant_from_args(str(name), [str(a) for a in raw], replicas, f"{at} args"))
+        variant = variant_from_args(str(name), [str(a) for a in raw], replicas, f"{at} args")
+        spec = (va.get("spec") or {}) if isinstance(va, Mapping) else {}
+        if "variantCost" in spec:
+            variant = replace(variant, cost=parse_cost(str(spec["variantCost"])))
+        out.append(variant)
     return tuple(out)
 
 

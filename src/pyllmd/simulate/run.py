@@ -9,6 +9,7 @@ No server, socket or wall clock is involved: the same seed gives the same report
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -22,14 +23,16 @@ from pydantic.dataclasses import dataclass as settings_dataclass
 
 from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
+from pyllmd.core.flags import FlagKind
 from pyllmd.core.heap import gc_paused
 from pyllmd.core.logging import verbosity
 from pyllmd.core.settings import flag_specs, flags_only, setting
 from pyllmd.epp.config.gateway import ENVOY_EPP, gateway_settings
+from pyllmd.simulate import goodput
 from pyllmd.simulate.deployment import build_engine_spec, parse_stack, variant_for
 from pyllmd.simulate.promql import Evaluator
 from pyllmd.simulate.replay import Outcome, replay
-from pyllmd.simulate.report import write
+from pyllmd.simulate.report import request_rows, write
 from pyllmd.simulate.routing import EppRouter
 from pyllmd.simulate.scrape import Scraper
 from pyllmd.simulate.timeline import dashboard_panels, evaluate, plot, write_csv
@@ -68,6 +71,18 @@ class SimulateConfig:
         "multiply the workload's request rate: stage rates multiplied, trace times divided",
         flag="rate-scale",
     )
+    slo_ttft: float = setting(
+        0.0,
+        "time to first token a request must not exceed to count as good (0: not checked)",
+        flag="slo-ttft",
+        kind=FlagKind.DURATION,
+    )
+    slo_itl: float = setting(
+        0.0,
+        "mean inter-token latency a request must not exceed to count as good (0: not checked)",
+        flag="slo-itl",
+        kind=FlagKind.DURATION,
+    )
     v: int = verbosity("log verbosity (4: debug)")
 
 
@@ -79,6 +94,9 @@ def load_options(argv: Sequence[str]) -> SimulateConfig:
     config = flags_only(SimulateConfig, argv, PROG, required=("stack", "workload", "output"))
     if config.seed < 0:
         raise ConfigError(f"--seed: must be 0 or more, got {config.seed}")
+    for flag, slo in (("slo-ttft", config.slo_ttft), ("slo-itl", config.slo_itl)):
+        if not 0 <= slo < math.inf:
+            raise ConfigError(f"--{flag}: must be a duration >= 0, got {slo:g}s")
     for flag, value in (("time-scale", config.time_scale), ("rate-scale", config.rate_scale)):
         if not 0 < value < math.inf:
             raise ConfigError(f"--{flag}: must be a number > 0, got {value:g}")
@@ -203,6 +221,20 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
             spec.profile.first_token_s,
         )
         files += _timeline(Path(config.output), scraper, namespace)
+        rows = request_rows(
+            [s for s in outcome.sends if s.stage >= 0], outcome.requests, spec.profile.first_token_s
+        )
+        doc = goodput.summary(
+            rows,
+            len(client.stages),
+            config.slo_ttft,
+            config.slo_itl,
+            {variant.name: variant.replicas * outcome.end},
+            {variant.name: variant.cost},
+        )
+        path = Path(config.output) / "slo_and_cost.json"
+        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        files.append(path)
     return outcome, files
 
 

@@ -479,3 +479,33 @@ def test_a_bad_epp_config_in_the_stack_is_one_line(
         str(tmp_path / "o"),
     )
     assert "eppConfig" in line and "no-such-plugin" in line
+
+
+def test_slo_attainment_goodput_and_cost_are_reported(tmp_path: Path) -> None:
+    out = tmp_path / "slo"
+    argv = ["simulate", "--stack", str(STACK), "--workload", str(MULTI_TURN), "--output"]
+    assert cli_main([*argv, str(out), "--slo-ttft", "1s", "--slo-itl", "1s"]) == 0
+    loose = json.loads((out / "slo_and_cost.json").read_text(encoding="utf-8"))
+    assert loose["summary"]["attainment"] == 1.0 and loose["summary"]["attained"] == 44
+    assert [s["requests"] for s in loose["stages"]] == [20, 24]
+    fastest = min(float(r["ttft_s"]) for r in rows(out))
+    tight_ttft = f"{fastest * 1000 * 0.99:.6f}ms"  # below every request's TTFT
+    assert cli_main([*argv, str(tmp_path / "tight"), "--slo-ttft", tight_ttft]) == 0
+    tight = json.loads((tmp_path / "tight" / "slo_and_cost.json").read_text(encoding="utf-8"))
+    assert tight["summary"]["attained"] == 0 and tight["summary"]["goodput_rps"] == 0.0
+    assert cli_main([*argv, str(tmp_path / "itl"), "--slo-itl", "1us"]) == 0
+    itl = json.loads((tmp_path / "itl" / "slo_and_cost.json").read_text(encoding="utf-8"))
+    assert itl["summary"]["attained"] == 0 and itl["slo"] == {"ttft_s": None, "itl_s": 1e-06}
+    # two replicas of the default variant cost (10 per replica-second) over the whole run
+    end = max(float(r["send_s"]) + float(r["e2e_s"]) for r in rows(out))
+    variant = loose["cost"]["variants"]["llama"]
+    assert variant["replica_seconds"] == pytest.approx(2 * end, rel=1e-6)
+    assert loose["cost"]["total"] == pytest.approx(10.0 * 2 * end, rel=1e-6)
+
+
+def test_a_negative_slo_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    line = error_of(
+        capsys, "--stack", str(STACK), "--workload", str(MULTI_TURN), "--output",
+        str(tmp_path / "o"), "--slo-itl", "-5ms",
+    )  # fmt: skip
+    assert "--slo-itl" in line

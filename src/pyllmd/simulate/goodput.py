@@ -1,0 +1,75 @@
+"""SLO attainment (goodput) and cost of a virtual-time run.
+
+A request attains the SLO when it succeeded, its time to first token is at most `--slo-ttft`
+and its mean inter-token latency, (E2E − TTFT) / (output tokens − 1) as inference-perf
+defines ITL, at most `--slo-itl` (an SLO left at 0 is not checked). Goodput is the attaining
+requests per second of the stage's span (first send to last end). The cost is each variant's
+`variantCost` per replica times its replica-seconds, the unit `spec.variantCost` has for the
+autoscaler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _attains(row: Mapping[str, Any], slo_ttft: float, slo_itl: float) -> bool:
+    if row["error"] or row["ttft_s"] == "" or row["e2e_s"] == "":
+        return False
+    ttft, e2e, out = float(row["ttft_s"]), float(row["e2e_s"]), int(row["output_len"])
+    if slo_ttft > 0 and ttft > slo_ttft:
+        return False
+    itl = (e2e - ttft) / (out - 1) if out > 1 else 0.0
+    return not (slo_itl > 0 and itl > slo_itl)
+
+
+def _span(rows: Sequence[Mapping[str, Any]]) -> float:
+    starts = [float(r["send_s"]) for r in rows if r["send_s"] != ""]
+    ends = [float(r["send_s"]) + float(r["e2e_s"]) for r in rows if r["e2e_s"] != ""]
+    return max(ends, default=0.0) - min(starts, default=0.0)
+
+
+def attainment(
+    rows: Sequence[Mapping[str, Any]], slo_ttft: float, slo_itl: float
+) -> dict[str, Any]:
+    """Requests, those attaining the SLO, the fraction and the goodput (per second)."""
+    good = sum(1 for r in rows if _attains(r, slo_ttft, slo_itl))
+    span = _span(rows)
+    return {
+        "requests": len(rows),
+        "attained": good,
+        "attainment": good / len(rows) if rows else 0.0,
+        "goodput_rps": good / span if span > 0 else 0.0,
+    }
+
+
+def summary(
+    rows: Sequence[Mapping[str, Any]],
+    stages: int,
+    slo_ttft: float,
+    slo_itl: float,
+    replica_seconds: Mapping[str, float],
+    costs: Mapping[str, float],
+) -> dict[str, Any]:
+    """The run's SLO attainment, overall and per stage, and its cost per variant."""
+    per_variant = {
+        v: {
+            "replica_seconds": s,
+            "variant_cost": costs[v],
+            "cost": costs[v] * s,
+        }
+        for v, s in replica_seconds.items()
+    }
+    return {
+        "slo": {"ttft_s": slo_ttft or None, "itl_s": slo_itl or None},
+        "summary": attainment(rows, slo_ttft, slo_itl),
+        "stages": [
+            attainment([r for r in rows if int(r["stage"]) == i], slo_ttft, slo_itl)
+            for i in range(stages)
+        ],
+        "cost": {
+            "total": sum(v["cost"] for v in per_variant.values()),
+            "variants": per_variant,
+        },
+    }
