@@ -9,10 +9,12 @@ the tests read what a user reads: the VA objects on the API server, the
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +33,7 @@ from pyllmd.autoscaler.kube.cluster import KubeCluster, WatchEvent, connect
 from pyllmd.autoscaler.loops.controller import Controller
 from pyllmd.autoscaler.loops.metrics import ControllerMetrics
 from pyllmd.autoscaler.loops.saturation import SaturationEngine
+from pyllmd.core import plugins
 from pyllmd.core.clock import VirtualClock
 from pyllmd.core.promtext import parse_samples
 from tests.unit.autoscaler import kubefake_api as api
@@ -662,3 +665,78 @@ async def test_guards_are_asked_only_when_upstream_would_zero(
     rig.state.request_count = 0.0
     await rig.engine.cycle()
     assert any(q.startswith("sum((max_over_time") for q in prom.queries)
+
+
+# -- analyzers of other packages (entry points, docs/user-guide/admin/plugins.md) -------------
+
+ANALYZER_MODULE = """
+from pyllmd.autoscaler.decide.model import Decision
+
+
+class Fixed:
+    version = "v1"
+
+    def analyze(self, group, config, now):
+        return [Decision(v.name, v.namespace, v.model_id, v.accelerator, v.current_replicas, 4,
+                         "fixed") for v in group.variants]
+
+
+def make(state):
+    return Fixed()
+"""
+
+
+def install(base: Path, name: str, entry_points: str, module: str = "") -> None:
+    """A distribution `name` 1.0 in `base` with these entry points (and module, if given)."""
+    info = base / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n", encoding="utf-8"
+    )
+    (info / "entry_points.txt").write_text(entry_points, encoding="utf-8")
+    if module:
+        (base / "pyllmd_test_fixed_analyzer.py").write_text(module, encoding="utf-8")
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory on sys.path whose distributions this process discovers (fresh cache)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins.discover.cache_clear()
+    yield tmp_path
+    plugins.discover.cache_clear()
+
+
+def use_analyzer(rig: Rig, name: str) -> None:
+    body = saturation()["default"] + f"analyzerName: {name}\n"
+    rig.kube.update(api.CONFIGMAPS, SYSTEM, SAT, {"data": {"default": body}})
+
+
+async def test_an_installed_analyzer_decides_the_targets(rig: Rig, site: Path) -> None:
+    install(
+        site,
+        "fixed-analyzer",
+        "[pyllmd.autoscaler.analyzers]\nfixed = pyllmd_test_fixed_analyzer:make\n",
+        ANALYZER_MODULE,
+    )
+    add_variant(rig, "llama", 0.5)  # V1 keeps this at 1 replica (spare KV 0.30)
+    use_analyzer(rig, "fixed")
+    await rig.engine.cycle()
+    assert rig.alloc("llama") is not None and rig.alloc("llama")["numReplicas"] == 4  # type: ignore[index]
+
+
+async def test_a_broken_analyzer_is_one_error_line_and_no_decision(
+    rig: Rig, site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    install(site, "broken-analyzer", "[pyllmd.autoscaler.analyzers]\nbroken = no_such_mod:make\n")
+    add_variant(rig, "llama", 0.5)
+    use_analyzer(rig, "broken")
+    with caplog.at_level(logging.ERROR):
+        await rig.engine.cycle()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        "analyzerName broken: entry point 'broken = no_such_mod:make' (group "
+        "pyllmd.autoscaler.analyzers, package broken-analyzer 1.0) failed to load: "
+        "ModuleNotFoundError: No module named 'no_such_mod'"
+    ]
+    assert rig.alloc("llama") is None

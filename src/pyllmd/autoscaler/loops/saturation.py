@@ -58,6 +58,7 @@ from pyllmd.autoscaler.loops.metrics import ControllerMetrics
 from pyllmd.autoscaler.loops.outputs import CycleOutputs
 from pyllmd.autoscaler.loops.reconcile import VaScope, flag_invalid, write_target
 from pyllmd.core.clock import Clock
+from pyllmd.core.plugins import PluginLoadError
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,11 @@ class SaturationEngine:
         now: float,
     ) -> dict[VariantKey, Decision]:
         analyzer_name, limiter_on = cycle_settings(configs.saturation_global)
-        analyzer = make_analyzer(analyzer_name, self.v2_state)
+        try:
+            analyzer = make_analyzer(analyzer_name, self.v2_state)
+        except PluginLoadError as e:  # an installed analyzer plugin is broken: no decisions
+            log.error("analyzerName %s: %s", analyzer_name, e)
+            return {}
         decisions: dict[VariantKey, Decision] = {}
         for (model_id, namespace), group_members in model_groups(members):
             try:

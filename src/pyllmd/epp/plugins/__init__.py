@@ -1,7 +1,12 @@
-"""In-tree plugins, registered explicitly by upstream type string in `register_all`."""
+"""In-tree plugins, registered explicitly by upstream type string in `register_all`; plugins
+of other packages, registered through the `pyllmd.epp.plugins` entry-point group, are added
+by `default_registry` (see `core.plugins`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from pyllmd.core import plugins as entry_points
 from pyllmd.epp.plugins.datalayer import (
     metrics_data_source,
     model_server_protocol_metrics,
@@ -42,7 +47,8 @@ from pyllmd.epp.plugins.scorer import (
     running_requests_size_scorer,
     session_affinity_scorer,
 )
-from pyllmd.epp.scheduling.registry import Registry
+from pyllmd.epp.scheduling.interfaces import Plugin
+from pyllmd.epp.scheduling.registry import Factory, Handle, Registry
 
 
 def register_all(registry: Registry) -> Registry:
@@ -85,6 +91,32 @@ def register_all(registry: Registry) -> Registry:
     return registry
 
 
+def _entry_point_factory(type_name: str, builtin: frozenset[str]) -> Factory:
+    """A factory that imports the entry point on first use (a config naming the type), so
+    that a broken package fails only the configs that use it, with one line naming it."""
+
+    def factory(name: str, raw: Any, handle: Handle) -> Plugin:
+        loaded = entry_points.load_callable(entry_points.EPP_PLUGINS, type_name, builtin)
+        assert callable(loaded)  # discovered under type_name, so never None here
+        try:
+            plugin: Plugin = loaded(name, raw, handle)
+        except (ValueError, TypeError):
+            raise  # the loader reports these as "failed to create plugin ..."
+        except Exception as err:  # a third-party factory: one line, not a traceback
+            raise ValueError(f"{type(err).__name__}: {err}") from None
+        return plugin
+
+    return factory
+
+
+def register_entry_points(registry: Registry) -> Registry:
+    """Adds the installed `pyllmd.epp.plugins` entry points whose type the registry lacks."""
+    builtin = frozenset(registry.types())
+    for type_name in entry_points.names(entry_points.EPP_PLUGINS, builtin):
+        registry.register(type_name, _entry_point_factory(type_name, builtin))
+    return registry
+
+
 def default_registry() -> Registry:
-    """A fresh registry with all in-tree plugins."""
-    return register_all(Registry())
+    """A fresh registry with all in-tree plugins, then the installed entry-point plugins."""
+    return register_entry_points(register_all(Registry()))

@@ -213,7 +213,8 @@ class SimConfig(StrictModel):
         "",
         "Latency model: empty (load-aware default), `constant`, `per-token`, or `batch` (the "
         "step-level engine model of `pyllmd simulate`: vLLM's scheduler, GPU step times)",
-        rule='one of `""`, `constant`, `per-token`, `batch`',
+        rule='one of `""`, `constant`, `per-token`, `batch`, or an installed `pyllmd.sim.latency` '
+        "plugin's name ([plugins](plugins.md))",
     )
     # The batch latency model's settings (vLLM's names): `pyllmd simulate`, and the live
     # server with `--latency-calculator batch`.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import seconds_to_ns
+from pyllmd.sim.engine import latency
 from pyllmd.sim.engine.vocab import FAILURE_TYPES, FINISH_REASONS
 
 if TYPE_CHECKING:
@@ -259,10 +260,9 @@ def _check_rest(cfg: SimConfig) -> None:
     if cfg.mode == "echo" and (cfg.dataset_path or cfg.dataset_url):
         raise _fail("dataset cannot be defined in echo mode", "mode")
     if cfg.latency_calculator not in LATENCY_CALCULATORS:
-        raise _fail(
-            f"unknown latency-calculator {cfg.latency_calculator}, "
-            "supported calculators are: constant and per-token"
-        )
+        # an installed plugin's name: imported now, so that a broken one fails at start-up
+        if latency.plugin_calculator(cfg.latency_calculator) is None:
+            raise _fail(latency.unknown_calculator(cfg.latency_calculator))
     if cfg.tensor_parallel_size < 1:
         raise _fail("must be 1 or more", "tensor-parallel-size")
     if cfg.max_num_batched_tokens < 1:

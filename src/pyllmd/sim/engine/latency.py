@@ -2,7 +2,9 @@
 
 Pure functions of the request, the running count and an injected `random.Random`;
 the caller sleeps. One class per upstream `--latency-calculator` name, registered
-in `CALCULATORS`.
+in `CALCULATORS`; other packages add calculators through the `pyllmd.sim.latency`
+entry-point group (name = the `--latency-calculator` value, value = a class or factory
+taking `LatencyParams`, like the `CALCULATORS` values); in-tree names win.
 
 Deliberate improvement over upstream: `jitter` keeps sub-millisecond precision
 (upstream truncates to whole milliseconds, so latencies below 1 ms become 0).
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from pyllmd.core.errors import ConfigError
 
@@ -232,11 +235,47 @@ CALCULATORS: dict[str, type[_Base]] = {
 }
 
 
+UPSTREAM_SUPPORTED = ("constant", "per-token")
+"""The names upstream's error text lists."""
+
+
+def plugin_names() -> list[str]:
+    """The `--latency-calculator` names installed packages add (entry points), sorted."""
+    from pyllmd.core import plugins  # only when a name is not in-tree: keeps start-up lean
+
+    return plugins.names(plugins.LATENCY, CALCULATORS)
+
+
+def unknown_calculator(name: str) -> str:
+    """Upstream's error text for an unknown calculator; installed plugins' names are added."""
+    supported = [*UPSTREAM_SUPPORTED, *plugin_names()]
+    listed = ", ".join(supported[:-1]) + " and " + supported[-1]
+    return f"unknown latency-calculator {name}, supported calculators are: {listed}"
+
+
+def plugin_calculator(name: str) -> Callable[[LatencyParams], LatencyCalculator] | None:
+    """The installed entry point's calculator class or factory for a name that is not
+    in-tree; None when no package provides it. Raises ConfigError (one line naming the
+    entry point) when its package cannot be imported."""
+    from pyllmd.core import plugins
+
+    found = plugins.load_callable(plugins.LATENCY, name, CALCULATORS)
+    return cast(Callable[[LatencyParams], LatencyCalculator] | None, found)
+
+
 def make_calculator(name: str, params: LatencyParams) -> LatencyCalculator:
-    """The calculator registered under `name` (upstream's `--latency-calculator` values)."""
+    """The calculator registered under `name` (upstream's `--latency-calculator` values, then
+    installed entry points). Raises ConfigError: an unknown name (upstream's text), or a
+    plugin that cannot be imported (one line naming its entry point)."""
     cls = CALCULATORS.get(name)
-    if cls is None:
+    if cls is not None:
+        return cls(params)
+    found = plugin_calculator(name)
+    if found is None:
+        raise ConfigError(unknown_calculator(name))
+    try:
+        return found(params)
+    except Exception as err:  # a third-party constructor: one line, not a traceback
         raise ConfigError(
-            f"unknown latency-calculator {name}, supported calculators are: constant and per-token"
-        )
-    return cls(params)
+            f"latency-calculator {name}: {type(err).__name__}: {' '.join(str(err).split())}"
+        ) from None

@@ -1,5 +1,8 @@
 """Analyzers, registered under upstream's `analyzerName` values (`""` → V1, `saturation` → V2).
 
+Other packages add analyzers through the `pyllmd.autoscaler.analyzers` entry-point group
+(name = `analyzerName`, value = a callable like the `ANALYZERS` values); in-tree names win.
+
 Each analyzer turns one model group's metrics into per-variant decisions. V1 is
 stateless; V2 (with the cost-aware optimizer) keeps a `V2State` across cycles,
 which the caller creates once per process and hands to `make_analyzer`.
@@ -8,7 +11,7 @@ which the caller creates once per process and hands to `make_analyzer`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Protocol, cast
 
 from pyllmd.autoscaler.decide.analyze import saturation_v1, saturation_v2
 from pyllmd.autoscaler.decide.analyze.capacity_store import V2State
@@ -16,6 +19,7 @@ from pyllmd.autoscaler.decide.analyze.saturation_v1 import SaturationV1Analyzer
 from pyllmd.autoscaler.decide.analyze.vllm_args import parse_vllm_args
 from pyllmd.autoscaler.decide.model import Decision, ModelGroup, SaturationConfig
 from pyllmd.autoscaler.decide.optimize import cost_aware
+from pyllmd.core import plugins
 
 __all__ = [
     "ANALYZERS",
@@ -73,5 +77,12 @@ ANALYZERS: Mapping[str, Callable[[V2State | None], Analyzer]] = {
 
 
 def make_analyzer(name: str, state: V2State | None = None) -> Analyzer:
-    """The analyzer for `analyzerName`; any value but `saturation` selects V1, as upstream."""
-    return ANALYZERS.get(name, _v1)(state)
+    """The analyzer for `analyzerName`: in-tree, else an installed entry point of that name,
+    else V1 (any other value selects V1, as upstream). Raises `plugins.PluginLoadError` (one
+    line naming the entry point) when the named plugin cannot be imported."""
+    factory = ANALYZERS.get(name)
+    if factory is None and name:
+        found = plugins.load_callable(plugins.ANALYZERS, name, ANALYZERS)
+        if found is not None:
+            return cast(Callable[[V2State | None], Analyzer], found)(state)
+    return (factory or _v1)(state)
