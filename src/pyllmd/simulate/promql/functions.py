@@ -1,0 +1,110 @@
+"""PromQL's range functions (`rate`/`increase`/`delta` with Prometheus 2.x's extrapolation,
+the `*_over_time` family), its aggregations, and `histogram_quantile`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from pyllmd.simulate.promql.store import Labels
+from pyllmd.simulate.promql.values import Point, Range, Vector
+
+
+def extrapolated(r: Range, end: int, rng: int, name: str) -> float | None:
+    """Prometheus 2.x's extrapolatedRate: the change over the samples, extrapolated to the
+    range's edges (at most half an average interval past the samples, and not below zero for
+    counters)."""
+    times, values = r.times, r.values
+    if len(values) < 2:
+        return None
+    counter = name != "delta"
+    result = values[-1] - values[0]
+    if counter:
+        last = 0.0
+        for v in values:
+            if v < last:
+                result += last
+            last = v
+    start = end - rng
+    to_start = (times[0] - start) / 1000
+    to_end = (end - times[-1]) / 1000
+    sampled = (times[-1] - times[0]) / 1000
+    average = sampled / (len(values) - 1)
+    if counter and result > 0 and values[0] >= 0:
+        to_zero = sampled * (values[0] / result)
+        to_start = min(to_start, to_zero)
+    threshold = average * 1.1
+    interval = sampled
+    interval += to_start if to_start < threshold else average / 2
+    interval += to_end if to_end < threshold else average / 2
+    result *= interval / sampled
+    if name == "rate":
+        result /= rng / 1000
+    return result
+
+
+OVER_TIME: dict[str, Callable[[list[float]], float]] = {
+    "max_over_time": max,
+    "min_over_time": min,
+    "sum_over_time": math.fsum,
+    "avg_over_time": lambda xs: math.fsum(xs) / len(xs),
+    "count_over_time": lambda xs: float(len(xs)),
+    "last_over_time": lambda xs: xs[-1],
+}
+
+AGGREGATE: dict[str, Callable[[list[float]], float]] = {
+    "sum": math.fsum,
+    "max": max,
+    "min": min,
+    "avg": lambda xs: math.fsum(xs) / len(xs),
+    "count": lambda xs: float(len(xs)),
+}
+
+
+def histogram_quantile(q: float, buckets: Vector) -> Vector:
+    """Prometheus' bucketQuantile over the `le` buckets of each series group."""
+    groups: dict[Labels, list[tuple[float, float]]] = {}
+    for p in buckets:
+        le = dict(p.labels).get("le")
+        if le is None:
+            continue
+        key = tuple(x for x in p.labels if x[0] not in ("le", "__name__"))
+        groups.setdefault(key, []).append((float(le), p.value))
+    out: Vector = []
+    for key, bs in groups.items():
+        out.append(Point(key, bucket_quantile(q, sorted(bs))))
+    return out
+
+
+def bucket_quantile(q: float, bs: list[tuple[float, float]]) -> float:
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    if len(bs) < 2 or not math.isinf(bs[-1][0]):
+        return math.nan
+    # make counts monotonic, as Prometheus does
+    fixed: list[tuple[float, float]] = []
+    prev = -math.inf
+    for le, c in bs:
+        prev = max(prev, c)
+        fixed.append((le, prev))
+    bs = fixed
+    total = bs[-1][1]
+    if total == 0:
+        return math.nan
+    rank = q * total
+    b = next(i for i, (_, c) in enumerate(bs) if c >= rank)
+    if b == len(bs) - 1:
+        return bs[-2][0]
+    if b == 0 and bs[0][0] <= 0:
+        return bs[0][0]
+    start = 0.0
+    end, count = bs[b]
+    if b > 0:
+        start = bs[b - 1][0]
+        count -= bs[b - 1][1]
+        rank -= bs[b - 1][1]
+    return start + (end - start) * (rank / count)
