@@ -14,6 +14,7 @@ import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from pyllmd.core.heap import gc_paused
 from pyllmd.sim.batch.scheduler import Engine, Request, StepRecord, block_hashes
@@ -98,6 +99,38 @@ def _replay(
     inf = math.inf
     t_scrape = scraper.next_time if scraper is not None else inf
     scraped = (scraper, first) if scraper is not None else None
+    t_flow = inf
+
+    def submit(send: Send, pod: str | None, error: str | None, now: float, rid: int) -> int:
+        """Hand `send` to `pod` at `now` (or fail it with the router's error); the next id."""
+        if pod is None:
+            send.error = error or "no endpoint"
+            client.done(send, now)
+            return rid
+        run = by_name[pod]
+        prompt = tuple(send.tokens)
+        prompt_hashes = hashes.get(prompt)
+        if prompt_hashes is None:
+            if len(hashes) >= HASH_CACHE:
+                hashes.clear()  # unique prompts (random data): keep memory bounded
+            prompt_hashes = hashes[prompt] = block_hashes(prompt, bs)
+        req = Request(rid, now + first, len(prompt), send.output_len, prompt_hashes)
+        if timeout is not None:
+            req.deadline = send.start + timeout
+        eng = run.engine
+        if not run.busy() and eng.now < req.arrival:
+            eng.now = req.arrival  # an idle engine waits for the request
+        eng.add(req)
+        requests[send.index] = (run.name, req)
+        if req.refused is not None:
+            send.error = req.refused
+            client.done(send, now)
+            return rid + 1
+        run.open[req.rid] = (req, send)
+        if req.deadline is not None:
+            heapq.heappush(run.deadlines, (req.deadline, req.rid, req))
+        return rid + 1
+
     while True:
         t_client = client.next_time()
         # the busy pod furthest behind (the first of equals), and the clock of the next one
@@ -110,7 +143,7 @@ def _replay(
                     behind, t_pod, t_other = r, eng.now, t_pod
                 elif eng.now < t_other:
                     t_other = eng.now
-        if t_client == inf and behind is None:
+        if t_client == inf and behind is None and t_flow == inf:
             if scraper is not None:  # the scrape after the last response
                 scraper.scrape(t_scrape, engines)
             break
@@ -119,36 +152,23 @@ def _replay(
             scraper.scrape(t_scrape, engines)
             t_scrape = scraper.next_time
             continue
+        if t_flow <= t_pod and t_flow <= t_client:  # held requests looked at again
+            for send, pod, error in router.poll(t_flow, names, engines):
+                rid = submit(cast(Send, send), pod, error, t_flow, rid)
+            t_flow = router.next_poll()
+            continue
         if t_client <= t_pod:
             for send in client.due(t_client):
-                run = by_name[router.pick(names, engines, send.tokens, model, t_client)]
-                prompt = tuple(send.tokens)
-                prompt_hashes = hashes.get(prompt)
-                if prompt_hashes is None:
-                    if len(hashes) >= HASH_CACHE:
-                        hashes.clear()  # unique prompts (random data): keep memory bounded
-                    prompt_hashes = hashes[prompt] = block_hashes(prompt, bs)
-                req = Request(rid, t_client + first, len(prompt), send.output_len, prompt_hashes)
-                rid += 1
-                if timeout is not None:
-                    req.deadline = send.start + timeout
-                eng = run.engine
-                if not run.busy() and eng.now < req.arrival:
-                    eng.now = req.arrival  # an idle engine waits for the request
-                eng.add(req)
-                requests[send.index] = (run.name, req)
-                if req.refused is not None:
-                    send.error = req.refused
-                    client.done(send, t_client)
-                    continue
-                run.open[req.rid] = (req, send)
-                if req.deadline is not None:
-                    heapq.heappush(run.deadlines, (req.deadline, req.rid, req))
+                for held, pod, error in router.route(
+                    send, send.tokens, model, t_client, names, engines
+                ):
+                    rid = submit(cast(Send, held), pod, error, t_client, rid)
+            t_flow = router.next_poll()
             if progress is not None:
                 progress(t_client)
             continue
         assert behind is not None
-        _advance(behind, min(t_client, t_other, t_scrape))
+        _advance(behind, min(t_client, t_other, t_scrape, t_flow))
         _collect(behind, client, last, timeout, scraped)
     steps = {r.name: r.engine.records or [] for r in runs}
     end = max((s.end for s in client.sends if s.end is not None), default=0.0)

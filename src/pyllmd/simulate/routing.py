@@ -5,8 +5,12 @@ over the pods. With `gateway: envoy-epp`, the endpoint picker's own scheduling c
 the EndpointPickerConfig of the stack (`eppConfig`, else the chart's default plugins) is loaded
 by `epp.config`, and each request runs the same `ProfileRunner` cycle and `PreRequest` plugins
 as `pyllmd epp` runs for it, over endpoint metrics as of the last scrape tick (every
-`--refresh-metrics-interval`, 50 ms, as the picker's scrapers). Flow control and the
-saturation detector are not applied here yet.
+`--refresh-metrics-interval`, 50 ms, as the picker's scrapers). With the `flowControl`
+feature gate (on in the stack's default EndpointPickerConfig) a request first enters the
+picker's flow-control queues (`epp.flowcontrol`: bands, byte capacities, TTL) and leaves them
+when the saturation detector's gate reads its candidates as unsaturated, checked every 10 ms
+of virtual time while requests wait, as the live controller polls; a rejected or expired
+request fails with the picker's message.
 
 Prompts are token ids here, while the picker hashes prompt text: each id is rendered as four
 characters (the picker's characters per token), so equal token prefixes are equal text
@@ -21,6 +25,10 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, cast
 
 from pyllmd.epp.config.loader import load_config_text
+from pyllmd.epp.config.sections import GATE_FLOW_CONTROL, flow_control_config
+from pyllmd.epp.flowcontrol.bands import DEFAULT_FAIRNESS_ID
+from pyllmd.epp.flowcontrol.dispatch import Dispatcher
+from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome, QueueItem, Rejection
 from pyllmd.epp.saturation import fresh_candidates
 from pyllmd.epp.scheduling.interfaces import CycleState, PreRequest
 from pyllmd.epp.scheduling.registry import ROLE_PRE_REQUEST, roles
@@ -29,6 +37,7 @@ from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics, LLMRequest
 from pyllmd.sim.batch.scheduler import Engine
 
 SCRAPE_S = 0.05  # the picker's --refresh-metrics-interval
+POLL_S = 0.01  # the live flow controller's gate checks while requests wait
 STALENESS_S = 2.0  # its --metrics-staleness-threshold
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -47,15 +56,29 @@ def token_text(ids: Sequence[int]) -> str:
     return "".join(out)
 
 
+Released = tuple[object, str | None, str | None]  # (payload, pod, or the error it failed with)
+
+
 class Router(Protocol):
-    def pick(
+    def route(
         self,
-        pods: Sequence[str],
-        engines: Mapping[str, Engine],
+        payload: object,
         tokens: Sequence[int],
         model: str,
         now: float,
-    ) -> str: ...
+        pods: Sequence[str],
+        engines: Mapping[str, Engine],
+    ) -> list[Released]:
+        """The requests that leave the router now (this one, unless it is held)."""
+        ...
+
+    def next_poll(self) -> float:
+        """When held requests are looked at again (inf: none held)."""
+        ...
+
+    def poll(
+        self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
+    ) -> list[Released]: ...
 
 
 class RoundRobin:
@@ -64,11 +87,19 @@ class RoundRobin:
     def __init__(self) -> None:
         self.turn = 0
 
-    def pick(self, pods: Sequence[str], engines: Mapping[str, Engine], tokens: Sequence[int],
-             model: str, now: float) -> str:  # fmt: skip
+    def route(self, payload: object, tokens: Sequence[int], model: str, now: float,
+              pods: Sequence[str], engines: Mapping[str, Engine]) -> list[Released]:  # fmt: skip
         pod = pods[self.turn % len(pods)]
         self.turn += 1
-        return pod
+        return [(payload, pod, None)]
+
+    def next_poll(self) -> float:
+        return math.inf
+
+    def poll(
+        self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
+    ) -> list[Released]:
+        return []
 
 
 class EppRouter:
@@ -88,6 +119,13 @@ class EppRouter:
         self.snapshot: dict[str, Endpoint] = {}
         self.count = 0
         self.picks: dict[str, int] = {}
+        self.flow: Dispatcher[tuple[object, Sequence[int], str]] | None = None
+        if self.config.enabled(GATE_FLOW_CONTROL):
+            queues: FlowQueues[tuple[object, Sequence[int], str]] = FlowQueues(
+                flow_control_config(self.config.raw.flow_control)
+            )
+            self.flow = Dispatcher(queues, self.config.saturation)
+        self.polled_at = -math.inf
 
     def _scrape(self, pods: Sequence[str], engines: Mapping[str, Engine], now: float) -> None:
         """Endpoint metrics as the picker's scrapers read them at this tick."""
@@ -146,3 +184,75 @@ class EppRouter:
         pod = result.targets[0].pod_name
         self.picks[pod] = self.picks.get(pod, 0) + 1
         return pod
+
+    # ---- flow control ----------------------------------------------------------------------
+    def route(
+        self,
+        payload: object,
+        tokens: Sequence[int],
+        model: str,
+        now: float,
+        pods: Sequence[str],
+        engines: Mapping[str, Engine],
+    ) -> list[Released]:
+        if self.flow is None:
+            return [self._schedule(payload, tokens, model, now, pods, engines)]
+        size = 4 * len(tokens) + 64  # the request body's bytes: its text and the JSON around it
+        item = self.flow.queues.enqueue(
+            FlowKey(DEFAULT_FAIRNESS_ID, 0), size, now, (payload, tokens, model)
+        )
+        if isinstance(item, Rejection):
+            return [(payload, None, f"request rejected by flow control: {item.message}")]
+        return self.poll(now, pods, engines)
+
+    def next_poll(self) -> float:
+        if self.flow is None or not len(self.flow.queues):
+            return math.inf
+        return self.polled_at + POLL_S
+
+    def poll(
+        self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
+    ) -> list[Released]:
+        """One dispatch step of the flow-control queues: what leaves them now."""
+        if self.flow is None:
+            return []
+        self.polled_at = now
+        self._scrape(pods, engines, now)
+        fresh = fresh_candidates(list(self.snapshot.values()), now, STALENESS_S)
+        out: list[Released] = []
+        for item in self.flow.step(now, lambda _: fresh):
+            out.append(self._left(item, now, pods, engines))
+        return out
+
+    def _left(
+        self,
+        item: QueueItem[tuple[object, Sequence[int], str]],
+        now: float,
+        pods: Sequence[str],
+        engines: Mapping[str, Engine],
+    ) -> Released:
+        payload, tokens, model = item.payload
+        if item.outcome is Outcome.DISPATCHED:
+            return self._schedule(payload, tokens, model, now, pods, engines)
+        if item.outcome is Outcome.EVICTED_TTL:
+            ttl = (item.deadline or item.enqueued_at) - item.enqueued_at
+            return (
+                payload,
+                None,
+                f"request timed out in queue: not dispatched within its {ttl:g}s TTL",
+            )
+        return (payload, None, f"internal flow control error: request {item.outcome}")
+
+    def _schedule(
+        self,
+        payload: object,
+        tokens: Sequence[int],
+        model: str,
+        now: float,
+        pods: Sequence[str],
+        engines: Mapping[str, Engine],
+    ) -> Released:
+        try:
+            return (payload, self.pick(pods, engines, tokens, model, now), None)
+        except SchedulingError as e:
+            return (payload, None, e.message)

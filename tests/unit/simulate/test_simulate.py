@@ -509,3 +509,68 @@ def test_a_negative_slo_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path
         str(tmp_path / "o"), "--slo-itl", "-5ms",
     )  # fmt: skip
     assert "--slo-itl" in line
+
+
+OVERLOAD = """
+api: {type: completion, streaming: true}
+data:
+  type: random
+  input_distribution: {min: 200, max: 200, mean: 200}
+  output_distribution: {min: 100, max: 100, mean: 100}
+server: {type: vllm, ignore_eos: true}
+load:
+  type: constant
+  stages: [{rate: 40, duration: 3}]
+"""
+
+
+def _overloaded(tmp_path: Path, epp_config: str | None, name: str) -> list[dict[str, str]]:
+    head = "gateway: envoy-epp\n"
+    if epp_config is not None:
+        head += "eppConfig: |\n" + "".join(f"  {line}\n" for line in epp_config.splitlines())
+    text = STACK.read_text(encoding="utf-8").replace("replicas: 2", "replicas: 1")
+    text = text.replace('- "32"', '- "4"')  # --max-num-seqs 4: the pod saturates
+    stack = tmp_path / f"{name}.yaml"
+    stack.write_text(head + text, encoding="utf-8")
+    workload = tmp_path / "overload.yaml"
+    workload.write_text(OVERLOAD, encoding="utf-8")
+    return rows(simulate(tmp_path, workload, stack=stack, name=name))
+
+
+def _held(rs: list[dict[str, str]]) -> float:
+    """The longest a request spent between its send and the pod (the flow-control queue)."""
+    return max(float(r["arrival_s"]) - float(r["send_s"]) for r in rs if r["arrival_s"])
+
+
+def test_flow_control_holds_requests_while_the_pod_is_saturated(tmp_path: Path) -> None:
+    """The stack's default EndpointPickerConfig has the flowControl gate: once the pod's
+    queue passes the saturation detector's threshold, requests wait in the picker's queues
+    instead of the pod's; without the gate they all go to the pod at once."""
+    gated = _overloaded(tmp_path, None, "gated")
+    plain = _overloaded(
+        tmp_path,
+        "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"
+        "plugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: default\n  plugins:\n"
+        "  - pluginRef: queue-scorer\n",
+        "plain",
+    )
+    assert len(gated) == len(plain) == 120
+    assert _held(plain) < 0.01  # only the first-token offset before the engine
+    assert _held(gated) > 1.0
+    # the pod's own queue is shorter when the picker holds the requests
+    queue = lambda rs: max(float(r["queue_s"]) for r in rs if r["queue_s"])  # noqa: E731
+    assert queue(gated) < queue(plain)
+
+
+def test_a_request_past_its_flow_control_ttl_fails_with_the_pickers_message(
+    tmp_path: Path,
+) -> None:
+    config = (
+        "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"
+        "featureGates: [flowControl]\nflowControl:\n  defaultRequestTTL: 500ms\n"
+        "plugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: default\n  plugins:\n"
+        "  - pluginRef: queue-scorer\n"
+    )
+    rs = _overloaded(tmp_path, config, "ttl")
+    errors = {r["error"] for r in rs if r["error"]}
+    assert errors == {"request timed out in queue: not dispatched within its 0.5s TTL"}
