@@ -14,13 +14,11 @@ import asyncio
 import cProfile
 import io
 import math
-import os
-import platform
 import pstats
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from bench.autoscaler_fleet import (
     SATURATION_CONFIG_MAP,
@@ -33,6 +31,7 @@ from bench.autoscaler_fleet import (
     build_fleet,
     empty_fleet,
 )
+from bench.host import last_run
 from bench.loadgen import percentile
 from pyllmd.autoscaler.decide.analyze import make_analyzer
 from pyllmd.autoscaler.decide.analyze.capacity_store import V2State
@@ -244,12 +243,10 @@ def table(r: AutoscalerResults) -> list[str]:
 
 
 def render(r: AutoscalerResults, now: datetime | None = None) -> str:
-    when = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     s = r.shape
     lines = [
         START,
-        f"Last run: {when}; {os.cpu_count()} cores (nproc), {platform.machine()}, "
-        f"Python {platform.python_version()}.",
+        last_run(now),
         "",
         f"(d) one decision cycle for {s.variants:,} variants ({s.models} models × "
         f"{s.variants_per_model} variants in {s.namespaces} namespaces, {r.pods:,} pods), "

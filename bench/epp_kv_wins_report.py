@@ -4,12 +4,11 @@ behind llm-d's published order, and the Markdown block spliced into benchmarks.m
 from __future__ import annotations
 
 import math
-import os
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from bench.host import last_run
 from bench.loadgen import percentile
 
 START = "<!-- bench:kvwins:start -->"
@@ -180,11 +179,9 @@ def render(
 ) -> str:
     """The results block of figure (h): the "ideal" workload, then optionally "divergent",
     each at every offered rate."""
-    when = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         START,
-        f"Last run: {when}; {os.cpu_count()} cores (nproc), {platform.machine()}, "
-        f"Python {platform.python_version()}.",
+        last_run(now),
         "",
         *section(ideal, "Ideal" if divergent else ""),
     ]

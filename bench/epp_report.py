@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-import platform
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from bench.epp_cycle import CycleResults
 from bench.epp_gateway import LatencyResults, ThroughputResults
+from bench.host import last_run
 
 START = "<!-- bench:epp:start -->"
 END = "<!-- bench:epp:end -->"
@@ -112,11 +111,9 @@ def details(r: EppResults) -> list[str]:
 
 
 def render(r: EppResults, now: datetime | None = None) -> str:
-    when = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         START,
-        f"Last run: {when}; {os.cpu_count()} cores (nproc), {platform.machine()}, "
-        f"Python {platform.python_version()}.",
+        last_run(now),
         "",
         *summary(r),
         *details(r),

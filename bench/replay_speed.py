@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import cProfile
 import io
-import os
-import platform
 import pstats
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 
+from bench.host import last_run
 from pyllmd.sim.batch.steptime import Profile, default_profile
 from pyllmd.simulate.calibrate import Run, engine_spec, load_runs, replay
 from pyllmd.simulate.deployment import build_engine_spec, parse_stack
@@ -242,11 +241,9 @@ def per_run(r: ReplayResults) -> list[str]:
 
 
 def render(r: ReplayResults, now: datetime | None = None) -> str:
-    when = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         START,
-        f"Last run: {when}; {os.cpu_count()} cores (nproc), {platform.machine()}, "
-        f"Python {platform.python_version()}.",
+        last_run(now),
         "",
         *table(r),
         "",

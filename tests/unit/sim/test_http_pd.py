@@ -195,17 +195,22 @@ BATCH = (
 PROMPT = "one two three four five six seven eight nine ten " * 5  # 50 tokens
 
 
+def _pd_call(sim: Any, tokens: int, side: str, prompt: str = PROMPT) -> asyncio.Task[Any]:
+    """A completion of `prompt` with `kv_transfer_params: {side: true}`, started now."""
+    return asyncio.create_task(
+        sim.client.completions.create(
+            model="m",
+            prompt=prompt,
+            max_tokens=tokens,
+            extra_body={"kv_transfer_params": {side: True}, "ignore_eos": True},
+        )
+    )
+
+
 async def test_batch_prefill_side_returns_one_token(start_sim: SimFactory) -> None:
     clock = VirtualClock()
     sim = await start_sim(*BATCH, clock=clock)
-    call = asyncio.create_task(
-        sim.client.completions.create(
-            model="m",
-            prompt=PROMPT,
-            max_tokens=20,
-            extra_body={"kv_transfer_params": {"do_remote_decode": True}, "ignore_eos": True},
-        )
-    )
+    call = _pd_call(sim, 20, "do_remote_decode")
     await clock.advance(2.0)
     resp = await asyncio.wait_for(call, 5)
     assert resp.choices[0].finish_reason == "remote_decode"  # type: ignore[comparison-overlap]
@@ -221,14 +226,7 @@ async def test_batch_decode_side_waits_for_the_kv_transfer_and_skips_the_prefill
 ) -> None:
     clock = VirtualClock()
     sim = await start_sim(*BATCH, "--kv-cache-transfer-latency", "300ms", clock=clock)
-    call = asyncio.create_task(
-        sim.client.completions.create(
-            model="m",
-            prompt=PROMPT,
-            max_tokens=5,
-            extra_body={"kv_transfer_params": {"do_remote_prefill": True}, "ignore_eos": True},
-        )
-    )
+    call = _pd_call(sim, 5, "do_remote_prefill")
     await clock.advance(0.29)
     text = await sim.metrics()
     assert metric_value(text, "vllm:iteration_tokens_total_count", model_name="m") == 0
@@ -251,14 +249,7 @@ async def test_batch_decode_side_without_transfer_flags_waits_for_the_kv_over_th
     clock = VirtualClock()
     sim = await start_sim(*BATCH, "--max-model-len", "2048", clock=clock)
     prompt = " ".join(f"w{i}" for i in range(1000))
-    call = asyncio.create_task(
-        sim.client.completions.create(
-            model="m",
-            prompt=prompt,
-            max_tokens=2,
-            extra_body={"kv_transfer_params": {"do_remote_prefill": True}, "ignore_eos": True},
-        )
-    )
+    call = _pd_call(sim, 2, "do_remote_prefill", prompt)
     for _ in range(2000):  # 1 ms at a time
         await clock.advance(0.001)
         if call.done():

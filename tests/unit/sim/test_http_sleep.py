@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 import openai
 import pytest
@@ -211,9 +212,9 @@ async def test_wrong_methods_on_sleep_routes(start_sim: SimFactory) -> None:
             assert r.status == 405, path
 
 
-async def test_batch_calculator_holds_new_requests_while_asleep(start_sim: SimFactory) -> None:
-    clock = VirtualClock()
-    sim = await start_sim(
+async def _batch_sim(start_sim: SimFactory, clock: VirtualClock) -> Any:
+    """A sleep-mode simulator on the batch engine, on a virtual clock."""
+    return await start_sim(
         "--enable-sleep-mode",
         "--served-model-name", "m",
         "--model", "meta-llama/Llama-2-7b-hf",
@@ -221,6 +222,11 @@ async def test_batch_calculator_holds_new_requests_while_asleep(start_sim: SimFa
         env=DEV,
         clock=clock,
     )  # fmt: skip
+
+
+async def test_batch_calculator_holds_new_requests_while_asleep(start_sim: SimFactory) -> None:
+    clock = VirtualClock()
+    sim = await _batch_sim(start_sim, clock)
     await post_ok(sim, "/sleep")
     held = asyncio.create_task(sim.client.completions.create(model="m", prompt="x", max_tokens=1))
     await wait_gauges(sim, num_requests_running=0, num_requests_waiting=1)
@@ -236,14 +242,7 @@ async def test_batch_calculator_level_1_sleep_discards_the_prefix_cache(
     start_sim: SimFactory,
 ) -> None:
     clock = VirtualClock()
-    sim = await start_sim(
-        "--enable-sleep-mode",
-        "--served-model-name", "m",
-        "--model", "meta-llama/Llama-2-7b-hf",
-        "--latency-calculator", "batch",
-        env=DEV,
-        clock=clock,
-    )  # fmt: skip
+    sim = await _batch_sim(start_sim, clock)
     prompt = "one two three four five six seven eight nine ten " * 4  # 40 tokens
 
     async def cached() -> int | None:
