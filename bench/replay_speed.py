@@ -34,6 +34,7 @@ import yaml
 from bench.host import last_run
 from pyllmd.sim.batch.steptime import Profile, default_profile
 from pyllmd.simulate.calibrate import Run, engine_spec, load_runs, replay
+from pyllmd.simulate.cluster import Fleet
 from pyllmd.simulate.deployment import build_engine_spec, parse_stack
 from pyllmd.simulate.replay import replay as replay_simulate
 from pyllmd.simulate.run import SimulateConfig, simulate
@@ -145,7 +146,7 @@ def time_simulate(workload: Path) -> SimulateTiming:
     spec = build_engine_spec(variant)
     client = Client(wl, config.seed)
     started = time.perf_counter()
-    replay_simulate(client, spec, [variant.name])
+    replay_simulate(client, Fleet.of_pods(spec, [variant.name]))
     replay_s = time.perf_counter() - started
     return SimulateTiming(workload.stem, len(outcome.sends), wall, replay_s)
 

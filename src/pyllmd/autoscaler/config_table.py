@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from pyllmd.autoscaler.decide.cycle import EngineSettings
 from pyllmd.core.flags import FlagKind, format_duration
 from pyllmd.core.logging import verbosity
 from pyllmd.core.settings import Setting, setting, settings_of
@@ -182,3 +183,16 @@ def render_markdown() -> str:
     parts += ["", "## Environment and config-file keys\n", *_table(keyed, False)]
     parts += ["", "## Logging flags (controller-runtime zap)\n", *_table(zap, True), ""]
     return "\n".join(parts)
+
+
+def engine_settings(cfg: ControllerConfig) -> EngineSettings:
+    """The engine's names and switches from the configuration."""
+    return EngineSettings(
+        system_namespace=cfg.pod_namespace,
+        saturation_config_map=cfg.saturation_config_map_name,
+        controller_instance=cfg.controller_instance,
+        env_scale_to_zero=cfg.wva_scale_to_zero,
+        node_selector=cfg.wva_node_selector,
+        limited_mode=cfg.wva_limited_mode,
+        watch_namespace=cfg.watch_namespace,
+    )

@@ -33,7 +33,7 @@ from pyllmd.autoscaler.collect.prometheus import (
 )
 from pyllmd.autoscaler.collect.queries import PrometheusError
 from pyllmd.autoscaler.config import ControllerConfig, load_controller_config
-from pyllmd.autoscaler.decide.cycle import EngineSettings
+from pyllmd.autoscaler.config_table import engine_settings
 from pyllmd.autoscaler.decide.status import StatusBook
 from pyllmd.autoscaler.interfaces import Actuator, Cluster
 from pyllmd.autoscaler.kube.cache import KubeCache
@@ -84,19 +84,6 @@ def prometheus_options(cfg: ControllerConfig) -> PrometheusOptions:
         client_cert_path=cfg.prometheus_client_cert_path,
         client_key_path=cfg.prometheus_client_key_path,
         server_name=cfg.prometheus_server_name,
-    )
-
-
-def engine_settings(cfg: ControllerConfig) -> EngineSettings:
-    """The engine's names and switches from the configuration."""
-    return EngineSettings(
-        system_namespace=cfg.pod_namespace,
-        saturation_config_map=cfg.saturation_config_map_name,
-        controller_instance=cfg.controller_instance,
-        env_scale_to_zero=cfg.wva_scale_to_zero,
-        node_selector=cfg.wva_node_selector,
-        limited_mode=cfg.wva_limited_mode,
-        watch_namespace=cfg.watch_namespace,
     )
 
 

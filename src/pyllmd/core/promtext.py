@@ -13,23 +13,17 @@ parser runs. A dropped line still has to look like a sample (`name[{...}] value
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from pyllmd.core.sample import Sample
+
+__all__ = ["PromTextError", "Sample", "parse_samples"]
 
 
 class PromTextError(ValueError):
     """The text is not valid Prometheus exposition format."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One sample line: full sample name (with `_bucket`/`_sum`/... suffix), labels, value."""
-
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    value: float = 0.0
 
 
 def parse_samples(text: str, names: Collection[str] | None = None) -> list[Sample]:

@@ -10,7 +10,7 @@ step-time function, with the simulator's own builder (`pyllmd.sim.batchspec`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +20,7 @@ from pyllmd.sim import batchspec
 from pyllmd.sim.batch.steptime import Profile
 from pyllmd.sim.batchspec import EngineSpec
 from pyllmd.sim.config import SimConfig, load_config
+from pyllmd.stackfile import DeploymentSpec, parse_local_spec
 
 __all__ = [
     "EngineSpec",
@@ -27,15 +28,14 @@ __all__ = [
     "build_engine_spec",
     "parse_stack",
     "variant_for",
+    "variants_for",
     "variant_from_args",
 ]
-
-STACK_KEYS = ("namespace", "variants", "configMaps", "nodes", "gateway", "eppConfig")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A variant: its name, replicas and the simulator settings of its pods."""
+    """A variant: its Deployment's name, replicas and the simulator settings of its pods."""
 
     name: str
     replicas: int
@@ -43,6 +43,9 @@ class Variant:
     config: SimConfig
     kv_cache_size_given: bool  # --kv-cache-size on the command line
     cost: float = DEFAULT_VARIANT_COST  # variantAutoscaling.spec.variantCost, per replica
+    namespace: str = "default"
+    deployment: DeploymentSpec | None = None  # as the stack file declares it
+    autoscaled: bool = False  # a VariantAutoscaling targets it
 
 
 def _sim_args(args: Sequence[str], where: str) -> list[str]:
@@ -76,41 +79,21 @@ def _given(args: Sequence[str], flag: str) -> bool:
 def parse_stack(doc: Any, path: str = "STACK") -> tuple[Variant, ...]:
     """A stack file document -> its variants; ConfigError (one line naming it) when invalid."""
     where = f"--stack {path}"
-    if not isinstance(doc, Mapping):
-        raise ConfigError(f"{where}: the stack file must be a map")
-    unknown = sorted(str(k) for k in doc if k not in STACK_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(STACK_KEYS)})")
-    items = doc.get("variants") or []
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"{where}: variants: declare at least one variant (a list)")
+    spec = parse_local_spec(doc, where, require_va=False)
+    vas = {(va.metadata.namespace, va.spec.scale_target_ref.name): va for va in spec.vas}
     out: list[Variant] = []
-    for i, item in enumerate(items):
+    for i, dep in enumerate(spec.deployments):
         at = f"{where}: variants[{i}]"
-        if not isinstance(item, Mapping):
-            raise ConfigError(f"{at}: must be a map")
-        dep = item.get("deployment")
-        if not isinstance(dep, Mapping):
-            raise ConfigError(f"{at}: deployment must be a map")
-        name = dep.get("name")
-        va = item.get("variantAutoscaling")
-        if not name and isinstance(va, Mapping):
-            ref = (va.get("spec") or {}).get("scaleTargetRef") or {}
-            name = ref.get("name") if isinstance(ref, Mapping) else None
-        if not name:
-            raise ConfigError(
-                f"{at}: deployment.name is required (or variantAutoscaling.spec.scaleTargetRef)"
-            )
-        replicas = dep.get("replicas", 1)
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ConfigError(f"{at}: deployment.replicas must be an integer >= 1")
-        raw = dep.get("args") or []
-        if not isinstance(raw, list):
-            raise ConfigError(f"{at}: deployment.args must be a list")
-        variant = variant_from_args(str(name), [str(a) for a in raw], replicas, f"{at} args")
-        spec = (va.get("spec") or {}) if isinstance(va, Mapping) else {}
-        if "variantCost" in spec:
-            variant = replace(variant, cost=parse_cost(str(spec["variantCost"])))
+        va = vas.get((dep.namespace, dep.name))
+        least = 0 if va is not None else 1  # an autoscaled Deployment may start at zero
+        if dep.replicas < least:
+            raise ConfigError(f"{at}: deployment.replicas must be an integer >= {least}")
+        variant = variant_from_args(dep.name, dep.args, dep.replicas, f"{at} args")
+        variant = replace(
+            variant, namespace=dep.namespace, deployment=dep, autoscaled=va is not None
+        )
+        if va is not None and va.spec.variant_cost:
+            variant = replace(variant, cost=parse_cost(va.spec.variant_cost))
         out.append(variant)
     return tuple(out)
 
@@ -142,6 +125,26 @@ def variant_for(variants: Sequence[Variant], model: str) -> Variant:
             return v
     known = ", ".join(sorted({v.config.display_model for v in variants}))
     raise ConfigError(f"--workload: server.model_name {model!r}: no variant serves it ({known})")
+
+
+def variants_for(variants: Sequence[Variant], model: str) -> list[Variant]:
+    """The variants serving `model` (the workload's server.model_name); all of them when it is
+    empty and they serve one model."""
+    if not model:
+        served = {v.config.display_model for v in variants}
+        if len(served) == 1:
+            return list(variants)
+        raise ConfigError(
+            "--workload: server.model_name: the stack serves several models; name the model "
+            "the workload sends to"
+        )
+    found = [v for v in variants if model == v.config.model or model in v.config.served_model_name]
+    if not found:
+        known = ", ".join(sorted({v.config.display_model for v in variants}))
+        raise ConfigError(
+            f"--workload: server.model_name {model!r}: no variant serves it ({known})"
+        )
+    return found
 
 
 def build_engine_spec(variant: Variant, profile: Profile | None = None) -> EngineSpec:

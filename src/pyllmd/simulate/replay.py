@@ -1,24 +1,27 @@
-"""A workload's client and a variant's pods on one virtual clock (pure: no I/O, no wall time).
+"""A workload's client and a fleet of pods on one virtual clock (pure: no I/O, no wall time).
 
-Each pod is a `pyllmd.sim.batch.scheduler.Engine`, the engine code the simulator runs;
-requests go to the pods round robin. The loop always moves whoever is furthest behind: the
-client when its next action is due no later than every busy pod's clock, else the busy pod
-with the earliest clock, by one step (or by a run of unchanged decode steps up to the next
-clock of anyone else). A response ends `last_token_s` after its last token; a request the
-client gives up on (its timeout) is aborted at the next step boundary.
+Each pod is a `pyllmd.sim.batch.scheduler.Engine`, the engine code the simulator runs, in a
+`cluster.Fleet` whose pods may come and go; a router (`routing.py`) picks each request's pod.
+The loop always moves whoever is furthest behind: the scrape, a held request's poll, a timer
+(the autoscaler's cycles, a pod becoming Ready: plain callbacks on a heap) or the client when
+due no later than every busy pod's clock, else the busy pod with the earliest clock, by one
+step (or by a run of unchanged decode steps up to the next clock of the client, another pod,
+the scrape or the router). Timers read no engine state, so they do not cut decode jumps.
+A response ends `last_token_s` after its last token; a request the client gives up on (its
+timeout) is aborted at the next step boundary.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 from pyllmd.core.heap import gc_paused
 from pyllmd.sim.batch.scheduler import Engine, Request, StepRecord, block_hashes
-from pyllmd.simulate.deployment import EngineSpec
+from pyllmd.simulate.cluster import Fleet, PodRun
 from pyllmd.simulate.routing import RoundRobin, Router
 from pyllmd.simulate.scrape import Scraper
 from pyllmd.simulate.workload import Client, Send
@@ -27,23 +30,6 @@ __all__ = ["Outcome", "PodRun", "replay"]
 
 TIMEOUT_ERROR = "Timeout"
 HASH_CACHE = 1024  # prompts whose block hashes are kept (a session sends its prompt again)
-
-
-@dataclass
-class PodRun:
-    """One pod's engine and what it was sent."""
-
-    name: str
-    engine: Engine
-    open: dict[int, tuple[Request, Send]] = field(default_factory=dict)  # by request id
-    deadlines: list[tuple[float, int, Request]] = field(default_factory=list)
-    aborted: list[Request] = field(default_factory=list)  # by a deadline, not yet reported
-
-    def __post_init__(self) -> None:
-        self.engine.ended = []  # the engine lists the requests it finishes
-
-    def busy(self) -> bool:
-        return bool(self.engine.pending)
 
 
 @dataclass
@@ -60,45 +46,38 @@ class Outcome:
 
 def replay(
     client: Client,
-    spec: EngineSpec,
-    pods: Sequence[str],
+    fleet: Fleet,
     progress: Callable[[float], None] | None = None,
     router: Router | None = None,
     scraper: Scraper | None = None,
 ) -> Outcome:
-    """Run `client` against `pods` (names) each running `spec` until the workload is done;
-    `router` picks each request's pod (round robin by default); `scraper` scrapes the pods'
-    metrics at its interval."""
+    """Run `client` against `fleet` until the workload is done; `router` picks each request's
+    pod (round robin by default); `scraper` scrapes the pods' metrics at its interval; the
+    fleet's timers (autoscaling, start-ups) fire on the way."""
     with gc_paused():  # a replay allocates much and makes no cycles: nothing to collect
-        return _replay(client, spec, pods, progress, router or RoundRobin(), scraper)
+        return _replay(client, fleet, progress, router or RoundRobin(), scraper)
 
 
 def _replay(
     client: Client,
-    spec: EngineSpec,
-    pods: Sequence[str],
+    fleet: Fleet,
     progress: Callable[[float], None] | None,
     router: Router,
     scraper: Scraper | None,
 ) -> Outcome:
-    runs = [
-        PodRun(name, Engine(spec.scheduler, spec.step.time, record_tokens=True, record_steps=True))
-        for name in pods
-    ]
-    first = spec.profile.first_token_s
-    last = spec.profile.last_token_s
-    bs = spec.scheduler.block_size
+    runs = fleet.runs  # these lists and maps change in place as pods come and go
+    names = fleet.routable
+    engines = fleet.engines
+    by_name = fleet.by_name
+    timers = fleet.timers
     timeout = client.wl.request_timeout
     requests: dict[int, tuple[str, Request]] = {}
-    by_name = {r.name: r for r in runs}
-    engines = {r.name: r.engine for r in runs}
-    names = [r.name for r in runs]
     model = client.wl.model_name
     hashes: dict[tuple[int, ...], tuple[int, ...]] = {}  # prompt -> block_hashes (sessions repeat)
+    bs = {r.engine.cfg.block_size for r in fleet.every}
     rid = 0
     inf = math.inf
     t_scrape = scraper.next_time if scraper is not None else inf
-    scraped = (scraper, first) if scraper is not None else None
     t_flow = inf
 
     def submit(send: Send, pod: str | None, error: str | None, now: float, rid: int) -> int:
@@ -108,16 +87,18 @@ def _replay(
             client.done(send, now)
             return rid
         run = by_name[pod]
+        eng = run.engine
+        size = eng.cfg.block_size
         prompt = tuple(send.tokens)
-        prompt_hashes = hashes.get(prompt)
+        key = prompt if len(bs) < 2 else (size, *prompt)
+        prompt_hashes = hashes.get(key)
         if prompt_hashes is None:
             if len(hashes) >= HASH_CACHE:
                 hashes.clear()  # unique prompts (random data): keep memory bounded
-            prompt_hashes = hashes[prompt] = block_hashes(prompt, bs)
-        req = Request(rid, now + first, len(prompt), send.output_len, prompt_hashes)
+            prompt_hashes = hashes[key] = block_hashes(prompt, size)
+        req = Request(rid, now + run.first, len(prompt), send.output_len, prompt_hashes)
         if timeout is not None:
             req.deadline = send.start + timeout
-        eng = run.engine
         if not run.busy() and eng.now < req.arrival:
             eng.now = req.arrival  # an idle engine waits for the request
         eng.add(req)
@@ -152,6 +133,10 @@ def _replay(
             scraper.scrape(t_scrape, engines)
             t_scrape = scraper.next_time
             continue
+        t_timer = timers.next_time()
+        if t_timer <= t_pod and t_timer <= t_client and t_timer <= t_flow:
+            timers.fire()
+            continue
         if t_flow <= t_pod and t_flow <= t_client:  # held requests looked at again
             for send, pod, error in router.poll(t_flow, names, engines):
                 rid = submit(cast(Send, send), pod, error, t_flow, rid)
@@ -169,15 +154,18 @@ def _replay(
             continue
         assert behind is not None
         _advance(behind, min(t_client, t_other, t_scrape, t_flow))
-        _collect(behind, client, last, timeout, scraped)
-    steps = {r.name: r.engine.records or [] for r in runs}
+        _collect(behind, client, timeout, scraper)
+        if behind.removing and not behind.busy():
+            fleet.drained(behind, behind.engine.now)
+    pods = fleet.every
+    steps = {r.name: r.engine.records or [] for r in pods}
     end = max((s.end for s in client.sends if s.end is not None), default=0.0)
     return Outcome(
         client.sends,
         requests,
         steps,
-        spec.scheduler.num_blocks,
-        sum(r.engine.preemptions for r in runs),
+        max((r.engine.kv.size for r in pods), default=0),
+        sum(r.engine.preemptions for r in pods),
         end,
     )
 
@@ -228,9 +216,8 @@ def _next_arrival(eng: Engine) -> float:
 def _collect(
     run: PodRun,
     client: Client,
-    last: float,
     timeout: float | None,
-    scraped: tuple[Scraper, float] | None = None,
+    scraper: Scraper | None = None,
 ) -> None:
     """Report the requests of `run` that ended (finished, aborted) to the client, in the
     order they were sent, and the finished ones to the scraper's counters (with the time the
@@ -250,12 +237,12 @@ def _collect(
             continue
         send = entry[1]
         if req.finished and req.last_token is not None:
-            end = req.last_token + last
+            end = req.last_token + run.last
             if timeout is not None and end - send.start > timeout:
                 send.error = TIMEOUT_ERROR
                 end = send.start + timeout
-            elif scraped is not None:
-                scraped[0].finished(run.name, req, req.arrival - scraped[1], end)
+            elif scraper is not None:
+                scraper.finished(run.name, req, req.arrival - run.first, end)
             client.done(send, end)
         else:
             send.error = TIMEOUT_ERROR

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Protocol, cast
 
+from pyllmd.core.balance import pick
 from pyllmd.epp.config.loader import load_config_text
 from pyllmd.epp.config.sections import GATE_FLOW_CONTROL, flow_control_config
 from pyllmd.epp.flowcontrol.bands import DEFAULT_FAIRNESS_ID
@@ -80,6 +82,13 @@ class Router(Protocol):
         self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
     ) -> list[Released]: ...
 
+    def queued(self) -> int:
+        """Requests held now (what the autoscaler's scale-from-zero loop reads)."""
+        ...
+
+
+NO_POD = "no ready pod"
+
 
 class RoundRobin:
     """Requests in turn over the pods."""
@@ -100,6 +109,55 @@ class RoundRobin:
         self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
     ) -> list[Released]:
         return []
+
+    def queued(self) -> int:
+        return 0
+
+
+class BuiltinGateway:
+    """`pyllmd up`'s built-in gateway (`gateway: builtin`): the pod with the fewest requests
+    in flight, ties in turn (`core.balance.pick`); while no pod is Ready, requests wait (polled
+    every 50 ms) up to `queue_timeout`, then fail with the gateway's 503 message."""
+
+    def __init__(self, queue_timeout: float = 120.0, poll: float = 0.05) -> None:
+        self.queue_timeout = queue_timeout
+        self.poll_s = poll
+        self.turn = 0
+        self.held: deque[tuple[object, str, float]] = deque()  # payload, model, deadline
+        self.polled_at = -math.inf
+
+    def _pick(self, pods: Sequence[str], engines: Mapping[str, Engine]) -> str | None:
+        turn = self.turn
+        self.turn += 1
+        return pick(pods, {p: engines[p].pending for p in pods}, (), turn)
+
+    def route(self, payload: object, tokens: Sequence[int], model: str, now: float,
+              pods: Sequence[str], engines: Mapping[str, Engine]) -> list[Released]:  # fmt: skip
+        pod = self._pick(pods, engines)
+        if pod is not None:
+            return [(payload, pod, None)]
+        if not self.held:
+            self.polled_at = now
+        self.held.append((payload, model, now + self.queue_timeout))
+        return []
+
+    def next_poll(self) -> float:
+        return self.polled_at + self.poll_s if self.held else math.inf
+
+    def poll(
+        self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
+    ) -> list[Released]:
+        self.polled_at = now
+        out: list[Released] = []
+        while self.held and (pods or self.held[0][2] <= now):
+            payload, model, deadline = self.held.popleft()
+            pod = self._pick(pods, engines) if pods else None
+            error = None if pod else f"no ready endpoint for model {model} after queueing"
+            out.append((payload, pod, error))
+        return out
+
+    def queued(self) -> int:
+        return len(self.held)
 
 
 class EppRouter:
@@ -223,6 +281,9 @@ class EppRouter:
         for item in self.flow.step(now, lambda _: fresh):
             out.append(self._left(item, now, pods, engines))
         return out
+
+    def queued(self) -> int:
+        return len(self.flow.queues) if self.flow is not None else 0
 
     def _left(
         self,

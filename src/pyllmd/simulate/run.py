@@ -21,6 +21,7 @@ import yaml
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass as settings_dataclass
 
+from pyllmd.autoscaler.config_table import ControllerConfig
 from pyllmd.core.entry import run_command
 from pyllmd.core.errors import ConfigError
 from pyllmd.core.flags import FlagKind
@@ -29,14 +30,25 @@ from pyllmd.core.logging import verbosity
 from pyllmd.core.settings import flag_specs, flags_only, setting
 from pyllmd.epp.config.gateway import ENVOY_EPP, gateway_settings
 from pyllmd.simulate import goodput
-from pyllmd.simulate.deployment import build_engine_spec, parse_stack, variant_for
+from pyllmd.simulate.cluster import (
+    DEFAULT_STARTUP_JITTER_S,
+    DEFAULT_STARTUP_S,
+    Fleet,
+    StartupDelay,
+    Timers,
+    VirtualCluster,
+    write_scale_events,
+)
+from pyllmd.simulate.control import Control, scaler_of
+from pyllmd.simulate.deployment import Variant, build_engine_spec, parse_stack, variants_for
 from pyllmd.simulate.promql import Evaluator
 from pyllmd.simulate.replay import Outcome, replay
 from pyllmd.simulate.report import request_rows, write
-from pyllmd.simulate.routing import EppRouter
-from pyllmd.simulate.scrape import Scraper
+from pyllmd.simulate.routing import BuiltinGateway, EppRouter, Router
+from pyllmd.simulate.scrape import SCRAPE_INTERVAL, Scraper
 from pyllmd.simulate.timeline import dashboard_panels, evaluate, plot, write_csv
 from pyllmd.simulate.workload import Client, Workload, parse_workload, scaled
+from pyllmd.stackfile import parse_local_spec
 
 __all__ = ["PROG", "SIMULATE_FLAGS", "SimulateConfig", "load_options", "main", "simulate"]
 
@@ -83,6 +95,30 @@ class SimulateConfig:
         flag="slo-itl",
         kind=FlagKind.DURATION,
     )
+    interval: float = setting(
+        60.0,
+        "period of the autoscaler's saturation cycle (its GLOBAL_OPT_INTERVAL)",
+        flag="interval",
+        kind=FlagKind.DURATION,
+    )
+    scrape_interval: float = setting(
+        SCRAPE_INTERVAL,
+        "period of Prometheus' scrapes of the pods and the autoscaler",
+        flag="scrape-interval",
+        kind=FlagKind.DURATION,
+    )
+    pod_startup_delay: float = setting(
+        DEFAULT_STARTUP_S,
+        "mean time from a pod's creation by a scale-up to Ready (image pull, model load)",
+        flag="pod-startup-delay",
+        kind=FlagKind.DURATION,
+    )
+    pod_startup_jitter: float = setting(
+        DEFAULT_STARTUP_JITTER_S,
+        "standard deviation of the start-up time (log-normal; 0: every pod takes the mean)",
+        flag="pod-startup-jitter",
+        kind=FlagKind.DURATION,
+    )
     v: int = verbosity("log verbosity (4: debug)")
 
 
@@ -94,9 +130,17 @@ def load_options(argv: Sequence[str]) -> SimulateConfig:
     config = flags_only(SimulateConfig, argv, PROG, required=("stack", "workload", "output"))
     if config.seed < 0:
         raise ConfigError(f"--seed: must be 0 or more, got {config.seed}")
-    for flag, slo in (("slo-ttft", config.slo_ttft), ("slo-itl", config.slo_itl)):
-        if not 0 <= slo < math.inf:
-            raise ConfigError(f"--{flag}: must be a duration >= 0, got {slo:g}s")
+    for flag, value in (
+        ("slo-ttft", config.slo_ttft),
+        ("slo-itl", config.slo_itl),
+        ("pod-startup-delay", config.pod_startup_delay),
+        ("pod-startup-jitter", config.pod_startup_jitter),
+    ):
+        if not 0 <= value < math.inf:
+            raise ConfigError(f"--{flag}: must be a duration >= 0, got {value:g}s")
+    for flag, value in (("interval", config.interval), ("scrape-interval", config.scrape_interval)):
+        if not 0 < value < math.inf:
+            raise ConfigError(f"--{flag}: must be a duration > 0, got {value:g}s")
     for flag, value in (("time-scale", config.time_scale), ("rate-scale", config.rate_scale)):
         if not 0 < value < math.inf:
             raise ConfigError(f"--{flag}: must be a number > 0, got {value:g}")
@@ -169,15 +213,52 @@ class Progress:
             self.stream.flush()
 
 
-def _router(stack_doc: Any, config: SimulateConfig) -> EppRouter | None:
-    """The endpoint picker of a stack with `gateway: envoy-epp` (round robin otherwise)."""
+def _router(stack_doc: Any, config: SimulateConfig) -> Router:
+    """The stack's gateway: the endpoint picker with `gateway: envoy-epp`, else the built-in
+    gateway of `pyllmd up`."""
     kind, epp_text = gateway_settings(stack_doc, f"--stack {config.stack}")
     if kind != ENVOY_EPP:
-        return None
+        return BuiltinGateway()
     try:
         return EppRouter(epp_text, str(stack_doc.get("namespace") or "default"), config.seed)
     except ConfigError as e:
         raise ConfigError(f"--stack {config.stack}: eppConfig: {e}") from None
+
+
+def _control(
+    stack_doc: Any,
+    config: SimulateConfig,
+    variants: Sequence[Variant],
+    fleet: Fleet,
+    scraper: Scraper,
+    router: Router,
+    model: str,
+) -> Control | None:
+    """The autoscaler and the Deployments' HPAs/ScaledObjects, when the stack has VAs."""
+    where = f"--stack {config.stack}"
+    spec = parse_local_spec(stack_doc, where, require_va=False)
+    if not spec.vas:
+        return None
+    scalers = []
+    for i, v in enumerate(variants):
+        if v.deployment is None:
+            continue
+        try:
+            scaler = scaler_of(v.deployment)
+        except (ValueError, TypeError) as e:
+            key = "hpa" if v.deployment.hpa is not None else "scaledObject"
+            raise ConfigError(f"{where}: variants[{i}].{key}: {e}") from None
+        if scaler is not None:
+            scalers.append(scaler)
+    control: Control | None = None
+    cluster = VirtualCluster(
+        fleet, spec.vas, spec.config_maps, spec.nodes, lambda: control.clock.t if control else 0.0
+    )
+    cfg = ControllerConfig(global_opt_interval=config.interval)
+    control = Control(cluster, fleet, scraper.store, cfg, router, model, scalers)
+    scraper.also.append(control.scrape)
+    control.start()
+    return control
 
 
 def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outcome, list[Path]]:
@@ -189,57 +270,76 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
     wl = scaled(wl, config.time_scale, config.rate_scale)
     for warning in wl.warnings:
         log.warning("%s", warning)
-    variant = variant_for(variants, wl.model_name)
-    try:
-        spec = build_engine_spec(variant)
-    except ConfigError as e:
-        raise ConfigError(f"--stack {config.stack}: variant {variant.name}: {e}") from None
+    serving = variants_for(variants, wl.model_name)
+    specs = {}
+    for variant in variants:
+        try:
+            specs[variant.name] = build_engine_spec(variant)
+        except ConfigError as e:
+            raise ConfigError(f"--stack {config.stack}: variant {variant.name}: {e}") from None
     client = Client(wl, config.seed)
-    pods = [f"{variant.name}-{i}" for i in range(variant.replicas)]
+    timers = Timers()
+    startup = StartupDelay(config.pod_startup_delay, config.pod_startup_jitter)
+    fleet = Fleet(variants, specs, [v.name for v in serving], timers, startup, config.seed)
     namespace = str(stack_doc.get("namespace") or "default")
-    scraper = Scraper(namespace, variant.config.display_model, variant.config.max_model_len)
+    first = serving[0].config
+    scraper = Scraper(namespace, first.display_model, first.max_model_len, config.scrape_interval)
+    control = _control(stack_doc, config, variants, fleet, scraper, router, first.display_model)
     bar = Progress(client, expected_requests(wl), stream) if stream is not None else None
+    quiet = logging.getLogger("pyllmd.autoscaler")
+    level = quiet.level
+    if config.v < 4:  # a cycle's INFO lines are many, and stamped with wall time: debug only
+        quiet.setLevel(logging.WARNING)
     try:
-        outcome = replay(client, spec, pods, bar, router, scraper)
+        outcome = replay(client, fleet, bar, router, scraper)
     except BaseException:
         if bar is not None:
             bar.close()
         raise
+    finally:
+        quiet.setLevel(level)
+        if control is not None:
+            control.close()
     if bar is not None:
         bar.close(outcome.end)
     if client.saturation is not None:
         rates = ", ".join(f"{st.rate:g}" for st in client.stages)
         log.info("load.sweep: saturation %.2f requests/s; stage rates %s", client.saturation, rates)
+    out = Path(config.output)
     with gc_paused():  # the reports walk every request and token time of the replay
         files = write(
-            Path(config.output),
+            out,
             client.stages,
             outcome.sends,
             outcome.requests,
             outcome.steps,
             outcome.num_blocks,
-            spec.profile.first_token_s,
+            specs[serving[0].name].profile.first_token_s,
         )
-        files += _timeline(Path(config.output), scraper, namespace)
+        dashboards = ["model-servers"] + (["autoscaler"] if control is not None else [])
+        files += _timeline(out, scraper, namespace, dashboards)
+        files.append(write_scale_events(out / "scale_events.csv", fleet.events))
         rows = request_rows(
-            [s for s in outcome.sends if s.stage >= 0], outcome.requests, spec.profile.first_token_s
+            [s for s in outcome.sends if s.stage >= 0],
+            outcome.requests,
+            specs[serving[0].name].profile.first_token_s,
         )
         doc = goodput.summary(
             rows,
             len(client.stages),
             config.slo_ttft,
             config.slo_itl,
-            {variant.name: variant.replicas * outcome.end},
-            {variant.name: variant.cost},
+            fleet.replica_seconds(outcome.end),
+            {v.name: v.cost for v in variants},
         )
-        path = Path(config.output) / "slo_and_cost.json"
+        path = out / "slo_and_cost.json"
         path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         files.append(path)
     return outcome, files
 
 
-def _timeline(out: Path, scraper: Scraper, namespace: str) -> list[Path]:
-    """The model-server dashboard's panels at every scrape but the first (at time 0)."""
+def _timeline(out: Path, scraper: Scraper, namespace: str, dashboards: Sequence[str]) -> list[Path]:
+    """The dashboards' panels at every scrape but the first (at time 0)."""
     step = scraper.interval
     times = [step * k for k in range(1, round(scraper.next_time / step))]
     variables = {
@@ -248,7 +348,7 @@ def _timeline(out: Path, scraper: Scraper, namespace: str) -> list[Path]:
         "__rate_interval": f"{int(4 * step)}s",  # Grafana: four scrape intervals
     }
     points = evaluate(
-        Evaluator(scraper.store), dashboard_panels(["model-servers"]), times, variables
+        Evaluator(scraper.store), dashboard_panels(list(dashboards)), times, variables
     )
     return [write_csv(out / "timeline.csv", points), *plot(out, points)]
 

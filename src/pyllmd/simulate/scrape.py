@@ -11,7 +11,7 @@ over them (`promql.Evaluator`).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -168,6 +168,7 @@ class Scraper:
         self.next_time = 0.0
         self.metrics: dict[str, PodMetrics] = {}
         self.seen: dict[str, set[Labels]] = {}
+        self.also: list[Callable[[float], None]] = []  # other targets scraped at the same ticks
 
     def _pod(self, pod: str) -> PodMetrics:
         m = self.metrics.get(pod)
@@ -181,4 +182,6 @@ class Scraper:
     def scrape(self, t: float, engines: Mapping[str, Engine]) -> None:
         pods = {p: (self._pod(p), e) for p, e in engines.items()}
         scrape(self.store, t, self.namespace, pods, self.seen)
+        for other in self.also:
+            other(t)
         self.next_time = t + self.interval

@@ -26,7 +26,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from pyllmd.core.balance import pick
 from pyllmd.core.errors import error_json
 from pyllmd.core.metricset import CONTENT_TYPE, Family, Registry
 
@@ -68,18 +69,6 @@ def request_model(body: bytes) -> str | tuple[int, str]:
     if not isinstance(model, str) or not model:
         return 400, "model not found in request body"
     return model
-
-
-def pick(
-    pods: Sequence[str], in_flight: Mapping[str, int], excluded: Collection[str], turn: int
-) -> str | None:
-    """The pod with the fewest requests in flight, skipping `excluded`; ties by `turn`."""
-    candidates = [p for p in pods if p not in excluded]
-    if not candidates:
-        return None
-    least = min(in_flight.get(p, 0) for p in candidates)
-    best = [p for p in candidates if in_flight.get(p, 0) == least]
-    return best[turn % len(best)]
 
 
 def model_list(models: Collection[str], created: int) -> dict[str, Any]:

@@ -30,13 +30,23 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pydantic
 
 from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
 from pyllmd.autoscaler.decide.model import Container, Decision, GpuNode, PodInfo, Workload
-from pyllmd.core.errors import ConfigError
+from pyllmd.core.jsonmerge import merge_patch
 from pyllmd.core.listen import LOOPBACK, free_port
 from pyllmd.core.process import Backoff, exit_text, http_ready, spawn, tail_lines, terminate
+from pyllmd.stackfile import STACK_KEYS, LocalSpec, parse_local_spec
+
+__all__ = [
+    "STACK_KEYS",
+    "LocalActuator",
+    "LocalCluster",
+    "LocalDeployment",
+    "LocalSpec",
+    "Pod",
+    "parse_local_spec",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,88 +80,6 @@ class LocalDeployment:
     pods: list[Pod] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class LocalSpec:
-    """What a local stack file declares: VAs, their Deployments, nodes, ConfigMaps."""
-
-    vas: tuple[VariantAutoscaling, ...]
-    deployments: tuple[LocalDeployment, ...]
-    config_maps: Mapping[tuple[str, str], Mapping[str, str]]
-    nodes: tuple[GpuNode, ...] = ()
-
-
-STACK_KEYS = ("namespace", "variants", "configMaps", "nodes", "gateway", "eppConfig")
-"""The top-level keys of a stack file (`gateway` and `eppConfig` are read by the stack)."""
-
-
-def parse_local_spec(doc: Mapping[str, Any], where: str = "local stack") -> LocalSpec:
-    """Validate the local stack document into VAs, Deployments, ConfigMaps and nodes;
-    a bad entry is a one-line ConfigError naming it."""
-    if not isinstance(doc, Mapping):
-        raise ConfigError(f"{where}: the stack file must be a map")
-    unknown = sorted(str(k) for k in doc if k not in STACK_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(STACK_KEYS)})")
-    namespace = str(doc.get("namespace", "default"))
-    vas: list[VariantAutoscaling] = []
-    deployments: list[LocalDeployment] = []
-    for i, item in enumerate(_entries(doc, "variants", where)):
-        try:
-            va = VariantAutoscaling.model_validate(item["variantAutoscaling"])
-            dep = item["deployment"]
-            va.metadata.namespace = va.metadata.namespace or namespace
-            deployments.append(
-                LocalDeployment(
-                    namespace=va.metadata.namespace,
-                    name=str(dep.get("name", va.spec.scale_target_ref.name)),
-                    args=tuple(str(a) for a in dep.get("args", ())),
-                    replicas=int(dep.get("replicas", 1)),
-                    labels={str(k): str(v) for k, v in (dep.get("labels") or {}).items()},
-                    gpus_per_replica=int(dep.get("gpusPerReplica", 1)),
-                )
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ConfigError(f"{where}: variants[{i}]: {_one_line(e)}") from None
-        vas.append(va)
-    config_maps: dict[tuple[str, str], Mapping[str, str]] = {}
-    for i, cm in enumerate(_entries(doc, "configMaps", where)):
-        try:
-            meta = cm.get("metadata", {})
-            key = (str(meta.get("namespace", namespace)), str(meta["name"]))
-            config_maps[key] = {str(k): str(v) for k, v in (cm.get("data") or {}).items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ConfigError(f"{where}: configMaps[{i}]: {_one_line(e)}") from None
-    nodes: list[GpuNode] = []
-    for i, n in enumerate(_entries(doc, "nodes", where)):
-        try:
-            nodes.append(
-                GpuNode(str(n["name"]), str(n["vendor"]), str(n["product"]), int(n["count"]))
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"{where}: nodes[{i}]: {_one_line(e)}") from None
-    if not vas:
-        raise ConfigError(f"{where}: no variants: declare at least one under variants")
-    return LocalSpec(tuple(vas), tuple(deployments), config_maps, tuple(nodes))
-
-
-def _entries(doc: Mapping[str, Any], key: str, where: str) -> list[Any]:
-    value = doc.get(key) or []
-    if not isinstance(value, list):
-        raise ConfigError(f"{where}: {key} must be a list")
-    return value
-
-
-def _one_line(e: Exception) -> str:
-    if isinstance(e, pydantic.ValidationError):
-        first = e.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        text = f"variantAutoscaling.{where}: {first['msg']}{more}"
-    else:
-        text = f"missing key {e}" if isinstance(e, KeyError) else str(e)
-    return " ".join(text.split())
-
-
 class LocalCluster:
     """`Cluster` over local simulator processes; `reconcile()` makes pods match replicas."""
 
@@ -167,7 +95,12 @@ class LocalCluster:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.vas = {(v.metadata.namespace, v.metadata.name): v for v in spec.vas}
-        self.deployments = {(d.namespace, d.name): d for d in spec.deployments}
+        self.deployments = {
+            (d.namespace, d.name): LocalDeployment(
+                d.namespace, d.name, d.args, d.replicas, dict(d.labels), d.gpus_per_replica
+            )
+            for d in spec.deployments
+        }
         self._config_maps = dict(spec.config_maps)
         self._nodes = list(spec.nodes)
         self.targets_file = targets_file
@@ -215,7 +148,7 @@ class LocalCluster:
         stored = self.vas.get(key)
         if stored is None:
             return
-        merged = _merge_patch(stored.status.model_dump(by_alias=True, exclude_none=True), status)
+        merged = merge_patch(stored.status.model_dump(by_alias=True, exclude_none=True), status)
         self.vas[key] = stored.model_copy(
             update={"status": type(stored.status).model_validate(merged)}
         )
@@ -401,19 +334,6 @@ class LocalCluster:
         tmp = self.targets_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups, indent=1))
         tmp.replace(self.targets_file)  # atomic, so Prometheus never reads half a file
-
-
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, Mapping):
-        return patch
-    out = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = _merge_patch(out.get(key), value)
-    return out
 
 
 class LocalActuator:

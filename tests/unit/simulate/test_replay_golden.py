@@ -29,6 +29,7 @@ import yaml
 from pyllmd.cli import main as cli_main
 from pyllmd.sim.config.profile import load_profile
 from pyllmd.simulate import calibrate as ff
+from pyllmd.simulate.cluster import Fleet
 from pyllmd.simulate.deployment import build_engine_spec, parse_stack
 from pyllmd.simulate.replay import replay
 from pyllmd.simulate.workload import Client, parse_workload
@@ -105,8 +106,7 @@ def test_a_replay_pauses_the_cyclic_garbage_collector_and_restores_it() -> None:
     assert gc.isenabled()
     outcome = replay(
         Client(parse_workload(workload, "workload"), 3),
-        build_engine_spec(variant),
-        ["a", "b"],
+        Fleet.of_pods(build_engine_spec(variant), ["a", "b"]),
         lambda now: seen.append(gc.isenabled()),
     )
     assert outcome.sends and seen and not any(seen)

@@ -339,23 +339,25 @@ def test_the_progress_bar_is_drawn_on_the_stream_it_is_given(tmp_path: Path) -> 
     assert text.rstrip("\n").rsplit("\r", 1)[-1].startswith("[" + "#" * 30 + "] 100%")
 
 
-def test_the_packaged_stack_is_replayed_for_the_model_the_workload_names(
+def test_the_packaged_stack_is_replayed_over_every_variant_of_the_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Its two variants serve one model: the built-in gateway sends to the pods of both, as
+    `pyllmd up`'s does; a model no variant serves is one error line."""
     import pyllmd
 
-    stack = Path(pyllmd.__file__).parent / "stack" / "stack.yaml"  # two variants, one model
-    out = str(tmp_path / "o")
-    line = error_of(capsys, "--stack", str(stack), "--workload", str(POISSON), "--output", out)
-    assert "server.model_name: the stack has several variants" in line
+    stack = Path(pyllmd.__file__).parent / "stack" / "stack.yaml"
+    result = simulate(tmp_path, POISSON, stack=stack)
+    assert report(result)["successes"]["count"] > 0
+    assert {r["pod"] for r in rows(result)} == {"sim-a100-0", "sim-h100-0"}
     workload = tmp_path / "named.yaml"
     text = POISSON.read_text(encoding="utf-8")
-    text = text.replace(
-        "  type: vllm\n", "  type: vllm\n  model_name: meta-llama/Llama-3.1-8B-Instruct\n"
+    workload.write_text(
+        text.replace("  type: vllm\n", "  type: vllm\n  model_name: other/model\n"), "utf-8"
     )
-    workload.write_text(text, encoding="utf-8")
-    result = simulate(tmp_path, workload, stack=stack)
-    assert report(result)["successes"]["count"] > 0
+    out = str(tmp_path / "o")
+    line = error_of(capsys, "--stack", str(stack), "--workload", str(workload), "--output", out)
+    assert "server.model_name 'other/model': no variant serves it" in line
 
 
 def test_a_sweep_probes_saturation_then_runs_stages_up_to_it(

@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import aiohttp
 
+from pyllmd.autoscaler.collect.demand import QUEUE_SIZE_METRIC, ScrapeResult, pending_demand
 from pyllmd.core.promtext import PromTextError, Sample, parse_samples
 
-QUEUE_SIZE_METRIC = "inference_extension_flow_control_queue_size"
+__all__ = [
+    "QUEUE_SIZE_METRIC",
+    "EppScraper",
+    "ScrapeResult",
+    "metrics_url",
+    "pending_demand",
+]
+
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_CONCURRENCY = 10
 _ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
@@ -31,29 +38,6 @@ def metrics_url(pod_ip: str, port: int) -> str:
     except ValueError:
         host = pod_ip
     return f"http://{host}:{port}/metrics"
-
-
-def pending_demand(samples: Iterable[Sample], model_id: str) -> bool:
-    """True iff some flow-control queue-size sample for `model_id` is above 0."""
-    return any(
-        s.name == QUEUE_SIZE_METRIC
-        and s.value > 0
-        and s.labels.get("target_model_name") == model_id
-        for s in samples
-    )
-
-
-@dataclass(frozen=True)
-class ScrapeResult:
-    """Samples per scraped URL, and the URLs that failed with why."""
-
-    per_target: Mapping[str, tuple[Sample, ...]] = field(default_factory=dict)
-    errors: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def samples(self) -> list[Sample]:
-        """Every sample of every target that answered."""
-        return [s for samples in self.per_target.values() for s in samples]
 
 
 class EppScraper:

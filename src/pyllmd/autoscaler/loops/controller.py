@@ -35,7 +35,7 @@ from aiohttp import web
 from pyllmd.autoscaler.config import parse_bind_address
 from pyllmd.autoscaler.loops.metrics import ControllerMetrics
 from pyllmd.autoscaler.loops.saturation import SaturationEngine
-from pyllmd.autoscaler.loops.scalefromzero import ScaleFromZeroEngine
+from pyllmd.autoscaler.loops.scalefromzero import SCALE_FROM_ZERO_PERIOD, ScaleFromZeroEngine
 from pyllmd.core.clock import Clock
 from pyllmd.core.heap import freeze_heap
 from pyllmd.core.kubeauth import Decide, guarded_handler
@@ -43,7 +43,6 @@ from pyllmd.core.metricset import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
-SCALE_FROM_ZERO_PERIOD = 0.1
 VA_KIND = "VariantAutoscaling"
 DEPLOYMENT_KIND = "Deployment"
 

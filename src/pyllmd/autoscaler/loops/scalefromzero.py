@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from pyllmd.autoscaler.collect.epp import EppScraper, ScrapeResult, pending_demand
+from pyllmd.autoscaler.collect.demand import EppMetricsScraper, ScrapeResult, pending_demand
 from pyllmd.autoscaler.decide import api
 from pyllmd.autoscaler.decide.model import Decision, Workload, parse_cost
 from pyllmd.autoscaler.decide.status import StatusBook
@@ -33,6 +33,7 @@ from pyllmd.core.clock import Clock
 log = logging.getLogger(__name__)
 
 SCALE_FROM_ZERO_REASON = "scalefromzero mode: pending request - scale-up"
+SCALE_FROM_ZERO_PERIOD = 0.1  # seconds between ticks
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class ScaleFromZeroEngine:
         self,
         cluster: Cluster,
         pools: PoolSource,
-        scraper: EppScraper,
+        scraper: EppMetricsScraper,
         metrics: ControllerMetrics,
         clock: Clock,
         controller_instance: str = "",
