@@ -1,0 +1,161 @@
+"""The same stack file and workload, live (`pyllmd up` and the load) and in virtual time
+(`pyllmd simulate`): the autoscaler makes the same moves, at the same times within one of its
+intervals, to the same final replicas, and the latencies agree (p50 within 15 %, p90 25 %).
+
+One autoscaled variant (Llama-2-7B on an L40S with the batch model: decode steps of about
+20 ms, four sequences at most) gets a constant load it cannot serve alone, so the controller
+scales it up. The virtual run is told what the live one does: cycles every 5 s, Prometheus
+scraping every second, and pods Ready after the start-up time measured live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from openai import AsyncOpenAI
+
+from tests.e2e.harness import SimProcess
+from tests.e2e.stacks import SATURATION_CONFIG_MAP, Stack, running_stack
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "meta-llama/Llama-2-7b-hf"
+INTERVAL = 10.0
+RATE = 4.5  # requests per second: above what one pod of four sequences serves (about 4)
+DURATION = 60.0
+PROMPT = 600
+OUTPUT = 40
+ARGS = ["--model", MODEL, "--accelerator", "L40S", "--max-num-seqs", "4",
+        "--max-model-len", "4096", "--max-num-batched-tokens", "1024",
+        "--enable-prefix-caching=false", "--latency-calculator", "batch"]  # fmt: skip
+STACK = f"""
+namespace: llm
+variants:
+  - variantAutoscaling:
+      metadata: {{name: llama, labels: {{inference.optimization/acceleratorName: L40S}}}}
+      spec: {{scaleTargetRef: {{kind: Deployment, name: llama}}, modelID: {MODEL}}}
+    deployment: {{replicas: 1, args: {json.dumps(ARGS)}}}
+configMaps:
+{SATURATION_CONFIG_MAP}"""
+WORKLOAD = f"""
+api: {{type: completion, streaming: true}}
+data:
+  type: random
+  input_distribution: {{min: {PROMPT}, max: {PROMPT}, mean: {PROMPT}, std_dev: 0}}
+  output_distribution: {{min: {OUTPUT}, max: {OUTPUT}, mean: {OUTPUT}, std_dev: 0}}
+server: {{type: vllm, model_name: {MODEL}, ignore_eos: true}}
+load:
+  type: constant
+  stages: [{{rate: {RATE}, duration: {DURATION}}}]
+"""
+
+
+async def live_load(stack: Stack) -> tuple[list[float], list[float], list[tuple[float, int]]]:
+    """TTFTs and inter-token gaps of the load sent through the gateway, and the desired
+    replicas (with the time since the load started) each time they changed."""
+    client = AsyncOpenAI(base_url=stack.urls["gateway"], api_key="x", max_retries=0)
+    prompt = "hello " * PROMPT
+    ttfts: list[float] = []
+    gaps: list[float] = []
+    # start as a cycle ends, as the virtual run does (its cycles are at 0, 5 s, ...): the
+    # controller stamps each cycle's decision in the VA's status
+    first = await asyncio.to_thread(last_run, stack)
+    async with asyncio.timeout(4 * INTERVAL):
+        while await asyncio.to_thread(last_run, stack) == first:
+            await asyncio.sleep(0.05)
+    t0 = time.monotonic()
+    changes: list[tuple[float, int]] = []
+
+    async def one(at: float) -> None:
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
+        start = time.monotonic()
+        stream = await client.completions.create(
+            model=MODEL, prompt=prompt, max_tokens=OUTPUT, stream=True,
+            extra_body={"ignore_eos": True}, timeout=120,
+        )  # fmt: skip
+        times = [time.monotonic() async for c in stream if c.choices and c.choices[0].text]
+        assert len(times) == OUTPUT
+        ttfts.append(times[0] - start)
+        gaps.extend(b - a for a, b in zip(times, times[1:], strict=False))
+
+    async def watch() -> None:
+        while True:
+            desired = await asyncio.to_thread(stack.desired)
+            value = desired.get("llama", 1)
+            if not changes or changes[-1][1] != value:
+                changes.append((time.monotonic() - t0, value))
+            await asyncio.sleep(0.25)
+
+    watcher = asyncio.create_task(watch())
+    n = int(RATE * DURATION)
+    async with asyncio.timeout(240):
+        await asyncio.gather(*(one(t0 + i / RATE) for i in range(n)))
+    await asyncio.sleep(INTERVAL + 1)  # the cycle after the last response
+    watcher.cancel()
+    await client.close()
+    return ttfts, gaps, changes
+
+
+def last_run(stack: Stack) -> str:
+    status = stack.vas()["llama"].get("status") or {}
+    return str((status.get("desiredOptimizedAlloc") or {}).get("lastRunTime", ""))
+
+
+def pod_start_seconds(start_sim: Callable[..., SimProcess]) -> float:
+    """How long a pod of these settings takes from its start to Ready on this machine now (the
+    live stack starts its pods the same way: a `pyllmd sim` process, then `/health`)."""
+    started = time.monotonic()
+    start_sim(*ARGS)
+    return round(time.monotonic() - started, 1)
+
+
+def virtual(tmp_path: Path, startup: float) -> dict:
+    (tmp_path / "v-stack.yaml").write_text(STACK, encoding="utf-8")
+    (tmp_path / "v-workload.yaml").write_text(WORKLOAD, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "pyllmd", "simulate", "--stack", str(tmp_path / "v-stack.yaml"),
+         "--workload", str(tmp_path / "v-workload.yaml"), "--output", str(tmp_path / "v"),
+         "--interval", f"{INTERVAL}s", "--scrape-interval", "1s",
+         "--pod-startup-delay", f"{startup}s", "--pod-startup-jitter", "0"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads((tmp_path / "v" / "summary_lifecycle_metrics.json").read_text("utf-8"))
+
+
+def events(tmp_path: Path) -> list[tuple[float, int]]:
+    lines = (tmp_path / "v" / "scale_events.csv").read_text(encoding="utf-8").splitlines()[1:]
+    return [(float(t), int(to)) for t, _, _, to, _ in (line.split(",") for line in lines)]
+
+
+@pytest.mark.timeout(420)
+def test_live_and_virtual_scale_alike_and_agree_on_latency(
+    tmp_path: Path, start_sim: Callable[..., SimProcess]
+) -> None:
+    startup = pod_start_seconds(start_sim)
+    with running_stack(tmp_path, STACK, "--interval", f"{INTERVAL}s") as stack:
+        ttfts, gaps, changes = asyncio.run(live_load(stack))
+    report = virtual(tmp_path, startup)
+    v_events = events(tmp_path)
+    live_events = changes[1:]
+    # the same final replicas, and the same moves each within one interval
+    assert live_events and v_events, (changes, v_events)
+    assert live_events[-1][1] == v_events[-1][1], (changes, v_events)
+    assert [r for _, r in live_events] == [r for _, r in v_events], (changes, v_events)
+    for (t_live, _), (t_virtual, _) in zip(live_events, v_events, strict=True):
+        assert abs(t_live - t_virtual) <= INTERVAL + 1.0, (changes, v_events)
+    latency = report["successes"]["latency"]
+    q = statistics.quantiles
+    for name, values in (("time_to_first_token", ttfts), ("inter_token_latency", gaps)):
+        live_p50, live_p90 = statistics.median(values), q(values, n=10)[-1]
+        v_p50, v_p90 = latency[name]["median"], latency[name]["p90"]
+        assert abs(live_p50 - v_p50) <= 0.15 * v_p50, (name, live_p50, v_p50, changes, v_events)
+        assert abs(live_p90 - v_p90) <= 0.25 * v_p90, (name, live_p90, v_p90, changes, v_events)
