@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openai import AsyncOpenAI
@@ -117,7 +118,7 @@ def pod_start_seconds(start_sim: Callable[..., SimProcess]) -> float:
     return round(time.monotonic() - started, 1)
 
 
-def virtual(tmp_path: Path, startup: float) -> dict:
+def virtual(tmp_path: Path, startup: float) -> dict[str, Any]:
     (tmp_path / "v-stack.yaml").write_text(STACK, encoding="utf-8")
     (tmp_path / "v-workload.yaml").write_text(WORKLOAD, encoding="utf-8")
     done = subprocess.run(
@@ -128,7 +129,10 @@ def virtual(tmp_path: Path, startup: float) -> dict:
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return json.loads((tmp_path / "v" / "summary_lifecycle_metrics.json").read_text("utf-8"))
+    report: dict[str, Any] = json.loads(
+        (tmp_path / "v" / "summary_lifecycle_metrics.json").read_text("utf-8")
+    )
+    return report
 
 
 def events(tmp_path: Path) -> list[tuple[float, int]]:
