@@ -22,7 +22,7 @@ OVERLAY ?= config/overlays/llm-d
 
 .PHONY: help up test test-e2e-smoke test-e2e-full bench lint fmt conformance clean \
 	venv e2e-deps bench-deps protos deploy-deps manifests inference-perf-venv test-inference-perf \
-	fidelity
+	fidelity experiments
 
 help:
 	@echo "make up              run the local stack (simulators, gateway on port $(PORT), Prometheus, autoscaler)"
@@ -31,6 +31,7 @@ help:
 	@echo "make test-e2e-full   all end-to-end tests, including the long scenarios"
 	@echo "make test-inference-perf  check pyllmd simulate's workloads and reports with inference-perf itself"
 	@echo "make bench           benchmarks; rewrites docs/developer-guide/benchmarks.md"
+	@echo "make experiments     the virtual-time experiments; rewrites docs/developer-guide/experiments.md"
 	@echo "make lint            ruff, ruff format --check, mypy, import-linter"
 	@echo "make fmt             ruff format + ruff check --fix"
 	@echo "make conformance     regenerate docs/developer-guide/conformance*.md"
@@ -177,6 +178,11 @@ fidelity: $(STAMP)
 		--iterations $(FIDELITY_ITERATIONS) --holdout both \
 		--output $(FIDELITY_PROFILE) --results tools/fidelity_results.json
 	$(BIN)/python tools/fidelity.py
+
+# The experiments of docs/developer-guide/experiments.md (virtual time; about 20 minutes):
+# rewrites their generated sections and plots.
+experiments: $(STAMP)
+	$(BIN)/python tools/experiments.py autoscaling --write-docs --output $(VENV)/experiments
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build src/*.egg-info

@@ -234,11 +234,9 @@ def _control(
     router: Router,
     model: str,
 ) -> Control | None:
-    """The autoscaler and the Deployments' HPAs/ScaledObjects, when the stack has VAs."""
+    """The autoscaler and the Deployments' HPAs/ScaledObjects, when the stack has any."""
     where = f"--stack {config.stack}"
     spec = parse_local_spec(stack_doc, where, require_va=False)
-    if not spec.vas:
-        return None
     scalers = []
     for i, v in enumerate(variants):
         if v.deployment is None:
@@ -250,6 +248,8 @@ def _control(
             raise ConfigError(f"{where}: variants[{i}].{key}: {e}") from None
         if scaler is not None:
             scalers.append(scaler)
+    if not spec.vas and not scalers:
+        return None
     control: Control | None = None
     cluster = VirtualCluster(
         fleet, spec.vas, spec.config_maps, spec.nodes, lambda: control.clock.t if control else 0.0

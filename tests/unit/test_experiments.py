@@ -1,0 +1,36 @@
+"""The experiments of docs/developer-guide/experiments.md keep working: a shortened version of
+each runs through its one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tools import experiments
+
+
+def test_the_autoscaling_experiment_compares_at_equal_slo_attainment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert experiments.main(["autoscaling", "--quick", "--output", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "policy" not in line]
+    assert len(rows) == 1 + len(experiments.QUICK.targets)
+    assert rows[0].startswith("| saturation analyzer |")
+    assert (tmp_path / "autoscaling" / "replicas.png").stat().st_size > 0
+    # every run replays the same requests, and the saturation analyzer scaled the variant
+    for name in ("saturation", *(f"hpa-{t}" for t in experiments.QUICK.targets)):
+        assert (tmp_path / "autoscaling" / name / "summary_lifecycle_metrics.json").exists()
+    events = (tmp_path / "autoscaling" / "saturation" / "scale_events.csv").read_text()
+    assert ",autoscaler" in events
+    assert ",hpa" in (tmp_path / "autoscaling" / "hpa-8" / "scale_events.csv").read_text()
+    # the chosen HPA target (if any) is the largest attaining the SLO as often as the analyzer
+    attainment = {r.split("|")[2].strip(): float(r.split("|")[3]) for r in rows}
+    base = attainment.pop("-")
+    meeting = [int(t) for t, a in attainment.items() if a >= base]
+    chosen = [r for r in rows if "(chosen)" in r]
+    if meeting:
+        assert len(chosen) == 1 and chosen[0].split("|")[2].strip() == str(max(meeting))
+        assert "Result: the largest HPA target" in text
+    else:
+        assert not chosen and "no HPA target" in text

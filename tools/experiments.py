@@ -1,0 +1,269 @@
+"""The experiments of docs/developer-guide/experiments.md, each one command.
+
+    python tools/experiments.py autoscaling [--quick] [--output DIR] [--write-docs]
+
+`autoscaling`: a compressed day of traffic (`pyllmd.simulate.ramp.daily_ramp`) against one
+variant of Llama-3.1-8B on H100, scaled (a) by the workload variant autoscaler's saturation
+analyzer, acting directly, and (b) by an HPA-style rule, an HPA whose External metric is the
+running requests per pod with a target value. The HPA's target is swept; the chosen one is the
+largest that attains the SLO at least as often as the saturation analyzer does, and the two
+are compared on replica-seconds. `--quick` runs a shortened version (the test's); without it,
+`--write-docs` rewrites the generated section of experiments.md and its plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pyllmd.simulate.ramp import daily_ramp
+from pyllmd.simulate.run import load_options, simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "developer-guide" / "experiments.md"
+IMG = ROOT / "docs" / "developer-guide" / "experiments"
+START = "<!-- experiments:autoscaling:start -->"
+END = "<!-- experiments:autoscaling:end -->"
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+NS = "llm-d-sim"
+ARGS = ["--model", MODEL, "--accelerator", "H100", "--max-num-seqs", "32",
+        "--max-model-len", "4096"]  # fmt: skip
+SATURATION = (
+    "kvCacheThreshold: 0.80\nqueueLengthThreshold: 5\nkvSpareTrigger: 0.1\nqueueSpareTrigger: 3\n"
+)
+
+
+@dataclass(frozen=True)
+class Setup:
+    stages: int
+    stage_s: float
+    low: float
+    high: float
+    targets: tuple[int, ...]
+    slo_ttft: str = "1s"
+    slo_itl: str = "50ms"
+
+
+FULL = Setup(24, 300.0, 2.0, 40.0, (8, 12, 16, 20, 24, 28))
+QUICK = Setup(4, 45.0, 1.0, 12.0, (8, 24))
+
+
+def workload(setup: Setup) -> dict[str, Any]:
+    return {
+        "api": {"type": "completion", "streaming": True},
+        "data": {
+            "type": "random",
+            "input_distribution": {"min": 100, "max": 3000, "mean": 1000, "std_dev": 300},
+            "output_distribution": {"min": 20, "max": 600, "mean": 250, "std_dev": 100},
+        },
+        "server": {"type": "vllm", "model_name": MODEL, "ignore_eos": True},
+        "load": {
+            "type": "poisson",
+            "interval": 0,
+            "stages": daily_ramp(setup.stages, setup.stage_s, setup.low, setup.high),
+        },
+    }
+
+
+def _deployment() -> dict[str, Any]:
+    return {"name": "h100", "replicas": 1, "labels": {"app": "sim"}, "args": list(ARGS)}
+
+
+def saturation_stack() -> dict[str, Any]:
+    """The variant under the workload variant autoscaler (saturation analyzer, direct)."""
+    va = {
+        "apiVersion": "llmd.ai/v1alpha1",
+        "kind": "VariantAutoscaling",
+        "metadata": {"name": "h100", "labels": {"inference.optimization/acceleratorName": "H100"}},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "h100"},
+            "modelID": MODEL,
+            "variantCost": "1.0",
+        },
+    }
+    cm = {
+        "metadata": {
+            "name": "wva-saturation-scaling-config",
+            "namespace": "workload-variant-autoscaler-system",
+        },
+        "data": {"default": SATURATION},
+    }
+    return {
+        "namespace": NS,
+        "variants": [{"variantAutoscaling": va, "deployment": _deployment()}],
+        "configMaps": [cm],
+    }
+
+
+def hpa_stack(target: int) -> dict[str, Any]:
+    """The same variant under an HPA on running requests per pod (no autoscaler)."""
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "h100"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "h100"},
+            "minReplicas": 1,
+            "maxReplicas": 40,
+            "metrics": [
+                {
+                    "type": "External",
+                    "external": {
+                        "metric": {
+                            "name": "vllm:num_requests_running",
+                            "selector": {"matchLabels": {"namespace": NS, "model_name": MODEL}},
+                        },
+                        "target": {"type": "AverageValue", "averageValue": str(target)},
+                    },
+                }
+            ],
+        },
+    }
+    return {"namespace": NS, "variants": [{"deployment": _deployment(), "hpa": hpa}]}
+
+
+@dataclass(frozen=True)
+class Result:
+    policy: str
+    target: int | None
+    attainment: float
+    ttft_p90: float
+    replica_seconds: float
+    requests: int
+    events: list[tuple[float, int]]
+
+
+def run(out: Path, name: str, stack: dict[str, Any], wl: dict[str, Any], setup: Setup,
+        target: int | None = None) -> Result:  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    s, w = out / f"{name}-stack.yaml", out / "workload.yaml"
+    s.write_text(yaml.safe_dump(stack, sort_keys=False), encoding="utf-8")
+    w.write_text(yaml.safe_dump(wl, sort_keys=False), encoding="utf-8")
+    config = load_options(
+        ["--stack", str(s), "--workload", str(w), "--output", str(out / name),
+         "--interval", "30s", "--slo-ttft", setup.slo_ttft, "--slo-itl", setup.slo_itl]
+    )  # fmt: skip
+    simulate(config)
+    slo = json.loads((out / name / "slo_and_cost.json").read_text(encoding="utf-8"))
+    summary = json.loads(
+        (out / name / "summary_lifecycle_metrics.json").read_text(encoding="utf-8")
+    )
+    with (out / name / "scale_events.csv").open(newline="", encoding="utf-8") as f:
+        events = [(float(r["time_s"]), int(r["to_replicas"])) for r in csv.DictReader(f)]
+    return Result(
+        "saturation analyzer" if target is None else "HPA on running requests",
+        target,
+        slo["summary"]["attainment"],
+        summary["successes"]["latency"]["time_to_first_token"]["p90"],
+        slo["cost"]["variants"]["h100"]["replica_seconds"],
+        slo["summary"]["requests"],
+        events,
+    )
+
+
+def autoscaling(out: Path, setup: Setup) -> tuple[Result, list[Result], Result | None]:
+    """The saturation analyzer's run, the HPA sweep, and the HPA target chosen."""
+    wl = workload(setup)
+    base = run(out, "saturation", saturation_stack(), wl, setup)
+    sweep = [run(out, f"hpa-{t}", hpa_stack(t), wl, setup, t) for t in setup.targets]
+    meeting = [r for r in sweep if r.attainment >= base.attainment]
+    chosen = max(meeting, key=lambda r: r.target or 0) if meeting else None
+    return base, sweep, chosen
+
+
+def table(base: Result, sweep: Sequence[Result], chosen: Result | None) -> str:
+    lines = [
+        "| policy | target (running requests per pod) | SLO attainment | TTFT p90 (s) "
+        "| replica-seconds | peak replicas |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in [base, *sweep]:
+        mark = " (chosen)" if chosen is not None and r is chosen else ""
+        peak = max([1, *(n for _, n in r.events)])
+        lines.append(
+            f"| {r.policy}{mark} | {r.target if r.target is not None else '-'} "
+            f"| {r.attainment:.3f} | {r.ttft_p90:.3f} | {r.replica_seconds:,.0f} | {peak} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(path: Path, setup: Setup, base: Result, chosen: Result | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    end = setup.stages * setup.stage_s
+    for r in [base, *([chosen] if chosen is not None else [])]:
+        xs, ys, n = [0.0], [1], 1
+        for t, to in r.events:
+            xs += [t, t]
+            ys += [n, to]
+            n = to
+        xs.append(end)
+        ys.append(n)
+        label = r.policy + (f" (target {r.target})" if r.target is not None else "")
+        ax.plot([x / 60 for x in xs], ys, label=label)
+    rates = daily_ramp(setup.stages, setup.stage_s, setup.low, setup.high)
+    ax2 = ax.twinx()
+    ax2.step([k * setup.stage_s / 60 for k in range(len(rates))], [s["rate"] for s in rates],
+             where="post", color="grey", alpha=0.4, label="request rate")  # fmt: skip
+    ax.set_xlabel("virtual time (min)")
+    ax.set_ylabel("replicas")
+    ax2.set_ylabel("requests/s")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def report(setup: Setup, base: Result, sweep: Sequence[Result], chosen: Result | None) -> str:
+    verdict = "no HPA target in the sweep attains the SLO as often as the saturation analyzer"
+    if chosen is not None:
+        ratio = chosen.replica_seconds / base.replica_seconds
+        verdict = (
+            f"the largest HPA target attaining the SLO at least as often ({base.attainment:.3f}) "
+            f"is {chosen.target} running requests per pod; it uses {ratio:.2f}× the "
+            "saturation analyzer's replica-seconds"
+        )
+    return (
+        f"Setup: {setup.stages} stages of {setup.stage_s:g} s, {setup.low:g} to {setup.high:g} "
+        f"requests/s; SLO TTFT ≤ {setup.slo_ttft}, mean ITL ≤ {setup.slo_itl}; "
+        f"{base.requests:,} requests per run.\n\n{table(base, sweep, chosen)}\n\n"
+        f"Result: {verdict}.\n\n![replicas over the day](experiments/autoscaling-replicas.png)\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tools/experiments.py")
+    parser.add_argument("experiment", choices=["autoscaling"])
+    parser.add_argument("--quick", action="store_true", help="the shortened version")
+    parser.add_argument("--output", type=Path, default=Path("experiments-out"))
+    parser.add_argument("--write-docs", action="store_true", help="rewrite experiments.md")
+    args = parser.parse_args(argv)
+    setup = QUICK if args.quick else FULL
+    base, sweep, chosen = autoscaling(args.output / "autoscaling", setup)
+    text = report(setup, base, sweep, chosen)
+    print(text)
+    plot(args.output / "autoscaling" / "replicas.png", setup, base, chosen)
+    if args.write_docs:
+        plot(IMG / "autoscaling-replicas.png", setup, base, chosen)
+        doc = DOC.read_text(encoding="utf-8")
+        head, rest = doc.split(START, 1)
+        _, tail = rest.split(END, 1)
+        DOC.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
