@@ -156,6 +156,7 @@ class Fleet:
         self.by_name: dict[str, PodRun] = {}
         self.every: list[PodRun] = []  # every pod ever created (their steps are reported)
         self.events: list[ScaleEvent] = []
+        self.on_ready: list[Callable[[PodRun], None]] = []  # told when a pod becomes Ready
         for dep in self.deployments.values():
             for _ in range(dep.replicas):
                 self._ready(self._create(dep, 0.0), 0.0)
@@ -249,6 +250,8 @@ class Fleet:
         self.engines[run.name] = run.engine
         if self.deployments[run.variant].serves:
             self.routable.append(run.name)
+        for hook in self.on_ready:
+            hook(run)
 
     def _remove(self, dep: _Deployment, run: PodRun, now: float) -> None:
         dep.pods.remove(run)

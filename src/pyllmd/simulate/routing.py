@@ -31,12 +31,15 @@ from pyllmd.epp.config.sections import GATE_FLOW_CONTROL, flow_control_config
 from pyllmd.epp.flowcontrol.bands import DEFAULT_FAIRNESS_ID
 from pyllmd.epp.flowcontrol.dispatch import Dispatcher
 from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome, QueueItem, Rejection
+from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import PrecisePrefixCacheScorer
 from pyllmd.epp.saturation import fresh_candidates
 from pyllmd.epp.scheduling.interfaces import CycleState, PreRequest
 from pyllmd.epp.scheduling.registry import ROLE_PRE_REQUEST, roles
 from pyllmd.epp.scheduling.runner import SchedulingError
 from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics, LLMRequest
 from pyllmd.sim.batch.scheduler import Engine
+from pyllmd.simulate.cluster import PodRun
+from pyllmd.simulate.kvfeed import DEFAULT_DELAY_S, KVFeed, TokenTextTokenizer
 
 SCRAPE_S = 0.05  # the picker's --refresh-metrics-interval
 POLL_S = 0.01  # the live flow controller's gate checks while requests wait
@@ -163,7 +166,13 @@ class BuiltinGateway:
 class EppRouter:
     """The endpoint picker's scheduling cycle over the pods' engines."""
 
-    def __init__(self, config_text: str, namespace: str, seed: int) -> None:
+    def __init__(
+        self,
+        config_text: str,
+        namespace: str,
+        seed: int,
+        kv_event_delay: float = DEFAULT_DELAY_S,
+    ) -> None:
         self.config = load_config_text(config_text)
         self.runner = self.config.scheduler
         self.pre_request = [
@@ -184,6 +193,28 @@ class EppRouter:
             )
             self.flow = Dispatcher(queues, self.config.saturation)
         self.polled_at = -math.inf
+        self.addresses: dict[str, str] = {}  # pod -> its IP, for as long as the run lasts
+        precise = [
+            p for p in self.config.plugins.values() if isinstance(p, PrecisePrefixCacheScorer)
+        ]
+        for scorer in precise:
+            scorer.tokenizer = TokenTextTokenizer()  # prompts are token ids rendered as text
+        self.kv_feed: KVFeed | None = None
+        if precise:
+            self.kv_feed = KVFeed([s.processor for s in precise], "", kv_event_delay)
+
+    def address(self, pod: str) -> str:
+        """The pod's IP: one per pod name, kept when other pods come and go."""
+        found = self.addresses.get(pod)
+        if found is None:
+            i = len(self.addresses)
+            found = self.addresses[pod] = f"10.0.{i // 250}.{i % 250 + 1}"
+        return found
+
+    def attach(self, run: PodRun) -> None:
+        """Feed a Ready pod's KV events to the precise prefix scorers (when configured)."""
+        if self.kv_feed is not None:
+            self.kv_feed.attach(run, self.address(run.name))
 
     def _scrape(self, pods: Sequence[str], engines: Mapping[str, Engine], now: float) -> None:
         """Endpoint metrics as the picker's scrapers read them at this tick."""
@@ -193,7 +224,7 @@ class EppRouter:
             return
         self.scraped_at = at
         snap = {}
-        for i, pod in enumerate(pods):
+        for pod in pods:
             eng = engines[pod]
             kv = eng.kv
             metrics = EndpointMetrics(
@@ -208,7 +239,7 @@ class EppRouter:
                 name=f"{pod}-rank-0",
                 namespace=self.namespace,
                 pod_name=pod,
-                address=f"10.0.{i // 250}.{i % 250 + 1}",
+                address=self.address(pod),
                 port=8000,
                 metrics=metrics,
             )
@@ -224,6 +255,9 @@ class EppRouter:
     ) -> str:
         """The pod the picker's cycle sends this request to; SchedulingError when none fits."""
         self._scrape(pods, engines, now)
+        if self.kv_feed is not None:
+            self.kv_feed.model = model
+            self.kv_feed.deliver(now)
         self.count += 1
         request = LLMRequest(
             request_id=f"req-{self.count}",

@@ -41,6 +41,7 @@ from pyllmd.simulate.cluster import (
 )
 from pyllmd.simulate.control import Control, scaler_of
 from pyllmd.simulate.deployment import Variant, build_engine_spec, parse_stack, variants_for
+from pyllmd.simulate.kvfeed import DEFAULT_DELAY_S
 from pyllmd.simulate.promql import Evaluator
 from pyllmd.simulate.replay import Outcome, replay
 from pyllmd.simulate.report import request_rows, write
@@ -119,6 +120,13 @@ class SimulateConfig:
         flag="pod-startup-jitter",
         kind=FlagKind.DURATION,
     )
+    kv_event_delay: float = setting(
+        DEFAULT_DELAY_S,
+        "time from a block entering or leaving a pod's prefix cache to the endpoint picker's "
+        "precise prefix index knowing it (ZMQ and processing)",
+        flag="kv-event-delay",
+        kind=FlagKind.DURATION,
+    )
     v: int = verbosity("log verbosity (4: debug)")
 
 
@@ -135,6 +143,7 @@ def load_options(argv: Sequence[str]) -> SimulateConfig:
         ("slo-itl", config.slo_itl),
         ("pod-startup-delay", config.pod_startup_delay),
         ("pod-startup-jitter", config.pod_startup_jitter),
+        ("kv-event-delay", config.kv_event_delay),
     ):
         if not 0 <= value < math.inf:
             raise ConfigError(f"--{flag}: must be a duration >= 0, got {value:g}s")
@@ -220,7 +229,12 @@ def _router(stack_doc: Any, config: SimulateConfig) -> Router:
     if kind != ENVOY_EPP:
         return BuiltinGateway()
     try:
-        return EppRouter(epp_text, str(stack_doc.get("namespace") or "default"), config.seed)
+        return EppRouter(
+            epp_text,
+            str(stack_doc.get("namespace") or "default"),
+            config.seed,
+            config.kv_event_delay,
+        )
     except ConfigError as e:
         raise ConfigError(f"--stack {config.stack}: eppConfig: {e}") from None
 
@@ -281,6 +295,10 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
     timers = Timers()
     startup = StartupDelay(config.pod_startup_delay, config.pod_startup_jitter)
     fleet = Fleet(variants, specs, [v.name for v in serving], timers, startup, config.seed)
+    if isinstance(router, EppRouter):  # the precise prefix scorers hear the pods' KV events
+        for run in fleet.runs:
+            router.attach(run)
+        fleet.on_ready.append(router.attach)
     namespace = str(stack_doc.get("namespace") or "default")
     first = serving[0].config
     scraper = Scraper(namespace, first.display_model, first.max_model_len, config.scrape_interval)
