@@ -208,7 +208,7 @@ def plot_pareto(out: Path, rows: Sequence[dict[str, Any]]) -> Path:
     ax.set_xlabel("cost (variantCost x replica-seconds)")
     ax.set_ylabel("SLO attainment")
     ax.set_title("Cost against SLO attainment")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     path = out / "pareto.png"
     fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
