@@ -22,7 +22,7 @@ OVERLAY ?= config/overlays/llm-d
 
 .PHONY: help up test test-e2e-smoke test-e2e-full bench lint fmt conformance clean \
 	venv e2e-deps bench-deps protos deploy-deps manifests inference-perf-venv test-inference-perf \
-	fidelity experiments
+	fidelity experiments test-ray
 
 help:
 	@echo "make up              run the local stack (simulators, gateway on port $(PORT), Prometheus, autoscaler)"
@@ -30,6 +30,7 @@ help:
 	@echo "make test-e2e-smoke  end-to-end tests with real processes (installs prometheus)"
 	@echo "make test-e2e-full   all end-to-end tests, including the long scenarios"
 	@echo "make test-inference-perf  check pyllmd simulate's workloads and reports with inference-perf itself"
+	@echo "make test-ray        install the pyllmd[ray] extra; a sweep on a local Ray instance (tests/e2e/test_simulate_ray.py)"
 	@echo "make bench           benchmarks; rewrites docs/developer-guide/benchmarks.md"
 	@echo "make experiments     the virtual-time experiments; rewrites docs/developer-guide/experiments.md"
 	@echo "make lint            ruff, ruff format --check, mypy, import-linter"
@@ -136,10 +137,15 @@ test: $(STAMP) deploy-deps
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 test-e2e-smoke: $(STAMP) e2e-deps
-	$(BIN)/pytest -q tests/e2e -m "e2e and not full" $(PYTEST_ARGS)
+	$(BIN)/pytest -q tests/e2e -m "e2e and not full and not ray" $(PYTEST_ARGS)
 
 test-e2e-full: $(STAMP) e2e-deps
-	$(BIN)/pytest -q tests/e2e -m "e2e" $(PYTEST_ARGS)
+	$(BIN)/pytest -q tests/e2e -m "e2e and not ray" $(PYTEST_ARGS)
+
+# Ray (~80 MB) is an optional extra: installed into the venv here, not by `make venv`.
+test-ray: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	$(BIN)/pytest -q tests/e2e/test_simulate_ray.py -m ray $(PYTEST_ARGS)
 
 # wrk measures requests/s with less client overhead than any Python client.
 bench-deps:

@@ -65,9 +65,11 @@ log = logging.getLogger("pyllmd.simulate")
 class SimulateConfig:
     """Every `pyllmd simulate` flag."""
 
-    stack: str = setting("", "stack file whose variants are replayed (required)", flag="stack")
+    stack: str = setting(
+        "", "stack file whose variants are replayed (required without --sweep)", flag="stack"
+    )
     workload: str = setting(
-        "", "inference-perf config file of the workload (required)", flag="workload"
+        "", "inference-perf config file of the workload (required without --sweep)", flag="workload"
     )
     output: str = setting(
         "", "directory for the reports, the per-request CSV and the plots (required)", flag="output"
@@ -127,6 +129,20 @@ class SimulateConfig:
         flag="kv-event-delay",
         kind=FlagKind.DURATION,
     )
+    sweep: str = setting(
+        "",
+        "sweep file: run a grid of edits of the stack and workload, write sweep.csv, sweep.md, "
+        "sweep.json and pareto.png (--stack/--workload default to the sweep file's)",
+        flag="sweep",
+    )
+    parallelism: int = setting(
+        0, "with --sweep: points run at once in local processes (0: the CPU count)",
+        flag="parallelism",
+    )  # fmt: skip
+    ray_address: str = setting(
+        "", "with --sweep: run the points as tasks on this Ray cluster (pyllmd[ray])",
+        flag="ray-address",
+    )  # fmt: skip
     v: int = verbosity("log verbosity (4: debug)")
 
 
@@ -135,7 +151,18 @@ SIMULATE_FLAGS = flag_specs(SimulateConfig)
 
 def load_options(argv: Sequence[str]) -> SimulateConfig:
     """The command line as SimulateConfig; ConfigError naming the flag otherwise."""
-    config = flags_only(SimulateConfig, argv, PROG, required=("stack", "workload", "output"))
+    config = flags_only(SimulateConfig, argv, PROG)
+    for name in ("output",) if config.sweep else ("stack", "workload", "output"):
+        if not getattr(config, name):
+            raise ConfigError(f"--{name}: required")
+    if not config.sweep and (config.parallelism or config.ray_address):
+        raise ConfigError(
+            f"--{'parallelism' if config.parallelism else 'ray-address'}: needs --sweep"
+        )
+    if config.parallelism < 0:
+        raise ConfigError(
+            f"--parallelism: must be 0 (the CPU count) or more, got {config.parallelism}"
+        )
     if config.seed < 0:
         raise ConfigError(f"--seed: must be 0 or more, got {config.seed}")
     for flag, value in (
@@ -372,6 +399,10 @@ def _timeline(out: Path, scraper: Scraper, namespace: str, dashboards: Sequence[
 
 
 def _run(config: SimulateConfig) -> int:
+    if config.sweep:
+        from pyllmd.simulate.sweep_run import run_sweep  # it imports this module
+
+        return run_sweep(config)
     stream = sys.stderr if sys.stderr.isatty() else None
     outcome, files = simulate(config, stream)
     measured = [s for s in outcome.sends if s.stage >= 0]

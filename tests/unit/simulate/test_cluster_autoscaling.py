@@ -80,8 +80,16 @@ def stack(replicas: int = 1, zero: bool = False, **extra: Any) -> dict[str, Any]
         "deployment": {
             "replicas": replicas,
             "labels": {"app": "sim"},
-            "args": ["--model", MODEL, "--accelerator", "H100", "--max-num-seqs", "16",
-                     "--max-model-len", "4096"],  # fmt: skip
+            "args": [
+                "--model",
+                MODEL,
+                "--accelerator",
+                "H100",
+                "--max-num-seqs",
+                "16",
+                "--max-model-len",
+                "4096",
+            ],  # fmt: skip
         },
         **extra,
     }
@@ -125,8 +133,11 @@ SCALED_OBJECT = {
         "triggers": [
             {
                 "type": "prometheus",
-                "metadata": {"serverAddress": "http://prometheus:9090", "query": DESIRED,
-                             "threshold": "1"},  # fmt: skip
+                "metadata": {
+                    "serverAddress": "http://prometheus:9090",
+                    "query": DESIRED,
+                    "threshold": "1",
+                },  # fmt: skip
             }
         ],
     },
@@ -277,13 +288,13 @@ def test_the_virtual_run_uses_the_live_servers_decision_code(tmp_path: Path) -> 
     live servers run (the autoscaler's engines and collector, the simulator's engine, the
     endpoint picker's scheduler), not copies."""
     from pyllmd.autoscaler.collect.source import PrometheusMetricsSource
+    from pyllmd.autoscaler.config_table import ControllerConfig
     from pyllmd.autoscaler.loops.saturation import SaturationEngine
     from pyllmd.autoscaler.loops.scalefromzero import ScaleFromZeroEngine
     from pyllmd.autoscaler.run import build_controller
     from pyllmd.epp.scheduling.runner import ProfileRunner
     from pyllmd.sim.batch.scheduler import Engine
     from pyllmd.sim.server import batchloop
-    from pyllmd.autoscaler.config_table import ControllerConfig
     from pyllmd.simulate.cluster import Fleet, StartupDelay, Timers, VirtualCluster
     from pyllmd.simulate.control import Control
     from pyllmd.simulate.deployment import build_engine_spec, parse_stack
