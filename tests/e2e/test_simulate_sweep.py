@@ -136,7 +136,8 @@ def test_the_capacity_planning_example_shortened(tmp_path: Path) -> None:
     write(tmp_path / "workload.yaml", workload)
     path = write(tmp_path / "sweep.yaml", sweep)
     out = tmp_path / "out"
-    done = run("--sweep", str(path), "--output", str(out), "--slo-ttft", "200ms", "--seed", "1")
+    done = run("--sweep", str(path), "--output", str(out), "--slo-ttft", "200ms", "--seed", "1",
+               "--autoscaler=false")  # fmt: skip
     assert done.returncode == 0, done.stderr
     table = rows(out)
     assert [(r["gpu"], r["replicas"]) for r in table] == [
@@ -165,7 +166,7 @@ def cheapest_meeting(table: list[dict[str, str]], attainment: float) -> str:
 def test_the_capacity_planning_example_finds_what_the_guide_says(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = run("--sweep", str(EXAMPLE / "sweep.yaml"), "--output", str(out), "--slo-ttft",
-               "200ms", "--seed", "1")  # fmt: skip
+               "200ms", "--seed", "1", "--autoscaler=false")  # fmt: skip
     assert done.returncode == 0, done.stderr
     table = rows(out)
     assert len(table) == 8

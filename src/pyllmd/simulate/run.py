@@ -122,6 +122,12 @@ class SimulateConfig:
         flag="pod-startup-jitter",
         kind=FlagKind.DURATION,
     )
+    autoscaler: bool = setting(
+        True,
+        "run the stack's autoscaler and its HPAs/ScaledObjects; false keeps every Deployment "
+        "at its declared replicas",
+        flag="autoscaler",
+    )
     kv_event_delay: float = setting(
         DEFAULT_DELAY_S,
         "time from a block entering or leaving a pod's prefix cache to the endpoint picker's "
@@ -277,6 +283,8 @@ def _control(
 ) -> Control | None:
     """The autoscaler and the Deployments' HPAs/ScaledObjects, when the stack has any."""
     where = f"--stack {config.stack}"
+    if not config.autoscaler:
+        return None
     spec = parse_local_spec(stack_doc, where, require_va=False)
     scalers = []
     for i, v in enumerate(variants):
