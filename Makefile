@@ -185,10 +185,11 @@ fidelity: $(STAMP)
 		--output $(FIDELITY_PROFILE) --results tools/fidelity_results.json
 	$(BIN)/python tools/fidelity.py
 
-# The experiments of docs/developer-guide/experiments.md (virtual time; about 20 minutes):
+# The experiments of docs/developer-guide/experiments.md (virtual time; about 25 minutes):
 # rewrites their generated sections and plots.
 experiments: $(STAMP)
 	$(BIN)/python tools/experiments.py autoscaling --write-docs --output $(VENV)/experiments
+	$(BIN)/python tools/experiments.py routing --write-docs --output $(VENV)/experiments
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build src/*.egg-info

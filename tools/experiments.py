@@ -1,6 +1,6 @@
 """The experiments of docs/developer-guide/experiments.md, each one command.
 
-    python tools/experiments.py autoscaling [--quick] [--output DIR] [--write-docs]
+    python tools/experiments.py autoscaling|routing [--quick] [--output DIR] [--write-docs]
 
 `autoscaling`: a compressed day of traffic (`pyllmd.simulate.ramp.daily_ramp`) against one
 variant of Llama-3.1-8B on H100, scaled (a) by the workload variant autoscaler's saturation
@@ -32,6 +32,8 @@ DOC = ROOT / "docs" / "developer-guide" / "experiments.md"
 IMG = ROOT / "docs" / "developer-guide" / "experiments"
 START = "<!-- experiments:autoscaling:start -->"
 END = "<!-- experiments:autoscaling:end -->"
+ROUTING_START = "<!-- experiments:routing:start -->"
+ROUTING_END = "<!-- experiments:routing:end -->"
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 NS = "llm-d-sim"
 ARGS = ["--model", MODEL, "--accelerator", "H100", "--max-num-seqs", "32",
@@ -244,13 +246,162 @@ def report(setup: Setup, base: Result, sweep: Sequence[Result], chosen: Result |
     )
 
 
+# ---- routing at cluster scale --------------------------------------------------------------
+EPP_CONFIGS = {
+    "precise": (
+        "precise-prefix-cache-scorer",
+        "  parameters:\n    indexerConfig:\n      tokenizersPoolConfig: {modelName: "
+        + MODEL
+        + "}\n    kvEventsConfig: {discoverPods: false}\n",
+    ),
+    "approximate": ("prefix-cache-scorer", ""),
+}
+
+
+def epp_config(name: str) -> str:
+    """The GIE default weights (prefix ×3, queue ×2, KV utilization ×2), with the precise or
+    approximate prefix scorer; load-only keeps the two load scorers; random a random picker."""
+    if name == "random":
+        return (
+            "plugins:\n- type: random-picker\nschedulingProfiles:\n- name: default\n"
+            "  plugins:\n  - {pluginRef: random-picker}\n"
+        )
+    plugins = ["- type: queue-scorer", "- type: kv-cache-utilization-scorer",
+               "- type: max-score-picker"]  # fmt: skip
+    refs = ["  - {pluginRef: queue-scorer, weight: 2}",
+            "  - {pluginRef: kv-cache-utilization-scorer, weight: 2}",
+            "  - {pluginRef: max-score-picker}"]  # fmt: skip
+    if name in EPP_CONFIGS:
+        kind, params = EPP_CONFIGS[name]
+        plugins.insert(0, f"- type: {kind}\n{params}".rstrip("\n"))
+        refs.insert(0, f"  - {{pluginRef: {kind}, weight: 3}}")
+    return (
+        "plugins:\n" + "\n".join(plugins) + "\nschedulingProfiles:\n- name: default\n"
+        "  plugins:\n" + "\n".join(refs) + "\n"
+    )
+
+
+@dataclass(frozen=True)
+class RoutingSetup:
+    pods: int
+    tenants: int
+    prompt: int
+    kv_blocks: int
+    rate: float
+    duration: float
+
+
+ROUTING_FULL = RoutingSetup(16, 96, 4096, 2000, 150.0, 60.0)
+ROUTING_QUICK = RoutingSetup(16, 48, 2048, 800, 80.0, 8.0)
+POLICIES = ("precise", "approximate", "load-only", "random")
+
+
+def routing_stack(setup: RoutingSetup, policy: str) -> dict[str, Any]:
+    args = [*ARGS[:5], "64", "--max-model-len", "8192", "--kv-cache-size", str(setup.kv_blocks)]
+    return {
+        "namespace": NS,
+        "gateway": "envoy-epp",
+        "eppConfig": epp_config(policy),
+        "variants": [{"deployment": {"name": "llama", "replicas": setup.pods, "args": args}}],
+    }
+
+
+def routing_workload(setup: RoutingSetup) -> dict[str, Any]:
+    """The "KV-cache wins" shape: many tenants, each with a long system prompt, more of them
+    than one pod's cache holds; each request a tenant's prompt and a short question."""
+    return {
+        "api": {"type": "completion", "streaming": True},
+        "data": {
+            "type": "shared_prefix",
+            "shared_prefix": {
+                "num_unique_system_prompts": setup.tenants,
+                "num_users_per_system_prompt": 4,
+                "system_prompt_len": setup.prompt,
+                "question_len": 64,
+                "output_len": 32,
+            },
+        },
+        "server": {"type": "vllm", "model_name": MODEL, "ignore_eos": True},
+        "load": {"type": "poisson", "stages": [{"rate": setup.rate, "duration": setup.duration}]},
+    }
+
+
+@dataclass(frozen=True)
+class RoutingResult:
+    policy: str
+    ttft_p50: float
+    ttft_p90: float
+    hit_rate: float
+    requests: int
+
+
+def routing(out: Path, setup: RoutingSetup) -> list[RoutingResult]:
+    out.mkdir(parents=True, exist_ok=True)
+    w = out / "workload.yaml"
+    w.write_text(yaml.safe_dump(routing_workload(setup), sort_keys=False), encoding="utf-8")
+    results = []
+    for policy in POLICIES:
+        s = out / f"{policy}-stack.yaml"
+        s.write_text(yaml.safe_dump(routing_stack(setup, policy), sort_keys=False), "utf-8")
+        config = load_options(["--stack", str(s), "--workload", str(w), "--output",
+                               str(out / policy)])  # fmt: skip
+        simulate(config)
+        summary = json.loads(
+            (out / policy / "summary_lifecycle_metrics.json").read_text(encoding="utf-8")
+        )
+        with (out / policy / "per_request.csv").open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        cached = sum(int(r["cached_tokens"]) for r in rows)
+        prompt = sum(int(r["prompt_len"]) for r in rows)
+        ttft = summary["successes"]["latency"]["time_to_first_token"]
+        results.append(
+            RoutingResult(policy, ttft["median"], ttft["p90"], cached / prompt, len(rows))
+        )
+    return results
+
+
+def routing_report(setup: RoutingSetup, results: Sequence[RoutingResult]) -> str:
+    by = {r.policy: r for r in results}
+    aware = max(by["precise"].ttft_p90, by["approximate"].ttft_p90)
+    blind = min(by["load-only"].ttft_p90, by["random"].ttft_p90)
+    held = aware < blind and min(by["precise"].hit_rate, by["approximate"].hit_rate) > max(
+        by["load-only"].hit_rate, by["random"].hit_rate
+    )
+    lines = [
+        "| routing | TTFT p50 (s) | TTFT p90 (s) | prefix-cache hit rate |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {r.policy} | {r.ttft_p50:.3f} | {r.ttft_p90:.3f} | {100 * r.hit_rate:.1f} % |"
+            for r in results
+        ),
+    ]
+    order = sorted(results, key=lambda r: r.ttft_p90)
+    return (
+        f"Setup: {setup.pods} pods of {setup.kv_blocks} KV blocks (16 tokens each), "
+        f"{setup.tenants} tenants with {setup.prompt}-token system prompts, "
+        f"{setup.rate:g} requests/s for {setup.duration:g} s ({results[0].requests:,} requests "
+        "per policy).\n\n" + "\n".join(lines) + "\n\n"
+        f"Cache-aware routing beats load-only and random on TTFT p90 and hit rate: "
+        f"{'held' if held else 'did not hold'}. Order by TTFT p90: "
+        + " < ".join(r.policy for r in order)
+        + ".\n"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/experiments.py")
-    parser.add_argument("experiment", choices=["autoscaling"])
+    parser.add_argument("experiment", choices=["autoscaling", "routing"])
     parser.add_argument("--quick", action="store_true", help="the shortened version")
     parser.add_argument("--output", type=Path, default=Path("experiments-out"))
     parser.add_argument("--write-docs", action="store_true", help="rewrite experiments.md")
     args = parser.parse_args(argv)
+    if args.experiment == "routing":
+        rsetup = ROUTING_QUICK if args.quick else ROUTING_FULL
+        text = routing_report(rsetup, routing(args.output / "routing", rsetup))
+        print(text)
+        if args.write_docs:
+            _write_section(ROUTING_START, ROUTING_END, text)
+        return 0
     setup = QUICK if args.quick else FULL
     base, sweep, chosen = autoscaling(args.output / "autoscaling", setup)
     text = report(setup, base, sweep, chosen)
@@ -258,11 +409,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot(args.output / "autoscaling" / "replicas.png", setup, base, chosen)
     if args.write_docs:
         plot(IMG / "autoscaling-replicas.png", setup, base, chosen)
-        doc = DOC.read_text(encoding="utf-8")
-        head, rest = doc.split(START, 1)
-        _, tail = rest.split(END, 1)
-        DOC.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
+        _write_section(START, END, text)
     return 0
+
+
+def _write_section(start: str, end: str, text: str) -> None:
+    doc = DOC.read_text(encoding="utf-8")
+    head, rest = doc.split(start, 1)
+    _, tail = rest.split(end, 1)
+    DOC.write_text(f"{head}{start}\n{text}{end}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":

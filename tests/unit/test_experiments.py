@@ -34,3 +34,24 @@ def test_the_autoscaling_experiment_compares_at_equal_slo_attainment(
         assert "Result: the largest HPA target" in text
     else:
         assert not chosen and "no HPA target" in text
+
+
+def test_the_routing_experiment_ranks_cache_aware_routing_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert experiments.main(["routing", "--quick", "--output", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    rows = {
+        line.split("|")[1].strip(): line.split("|")
+        for line in text.splitlines()
+        if line.startswith("| ") and "routing" not in line
+    }
+    assert set(rows) == set(experiments.POLICIES)
+    hit = {name: float(r[4].strip().rstrip(" %")) for name, r in rows.items()}
+    p90 = {name: float(r[3]) for name, r in rows.items()}
+    for aware in ("precise", "approximate"):
+        for blind in ("load-only", "random"):
+            assert hit[aware] > hit[blind] and p90[aware] < p90[blind], (aware, blind, text)
+    assert "Cache-aware routing beats load-only and random on TTFT p90 and hit rate: held" in text
+    # the precise scorer learned the pods' caches from their KV events, not from the prompts
+    assert (tmp_path / "routing" / "precise" / "per_request.csv").exists()

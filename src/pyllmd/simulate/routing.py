@@ -19,6 +19,7 @@ prefixes.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections import deque
@@ -173,7 +174,13 @@ class EppRouter:
         seed: int,
         kv_event_delay: float = DEFAULT_DELAY_S,
     ) -> None:
-        self.config = load_config_text(config_text)
+        prompt_log = logging.getLogger("pyllmd.epp.kvindex.prompt")
+        level = prompt_log.level
+        prompt_log.setLevel(logging.ERROR)  # which tokenizer it finds: replaced below anyway
+        try:
+            self.config = load_config_text(config_text)
+        finally:
+            prompt_log.setLevel(level)
         self.runner = self.config.scheduler
         self.pre_request = [
             cast(PreRequest, p)
