@@ -31,6 +31,7 @@ from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAut
 from pyllmd.autoscaler.decide.model import Container, GpuNode, PodInfo, Workload
 from pyllmd.core.jsonmerge import merge_patch
 from pyllmd.sim.batch.scheduler import Engine, Request
+from pyllmd.sim.batchspec import KVTransfer
 from pyllmd.simulate.deployment import EngineSpec, Variant
 
 __all__ = [
@@ -93,9 +94,11 @@ class PodRun:
     variant: str = ""
     first: float = 0.0  # the variant's per-request cost before the engine (first token)
     last: float = 0.0  # and after the last token
+    transfer: KVTransfer | None = None  # P/D: how long its prompts' KV takes to arrive
     created: float = 0.0
     ready_at: float | None = 0.0  # None: not Ready yet
     removing: bool = False  # scaled down: no new requests; goes when the open ones are done
+    labels: Mapping[str, str] = field(default_factory=dict)  # its Deployment's pod labels
     open: dict[int, tuple[Request, Any]] = field(default_factory=dict)  # by request id
     deadlines: list[tuple[float, int, Request]] = field(default_factory=list)
     aborted: list[Request] = field(default_factory=list)  # by a deadline, not yet reported
@@ -232,8 +235,10 @@ class Fleet:
             variant=dep.variant.name,
             first=spec.profile.first_token_s,
             last=spec.profile.last_token_s,
+            transfer=spec.transfer,
             created=now,
             ready_at=None,
+            labels=dict(dep.variant.deployment.labels) if dep.variant.deployment else {},
         )
         dep.pods.append(run)
         self.by_name[name] = run

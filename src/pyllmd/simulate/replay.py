@@ -22,7 +22,7 @@ from typing import cast
 from pyllmd.core.heap import gc_paused
 from pyllmd.sim.batch.scheduler import Engine, Request, StepRecord, block_hashes
 from pyllmd.simulate.cluster import Fleet, PodRun
-from pyllmd.simulate.routing import RoundRobin, Router
+from pyllmd.simulate.routing import Disaggregated, RoundRobin, Router
 from pyllmd.simulate.scrape import Scraper
 from pyllmd.simulate.workload import Client, Send
 
@@ -79,9 +79,16 @@ def _replay(
     inf = math.inf
     t_scrape = scraper.next_time if scraper is not None else inf
     t_flow = inf
+    legs: list[tuple[float, int, PrefillLeg, tuple[int, ...]]] = []  # P/D decode legs due
 
-    def submit(send: Send, pod: str | None, error: str | None, now: float, rid: int) -> int:
-        """Hand `send` to `pod` at `now` (or fail it with the router's error); the next id."""
+    def submit(payload: object, pod: str | None, error: str | None, now: float, rid: int) -> int:
+        """Hand the request to `pod` at `now` (or fail it with the router's error); the next
+        id. A disaggregated one goes to its prefill pod first (the decode pod's sidecar)."""
+        decode: str | None = None
+        if isinstance(payload, Disaggregated):
+            decode, pod = pod, payload.prefill
+            payload = payload.payload
+        send = cast(Send, payload)
         if pod is None:
             send.error = error or "no endpoint"
             client.done(send, now)
@@ -96,7 +103,8 @@ def _replay(
             if len(hashes) >= HASH_CACHE:
                 hashes.clear()  # unique prompts (random data): keep memory bounded
             prompt_hashes = hashes[key] = block_hashes(prompt, size)
-        req = Request(rid, now + run.first, len(prompt), send.output_len, prompt_hashes)
+        output_len = send.output_len if decode is None else 1  # P/D: prefill and one token
+        req = Request(rid, now + run.first, len(prompt), output_len, prompt_hashes)
         if timeout is not None:
             req.deadline = send.start + timeout
         if not run.busy() and eng.now < req.arrival:
@@ -106,6 +114,44 @@ def _replay(
         if req.refused is not None:
             send.error = req.refused
             client.done(send, now)
+            return rid + 1
+        run.open[req.rid] = (req, send if decode is None else PrefillLeg(send, decode))
+        if req.deadline is not None:
+            heapq.heappush(run.deadlines, (req.deadline, req.rid, req))
+        return rid + 1
+
+    def prefilled(leg: PrefillLeg, req: Request, end: float) -> None:
+        """The prefill pod answered: the decode pod's sidecar sends the request on, and the
+        decode engine sees it once the prompt's KV has arrived."""
+        decode = by_name.get(leg.decode)
+        if decode is None or decode.removing:
+            leg.send.error = "decode pod gone"
+            client.done(leg.send, end)
+            return
+        spec_transfer = decode.transfer
+        wait = spec_transfer.seconds(req.prompt_len) if spec_transfer is not None else 0.0
+        heapq.heappush(legs, (end + decode.first + wait, req.rid, leg, req.hashes))
+
+    def submit_decode(t: float, leg: PrefillLeg, hashes: tuple[int, ...], rid: int) -> int:
+        run = by_name.get(leg.decode)
+        send = leg.send
+        if run is None or run.removing:
+            send.error = "decode pod gone"
+            client.done(send, t)
+            return rid
+        eng = run.engine
+        arrival = max(t, eng.waiting[-1].arrival) if eng.waiting else t
+        req = Request(rid, arrival, len(send.tokens), send.output_len, hashes)
+        req.preloaded = len(send.tokens) - 1  # the KV came from the prefill pod
+        if timeout is not None:
+            req.deadline = send.start + timeout
+        if not run.busy() and eng.now < arrival:
+            eng.now = arrival
+        eng.add(req)
+        requests[send.index] = (run.name, req)
+        if req.refused is not None:
+            send.error = req.refused
+            client.done(send, t)
             return rid + 1
         run.open[req.rid] = (req, send)
         if req.deadline is not None:
@@ -124,37 +170,43 @@ def _replay(
                     behind, t_pod, t_other = r, eng.now, t_pod
                 elif eng.now < t_other:
                     t_other = eng.now
-        if t_client == inf and behind is None and t_flow == inf:
+        t_leg = legs[0][0] if legs else inf
+        if t_client == inf and behind is None and t_flow == inf and t_leg == inf:
             if scraper is not None:  # the scrape after the last response
                 scraper.scrape(t_scrape, engines)
             break
-        if t_scrape <= t_pod and t_scrape <= t_client:  # every busy pod has reached it
-            assert scraper is not None
-            scraper.scrape(t_scrape, engines)
-            t_scrape = scraper.next_time
-            continue
+        # the earliest of the loop's own events, once every busy pod has reached it (ties:
+        # the scrape, then timers, decode legs, held requests; the client's sends after them)
         t_timer = timers.next_time()
-        if t_timer <= t_pod and t_timer <= t_client and t_timer <= t_flow:
-            timers.fire()
-            continue
-        if t_flow <= t_pod and t_flow <= t_client:  # held requests looked at again
-            for send, pod, error in router.poll(t_flow, names, engines):
-                rid = submit(cast(Send, send), pod, error, t_flow, rid)
-            t_flow = router.next_poll()
+        t_event = min(t_scrape, t_timer, t_leg, t_flow)
+        if t_event <= t_pod and t_event <= t_client:
+            if t_scrape == t_event:
+                assert scraper is not None
+                scraper.scrape(t_scrape, engines)
+                t_scrape = scraper.next_time
+            elif t_timer == t_event:
+                timers.fire()
+            elif t_leg == t_event:  # a decode pod's KV transfer is done
+                _, _, leg, leg_hashes = heapq.heappop(legs)
+                rid = submit_decode(t_leg, leg, leg_hashes, rid)
+            else:  # held requests looked at again
+                for send, pod, error in router.poll(t_flow, names, engines):
+                    rid = submit(send, pod, error, t_flow, rid)
+                t_flow = router.next_poll()
             continue
         if t_client <= t_pod:
             for send in client.due(t_client):
                 for held, pod, error in router.route(
                     send, send.tokens, model, t_client, names, engines
                 ):
-                    rid = submit(cast(Send, held), pod, error, t_client, rid)
+                    rid = submit(held, pod, error, t_client, rid)
             t_flow = router.next_poll()
             if progress is not None:
                 progress(t_client)
             continue
         assert behind is not None
-        _advance(behind, min(t_client, t_other, t_scrape, t_flow))
-        _collect(behind, client, timeout, scraper)
+        _advance(behind, min(t_client, t_other, t_scrape, t_flow, t_leg))
+        _collect(behind, client, timeout, scraper, prefilled)
         if behind.removing and not behind.busy():
             fleet.drained(behind, behind.engine.now)
     pods = fleet.every
@@ -213,11 +265,20 @@ def _next_arrival(eng: Engine) -> float:
     return earliest
 
 
+@dataclass(frozen=True)
+class PrefillLeg:
+    """P/D: the prefill request a decode pod's sidecar sent for `send`."""
+
+    send: Send
+    decode: str
+
+
 def _collect(
     run: PodRun,
     client: Client,
     timeout: float | None,
     scraper: Scraper | None = None,
+    prefilled: Callable[[PrefillLeg, Request, float], None] | None = None,
 ) -> None:
     """Report the requests of `run` that ended (finished, aborted) to the client, in the
     order they were sent, and the finished ones to the scraper's counters (with the time the
@@ -236,8 +297,20 @@ def _collect(
         if entry is None:
             continue
         send = entry[1]
+        leg = None
+        if isinstance(send, PrefillLeg):
+            leg, send = send, send.send
         if req.finished and req.last_token is not None:
             end = req.last_token + run.last
+            if (
+                leg is not None
+                and prefilled is not None
+                and not (timeout is not None and end - send.start > timeout)
+            ):
+                if scraper is not None:
+                    scraper.finished(run.name, req, req.arrival - run.first, end)
+                prefilled(leg, req, end)
+                continue
             if timeout is not None and end - send.start > timeout:
                 send.error = TIMEOUT_ERROR
                 end = send.start + timeout

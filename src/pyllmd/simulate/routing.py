@@ -24,6 +24,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 from pyllmd.core.balance import pick
@@ -32,6 +33,7 @@ from pyllmd.epp.config.sections import GATE_FLOW_CONTROL, flow_control_config
 from pyllmd.epp.flowcontrol.bands import DEFAULT_FAIRNESS_ID
 from pyllmd.epp.flowcontrol.dispatch import Dispatcher
 from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome, QueueItem, Rejection
+from pyllmd.epp.plugins.profile.pd_common import PREFILL_HEADER
 from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import PrecisePrefixCacheScorer
 from pyllmd.epp.saturation import fresh_candidates
 from pyllmd.epp.scheduling.interfaces import CycleState, PreRequest
@@ -63,6 +65,15 @@ def token_text(ids: Sequence[int]) -> str:
 
 
 Released = tuple[object, str | None, str | None]  # (payload, pod, or the error it failed with)
+
+
+@dataclass(frozen=True)
+class Disaggregated:
+    """A request the picker split (P/D): the payload goes to its decode pod, whose sidecar has
+    it prefilled on `prefill` first (the `x-prefiller-host-port` header)."""
+
+    payload: object
+    prefill: str
 
 
 class Router(Protocol):
@@ -201,6 +212,9 @@ class EppRouter:
             self.flow = Dispatcher(queues, self.config.saturation)
         self.polled_at = -math.inf
         self.addresses: dict[str, str] = {}  # pod -> its IP, for as long as the run lasts
+        self.by_address: dict[str, str] = {}
+        self.labels: dict[str, Mapping[str, str]] = {}
+        self.headers: dict[str, str] = {}  # of the last decision
         precise = [
             p for p in self.config.plugins.values() if isinstance(p, PrecisePrefixCacheScorer)
         ]
@@ -219,7 +233,10 @@ class EppRouter:
         return found
 
     def attach(self, run: PodRun) -> None:
-        """Feed a Ready pod's KV events to the precise prefix scorers (when configured)."""
+        """A Ready pod: its labels for the filters; its KV events to the precise prefix
+        scorers (when configured)."""
+        self.labels[run.name] = run.labels
+        self.by_address[self.address(run.name)] = run.name
         if self.kv_feed is not None:
             self.kv_feed.attach(run, self.address(run.name))
 
@@ -247,6 +264,7 @@ class EppRouter:
                 namespace=self.namespace,
                 pod_name=pod,
                 address=self.address(pod),
+                labels=self.labels.get(pod, {}),
                 port=8000,
                 metrics=metrics,
             )
@@ -280,6 +298,7 @@ class EppRouter:
             plugin.pre_request(state, request, result)
         if not result.targets:
             raise SchedulingError("no endpoints available for the given request")
+        self.headers = result.headers
         pod = result.targets[0].pod_name
         self.picks[pod] = self.picks.get(pod, 0) + 1
         return pod
@@ -355,6 +374,11 @@ class EppRouter:
         engines: Mapping[str, Engine],
     ) -> Released:
         try:
-            return (payload, self.pick(pods, engines, tokens, model, now), None)
+            pod = self.pick(pods, engines, tokens, model, now)
         except SchedulingError as e:
             return (payload, None, e.message)
+        prefill = self.headers.get(PREFILL_HEADER, "")
+        prefill_pod = self.by_address.get(prefill.rsplit(":", 1)[0]) if prefill else None
+        if prefill_pod is not None and prefill_pod != pod:
+            return (Disaggregated(payload, prefill_pod), pod, None)
+        return (payload, pod, None)
