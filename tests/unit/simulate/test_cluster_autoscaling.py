@@ -329,3 +329,18 @@ def _default_epp() -> str:
     from pyllmd.epp.config.gateway import DEFAULT_EPP_CONFIG
 
     return DEFAULT_EPP_CONFIG
+
+
+def test_the_limiter_keeps_the_variant_within_the_gpu_inventory(
+    tmp_path: Path, direct: Path
+) -> None:
+    doc = stack()
+    doc["configMaps"][0]["data"]["default"] = SATURATION + "enableLimiter: true\n"
+    doc["nodes"] = [
+        {"name": "gpu-node-1", "vendor": "nvidia.com", "product": "NVIDIA-H100-80GB-HBM3",
+         "count": 3},
+    ]  # fmt: skip
+    out = run(tmp_path, doc, "limited", "--pod-startup-delay", "30s")
+    unlimited = max(int(e["to_replicas"]) for e in events(direct))
+    assert unlimited > 3
+    assert max(int(e["to_replicas"]) for e in events(out)) == 3  # three H100s in the cluster
