@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -180,6 +180,24 @@ class Family:
             else:
                 out.append(f"{self.name}{_label_text(names, values)} {go_float(child.value)}")
 
+    def samples(self) -> Iterator[tuple[str, dict[str, str], float]]:
+        """Every sample as (sample name, labels, value), as `render` writes them (for readers
+        that take samples, not text: the scrapes of a virtual-time run)."""
+        names = self.labelnames
+        for values in sorted(self.children):
+            child = self.children[values]
+            labels = dict(zip(names, values, strict=True))
+            if isinstance(child, HistogramChild):
+                cumulative = 0
+                for bound, count in zip((*child.bounds, math.inf), child.counts, strict=True):
+                    cumulative += count
+                    le = {**labels, "le": go_float(bound)}
+                    yield f"{self.name}_bucket", le, float(cumulative)
+                yield f"{self.name}_sum", labels, child.sum
+                yield f"{self.name}_count", labels, float(cumulative)
+            else:
+                yield self.name, labels, child.value
+
     def _render_histogram(
         self, out: list[str], values: tuple[str, ...], child: HistogramChild
     ) -> None:
@@ -213,6 +231,14 @@ class CollectorFamily(Family):
 
     def render(self, out: list[str]) -> None:
         """Compute the series now, then render them like any family."""
+        self._refresh()
+        super().render(out)
+
+    def samples(self) -> Iterator[tuple[str, dict[str, str], float]]:
+        self._refresh()
+        return super().samples()
+
+    def _refresh(self) -> None:
         children: dict[tuple[str, ...], Child] = {}
         for values, value in self.collect():
             if len(values) != len(self.labelnames):
@@ -222,7 +248,6 @@ class CollectorFamily(Family):
             child.value = float(value)
             children[tuple(values)] = child
         self.children = children
-        super().render(out)
 
 
 class Registry:
@@ -237,6 +262,11 @@ class Registry:
             raise ValueError(f"duplicate metric {family.name}")
         self.families[family.name] = family
         return family
+
+    def samples(self) -> Iterator[tuple[str, dict[str, str], float]]:
+        """Every sample of every family, sorted by family name."""
+        for name in sorted(self.families):
+            yield from self.families[name].samples()
 
     def render(self) -> bytes:
         """The classic text exposition of every family with series, sorted by name."""

@@ -46,8 +46,9 @@ from pyllmd.core.sample import Sample
 from pyllmd.simulate import hpa, keda
 from pyllmd.simulate.cluster import Fleet, Timers, VirtualCluster
 from pyllmd.simulate.promql import Evaluator
-from pyllmd.simulate.promql.store import Labels, SeriesStore, labels_of, to_ms
+from pyllmd.simulate.promql.store import Labels, SeriesStore
 from pyllmd.simulate.routing import Router
+from pyllmd.simulate.scrape import scrape_registry
 from pyllmd.stackfile import DeploymentSpec
 
 __all__ = ["Control", "QueueScraper", "StepClock", "VirtualPrometheus"]
@@ -273,18 +274,9 @@ class Control:
         return sum(x.value for x in samples) if samples else None
 
     def scrape(self, t: float) -> None:
-        """The controller's `/metrics` scraped into the store at `t` (its `namespace` label
-        kept as `exported_namespace`, as Prometheus does when the target has one)."""
-        ns = self.cfg.pod_namespace
-        samples: list[tuple[Labels, float]] = []
-        for family in self.metrics.registry.families.values():
-            for values, child in family.children.items():
-                labels = dict(zip(family.labelnames, values, strict=True))
-                if "namespace" in labels:
-                    labels["exported_namespace"] = labels.pop("namespace")
-                samples.append((labels_of(family.name, labels), float(child.value)))  # type: ignore[union-attr]
-        target = {"namespace": ns, "pod": CONTROLLER_POD}
-        self.seen = self.store.scrape(target, samples, to_ms(t), self.seen)
+        """The controller's `/metrics` scraped into the store at `t`."""
+        target = {"namespace": self.cfg.pod_namespace, "pod": CONTROLLER_POD}
+        self.seen = scrape_registry(self.store, self.metrics.registry, t, target, self.seen)
 
 
 def cluster_namespace(cluster: VirtualCluster) -> str:

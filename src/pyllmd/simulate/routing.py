@@ -28,11 +28,13 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 from pyllmd.core.balance import pick
+from pyllmd.core.metricset import Family
 from pyllmd.epp.config.loader import load_config_text
 from pyllmd.epp.config.sections import GATE_FLOW_CONTROL, flow_control_config
 from pyllmd.epp.flowcontrol.bands import DEFAULT_FAIRNESS_ID
 from pyllmd.epp.flowcontrol.dispatch import Dispatcher
 from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome, QueueItem, Rejection
+from pyllmd.epp.metrics import EppMetrics, pool_gauges
 from pyllmd.epp.plugins.profile.pd_common import PREFILL_HEADER
 from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import PrecisePrefixCacheScorer
 from pyllmd.epp.saturation import fresh_candidates
@@ -43,8 +45,15 @@ from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics, LLMRequest
 from pyllmd.sim.batch.scheduler import Engine
 from pyllmd.simulate.cluster import PodRun
 from pyllmd.simulate.kvfeed import DEFAULT_DELAY_S, KVFeed, TokenTextTokenizer
+from pyllmd.simulate.promql.store import Labels, SeriesStore
+from pyllmd.simulate.scrape import scrape_registry
 
 SCRAPE_S = 0.05  # the picker's --refresh-metrics-interval
+POOL_NAME = "inference-pool"  # the InferencePool the virtual picker serves
+EPP_POD = "endpoint-picker-0"
+FLOW_QUEUE_SIZE = "inference_extension_flow_control_queue_size"
+FLOW_QUEUE_BYTES = "inference_extension_flow_control_queue_bytes"
+FLOW_LABELS = ("fairness_id", "priority", "inference_pool", "model_name", "target_model_name")
 POLL_S = 0.01  # the live flow controller's gate checks while requests wait
 STALENESS_S = 2.0  # its --metrics-staleness-threshold
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -215,6 +224,17 @@ class EppRouter:
         self.by_address: dict[str, str] = {}
         self.labels: dict[str, Mapping[str, str]] = {}
         self.headers: dict[str, str] = {}  # of the last decision
+        # the picker's own /metrics (epp.metrics), scraped with the pods; the flow-control
+        # gauges are the live flow controller's names and labels (it lives in the extproc shell)
+        self.metrics = EppMetrics(POOL_NAME, lambda: self.snapshot.values())
+        self.queue_size = self.metrics.registry.add(
+            Family(FLOW_QUEUE_SIZE, "gauge", "Requests waiting in flow control.", FLOW_LABELS)
+        )
+        self.queue_bytes = self.metrics.registry.add(
+            Family(FLOW_QUEUE_BYTES, "gauge", "Bytes waiting in flow control.", FLOW_LABELS)
+        )
+        self.model = ""
+        self.seen: set[Labels] = set()
         precise = [
             p for p in self.config.plugins.values() if isinstance(p, PrecisePrefixCacheScorer)
         ]
@@ -296,8 +316,12 @@ class EppRouter:
         result = self.runner.schedule_in(state, request, candidates)
         for plugin in self.pre_request:
             plugin.pre_request(state, request, result)
+        self.model = model
         if not result.targets:
+            self.metrics.record_scheduling(0.0, False)  # the picker's own time is not modelled
             raise SchedulingError("no endpoints available for the given request")
+        self.metrics.record_scheduling(0.0, True)
+        self.metrics.record_request(model, model, 4 * len(tokens) + 64)
         self.headers = result.headers
         pod = result.targets[0].pod_name
         self.picks[pod] = self.picks.get(pod, 0) + 1
@@ -344,6 +368,17 @@ class EppRouter:
 
     def queued(self) -> int:
         return len(self.flow.queues) if self.flow is not None else 0
+
+    def scrape_into(self, store: SeriesStore, t: float) -> None:
+        """Prometheus scraping the picker's `/metrics` at `t`: the pool gauges as of then, the
+        flow-control queue, and the request and scheduling counters."""
+        self.metrics.set_pool_gauges(pool_gauges(self.snapshot.values(), t, STALENESS_S))
+        if self.flow is not None:
+            labels = (DEFAULT_FAIRNESS_ID, "0", POOL_NAME, self.model, self.model)
+            self.queue_size.gauge(*labels).set(float(len(self.flow.queues)))
+            self.queue_bytes.gauge(*labels).set(float(self.flow.queues.bytes))
+        target = {"namespace": self.namespace, "pod": EPP_POD}
+        self.seen = scrape_registry(store, self.metrics.registry, t, target, self.seen)
 
     def _left(
         self,

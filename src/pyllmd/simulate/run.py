@@ -9,6 +9,7 @@ No server, socket or wall clock is involved: the same seed gives the same report
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -337,6 +338,8 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
     namespace = str(stack_doc.get("namespace") or "default")
     first = serving[0].config
     scraper = Scraper(namespace, first.display_model, first.max_model_len, config.scrape_interval)
+    if isinstance(router, EppRouter):
+        scraper.also.append(functools.partial(router.scrape_into, scraper.store))
     control = _control(stack_doc, config, variants, fleet, scraper, router, first.display_model)
     bar = Progress(client, expected_requests(wl), stream) if stream is not None else None
     quiet = logging.getLogger("pyllmd.autoscaler")
@@ -369,7 +372,9 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
             outcome.num_blocks,
             specs[serving[0].name].profile.first_token_s,
         )
-        dashboards = ["model-servers"] + (["autoscaler"] if control is not None else [])
+        dashboards = ["model-servers"]
+        dashboards += ["endpoint-picker"] if isinstance(router, EppRouter) else []
+        dashboards += ["autoscaler"] if control is not None else []
         files += _timeline(out, scraper, namespace, dashboards)
         files.append(write_scale_events(out / "scale_events.csv", fleet.events))
         rows = request_rows(

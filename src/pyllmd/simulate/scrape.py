@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pyllmd.core.metricset import go_float
+from pyllmd.core.metricset import Registry, go_float
 from pyllmd.sim.batch.scheduler import Engine, Request
 from pyllmd.sim.metric_table import (
     REQUEST_LATENCY_BUCKETS,
@@ -153,6 +153,21 @@ def scrape(
     for gone in [p for p in seen if p not in pods]:
         for labels in seen.pop(gone):
             store.mark_stale(labels, t_ms)
+
+
+def scrape_registry(
+    store: SeriesStore, registry: Registry, t: float, target: Mapping[str, str],
+    seen: set[Labels],
+) -> set[Labels]:  # fmt: skip
+    """One scrape of a server's own registry (the autoscaler's, the endpoint picker's) at `t`:
+    its `namespace` label kept as `exported_namespace`, as Prometheus does when the target has
+    one. Returns the series seen (pass them back next time, for the staleness markers)."""
+    samples: list[tuple[Labels, float]] = []
+    for name, labels, value in registry.samples():
+        if "namespace" in labels:
+            labels["exported_namespace"] = labels.pop("namespace")
+        samples.append((labels_of(name, labels), value))
+    return store.scrape(target, samples, to_ms(t), seen)
 
 
 class Scraper:

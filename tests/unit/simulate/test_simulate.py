@@ -576,3 +576,22 @@ def test_a_request_past_its_flow_control_ttl_fails_with_the_pickers_message(
     rs = _overloaded(tmp_path, config, "ttl")
     errors = {r["error"] for r in rs if r["error"]}
     assert errors == {"request timed out in queue: not dispatched within its 0.5s TTL"}
+
+
+def test_the_endpoint_pickers_dashboard_shows_its_queue_and_its_routing(tmp_path: Path) -> None:
+    """The picker's own `/metrics` (its request and scheduling counters, the pool gauges and
+    the flow-control queue) is scraped with the pods, so its dashboard's panels are drawn."""
+    _overloaded(tmp_path, None, "gated")  # writes the stack and the workload
+    out = tmp_path / "scraped"
+    argv = ["simulate", "--stack", str(tmp_path / "gated.yaml"), "--workload",
+            str(tmp_path / "overload.yaml"), "--output", str(out), "--scrape-interval", "1s"]  # fmt: skip
+    assert cli_main(argv) == 0
+    with (out / "timeline.csv").open(newline="", encoding="utf-8") as fh:
+        points = [p for p in csv.DictReader(fh) if p["dashboard"] == "endpoint-picker"]
+    by_panel: dict[str, float] = defaultdict(float)
+    for p in points:
+        by_panel[p["panel"]] = max(by_panel[p["panel"]], float(p["value"]))
+    assert by_panel["Flow control: queued requests"] > 0, sorted(by_panel)
+    assert by_panel["Requests per model"] > 0
+    assert by_panel["Pool: ready endpoints"] == 1
+    assert any(p.name.startswith("timeline-endpoint-picker-") for p in out.iterdir())
