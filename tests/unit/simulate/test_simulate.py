@@ -584,7 +584,8 @@ def test_the_endpoint_pickers_dashboard_shows_its_queue_and_its_routing(tmp_path
     _overloaded(tmp_path, None, "gated")  # writes the stack and the workload
     out = tmp_path / "scraped"
     argv = ["simulate", "--stack", str(tmp_path / "gated.yaml"), "--workload",
-            str(tmp_path / "overload.yaml"), "--output", str(out), "--scrape-interval", "1s"]  # fmt: skip
+            str(tmp_path / "overload.yaml"), "--output", str(out),
+            "--scrape-interval", "1s"]  # fmt: skip
     assert cli_main(argv) == 0
     with (out / "timeline.csv").open(newline="", encoding="utf-8") as fh:
         points = [p for p in csv.DictReader(fh) if p["dashboard"] == "endpoint-picker"]
