@@ -29,7 +29,7 @@ from typing import Any
 
 from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
 from pyllmd.autoscaler.decide.model import Container, GpuNode, PodInfo, Workload
-from pyllmd.core.jsonmerge import merge_patch
+from pyllmd.autoscaler.decide.status import with_status_patch
 from pyllmd.sim.batch.scheduler import Engine, Request
 from pyllmd.sim.batchspec import KVTransfer
 from pyllmd.simulate.deployment import EngineSpec, Variant
@@ -340,10 +340,7 @@ class VirtualCluster:
         stored = self.vas.get(key)
         if stored is None:
             return
-        merged = merge_patch(stored.status.model_dump(by_alias=True, exclude_none=True), status)
-        self.vas[key] = stored.model_copy(
-            update={"status": type(stored.status).model_validate(merged)}
-        )
+        self.vas[key] = with_status_patch(stored, status)
 
     async def scale(self, namespace: str, ref: CrossVersionObjectReference, replicas: int) -> bool:
         variant = self._deployment(namespace, ref)

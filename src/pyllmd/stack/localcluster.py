@@ -33,7 +33,7 @@ import aiohttp
 
 from pyllmd.autoscaler.decide.api import CrossVersionObjectReference, VariantAutoscaling
 from pyllmd.autoscaler.decide.model import Container, Decision, GpuNode, PodInfo, Workload
-from pyllmd.core.jsonmerge import merge_patch
+from pyllmd.autoscaler.decide.status import with_status_patch
 from pyllmd.core.listen import LOOPBACK, free_port
 from pyllmd.core.process import Backoff, exit_text, http_ready, spawn, tail_lines, terminate
 from pyllmd.stackfile import STACK_KEYS, LocalSpec, parse_local_spec
@@ -148,10 +148,7 @@ class LocalCluster:
         stored = self.vas.get(key)
         if stored is None:
             return
-        merged = merge_patch(stored.status.model_dump(by_alias=True, exclude_none=True), status)
-        self.vas[key] = stored.model_copy(
-            update={"status": type(stored.status).model_validate(merged)}
-        )
+        self.vas[key] = with_status_patch(stored, status)
 
     async def scale(self, namespace: str, ref: CrossVersionObjectReference, replicas: int) -> bool:
         dep = self.deployments.get((namespace, ref.name))

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from pyllmd.autoscaler.decide import api
 from pyllmd.autoscaler.decide.model import Decision
+from pyllmd.core.jsonmerge import merge_patch
 
 log = logging.getLogger(__name__)
 
@@ -313,3 +314,12 @@ def condition_json(c: api.Condition) -> dict[str, Any]:
 def _stamp(now: datetime) -> str:
     """`now` as metav1.Time text; cached because a cycle stamps every VA with one `now`."""
     return api.rfc3339(now)
+
+
+def with_status_patch(
+    va: api.VariantAutoscaling, patch: Mapping[str, Any]
+) -> api.VariantAutoscaling:
+    """`va` with `patch` merged into its status (RFC 7386), as the API server applies a status
+    merge patch; for clusters kept in memory (the local stack's, a virtual-time run's)."""
+    merged = merge_patch(va.status.model_dump(by_alias=True, exclude_none=True), patch)
+    return va.model_copy(update={"status": type(va.status).model_validate(merged)})
