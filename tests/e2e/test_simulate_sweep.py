@@ -175,3 +175,30 @@ def test_the_capacity_planning_example_finds_what_the_guide_says(tmp_path: Path)
     assert cheapest_meeting(table, 0.9) == "001-H100-2"
     assert all(float(r["slo_attainment"]) < 0.9 for r in table if r["gpu"] == "A100")
     assert all(r["pareto"] == "true" for r in table if r["point"] in ("000-H100-1", "001-H100-2"))
+
+
+def test_the_pd_ratio_example_shortened(tmp_path: Path) -> None:
+    sweep = yaml.safe_load((EXAMPLE / "pd-sweep.yaml").read_text(encoding="utf-8"))
+    sweep["stack"] = str(EXAMPLE / "pd-stack.yaml")
+    sweep["workload"] = "workload.yaml"
+    sweep["parameters"][1]["values"] = [1, 2]
+    workload = yaml.safe_load((EXAMPLE / "workload.yaml").read_text(encoding="utf-8"))
+    workload["load"]["stages"] = [{"rate": 10, "duration": 3}]
+    write(tmp_path / "workload.yaml", workload)
+    path = write(tmp_path / "sweep.yaml", sweep)
+    out = tmp_path / "out"
+    done = run("--sweep", str(path), "--output", str(out), "--slo-ttft", "200ms", "--seed", "1",
+               "--autoscaler=false")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = rows(out)
+    assert [(r["prefill"], r["decode"]) for r in table] == [
+        ("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")
+    ]  # fmt: skip
+    for r in table:
+        assert not r["error"] and int(r["successes"]) > 0
+        point = out / "points" / r["point"]
+        with (point / "per_request.csv").open(newline="", encoding="utf-8") as f:
+            pods = {row["pod"] for row in csv.DictReader(f)}
+        # every request was prefilled elsewhere and answered by a decode pod
+        assert pods and all(p.startswith("decode-") for p in pods), pods
+        assert len(pods) <= int(r["decode"])
