@@ -160,6 +160,7 @@ class Fleet:
         self.every: list[PodRun] = []  # every pod ever created (their steps are reported)
         self.events: list[ScaleEvent] = []
         self.on_ready: list[Callable[[PodRun], None]] = []  # told when a pod becomes Ready
+        self.pod_counts: list[tuple[float, str, int]] = []  # (time, variant, pods that cost)
         for dep in self.deployments.values():
             for _ in range(dep.replicas):
                 self._ready(self._create(dep, 0.0), 0.0)
@@ -272,6 +273,7 @@ class Fleet:
         dep.replica_seconds += dep.existing * (now - dep.since)
         dep.existing += delta
         dep.since = now
+        self.pod_counts.append((now, dep.variant.name, dep.existing))
 
 
 def write_scale_events(path: Path, events: Sequence[ScaleEvent]) -> Path:

@@ -73,3 +73,38 @@ def summary(
             "variants": per_variant,
         },
     }
+
+
+def attainment_over_time(
+    rows: Sequence[Mapping[str, Any]], slo_ttft: float, slo_itl: float, step: float
+) -> list[tuple[float, float, float]]:
+    """Per `step` of send time: (end of the interval, SLO attainment, attaining requests per
+    second), over the requests sent in it."""
+    sent: dict[int, list[bool]] = {}
+    for r in rows:
+        if r["send_s"] != "":
+            sent.setdefault(int(float(r["send_s"]) // step), []).append(
+                _attains(r, slo_ttft, slo_itl)
+            )
+    return [((k + 1) * step, sum(ok) / len(ok), sum(ok) / step) for k, ok in sorted(sent.items())]
+
+
+def cost_over_time(
+    counts: Sequence[tuple[float, str, int]], costs: Mapping[str, float], step: float, end: float
+) -> list[tuple[float, str, float]]:
+    """Per `step`: (end of the interval, variant, cost spent in it), from each variant's pod
+    count changes `(time, variant, pods)` in time order."""
+    out: list[tuple[float, str, float]] = []
+    for variant, cost in sorted(costs.items()):
+        changes = [(t, n) for t, v, n in counts if v == variant]
+        k, t0, pods, spent = 1, 0.0, 0, 0.0
+        for t, n in [*changes, (end, -1)]:
+            while k * step <= t:  # close the intervals that end before this change
+                spent += pods * (k * step - t0)
+                out.append((k * step, variant, cost * spent))
+                t0, spent, k = k * step, 0.0, k + 1
+            spent += pods * (t - t0)
+            t0, pods = t, n
+        if spent > 0:
+            out.append((end, variant, cost * spent))
+    return out

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -48,7 +48,7 @@ from pyllmd.simulate.replay import Outcome, replay
 from pyllmd.simulate.report import request_rows, write
 from pyllmd.simulate.routing import BuiltinGateway, EppRouter, Router
 from pyllmd.simulate.scrape import SCRAPE_INTERVAL, Scraper
-from pyllmd.simulate.timeline import dashboard_panels, evaluate, plot, write_csv
+from pyllmd.simulate.timeline import Point, dashboard_panels, evaluate, plot, write_csv
 from pyllmd.simulate.workload import Client, Workload, parse_workload, scaled
 from pyllmd.stackfile import parse_local_spec
 
@@ -375,20 +375,22 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
         dashboards = ["model-servers"]
         dashboards += ["endpoint-picker"] if isinstance(router, EppRouter) else []
         dashboards += ["autoscaler"] if control is not None else []
-        files += _timeline(out, scraper, namespace, dashboards)
-        files.append(write_scale_events(out / "scale_events.csv", fleet.events))
         rows = request_rows(
             [s for s in outcome.sends if s.stage >= 0],
             outcome.requests,
             specs[serving[0].name].profile.first_token_s,
         )
+        costs = {v.name: v.cost for v in variants}
+        extra = _run_panels(rows, config, fleet.pod_counts, costs, outcome.end)
+        files += _timeline(out, scraper, namespace, dashboards, extra)
+        files.append(write_scale_events(out / "scale_events.csv", fleet.events))
         doc = goodput.summary(
             rows,
             len(client.stages),
             config.slo_ttft,
             config.slo_itl,
             fleet.replica_seconds(outcome.end),
-            {v.name: v.cost for v in variants},
+            costs,
         )
         path = out / "slo_and_cost.json"
         path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
@@ -396,8 +398,40 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
     return outcome, files
 
 
-def _timeline(out: Path, scraper: Scraper, namespace: str, dashboards: Sequence[str]) -> list[Path]:
-    """The dashboards' panels at every scrape but the first (at time 0)."""
+RUN_PANEL_STEP_S = 60.0
+ATTAINMENT_PANEL = "SLO attainment per minute (by send time)"
+GOODPUT_PANEL = "Goodput per minute (requests per second)"
+COST_PANEL = "Cost per minute (variantCost x pod-seconds)"
+
+
+def _run_panels(
+    rows: Sequence[Mapping[str, Any]],
+    config: SimulateConfig,
+    pod_counts: Sequence[tuple[float, str, int]],
+    costs: Mapping[str, float],
+    end: float,
+) -> list[Point]:
+    """The run's own panels, per minute: SLO attainment and goodput of the requests sent in
+    it, and each variant's cost (variantCost × the pod-seconds spent in it)."""
+    step = RUN_PANEL_STEP_S
+    slo = goodput.attainment_over_time(rows, config.slo_ttft, config.slo_itl, step)
+    out: list[Point] = []
+    for t, share, rate in slo:
+        out.append(Point(t, "simulate", ATTAINMENT_PANEL, "attainment", share))
+        out.append(Point(t, "simulate", GOODPUT_PANEL, "goodput", rate))
+    for t, variant, spent in goodput.cost_over_time(pod_counts, costs, step, end):
+        out.append(Point(t, "simulate", COST_PANEL, variant, spent))
+    return out
+
+
+def _timeline(
+    out: Path,
+    scraper: Scraper,
+    namespace: str,
+    dashboards: Sequence[str],
+    extra: Sequence[Point] = (),
+) -> list[Path]:
+    """The dashboards' panels at every scrape but the first (at time 0), and `extra`."""
     step = scraper.interval
     times = [step * k for k in range(1, round(scraper.next_time / step))]
     variables = {
@@ -408,6 +442,7 @@ def _timeline(out: Path, scraper: Scraper, namespace: str, dashboards: Sequence[
     points = evaluate(
         Evaluator(scraper.store), dashboard_panels(list(dashboards)), times, variables
     )
+    points += extra
     return [write_csv(out / "timeline.csv", points), *plot(out, points)]
 
 

@@ -344,3 +344,21 @@ def test_the_limiter_keeps_the_variant_within_the_gpu_inventory(
     unlimited = max(int(e["to_replicas"]) for e in events(direct))
     assert unlimited > 3
     assert max(int(e["to_replicas"]) for e in events(out)) == 3  # three H100s in the cluster
+
+
+def test_cost_per_minute_follows_the_pods_and_sums_to_the_runs_cost(direct: Path) -> None:
+    from pyllmd.simulate.goodput import cost_over_time
+
+    # one pod, three from 90 s, one from 150 s; 2 a pod-second; run ends at 200 s
+    counts = [(0.0, "a", 1), (90.0, "a", 3), (150.0, "a", 1)]
+    assert cost_over_time(counts, {"a": 2.0}, 60.0, 200.0) == [
+        (60.0, "a", 120.0), (120.0, "a", 240.0), (180.0, "a", 240.0), (200.0, "a", 40.0)
+    ]  # fmt: skip
+    with (direct / "timeline.csv").open(newline="", encoding="utf-8") as f:
+        points = [p for p in csv.DictReader(f) if p["dashboard"] == "simulate"]
+    cost = sum(float(p["value"]) for p in points if p["panel"].startswith("Cost per minute"))
+    doc = json.loads((direct / "slo_and_cost.json").read_text(encoding="utf-8"))
+    assert cost == pytest.approx(doc["cost"]["total"])
+    shares = [float(p["value"]) for p in points if p["panel"].startswith("SLO attainment")]
+    assert shares and all(0 <= s <= 1 for s in shares)
+    assert (direct / "timeline-simulate-cost-per-minute-variantcost-x-pod-seconds.png").exists()
