@@ -84,6 +84,9 @@ def run_point(fields: dict[str, Any], cwd: str) -> dict[str, Any]:
         slo = json.loads((out / "slo_and_cost.json").read_text(encoding="utf-8"))
     except (ConfigError, OSError) as e:
         return {"metrics": {}, "error": one_line(str(e))}
+    except Exception as e:  # a defect: the row says so, the log has the traceback to report
+        log.exception("point %s failed", config.output)
+        return {"metrics": {}, "error": one_line(f"internal error: {type(e).__name__}: {e}")}
     return {"metrics": sw.metrics_of(summary, slo), "error": None}
 
 

@@ -401,3 +401,31 @@ def test_a_ray_address_that_does_not_answer_is_one_line_before_any_point_runs(
         "--ray-address head-node: expected HOST:PORT, ray://HOST:PORT or auto"
     )
     assert not out.exists()
+
+
+def test_a_point_that_hits_a_defect_is_a_row_saying_so_and_the_sweep_goes_on(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pyllmd.simulate import sweep_run
+
+    real = sweep_run.simulate
+
+    def flaky(config: Any, stream: Any = None) -> Any:
+        if "001-2" in config.output:
+            raise ZeroDivisionError("division by zero")
+        return real(config, stream)
+
+    monkeypatch.setattr(sweep_run, "simulate", flaky)
+    sweep = write_sweep(tmp_path, [{**REPLICAS, "values": [1, 2]}])
+    out = tmp_path / "out"
+    argv = ["simulate", "--sweep", str(sweep), "--output", str(out), "--parallelism", "1"]
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr()
+    assert "swept 2 points (1 failed)" in printed.out
+    ok, bad = sweep_rows(out)
+    assert ok["error"] == "" and int(ok["successes"]) > 0
+    assert bad["error"] == "internal error: ZeroDivisionError: division by zero"
+    # the log keeps the traceback, to report the defect
+    assert "failed" in printed.err and "ZeroDivisionError" in printed.err
