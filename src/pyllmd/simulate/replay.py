@@ -4,7 +4,8 @@ Each pod is a `pyllmd.sim.batch.scheduler.Engine`, the engine code the simulator
 `cluster.Fleet` whose pods may come and go; a router (`routing.py`) picks each request's pod.
 The loop always moves whoever is furthest behind: the scrape, a held request's poll, a timer
 (the autoscaler's cycles, a pod becoming Ready: plain callbacks on a heap) or the client when
-due no later than every busy pod's clock, else the busy pod with the earliest clock, by one
+due no later than every busy pod's clock, else the busy pod with the earliest clock (a heap
+of the busy pods' clocks, `_Busy`), by one
 step (or by a run of unchanged decode steps up to the next clock of the client, another pod,
 the scrape or the router). Timers read no engine state, so they do not cut decode jumps.
 A response ends `last_token_s` after its last token; a request the client gives up on (its
@@ -79,6 +80,7 @@ def _replay(
     inf = math.inf
     t_scrape = scraper.next_time if scraper is not None else inf
     t_flow = inf
+    busy = _Busy(runs)
 
     def submit(send: Send, pod: str | None, error: str | None, now: float, rid: int) -> int:
         """Hand `send` to `pod` at `now` (or fail it with the router's error); the next id."""
@@ -110,20 +112,13 @@ def _replay(
         run.open[req.rid] = (req, send)
         if req.deadline is not None:
             heapq.heappush(run.deadlines, (req.deadline, req.rid, req))
+        busy.push(run)
         return rid + 1
 
     while True:
         t_client = client.next_time()
-        # the busy pod furthest behind (the first of equals), and the clock of the next one
-        behind: PodRun | None = None
-        t_pod = t_other = inf
-        for r in runs:
-            eng = r.engine
-            if eng.running or eng.waiting or eng.loading:
-                if eng.now < t_pod:
-                    behind, t_pod, t_other = r, eng.now, t_pod
-                elif eng.now < t_other:
-                    t_other = eng.now
+        # the busy pod furthest behind (the first of equals)
+        behind, t_pod = busy.first()
         if t_client == inf and behind is None and t_flow == inf:
             if scraper is not None:  # the scrape after the last response
                 scraper.scrape(t_scrape, engines)
@@ -136,6 +131,7 @@ def _replay(
         t_timer = timers.next_time()
         if t_timer <= t_pod and t_timer <= t_client and t_timer <= t_flow:
             timers.fire()
+            busy.rebuild()  # pods may have come (Ready) or gone (drained)
             continue
         if t_flow <= t_pod and t_flow <= t_client:  # held requests looked at again
             for send, pod, error in router.poll(t_flow, names, engines):
@@ -153,10 +149,13 @@ def _replay(
                 progress(t_client)
             continue
         assert behind is not None
+        t_other = busy.second()  # the clock of the next busy pod
         _advance(behind, min(t_client, t_other, t_scrape, t_flow))
         _collect(behind, client, timeout, scraper)
+        busy.push(behind)
         if behind.removing and not behind.busy():
             fleet.drained(behind, behind.engine.now)
+            busy.rebuild()
     pods = fleet.every
     steps = {r.name: r.engine.records or [] for r in pods}
     end = max((s.end for s in client.sends if s.end is not None), default=0.0)
@@ -168,6 +167,45 @@ def _replay(
         sum(r.engine.preemptions for r in pods),
         end,
     )
+
+
+class _Busy:
+    """The busy pods of `runs` by clock, the first of equals in `runs`' order (which pods
+    keep as they come and go): a heap whose outdated entries are dropped when they surface.
+    `push` after a pod's engine changed; `rebuild` after `runs` changed."""
+
+    def __init__(self, runs: list[PodRun]) -> None:
+        self.runs = runs
+        self.heap: list[tuple[float, int, int, PodRun]] = []  # clock, rank, version, pod
+        self.rank: dict[int, int] = {}
+        self.version: dict[int, int] = {}
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        self.rank = {id(r): i for i, r in enumerate(self.runs)}
+        self.heap = []
+        for r in self.runs:
+            self.push(r)
+
+    def push(self, run: PodRun) -> None:
+        """`run`'s entry as its engine is now (none while it is idle)."""
+        key = id(run)
+        v = self.version[key] = self.version.get(key, 0) + 1
+        eng = run.engine
+        if eng.running or eng.waiting or eng.loading:
+            heapq.heappush(self.heap, (eng.now, self.rank[key], v, run))
+
+    def first(self) -> tuple[PodRun | None, float]:
+        """The busy pod furthest behind and its clock (None, inf: none busy)."""
+        heap, version = self.heap, self.version
+        while heap and version[id(heap[0][3])] != heap[0][2]:
+            heapq.heappop(heap)
+        return (heap[0][3], heap[0][0]) if heap else (None, math.inf)
+
+    def second(self) -> float:
+        """The clock of the busy pod after the first (which leaves the heap until `push`)."""
+        heapq.heappop(self.heap)
+        return self.first()[1]
 
 
 def _advance(run: PodRun, next_event: float) -> None:

@@ -31,7 +31,7 @@ from pyllmd.epp.config.sections import GATE_FLOW_CONTROL, flow_control_config
 from pyllmd.epp.flowcontrol.bands import DEFAULT_FAIRNESS_ID
 from pyllmd.epp.flowcontrol.dispatch import Dispatcher
 from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome, QueueItem, Rejection
-from pyllmd.epp.saturation import fresh_candidates
+from pyllmd.epp.saturation import fresh_candidates, is_stale
 from pyllmd.epp.scheduling.interfaces import CycleState, PreRequest
 from pyllmd.epp.scheduling.registry import ROLE_PRE_REQUEST, roles
 from pyllmd.epp.scheduling.runner import SchedulingError
@@ -44,18 +44,26 @@ STALENESS_S = 2.0  # its --metrics-staleness-threshold
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
+def _four(t: int) -> str:
+    n = len(_ALPHABET)
+    return (
+        _ALPHABET[t % n]
+        + _ALPHABET[t // n % n]
+        + _ALPHABET[t // (n * n) % n]
+        + _ALPHABET[t // (n * n * n) % n]
+    )
+
+
+_TEXT = [_four(t) for t in range(1 << 16)]  # the ids of every vocabulary the workloads use
+
+
 def token_text(ids: Sequence[int]) -> str:
     """Four characters per token id, the same for the same id."""
-    out = []
-    n = len(_ALPHABET)
-    for t in ids:
-        out.append(
-            _ALPHABET[t % n]
-            + _ALPHABET[t // n % n]
-            + _ALPHABET[t // (n * n) % n]
-            + _ALPHABET[t // (n * n * n) % n]
-        )
-    return "".join(out)
+    table = _TEXT
+    try:
+        return "".join(map(table.__getitem__, ids))
+    except IndexError:  # an id past the table (a trace's own ids)
+        return "".join(table[t] if 0 <= t < len(table) else _four(t) for t in ids)
 
 
 Released = tuple[object, str | None, str | None]  # (payload, pod, or the error it failed with)
@@ -175,6 +183,10 @@ class EppRouter:
         self.rng = random.Random(seed)
         self.scraped_at = -math.inf
         self.snapshot: dict[str, Endpoint] = {}
+        self.snapshot_pods: list[str] = []
+        self.fresh_key: tuple[float, bool] | None = None
+        self.endpoints: tuple[Endpoint, ...] = ()
+        self.fresh: tuple[Endpoint, ...] = ()
         self.count = 0
         self.picks: dict[str, int] = {}
         self.flow: Dispatcher[tuple[object, Sequence[int], str]] | None = None
@@ -189,7 +201,9 @@ class EppRouter:
         """Endpoint metrics as the picker's scrapers read them at this tick."""
         ticks = math.floor(now / SCRAPE_S)
         at = ticks * SCRAPE_S
-        if at <= self.scraped_at and set(self.snapshot) == set(pods):
+        if at <= self.scraped_at and (
+            self.snapshot_pods == pods or set(self.snapshot) == set(pods)
+        ):
             return
         self.scraped_at = at
         snap = {}
@@ -213,6 +227,20 @@ class EppRouter:
                 metrics=metrics,
             )
         self.snapshot = snap
+        self.snapshot_pods = list(pods)
+        self.endpoints = tuple(snap.values())
+        self.fresh_key = None
+
+    def _fresh(self, now: float) -> Sequence[Endpoint]:
+        """`fresh_candidates` of the snapshot at `now`. Every endpoint of a snapshot has its
+        update time, so the answer changes only when that one time turns stale: it is kept
+        until then."""
+        endpoints = self.endpoints
+        key = (self.scraped_at, bool(endpoints) and is_stale(endpoints[0], STALENESS_S, now))
+        if key != self.fresh_key:
+            self.fresh_key = key
+            self.fresh = tuple(fresh_candidates(endpoints, now, STALENESS_S))
+        return self.fresh
 
     def pick(
         self,
@@ -232,7 +260,7 @@ class EppRouter:
             api="completions",
             body={"model": model, "prompt": token_text(tokens)},
         )
-        candidates = fresh_candidates(list(self.snapshot.values()), now, STALENESS_S)
+        candidates = self._fresh(now)
         state = CycleState(rng=self.rng, now=now)
         result = self.runner.schedule_in(state, request, candidates)
         for plugin in self.pre_request:
@@ -276,7 +304,7 @@ class EppRouter:
             return []
         self.polled_at = now
         self._scrape(pods, engines, now)
-        fresh = fresh_candidates(list(self.snapshot.values()), now, STALENESS_S)
+        fresh = self._fresh(now)
         out: list[Released] = []
         for item in self.flow.step(now, lambda _: fresh):
             out.append(self._left(item, now, pods, engines))

@@ -61,17 +61,31 @@ def gate_saturation(
     if not endpoints:
         return 1.0
     total = 0.0
+    threshold = cfg.metrics_staleness_threshold
+    queue_depth, kv_threshold = cfg.queue_depth_threshold, cfg.kv_cache_util_threshold
+    # the dispatches after a scrape time, per candidate set: endpoints scraped together share
+    # it (a set's share of each endpoint is added in the log's order, as `unseen` does)
+    after: dict[float, list[tuple[frozenset[str], float]]] = {}
     for endpoint in endpoints:
         m = endpoint.metrics
-        if is_stale(endpoint, cfg.metrics_staleness_threshold, now):
+        if is_stale(endpoint, threshold, now):
             total += 1.0
             continue
-        waiting = m.waiting_queue_size + log.unseen(
-            endpoint.namespaced_name, m.update_time - ARRIVAL_MARGIN
-        )
+        seen_until = m.update_time - ARRIVAL_MARGIN
+        shares = after.get(seen_until)
+        if shares is None:
+            shares = after[seen_until] = [
+                (names, (len(times) - bisect_right(times, seen_until)) / len(names))
+                for names, times in log.groups.items()
+            ]
+        name = endpoint.namespaced_name
+        unseen = 0.0
+        for names, share in shares:
+            if name in names:
+                unseen += share
         total += max(
-            waiting / cfg.queue_depth_threshold,
-            m.kv_cache_usage_percent / cfg.kv_cache_util_threshold,
+            (m.waiting_queue_size + unseen) / queue_depth,
+            m.kv_cache_usage_percent / kv_threshold,
         )
     return total / len(endpoints)
 
