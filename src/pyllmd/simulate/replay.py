@@ -81,6 +81,22 @@ def _replay(
     t_scrape = scraper.next_time if scraper is not None else inf
     t_flow = inf
     busy = _Busy(runs)
+    lagging = -inf  # pods may be behind the client action at this time (see `_open_loop`)
+    draining = False  # a pod scaled down still serves its requests
+
+    def sync(run: PodRun, until: float) -> None:
+        """Every step of `run` that starts before `until`, its ended requests reported."""
+        eng = run.engine
+        while (eng.running or eng.waiting or eng.loading) and eng.now < until:
+            _advance(run, until)
+            _collect(run, client, timeout, scraper)
+        busy.push(run)
+
+    def sync_all(until: float) -> None:
+        for run in runs:
+            eng = run.engine
+            if (eng.running or eng.waiting or eng.loading) and eng.now < until:
+                sync(run, until)
 
     def submit(send: Send, pod: str | None, error: str | None, now: float, rid: int) -> int:
         """Hand `send` to `pod` at `now` (or fail it with the router's error); the next id."""
@@ -119,6 +135,29 @@ def _replay(
         t_client = client.next_time()
         # the busy pod furthest behind (the first of equals)
         behind, t_pod = busy.first()
+        if (
+            t_pod < t_client < min(t_scrape, t_flow, timers.next_time())
+            and not draining
+            and _open_loop(client, t_client, timeout)
+        ):  # the client acts next, and only what it reads needs to have reached its time
+            if router.reads_engines(t_client, names):
+                sync_all(t_client)
+            for send in client.due(t_client):
+                for held, pod, error in router.route(
+                    send, send.tokens, model, t_client, names, engines
+                ):
+                    if pod is not None:
+                        sync(by_name[pod], t_client)
+                    rid = submit(cast(Send, held), pod, error, t_client, rid)
+            t_flow = router.next_poll()
+            lagging = t_client
+            if progress is not None:
+                progress(t_client)
+            continue
+        if t_pod < lagging:  # the pods left behind catch up before anything else happens
+            sync_all(lagging)
+            lagging = -inf
+            continue
         if t_client == inf and behind is None and t_flow == inf:
             if scraper is not None:  # the scrape after the last response
                 scraper.scrape(t_scrape, engines)
@@ -132,6 +171,7 @@ def _replay(
         if t_timer <= t_pod and t_timer <= t_client and t_timer <= t_flow:
             timers.fire()
             busy.rebuild()  # pods may have come (Ready) or gone (drained)
+            draining = any(r.removing for r in runs)
             continue
         if t_flow <= t_pod and t_flow <= t_client:  # held requests looked at again
             for send, pod, error in router.poll(t_flow, names, engines):
@@ -156,6 +196,7 @@ def _replay(
         if behind.removing and not behind.busy():
             fleet.drained(behind, behind.engine.now)
             busy.rebuild()
+            draining = any(r.removing for r in runs)
     pods = fleet.every
     steps = {r.name: r.engine.records or [] for r in pods}
     end = max((s.end for s in client.sends if s.end is not None), default=0.0)
@@ -206,6 +247,35 @@ class _Busy:
         """The clock of the busy pod after the first (which leaves the heap until `push`)."""
         heapq.heappop(self.heap)
         return self.first()[1]
+
+
+def _open_loop(client: Client, now: float, timeout: float | None) -> bool:
+    """Whether the client's sends at `now`, and the responses that end before it, act on the
+    client the same in any order: then a pod need only reach `now` when it is read (routed
+    to, or read by the router), and the others catch up later (before the next scrape,
+    timer, poll of held requests, or a client action that is not like this one), since a
+    pod's steps do not depend on when they are run and the client's state does not depend
+    on the order of these calls.
+
+    So it is when nothing waits on a response: no client timeout (aborts), no multi-turn
+    session, no concurrency-level stage, no sweep probe, nothing issued and unsent, and
+    after these sends the stage still has scheduled sends and the in-flight cap is not
+    reached (reads the client's schedule: `workload.Client`)."""
+    if timeout is not None or client.user_busy or client.sendable or client.wake != math.inf:
+        return False
+    if client.stage < client.offset or client.stage >= len(client.plan):
+        return False
+    if client.plan[client.stage].concurrency_level is not None:
+        return False
+    schedule = client.schedule
+    if not schedule or schedule[-1] <= now:
+        return False
+    due = 0
+    for t in schedule:
+        if t > now:
+            break
+        due += 1
+    return client.in_flight + due < client.wl.max_in_flight
 
 
 def _advance(run: PodRun, next_event: float) -> None:

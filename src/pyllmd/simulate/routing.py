@@ -86,6 +86,11 @@ class Router(Protocol):
         """When held requests are looked at again (inf: none held)."""
         ...
 
+    def reads_engines(self, now: float, pods: Sequence[str]) -> bool:
+        """Whether routing at `now` reads the pods' engines (else only the chosen pod's
+        engine must have reached `now`)."""
+        ...
+
     def poll(
         self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
     ) -> list[Released]: ...
@@ -112,6 +117,9 @@ class RoundRobin:
 
     def next_poll(self) -> float:
         return math.inf
+
+    def reads_engines(self, now: float, pods: Sequence[str]) -> bool:
+        return False
 
     def poll(
         self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
@@ -151,6 +159,9 @@ class BuiltinGateway:
 
     def next_poll(self) -> float:
         return self.polled_at + self.poll_s if self.held else math.inf
+
+    def reads_engines(self, now: float, pods: Sequence[str]) -> bool:
+        return True  # every pod's requests in flight
 
     def poll(
         self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
@@ -199,13 +210,10 @@ class EppRouter:
 
     def _scrape(self, pods: Sequence[str], engines: Mapping[str, Engine], now: float) -> None:
         """Endpoint metrics as the picker's scrapers read them at this tick."""
-        ticks = math.floor(now / SCRAPE_S)
-        at = ticks * SCRAPE_S
-        if at <= self.scraped_at and (
-            self.snapshot_pods == pods or set(self.snapshot) == set(pods)
-        ):
+        if not self.reads_engines(now, pods):
             return
-        self.scraped_at = at
+        self.scraped_at = math.floor(now / SCRAPE_S) * SCRAPE_S
+        at = self.scraped_at
         snap = {}
         for i, pod in enumerate(pods):
             eng = engines[pod]
@@ -230,6 +238,13 @@ class EppRouter:
         self.snapshot_pods = list(pods)
         self.endpoints = tuple(snap.values())
         self.fresh_key = None
+
+    def reads_engines(self, now: float, pods: Sequence[str]) -> bool:
+        """A new tick, or other pods than the snapshot's: the snapshot is taken again."""
+        return not (
+            math.floor(now / SCRAPE_S) * SCRAPE_S <= self.scraped_at
+            and (self.snapshot_pods == pods or set(self.snapshot) == set(pods))
+        )
 
     def _fresh(self, now: float) -> Sequence[Endpoint]:
         """`fresh_candidates` of the snapshot at `now`. Every endpoint of a snapshot has its
