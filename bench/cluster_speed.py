@@ -156,23 +156,23 @@ def _config(tmp: Path, duration: float) -> SimulateConfig:
 
 
 def _timed_replay() -> tuple[Callable[[], float], Callable[[], None]]:
-    """Wraps `simulate.run.replay` to time it; (seconds so far, undo)."""
+    """Wraps the replay `simulate()` calls, to time it; (seconds so far, undo)."""
     from pyllmd.simulate import run as run_module
 
-    original = run_module.replay
+    original = getattr(run_module, "replay")  # noqa: B009 (a module attribute, replaced)
     spent = [0.0]
 
     def timed(*args: object, **kwargs: object) -> object:
         started = time.perf_counter()
         try:
-            return original(*args, **kwargs)  # type: ignore[arg-type]
+            return original(*args, **kwargs)
         finally:
             spent[0] += time.perf_counter() - started
 
-    run_module.replay = timed  # type: ignore[assignment]
+    setattr(run_module, "replay", timed)  # noqa: B010
 
     def undo() -> None:
-        run_module.replay = original
+        setattr(run_module, "replay", original)  # noqa: B010
 
     return (lambda: spent[0]), undo
 
@@ -294,8 +294,7 @@ def render(t: ClusterTiming, now: datetime | None = None) -> str:
         "| run | value |",
         "|---|---|",
         f"| virtual time | {t.virtual_s:,.0f} s |",
-        f"| requests sent / succeeded / failed | {t.requests:,} / {t.succeeded:,} / "
-        f"{t.failed:,} |",
+        f"| requests sent / succeeded / failed | {t.requests:,} / {t.succeeded:,} / {t.failed:,} |",
         f"| pods ever created / scale events | {t.pods_max} / {t.scale_events} |",
         f"| `simulate()` wall s (CPU s) | {t.wall_s:.1f} ({t.cpu_s:.1f}) |",
         f"| of which the replay: wall s, requests per wall-second | {t.replay_s:.1f}, "

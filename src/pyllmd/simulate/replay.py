@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 from pyllmd.core.heap import gc_paused
-from pyllmd.sim.batch.scheduler import Engine, Request, StepRecord, block_hashes
+from pyllmd.sim.batch.scheduler import Engine, Request, StepLog, StepRecord, block_hashes
 from pyllmd.simulate.cluster import Fleet, PodRun
 from pyllmd.simulate.routing import RoundRobin, Router
 from pyllmd.simulate.scrape import Scraper
@@ -39,7 +39,7 @@ class Outcome:
 
     sends: list[Send]
     requests: dict[int, tuple[str, Request]]  # by send index: (pod, engine request)
-    steps: dict[str, list[StepRecord]]
+    steps: dict[str, Sequence[StepRecord]]
     num_blocks: int
     preemptions: int
     end: float
@@ -131,6 +131,18 @@ def _replay(
         busy.push(run)
         return rid + 1
 
+    def acts(now: float, rid: int, lazy: bool) -> int:
+        """The client's sends at `now`, routed and handed to their pods (when `lazy`, a pod
+        first reaches `now`); the next request id."""
+        for send in client.due(now):
+            for held, pod, error in router.route(send, send.tokens, model, now, names, engines):
+                if lazy and pod is not None:
+                    sync(by_name[pod], now)
+                rid = submit(cast(Send, held), pod, error, now, rid)
+        if progress is not None:
+            progress(now)
+        return rid
+
     while True:
         t_client = client.next_time()
         # the busy pod furthest behind (the first of equals)
@@ -142,17 +154,9 @@ def _replay(
         ):  # the client acts next, and only what it reads needs to have reached its time
             if router.reads_engines(t_client, names):
                 sync_all(t_client)
-            for send in client.due(t_client):
-                for held, pod, error in router.route(
-                    send, send.tokens, model, t_client, names, engines
-                ):
-                    if pod is not None:
-                        sync(by_name[pod], t_client)
-                    rid = submit(cast(Send, held), pod, error, t_client, rid)
+            rid = acts(t_client, rid, lazy=True)
             t_flow = router.next_poll()
             lagging = t_client
-            if progress is not None:
-                progress(t_client)
             continue
         if t_pod < lagging:  # the pods left behind catch up before anything else happens
             sync_all(lagging)
@@ -179,14 +183,8 @@ def _replay(
             t_flow = router.next_poll()
             continue
         if t_client <= t_pod:
-            for send in client.due(t_client):
-                for held, pod, error in router.route(
-                    send, send.tokens, model, t_client, names, engines
-                ):
-                    rid = submit(cast(Send, held), pod, error, t_client, rid)
+            rid = acts(t_client, rid, lazy=False)
             t_flow = router.next_poll()
-            if progress is not None:
-                progress(t_client)
             continue
         assert behind is not None
         t_other = busy.second()  # the clock of the next busy pod
@@ -198,7 +196,7 @@ def _replay(
             busy.rebuild()
             draining = any(r.removing for r in runs)
     pods = fleet.every
-    steps = {r.name: r.engine.records or [] for r in pods}
+    steps: dict[str, Sequence[StepRecord]] = {r.name: r.engine.records or StepLog() for r in pods}
     end = max((s.end for s in client.sends if s.end is not None), default=0.0)
     return Outcome(
         client.sends,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +253,7 @@ def write(
     stages: Sequence[Stage],
     sends: Sequence[Send],
     engine: dict[int, tuple[str, Request]],
-    steps: dict[str, list[StepRecord]],
+    steps: Mapping[str, Sequence[StepRecord]],
     num_blocks: int,
     first_token_s: float,
     plots: bool = True,

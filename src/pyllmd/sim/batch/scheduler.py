@@ -27,10 +27,11 @@ which each decoding request crosses a block boundary, in admission order as vLLM
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, overload
 
 from pyllmd.core.heap import gc_paused
 
@@ -127,12 +128,67 @@ class StepRecord(NamedTuple):
     decode_only: bool
 
 
+class StepLog(Sequence[StepRecord]):
+    """Every step of an engine as `StepRecord`s, kept in typed arrays: a long replay runs
+    millions of steps, and a tuple per step would hold several times the memory."""
+
+    def __init__(self) -> None:
+        self.start = array("d")
+        self.end = array("d")
+        self.tokens = array("q")
+        self.seqs = array("q")
+        self.prefills = array("q")
+        self.blocks_used = array("q")
+        self.decode_only = array("b")
+
+    def add(
+        self,
+        start: float,
+        end: float,
+        tokens: int,
+        seqs: int,
+        prefills: int,
+        blocks_used: int,
+        decode_only: bool,
+    ) -> None:
+        self.start.append(start)
+        self.end.append(end)
+        self.tokens.append(tokens)
+        self.seqs.append(seqs)
+        self.prefills.append(prefills)
+        self.blocks_used.append(blocks_used)
+        self.decode_only.append(decode_only)
+
+    def append(self, record: StepRecord) -> None:
+        self.add(*record)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @overload
+    def __getitem__(self, i: int) -> StepRecord: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[StepRecord]: ...
+    def __getitem__(self, i: int | slice) -> StepRecord | list[StepRecord]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return StepRecord(
+            self.start[i],
+            self.end[i],
+            self.tokens[i],
+            self.seqs[i],
+            self.prefills[i],
+            self.blocks_used[i],
+            bool(self.decode_only[i]),
+        )
+
+
 @dataclass
 class RunResult:
     requests: list[Request]
     steps: int = 0
     preemptions: int = 0
-    records: list[StepRecord] | None = None
+    records: StepLog | None = None
 
 
 class BlockListener(Protocol):
@@ -311,7 +367,7 @@ class Engine:
         self.admissions = 0
         self.preemptions = 0
         self.record_tokens = record_tokens
-        self.records: list[StepRecord] | None = [] if record_steps else None
+        self.records: StepLog | None = StepLog() if record_steps else None
         self.ended: list[Request] | None = None  # when a list: every request finished is added
 
     # ---- admission -------------------------------------------------------------------------
@@ -630,9 +686,7 @@ class Engine:
         self.steps += 1
         self.ends.append(now)
         if self.records is not None:
-            self.records.append(
-                StepRecord(start_time, now, tokens, seqs, prefills, kv.used, decode_only)
-            )
+            self.records.add(start_time, now, tokens, seqs, prefills, kv.used, decode_only)
         self._finish_due(now)
         for req, new in zip(scheduled, news, strict=True):
             computed = req.computed = req.computed + new
@@ -691,7 +745,11 @@ class Engine:
         start = now
         pairs = self.base_sum + r * d + r
         records = self.records
-        make_record = StepRecord._make
+        if records is not None:  # the step log's columns: this loop runs for most steps
+            log_start, log_end = records.start.append, records.end.append
+            log_tokens, log_seqs = records.tokens.append, records.seqs.append
+            log_prefills, log_blocks = records.prefills.append, records.blocks_used.append
+            log_decode = records.decode_only.append
         while now < next_event and head > seen:
             bucket = buckets[d % bs]
             if bucket:
@@ -703,8 +761,13 @@ class Engine:
             now += fn(r, pairs, pairs, r, True)
             ends.append(now)
             if records is not None:
-                # kv.used, and a record built as a tuple: this loop runs for most steps
-                records.append(make_record((start, now, r, r, 0, kv.fresh - len(kv.free), True)))
+                log_start(start)
+                log_end(now)
+                log_tokens(r)
+                log_seqs(r)
+                log_prefills(0)
+                log_blocks(kv.fresh - len(kv.free))  # kv.used
+                log_decode(True)
             seen = start if back_to_back else now
             d += 1
             ran += 1
