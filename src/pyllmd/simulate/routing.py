@@ -42,6 +42,7 @@ SCRAPE_S = 0.05  # the picker's --refresh-metrics-interval
 POLL_S = 0.01  # the live flow controller's gate checks while requests wait
 STALENESS_S = 2.0  # its --metrics-staleness-threshold
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+TEXT_CACHE = 4096  # prompts whose text is kept
 
 
 def _four(t: int) -> str:
@@ -195,6 +196,7 @@ class EppRouter:
         self.scraped_at = -math.inf
         self.snapshot: dict[str, Endpoint] = {}
         self.snapshot_pods: list[str] = []
+        self.texts: dict[tuple[int, ...], str] = {}
         self.fresh_key: tuple[float, bool] | None = None
         self.endpoints: tuple[Endpoint, ...] = ()
         self.fresh: tuple[Endpoint, ...] = ()
@@ -239,6 +241,16 @@ class EppRouter:
         self.endpoints = tuple(snap.values())
         self.fresh_key = None
 
+    def _text(self, tokens: Sequence[int]) -> str:
+        """`token_text`, kept for the prompts seen last (sessions and shared prompts repeat)."""
+        key = tuple(tokens)
+        text = self.texts.get(key)
+        if text is None:
+            if len(self.texts) >= TEXT_CACHE:
+                self.texts.clear()  # unique prompts (random data): keep memory bounded
+            text = self.texts[key] = token_text(tokens)
+        return text
+
     def reads_engines(self, now: float, pods: Sequence[str]) -> bool:
         """A new tick, or other pods than the snapshot's: the snapshot is taken again."""
         return not (
@@ -273,7 +285,7 @@ class EppRouter:
             incoming_model=model,
             target_model=model,
             api="completions",
-            body={"model": model, "prompt": token_text(tokens)},
+            body={"model": model, "prompt": self._text(tokens)},
         )
         candidates = self._fresh(now)
         state = CycleState(rng=self.rng, now=now)
