@@ -31,6 +31,7 @@ from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import NamedTuple, Protocol, overload
 
 from pyllmd.core.heap import gc_paused
@@ -745,11 +746,9 @@ class Engine:
         start = now
         pairs = self.base_sum + r * d + r
         records = self.records
-        if records is not None:  # the step log's columns: this loop runs for most steps
-            log_start, log_end = records.start.append, records.end.append
-            log_tokens, log_seqs = records.tokens.append, records.seqs.append
-            log_prefills, log_blocks = records.prefills.append, records.blocks_used.append
-            log_decode = records.decode_only.append
+        first = now
+        if records is not None:  # kv.used per step; the other columns after the loop
+            log_blocks = records.blocks_used.append
         while now < next_event and head > seen:
             bucket = buckets[d % bs]
             if bucket:
@@ -761,13 +760,7 @@ class Engine:
             now += fn(r, pairs, pairs, r, True)
             ends.append(now)
             if records is not None:
-                log_start(start)
-                log_end(now)
-                log_tokens(r)
-                log_seqs(r)
-                log_prefills(0)
                 log_blocks(kv.fresh - len(kv.free))  # kv.used
-                log_decode(True)
             seen = start if back_to_back else now
             d += 1
             ran += 1
@@ -776,6 +769,15 @@ class Engine:
                 break
         if not ran:
             return False
+        if records is not None:  # each step starts where the one before it ended
+            times = ends[len(ends) - ran :]
+            records.start.append(first)
+            records.start.extend(times[:-1])
+            records.end.extend(times)
+            records.tokens.extend(repeat(r, ran))
+            records.seqs.extend(repeat(r, ran))
+            records.prefills.extend(repeat(0, ran))
+            records.decode_only.extend(repeat(1, ran))
         self.steps = d
         self.last_start = start
         self.now = self.last_end = now
