@@ -14,6 +14,7 @@ until a scrape that finished at least `ARRIVAL_MARGIN` later shows its effect.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,27 +67,30 @@ def gate_saturation(
     # the dispatches after a scrape time, per candidate set: endpoints scraped together share
     # it (a set's share of each endpoint is added in the log's order, as `unseen` does)
     after: dict[float, list[tuple[frozenset[str], float]]] = {}
+    last_until, shares = math.nan, []
     for endpoint in endpoints:
         m = endpoint.metrics
         if is_stale(endpoint, threshold, now):
             total += 1.0
             continue
         seen_until = m.update_time - ARRIVAL_MARGIN
-        shares = after.get(seen_until)
-        if shares is None:
-            shares = after[seen_until] = [
-                (names, (len(times) - bisect_right(times, seen_until)) / len(names))
-                for names, times in log.groups.items()
-            ]
-        name = endpoint.namespaced_name
+        if seen_until != last_until:
+            found = after.get(seen_until)
+            if found is None:
+                found = after[seen_until] = [
+                    (names, (len(times) - bisect_right(times, seen_until)) / len(names))
+                    for names, times in log.groups.items()
+                ]
+            last_until, shares = seen_until, found
         unseen = 0.0
-        for names, share in shares:
-            if name in names:
-                unseen += share
-        total += max(
-            (m.waiting_queue_size + unseen) / queue_depth,
-            m.kv_cache_usage_percent / kv_threshold,
-        )
+        if shares:
+            name = endpoint.namespaced_name
+            for names, share in shares:
+                if name in names:
+                    unseen += share
+        waiting = (m.waiting_queue_size + unseen) / queue_depth
+        kv = m.kv_cache_usage_percent / kv_threshold
+        total += kv if kv > waiting else waiting  # max(waiting, kv), NaN and ties alike
     return total / len(endpoints)
 
 
