@@ -30,7 +30,7 @@ from pyllmd.simulate.workload import Client, Send
 __all__ = ["Outcome", "PodRun", "replay"]
 
 TIMEOUT_ERROR = "Timeout"
-HASH_CACHE = 1024  # prompts whose block hashes are kept (a session sends its prompt again)
+HASH_CACHE = 8192  # prompts whose block hashes are kept (sessions and shared prompts repeat)
 
 
 @dataclass
