@@ -13,7 +13,10 @@ scheduling decision (`bench.epp_cycle`), the latency Envoy + EPP add and the
 requests/s one EPP routes (`bench.epp_gateway`). (h) TTFT and prefix-cache hit
 rate of four EPP configurations on a shared-prefix workload (`bench.epp_kv_wins`).
 (i) whole-run replays of the shared calibration runs on the batch engine, in virtual
-time, against a loop of the same step count (`bench.replay_speed`).
+time, against a loop of the same step count (`bench.replay_speed`). (j) `pyllmd simulate` of
+one hour at 100 requests/s over 100 pods, an autoscaled variant and the endpoint picker's
+default profile, in simulated requests per wall-second, against the profile scheduling the
+same requests alone (`bench.cluster_speed`; ``--cluster-quick``: one simulated minute).
 The whole run is bounded (``--budget`` seconds for the stepping, fixed spans or
 counts else); ``--only`` runs a part (``--only rps``: figure (a) alone, printed, no
 page rewrite). Figure (a) runs ``--rps-repeat`` times (default 5), simulator and
@@ -36,6 +39,7 @@ import uvloop
 
 from bench import (
     autoscaler_cycle,
+    cluster_speed,
     epp_cycle,
     epp_gateway,
     epp_kv_wins,
@@ -86,6 +90,8 @@ class Settings:
     fidelity_data: Path = Path("../shared/fidelity")
     replay_runs: int | None = None
     profile_replay: bool = False
+    cluster_seconds: float = cluster_speed.FULL_S
+    profile_cluster: bool = False
 
     def runs(self, part: str) -> bool:
         """Whether this run includes ``part`` (``simulator``, ``autoscaler`` or ``epp``)."""
@@ -116,10 +122,11 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     p.add_argument("--low-load-seconds", type=float, default=5.0, help="span of figure (c)")
     p.add_argument(
         "--only",
-        choices=("all", "simulator", "rps", "autoscaler", "epp", "replay"),
+        choices=("all", "simulator", "rps", "autoscaler", "epp", "replay", "cluster"),
         default="all",
-        help="run figures (a)-(c) (simulator), (d) (autoscaler), (e)-(h) (epp) or (i) (replay) "
-        "only; rewrites only its block; 'rps' runs figure (a) alone and only prints it",
+        help="run figures (a)-(c) (simulator), (d) (autoscaler), (e)-(h) (epp), (i) (replay) "
+        "or (j) (cluster) only; rewrites only its block; 'rps' runs figure (a) alone and only "
+        "prints it",
     )
     p.add_argument("--autoscaler-repetitions", type=int, default=30, help="timed cycles in (d)")
     p.add_argument(
@@ -150,6 +157,17 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         action="store_true",
         help="also print a cProfile of the slowest run's replay for (i)",
     )
+    p.add_argument(
+        "--cluster-quick",
+        action="store_true",
+        help=f"figure (j) over {cluster_speed.QUICK_S:g} simulated seconds instead of "
+        f"{cluster_speed.FULL_S:g}",
+    )
+    p.add_argument(
+        "--profile-cluster",
+        action="store_true",
+        help="also print a cProfile of one simulated minute of (j)",
+    )
     a = p.parse_args(argv)
     return Settings(
         sim_command=shlex.split(a.sim_command),
@@ -174,6 +192,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         fidelity_data=a.fidelity_data,
         replay_runs=a.replay_runs,
         profile_replay=a.profile_replay,
+        cluster_seconds=cluster_speed.QUICK_S if a.cluster_quick else cluster_speed.FULL_S,
+        profile_cluster=a.profile_cluster,
     )
 
 
@@ -359,6 +379,21 @@ def replay(s: Settings) -> None:
     print(block)
 
 
+def cluster(s: Settings) -> None:
+    """Figure (j), in this process (no servers), written to its own block."""
+    pin(0, 1)
+    print(
+        f"(j) pyllmd simulate of {s.cluster_seconds:g} s at {cluster_speed.RATE:g} requests/s, "
+        f"{cluster_speed.FIXED_PODS} pods + an autoscaled variant, default EPP profile"
+    )
+    result = cluster_speed.run(s.cluster_seconds)
+    if s.profile_cluster:
+        print(cluster_speed.profile())
+    block = cluster_speed.render(result)
+    report.write_block(s.output, block, cluster_speed.START, cluster_speed.END)
+    print(block)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     s = parse_args(argv)
     if s.only == "rps":
@@ -370,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = max(code, epp(s), kv_wins(s))
     if s.runs("replay"):
         replay(s)
+    if s.runs("cluster"):
+        cluster(s)
     print(f"written to {s.output}")
     return code
 

@@ -3,7 +3,7 @@ KV cache usage over time per pod."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,10 @@ def _thin(records: Sequence[StepRecord]) -> Sequence[StepRecord]:
 
 
 def plot_all(
-    out: Path, rows: Sequence[dict[str, Any]], steps: dict[str, list[StepRecord]], num_blocks: int
+    out: Path,
+    rows: Sequence[dict[str, Any]],
+    steps: Mapping[str, Sequence[StepRecord]],
+    num_blocks: int,
 ) -> list[Path]:
     import logging
 

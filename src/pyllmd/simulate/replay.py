@@ -4,7 +4,8 @@ Each pod is a `pyllmd.sim.batch.scheduler.Engine`, the engine code the simulator
 `cluster.Fleet` whose pods may come and go; a router (`routing.py`) picks each request's pod.
 The loop always moves whoever is furthest behind: the scrape, a held request's poll, a timer
 (the autoscaler's cycles, a pod becoming Ready: plain callbacks on a heap) or the client when
-due no later than every busy pod's clock, else the busy pod with the earliest clock, by one
+due no later than every busy pod's clock, else the busy pod with the earliest clock (a heap
+of the busy pods' clocks, `_Busy`), by one
 step (or by a run of unchanged decode steps up to the next clock of the client, another pod,
 the scrape or the router). Timers read no engine state, so they do not cut decode jumps.
 A response ends `last_token_s` after its last token; a request the client gives up on (its
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 from pyllmd.core.heap import gc_paused
-from pyllmd.sim.batch.scheduler import Engine, Request, StepRecord, block_hashes
+from pyllmd.sim.batch.scheduler import Engine, Request, StepLog, StepRecord, block_hashes
 from pyllmd.simulate.cluster import Fleet, PodRun
 from pyllmd.simulate.routing import Disaggregated, RoundRobin, Router
 from pyllmd.simulate.scrape import Scraper
@@ -29,7 +30,7 @@ from pyllmd.simulate.workload import Client, Send
 __all__ = ["Outcome", "PodRun", "replay"]
 
 TIMEOUT_ERROR = "Timeout"
-HASH_CACHE = 1024  # prompts whose block hashes are kept (a session sends its prompt again)
+HASH_CACHE = 8192  # prompts whose block hashes are kept (sessions and shared prompts repeat)
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Outcome:
 
     sends: list[Send]
     requests: dict[int, tuple[str, Request]]  # by send index: (pod, engine request)
-    steps: dict[str, list[StepRecord]]
+    steps: dict[str, Sequence[StepRecord]]
     num_blocks: int
     preemptions: int
     end: float
@@ -80,14 +81,34 @@ def _replay(
     t_scrape = scraper.next_time if scraper is not None else inf
     t_flow = inf
     legs: list[tuple[float, int, PrefillLeg, tuple[int, ...]]] = []  # P/D decode legs due
+    busy = _Busy(runs)
+    disaggregated = False  # P/D seen: decode legs keep every pod on time (no lazy mode)
+    lagging = -inf  # pods may be behind the client action at this time (see `_open_loop`)
+    draining = False  # a pod scaled down still serves its requests
+
+    def sync(run: PodRun, until: float) -> None:
+        """Every step of `run` that starts before `until`, its ended requests reported."""
+        eng = run.engine
+        while (eng.running or eng.waiting or eng.loading) and eng.now < until:
+            _advance(run, until)
+            _collect(run, client, timeout, scraper, prefilled)
+        busy.push(run)
+
+    def sync_all(until: float) -> None:
+        for run in runs:
+            eng = run.engine
+            if (eng.running or eng.waiting or eng.loading) and eng.now < until:
+                sync(run, until)
 
     def submit(payload: object, pod: str | None, error: str | None, now: float, rid: int) -> int:
         """Hand the request to `pod` at `now` (or fail it with the router's error); the next
         id. A disaggregated one goes to its prefill pod first (the decode pod's sidecar)."""
+        nonlocal disaggregated
         decode: str | None = None
         if isinstance(payload, Disaggregated):
             decode, pod = pod, payload.prefill
             payload = payload.payload
+            disaggregated = True
         send = cast(Send, payload)
         if pod is None:
             send.error = error or "no endpoint"
@@ -118,6 +139,7 @@ def _replay(
         run.open[req.rid] = (req, send if decode is None else PrefillLeg(send, decode))
         if req.deadline is not None:
             heapq.heappush(run.deadlines, (req.deadline, req.rid, req))
+        busy.push(run)
         return rid + 1
 
     def prefilled(leg: PrefillLeg, req: Request, end: float) -> None:
@@ -156,21 +178,42 @@ def _replay(
         run.open[req.rid] = (req, send)
         if req.deadline is not None:
             heapq.heappush(run.deadlines, (req.deadline, req.rid, req))
+        busy.push(run)
         return rid + 1
+
+    def acts(now: float, rid: int, lazy: bool) -> int:
+        """The client's sends at `now`, routed and handed to their pods (when `lazy`, a pod
+        first reaches `now`); the next request id."""
+        for send in client.due(now):
+            for held, pod, error in router.route(send, send.tokens, model, now, names, engines):
+                if lazy and pod is not None:
+                    sync(by_name[held.prefill if isinstance(held, Disaggregated) else pod], now)
+                rid = submit(held, pod, error, now, rid)
+        if progress is not None:
+            progress(now)
+        return rid
 
     while True:
         t_client = client.next_time()
-        # the busy pod furthest behind (the first of equals), and the clock of the next one
-        behind: PodRun | None = None
-        t_pod = t_other = inf
-        for r in runs:
-            eng = r.engine
-            if eng.running or eng.waiting or eng.loading:
-                if eng.now < t_pod:
-                    behind, t_pod, t_other = r, eng.now, t_pod
-                elif eng.now < t_other:
-                    t_other = eng.now
+        # the busy pod furthest behind (the first of equals)
+        behind, t_pod = busy.first()
         t_leg = legs[0][0] if legs else inf
+        if (
+            t_pod < t_client < min(t_scrape, t_flow, timers.next_time(), t_leg)
+            and not draining
+            and not disaggregated
+            and _open_loop(client, t_client, timeout)
+        ):  # the client acts next, and only what it reads needs to have reached its time
+            if router.reads_engines(t_client, names):
+                sync_all(t_client)
+            rid = acts(t_client, rid, lazy=True)
+            t_flow = router.next_poll()
+            lagging = t_client
+            continue
+        if t_pod < lagging:  # the pods left behind catch up before anything else happens
+            sync_all(lagging)
+            lagging = -inf
+            continue
         if t_client == inf and behind is None and t_flow == inf and t_leg == inf:
             if scraper is not None:  # the scrape after the last response
                 scraper.scrape(t_scrape, engines)
@@ -186,6 +229,8 @@ def _replay(
                 t_scrape = scraper.next_time
             elif t_timer == t_event:
                 timers.fire()
+                busy.rebuild()  # pods may have come (Ready) or gone (drained)
+                draining = any(r.removing for r in runs)
             elif t_leg == t_event:  # a decode pod's KV transfer is done
                 _, _, leg, leg_hashes = heapq.heappop(legs)
                 rid = submit_decode(t_leg, leg, leg_hashes, rid)
@@ -195,22 +240,20 @@ def _replay(
                 t_flow = router.next_poll()
             continue
         if t_client <= t_pod:
-            for send in client.due(t_client):
-                for held, pod, error in router.route(
-                    send, send.tokens, model, t_client, names, engines
-                ):
-                    rid = submit(held, pod, error, t_client, rid)
+            rid = acts(t_client, rid, lazy=False)
             t_flow = router.next_poll()
-            if progress is not None:
-                progress(t_client)
             continue
         assert behind is not None
+        t_other = busy.second()  # the clock of the next busy pod
         _advance(behind, min(t_client, t_other, t_scrape, t_flow, t_leg))
         _collect(behind, client, timeout, scraper, prefilled)
+        busy.push(behind)
         if behind.removing and not behind.busy():
             fleet.drained(behind, behind.engine.now)
+            busy.rebuild()
+            draining = any(r.removing for r in runs)
     pods = fleet.every
-    steps = {r.name: r.engine.records or [] for r in pods}
+    steps: dict[str, Sequence[StepRecord]] = {r.name: r.engine.records or StepLog() for r in pods}
     end = max((s.end for s in client.sends if s.end is not None), default=0.0)
     return Outcome(
         client.sends,
@@ -220,6 +263,74 @@ def _replay(
         sum(r.engine.preemptions for r in pods),
         end,
     )
+
+
+class _Busy:
+    """The busy pods of `runs` by clock, the first of equals in `runs`' order (which pods
+    keep as they come and go): a heap whose outdated entries are dropped when they surface.
+    `push` after a pod's engine changed; `rebuild` after `runs` changed."""
+
+    def __init__(self, runs: list[PodRun]) -> None:
+        self.runs = runs
+        self.heap: list[tuple[float, int, int, PodRun]] = []  # clock, rank, version, pod
+        self.rank: dict[int, int] = {}
+        self.version: dict[int, int] = {}
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        self.rank = {id(r): i for i, r in enumerate(self.runs)}
+        self.heap = []
+        for r in self.runs:
+            self.push(r)
+
+    def push(self, run: PodRun) -> None:
+        """`run`'s entry as its engine is now (none while it is idle)."""
+        key = id(run)
+        v = self.version[key] = self.version.get(key, 0) + 1
+        eng = run.engine
+        if eng.running or eng.waiting or eng.loading:
+            heapq.heappush(self.heap, (eng.now, self.rank[key], v, run))
+
+    def first(self) -> tuple[PodRun | None, float]:
+        """The busy pod furthest behind and its clock (None, inf: none busy)."""
+        heap, version = self.heap, self.version
+        while heap and version[id(heap[0][3])] != heap[0][2]:
+            heapq.heappop(heap)
+        return (heap[0][3], heap[0][0]) if heap else (None, math.inf)
+
+    def second(self) -> float:
+        """The clock of the busy pod after the first (which leaves the heap until `push`)."""
+        heapq.heappop(self.heap)
+        return self.first()[1]
+
+
+def _open_loop(client: Client, now: float, timeout: float | None) -> bool:
+    """Whether the client's sends at `now`, and the responses that end before it, act on the
+    client the same in any order: then a pod need only reach `now` when it is read (routed
+    to, or read by the router), and the others catch up later (before the next scrape,
+    timer, poll of held requests, or a client action that is not like this one), since a
+    pod's steps do not depend on when they are run and the client's state does not depend
+    on the order of these calls.
+
+    So it is when nothing waits on a response: no client timeout (aborts), no multi-turn
+    session, no concurrency-level stage, no sweep probe, nothing issued and unsent, and
+    after these sends the stage still has scheduled sends and the in-flight cap is not
+    reached (reads the client's schedule: `workload.Client`)."""
+    if timeout is not None or client.user_busy or client.sendable or client.wake != math.inf:
+        return False
+    if client.stage < client.offset or client.stage >= len(client.plan):
+        return False
+    if client.plan[client.stage].concurrency_level is not None:
+        return False
+    schedule = client.schedule
+    if not schedule or schedule[-1] <= now:
+        return False
+    due = 0
+    for t in schedule:
+        if t > now:
+            break
+        due += 1
+    return client.in_flight + due < client.wl.max_in_flight
 
 
 def _advance(run: PodRun, next_event: float) -> None:

@@ -22,9 +22,10 @@ time, preemptions, cached tokens); `write` writes every file and the plots.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,10 @@ CSV_COLUMNS = (
     "error",
 )
 
+CHUNK = 1 << 20  # inter-token gaps turned into Python floats at a time (summarize)
 
-def percentile(sorted_values: Sequence[float], p: float) -> float:
+
+def percentile(sorted_values: Sequence[float] | np.ndarray, p: float) -> float:
     """The p-th percentile (0..100) of sorted values, linearly interpolated."""
     n = len(sorted_values)
     pos = (n - 1) * p / 100.0
@@ -77,9 +80,16 @@ def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float] | None:
     if len(values) == 0:
         return None
     if isinstance(values, np.ndarray):
-        ordered: list[float] = np.sort(values).tolist()
-    else:
-        ordered = sorted(values)
+        # sorted in place of a copy, summed from lists of a million at a time (fsum's sum is
+        # exact whatever the pieces): no Python float per value held at once
+        array = np.sort(values)
+        chunks = (array[i : i + CHUNK].tolist() for i in range(0, len(array), CHUNK))
+        total = math.fsum(itertools.chain.from_iterable(chunks))
+        out = {"mean": total / len(array), "min": float(array[0]), "max": float(array[-1])}
+        for p in PERCENTILES:
+            out["median" if p == 50 else f"p{p:g}"] = float(percentile(array, p))
+        return out
+    ordered = sorted(values)
     out = {
         "mean": math.fsum(ordered) / len(ordered),
         "min": ordered[0],
@@ -253,7 +263,7 @@ def write(
     stages: Sequence[Stage],
     sends: Sequence[Send],
     engine: dict[int, tuple[str, Request]],
-    steps: dict[str, list[StepRecord]],
+    steps: Mapping[str, Sequence[StepRecord]],
     num_blocks: int,
     first_token_s: float,
     plots: bool = True,

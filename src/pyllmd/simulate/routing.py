@@ -37,7 +37,7 @@ from pyllmd.epp.flowcontrol.queues import FlowKey, FlowQueues, Outcome, QueueIte
 from pyllmd.epp.metrics import EppMetrics, pool_gauges
 from pyllmd.epp.plugins.profile.pd_common import PREFILL_HEADER
 from pyllmd.epp.plugins.scorer.precise_prefix_cache_scorer import PrecisePrefixCacheScorer
-from pyllmd.epp.saturation import fresh_candidates
+from pyllmd.epp.saturation import fresh_candidates, is_stale
 from pyllmd.epp.scheduling.interfaces import CycleState, PreRequest
 from pyllmd.epp.scheduling.registry import ROLE_PRE_REQUEST, roles
 from pyllmd.epp.scheduling.runner import SchedulingError
@@ -57,20 +57,29 @@ FLOW_LABELS = ("fairness_id", "priority", "inference_pool", "model_name", "targe
 POLL_S = 0.01  # the live flow controller's gate checks while requests wait
 STALENESS_S = 2.0  # its --metrics-staleness-threshold
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+TEXT_CACHE = 4096  # prompts whose text is kept
+
+
+def _four(t: int) -> str:
+    n = len(_ALPHABET)
+    return (
+        _ALPHABET[t % n]
+        + _ALPHABET[t // n % n]
+        + _ALPHABET[t // (n * n) % n]
+        + _ALPHABET[t // (n * n * n) % n]
+    )
+
+
+_TEXT = [_four(t) for t in range(1 << 16)]  # the ids of every vocabulary the workloads use
 
 
 def token_text(ids: Sequence[int]) -> str:
     """Four characters per token id, the same for the same id."""
-    out = []
-    n = len(_ALPHABET)
-    for t in ids:
-        out.append(
-            _ALPHABET[t % n]
-            + _ALPHABET[t // n % n]
-            + _ALPHABET[t // (n * n) % n]
-            + _ALPHABET[t // (n * n * n) % n]
-        )
-    return "".join(out)
+    table = _TEXT
+    try:
+        return "".join(map(table.__getitem__, ids))
+    except IndexError:  # an id past the table (a trace's own ids)
+        return "".join(table[t] if 0 <= t < len(table) else _four(t) for t in ids)
 
 
 Released = tuple[object, str | None, str | None]  # (payload, pod, or the error it failed with)
@@ -102,6 +111,11 @@ class Router(Protocol):
         """When held requests are looked at again (inf: none held)."""
         ...
 
+    def reads_engines(self, now: float, pods: Sequence[str]) -> bool:
+        """Whether routing at `now` reads the pods' engines (else only the chosen pod's
+        engine must have reached `now`)."""
+        ...
+
     def poll(
         self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
     ) -> list[Released]: ...
@@ -128,6 +142,9 @@ class RoundRobin:
 
     def next_poll(self) -> float:
         return math.inf
+
+    def reads_engines(self, now: float, pods: Sequence[str]) -> bool:
+        return False
 
     def poll(
         self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
@@ -167,6 +184,9 @@ class BuiltinGateway:
 
     def next_poll(self) -> float:
         return self.polled_at + self.poll_s if self.held else math.inf
+
+    def reads_engines(self, now: float, pods: Sequence[str]) -> bool:
+        return True  # every pod's requests in flight
 
     def poll(
         self, now: float, pods: Sequence[str], engines: Mapping[str, Engine]
@@ -211,6 +231,11 @@ class EppRouter:
         self.rng = random.Random(seed)
         self.scraped_at = -math.inf
         self.snapshot: dict[str, Endpoint] = {}
+        self.snapshot_pods: list[str] = []
+        self.texts: dict[tuple[int, ...], str] = {}
+        self.fresh_key: tuple[float, bool] | None = None
+        self.endpoints: tuple[Endpoint, ...] = ()
+        self.fresh: tuple[Endpoint, ...] = ()
         self.count = 0
         self.picks: dict[str, int] = {}
         self.flow: Dispatcher[tuple[object, Sequence[int], str]] | None = None
@@ -262,11 +287,10 @@ class EppRouter:
 
     def _scrape(self, pods: Sequence[str], engines: Mapping[str, Engine], now: float) -> None:
         """Endpoint metrics as the picker's scrapers read them at this tick."""
-        ticks = math.floor(now / SCRAPE_S)
-        at = ticks * SCRAPE_S
-        if at <= self.scraped_at and set(self.snapshot) == set(pods):
+        if not self.reads_engines(now, pods):
             return
-        self.scraped_at = at
+        self.scraped_at = math.floor(now / SCRAPE_S) * SCRAPE_S
+        at = self.scraped_at
         snap = {}
         for pod in pods:
             eng = engines[pod]
@@ -289,6 +313,40 @@ class EppRouter:
                 metrics=metrics,
             )
         self.snapshot = snap
+        self.snapshot_pods = list(pods)
+        self.endpoints = tuple(snap.values())
+        self.fresh_key = None
+
+    def _text(self, tokens: Sequence[int]) -> str:
+        """`token_text`, kept for the prompts seen last (sessions and shared prompts repeat)."""
+        key = tuple(tokens)
+        text = self.texts.get(key)
+        if text is None:
+            if len(self.texts) >= TEXT_CACHE:
+                self.texts.clear()  # unique prompts (random data): keep memory bounded
+            text = self.texts[key] = token_text(tokens)
+        return text
+
+    def reads_engines(self, now: float, pods: Sequence[str]) -> bool:
+        """A new tick, or other pods than the snapshot's: the snapshot is taken again. With
+        precise prefix scorers, always: every pod's KV events up to `now` are read."""
+        if self.kv_feed is not None:
+            return True
+        return not (
+            math.floor(now / SCRAPE_S) * SCRAPE_S <= self.scraped_at
+            and (self.snapshot_pods == pods or set(self.snapshot) == set(pods))
+        )
+
+    def _fresh(self, now: float) -> Sequence[Endpoint]:
+        """`fresh_candidates` of the snapshot at `now`. Every endpoint of a snapshot has its
+        update time, so the answer changes only when that one time turns stale: it is kept
+        until then."""
+        endpoints = self.endpoints
+        key = (self.scraped_at, bool(endpoints) and is_stale(endpoints[0], STALENESS_S, now))
+        if key != self.fresh_key:
+            self.fresh_key = key
+            self.fresh = tuple(fresh_candidates(endpoints, now, STALENESS_S))
+        return self.fresh
 
     def pick(
         self,
@@ -309,9 +367,9 @@ class EppRouter:
             incoming_model=model,
             target_model=model,
             api="completions",
-            body={"model": model, "prompt": token_text(tokens)},
+            body={"model": model, "prompt": self._text(tokens)},
         )
-        candidates = fresh_candidates(list(self.snapshot.values()), now, STALENESS_S)
+        candidates = self._fresh(now)
         state = CycleState(rng=self.rng, now=now)
         result = self.runner.schedule_in(state, request, candidates)
         for plugin in self.pre_request:
@@ -360,7 +418,7 @@ class EppRouter:
             return []
         self.polled_at = now
         self._scrape(pods, engines, now)
-        fresh = fresh_candidates(list(self.snapshot.values()), now, STALENESS_S)
+        fresh = self._fresh(now)
         out: list[Released] = []
         for item in self.flow.step(now, lambda _: fresh):
             out.append(self._left(item, now, pods, engines))

@@ -548,7 +548,7 @@ class Client:
             # the module docstring)
             p = user if user >= 0 else i % len(self.prompts)
             output = self.outputs[p]
-            tokens = list(self.prompts[p])
+            tokens = self.prompts[p]  # shared, never changed: a copy each would hold its ids
         elif wl.data_trace is not None:  # the stage's k-th request gets the trace's k-th lengths
             entries = wl.data_trace.entries
             entry: TraceEntry = entries[self.stage_sent % len(entries)]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
 from pyllmd.epp.flowcontrol.gate import ARRIVAL_MARGIN, DispatchLog, gate_saturation
-from pyllmd.epp.saturation import SaturationConfig, saturation
+from pyllmd.epp.saturation import SaturationConfig, is_stale, saturation
+from pyllmd.epp.scheduling.types import Endpoint, EndpointMetrics
 from tests.unit.epp.plugin_helpers import endpoint
 
 CFG = SaturationConfig(queue_depth_threshold=4, kv_cache_util_threshold=0.8)
@@ -49,3 +53,61 @@ def test_prune_forgets_old_dispatches() -> None:
     assert log.unseen("ns/a", 0.0) == 1
     log.prune(2.0)
     assert log.groups == {}
+
+
+def _reference_gate(
+    endpoints: list[Endpoint], cfg: SaturationConfig, now: float, log: DispatchLog
+) -> float:
+    """The gate's rule written plainly, one endpoint and one dispatch group at a time."""
+    if not endpoints:
+        return 1.0
+    total = 0.0
+    for ep in endpoints:
+        m = ep.metrics
+        if is_stale(ep, cfg.metrics_staleness_threshold, now):
+            total += 1.0
+            continue
+        waiting = m.waiting_queue_size + log.unseen(
+            ep.namespaced_name, m.update_time - ARRIVAL_MARGIN
+        )
+        total += max(
+            waiting / cfg.queue_depth_threshold,
+            m.kv_cache_usage_percent / cfg.kv_cache_util_threshold,
+        )
+    return total / len(endpoints)
+
+
+def test_the_gate_counts_exactly_as_its_rule_says_for_many_mixed_pools() -> None:
+    """Endpoints scraped at different times (some stale, some never), several candidate
+    sets in the dispatch log, ties and a NaN KV reading: the same float as the rule applied
+    one endpoint at a time."""
+    rnd = random.Random(7)
+    cfg = SaturationConfig()
+    for _ in range(300):
+        now = rnd.uniform(1.0, 5.0)
+        eps = []
+        for i in range(rnd.randrange(0, 12)):
+            updated = rnd.choice([0.0, now - 0.05, now - 0.05, now - 0.1, now - 3.0])
+            kv = rnd.choice([0.0, 0.4, 0.8, rnd.random(), math.nan])
+            eps.append(
+                Endpoint(
+                    f"p{i}-rank-0",
+                    "ns",
+                    f"p{i}",
+                    "10.0.0.1",
+                    8000,
+                    metrics=EndpointMetrics(
+                        waiting_queue_size=rnd.randrange(0, 8),
+                        kv_cache_usage_percent=kv,
+                        update_time=updated,
+                    ),
+                )  # fmt: skip
+            )
+        log = DispatchLog()
+        names = [e.namespaced_name for e in eps]
+        for _ in range(rnd.randrange(0, 6)):
+            group = frozenset(rnd.sample(names, rnd.randrange(0, len(names) + 1)))
+            for t in sorted(rnd.uniform(now - 0.3, now) for _ in range(rnd.randrange(1, 5))):
+                log.record(group, t)
+        got, want = gate_saturation(eps, cfg, now, log), _reference_gate(eps, cfg, now, log)
+        assert got == want or (math.isnan(got) and math.isnan(want))

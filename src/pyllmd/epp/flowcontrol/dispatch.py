@@ -40,6 +40,18 @@ class Dispatcher(Generic[T]):
         self.queues = queues
         self.saturation = saturation
         self.dispatches = DispatchLog()
+        self._named: tuple[tuple[Endpoint, ...], frozenset[str]] = ((), frozenset())
+
+    def _names(self, endpoints: Sequence[Endpoint]) -> frozenset[str]:
+        """The candidates' namespaced names; kept for the last tuple of candidates (a tuple
+        cannot change, so a caller that passes the same one again gets the same set)."""
+        if isinstance(endpoints, tuple):
+            if endpoints is self._named[0]:
+                return self._named[1]
+            names = frozenset(e.namespaced_name for e in endpoints)
+            self._named = (endpoints, names)
+            return names
+        return frozenset(e.namespaced_name for e in endpoints)
 
     def step(
         self, now: float, candidates: Callable[[QueueItem[T]], Sequence[Endpoint]]
@@ -57,7 +69,7 @@ class Dispatcher(Generic[T]):
         def gate(item: QueueItem[T]) -> bool:
             nonlocal checked
             endpoints = candidates(item)
-            checked = frozenset(e.namespaced_name for e in endpoints)
+            checked = self._names(endpoints)
             return gate_saturation(endpoints, self.saturation, now, self.dispatches) < 1.0
 
         while (item := self.queues.dispatch(gate)) is not None:

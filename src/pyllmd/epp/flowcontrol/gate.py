@@ -14,6 +14,7 @@ until a scrape that finished at least `ARRIVAL_MARGIN` later shows its effect.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,18 +62,35 @@ def gate_saturation(
     if not endpoints:
         return 1.0
     total = 0.0
+    threshold = cfg.metrics_staleness_threshold
+    queue_depth, kv_threshold = cfg.queue_depth_threshold, cfg.kv_cache_util_threshold
+    # the dispatches after a scrape time, per candidate set: endpoints scraped together share
+    # it (a set's share of each endpoint is added in the log's order, as `unseen` does)
+    after: dict[float, list[tuple[frozenset[str], float]]] = {}
+    last_until, shares = math.nan, []
     for endpoint in endpoints:
         m = endpoint.metrics
-        if is_stale(endpoint, cfg.metrics_staleness_threshold, now):
+        if is_stale(endpoint, threshold, now):
             total += 1.0
             continue
-        waiting = m.waiting_queue_size + log.unseen(
-            endpoint.namespaced_name, m.update_time - ARRIVAL_MARGIN
-        )
-        total += max(
-            waiting / cfg.queue_depth_threshold,
-            m.kv_cache_usage_percent / cfg.kv_cache_util_threshold,
-        )
+        seen_until = m.update_time - ARRIVAL_MARGIN
+        if seen_until != last_until:
+            found = after.get(seen_until)
+            if found is None:
+                found = after[seen_until] = [
+                    (names, (len(times) - bisect_right(times, seen_until)) / len(names))
+                    for names, times in log.groups.items()
+                ]
+            last_until, shares = seen_until, found
+        unseen = 0.0
+        if shares:
+            name = endpoint.namespaced_name
+            for names, share in shares:
+                if name in names:
+                    unseen += share
+        waiting = (m.waiting_queue_size + unseen) / queue_depth
+        kv = m.kv_cache_usage_percent / kv_threshold
+        total += kv if kv > waiting else waiting  # max(waiting, kv), NaN and ties alike
     return total / len(endpoints)
 
 

@@ -127,15 +127,20 @@ class ProfileRunner:
             endpoints = self._timed(EP_FILTER, flt, partial(flt.filter, state, request, endpoints))
         if not endpoints:
             return None
-        totals = {ep.namespaced_name: 0.0 for ep in endpoints}
+        names = [ep.namespaced_name for ep in endpoints]
+        totals = dict.fromkeys(names, 0.0)
         for scorer, weight in profile.scorers:
             scores = self._timed(
                 EP_SCORER, scorer, partial(scorer.score, state, request, endpoints)
             )
             for key, value in scores.items():
                 if key in totals:
-                    totals[key] += min(1.0, max(0.0, value)) * weight
-        scored = [(ep, totals[ep.namespaced_name]) for ep in endpoints]
+                    totals[key] += (
+                        (1.0 if value > 1.0 else value if value > 0.0 else 0.0) * weight
+                        if value == value  # NaN: min/max keep it, as below
+                        else min(1.0, max(0.0, value)) * weight
+                    )
+        scored = list(zip(endpoints, map(totals.__getitem__, names), strict=True))
         targets = self._timed(EP_PICKER, profile.picker, lambda: profile.picker.pick(state, scored))
         if not targets:
             return None

@@ -39,11 +39,12 @@ class Endpoint:
     labels: Mapping[str, str] = field(default_factory=dict)
     metrics_host: str = ""  # `ip:port` scraped for metrics
     metrics: EndpointMetrics = EndpointMetrics()
+    # `<namespace>/<name>`, the key plugins index endpoints by: derived, made once (a
+    # scheduling cycle reads it several times per endpoint and plugin)
+    namespaced_name: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def namespaced_name(self) -> str:
-        """`<namespace>/<name>`, the key plugins index endpoints by."""
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "namespaced_name", f"{self.namespace}/{self.name}")
 
     @property
     def hostport(self) -> str:

@@ -27,10 +27,12 @@ which each decoding request crosses a block boundary, in admission order as vLLM
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from itertools import repeat
+from typing import NamedTuple, Protocol, overload
 
 from pyllmd.core.heap import gc_paused
 
@@ -127,12 +129,67 @@ class StepRecord(NamedTuple):
     decode_only: bool
 
 
+class StepLog(Sequence[StepRecord]):
+    """Every step of an engine as `StepRecord`s, kept in typed arrays: a long replay runs
+    millions of steps, and a tuple per step would hold several times the memory."""
+
+    def __init__(self) -> None:
+        self.start = array("d")
+        self.end = array("d")
+        self.tokens = array("q")
+        self.seqs = array("q")
+        self.prefills = array("q")
+        self.blocks_used = array("q")
+        self.decode_only = array("b")
+
+    def add(
+        self,
+        start: float,
+        end: float,
+        tokens: int,
+        seqs: int,
+        prefills: int,
+        blocks_used: int,
+        decode_only: bool,
+    ) -> None:
+        self.start.append(start)
+        self.end.append(end)
+        self.tokens.append(tokens)
+        self.seqs.append(seqs)
+        self.prefills.append(prefills)
+        self.blocks_used.append(blocks_used)
+        self.decode_only.append(decode_only)
+
+    def append(self, record: StepRecord) -> None:
+        self.add(*record)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @overload
+    def __getitem__(self, i: int) -> StepRecord: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[StepRecord]: ...
+    def __getitem__(self, i: int | slice) -> StepRecord | list[StepRecord]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return StepRecord(
+            self.start[i],
+            self.end[i],
+            self.tokens[i],
+            self.seqs[i],
+            self.prefills[i],
+            self.blocks_used[i],
+            bool(self.decode_only[i]),
+        )
+
+
 @dataclass
 class RunResult:
     requests: list[Request]
     steps: int = 0
     preemptions: int = 0
-    records: list[StepRecord] | None = None
+    records: StepLog | None = None
 
 
 class BlockListener(Protocol):
@@ -311,7 +368,7 @@ class Engine:
         self.admissions = 0
         self.preemptions = 0
         self.record_tokens = record_tokens
-        self.records: list[StepRecord] | None = [] if record_steps else None
+        self.records: StepLog | None = StepLog() if record_steps else None
         self.ended: list[Request] | None = None  # when a list: every request finished is added
 
     # ---- admission -------------------------------------------------------------------------
@@ -630,9 +687,7 @@ class Engine:
         self.steps += 1
         self.ends.append(now)
         if self.records is not None:
-            self.records.append(
-                StepRecord(start_time, now, tokens, seqs, prefills, kv.used, decode_only)
-            )
+            self.records.add(start_time, now, tokens, seqs, prefills, kv.used, decode_only)
         self._finish_due(now)
         for req, new in zip(scheduled, news, strict=True):
             computed = req.computed = req.computed + new
@@ -691,7 +746,9 @@ class Engine:
         start = now
         pairs = self.base_sum + r * d + r
         records = self.records
-        make_record = StepRecord._make
+        first = now
+        if records is not None:  # kv.used per step; the other columns after the loop
+            log_blocks = records.blocks_used.append
         while now < next_event and head > seen:
             bucket = buckets[d % bs]
             if bucket:
@@ -703,8 +760,7 @@ class Engine:
             now += fn(r, pairs, pairs, r, True)
             ends.append(now)
             if records is not None:
-                # kv.used, and a record built as a tuple: this loop runs for most steps
-                records.append(make_record((start, now, r, r, 0, kv.fresh - len(kv.free), True)))
+                log_blocks(kv.fresh - len(kv.free))  # kv.used
             seen = start if back_to_back else now
             d += 1
             ran += 1
@@ -713,6 +769,15 @@ class Engine:
                 break
         if not ran:
             return False
+        if records is not None:  # each step starts where the one before it ended
+            times = ends[len(ends) - ran :]
+            records.start.append(first)
+            records.start.extend(times[:-1])
+            records.end.extend(times)
+            records.tokens.extend(repeat(r, ran))
+            records.seqs.extend(repeat(r, ran))
+            records.prefills.extend(repeat(0, ran))
+            records.decode_only.extend(repeat(1, ran))
         self.steps = d
         self.last_start = start
         self.now = self.last_end = now

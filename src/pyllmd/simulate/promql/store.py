@@ -82,6 +82,10 @@ class SeriesStore:
     def __init__(self) -> None:
         self.series: dict[Labels, Series] = {}
         self.by_name: dict[str, list[Series]] = {}
+        # `select`'s answers while no series is added (the timeline asks the same queries at
+        # every scrape time of a run)
+        self._selected: dict[tuple[Matcher, ...], list[Series]] = {}
+        self._selected_at = 0  # len(self.series) when `_selected` was filled
 
     def add(self, labels: Labels, t_ms: int, value: float) -> None:
         """Append one sample (times of a series must not go backwards)."""
@@ -122,8 +126,15 @@ class SeriesStore:
     def select(self, matchers: Iterable[Matcher]) -> list[Series]:
         """The series whose labels satisfy every matcher."""
         matchers = list(matchers)
-        name = next((v for n, op, v in matchers if n == "__name__" and op == "="), None)
-        pool: Iterable[Series] = (
-            self.by_name.get(name, []) if name is not None else self.series.values()
-        )
-        return [s for s in pool if matches(dict(s.labels), matchers)]
+        key = tuple(matchers)
+        if self._selected_at != len(self.series):
+            self._selected.clear()
+            self._selected_at = len(self.series)
+        found = self._selected.get(key)
+        if found is None:
+            name = next((v for n, op, v in matchers if n == "__name__" and op == "="), None)
+            pool: Iterable[Series] = (
+                self.by_name.get(name, []) if name is not None else self.series.values()
+            )
+            found = self._selected[key] = [s for s in pool if matches(dict(s.labels), matchers)]
+        return list(found)

@@ -146,9 +146,13 @@ class PrefixCacheScorer(PluginBase):
             block,
             self.max_prefix_blocks,
         )
-        prefix = PrefixLookup(tuple(hashes), self.match(hashes), block)
-        state.prefix[self.name] = prefix
-        return {ep.namespaced_name: prefix.hit_ratio(ep.namespaced_name) for ep in endpoints}
+        matches = self.match(hashes)
+        state.prefix[self.name] = PrefixLookup(tuple(hashes), matches, block)
+        if not hashes:
+            return {ep.namespaced_name: 0.0 for ep in endpoints}
+        n = len(hashes)  # PrefixLookup.hit_ratio, for every endpoint at once
+        get = matches.get
+        return {name: get(name, 0) / n for name in [ep.namespaced_name for ep in endpoints]}
 
     def pre_request(self, state: CycleState, request: LLMRequest, result: SchedulingResult) -> None:
         """Records the request's hashes on the primary (and prefill) target."""
