@@ -48,8 +48,10 @@ def test_simulate_writes_inference_perf_reports_csv_and_plots(tmp_path: Path) ->
     timeline = {n for n in names if n.startswith("timeline-") and n.endswith(".png")}
     assert "timeline-model-servers-running-requests-per-pod.png" in timeline
     names -= timeline
+    assert "timeline-simulate-cost-per-minute-variantcost-x-pod-seconds.png" in timeline
     assert names == {
         "timeline.csv",
+        "scale_events.csv",
         "slo_and_cost.json",
         "summary_lifecycle_metrics.json",
         "stage_0_lifecycle_metrics.json",
