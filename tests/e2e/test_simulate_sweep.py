@@ -126,9 +126,13 @@ def test_a_bad_sweep_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_the_capacity_planning_example_shortened(tmp_path: Path) -> None:
-    sweep = yaml.safe_load((EXAMPLE / "sweep.yaml").read_text(encoding="utf-8"))
-    sweep["stack"] = str(EXAMPLE / "stack.yaml")
+def shortened(
+    tmp_path: Path, sweep_file: str, stack_file: str
+) -> tuple[Path, list[dict[str, str]]]:
+    """An example's sweep with two values of its second parameter and 3 s of its workload,
+    run as the guide runs it; its output directory and table."""
+    sweep = yaml.safe_load((EXAMPLE / sweep_file).read_text(encoding="utf-8"))
+    sweep["stack"] = str(EXAMPLE / stack_file)
     sweep["workload"] = "workload.yaml"
     sweep["parameters"][1]["values"] = [1, 2]
     workload = yaml.safe_load((EXAMPLE / "workload.yaml").read_text(encoding="utf-8"))
@@ -139,7 +143,11 @@ def test_the_capacity_planning_example_shortened(tmp_path: Path) -> None:
     done = run("--sweep", str(path), "--output", str(out), "--slo-ttft", "200ms", "--seed", "1",
                "--autoscaler=false")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    table = rows(out)
+    return out, rows(out)
+
+
+def test_the_capacity_planning_example_shortened(tmp_path: Path) -> None:
+    out, table = shortened(tmp_path, "sweep.yaml", "stack.yaml")
     assert [(r["gpu"], r["replicas"]) for r in table] == [
         ("H100", "1"),
         ("H100", "2"),
@@ -178,19 +186,7 @@ def test_the_capacity_planning_example_finds_what_the_guide_says(tmp_path: Path)
 
 
 def test_the_pd_ratio_example_shortened(tmp_path: Path) -> None:
-    sweep = yaml.safe_load((EXAMPLE / "pd-sweep.yaml").read_text(encoding="utf-8"))
-    sweep["stack"] = str(EXAMPLE / "pd-stack.yaml")
-    sweep["workload"] = "workload.yaml"
-    sweep["parameters"][1]["values"] = [1, 2]
-    workload = yaml.safe_load((EXAMPLE / "workload.yaml").read_text(encoding="utf-8"))
-    workload["load"]["stages"] = [{"rate": 10, "duration": 3}]
-    write(tmp_path / "workload.yaml", workload)
-    path = write(tmp_path / "sweep.yaml", sweep)
-    out = tmp_path / "out"
-    done = run("--sweep", str(path), "--output", str(out), "--slo-ttft", "200ms", "--seed", "1",
-               "--autoscaler=false")  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    table = rows(out)
+    out, table = shortened(tmp_path, "pd-sweep.yaml", "pd-stack.yaml")
     assert [(r["prefill"], r["decode"]) for r in table] == [
         ("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")
     ]  # fmt: skip
