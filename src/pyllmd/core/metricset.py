@@ -12,6 +12,7 @@ number formatting (`strconv.FormatFloat(v, 'g', -1, 64)`).
 
 from __future__ import annotations
 
+import functools
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,6 +22,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format, which keeps `:` in names (OpenMetrics would not)."""
 
 
+@functools.lru_cache(maxsize=4096)  # bucket bounds and gauges repeat at every scrape
 def go_float(value: float) -> str:
     """A float as Go's `strconv.FormatFloat(v, 'g', -1, 64)` prints it (`1`, `0.4`, `1e+06`)."""
     if math.isnan(value):

@@ -365,7 +365,9 @@ def replay(
     spec = engine_spec(run, profile)
     sent = build_requests(run, profile, seconds_per_stage, reuse, timeout)
     started, cpu = time.perf_counter(), time.process_time()
-    result = Engine(spec.scheduler, spec.step.time).run([s.request for s in sent])
+    result = Engine(spec.scheduler, spec.step.time, decode_time=spec.step.decode).run(
+        [s.request for s in sent]
+    )
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     last = profile.last_token_s
     per_stage: list[list[tuple[float, float, float]]] = [[] for _ in run.stages]

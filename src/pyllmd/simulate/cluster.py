@@ -170,7 +170,13 @@ class Fleet:
         """Ready pods named `names`, all running `spec`, none ever scaled (a plain replay)."""
         fleet = cls((), {}, (), Timers())
         for name in names:
-            engine = Engine(spec.scheduler, spec.step.time, record_tokens=True, record_steps=True)
+            engine = Engine(
+                spec.scheduler,
+                spec.step.time,
+                record_tokens=True,
+                record_steps=True,
+                decode_time=spec.step.decode,
+            )
             run = PodRun(name, engine, first=spec.profile.first_token_s,
                          last=spec.profile.last_token_s)  # fmt: skip
             fleet.runs.append(run)
@@ -227,7 +233,13 @@ class Fleet:
 
     def _create(self, dep: _Deployment, now: float) -> PodRun:
         spec = dep.spec
-        engine = Engine(spec.scheduler, spec.step.time, record_tokens=True, record_steps=True)
+        engine = Engine(
+            spec.scheduler,
+            spec.step.time,
+            record_tokens=True,
+            record_steps=True,
+            decode_time=spec.step.decode,
+        )
         name = f"{dep.variant.name}-{dep.counter}"
         dep.counter += 1
         run = PodRun(

@@ -100,6 +100,16 @@ def _replay(
             if (eng.running or eng.waiting or eng.loading) and eng.now < until:
                 sync(run, until)
 
+    def read_all(until: float) -> None:
+        """Every pod as a reader sees it at `until`: `sync_all`, but a pod whose steps
+        before `until` change nothing a reader sees (`Engine.settled_until`) stays behind."""
+        for run in runs:
+            eng = run.engine
+            if (eng.running or eng.waiting or eng.loading) and eng.now < until:
+                if not (run.deadlines and run.deadlines[0][0] < until) and eng.settled_until(until):
+                    continue
+                sync(run, until)
+
     def submit(payload: object, pod: str | None, error: str | None, now: float, rid: int) -> int:
         """Hand the request to `pod` at `now` (or fail it with the router's error); the next
         id. A disaggregated one goes to its prefill pod first (the decode pod's sidecar)."""
@@ -205,10 +215,38 @@ def _replay(
             and _open_loop(client, t_client, timeout)
         ):  # the client acts next, and only what it reads needs to have reached its time
             if router.reads_engines(t_client, names):
-                sync_all(t_client)
+                read_all(t_client)
             rid = acts(t_client, rid, lazy=True)
             t_flow = router.next_poll()
             lagging = t_client
+            continue
+        t_timer = timers.next_time()
+        t_event = min(t_scrape, t_timer, t_leg, t_flow)
+        if (
+            t_pod < t_event <= t_client
+            and not draining
+            and not disaggregated
+            and _open_loop(client, t_event, timeout)
+        ):  # one of the loop's events comes first: as the client's sends above, only what it
+            # reads needs to have reached its time
+            if t_scrape == t_event:
+                assert scraper is not None
+                sync_all(t_scrape)  # the scrape reads every pod
+                scraper.scrape(t_scrape, engines)
+                t_scrape = scraper.next_time
+            elif t_timer == t_event:
+                timers.fire()  # timers read no engine state
+                busy.rebuild()
+                draining = any(r.removing for r in runs)
+            else:  # held requests looked at again
+                if router.reads_engines(t_flow, names):
+                    read_all(t_flow)
+                for send, pod, error in router.poll(t_flow, names, engines):
+                    if pod is not None:
+                        sync(by_name[pod], t_flow)
+                    rid = submit(send, pod, error, t_flow, rid)
+                t_flow = router.next_poll()
+            lagging = max(lagging, t_event)
             continue
         if t_pod < lagging:  # the pods left behind catch up before anything else happens
             sync_all(lagging)
@@ -220,8 +258,6 @@ def _replay(
             break
         # the earliest of the loop's own events, once every busy pod has reached it (ties:
         # the scrape, then timers, decode legs, held requests; the client's sends after them)
-        t_timer = timers.next_time()
-        t_event = min(t_scrape, t_timer, t_leg, t_flow)
         if t_event <= t_pod and t_event <= t_client:
             if t_scrape == t_event:
                 assert scraper is not None

@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
+
 from pyllmd.epp.plugins.picker import max_score_picker, random_picker, weighted_random_picker
+from pyllmd.epp.plugins.picker.common import shuffle
 from pyllmd.epp.scheduling.interfaces import CycleState
 from pyllmd.epp.scheduling.registry import Handle
 from tests.unit.epp.plugin_helpers import endpoint, state
@@ -56,3 +59,14 @@ def test_weighted_random_picker_all_zero_is_uniform() -> None:
     scored = [(ep, 0.0) for ep in EPS]
     counts = Counter(picker.pick(CycleState(rng=rng, now=0), scored)[0].name for _ in range(400))
     assert set(counts) == {ep.name for ep in EPS}
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 7, 64, 101, 300])
+def test_the_pickers_shuffle_is_randoms_own_permutation_from_the_same_draws(size: int) -> None:
+    for seed in range(20):
+        ours, theirs = random.Random(seed), random.Random(seed)
+        a, b = list(range(size)), list(range(size))
+        shuffle(ours, a)
+        theirs.shuffle(b)
+        assert a == b
+        assert ours.random() == theirs.random()  # the streams stay in step

@@ -19,7 +19,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pyllmd.epp.saturation import SaturationConfig, is_stale
+from pyllmd.epp.saturation import SaturationConfig
 from pyllmd.epp.scheduling.types import Endpoint
 
 # Time for a released request to reach its model server through the gateway: a
@@ -70,10 +70,11 @@ def gate_saturation(
     last_until, shares = math.nan, []
     for endpoint in endpoints:
         m = endpoint.metrics
-        if is_stale(endpoint, threshold, now):
+        updated = m.update_time
+        if updated <= 0 or now - updated > threshold:  # `is_stale`, inline: per endpoint
             total += 1.0
             continue
-        seen_until = m.update_time - ARRIVAL_MARGIN
+        seen_until = updated - ARRIVAL_MARGIN
         if seen_until != last_until:
             found = after.get(seen_until)
             if found is None:

@@ -42,6 +42,8 @@ BLOCK_SIZE = 16
 
 # A step-time function: (tokens, attention pairs, KV tokens, sequences, decode_only) -> seconds.
 StepTimeFn = Callable[[int, int, int, int, bool], float]
+# `settled_until`: a step-time lower bound kept below any rounding of the sum of step times
+SETTLED_MARGIN = 1.0 - 1e-9
 
 
 @dataclass(frozen=True)
@@ -340,7 +342,10 @@ class Engine:
         step_time: StepTimeFn,
         record_tokens: bool = False,
         record_steps: bool = False,
+        decode_time: Callable[[int], Callable[[int], float]] | None = None,
     ) -> None:
+        """`decode_time(seqs)`: `step_time` of a decode-only step of `seqs` sequences as a
+        function of its pairs (`StepModel.decode`), for the decode fast path."""
         if config.max_num_batched_tokens < config.max_num_seqs:
             raise ValueError(
                 f"max_num_batched_tokens ({config.max_num_batched_tokens}) must be greater "
@@ -348,6 +353,9 @@ class Engine:
             )
         self.cfg = config
         self.step_time = step_time
+        self.decode_time = decode_time or (
+            lambda seqs: lambda pairs: step_time(seqs, pairs, pairs, seqs, True)
+        )
         self.kv = KVBlocks(config.num_blocks, config.enable_prefix_caching)
         self.waiting: deque[Request] = deque()
         self.loading: list[Request] = []  # admitted blocks loading from the CPU tier
@@ -734,21 +742,21 @@ class Engine:
         kv = self.kv
         buckets = self.buckets
         bs = cfg.block_size
-        fn = self.step_time
         ends = self.ends
         heap = self.finishes
         while heap and (heap[0][2] != heap[0][3].epoch or not heap[0][3].lazy):
             heapq.heappop(heap)  # drop stale events so heap[0] is the next finish
         stop_at = heap[0][0] if heap else 1 << 62
         r = self.n_lazy
+        fn = self.decode_time(r)
         d = self.steps
-        ran = 0
+        d0 = d
         start = now
         pairs = self.base_sum + r * d + r
         records = self.records
         first = now
-        if records is not None:  # kv.used per step; the other columns after the loop
-            log_blocks = records.blocks_used.append
+        used = kv.fresh - len(kv.free)  # kv.used, logged per step (it moves on allocations)
+        log_blocks = records.blocks_used.extend if records is not None else None
         while now < next_event and head > seen:
             bucket = buckets[d % bs]
             if bucket:
@@ -756,17 +764,31 @@ class Engine:
                     break
                 for req in bucket:
                     req.blocks.append(kv.take())
-            start = now
-            now += fn(r, pairs, pairs, r, True)
-            ends.append(now)
-            if records is not None:
-                log_blocks(kv.fresh - len(kv.free))  # kv.used
-            seen = start if back_to_back else now
-            d += 1
-            ran += 1
-            pairs += r
+                used = kv.fresh - len(kv.free)
+            # the steps up to the next one that allocates a block, or the first finish
+            j = 1
+            while j < bs and not buckets[(d + j) % bs]:
+                j += 1
+            limit = d + j if d + j < stop_at else stop_at
+            d1 = d
+            while True:
+                start = now
+                now += fn(pairs)
+                ends.append(now)
+                d += 1
+                pairs += r
+                if back_to_back:
+                    seen = start
+                    if d >= limit or now >= next_event or head <= start:
+                        break
+                elif d >= limit or now >= next_event or head <= now:
+                    seen = now
+                    break
+            if log_blocks is not None:
+                log_blocks(repeat(used, d - d1))
             if d >= stop_at:
                 break
+        ran = d - d0
         if not ran:
             return False
         if records is not None:  # each step starts where the one before it ended
@@ -783,6 +805,34 @@ class Engine:
         self.now = self.last_end = now
         self._finish_due(now)
         return True
+
+    def settled_until(self, until: float) -> bool:
+        """Whether every step that starts before `until` leaves the waiting queue, the
+        running set and the KV blocks in use as they are: a batch of decoding requests only,
+        none to admit, and no block to allocate or request to finish in those steps. A
+        scraper reading the engine at `until` then reads it as it is, without running them.
+
+        A decode step's time does not fall as its contexts grow (true of the step-time
+        models here), so the next change is no sooner than that many steps of the next one.
+        """
+        if self.active or not self.n_lazy or self.loading:
+            return False
+        if self.waiting and len(self.running) < self.cfg.max_num_seqs:
+            return False
+        d = self.steps
+        buckets = self.buckets
+        bs = self.cfg.block_size
+        j = 0  # steps before the first that allocates a block
+        while not buckets[(d + j) % bs]:
+            j += 1
+        heap = self.finishes
+        if heap and heap[0][0] - 1 - d < j:  # a stale entry only makes this sooner
+            j = heap[0][0] - 1 - d
+        if j <= 0:
+            return False
+        r = self.n_lazy
+        pairs = self.base_sum + r * d + r
+        return self.now + j * self.decode_time(r)(pairs) * SETTLED_MARGIN >= until
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self, requests: Sequence[Request], jump: bool = True) -> RunResult:

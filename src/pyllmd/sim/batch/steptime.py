@@ -164,6 +164,7 @@ class StepModel:
             self.s_comm_seq = (tp - 1) / tp * arch.vocab * 2.0 / link
         else:
             self.comm_fixed = self.s_comm_token = self.s_comm_seq = 0.0
+        self._decode: dict[int, Callable[[float], float]] = {}
 
     def _roof(self, a: float, b: float) -> float:
         p = self.power
@@ -210,6 +211,34 @@ class StepModel:
         if self.tp > 1:
             t += self.comm_fixed + self.s_comm_token * tokens + self.s_comm_seq * seqs
         return t + self.s_per_seq * seqs
+
+    def decode(self, seqs: int) -> Callable[[float], float]:
+        """`time` of a decode-only step of `seqs` sequences as a function of its pairs alone
+        (the KV entries read equal them), the same number to the last bit: a run of decode
+        steps changes only its contexts, and this is the replay's innermost call."""
+        fn = self._decode.get(seqs)
+        if fn is None:
+            fn = self._decode[seqs] = self._decode_fn(seqs)
+        return fn
+
+    def _decode_fn(self, seqs: int) -> Callable[[float], float]:
+        if self.power > 0:  # the smooth roofline: no constant to fold
+            time = self.time
+            return lambda pairs: time(seqs, pairs, pairs, seqs, True)
+        tokens = self.padded(seqs)
+        linear = self.s_per_linear_token * tokens + self.s_per_head_seq * seqs
+        weights = self.s_weights
+        if self.s_per_expert:
+            weights += self.s_per_expert * self.arch.distinct_experts(tokens)
+        lw = linear if linear > weights else weights
+        # max(a·p, b·p) is the larger factor times p (rounding keeps the order)
+        c = self.s_per_pair if self.s_per_pair > self.s_per_kv_token else self.s_per_kv_token
+        fixed = self.fixed
+        last = self.s_per_seq * seqs
+        if self.tp > 1:
+            comm = self.comm_fixed + self.s_comm_token * tokens + self.s_comm_seq * seqs
+            return lambda pairs: fixed + (lw + c * pairs) + comm + last
+        return lambda pairs: fixed + (lw + c * pairs) + last
 
     def step_time(self, prefills: Sequence[Chunk], decode_contexts: Sequence[int]) -> float:
         """Seconds for a step of these prefill chunks and decode sequences (context lengths)."""

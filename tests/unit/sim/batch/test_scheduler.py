@@ -385,3 +385,48 @@ def test_the_same_input_gives_the_same_result(w: dict[str, object]) -> None:
     assert [(r.first_token, r.last_token, r.preemptions, r.cached_tokens) for r in one] == [
         (r.first_token, r.last_token, r.preemptions, r.cached_tokens) for r in two
     ]
+
+
+def _advance_to(engine: Engine, until: float) -> None:
+    """Run every step that starts before `until` (nothing new arrives)."""
+    while engine.pending and engine.now < until:
+        if not engine.jump(until) and not engine.step():
+            break
+
+
+def _seen(engine: Engine) -> tuple[int, int, int]:
+    """What a scraper reads of an engine: waiting, running, KV blocks in use."""
+    return len(engine.waiting) + len(engine.loading), len(engine.running), engine.kv.used
+
+
+@settings(max_examples=100, deadline=None)
+@given(workload, st.floats(0.0005, 0.2))
+def test_an_engine_settled_until_a_time_reads_the_same_after_running_to_it(
+    w: dict[str, object], ahead: float
+) -> None:
+    import copy
+
+    cfg, reqs = make(w)
+    cfg = SchedulerConfig(**{**cfg.__dict__, "cpu_blocks": 0})
+    engine = Engine(cfg, linear_time, record_tokens=True)
+    settled = 0
+    i = 0
+    for _ in range(5_000):
+        while i < len(reqs) and reqs[i].arrival <= engine.now:
+            engine.add(reqs[i])
+            i += 1
+        if not engine.pending:
+            if i >= len(reqs):
+                break
+            engine.now = reqs[i].arrival
+            continue
+        until = engine.now + ahead
+        if engine.settled_until(until):
+            settled += 1
+            ahead_copy = copy.deepcopy(engine)
+            before = _seen(ahead_copy)
+            _advance_to(ahead_copy, until)
+            assert _seen(ahead_copy) == before
+        next_arrival = reqs[i].arrival if i < len(reqs) else float("inf")
+        if not engine.jump(min(next_arrival, engine.now + ahead / 3)) and not engine.step():
+            engine.now = max(engine.now, next_arrival)

@@ -105,3 +105,22 @@ def test_profile_reads_yaml_as_calibrate_writes_it_and_as_a_user_writes_it(tmp_p
     f.write_text("step_s: [1\n")
     with pytest.raises(ConfigError, match=r"^--latency-profile .*p.yaml: not YAML or JSON"):
         load_profile(f)
+
+
+@pytest.mark.parametrize(
+    ("model", "tp", "power"),
+    [
+        ("meta-llama/Llama-2-7b-hf", 1, 0.0),
+        ("meta-llama/Llama-2-7b-hf", 2, 0.0),
+        ("meta-llama/Llama-2-7b-hf", 1, 3.0),
+        ("mistralai/Mixtral-8x7B-v0.1", 2, 0.0),
+    ],
+)
+def test_the_decode_fast_path_gives_the_step_time_to_the_last_bit(
+    model: str, tp: int, power: float
+) -> None:
+    m = StepModel(get_architecture(model), H100, tp, replace(Profile(), roofline_p=power), 256)
+    for seqs in (1, 3, 8, 100, 255, 256, 300):
+        decode = m.decode(seqs)
+        for pairs in (seqs, 7 * seqs + 13, 1_000_003, 4_000_000):
+            assert decode(pairs) == m.time(seqs, pairs, pairs, seqs, True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pyllmd.epp.plugins.base import PluginBase
-from pyllmd.epp.plugins.picker.common import max_endpoints
+from pyllmd.epp.plugins.picker.common import max_endpoints, shuffle
 from pyllmd.epp.scheduling.interfaces import CycleState
 from pyllmd.epp.scheduling.registry import Handle
 from pyllmd.epp.scheduling.types import Endpoint
@@ -25,9 +25,15 @@ class MaxScorePicker(PluginBase):
 
     def pick(self, state: CycleState, scored: Sequence[tuple[Endpoint, float]]) -> list[Endpoint]:
         order = list(scored)
-        state.rng.shuffle(order)
-        order.sort(key=lambda item: item[1], reverse=True)  # stable: ties stay shuffled
+        shuffle(state.rng, order)
+        if self.max_num_of_endpoints == 1 and order:  # the first best in the shuffled order
+            return [max(order, key=_score)[0]]
+        order.sort(key=_score, reverse=True)  # stable: ties stay shuffled
         return [ep for ep, _ in order[: self.max_num_of_endpoints]]
+
+
+def _score(item: tuple[Endpoint, float]) -> float:
+    return item[1]
 
 
 def factory(name: str, raw: Any, handle: Handle) -> MaxScorePicker:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pyllmd.epp.plugins.base import PluginBase
-from pyllmd.epp.plugins.picker.common import max_endpoints
+from pyllmd.epp.plugins.picker.common import max_endpoints, shuffle
 from pyllmd.epp.scheduling.interfaces import CycleState
 from pyllmd.epp.scheduling.registry import Handle
 from pyllmd.epp.scheduling.types import Endpoint
@@ -25,7 +25,7 @@ class RandomPicker(PluginBase):
 
     def pick(self, state: CycleState, scored: Sequence[tuple[Endpoint, float]]) -> list[Endpoint]:
         order = [ep for ep, _ in scored]
-        state.rng.shuffle(order)
+        shuffle(state.rng, order)
         return order[: self.max_num_of_endpoints]
 
 

@@ -10,6 +10,7 @@ goroutine; doing it in-line makes the next request see it deterministically).
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -27,6 +28,8 @@ DEFAULT_MAX_PREFIX_BLOCKS = 256
 DEFAULT_LRU_CAPACITY_PER_SERVER = 31250
 CHARS_PER_TOKEN = 4
 PREFILL_PROFILE = "prefill"
+PROMPT_HASH_CACHE = 4096  # prompts whose block hashes are kept
+NOBODY: frozenset[str] = frozenset()
 
 
 def hash_prompt(
@@ -45,6 +48,15 @@ def hash_prompt(
     return hashes
 
 
+@functools.lru_cache(maxsize=PROMPT_HASH_CACHE)
+def _cached_hashes(
+    data: bytes, model: str, cache_salt: str, block_size_tokens: int, max_blocks: int
+) -> tuple[int, ...]:
+    """`hash_prompt`, kept for the prompts seen last: system prompts and a session's
+    rounds come back, and hashing them is most of a cycle's work."""
+    return tuple(hash_prompt(data, model, cache_salt, block_size_tokens, max_blocks))
+
+
 class PrefixIndex:
     """Per-server LRU sets of block hashes plus the reverse map hash → servers."""
 
@@ -53,9 +65,9 @@ class PrefixIndex:
         self._capacity: dict[str, int] = {}
         self._servers: dict[int, set[str]] = {}
 
-    def servers(self, block_hash: int) -> set[str]:
+    def servers(self, block_hash: int) -> set[str] | frozenset[str]:
         """Servers believed to hold `block_hash`."""
-        return self._servers.get(block_hash, set())
+        return self._servers.get(block_hash, NOBODY)
 
     def add(self, hashes: Iterable[int], server: str, capacity: int) -> None:
         """Marks hashes most recently used on `server` (capacity fixed at first use)."""
@@ -126,12 +138,14 @@ class PrefixCacheScorer(PluginBase):
     def match(self, hashes: Sequence[int]) -> dict[str, int]:
         """Walk hashes from the first; stop at the first hash no server holds."""
         found: dict[str, int] = {}
+        get = found.get
+        servers = self.index.servers
         for h in hashes:
-            holders = self.index.servers(h)
+            holders = servers(h)
             if not holders:
                 break
             for server in holders:
-                found[server] = found.get(server, 0) + 1
+                found[server] = get(server, 0) + 1
         return found
 
     def score(
@@ -139,7 +153,7 @@ class PrefixCacheScorer(PluginBase):
     ) -> dict[str, float]:
         block = self.block_size(endpoints)
         salt = request.body.get("cache_salt")
-        hashes = hash_prompt(
+        hashes = _cached_hashes(
             request.prompt_bytes(),
             request.target_model,
             salt if isinstance(salt, str) else "",
@@ -147,7 +161,7 @@ class PrefixCacheScorer(PluginBase):
             self.max_prefix_blocks,
         )
         matches = self.match(hashes)
-        state.prefix[self.name] = PrefixLookup(tuple(hashes), matches, block)
+        state.prefix[self.name] = PrefixLookup(hashes, matches, block)
         if not hashes:
             return {ep.namespaced_name: 0.0 for ep in endpoints}
         n = len(hashes)  # PrefixLookup.hit_ratio, for every endpoint at once
