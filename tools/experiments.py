@@ -9,6 +9,12 @@ running requests per pod with a target value. The HPA's target is swept; the cho
 largest that attains the SLO at least as often as the saturation analyzer does, and the two
 are compared on replica-seconds. `--quick` runs a shortened version (the test's); without it,
 `--write-docs` rewrites the generated section of experiments.md and its plot.
+
+`routing`: routing at cluster scale (16 pods): the precise and approximate prefix scorers,
+load-only and random, each one EndpointPickerConfig replayed through the picker's code; then
+figure (h)'s divergent workload of `make bench` (4 pods; tokens wider than the approximate
+scorer's four characters; each pod's prefix cache dropped once midway), whose order by TTFT
+p90 and hit rate is printed beside live figure (h)'s. `--write-docs` rewrites both sections.
 """
 
 from __future__ import annotations
@@ -577,7 +583,7 @@ def divergent_report(setup: DivergentSetup, results: dict[float, list[RoutingRes
             text += " > ".join(_ranked(hits, best_high=True)) + ".\n"
             continue
         text += _compare("TTFT p90", p90s, {k: v[0] for k, v in live.items()}, False)
-        text += _compare("hit rate", hits, {k: v[1] for k, v in live.items()}, True)
+        text += "\n" + _compare("hit rate", hits, {k: v[1] for k, v in live.items()}, True)
     return text
 
 

@@ -416,6 +416,9 @@ def simulate(
 
 
 def _drop_cache(fleet: Fleet, pod: str, now: float) -> None:
+    """A fleet timer: when it fires no pod has begun a step after `now` but decode-only ones,
+    which change the blocks no request holds only by taking some (their prefix gone either
+    way), as a live sleep lands between steps."""
     run = fleet.by_name.get(pod)
     if run is not None and run.name in fleet.engines:
         drop_prefix_cache(run, now)
