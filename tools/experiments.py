@@ -9,6 +9,12 @@ running requests per pod with a target value. The HPA's target is swept; the cho
 largest that attains the SLO at least as often as the saturation analyzer does, and the two
 are compared on replica-seconds. `--quick` runs a shortened version (the test's); without it,
 `--write-docs` rewrites the generated section of experiments.md and its plot.
+
+`routing`: routing at cluster scale (16 pods): the precise and approximate prefix scorers,
+load-only and random, each one EndpointPickerConfig replayed through the picker's code; then
+figure (h)'s divergent workload of `make bench` (4 pods; tokens wider than the approximate
+scorer's four characters; each pod's prefix cache dropped once midway), whose order by TTFT
+p90 and hit rate is printed beside live figure (h)'s. `--write-docs` rewrites both sections.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ START = "<!-- experiments:autoscaling:start -->"
 END = "<!-- experiments:autoscaling:end -->"
 ROUTING_START = "<!-- experiments:routing:start -->"
 ROUTING_END = "<!-- experiments:routing:end -->"
+DIVERGENT_START = "<!-- experiments:divergent:start -->"
+DIVERGENT_END = "<!-- experiments:divergent:end -->"
+DIVERGENT_TITLE = "Figure (h)'s divergent workload, replayed on 4 pods:"
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 NS = "llm-d-sim"
 ARGS = ["--model", MODEL, "--accelerator", "H100", "--max-num-seqs", "32",
@@ -335,29 +344,35 @@ class RoutingResult:
     requests: int
 
 
+def _policy_run(
+    out: Path,
+    policy: str,
+    stack: dict[str, Any],
+    workload_path: Path,
+    token_chars: int = 4,
+    cache_drops: Sequence[tuple[float, str]] = (),
+    plots: bool = True,
+) -> RoutingResult:
+    """One routing policy's replay: TTFT p50 and p90, and the prefix-cache hit rate."""
+    s = out / f"{policy}-stack.yaml"
+    s.write_text(yaml.safe_dump(stack, sort_keys=False), "utf-8")
+    config = load_options(["--stack", str(s), "--workload", str(workload_path), "--output",
+                           str(out / policy)])  # fmt: skip
+    simulate(config, token_chars=token_chars, cache_drops=cache_drops, plots=plots)
+    summary = json.loads((out / policy / "summary_lifecycle_metrics.json").read_text("utf-8"))
+    with (out / policy / "per_request.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    cached = sum(int(r["cached_tokens"]) for r in rows)
+    prompt = sum(int(r["prompt_len"]) for r in rows)
+    ttft = summary["successes"]["latency"]["time_to_first_token"]
+    return RoutingResult(policy, ttft["median"], ttft["p90"], cached / prompt, len(rows))
+
+
 def routing(out: Path, setup: RoutingSetup) -> list[RoutingResult]:
     out.mkdir(parents=True, exist_ok=True)
     w = out / "workload.yaml"
     w.write_text(yaml.safe_dump(routing_workload(setup), sort_keys=False), encoding="utf-8")
-    results = []
-    for policy in POLICIES:
-        s = out / f"{policy}-stack.yaml"
-        s.write_text(yaml.safe_dump(routing_stack(setup, policy), sort_keys=False), "utf-8")
-        config = load_options(["--stack", str(s), "--workload", str(w), "--output",
-                               str(out / policy)])  # fmt: skip
-        simulate(config)
-        summary = json.loads(
-            (out / policy / "summary_lifecycle_metrics.json").read_text(encoding="utf-8")
-        )
-        with (out / policy / "per_request.csv").open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        cached = sum(int(r["cached_tokens"]) for r in rows)
-        prompt = sum(int(r["prompt_len"]) for r in rows)
-        ttft = summary["successes"]["latency"]["time_to_first_token"]
-        results.append(
-            RoutingResult(policy, ttft["median"], ttft["p90"], cached / prompt, len(rows))
-        )
-    return results
+    return [_policy_run(out, p, routing_stack(setup, p), w) for p in POLICIES]
 
 
 def routing_report(setup: RoutingSetup, results: Sequence[RoutingResult]) -> str:
@@ -388,6 +403,190 @@ def routing_report(setup: RoutingSetup, results: Sequence[RoutingResult]) -> str
     )
 
 
+# ---- figure (h)'s divergent workload, replayed --------------------------------------------
+@dataclass(frozen=True)
+class DivergentSetup:
+    """Figure (h)'s "divergent" run of `make bench` (bench/epp_kv_wins.py) in virtual time:
+    4 pods of 640 KV blocks, 8 sequences each; 24 tenants with 1,024-token system prompts and
+    24-token questions, 4 output tokens; prompts rendered with `token_chars` characters per
+    token (8-12-letter words and a space live); pod i's prefix cache dropped when the share
+    `drops_at[i]` of the run has passed."""
+
+    requests: int
+    rates: tuple[float, ...]
+    pods: int = 4
+    tenants: int = 24
+    system: int = 1024
+    question: int = 24
+    output: int = 4
+    kv_blocks: int = 640
+    max_num_seqs: int = 8
+    batched_tokens: int = 256  # a step's prompt tokens: short steps, as side-by-side prefills
+    token_chars: int = 11
+    drops_at: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7)
+
+
+DIVERGENT_FULL = DivergentSetup(960, (60.0, 120.0))
+DIVERGENT_QUICK = DivergentSetup(480, (60.0,))
+LIVE_PREFILL_S = 0.001  # bench (h)'s --prefill-time-per-token, per request slot
+LIVE_ITL_S = 0.005  # its --inter-token-latency
+# figure (h) "divergent" as recorded in benchmarks.md: rate -> policy -> (TTFT p90 s, hit rate)
+LIVE_DIVERGENT: dict[float, dict[str, tuple[float, float]]] = {
+    60.0: {"precise": (0.0425, 0.912), "approximate": (1.0564, 0.619),
+           "load-only": (4.0759, 0.382), "random": (4.2448, 0.385)},
+    120.0: {"precise": (0.1501, 0.916), "approximate": (3.3023, 0.655),
+            "load-only": (11.5461, 0.363), "random": (10.7890, 0.405)},
+}  # fmt: skip
+
+
+def divergent_profile(setup: DivergentSetup) -> dict[str, float]:
+    """Batch step-time coefficients for Llama-3.1-8B on H100 that mimic bench (h)'s simulator
+    flags: a pod prefills as many tokens per second as its `max_num_seqs` slots at 1 ms per
+    token each (the live simulator prefills each request on its own), and a decode step
+    takes the live inter-token latency; no other cost."""
+    from pyllmd.sim.batch.architecture import get_architecture
+    from pyllmd.sim.batch.hardware import BUILTIN
+
+    arch, gpu = get_architecture(MODEL), BUILTIN["H100"]
+    per_token = LIVE_PREFILL_S / setup.max_num_seqs
+    return {
+        "mfu_linear": arch.linear_flops_per_token(1) / (gpu.flops_for(arch.fp8) * per_token),
+        "mbu_weights": arch.always_read_bytes(1) / (gpu.hbm_bytes_per_s * LIVE_ITL_S),
+        "mfu_attention": 1.0, "mbu_kv": 1.0, "roofline_p": 0.0, "step_s": 0.0, "seq_s": 0.0,
+        "layer_s": 0.0, "allreduce_s": 0.0, "first_token_s": 0.0, "last_token_s": 0.0,
+    }  # fmt: skip
+
+
+def divergent_stack(setup: DivergentSetup, policy: str, profile: Path) -> dict[str, Any]:
+    args = [*ARGS[:5], str(setup.max_num_seqs), "--max-model-len", "4096", "--block-size", "16",
+            "--kv-cache-size", str(setup.kv_blocks), "--latency-profile", str(profile),
+            "--max-num-batched-tokens", str(setup.batched_tokens)]  # fmt: skip
+    return {
+        "namespace": NS,
+        "gateway": "envoy-epp",
+        "eppConfig": epp_config(policy),
+        "variants": [{"deployment": {"name": "llama", "replicas": setup.pods, "args": args}}],
+    }
+
+
+def divergent_workload(setup: DivergentSetup, rate: float) -> dict[str, Any]:
+    """Each tenant's prompt with `requests / tenants` questions, in shuffled order, sent at
+    Poisson arrivals of `rate` for as long as the requests take, whatever is in flight (as
+    bench (h)'s open-loop client)."""
+    return {
+        "api": {"type": "completion", "streaming": True},
+        "data": {
+            "type": "shared_prefix",
+            "shared_prefix": {
+                "num_unique_system_prompts": setup.tenants,
+                "num_users_per_system_prompt": setup.requests // setup.tenants,
+                "system_prompt_len": setup.system,
+                "question_len": setup.question,
+                "output_len": setup.output,
+            },
+        },
+        "server": {"type": "vllm", "model_name": MODEL, "ignore_eos": True},
+        "load": {
+            "type": "poisson",
+            "stages": [{"rate": rate, "duration": setup.requests / rate}],
+            "worker_max_concurrency": 2 * setup.requests,  # open-loop: no in-flight cap
+        },
+    }
+
+
+def divergent(out: Path, setup: DivergentSetup) -> dict[float, list[RoutingResult]]:
+    """Every policy over the same requests at each rate, with the wide tokens and the drops."""
+    out.mkdir(parents=True, exist_ok=True)
+    profile = out / "profile.json"
+    profile.write_text(json.dumps(divergent_profile(setup), indent=2) + "\n", encoding="utf-8")
+    results: dict[float, list[RoutingResult]] = {}
+    for rate in setup.rates:
+        at = out / f"rate-{rate:g}"
+        at.mkdir(parents=True, exist_ok=True)
+        w = at / "workload.yaml"
+        w.write_text(yaml.safe_dump(divergent_workload(setup, rate), sort_keys=False), "utf-8")
+        duration = setup.requests / rate
+        drops = [(share * duration, f"llama-{i}") for i, share in enumerate(setup.drops_at)]
+        results[rate] = [
+            _policy_run(
+                at,
+                p,
+                divergent_stack(setup, p, profile.resolve()),
+                w,
+                setup.token_chars,
+                drops,
+                plots=False,
+            )  # fmt: skip
+            for p in POLICIES
+        ]
+    return results
+
+
+def _ranked(values: dict[str, float], best_high: bool = False) -> list[str]:
+    return sorted(values, key=lambda k: -values[k] if best_high else values[k])
+
+
+BLIND = ("load-only", "random")
+
+
+def _compare(what: str, sim: dict[str, float], live: dict[str, float], best_high: bool) -> str:
+    """Both orders, whether they are the same, and whether they are once the cache-blind pair
+    counts as one (live, its order flips from run to run)."""
+    ours, theirs = _ranked(sim, best_high), _ranked(live, best_high)
+    step = " > " if best_high else " < "
+
+    def merged(order: list[str]) -> list[str]:
+        out: list[str] = []
+        for name in order:
+            name = "blind" if name in BLIND else name
+            if name != "blind" or "blind" not in out:
+                out.append(name)
+        return out
+
+    return (
+        f"Order by {what}: {step.join(ours)}; live: {step.join(theirs)}; same order as live: "
+        f"{'yes' if ours == theirs else 'no'} (with load-only and random taken as one: "
+        f"{'yes' if merged(ours) == merged(theirs) else 'no'}).\n"
+    )
+
+
+def divergent_report(setup: DivergentSetup, results: dict[float, list[RoutingResult]]) -> str:
+    drops = ", ".join(f"{100 * s:g}" for s in setup.drops_at)
+    text = (
+        f"Setup: {setup.pods} pods of {setup.kv_blocks} KV blocks (16 tokens each) and "
+        f"{setup.max_num_seqs} sequences, {setup.tenants} tenants with {setup.system}-token "
+        f"system prompts and {setup.question}-token questions, {setup.output} output tokens, "
+        f"{setup.requests} requests per policy and rate; {setup.token_chars} characters per "
+        f"token; pod 1 to {len(setup.drops_at)}'s prefix cache dropped at {drops} % of the "
+        "run.\n"
+    )
+    for rate, rows in results.items():
+        live = LIVE_DIVERGENT.get(rate)
+        head = "| routing | TTFT p50 (s) | TTFT p90 (s) | prefix-cache hit rate |"
+        rule = "|---|---:|---:|---:|"
+        if live is not None:
+            head += " live TTFT p90 (s) | live hit rate |"
+            rule += "---:|---:|"
+        lines = [head, rule]
+        for r in rows:
+            line = f"| {r.policy} | {r.ttft_p50:.3f} | {r.ttft_p90:.3f} "
+            line += f"| {100 * r.hit_rate:.1f} % |"
+            if live is not None:
+                p90, hit = live[r.policy]
+                line += f" {p90:.3f} | {100 * hit:.1f} % |"
+            lines.append(line)
+        text += f"\nAt {rate:g} requests/s:\n\n" + "\n".join(lines) + "\n\n"
+        p90s = {r.policy: r.ttft_p90 for r in rows}
+        hits = {r.policy: r.hit_rate for r in rows}
+        if live is None:
+            text += f"Order by TTFT p90: {' < '.join(_ranked(p90s))}. Order by hit rate: "
+            text += " > ".join(_ranked(hits, best_high=True)) + ".\n"
+            continue
+        text += _compare("TTFT p90", p90s, {k: v[0] for k, v in live.items()}, False)
+        text += "\n" + _compare("hit rate", hits, {k: v[1] for k, v in live.items()}, True)
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/experiments.py")
     parser.add_argument("experiment", choices=["autoscaling", "routing"])
@@ -399,8 +598,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         rsetup = ROUTING_QUICK if args.quick else ROUTING_FULL
         text = routing_report(rsetup, routing(args.output / "routing", rsetup))
         print(text)
+        dsetup = DIVERGENT_QUICK if args.quick else DIVERGENT_FULL
+        dtext = divergent_report(dsetup, divergent(args.output / "divergent", dsetup))
+        print(DIVERGENT_TITLE + "\n\n" + dtext)
         if args.write_docs:
             _write_section(ROUTING_START, ROUTING_END, text)
+            _write_section(DIVERGENT_START, DIVERGENT_END, dtext)
         return 0
     setup = QUICK if args.quick else FULL
     base, sweep, chosen = autoscaling(args.output / "autoscaling", setup)

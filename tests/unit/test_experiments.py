@@ -40,12 +40,8 @@ def test_the_routing_experiment_ranks_cache_aware_routing_first(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert experiments.main(["routing", "--quick", "--output", str(tmp_path)]) == 0
-    text = capsys.readouterr().out
-    rows = {
-        line.split("|")[1].strip(): line.split("|")
-        for line in text.splitlines()
-        if line.startswith("| ") and "routing" not in line
-    }
+    text, divergent = capsys.readouterr().out.split(experiments.DIVERGENT_TITLE)
+    rows = table(text)
     assert set(rows) == set(experiments.POLICIES)
     hit = {name: float(r[4].strip().rstrip(" %")) for name, r in rows.items()}
     p90 = {name: float(r[3]) for name, r in rows.items()}
@@ -55,3 +51,27 @@ def test_the_routing_experiment_ranks_cache_aware_routing_first(
     assert "Cache-aware routing beats load-only and random on TTFT p90 and hit rate: held" in text
     # the precise scorer learned the pods' caches from their KV events, not from the prompts
     assert (tmp_path / "routing" / "precise" / "per_request.csv").exists()
+
+    # figure (h)'s divergent workload, replayed: 4 pods, prompts of 11 characters per token
+    # (the approximate scorer's 4-per-token estimate is wrong), each pod's cache dropped once
+    quick = experiments.DIVERGENT_QUICK
+    assert "11 characters per token" in divergent and "dropped at 40, 50, 60, 70 %" in divergent
+    (rate,) = quick.rates
+    assert f"At {rate:g} requests/s:" in divergent
+    rows = table(divergent)
+    assert list(rows) == list(experiments.POLICIES)
+    hit = {name: float(r[4].strip().rstrip(" %")) for name, r in rows.items()}
+    live = {name: float(r[6].strip().rstrip(" %")) for name, r in rows.items()}
+    assert live == {k: 100 * v[1] for k, v in experiments.LIVE_DIVERGENT[rate].items()}
+    assert hit["approximate"] < hit["precise"], divergent
+    assert min(hit["precise"], hit["approximate"]) > max(hit["load-only"], hit["random"])
+    assert divergent.count("same order as live: ") == 2  # by TTFT p90 and by hit rate
+
+
+def table(text: str) -> dict[str, list[str]]:
+    """The rows of the report's table, by routing policy."""
+    return {
+        line.split("|")[1].strip(): line.split("|")
+        for line in text.splitlines()
+        if line.startswith("| ") and "routing" not in line
+    }

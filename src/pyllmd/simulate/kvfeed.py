@@ -6,11 +6,14 @@ subscriber hands them to its `kvindex.EventProcessor`. Here each pod's engine te
 into the same decoded events (the engine's block hash, its parent's, the block's token ids)
 and delivers them to every precise scorer's processor `delay` seconds later (the ZMQ hop and
 the picker's processing), before the next scheduling decision that comes after that time.
+`drop_prefix_cache` empties a pod's prefix cache as `/sleep?level=1` does on the live
+simulator (the blocks no request holds lose their keys) and publishes `AllBlocksCleared`.
 
 Simulated prompts are token ids, rendered as text for the picker (`routing.token_text`); the
 scorers get `TokenTextTokenizer`, its inverse, so they compute the request keys of exactly the
-ids the engines hashed. Blocks of generated tokens are not published: no later prompt of a
-simulated workload contains a response's tokens.
+ids the engines hashed (with as many characters per id as the text has). Blocks of
+generated tokens are not published: no later prompt of a simulated workload contains a
+response's tokens.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import heapq
 import itertools
 from collections.abc import Sequence
 
-from pyllmd.epp.kvindex.events import BlockRemoved, BlockStored, Event
+from pyllmd.epp.kvindex.events import AllBlocksCleared, BlockRemoved, BlockStored, Event
 from pyllmd.epp.kvindex.processor import EventProcessor
 from pyllmd.sim.batch.scheduler import Request
 from pyllmd.simulate.cluster import PodRun
@@ -31,24 +34,30 @@ _VALUE = {c: i for i, c in enumerate(_ALPHABET)}
 
 
 class TokenTextTokenizer:
-    """The inverse of `routing.token_text`: four characters back to one token id."""
+    """The inverse of `routing.token_text`: `chars` characters (four by default) back to one
+    token id, read from the first four of them."""
+
+    def __init__(self, chars: int = _CHARS) -> None:
+        self.chars = chars
 
     def ids(self, text: str, add_special_tokens: bool = True) -> list[int]:
         n = len(_ALPHABET)
         v = _VALUE
+        w = self.chars
         return [
             v[text[i]] + n * (v[text[i + 1]] + n * (v[text[i + 2]] + n * v[text[i + 3]]))
-            for i in range(0, len(text) - len(text) % _CHARS, _CHARS)
+            for i in range(0, len(text) - len(text) % w, w)
         ]
 
     def tokens(self, text: str) -> list[str]:
-        return [text[i : i + _CHARS] for i in range(0, len(text) - len(text) % _CHARS, _CHARS)]
+        w = self.chars
+        return [text[i : i + w] for i in range(0, len(text) - len(text) % w, w)]
 
     def encode(self, text: str) -> tuple[list[int], list[str]]:
         return self.ids(text), self.tokens(text)
 
     def count(self, text: str) -> int:
-        return len(text) // _CHARS
+        return len(text) // self.chars
 
 
 class _PodListener:
@@ -74,6 +83,9 @@ class _PodListener:
     def removed(self, key: object) -> None:
         if isinstance(key, int):
             self.feed.push(self.run.engine.now, self.address, BlockRemoved((key,), None))
+
+    def cleared(self, now: float) -> None:
+        self.feed.push(now, self.address, AllBlocksCleared())
 
 
 class KVFeed:
@@ -104,3 +116,12 @@ class KVFeed:
             for p in self.processors:
                 p.digest(address, self.model, (event,))
             self.delivered += 1
+
+
+def drop_prefix_cache(run: PodRun, now: float) -> None:
+    """`/sleep?level=1` then `/wake_up` on `run`'s pod at `now`: its prefix cache forgets the
+    blocks no request holds, and (with a feed attached) the scorers hear `AllBlocksCleared`."""
+    kv = run.engine.kv
+    kv.drop_prefix_cache()
+    if isinstance(kv.listener, _PodListener):
+        kv.listener.cleared(now)

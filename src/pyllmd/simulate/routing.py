@@ -14,7 +14,9 @@ request fails with the picker's message.
 
 Prompts are token ids here, while the picker hashes prompt text: each id is rendered as four
 characters (the picker's characters per token), so equal token prefixes are equal text
-prefixes.
+prefixes. A wider rendering (`EppRouter(token_chars=...)`, `token_text(ids, chars)`) makes
+the approximate prefix scorer's four-characters-per-token estimate wrong, as a tokenizer
+whose tokens are longer words does; the precise scorers' tokenizer inverts it either way.
 """
 
 from __future__ import annotations
@@ -73,8 +75,17 @@ def _four(t: int) -> str:
 _TEXT = [_four(t) for t in range(1 << 16)]  # the ids of every vocabulary the workloads use
 
 
-def token_text(ids: Sequence[int]) -> str:
-    """Four characters per token id, the same for the same id."""
+def _wide(t: int, chars: int) -> str:
+    """`chars` characters for id `t` (chars > 4): its four characters, repeated."""
+    four = _TEXT[t] if 0 <= t < len(_TEXT) else _four(t)
+    return (four * (chars // 4 + 1))[:chars]
+
+
+def token_text(ids: Sequence[int], chars: int = 4) -> str:
+    """Four characters per token id (or `chars`, more than four: the four repeated), the
+    same for the same id."""
+    if chars != 4:
+        return "".join(_wide(t, chars) for t in ids)
     table = _TEXT
     try:
         return "".join(map(table.__getitem__, ids))
@@ -213,7 +224,11 @@ class EppRouter:
         namespace: str,
         seed: int,
         kv_event_delay: float = DEFAULT_DELAY_S,
+        token_chars: int = 4,
     ) -> None:
+        if token_chars < 4:
+            raise ValueError(f"token_chars: must be 4 or more, got {token_chars}")
+        self.token_chars = token_chars
         prompt_log = logging.getLogger("pyllmd.epp.kvindex.prompt")
         level = prompt_log.level
         prompt_log.setLevel(logging.ERROR)  # which tokenizer it finds: replaced below anyway
@@ -264,7 +279,8 @@ class EppRouter:
             p for p in self.config.plugins.values() if isinstance(p, PrecisePrefixCacheScorer)
         ]
         for scorer in precise:
-            scorer.tokenizer = TokenTextTokenizer()  # prompts are token ids rendered as text
+            # prompts are token ids rendered as text
+            scorer.tokenizer = TokenTextTokenizer(token_chars)
         self.kv_feed: KVFeed | None = None
         if precise:
             self.kv_feed = KVFeed([s.processor for s in precise], "", kv_event_delay)
@@ -324,7 +340,7 @@ class EppRouter:
         if text is None:
             if len(self.texts) >= TEXT_CACHE:
                 self.texts.clear()  # unique prompts (random data): keep memory bounded
-            text = self.texts[key] = token_text(tokens)
+            text = self.texts[key] = token_text(tokens, self.token_chars)
         return text
 
     def reads_engines(self, now: float, pods: Sequence[str]) -> bool:
@@ -379,7 +395,7 @@ class EppRouter:
             self.metrics.record_scheduling(0.0, False)  # the picker's own time is not modelled
             raise SchedulingError("no endpoints available for the given request")
         self.metrics.record_scheduling(0.0, True)
-        self.metrics.record_request(model, model, 4 * len(tokens) + 64)
+        self.metrics.record_request(model, model, self.token_chars * len(tokens) + 64)
         self.headers = result.headers
         pod = result.targets[0].pod_name
         self.picks[pod] = self.picks.get(pod, 0) + 1
@@ -397,7 +413,8 @@ class EppRouter:
     ) -> list[Released]:
         if self.flow is None:
             return [self._schedule(payload, tokens, model, now, pods, engines)]
-        size = 4 * len(tokens) + 64  # the request body's bytes: its text and the JSON around it
+        # the request body's bytes: its text and the JSON around it
+        size = self.token_chars * len(tokens) + 64
         item = self.flow.queues.enqueue(
             FlowKey(DEFAULT_FAIRNESS_ID, 0), size, now, (payload, tokens, model)
         )

@@ -42,7 +42,7 @@ from pyllmd.simulate.cluster import (
 )
 from pyllmd.simulate.control import Control, scaler_of
 from pyllmd.simulate.deployment import Variant, build_engine_spec, parse_stack, variants_for
-from pyllmd.simulate.kvfeed import DEFAULT_DELAY_S
+from pyllmd.simulate.kvfeed import DEFAULT_DELAY_S, drop_prefix_cache
 from pyllmd.simulate.promql import Evaluator
 from pyllmd.simulate.replay import Outcome, replay
 from pyllmd.simulate.report import request_rows, write
@@ -256,7 +256,7 @@ class Progress:
             self.stream.flush()
 
 
-def _router(stack_doc: Any, config: SimulateConfig) -> Router:
+def _router(stack_doc: Any, config: SimulateConfig, token_chars: int = 4) -> Router:
     """The stack's gateway: the endpoint picker with `gateway: envoy-epp`, else the built-in
     gateway of `pyllmd up`."""
     kind, epp_text = gateway_settings(stack_doc, f"--stack {config.stack}")
@@ -268,6 +268,7 @@ def _router(stack_doc: Any, config: SimulateConfig) -> Router:
             str(stack_doc.get("namespace") or "default"),
             config.seed,
             config.kv_event_delay,
+            token_chars,
         )
     except ConfigError as e:
         raise ConfigError(f"--stack {config.stack}: eppConfig: {e}") from None
@@ -311,11 +312,24 @@ def _control(
     return control
 
 
-def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outcome, list[Path]]:
-    """Run one simulation from the settings; ConfigError (one line) on bad input."""
+def simulate(
+    config: SimulateConfig,
+    stream: TextIO | None = None,
+    *,
+    token_chars: int = 4,
+    cache_drops: Sequence[tuple[float, str]] = (),
+    plots: bool = True,
+) -> tuple[Outcome, list[Path]]:
+    """Run one simulation from the settings; ConfigError (one line) on bad input.
+
+    Beyond the flags (for experiments): `token_chars`, the characters the endpoint picker
+    sees per prompt token (`routing.token_text`); `cache_drops`, (virtual time, pod name):
+    that pod's prefix cache dropped then, as `/sleep?level=1` and `/wake_up` do live
+    (`kvfeed.drop_prefix_cache`; a pod not Ready then is left alone); `plots`, false: no
+    PNG (the reports and CSVs only)."""
     stack_doc = _read_yaml("stack", config.stack)
     variants = parse_stack(stack_doc, config.stack)
-    router = _router(stack_doc, config)
+    router = _router(stack_doc, config, token_chars)
     wl = parse_workload(_read_yaml("workload", config.workload), config.workload)
     wl = scaled(wl, config.time_scale, config.rate_scale)
     for warning in wl.warnings:
@@ -331,6 +345,8 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
     timers = Timers()
     startup = StartupDelay(config.pod_startup_delay, config.pod_startup_jitter)
     fleet = Fleet(variants, specs, [v.name for v in serving], timers, startup, config.seed)
+    for at, pod in cache_drops:
+        timers.at(at, functools.partial(_drop_cache, fleet, pod))
     if isinstance(router, EppRouter):  # the precise prefix scorers hear the pods' KV events
         for run in fleet.runs:
             router.attach(run)
@@ -371,6 +387,7 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
             outcome.steps,
             outcome.num_blocks,
             specs[serving[0].name].profile.first_token_s,
+            plots,
         )
         dashboards = ["model-servers"]
         dashboards += ["endpoint-picker"] if isinstance(router, EppRouter) else []
@@ -382,7 +399,7 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
         )
         costs = {v.name: v.cost for v in variants}
         extra = _run_panels(rows, config, fleet.pod_counts, costs, outcome.end)
-        files += _timeline(out, scraper, namespace, dashboards, extra)
+        files += _timeline(out, scraper, namespace, dashboards, extra, plots)
         files.append(write_scale_events(out / "scale_events.csv", fleet.events))
         doc = goodput.summary(
             rows,
@@ -396,6 +413,15 @@ def simulate(config: SimulateConfig, stream: TextIO | None = None) -> tuple[Outc
         path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         files.append(path)
     return outcome, files
+
+
+def _drop_cache(fleet: Fleet, pod: str, now: float) -> None:
+    """A fleet timer: when it fires no pod has begun a step after `now` but decode-only ones,
+    which change the blocks no request holds only by taking some (their prefix gone either
+    way), as a live sleep lands between steps."""
+    run = fleet.by_name.get(pod)
+    if run is not None and run.name in fleet.engines:
+        drop_prefix_cache(run, now)
 
 
 RUN_PANEL_STEP_S = 60.0
@@ -430,8 +456,10 @@ def _timeline(
     namespace: str,
     dashboards: Sequence[str],
     extra: Sequence[Point] = (),
+    plots: bool = True,
 ) -> list[Path]:
-    """The dashboards' panels at every scrape but the first (at time 0), and `extra`."""
+    """The dashboards' panels at every scrape but the first (at time 0), and `extra` (their
+    CSV, and with `plots` their PNGs)."""
     step = scraper.interval
     times = [step * k for k in range(1, round(scraper.next_time / step))]
     variables = {
@@ -443,7 +471,8 @@ def _timeline(
         Evaluator(scraper.store), dashboard_panels(list(dashboards)), times, variables
     )
     points += extra
-    return [write_csv(out / "timeline.csv", points), *plot(out, points)]
+    csv_path = write_csv(out / "timeline.csv", points)
+    return [csv_path, *plot(out, points)] if plots else [csv_path]
 
 
 def _run(config: SimulateConfig) -> int:

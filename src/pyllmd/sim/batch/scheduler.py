@@ -248,6 +248,17 @@ class KVBlocks:
             out.append(block)
         return out
 
+    def drop_prefix_cache(self) -> None:
+        """Forget the cached prefix blocks that no request holds (a sleep that discards the
+        KV cache); blocks of running requests keep theirs. No event is published."""
+        key, cached = self.key, self.cached
+        for block in self.free:
+            k = key[block]
+            if k is not None:
+                if cached.get(k) == block:
+                    del cached[k]
+                key[block] = None
+
     def claim(self, blocks: Iterable[int]) -> None:
         ref = self.ref
         for b in blocks:

@@ -283,13 +283,7 @@ class BatchLoop:
     def drop_prefix_cache(self) -> None:
         """Forget the cached prefix blocks that no request holds (a sleep that discards the
         KV cache); blocks of running requests keep theirs."""
-        kv = self.engine.kv
-        for block in kv.free:
-            key = kv.key[block]
-            if key is not None:
-                if kv.cached.get(key) == block:
-                    del kv.cached[key]
-                kv.key[block] = None
+        self.engine.kv.drop_prefix_cache()
         if self.events is not None:
             self.events.cleared()
 
