@@ -51,21 +51,34 @@ SIM_COMMAND = ("pyllmd", "sim")
 
 
 class Timers:
-    """A heap of plain callbacks `fn(now)` on the virtual clock, in time then insertion order."""
+    """A heap of plain callbacks `fn(now)` on the virtual clock, in time then insertion order.
+
+    A callback reads no engine state unless it is registered with `engines=True` (a cache
+    drop): the replay then brings every pod to its time before it runs.
+    """
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Callable[[float], None]]] = []
         self._seq = itertools.count()
+        self._engines: set[int] = set()  # sequence numbers of the callbacks that touch engines
 
-    def at(self, t: float, fn: Callable[[float], None]) -> None:
-        heapq.heappush(self._heap, (t, next(self._seq), fn))
+    def at(self, t: float, fn: Callable[[float], None], engines: bool = False) -> None:
+        seq = next(self._seq)
+        if engines:
+            self._engines.add(seq)
+        heapq.heappush(self._heap, (t, seq, fn))
 
     def next_time(self) -> float:
         return self._heap[0][0] if self._heap else math.inf
 
+    def next_reads_engines(self) -> bool:
+        """Whether the earliest callback touches engine state."""
+        return bool(self._heap) and self._heap[0][1] in self._engines
+
     def fire(self) -> float:
         """Run the earliest callback; its time."""
-        t, _, fn = heapq.heappop(self._heap)
+        t, seq, fn = heapq.heappop(self._heap)
+        self._engines.discard(seq)
         fn(t)
         return t
 

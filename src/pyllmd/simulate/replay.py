@@ -7,7 +7,15 @@ The loop always moves whoever is furthest behind: the scrape, a held request's p
 due no later than every busy pod's clock, else the busy pod with the earliest clock (a heap
 of the busy pods' clocks, `_Busy`), by one
 step (or by a run of unchanged decode steps up to the next clock of the client, another pod,
-the scrape or the router). Timers read no engine state, so they do not cut decode jumps.
+the scrape or the router). Timers read no engine state (but those registered as touching
+engines, a cache drop), so they do not cut decode jumps.
+
+When the client is open-loop (`_open_loop`), nothing it does waits on a response, and the
+pods do not interact: then a pod need only reach a time when something reads it. The
+client's sends and the loop's events run in time order; the router's read at a new 50 ms
+tick brings each pod to it, but one whose steps before it change nothing the router reads
+(`Engine.settled_until`); a scrape brings every pod to its time; a timer none; the pods left
+behind catch up before anything that is not like this happens.
 A response ends `last_token_s` after its last token; a request the client gives up on (its
 timeout) is aborted at the next step boundary.
 """
@@ -235,7 +243,9 @@ def _replay(
                 scraper.scrape(t_scrape, engines)
                 t_scrape = scraper.next_time
             elif t_timer == t_event:
-                timers.fire()  # timers read no engine state
+                if timers.next_reads_engines():
+                    sync_all(t_timer)
+                timers.fire()  # the others read no engine state
                 busy.rebuild()
                 draining = any(r.removing for r in runs)
             else:  # held requests looked at again

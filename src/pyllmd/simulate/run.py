@@ -346,7 +346,7 @@ def simulate(
     startup = StartupDelay(config.pod_startup_delay, config.pod_startup_jitter)
     fleet = Fleet(variants, specs, [v.name for v in serving], timers, startup, config.seed)
     for at, pod in cache_drops:
-        timers.at(at, functools.partial(_drop_cache, fleet, pod))
+        timers.at(at, functools.partial(_drop_cache, fleet, pod), engines=True)
     if isinstance(router, EppRouter):  # the precise prefix scorers hear the pods' KV events
         for run in fleet.runs:
             router.attach(run)
@@ -416,9 +416,10 @@ def simulate(
 
 
 def _drop_cache(fleet: Fleet, pod: str, now: float) -> None:
-    """A fleet timer: when it fires no pod has begun a step after `now` but decode-only ones,
-    which change the blocks no request holds only by taking some (their prefix gone either
-    way), as a live sleep lands between steps."""
+    """A fleet timer that touches engines: when it fires every pod has run the steps that
+    start before `now`, and none has begun a step after it but decode-only ones, which change
+    the blocks no request holds only by taking some (their prefix gone either way), as a live
+    sleep lands between steps."""
     run = fleet.by_name.get(pod)
     if run is not None and run.name in fleet.engines:
         drop_prefix_cache(run, now)
