@@ -34,8 +34,11 @@ STACK = {
                     "labels": {"inference.optimization/acceleratorName": "H100"},
                 },
                 "spec": {
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                       "name": "auto"},  # fmt: skip
+                    "scaleTargetRef": {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": "auto",
+                    },  # fmt: skip
                     "modelID": MODEL,
                     "variantCost": "10.0",
                 },
