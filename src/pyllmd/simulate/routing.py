@@ -308,25 +308,31 @@ class EppRouter:
         self.scraped_at = math.floor(now / SCRAPE_S) * SCRAPE_S
         at = self.scraped_at
         snap = {}
-        for pod in pods:
+        namespace, labels, none = self.namespace, self.labels, frozenset[str]()
+        for pod in pods:  # positional: this runs for every pod at every tick
             eng = engines[pod]
             kv = eng.kv
+            size = kv.size
             metrics = EndpointMetrics(
-                waiting_queue_size=len(eng.waiting) + len(eng.loading),
-                running_requests_size=len(eng.running),
-                kv_cache_usage_percent=kv.used / kv.size if kv.size else 0.0,
-                cache_block_size=eng.cfg.block_size,
-                cache_num_gpu_blocks=kv.size,
-                update_time=at,
+                len(eng.waiting) + len(eng.loading),  # waiting_queue_size
+                len(eng.running),  # running_requests_size
+                kv.used / size if size else 0.0,  # kv_cache_usage_percent
+                none,  # active_models
+                none,  # waiting_models
+                0,  # max_active_models
+                eng.cfg.block_size,  # cache_block_size
+                size,  # cache_num_gpu_blocks
+                at,  # update_time
             )
             snap[pod] = Endpoint(
-                name=f"{pod}-rank-0",
-                namespace=self.namespace,
-                pod_name=pod,
-                address=self.address(pod),
-                labels=self.labels.get(pod, {}),
-                port=8000,
-                metrics=metrics,
+                f"{pod}-rank-0",  # name
+                namespace,
+                pod,  # pod_name
+                self.address(pod),
+                8000,  # port
+                labels.get(pod, {}),
+                "",  # metrics_host
+                metrics,
             )
         self.snapshot = snap
         self.snapshot_pods = list(pods)

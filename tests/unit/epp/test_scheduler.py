@@ -68,6 +68,22 @@ def test_epp_acc_47_weighted_sum_and_clamp() -> None:
     assert result.primary_profile == "default" and result.targets == (A,)
 
 
+def test_a_nan_score_counts_zero_and_infinities_clamp() -> None:
+    picker = Recorder()
+    profile = Profile(
+        filters=(),
+        scorers=(
+            (Fixed("odd", {"ns/a-rank-0": float("nan"), "ns/b-rank-0": float("inf")}), 2.0),
+            (Fixed("neg", {"ns/a-rank-0": float("-inf"), "ns/b-rank-0": 0.25}), 2.0),
+        ),
+        picker=picker,
+    )
+    Scheduler({"default": profile}, SingleProfileHandler()).schedule(
+        request(), [A, B], random.Random(0), 0.0
+    )
+    assert picker.seen == {"a-rank-0": 0.0, "b-rank-0": 2.5}
+
+
 def test_epp_acc_43_all_filtered_out_is_a_scheduling_error() -> None:
     drop_all = ByLabel("none", "role", ("nothing",), False)
     profile = Profile((drop_all,), (), MaxScorePicker())

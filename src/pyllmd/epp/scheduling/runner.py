@@ -133,13 +133,15 @@ class ProfileRunner:
             scores = self._timed(
                 EP_SCORER, scorer, partial(scorer.score, state, request, endpoints)
             )
-            for key, value in scores.items():
-                if key in totals:
-                    totals[key] += (
-                        (1.0 if value > 1.0 else value if value > 0.0 else 0.0) * weight
-                        if value == value  # NaN: min/max keep it, as below
-                        else min(1.0, max(0.0, value)) * weight
-                    )
+            get = totals.get
+            for key, value in scores.items():  # each score clamped to [0, 1]; NaN counts 0
+                total = get(key)
+                if total is None:
+                    continue
+                if 0.0 <= value <= 1.0:
+                    totals[key] = total + value * weight
+                else:
+                    totals[key] = total + (1.0 if value > 1.0 else 0.0) * weight
         scored = list(zip(endpoints, map(totals.__getitem__, names), strict=True))
         targets = self._timed(EP_PICKER, profile.picker, lambda: profile.picker.pick(state, scored))
         if not targets:

@@ -379,7 +379,10 @@ class Engine:
         self.last_start = -1.0  # start and end of the latest step
         self.last_end = -1.0
         self.steps = 0  # steps run; decoding requests have computed = base + steps
-        self.ends: list[float] = []  # end time of every step
+        # end times of the steps from `ends_base` on: a decoding request's token times are
+        # the ends of the steps since it turned lazy; none are kept while nothing decodes
+        self.ends: list[float] = []
+        self.ends_base = 0
         self.n_lazy = 0
         self.base_sum = 0
         self.buckets: list[list[Request]] = [[] for _ in range(config.block_size)]
@@ -491,13 +494,17 @@ class Engine:
         req.computed = req.base + d
         req.produced = req.computed - req.prompt_len + 1
         if req.token_times is not None:
-            req.token_times.extend(self.ends[req.lazy_from : d])
+            base = self.ends_base
+            req.token_times.extend(self.ends[req.lazy_from - base : d - base])
         self.kv.register(req, req.computed // self.cfg.block_size)
         req.lazy = False
         req.epoch += 1
         self.n_lazy -= 1
         self.base_sum -= req.base
         self.buckets[(-req.base) % self.cfg.block_size].remove(req)
+        if not self.n_lazy:  # no step's end is needed any more (a long run's memory)
+            self.ends.clear()
+            self.ends_base = d
 
     def _preempt_last(self) -> Request:
         victim = self.running.pop()
