@@ -11,14 +11,15 @@ name in the CSV and the plots is the target's `legendFormat` with its `{{label}}
 from __future__ import annotations
 
 import csv
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pyllmd.dashboards import NAMES, load
 from pyllmd.simulate.promql import Evaluator
+from pyllmd.simulate.promql.store import Labels
 
 CSV_COLUMNS = ("time_s", "dashboard", "panel", "series", "value")
 _FIELD = re.compile(r"\{\{\s*(\w+)\s*\}\}")
@@ -37,8 +38,7 @@ class Panel:
     targets: tuple[Target, ...]
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):  # a tuple: a long run has a point per pod, panel and step
     t: float
     dashboard: str
     panel: str
@@ -84,19 +84,23 @@ def evaluate(
     """Every panel target at every time; NaN and empty answers are left out."""
     out: list[Point] = []
     queries = [(p, t, substitute(t.expr, variables)) for p in panels for t in p.targets]
+    texts = [query for _, _, query in queries]
+    names: dict[tuple[int, Labels], str] = {}  # a series' name per target (the same each step)
     for at in times:
-        for panel, target, query in queries:
-            value = evaluator.instant(query, at)
+        values = evaluator.instant_many(texts, at)
+        for k, ((panel, target, query), value) in enumerate(zip(queries, values, strict=True)):
             if isinstance(value, str):
                 continue
             if isinstance(value, float):
-                rows: list[tuple[Mapping[str, str], float]] = [({}, value)]
+                rows: list[tuple[Labels, float]] = [((), value)]
             else:
-                rows = [(dict(p.labels), p.value) for p in value]  # type: ignore[union-attr]
+                rows = [(p.labels, p.value) for p in value]  # type: ignore[union-attr]
             for labels, v in rows:
-                if math.isnan(v):
+                if v != v:  # NaN
                     continue
-                name = _series_name(target.legend, labels, query)
+                name = names.get((k, labels))
+                if name is None:
+                    name = names[(k, labels)] = _series_name(target.legend, dict(labels), query)
                 out.append(Point(at, panel.dashboard, panel.title, name, v))
     return out
 

@@ -11,6 +11,7 @@ import pytest
 
 from pyllmd.simulate.promql import STALE_NAN, Evaluator, SeriesStore, Unsupported, is_stale
 from pyllmd.simulate.promql.store import labels_of
+from pyllmd.simulate.promql.values import Point
 
 
 def _store() -> tuple[SeriesStore, set]:
@@ -74,3 +75,40 @@ def test_samples_must_not_go_back_in_time() -> None:
     store.add(labels_of("x", {}), 2000, 1.0)
     with pytest.raises(ValueError, match="older"):
         store.add(labels_of("x", {}), 1000, 1.0)
+
+
+def test_a_batch_answers_as_each_query_alone() -> None:
+    """`instant_many` evaluates a subexpression its queries share once; the answers are the
+    ones `instant` gives, series for series and bit for bit."""
+    store, _ = _store()
+    for i in range(10):
+        for le, share in (("0.1", 0.3), ("1", 0.8), ("+Inf", 1.0)):
+            labels = labels_of("lat_bucket", {"pod": "a", "le": le, "namespace": "ns"})
+            store.add(labels, i * 15_000, float(round(7 * i * share)))
+    queries = [
+        "histogram_quantile(0.5, sum by (le) (rate(lat_bucket[1m])))",
+        "histogram_quantile(0.99, sum by (le) (rate(lat_bucket[1m])))",
+        "sum by (pod) (kv)",
+        "max by (pod) (kv)",
+        "sum by (pod) (kv) / 2",
+        "count_over_time(kv[5m])",
+        "count_over_time(kv[5m]) + 1",
+    ]
+    for t in (30, 60, 75, 130):
+        alone = [Evaluator(store).instant(q, t) for q in queries]
+        assert Evaluator(store).instant_many(queries, t) == alone
+        assert alone[0] != alone[1] and alone[5]  # the quantiles differ; pod b's markers skipped
+
+
+def test_a_staleness_marker_overwritten_at_the_same_time_counts_no_more() -> None:
+    """The store counts a series' markers (a range function skips them only where there are
+    any): a marker replaced by a sample of the same millisecond is no marker."""
+    store = SeriesStore()
+    x = labels_of("x", {})
+    store.add(x, 0, 1.0)
+    store.add(x, 15_000, STALE_NAN)
+    store.add(x, 15_000, 2.0)
+    store.add(x, 30_000, 3.0)
+    assert Evaluator(store).instant("count_over_time(x[1m])", 30) == [Point((), 3.0)]
+    store.add(x, 45_000, STALE_NAN)
+    assert Evaluator(store).instant("count_over_time(x[1m])", 45)[0].value == 3.0  # type: ignore[index,union-attr]

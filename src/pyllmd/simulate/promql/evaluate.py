@@ -14,12 +14,18 @@ scalars; `and`/`or`/`unless`. Anything else raises `Unsupported`, naming it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import promql_parser as pp
 
-from pyllmd.simulate.promql.functions import AGGREGATE, OVER_TIME, extrapolated, histogram_quantile
+from pyllmd.simulate.promql.functions import (
+    AGGREGATE,
+    OVER_TIME,
+    extrapolate,
+    extrapolated,
+    histogram_quantile,
+)
 from pyllmd.simulate.promql.operators import ARITH, COMPARE, set_op, vector_scalar, vector_vector
 from pyllmd.simulate.promql.store import Labels, Matcher, SeriesStore, is_stale, to_ms
 from pyllmd.simulate.promql.values import (
@@ -51,6 +57,23 @@ class Evaluator:
         self.store = store
         self.lookback = lookback_ms
         self._parsed: dict[str, pp.Expr] = {}
+        # per node of a parsed query (kept alive by `_parsed`, so an id is not reused): its
+        # text, the key of `instant_many`'s answers; a selector's matchers
+        self._text: dict[int, tuple[pp.Expr, str]] = {}
+        self._matched: dict[int, tuple[pp.VectorSelector, list[Matcher]]] = {}
+        # an aggregation's group of a series' labels, per (by, label names)
+        self._groups: dict[tuple[bool, tuple[str, ...]], dict[Labels, Labels]] = {}
+        self._memo: dict[tuple[str, int], Value] | None = None  # during `instant_many`
+
+    def instant_many(self, queries: Sequence[str], t: float) -> list[Value]:
+        """The values of `queries` at `t` seconds, as `instant` gives them; a function call,
+        aggregation or operation they share (the same text: a dashboard asks p50, p90 and p99
+        of one histogram) is evaluated once."""
+        self._memo = {}
+        try:
+            return [self.instant(q, t) for q in queries]
+        finally:
+            self._memo = None
 
     def instant(self, query: str, t: float) -> Value:
         """The value of `query` at `t` seconds."""
@@ -89,6 +112,18 @@ class Evaluator:
 
     # ---- nodes ---------------------------------------------------------------------------
     def eval(self, e: pp.Expr, t: int) -> Value:
+        if self._memo is not None and isinstance(e, _SHARED):
+            known = self._text.get(id(e))
+            if known is None:
+                known = self._text[id(e)] = (e, str(e))
+            key = (known[1], t)
+            value = self._memo.get(key)
+            if value is None:
+                value = self._memo[key] = self._eval(e, t)
+            return value
+        return self._eval(e, t)
+
+    def _eval(self, e: pp.Expr, t: int) -> Value:
         if isinstance(e, pp.NumberLiteral):
             return float(e.val)
         if isinstance(e, pp.StringLiteral):
@@ -115,6 +150,12 @@ class Evaluator:
         raise Unsupported(f"unsupported PromQL expression {type(e).__name__}")
 
     def _matchers(self, vs: pp.VectorSelector) -> list[Matcher]:
+        known = self._matched.get(id(vs))
+        if known is None:
+            known = self._matched[id(vs)] = (vs, self._matchers_of(vs))
+        return known[1]
+
+    def _matchers_of(self, vs: pp.VectorSelector) -> list[Matcher]:
         out: list[Matcher] = []
         if vs.name:
             out.append(("__name__", "=", vs.name))
@@ -169,6 +210,34 @@ class Evaluator:
                 r.values.append(p.value)
         return list(rows.values())
 
+    def _over_range(self, name: str, ms: pp.MatrixSelector, t: int) -> Vector:
+        """A range function of a range selector: `_range_selector`, then the function of each
+        range, without building the ranges (a dashboard's rate runs over every pod's buckets)."""
+        vs = ms.vector_selector
+        if vs.at is not None:
+            raise Unsupported("the @ modifier")
+        end = t - _ms(vs.offset)
+        rng = _ms(ms.range)
+        start = end - rng
+        over = OVER_TIME.get(name)
+        out: Vector = []
+        for s in self.store.select(self._matchers(vs)):
+            times, values = s.window(start, end)
+            if s.stale:
+                keep = [i for i, v in enumerate(values) if not is_stale(v)]
+                times, values = [times[i] for i in keep], [values[i] for i in keep]
+            if not values:
+                continue
+            if over is not None:
+                value = over(values)
+            else:
+                got = extrapolate(times, values, end, rng, name)
+                if got is None:
+                    continue
+                value = got
+            out.append(Point(s.nameless, value))
+        return out
+
     # ---- functions -------------------------------------------------------------------------
     def _call(self, c: pp.Call, t: int) -> Value:
         name = c.func.name
@@ -176,6 +245,8 @@ class Evaluator:
         if name == "time":
             return t / 1000
         if name in OVER_TIME or name in ("rate", "increase", "delta"):
+            if isinstance(args[0], pp.MatrixSelector):
+                return self._over_range(name, args[0], t)
             m = self.eval(args[0], t)
             ranges = as_matrix(m)
             rng = _range_ms(args[0])
@@ -225,13 +296,17 @@ class Evaluator:
         v = as_vector(self.eval(a.expr, t))
         mod = a.modifier
         by = mod is None or str(mod.type).endswith("By")
-        names = list(mod.labels) if mod is not None else []
+        names = tuple(mod.labels) if mod is not None else ()
+        known = self._groups.setdefault((by, names), {})
         groups: dict[Labels, list[float]] = {}
         for p in v:
-            if by:
-                key = tuple(x for x in p.labels if x[0] in names)
-            else:
-                key = tuple(x for x in p.labels if x[0] not in names and x[0] != "__name__")
+            key = known.get(p.labels)
+            if key is None:
+                if by:
+                    key = tuple(x for x in p.labels if x[0] in names)
+                else:
+                    key = tuple(x for x in p.labels if x[0] not in names and x[0] != "__name__")
+                known[p.labels] = key
             groups.setdefault(key, []).append(p.value)
         return [Point(k, AGGREGATE[op](vals)) for k, vals in groups.items()]
 
@@ -261,6 +336,9 @@ class Evaluator:
         return vector_vector(
             op, as_vector(lhs), as_vector(rhs), on, names, card, group, return_bool
         )
+
+
+_SHARED = (pp.Call, pp.AggregateExpr, pp.BinaryExpr)  # what `instant_many` evaluates once
 
 
 def _text(v: float) -> str:

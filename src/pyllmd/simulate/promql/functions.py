@@ -3,8 +3,9 @@ the `*_over_time` family), its aggregations, and `histogram_quantile`."""
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pyllmd.simulate.promql.store import Labels
 from pyllmd.simulate.promql.values import Point, Range, Vector
@@ -14,7 +15,13 @@ def extrapolated(r: Range, end: int, rng: int, name: str) -> float | None:
     """Prometheus 2.x's extrapolatedRate: the change over the samples, extrapolated to the
     range's edges (at most half an average interval past the samples, and not below zero for
     counters)."""
-    times, values = r.times, r.values
+    return extrapolate(r.times, r.values, end, rng, name)
+
+
+def extrapolate(
+    times: Sequence[int], values: Sequence[float], end: int, rng: int, name: str
+) -> float | None:
+    """`extrapolated` over a series' samples in the range (no staleness marker among them)."""
     if len(values) < 2:
         return None
     counter = name != "delta"
@@ -65,15 +72,23 @@ def histogram_quantile(q: float, buckets: Vector) -> Vector:
     """Prometheus' bucketQuantile over the `le` buckets of each series group."""
     groups: dict[Labels, list[tuple[float, float]]] = {}
     for p in buckets:
-        le = dict(p.labels).get("le")
+        le, key = _bucket_of(p.labels)
         if le is None:
             continue
-        key = tuple(x for x in p.labels if x[0] not in ("le", "__name__"))
-        groups.setdefault(key, []).append((float(le), p.value))
+        groups.setdefault(key, []).append((le, p.value))
     out: Vector = []
     for key, bs in groups.items():
         out.append(Point(key, bucket_quantile(q, sorted(bs))))
     return out
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _bucket_of(labels: Labels) -> tuple[float | None, Labels]:
+    """A bucket series' upper bound (None without an `le` label) and its group's labels
+    (a dashboard asks the same buckets at every step: remembered)."""
+    le = dict(labels).get("le")
+    key = tuple(x for x in labels if x[0] not in ("le", "__name__"))
+    return (float(le) if le is not None else None), key
 
 
 def bucket_quantile(q: float, bs: list[tuple[float, float]]) -> float:
