@@ -25,6 +25,7 @@ import csv
 import itertools
 import json
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,16 @@ import numpy as np
 from pyllmd.sim.batch.scheduler import Request, StepRecord
 from pyllmd.simulate.workload import Send, Stage
 
-__all__ = ["PERCENTILES", "lifecycle_summary", "percentile", "request_rows", "summarize", "write"]
+__all__ = [
+    "PERCENTILES",
+    "exact_sum",
+    "lifecycle_summary",
+    "load_summary",
+    "percentile",
+    "request_rows",
+    "summarize",
+    "write",
+]
 
 PERCENTILES = (0.1, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)  # inference-perf's default
 
@@ -58,7 +68,7 @@ CSV_COLUMNS = (
     "error",
 )
 
-CHUNK = 1 << 20  # inter-token gaps turned into Python floats at a time (summarize)
+SMALLEST_NORMAL = 2.2250738585072014e-308
 
 
 def percentile(sorted_values: Sequence[float] | np.ndarray, p: float) -> float:
@@ -80,11 +90,8 @@ def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float] | None:
     if len(values) == 0:
         return None
     if isinstance(values, np.ndarray):
-        # sorted in place of a copy, summed from lists of a million at a time (fsum's sum is
-        # exact whatever the pieces): no Python float per value held at once
         array = np.sort(values)
-        chunks = (array[i : i + CHUNK].tolist() for i in range(0, len(array), CHUNK))
-        total = math.fsum(itertools.chain.from_iterable(chunks))
+        total = exact_sum(array)
         out = {"mean": total / len(array), "min": float(array[0]), "max": float(array[-1])}
         for p in PERCENTILES:
             out["median" if p == 50 else f"p{p:g}"] = float(percentile(array, p))
@@ -98,6 +105,37 @@ def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float] | None:
     for p in PERCENTILES:
         out["median" if p == 50 else f"p{p:g}"] = percentile(ordered, p)
     return out
+
+
+def exact_sum(ordered: np.ndarray) -> float:
+    """`math.fsum` of sorted float64 values (their exact sum, correctly rounded), without a
+    Python float per value: the values of one binary exponent are integers times a power of
+    two, summed as integers (in two halves of their mantissas, so no sum overflows), and the
+    exact total rounded once. Negative, infinite, NaN or tiny values go to `math.fsum`."""
+    if not len(ordered):
+        return 0.0
+    first, last = float(ordered[0]), float(ordered[-1])
+    if not (first >= 0 and math.isfinite(last)) or 0 < first < SMALLEST_NORMAL:
+        return math.fsum(ordered.tolist())
+    positive = ordered[np.searchsorted(ordered, 0.0, side="right") :]
+    if not len(positive):
+        return 0.0
+    fraction, exponent = np.frexp(positive)  # value = fraction * 2**exponent, 0.5 <= fraction < 1
+    mantissa = np.ldexp(fraction, 53).astype(np.int64)  # exact: 53 significant bits
+    starts = np.flatnonzero(np.diff(exponent)) + 1  # sorted: each exponent's values together
+    starts = np.concatenate(([0], starts))
+    high = np.add.reduceat(mantissa >> 26, starts)  # < 2**27 each: no overflow below 2**36 values
+    low = np.add.reduceat(mantissa & ((1 << 26) - 1), starts)
+    powers = exponent[starts].tolist()
+    base = powers[0]
+    total = 0
+    for h, lo, e in zip(high.tolist(), low.tolist(), powers, strict=True):
+        total += ((h << 26) + lo) << (e - base)
+    shift = base - 53  # the total is total * 2**shift: a division of integers, rounded once
+    result = total / (1 << -shift) if shift < 0 else float(total << shift)
+    if result < SMALLEST_NORMAL:  # a subnormal result would round twice
+        return math.fsum(ordered.tolist())
+    return result
 
 
 def _token_times(send: Send, req: Request | None) -> list[float]:
@@ -120,24 +158,11 @@ def lifecycle_summary(
         total_time = max(s.end or 0.0 for s in done) - min(s.start for s in done)
     else:
         total_time = 0.0
-    starts = [s.start for s in done]
-    load: dict[str, Any] = {
-        "count": len(done),
-        "schedule_delay": summarize([s.start - s.scheduled for s in done]),
-    }
-    if rate is not None or concurrency is not None:
-        send_duration = max(starts) - min(starts) if starts else 0.0
-        load["send_duration"] = send_duration
-        load["requested_rate"] = rate
-        load["achieved_rate"] = len(done) / send_duration if send_duration > 0 else 0.0
-        if concurrency is not None:
-            load["concurrency"] = concurrency
     e2es: list[float] = []
     ntpot: list[float] = []
     ttft: list[float] = []
     tpot: list[float] = []
-    flat: list[float] = []  # token times of the requests with two or more, one after another
-    cuts: list[int] = []  # where one request's times end and the next one's begin, in `flat`
+    runs: list[list[float]] = []  # token times of the requests with two or more
     for s in ok:
         req = engine.get(s.index, ("", None))[1]
         e2e = (s.end or 0.0) - s.start
@@ -147,18 +172,13 @@ def lifecycle_summary(
         if len(times) > 1:
             ttft.append(times[0] - s.start)
             tpot.append((times[-1] - times[0]) / (s.output_len - 1) if s.output_len > 1 else 0.0)
-            if flat:
-                cuts.append(len(flat) - 1)
-            flat.extend(times)
-    # inter-token latencies: every gap within a request (b - a, as in Python), in request
-    # order; one diff over all times, without the gaps that span two requests
-    gaps = np.diff(np.asarray(flat, dtype=np.float64))
+            runs.append(times)
     latency: dict[str, list[float] | np.ndarray] = {
         "request_latency": e2es,
         "normalized_time_per_output_token": ntpot,
         "time_per_output_token": tpot,
         "time_to_first_token": ttft,
-        "inter_token_latency": np.delete(gaps, cuts) if flat else [],
+        "inter_token_latency": _gaps(runs) if runs else [],
     }
     prompt = [float(len(s.tokens)) for s in ok]
     output = [float(s.output_len) for s in ok]
@@ -184,7 +204,7 @@ def lifecycle_summary(
             entry["messages"].append({"message": s.error})
     return {
         "benchmark_time_seconds": total_time,
-        "load_summary": load,
+        "load_summary": load_summary(done, rate, concurrency),
         "successes": {
             "count": len(ok),
             "latency": {k: summarize(v) for k, v in latency.items()},
@@ -205,6 +225,35 @@ def lifecycle_summary(
             "by_label": dict(sorted(labels.items(), key=lambda kv: -kv[1]["count"])),
         },
     }
+
+
+def load_summary(
+    done: Sequence[Send], rate: float | None = None, concurrency: int | None = None
+) -> dict[str, Any]:
+    """`load_summary` of the finished requests `done` (a stage's when `rate` or
+    `concurrency` is given)."""
+    load: dict[str, Any] = {
+        "count": len(done),
+        "schedule_delay": summarize([s.start - s.scheduled for s in done]),
+    }
+    if rate is not None or concurrency is not None:
+        starts = [s.start for s in done]
+        send_duration = max(starts) - min(starts) if starts else 0.0
+        load["send_duration"] = send_duration
+        load["requested_rate"] = rate
+        load["achieved_rate"] = len(done) / send_duration if send_duration > 0 else 0.0
+        if concurrency is not None:
+            load["concurrency"] = concurrency
+    return load
+
+
+def _gaps(runs: Sequence[Sequence[float]]) -> np.ndarray:
+    """Inter-token latencies: every gap within a request (b - a, as in Python), in request
+    order; one diff over all times one after another, without the gaps that span two
+    requests."""
+    lengths = np.fromiter(map(len, runs), np.int64, len(runs))
+    flat = np.fromiter(itertools.chain.from_iterable(runs), np.float64, int(lengths.sum()))
+    return np.delete(np.diff(flat), np.cumsum(lengths)[:-1] - 1)
 
 
 def _label(error: str) -> str:
@@ -268,27 +317,37 @@ def write(
     first_token_s: float,
     plots: bool = True,
     dump: Callable[[Any], str] | None = None,
+    rows: Sequence[dict[str, Any]] | None = None,
 ) -> list[Path]:
-    """Write the reports, the per-request CSV and the plots into `out`; the paths written."""
+    """Write the reports, the per-request CSV and the plots into `out`; the paths written.
+    `rows`: `request_rows` of the measured requests (stage 0 or more), when the caller has
+    them already."""
     out.mkdir(parents=True, exist_ok=True)
     encode = dump or (lambda obj: json.dumps(obj, indent=2) + "\n")
     written: list[Path] = []
     summary = out / "summary_lifecycle_metrics.json"
     measured = [s for s in sends if s.stage >= 0]  # a sweep's probe (-1) is not reported
-    summary.write_text(encode(lifecycle_summary(measured, engine)), encoding="utf-8")
+    whole = lifecycle_summary(measured, engine)
+    summary.write_text(encode(whole), encoding="utf-8")
     written.append(summary)
     for i, st in enumerate(stages):
         path = out / f"stage_{i}_lifecycle_metrics.json"
         stage_sends = [s for s in sends if s.stage == i]
-        summary_i = lifecycle_summary(stage_sends, engine, st.rate, st.concurrency_level)
+        if len(stage_sends) == len(measured):  # the one stage that sent: the run's requests
+            done = [s for s in stage_sends if s.end is not None]
+            load = load_summary(done, st.rate, st.concurrency_level)
+            summary_i = {**whole, "load_summary": load}
+        else:
+            summary_i = lifecycle_summary(stage_sends, engine, st.rate, st.concurrency_level)
         path.write_text(encode(summary_i), encoding="utf-8")
         written.append(path)
-    rows = request_rows(measured, engine, first_token_s)
+    if rows is None:
+        rows = request_rows(measured, engine, first_token_s)
     per_request = out / "per_request.csv"
     with per_request.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(map(operator.itemgetter(*CSV_COLUMNS), rows))
     written.append(per_request)
     if plots:
         from pyllmd.simulate.plots import plot_all
