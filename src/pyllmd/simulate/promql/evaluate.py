@@ -17,11 +17,15 @@ import math
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
+import numpy as np
 import promql_parser as pp
 
+from pyllmd.simulate.promql.columns import Columns, extrapolated_all
 from pyllmd.simulate.promql.functions import (
     AGGREGATE,
     OVER_TIME,
+    Buckets,
+    bucket_groups,
     extrapolate,
     extrapolated,
     histogram_quantile,
@@ -64,6 +68,10 @@ class Evaluator:
         # an aggregation's group of a series' labels, per (by, label names)
         self._groups: dict[tuple[bool, tuple[str, ...]], dict[Labels, Labels]] = {}
         self._memo: dict[tuple[str, int], Value] | None = None  # during `instant_many`
+        # `bucket_groups` of a vector `_memo` holds (by its id, the vector kept alive)
+        self._bucket_groups: dict[int, tuple[Vector, dict[Labels, Buckets]]] = {}
+        # a selector's series as columns, at a store version (`instant_many`'s rates)
+        self._columns: dict[tuple[Matcher, ...], tuple[int, Columns | None]] = {}
 
     def instant_many(self, queries: Sequence[str], t: float) -> list[Value]:
         """The values of `queries` at `t` seconds, as `instant` gives them; a function call,
@@ -74,6 +82,7 @@ class Evaluator:
             return [self.instant(q, t) for q in queries]
         finally:
             self._memo = None
+            self._bucket_groups.clear()
 
     def instant(self, query: str, t: float) -> Value:
         """The value of `query` at `t` seconds."""
@@ -220,6 +229,10 @@ class Evaluator:
         rng = _ms(ms.range)
         start = end - rng
         over = OVER_TIME.get(name)
+        if over is None and self._memo is not None:  # a batch over a store that holds still
+            cols = self._columns_of(self._matchers(vs))
+            if cols is not None:
+                return self._rates(cols, name, end, rng)
         out: Vector = []
         for s in self.store.select(self._matchers(vs)):
             times, values = s.window(start, end)
@@ -237,6 +250,39 @@ class Evaluator:
                 value = got
             out.append(Point(s.nameless, value))
         return out
+
+    def _columns_of(self, matchers: list[Matcher]) -> Columns | None:
+        key = tuple(matchers)
+        known = self._columns.get(key)
+        if known is None or known[0] != self.store.version:
+            known = self._columns[key] = (
+                self.store.version,
+                Columns.of(self.store.select(matchers)),
+            )
+        return known[1]
+
+    def _rates(self, cols: Columns, name: str, end: int, rng: int) -> Vector:
+        """`_over_range`'s `rate`/`increase`/`delta` over the columns: numpy for the series
+        without marker or reset, the per-series code for the others; in the series' order."""
+        lo, hi = cols.windows(end - rng, end)
+        count = hi - lo
+        fast = np.flatnonzero(cols.plain & (count >= 2))
+        values = extrapolated_all(cols, lo[fast], hi[fast], end, rng, name).tolist()
+        series = cols.series
+        found = list(zip(fast.tolist(), values, strict=True))
+        slow = np.flatnonzero(~cols.plain & (count > 0)).tolist()
+        for i in slow:
+            s = series[i]
+            times, vals = s.window(end - rng, end)
+            if s.stale:
+                keep = [k for k, v in enumerate(vals) if not is_stale(v)]
+                times, vals = [times[k] for k in keep], [vals[k] for k in keep]
+            got = extrapolate(times, vals, end, rng, name)
+            if got is not None:
+                found.append((i, got))
+        if slow:
+            found.sort(key=lambda iv: iv[0])
+        return [Point(series[i].nameless, v) for i, v in found]
 
     # ---- functions -------------------------------------------------------------------------
     def _call(self, c: pp.Call, t: int) -> Value:
@@ -269,7 +315,14 @@ class Evaluator:
             ]
         if name == "histogram_quantile":
             q = self.eval(args[0], t)
-            return histogram_quantile(float(q), as_vector(self.eval(args[1], t)))  # type: ignore[arg-type]
+            buckets = as_vector(self.eval(args[1], t))
+            groups = None
+            if self._memo is not None:  # p50, p90 and p99 of one histogram: grouped once
+                known = self._bucket_groups.get(id(buckets))
+                if known is None:
+                    known = self._bucket_groups[id(buckets)] = (buckets, bucket_groups(buckets))
+                groups = known[1]
+            return histogram_quantile(float(q), buckets, groups)  # type: ignore[arg-type]
         if name == "vector":
             return [Point((), float(self.eval(args[0], t)))]  # type: ignore[arg-type]
         if name == "scalar":

@@ -91,6 +91,7 @@ class SeriesStore:
         # every scrape time of a run)
         self._selected: dict[tuple[Matcher, ...], list[Series]] = {}
         self._selected_at = 0  # len(self.series) when `_selected` was filled
+        self.version = 0  # samples added so far: what was computed at a version holds
 
     def add(self, labels: Labels, t_ms: int, value: float) -> None:
         """Append one sample (times of a series must not go backwards)."""
@@ -100,6 +101,7 @@ class SeriesStore:
             self.by_name.setdefault(dict(labels)["__name__"], []).append(s)
         if s.times and t_ms < s.times[-1]:
             raise ValueError(f"sample at {t_ms} ms is older than the series' last one")
+        self.version += 1
         stale = value != value and is_stale(value)  # NaN first: most values are numbers
         if s.times and t_ms == s.times[-1]:
             last = s.values[-1]
