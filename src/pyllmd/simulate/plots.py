@@ -28,6 +28,10 @@ def _column(records: Sequence[StepRecord], field: str) -> np.ndarray:
     return np.fromiter((getattr(r, field) for r in records), np.float64, len(records))
 
 
+def _floats(rows: Sequence[dict[str, Any]], key: str) -> np.ndarray:
+    return np.fromiter((float(r[key]) for r in rows), np.float64, len(rows))
+
+
 def _thinned(n: int) -> np.ndarray | None:
     """The steps drawn of `n` (every one: None): MAX_POINTS evenly spaced."""
     if n <= MAX_POINTS:
@@ -54,10 +58,14 @@ def plot_all(
     ok = [r for r in rows if r["e2e_s"] != ""]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     fig.subplots_adjust(**MARGINS)
-    sends = [float(r["send_s"]) for r in ok]
-    ax.scatter(sends, [float(r["e2e_s"]) for r in ok], s=4, label="request latency")
-    ttft = [(float(r["send_s"]), float(r["ttft_s"])) for r in ok if r["ttft_s"] != ""]
-    ax.scatter([t for t, _ in ttft], [v for _, v in ttft], s=4, label="time to first token")
+    first = [r for r in ok if r["ttft_s"] != ""]
+    # dots as a line's markers (one stamp drawn many times; a scatter draws each point's
+    # path), from arrays (a list of floats goes through a masked array point by point)
+    for label, xs, ys in (
+        ("request latency", _floats(ok, "send_s"), _floats(ok, "e2e_s")),
+        ("time to first token", _floats(first, "send_s"), _floats(first, "ttft_s")),
+    ):
+        ax.plot(xs, ys, linestyle="none", marker="o", markersize=3, mew=0, label=label)
     ax.set_xlabel("send time (s)")
     ax.set_ylabel("seconds")
     ax.set_title("Latency over time")
