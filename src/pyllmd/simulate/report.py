@@ -269,38 +269,43 @@ def request_rows(
     sends: Sequence[Send], engine: dict[int, tuple[str, Request]], first_token_s: float
 ) -> list[dict[str, Any]]:
     """One row per request: the client's times and the engine's view of it (seconds)."""
-
-    def opt(x: float | None) -> str:
-        return "" if x is None else f"{x:.6f}"
-
     rows = []
+    append = rows.append
+    get = engine.get
+    missing = ("", None)
     for s in sends:
-        pod, req = engine.get(s.index, ("", None))
-        arrival = req.arrival if req is not None else None
-        admitted = req.admitted if req is not None else None
-        first = req.first_token if req is not None else None
-        last = req.last_token if req is not None else None
+        pod, req = get(s.index, missing)
+        start = s.start
         ok = s.error is None and s.end is not None
-        rows.append(
+        if req is not None:
+            arrival, admitted = req.arrival, req.admitted
+            first, last = req.first_token, req.last_token
+            cached, preemptions = req.cached_tokens, req.preemptions
+        else:
+            arrival = admitted = first = last = None
+            cached = preemptions = 0
+        append(
             {
                 "index": s.index,
                 "stage": s.stage,
                 "pod": pod,
                 "user": s.user,
-                "scheduled_s": opt(s.scheduled),
-                "send_s": opt(s.start),
-                "arrival_s": opt(arrival),
-                "queue_s": opt(admitted - arrival if admitted is not None and arrival else None),
-                "prefill_s": opt(
-                    first - admitted if first is not None and admitted is not None else None
+                "scheduled_s": f"{s.scheduled:.6f}",
+                "send_s": f"{start:.6f}",
+                "arrival_s": "" if arrival is None else f"{arrival:.6f}",
+                "queue_s": (
+                    f"{admitted - arrival:.6f}" if admitted is not None and arrival else ""
                 ),
-                "decode_s": opt(last - first if last is not None and first is not None else None),
-                "ttft_s": opt(first - s.start if ok and first is not None else None),
-                "e2e_s": opt((s.end or 0.0) - s.start if ok else None),
+                "prefill_s": (
+                    f"{first - admitted:.6f}" if first is not None and admitted is not None else ""
+                ),
+                "decode_s": f"{last - first:.6f}" if last is not None and first is not None else "",
+                "ttft_s": f"{first - start:.6f}" if ok and first is not None else "",
+                "e2e_s": f"{(s.end or 0.0) - start:.6f}" if ok else "",
                 "prompt_len": len(s.tokens),
                 "output_len": s.output_len,
-                "cached_tokens": req.cached_tokens if req is not None else 0,
-                "preemptions": req.preemptions if req is not None else 0,
+                "cached_tokens": cached,
+                "preemptions": preemptions,
                 "error": s.error or "",
             }
         )

@@ -146,15 +146,24 @@ def test_a_batchs_rates_are_each_series_rates_bit_for_bit(
     series: list[list[tuple[int, float, int]]], times: list[int]
 ) -> None:
     """`instant_many` computes rate, increase and delta of every series of a selector at once
-    (numpy); the values are the per-series code's, bit for bit."""
+    (numpy), and aggregates them by series number; the values are the per-series code's, bit
+    for bit, in the same order."""
     store = SeriesStore()
     for k, samples in enumerate(series):
         t, value = 0, 0.0
         for gap, step, kind in samples:
             t += gap
             value = 0.0 if kind == 1 else value + step
-            store.add(labels_of("c", {"pod": str(k)}), t, STALE_NAN if kind == 0 else value)
+            labels = labels_of("c", {"pod": str(k), "zone": str(k % 2)})
+            store.add(labels, t, STALE_NAN if kind == 0 else value)
     queries = [f"{f}(c[{r}])" for f in ("rate", "increase", "delta") for r in ("1m", "95s")]
+    queries += [  # aggregated: grouped by series number, not by each point's labels
+        "sum by (zone) (rate(c[1m]))",
+        "max without (pod) (increase(c[95s]))",
+        "avg by (pod) (delta(c[1m]))",
+        "count(rate(c[1m]))",
+        "min by (zone, pod) (rate(c[95s]))",
+    ]
     for at in times:
         alone = [Evaluator(store).instant(q, at / 1000) for q in queries]
         batch = Evaluator(store).instant_many(queries, at / 1000)

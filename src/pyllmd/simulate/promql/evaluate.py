@@ -70,6 +70,10 @@ class Evaluator:
         self._memo: dict[tuple[str, int], Value] | None = None  # during `instant_many`
         # `bucket_groups` of a vector `_memo` holds (by its id, the vector kept alive)
         self._bucket_groups: dict[int, tuple[Vector, dict[Labels, Buckets]]] = {}
+        # per columns and grouping (by, label names): each series' group number, the groups
+        self._series_groups: dict[
+            tuple[int, bool, tuple[str, ...]], tuple[Columns, list[int], list[Labels]]
+        ] = {}
         # a selector's series as columns, at a store version (`instant_many`'s rates)
         self._columns: dict[tuple[Matcher, ...], tuple[int, Columns | None]] = {}
 
@@ -229,10 +233,11 @@ class Evaluator:
         rng = _ms(ms.range)
         start = end - rng
         over = OVER_TIME.get(name)
-        if over is None and self._memo is not None:  # a batch over a store that holds still
-            cols = self._columns_of(self._matchers(vs))
-            if cols is not None:
-                return self._rates(cols, name, end, rng)
+        if over is None:
+            batch = self._rate_values(name, ms, t)
+            if batch is not None:
+                cols, found = batch
+                return [Point(cols.series[i].nameless, v) for i, v in found]
         out: Vector = []
         for s in self.store.select(self._matchers(vs)):
             times, values = s.window(start, end)
@@ -261,9 +266,21 @@ class Evaluator:
             )
         return known[1]
 
-    def _rates(self, cols: Columns, name: str, end: int, rng: int) -> Vector:
-        """`_over_range`'s `rate`/`increase`/`delta` over the columns: numpy for the series
-        without marker or reset, the per-series code for the others; in the series' order."""
+    def _rate_values(
+        self, name: str, ms: pp.MatrixSelector, t: int
+    ) -> tuple[Columns, list[tuple[int, float]]] | None:
+        """In a batch (the store holds still), `rate`/`increase`/`delta` of a range selector
+        over its series as columns: (the columns, [(series number, value)] in the series'
+        order); None when the columns do not apply. Numpy for the series without marker or
+        reset, the per-series code for the others."""
+        vs = ms.vector_selector
+        if self._memo is None or vs.at is not None:
+            return None
+        cols = self._columns_of(self._matchers(vs))
+        if cols is None:
+            return None
+        end = t - _ms(vs.offset)
+        rng = _ms(ms.range)
         lo, hi = cols.windows(end - rng, end)
         count = hi - lo
         fast = np.flatnonzero(cols.plain & (count >= 2))
@@ -282,7 +299,7 @@ class Evaluator:
                 found.append((i, got))
         if slow:
             found.sort(key=lambda iv: iv[0])
-        return [Point(series[i].nameless, v) for i, v in found]
+        return cols, found
 
     # ---- functions -------------------------------------------------------------------------
     def _call(self, c: pp.Call, t: int) -> Value:
@@ -346,10 +363,20 @@ class Evaluator:
         op = str(a.op)
         if op not in AGGREGATE:
             raise Unsupported(f"unsupported PromQL aggregation {op}")
-        v = as_vector(self.eval(a.expr, t))
         mod = a.modifier
         by = mod is None or str(mod.type).endswith("By")
         names = tuple(mod.labels) if mod is not None else ()
+        inner = a.expr
+        if (
+            self._memo is not None
+            and isinstance(inner, pp.Call)
+            and inner.func.name in ("rate", "increase", "delta")
+            and isinstance(inner.args[0], pp.MatrixSelector)
+        ):  # a batch's aggregation of a rate: grouped by series number, no point per series
+            got = self._rate_values(inner.func.name, inner.args[0], t)
+            if got is not None:
+                return self._aggregate_rates(op, *got, by, names)
+        v = as_vector(self.eval(inner, t))
         known = self._groups.setdefault((by, names), {})
         groups: dict[Labels, list[float]] = {}
         for p in v:
@@ -362,6 +389,41 @@ class Evaluator:
                 known[p.labels] = key
             groups.setdefault(key, []).append(p.value)
         return [Point(k, AGGREGATE[op](vals)) for k, vals in groups.items()]
+
+    def _aggregate_rates(
+        self,
+        op: str,
+        cols: Columns,
+        found: list[tuple[int, float]],
+        by: bool,
+        names: tuple[str, ...],
+    ) -> Vector:
+        """`_aggregate` of `_rate_values`' answer: the same groups in the same order (of
+        their first series), each series' group number computed once per columns."""
+        key = (id(cols), by, names)
+        known = self._series_groups.get(key)
+        if known is None or known[0] is not cols:
+            numbers: dict[Labels, int] = {}
+            of_series = []
+            for s in cols.series:
+                labels = s.nameless
+                if by:
+                    group = tuple(x for x in labels if x[0] in names)
+                else:
+                    group = tuple(x for x in labels if x[0] not in names and x[0] != "__name__")
+                of_series.append(numbers.setdefault(group, len(numbers)))
+            known = self._series_groups[key] = (cols, of_series, list(numbers))
+        _, of_series, groups = known
+        values: dict[int, list[float]] = {}
+        for i, v in found:
+            g = of_series[i]
+            got = values.get(g)
+            if got is None:
+                values[g] = [v]
+            else:
+                got.append(v)
+        fn = AGGREGATE[op]
+        return [Point(groups[g], fn(vals)) for g, vals in values.items()]
 
     # ---- binary operators ------------------------------------------------------------------
     def _binary(self, b: pp.BinaryExpr, t: int) -> Value:
