@@ -13,7 +13,7 @@ from pyllmd.sim.batch.scheduler import StepLog, StepRecord
 
 __all__ = ["plot_all"]
 
-MAX_POINTS = 4000  # steps drawn per pod at most (evenly thinned)
+MAX_POINTS = 2000  # steps drawn per pod at most (evenly thinned; ~2.5 per pixel column)
 LEGEND_MAX = 12  # pods a plot's legend names at most (more: one collection of lines)
 # the axes' place in a figure, fixed (measuring every figure's texts to fit them would cost
 # more than drawing it): room for the title, the axis labels and tick labels of ~8 digits

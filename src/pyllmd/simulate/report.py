@@ -81,57 +81,64 @@ def percentile(sorted_values: Sequence[float] | np.ndarray, p: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
 
 
-def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float] | None:
+def summarize(
+    values: Sequence[float] | np.ndarray, ordered: bool = False
+) -> dict[str, float] | None:
     """mean, min, max, median and the percentiles of `values` (None when empty).
 
     A float64 array (the inter-token gaps: one per token of every request, millions in a long
-    run) is sorted by numpy; the sorted values, hence every figure, are the same as `sorted`'s.
+    run) is sorted by numpy (unless `ordered`: sorted already); the sorted values, hence every
+    figure, are the same as `sorted`'s.
     """
     if len(values) == 0:
         return None
     if isinstance(values, np.ndarray):
-        array = np.sort(values)
+        array = values if ordered else np.sort(values)
         total = exact_sum(array)
         out = {"mean": total / len(array), "min": float(array[0]), "max": float(array[-1])}
         for p in PERCENTILES:
             out["median" if p == 50 else f"p{p:g}"] = float(percentile(array, p))
         return out
-    ordered = sorted(values)
+    listed = sorted(values)
     out = {
-        "mean": math.fsum(ordered) / len(ordered),
-        "min": ordered[0],
-        "max": ordered[-1],
+        "mean": math.fsum(listed) / len(listed),
+        "min": listed[0],
+        "max": listed[-1],
     }
     for p in PERCENTILES:
-        out["median" if p == 50 else f"p{p:g}"] = percentile(ordered, p)
+        out["median" if p == 50 else f"p{p:g}"] = percentile(listed, p)
     return out
 
 
 def exact_sum(ordered: np.ndarray) -> float:
     """`math.fsum` of sorted float64 values (their exact sum, correctly rounded), without a
-    Python float per value: the values of one binary exponent are integers times a power of
-    two, summed as integers (in two halves of their mantissas, so no sum overflows), and the
-    exact total rounded once. Negative, infinite, NaN or tiny values go to `math.fsum`."""
+    Python float per value. A positive normal float is (2**52 + f) * 2**(e - 1075) with its
+    bits' exponent field e and fraction field f; sorted, the values of one exponent lie
+    together (their bits sort as they do), and each exponent's fractions are summed as
+    integers (in two halves, so no sum overflows); the exact total is rounded once.
+    Negative, infinite, NaN or subnormal values go to `math.fsum`."""
     if not len(ordered):
         return 0.0
     first, last = float(ordered[0]), float(ordered[-1])
-    if not (first >= 0 and math.isfinite(last)) or 0 < first < SMALLEST_NORMAL:
+    if not (first >= 0 and math.isfinite(last)):
         return math.fsum(ordered.tolist())
-    positive = ordered[np.searchsorted(ordered, 0.0, side="right") :]
-    if not len(positive):
+    bits = ordered[np.searchsorted(ordered, 0.0, side="right") :].view(np.int64)
+    if not len(bits):
         return 0.0
-    fraction, exponent = np.frexp(positive)  # value = fraction * 2**exponent, 0.5 <= fraction < 1
-    mantissa = np.ldexp(fraction, 53).astype(np.int64)  # exact: 53 significant bits
-    starts = np.flatnonzero(np.diff(exponent)) + 1  # sorted: each exponent's values together
-    starts = np.concatenate(([0], starts))
-    high = np.add.reduceat(mantissa >> 26, starts)  # < 2**27 each: no overflow below 2**36 values
-    low = np.add.reduceat(mantissa & ((1 << 26) - 1), starts)
-    powers = exponent[starts].tolist()
-    base = powers[0]
+    low_e, high_e = int(bits[0]) >> 52, int(bits[-1]) >> 52
+    if low_e == 0:  # subnormal
+        return math.fsum(ordered.tolist())
+    edges = np.searchsorted(bits, np.arange(low_e, high_e + 2, dtype=np.int64) << 52).tolist()
+    starts = [a for a, b in itertools.pairwise(edges) if b > a]
+    exponents = [low_e + k for k, (a, b) in enumerate(itertools.pairwise(edges)) if b > a]
+    counts = [b - a for a, b in itertools.pairwise(edges) if b > a]
+    fraction = bits & ((1 << 52) - 1)
+    high = np.add.reduceat(fraction >> 26, starts).tolist()  # < 2**26 each: no overflow
+    low = np.add.reduceat(fraction & ((1 << 26) - 1), starts).tolist()
     total = 0
-    for h, lo, e in zip(high.tolist(), low.tolist(), powers, strict=True):
-        total += ((h << 26) + lo) << (e - base)
-    shift = base - 53  # the total is total * 2**shift: a division of integers, rounded once
+    for e, n, h, lo in zip(exponents, counts, high, low, strict=True):
+        total += ((n << 52) + (h << 26) + lo) << (e - low_e)
+    shift = low_e - 1075  # the total is total * 2**shift: a division of integers, rounded once
     result = total / (1 << -shift) if shift < 0 else float(total << shift)
     if result < SMALLEST_NORMAL:  # a subnormal result would round twice
         return math.fsum(ordered.tolist())
@@ -207,7 +214,9 @@ def lifecycle_summary(
         "load_summary": load_summary(done, rate, concurrency),
         "successes": {
             "count": len(ok),
-            "latency": {k: summarize(v) for k, v in latency.items()},
+            "latency": {
+                k: summarize(v, ordered=k == "inter_token_latency") for k, v in latency.items()
+            },
             "throughput": {
                 "input_tokens_per_sec": per_sec(math.fsum(prompt)),
                 "output_tokens_per_sec": per_sec(math.fsum(output)),
@@ -248,12 +257,20 @@ def load_summary(
 
 
 def _gaps(runs: Sequence[Sequence[float]]) -> np.ndarray:
-    """Inter-token latencies: every gap within a request (b - a, as in Python), in request
-    order; one diff over all times one after another, without the gaps that span two
-    requests."""
+    """Inter-token latencies, sorted: every gap within a request (b - a, as in Python); one
+    diff over all times one after another, without the gaps that span two requests (made
+    infinite, they sort last and are cut off)."""
     lengths = np.fromiter(map(len, runs), np.int64, len(runs))
     flat = np.fromiter(itertools.chain.from_iterable(runs), np.float64, int(lengths.sum()))
-    return np.delete(np.diff(flat), np.cumsum(lengths)[:-1] - 1)
+    gaps = np.diff(flat)
+    spans = np.cumsum(lengths)[:-1] - 1
+    if not np.isfinite(flat).all():  # a gap of its own could be infinite or NaN
+        gaps = np.delete(gaps, spans)
+        gaps.sort()
+        return gaps
+    gaps[spans] = np.inf
+    gaps.sort()
+    return gaps[: len(gaps) - len(spans)]
 
 
 def _label(error: str) -> str:
@@ -269,14 +286,18 @@ def request_rows(
     sends: Sequence[Send], engine: dict[int, tuple[str, Request]], first_token_s: float
 ) -> list[dict[str, Any]]:
     """One row per request: the client's times and the engine's view of it (seconds)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     append = rows.append
     get = engine.get
-    missing = ("", None)
+    missing: tuple[str, Request | None] = ("", None)
     for s in sends:
         pod, req = get(s.index, missing)
         start = s.start
         ok = s.error is None and s.end is not None
+        arrival: float | None
+        admitted: float | None
+        first: float | None
+        last: float | None
         if req is not None:
             arrival, admitted = req.arrival, req.admitted
             first, last = req.first_token, req.last_token
