@@ -21,6 +21,7 @@ import pytest
 
 from pyllmd.autoscaler.collect.queries import QUERY_TEMPLATES, render_query
 from pyllmd.simulate.promql import Evaluator, SeriesStore, labels_of, to_ms
+from pyllmd.simulate.promql.values import Value
 from tests.e2e.harness import backfilled_prometheus, http_get
 
 pytestmark = pytest.mark.e2e
@@ -141,20 +142,58 @@ def _as_map(data: dict[str, Any]) -> dict[tuple[tuple[str, str], ...], float]:
     return {tuple(sorted(s["metric"].items())): float(s["value"][1]) for s in result}
 
 
-@pytest.mark.parametrize("minute", [3, 12.1, 21, 24.9, 27, 39.5])
+def _value_map(value: Value) -> dict[tuple[tuple[str, str], ...], float]:
+    if isinstance(value, float):
+        return {(): value}
+    return {tuple(sorted(p.labels)): p.value for p in value}  # type: ignore[union-attr]
+
+
+MINUTES = [3, 12.1, 21, 24.9, 27, 39.5]
+
+
+@pytest.mark.parametrize("minute", MINUTES)
 def test_every_query_gives_prometheus_answer(
     both: tuple[str, Evaluator, float], minute: float
 ) -> None:
     url, evaluator, start = both
     at = start + minute * 60
+    queries = _queries()
+    _compare(url, queries, [_as_map(evaluator.answer(q, at)) for q in queries], at, minute)
+
+
+@pytest.mark.parametrize("minute", MINUTES)
+def test_a_batch_of_queries_gives_prometheus_answer(
+    both: tuple[str, Evaluator, float], minute: float
+) -> None:
+    """`instant_many` (the timeline's), which evaluates a subexpression the queries share
+    once: the p50 and p99 of one histogram, the same rate under two aggregations."""
+    url, evaluator, start = both
+    at = start + minute * 60
+    shared = (
+        'histogram_quantile(0.5, sum by (pod, le) (rate(vllm:time_to_first_token_seconds_bucket{namespace="ns"}[1m])))',  # noqa: E501
+        'histogram_quantile(0.99, sum by (pod, le) (rate(vllm:time_to_first_token_seconds_bucket{namespace="ns"}[1m])))',  # noqa: E501
+        'max by (pod) (rate(vllm:request_success_total{namespace="ns"}[2m]))',
+        'sum by (pod) (rate(vllm:request_success_total{namespace="ns"}[2m]))',
+    )
+    queries = [*_queries(), *shared]
+    got = [_value_map(v) for v in evaluator.instant_many(queries, at)]
+    _compare(url, queries, got, at, minute)
+
+
+def _compare(
+    url: str,
+    queries: list[str],
+    answers: list[dict[tuple[tuple[str, str], ...], float]],
+    at: float,
+    minute: float,
+) -> None:
     counted: list[int] = []
-    for query in _queries():
+    for query, got in zip(queries, answers, strict=True):
         params = urllib.parse.urlencode({"query": query, "time": f"{at:.3f}"})
         status, body = http_get(f"{url}/api/v1/query?{params}", timeout=10)
         reply = json.loads(body)
         assert reply["status"] == "success", (query, reply)
         want = _as_map(reply["data"])
-        got = _as_map(evaluator.answer(query, at))
         assert got.keys() == want.keys(), (query, minute, sorted(got), sorted(want))
         counted.append(len(want))
         for key, value in want.items():

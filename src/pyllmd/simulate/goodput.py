@@ -24,24 +24,37 @@ def _attains(row: Mapping[str, Any], slo_ttft: float, slo_itl: float) -> bool:
     return not (slo_itl > 0 and itl > slo_itl)
 
 
-def _span(rows: Sequence[Mapping[str, Any]]) -> float:
-    starts = [float(r["send_s"]) for r in rows if r["send_s"] != ""]
-    ends = [float(r["send_s"]) + float(r["e2e_s"]) for r in rows if r["e2e_s"] != ""]
-    return max(ends, default=0.0) - min(starts, default=0.0)
+Graded = tuple[int, bool, float | None, float | None]  # stage, attains, send, end
+
+
+def _graded(rows: Sequence[Mapping[str, Any]], slo_ttft: float, slo_itl: float) -> list[Graded]:
+    """Each row read once: its stage, whether it attains the SLO, its send and end times."""
+    out: list[Graded] = []
+    for r in rows:
+        send = float(r["send_s"]) if r["send_s"] != "" else None
+        end = float(r["send_s"]) + float(r["e2e_s"]) if r["e2e_s"] != "" else None
+        out.append((int(r["stage"]), _attains(r, slo_ttft, slo_itl), send, end))
+    return out
+
+
+def _attainment(graded: Sequence[Graded]) -> dict[str, Any]:
+    good = sum(1 for g in graded if g[1])
+    starts = [g[2] for g in graded if g[2] is not None]
+    ends = [g[3] for g in graded if g[3] is not None]
+    span = max(ends, default=0.0) - min(starts, default=0.0)
+    return {
+        "requests": len(graded),
+        "attained": good,
+        "attainment": good / len(graded) if graded else 0.0,
+        "goodput_rps": good / span if span > 0 else 0.0,
+    }
 
 
 def attainment(
     rows: Sequence[Mapping[str, Any]], slo_ttft: float, slo_itl: float
 ) -> dict[str, Any]:
     """Requests, those attaining the SLO, the fraction and the goodput (per second)."""
-    good = sum(1 for r in rows if _attains(r, slo_ttft, slo_itl))
-    span = _span(rows)
-    return {
-        "requests": len(rows),
-        "attained": good,
-        "attainment": good / len(rows) if rows else 0.0,
-        "goodput_rps": good / span if span > 0 else 0.0,
-    }
+    return _attainment(_graded(rows, slo_ttft, slo_itl))
 
 
 def summary(
@@ -53,6 +66,7 @@ def summary(
     costs: Mapping[str, float],
 ) -> dict[str, Any]:
     """The run's SLO attainment, overall and per stage, and its cost per variant."""
+    graded = _graded(rows, slo_ttft, slo_itl)
     per_variant = {
         v: {
             "replica_seconds": s,
@@ -63,11 +77,8 @@ def summary(
     }
     return {
         "slo": {"ttft_s": slo_ttft or None, "itl_s": slo_itl or None},
-        "summary": attainment(rows, slo_ttft, slo_itl),
-        "stages": [
-            attainment([r for r in rows if int(r["stage"]) == i], slo_ttft, slo_itl)
-            for i in range(stages)
-        ],
+        "summary": _attainment(graded),
+        "stages": [_attainment([g for g in graded if g[0] == i]) for i in range(stages)],
         "cost": {
             "total": sum(v["cost"] for v in per_variant.values()),
             "variants": per_variant,

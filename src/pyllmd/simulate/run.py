@@ -379,6 +379,10 @@ def simulate(
         log.info("load.sweep: saturation %.2f requests/s; stage rates %s", client.saturation, rates)
     out = Path(config.output)
     with gc_paused():  # the reports walk every request and token time of the replay
+        first_token_s = specs[serving[0].name].profile.first_token_s
+        rows = request_rows(
+            [s for s in outcome.sends if s.stage >= 0], outcome.requests, first_token_s
+        )
         files = write(
             out,
             client.stages,
@@ -386,17 +390,13 @@ def simulate(
             outcome.requests,
             outcome.steps,
             outcome.num_blocks,
-            specs[serving[0].name].profile.first_token_s,
+            first_token_s,
             plots,
+            rows=rows,
         )
         dashboards = ["model-servers"]
         dashboards += ["endpoint-picker"] if isinstance(router, EppRouter) else []
         dashboards += ["autoscaler"] if control is not None else []
-        rows = request_rows(
-            [s for s in outcome.sends if s.stage >= 0],
-            outcome.requests,
-            specs[serving[0].name].profile.first_token_s,
-        )
         costs = {v.name: v.cost for v in variants}
         extra = _run_panels(rows, config, fleet.pod_counts, costs, outcome.end)
         files += _timeline(out, scraper, namespace, dashboards, extra, plots)

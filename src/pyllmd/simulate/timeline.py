@@ -11,14 +11,15 @@ name in the CSV and the plots is the target's `legendFormat` with its `{{label}}
 from __future__ import annotations
 
 import csv
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pyllmd.dashboards import NAMES, load
 from pyllmd.simulate.promql import Evaluator
+from pyllmd.simulate.promql.store import Labels
 
 CSV_COLUMNS = ("time_s", "dashboard", "panel", "series", "value")
 _FIELD = re.compile(r"\{\{\s*(\w+)\s*\}\}")
@@ -37,8 +38,7 @@ class Panel:
     targets: tuple[Target, ...]
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):  # a tuple: a long run has a point per pod, panel and step
     t: float
     dashboard: str
     panel: str
@@ -84,19 +84,23 @@ def evaluate(
     """Every panel target at every time; NaN and empty answers are left out."""
     out: list[Point] = []
     queries = [(p, t, substitute(t.expr, variables)) for p in panels for t in p.targets]
+    texts = [query for _, _, query in queries]
+    names: dict[tuple[int, Labels], str] = {}  # a series' name per target (the same each step)
     for at in times:
-        for panel, target, query in queries:
-            value = evaluator.instant(query, at)
+        values = evaluator.instant_many(texts, at)
+        for k, ((panel, target, query), value) in enumerate(zip(queries, values, strict=True)):
             if isinstance(value, str):
                 continue
             if isinstance(value, float):
-                rows: list[tuple[Mapping[str, str], float]] = [({}, value)]
+                rows: list[tuple[Labels, float]] = [((), value)]
             else:
-                rows = [(dict(p.labels), p.value) for p in value]  # type: ignore[union-attr]
+                rows = [(p.labels, p.value) for p in value]  # type: ignore[union-attr]
             for labels, v in rows:
-                if math.isnan(v):
+                if v != v:  # NaN
                     continue
-                name = _series_name(target.legend, labels, query)
+                name = names.get((k, labels))
+                if name is None:
+                    name = names[(k, labels)] = _series_name(target.legend, dict(labels), query)
                 out.append(Point(at, panel.dashboard, panel.title, name, v))
     return out
 
@@ -110,31 +114,49 @@ def write_csv(path: Path, points: Sequence[Point]) -> Path:
     return path
 
 
+LEGEND_MAX = 12  # series a panel's legend lists at most (a panel per pod has none)
+# the axes' place in a figure, fixed (a layout engine measuring every figure's texts would
+# cost more than drawing it): room for the title, the x label and tick labels of ~8 digits
+MARGINS = {"left": 0.1, "right": 0.98, "top": 0.9, "bottom": 0.14}
+PNG = {"compress_level": 1}  # zlib's fastest: a plot of lines is mostly white, small anyway
+
+
 def plot(directory: Path, points: Sequence[Point]) -> list[Path]:
     """One PNG per panel that has data: each series a line over time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.collections import LineCollection
 
-    by_panel: dict[tuple[str, str], dict[str, list[tuple[float, float]]]] = {}
+    by_panel: dict[tuple[str, str], dict[str, tuple[list[float], list[float]]]] = {}
     for p in points:
-        by_panel.setdefault((p.dashboard, p.panel), {}).setdefault(p.series, []).append(
-            (p.t, p.value)
-        )
+        xy = by_panel.setdefault((p.dashboard, p.panel), {}).get(p.series)
+        if xy is None:
+            xy = by_panel[(p.dashboard, p.panel)][p.series] = ([], [])
+        xy[0].append(p.t)
+        xy[1].append(p.value)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     out = []
     for (dashboard, title), series in by_panel.items():
         fig, ax = plt.subplots(figsize=(8, 3.5))
-        for name, xy in sorted(series.items()):
-            ax.plot([x for x, _ in xy], [y for _, y in xy], label=name)
+        fig.subplots_adjust(**MARGINS)
+        ordered = sorted(series.items())
+        if len(ordered) <= LEGEND_MAX:
+            for name, (xs, ys) in ordered:
+                ax.plot(xs, ys, label=name)
+            ax.legend(fontsize="small", loc="best")
+        else:  # one collection of lines, colored as separate lines would be
+            lines = [np.column_stack((xs, ys)) for _, (xs, ys) in ordered]
+            palette = [colors[i % len(colors)] for i in range(len(lines))]
+            ax.add_collection(LineCollection(lines, colors=palette, linewidths=1.5))
+            ax.autoscale_view()
         ax.set_title(f"{title} ({dashboard})")
         ax.set_xlabel("virtual time (s)")
-        if len(series) <= 12:
-            ax.legend(fontsize="small", loc="best")
-        fig.tight_layout()
         slug = re.sub(r"[^a-z0-9]+", "-", f"{dashboard} {title}".lower()).strip("-")
         path = directory / f"timeline-{slug}.png"
-        fig.savefig(path, dpi=90)
+        fig.savefig(path, dpi=90, pil_kwargs=PNG)
         plt.close(fig)
         out.append(path)
     return out

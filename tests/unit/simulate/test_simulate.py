@@ -423,6 +423,48 @@ def test_the_numpy_summary_of_inter_token_gaps_is_the_list_summary_bit_for_bit(
     assert np.diff(times).tolist() == gaps
 
 
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=0.0, max_value=1e4, allow_nan=False),
+            st.floats(min_value=0.0, max_value=1e300, allow_nan=False),  # subnormals to huge
+            st.floats(min_value=-1.0, max_value=1.0, allow_nan=False),  # negatives: fsum's
+            st.sampled_from([0.0, 0.1, 0.2, 0.3, 1e-3, 5e-324]),
+        ),
+        max_size=300,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_the_exact_sum_of_inter_token_gaps_is_fsums(values: list[float]) -> None:
+    # the report sums the (millions of) inter-token gaps as integers per binary exponent
+    import math
+
+    import numpy as np
+
+    from pyllmd.simulate.report import exact_sum
+
+    assert exact_sum(np.sort(np.asarray(values, dtype=np.float64))) == math.fsum(values)
+
+
+def test_a_single_stage_report_is_the_runs_with_the_stages_load(tmp_path: Path) -> None:
+    # one stage sent every request: its report is the run's, with the stage's rate (written
+    # from the run's figures, not computed twice)
+    out = simulate(tmp_path, POISSON)
+    whole, stage = report(out), report(out, "stage_0")
+    assert {k: v for k, v in stage.items() if k != "load_summary"} == {
+        k: v for k, v in whole.items() if k != "load_summary"
+    }
+    load = stage["load_summary"]
+    assert list(load) == ["count", "schedule_delay", "send_duration", "requested_rate",
+                          "achieved_rate"]  # fmt: skip
+    assert load["count"] == whole["load_summary"]["count"] == len(rows(out))
+    assert load["schedule_delay"] == whole["load_summary"]["schedule_delay"]
+    assert load["requested_rate"] == 10
+    sends = sorted(float(r["send_s"]) for r in rows(out))
+    assert load["send_duration"] == pytest.approx(sends[-1] - sends[0], abs=2e-6)
+    assert load["achieved_rate"] == load["count"] / load["send_duration"]
+
+
 def test_a_cpu_kv_tier_serves_prefixes_the_gpu_evicted(tmp_path: Path) -> None:
     """A GPU cache of 40 blocks cannot keep the workload's system prompts between rounds; with
     `--kv-offloading-size` they come back from the CPU tier, counted as cached tokens."""

@@ -14,12 +14,22 @@ scalars; `and`/`or`/`unless`. Anything else raises `Unsupported`, naming it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
+import numpy as np
 import promql_parser as pp
 
-from pyllmd.simulate.promql.functions import AGGREGATE, OVER_TIME, extrapolated, histogram_quantile
+from pyllmd.simulate.promql.columns import Columns, extrapolated_all
+from pyllmd.simulate.promql.functions import (
+    AGGREGATE,
+    OVER_TIME,
+    Buckets,
+    bucket_groups,
+    extrapolate,
+    extrapolated,
+    histogram_quantile,
+)
 from pyllmd.simulate.promql.operators import ARITH, COMPARE, set_op, vector_scalar, vector_vector
 from pyllmd.simulate.promql.store import Labels, Matcher, SeriesStore, is_stale, to_ms
 from pyllmd.simulate.promql.values import (
@@ -51,6 +61,32 @@ class Evaluator:
         self.store = store
         self.lookback = lookback_ms
         self._parsed: dict[str, pp.Expr] = {}
+        # per node of a parsed query (kept alive by `_parsed`, so an id is not reused): its
+        # text, the key of `instant_many`'s answers; a selector's matchers
+        self._text: dict[int, tuple[pp.Expr, str]] = {}
+        self._matched: dict[int, tuple[pp.VectorSelector, list[Matcher]]] = {}
+        # an aggregation's group of a series' labels, per (by, label names)
+        self._groups: dict[tuple[bool, tuple[str, ...]], dict[Labels, Labels]] = {}
+        self._memo: dict[tuple[str, int], Value] | None = None  # during `instant_many`
+        # `bucket_groups` of a vector `_memo` holds (by its id, the vector kept alive)
+        self._bucket_groups: dict[int, tuple[Vector, dict[Labels, Buckets]]] = {}
+        # per columns and grouping (by, label names): each series' group number, the groups
+        self._series_groups: dict[
+            tuple[int, bool, tuple[str, ...]], tuple[Columns, list[int], list[Labels]]
+        ] = {}
+        # a selector's series as columns, at a store version (`instant_many`'s rates)
+        self._columns: dict[tuple[Matcher, ...], tuple[int, Columns | None]] = {}
+
+    def instant_many(self, queries: Sequence[str], t: float) -> list[Value]:
+        """The values of `queries` at `t` seconds, as `instant` gives them; a function call,
+        aggregation or operation they share (the same text: a dashboard asks p50, p90 and p99
+        of one histogram) is evaluated once."""
+        self._memo = {}
+        try:
+            return [self.instant(q, t) for q in queries]
+        finally:
+            self._memo = None
+            self._bucket_groups.clear()
 
     def instant(self, query: str, t: float) -> Value:
         """The value of `query` at `t` seconds."""
@@ -89,6 +125,18 @@ class Evaluator:
 
     # ---- nodes ---------------------------------------------------------------------------
     def eval(self, e: pp.Expr, t: int) -> Value:
+        if self._memo is not None and isinstance(e, _SHARED):
+            known = self._text.get(id(e))
+            if known is None:
+                known = self._text[id(e)] = (e, str(e))
+            key = (known[1], t)
+            value = self._memo.get(key)
+            if value is None:
+                value = self._memo[key] = self._eval(e, t)
+            return value
+        return self._eval(e, t)
+
+    def _eval(self, e: pp.Expr, t: int) -> Value:
         if isinstance(e, pp.NumberLiteral):
             return float(e.val)
         if isinstance(e, pp.StringLiteral):
@@ -115,6 +163,12 @@ class Evaluator:
         raise Unsupported(f"unsupported PromQL expression {type(e).__name__}")
 
     def _matchers(self, vs: pp.VectorSelector) -> list[Matcher]:
+        known = self._matched.get(id(vs))
+        if known is None:
+            known = self._matched[id(vs)] = (vs, self._matchers_of(vs))
+        return known[1]
+
+    def _matchers_of(self, vs: pp.VectorSelector) -> list[Matcher]:
         out: list[Matcher] = []
         if vs.name:
             out.append(("__name__", "=", vs.name))
@@ -169,6 +223,84 @@ class Evaluator:
                 r.values.append(p.value)
         return list(rows.values())
 
+    def _over_range(self, name: str, ms: pp.MatrixSelector, t: int) -> Vector:
+        """A range function of a range selector: `_range_selector`, then the function of each
+        range, without building the ranges (a dashboard's rate runs over every pod's buckets)."""
+        vs = ms.vector_selector
+        if vs.at is not None:
+            raise Unsupported("the @ modifier")
+        end = t - _ms(vs.offset)
+        rng = _ms(ms.range)
+        start = end - rng
+        over = OVER_TIME.get(name)
+        if over is None:
+            batch = self._rate_values(name, ms, t)
+            if batch is not None:
+                cols, found = batch
+                return [Point(cols.series[i].nameless, v) for i, v in found]
+        out: Vector = []
+        for s in self.store.select(self._matchers(vs)):
+            times, values = s.window(start, end)
+            if s.stale:
+                keep = [i for i, v in enumerate(values) if not is_stale(v)]
+                times, values = [times[i] for i in keep], [values[i] for i in keep]
+            if not values:
+                continue
+            if over is not None:
+                value = over(values)
+            else:
+                got = extrapolate(times, values, end, rng, name)
+                if got is None:
+                    continue
+                value = got
+            out.append(Point(s.nameless, value))
+        return out
+
+    def _columns_of(self, matchers: list[Matcher]) -> Columns | None:
+        key = tuple(matchers)
+        known = self._columns.get(key)
+        if known is None or known[0] != self.store.version:
+            known = self._columns[key] = (
+                self.store.version,
+                Columns.of(self.store.select(matchers)),
+            )
+        return known[1]
+
+    def _rate_values(
+        self, name: str, ms: pp.MatrixSelector, t: int
+    ) -> tuple[Columns, list[tuple[int, float]]] | None:
+        """In a batch (the store holds still), `rate`/`increase`/`delta` of a range selector
+        over its series as columns: (the columns, [(series number, value)] in the series'
+        order); None when the columns do not apply. Numpy for the series without marker or
+        reset, the per-series code for the others."""
+        vs = ms.vector_selector
+        if self._memo is None or vs.at is not None:
+            return None
+        cols = self._columns_of(self._matchers(vs))
+        if cols is None:
+            return None
+        end = t - _ms(vs.offset)
+        rng = _ms(ms.range)
+        lo, hi = cols.windows(end - rng, end)
+        count = hi - lo
+        fast = np.flatnonzero(cols.plain & (count >= 2))
+        values = extrapolated_all(cols, lo[fast], hi[fast], end, rng, name).tolist()
+        series = cols.series
+        found = list(zip(fast.tolist(), values, strict=True))
+        slow = np.flatnonzero(~cols.plain & (count > 0)).tolist()
+        for i in slow:
+            s = series[i]
+            times, vals = s.window(end - rng, end)
+            if s.stale:
+                keep = [k for k, v in enumerate(vals) if not is_stale(v)]
+                times, vals = [times[k] for k in keep], [vals[k] for k in keep]
+            got = extrapolate(times, vals, end, rng, name)
+            if got is not None:
+                found.append((i, got))
+        if slow:
+            found.sort(key=lambda iv: iv[0])
+        return cols, found
+
     # ---- functions -------------------------------------------------------------------------
     def _call(self, c: pp.Call, t: int) -> Value:
         name = c.func.name
@@ -176,6 +308,8 @@ class Evaluator:
         if name == "time":
             return t / 1000
         if name in OVER_TIME or name in ("rate", "increase", "delta"):
+            if isinstance(args[0], pp.MatrixSelector):
+                return self._over_range(name, args[0], t)
             m = self.eval(args[0], t)
             ranges = as_matrix(m)
             rng = _range_ms(args[0])
@@ -198,7 +332,14 @@ class Evaluator:
             ]
         if name == "histogram_quantile":
             q = self.eval(args[0], t)
-            return histogram_quantile(float(q), as_vector(self.eval(args[1], t)))  # type: ignore[arg-type]
+            buckets = as_vector(self.eval(args[1], t))
+            groups = None
+            if self._memo is not None:  # p50, p90 and p99 of one histogram: grouped once
+                known = self._bucket_groups.get(id(buckets))
+                if known is None:
+                    known = self._bucket_groups[id(buckets)] = (buckets, bucket_groups(buckets))
+                groups = known[1]
+            return histogram_quantile(float(q), buckets, groups)  # type: ignore[arg-type]
         if name == "vector":
             return [Point((), float(self.eval(args[0], t)))]  # type: ignore[arg-type]
         if name == "scalar":
@@ -222,18 +363,67 @@ class Evaluator:
         op = str(a.op)
         if op not in AGGREGATE:
             raise Unsupported(f"unsupported PromQL aggregation {op}")
-        v = as_vector(self.eval(a.expr, t))
         mod = a.modifier
         by = mod is None or str(mod.type).endswith("By")
-        names = list(mod.labels) if mod is not None else []
+        names = tuple(mod.labels) if mod is not None else ()
+        inner = a.expr
+        if (
+            self._memo is not None
+            and isinstance(inner, pp.Call)
+            and inner.func.name in ("rate", "increase", "delta")
+            and isinstance(inner.args[0], pp.MatrixSelector)
+        ):  # a batch's aggregation of a rate: grouped by series number, no point per series
+            got = self._rate_values(inner.func.name, inner.args[0], t)
+            if got is not None:
+                return self._aggregate_rates(op, *got, by, names)
+        v = as_vector(self.eval(inner, t))
+        known = self._groups.setdefault((by, names), {})
         groups: dict[Labels, list[float]] = {}
         for p in v:
-            if by:
-                key = tuple(x for x in p.labels if x[0] in names)
-            else:
-                key = tuple(x for x in p.labels if x[0] not in names and x[0] != "__name__")
+            key = known.get(p.labels)
+            if key is None:
+                if by:
+                    key = tuple(x for x in p.labels if x[0] in names)
+                else:
+                    key = tuple(x for x in p.labels if x[0] not in names and x[0] != "__name__")
+                known[p.labels] = key
             groups.setdefault(key, []).append(p.value)
         return [Point(k, AGGREGATE[op](vals)) for k, vals in groups.items()]
+
+    def _aggregate_rates(
+        self,
+        op: str,
+        cols: Columns,
+        found: list[tuple[int, float]],
+        by: bool,
+        names: tuple[str, ...],
+    ) -> Vector:
+        """`_aggregate` of `_rate_values`' answer: the same groups in the same order (of
+        their first series), each series' group number computed once per columns."""
+        key = (id(cols), by, names)
+        known = self._series_groups.get(key)
+        if known is None or known[0] is not cols:
+            numbers: dict[Labels, int] = {}
+            of_series = []
+            for s in cols.series:
+                labels = s.nameless
+                if by:
+                    group = tuple(x for x in labels if x[0] in names)
+                else:
+                    group = tuple(x for x in labels if x[0] not in names and x[0] != "__name__")
+                of_series.append(numbers.setdefault(group, len(numbers)))
+            known = self._series_groups[key] = (cols, of_series, list(numbers))
+        _, of_series, groups = known
+        values: dict[int, list[float]] = {}
+        for i, v in found:
+            g = of_series[i]
+            got = values.get(g)
+            if got is None:
+                values[g] = [v]
+            else:
+                got.append(v)
+        fn = AGGREGATE[op]
+        return [Point(groups[g], fn(vals)) for g, vals in values.items()]
 
     # ---- binary operators ------------------------------------------------------------------
     def _binary(self, b: pp.BinaryExpr, t: int) -> Value:
@@ -261,6 +451,9 @@ class Evaluator:
         return vector_vector(
             op, as_vector(lhs), as_vector(rhs), on, names, card, group, return_bool
         )
+
+
+_SHARED = (pp.Call, pp.AggregateExpr, pp.BinaryExpr)  # what `instant_many` evaluates once
 
 
 def _text(v: float) -> str:

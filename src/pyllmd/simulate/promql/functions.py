@@ -3,18 +3,27 @@ the `*_over_time` family), its aggregations, and `histogram_quantile`."""
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from pyllmd.simulate.promql.store import Labels
 from pyllmd.simulate.promql.values import Point, Range, Vector
+
+Buckets = list[tuple[float, float]]  # (upper bound, count), by upper bound
 
 
 def extrapolated(r: Range, end: int, rng: int, name: str) -> float | None:
     """Prometheus 2.x's extrapolatedRate: the change over the samples, extrapolated to the
     range's edges (at most half an average interval past the samples, and not below zero for
     counters)."""
-    times, values = r.times, r.values
+    return extrapolate(r.times, r.values, end, rng, name)
+
+
+def extrapolate(
+    times: Sequence[int], values: Sequence[float], end: int, rng: int, name: str
+) -> float | None:
+    """`extrapolated` over a series' samples in the range (no staleness marker among them)."""
     if len(values) < 2:
         return None
     counter = name != "delta"
@@ -61,22 +70,53 @@ AGGREGATE: dict[str, Callable[[list[float]], float]] = {
 }
 
 
-def histogram_quantile(q: float, buckets: Vector) -> Vector:
-    """Prometheus' bucketQuantile over the `le` buckets of each series group."""
-    groups: dict[Labels, list[tuple[float, float]]] = {}
+def histogram_quantile(
+    q: float, buckets: Vector, groups: Mapping[Labels, Buckets] | None = None
+) -> Vector:
+    """Prometheus' bucketQuantile over the `le` buckets of each series group (`groups`: the
+    buckets' `bucket_groups`, when known)."""
+    if groups is None:
+        groups = bucket_groups(buckets)
+    return [Point(key, _quantile(q, bs)) for key, bs in groups.items()]
+
+
+def bucket_groups(buckets: Vector) -> dict[Labels, Buckets]:
+    """The buckets of each series group by upper bound, counts made monotonic (what
+    `histogram_quantile` reads, whatever the quantile)."""
+    groups: dict[Labels, Buckets] = {}
     for p in buckets:
-        le = dict(p.labels).get("le")
+        le, key = _bucket_of(p.labels)
         if le is None:
             continue
-        key = tuple(x for x in p.labels if x[0] not in ("le", "__name__"))
-        groups.setdefault(key, []).append((float(le), p.value))
-    out: Vector = []
-    for key, bs in groups.items():
-        out.append(Point(key, bucket_quantile(q, sorted(bs))))
-    return out
+        groups.setdefault(key, []).append((le, p.value))
+    return {key: _monotonic(sorted(bs)) for key, bs in groups.items()}
 
 
-def bucket_quantile(q: float, bs: list[tuple[float, float]]) -> float:
+@functools.lru_cache(maxsize=1 << 16)
+def _bucket_of(labels: Labels) -> tuple[float | None, Labels]:
+    """A bucket series' upper bound (None without an `le` label) and its group's labels
+    (a dashboard asks the same buckets at every step: remembered)."""
+    le = dict(labels).get("le")
+    key = tuple(x for x in labels if x[0] not in ("le", "__name__"))
+    return (float(le) if le is not None else None), key
+
+
+def bucket_quantile(q: float, bs: Buckets) -> float:
+    """The q-quantile of buckets sorted by upper bound."""
+    return _quantile(q, _monotonic(bs))
+
+
+def _monotonic(bs: Buckets) -> Buckets:
+    """Counts made monotonic, as Prometheus does."""
+    fixed: Buckets = []
+    prev = -math.inf
+    for le, c in bs:
+        prev = max(prev, c)
+        fixed.append((le, prev))
+    return fixed
+
+
+def _quantile(q: float, bs: Buckets) -> float:
     if math.isnan(q):
         return math.nan
     if q < 0:
@@ -85,13 +125,6 @@ def bucket_quantile(q: float, bs: list[tuple[float, float]]) -> float:
         return math.inf
     if len(bs) < 2 or not math.isinf(bs[-1][0]):
         return math.nan
-    # make counts monotonic, as Prometheus does
-    fixed: list[tuple[float, float]] = []
-    prev = -math.inf
-    for le, c in bs:
-        prev = max(prev, c)
-        fixed.append((le, prev))
-    bs = fixed
     total = bs[-1][1]
     if total == 0:
         return math.nan

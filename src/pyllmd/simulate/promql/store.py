@@ -42,6 +42,11 @@ class Series:
     labels: Labels
     times: list[int] = field(default_factory=list)  # ms, increasing
     values: list[float] = field(default_factory=list)
+    stale: int = 0  # staleness markers among `values` (most series have none)
+    nameless: Labels = ()  # `labels` without `__name__`, what functions and operators return
+
+    def __post_init__(self) -> None:
+        self.nameless = tuple(p for p in self.labels if p[0] != "__name__")
 
     def window(self, mint: int, maxt: int) -> tuple[list[int], list[float]]:
         """The samples with mint <= t <= maxt (staleness markers included)."""
@@ -86,6 +91,7 @@ class SeriesStore:
         # every scrape time of a run)
         self._selected: dict[tuple[Matcher, ...], list[Series]] = {}
         self._selected_at = 0  # len(self.series) when `_selected` was filled
+        self.version = 0  # samples added so far: what was computed at a version holds
 
     def add(self, labels: Labels, t_ms: int, value: float) -> None:
         """Append one sample (times of a series must not go backwards)."""
@@ -95,9 +101,14 @@ class SeriesStore:
             self.by_name.setdefault(dict(labels)["__name__"], []).append(s)
         if s.times and t_ms < s.times[-1]:
             raise ValueError(f"sample at {t_ms} ms is older than the series' last one")
+        self.version += 1
+        stale = value != value and is_stale(value)  # NaN first: most values are numbers
         if s.times and t_ms == s.times[-1]:
+            last = s.values[-1]
+            s.stale += stale - (last != last and is_stale(last))
             s.values[-1] = value
             return
+        s.stale += stale
         s.times.append(t_ms)
         s.values.append(value)
 

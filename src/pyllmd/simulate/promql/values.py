@@ -4,7 +4,7 @@ parts."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyllmd.simulate.promql.store import Labels
 
@@ -13,15 +13,13 @@ class Unsupported(ValueError):
     """A PromQL construct this evaluator does not cover."""
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):  # a tuple: a query over many series makes one per series
     labels: Labels
     value: float
     t: int | None = None  # the sample's own time (ms), for timestamp()
 
 
-@dataclass(frozen=True)
-class Range:
+class Range(NamedTuple):
     labels: Labels
     times: list[int]
     values: list[float]
