@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -526,27 +527,51 @@ def _ranked(values: dict[str, float], best_high: bool = False) -> list[str]:
     return sorted(values, key=lambda k: -values[k] if best_high else values[k])
 
 
-BLIND = ("load-only", "random")
+# figure (h)'s own tie rule (bench/epp_kv_wins_report.py): TTFT p90s closer than 10 % of the
+# larger or 10 ms, hit rates closer than one point, are a tie, not an order
+TIE_WITHIN, TIE_S, TIE_HIT = 0.10, 0.010, 0.01
 
 
-def _compare(what: str, sim: dict[str, float], live: dict[str, float], best_high: bool) -> str:
-    """Both orders, whether they are the same, and whether they are once the cache-blind pair
-    counts as one (live, its order flips from run to run)."""
-    ours, theirs = _ranked(sim, best_high), _ranked(live, best_high)
-    step = " > " if best_high else " < "
+def _p90_tie(a: float, b: float) -> bool:
+    return abs(a - b) < max(TIE_WITHIN * max(a, b), TIE_S)
 
-    def merged(order: list[str]) -> list[str]:
-        out: list[str] = []
-        for name in order:
-            name = "blind" if name in BLIND else name
-            if name != "blind" or "blind" not in out:
-                out.append(name)
-        return out
 
+def _hit_tie(a: float, b: float) -> bool:
+    return abs(a - b) < TIE_HIT
+
+
+def _chain(values: dict[str, float], best_high: bool, tie: Callable[[float, float], bool]) -> str:
+    """The policies best first, `≈` between neighbours that tie."""
+    order = _ranked(values, best_high)
+    text = order[0]
+    for before, name in itertools.pairwise(order):
+        text += " ≈ " if tie(values[before], values[name]) else " > " if best_high else " < "
+        text += name
+    return text
+
+
+def _compare(
+    what: str,
+    sim: dict[str, float],
+    live: dict[str, float],
+    best_high: bool,
+    tie: Callable[[float, float], bool],
+) -> str:
+    """Both orders with figure (h)'s ties, and whether they agree: no two policies ordered
+    one way here and the other way live (a tie on either side orders nothing)."""
+
+    def sign(values: dict[str, float], a: str, b: str) -> int:
+        return 0 if tie(values[a], values[b]) else (1 if values[a] < values[b] else -1)
+
+    inverted = [
+        f"{a}/{b}"
+        for a, b in itertools.combinations(sim, 2)
+        if sign(sim, a, b) * sign(live, a, b) < 0
+    ]
+    verdict = "yes" if not inverted else f"no ({', '.join(inverted)} the other way)"
     return (
-        f"Order by {what}: {step.join(ours)}; live: {step.join(theirs)}; same order as live: "
-        f"{'yes' if ours == theirs else 'no'} (with load-only and random taken as one: "
-        f"{'yes' if merged(ours) == merged(theirs) else 'no'}).\n"
+        f"Order by {what}: {_chain(sim, best_high, tie)}; live: {_chain(live, best_high, tie)}; "
+        f"same order as live: {verdict}.\n"
     )
 
 
@@ -582,8 +607,9 @@ def divergent_report(setup: DivergentSetup, results: dict[float, list[RoutingRes
             text += f"Order by TTFT p90: {' < '.join(_ranked(p90s))}. Order by hit rate: "
             text += " > ".join(_ranked(hits, best_high=True)) + ".\n"
             continue
-        text += _compare("TTFT p90", p90s, {k: v[0] for k, v in live.items()}, False)
-        text += "\n" + _compare("hit rate", hits, {k: v[1] for k, v in live.items()}, True)
+        text += _compare("TTFT p90", p90s, {k: v[0] for k, v in live.items()}, False, _p90_tie)
+        live_hits = {k: v[1] for k, v in live.items()}
+        text += "\n" + _compare("hit rate", hits, live_hits, True, _hit_tie)
     return text
 
 

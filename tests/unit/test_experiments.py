@@ -68,6 +68,19 @@ def test_the_routing_experiment_ranks_cache_aware_routing_first(
     assert divergent.count("same order as live: ") == 2  # by TTFT p90 and by hit rate
 
 
+def test_orders_are_compared_with_figure_hs_ties() -> None:
+    live = {"precise": 0.04, "approximate": 1.0, "load-only": 4.0, "random": 4.2}
+    # load-only and random 5 % apart live: a tie, so either order here agrees with it
+    ours = {"precise": 0.09, "approximate": 0.3, "load-only": 5.2, "random": 3.9}
+    text = experiments._compare("TTFT p90", ours, live, False, experiments._p90_tie)
+    assert "live: precise < approximate < load-only ≈ random" in text
+    assert text.endswith("same order as live: yes.\n")
+    # precise behind approximate here, ahead live: an order the other way
+    ours = {"precise": 2.0, "approximate": 0.3, "load-only": 5.2, "random": 3.9}
+    text = experiments._compare("TTFT p90", ours, live, False, experiments._p90_tie)
+    assert "same order as live: no (precise/approximate the other way)" in text
+
+
 def table(text: str) -> dict[str, list[str]]:
     """The rows of the report's table, by routing policy."""
     return {
