@@ -93,6 +93,9 @@ def _replay(
     disaggregated = False  # P/D seen: decode legs keep every pod on time (no lazy mode)
     lagging = -inf  # pods may be behind the client action at this time (see `_open_loop`)
     draining = False  # a pod scaled down still serves its requests
+    # requests the router holds, and when their client gives up on them (its timeout)
+    holding: set[int] = set()
+    give_up: list[tuple[float, int, Send]] = []
 
     def sync(run: PodRun, until: float) -> None:
         """Every step of `run` that starts before `until`, its ended requests reported."""
@@ -128,6 +131,7 @@ def _replay(
             payload = payload.payload
             disaggregated = True
         send = cast(Send, payload)
+        holding.discard(send.index)
         if pod is None:
             send.error = error or "no endpoint"
             client.done(send, now)
@@ -203,10 +207,14 @@ def _replay(
         """The client's sends at `now`, routed and handed to their pods (when `lazy`, a pod
         first reaches `now`); the next request id."""
         for send in client.due(now):
+            if timeout is not None:
+                holding.add(send.index)
             for held, pod, error in router.route(send, send.tokens, model, now, names, engines):
                 if lazy and pod is not None:
                     sync(by_name[held.prefill if isinstance(held, Disaggregated) else pod], now)
                 rid = submit(held, pod, error, now, rid)
+            if timeout is not None and send.index in holding:  # the router holds it
+                heapq.heappush(give_up, (send.start + timeout, send.index, send))
         if progress is not None:
             progress(now)
         return rid
@@ -216,8 +224,11 @@ def _replay(
         # the busy pod furthest behind (the first of equals)
         behind, t_pod = busy.first()
         t_leg = legs[0][0] if legs else inf
+        while give_up and give_up[0][1] not in holding:
+            heapq.heappop(give_up)  # released since
+        t_give_up = give_up[0][0] if give_up else inf
         if (
-            t_pod < t_client < min(t_scrape, t_flow, timers.next_time(), t_leg)
+            t_pod < t_client < min(t_scrape, t_flow, timers.next_time(), t_leg, t_give_up)
             and not draining
             and not disaggregated
             and _open_loop(client, t_client, timeout)
@@ -229,9 +240,10 @@ def _replay(
             lagging = t_client
             continue
         t_timer = timers.next_time()
-        t_event = min(t_scrape, t_timer, t_leg, t_flow)
+        t_event = min(t_scrape, t_timer, t_leg, t_flow, t_give_up)
         if (
             t_pod < t_event <= t_client
+            and t_give_up == inf  # (a client with a timeout is not open-loop)
             and not draining
             and not disaggregated
             and _open_loop(client, t_event, timeout)
@@ -262,12 +274,13 @@ def _replay(
             sync_all(lagging)
             lagging = -inf
             continue
-        if t_client == inf and behind is None and t_flow == inf and t_leg == inf:
+        if t_client == inf and behind is None and t_flow == inf and t_leg == inf == t_give_up:
             if scraper is not None:  # the scrape after the last response
                 scraper.scrape(t_scrape, engines)
             break
         # the earliest of the loop's own events, once every busy pod has reached it (ties:
-        # the scrape, then timers, decode legs, held requests; the client's sends after them)
+        # the scrape, then timers, decode legs, a held request's timeout, held requests looked
+        # at again; the client's sends after them)
         if t_event <= t_pod and t_event <= t_client:
             if t_scrape == t_event:
                 assert scraper is not None
@@ -280,6 +293,12 @@ def _replay(
             elif t_leg == t_event:  # a decode pod's KV transfer is done
                 _, _, leg, leg_hashes = heapq.heappop(legs)
                 rid = submit_decode(t_leg, leg, leg_hashes, rid)
+            elif t_give_up == t_event:  # the client gives up on a request still held
+                _, _, gone = heapq.heappop(give_up)
+                holding.discard(gone.index)
+                if router.cancel(gone):
+                    gone.error = TIMEOUT_ERROR
+                    client.done(gone, t_give_up)
             else:  # held requests looked at again
                 for send, pod, error in router.poll(t_flow, names, engines):
                     rid = submit(send, pod, error, t_flow, rid)

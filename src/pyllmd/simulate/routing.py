@@ -135,6 +135,11 @@ class Router(Protocol):
         """Requests held now (what the autoscaler's scale-from-zero loop reads)."""
         ...
 
+    def cancel(self, payload: object) -> bool:
+        """The client gave up on a held request (its `request_timeout`): take it out, as a
+        gateway does when the client's connection closes; False when it is not held."""
+        ...
+
 
 NO_POD = "no ready pod"
 
@@ -164,6 +169,9 @@ class RoundRobin:
 
     def queued(self) -> int:
         return 0
+
+    def cancel(self, payload: object) -> bool:
+        return False
 
 
 class BuiltinGateway:
@@ -214,6 +222,13 @@ class BuiltinGateway:
     def queued(self) -> int:
         return len(self.held)
 
+    def cancel(self, payload: object) -> bool:
+        for entry in self.held:
+            if entry[0] is payload:
+                self.held.remove(entry)
+                return True
+        return False
+
 
 class EppRouter:
     """The endpoint picker's scheduling cycle over the pods' engines."""
@@ -254,6 +269,8 @@ class EppRouter:
         self.count = 0
         self.picks: dict[str, int] = {}
         self.flow: Dispatcher[tuple[object, Sequence[int], str]] | None = None
+        # flow control's items by payload identity, while queued (for `cancel`)
+        self.items: dict[int, QueueItem[tuple[object, Sequence[int], str]]] = {}
         if self.config.enabled(GATE_FLOW_CONTROL):
             queues: FlowQueues[tuple[object, Sequence[int], str]] = FlowQueues(
                 flow_control_config(self.config.raw.flow_control)
@@ -426,6 +443,7 @@ class EppRouter:
         )
         if isinstance(item, Rejection):
             return [(payload, None, f"request rejected by flow control: {item.message}")]
+        self.items[id(payload)] = item
         return self.poll(now, pods, engines)
 
     def next_poll(self) -> float:
@@ -450,6 +468,14 @@ class EppRouter:
     def queued(self) -> int:
         return len(self.flow.queues) if self.flow is not None else 0
 
+    def cancel(self, payload: object) -> bool:
+        item = self.items.pop(id(payload), None)
+        return (
+            item is not None
+            and self.flow is not None
+            and self.flow.queues.remove(item, Outcome.EVICTED_CONTEXT_CANCELLED)
+        )
+
     def scrape_into(self, store: SeriesStore, t: float) -> None:
         """Prometheus scraping the picker's `/metrics` at `t`: the pool gauges as of then, the
         flow-control queue, and the request and scheduling counters."""
@@ -469,6 +495,7 @@ class EppRouter:
         engines: Mapping[str, Engine],
     ) -> Released:
         payload, tokens, model = item.payload
+        self.items.pop(id(payload), None)
         if item.outcome is Outcome.DISPATCHED:
             return self._schedule(payload, tokens, model, now, pods, engines)
         if item.outcome is Outcome.EVICTED_TTL:

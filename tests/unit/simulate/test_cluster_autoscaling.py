@@ -362,3 +362,32 @@ def test_cost_per_minute_follows_the_pods_and_sums_to_the_runs_cost(direct: Path
     shares = [float(p["value"]) for p in points if p["panel"].startswith("SLO attainment")]
     assert shares and all(0 <= s <= 1 for s in shares)
     assert (direct / "timeline-simulate-cost-per-minute-variantcost-x-pod-seconds.png").exists()
+
+
+@pytest.mark.parametrize("gateway", ["builtin", "envoy-epp"])
+def test_a_client_gives_up_on_a_request_the_gateway_holds_at_its_timeout(
+    tmp_path: Path, gateway: str
+) -> None:
+    """A variant at zero wakes after a 60 s start-up; a client keeping one request in flight
+    with a 20 s timeout gives up on each held one at 20 s and sends the next then (the
+    gateway, or the endpoint picker's flow control, drops it, as when the connection
+    closes), not when a pod comes."""
+    workload = {
+        **WORKLOAD,
+        "load": {
+            "type": "concurrent",
+            "request_timeout": 20,
+            "stages": [{"num_requests": 3, "concurrency_level": 1}],
+        },
+    }
+    s, w, out = tmp_path / "stack.yaml", tmp_path / "workload.yaml", tmp_path / "out"
+    s.write_text(yaml.safe_dump({**stack(0, zero=True), "gateway": gateway}), encoding="utf-8")
+    w.write_text(yaml.safe_dump(workload), encoding="utf-8")
+    argv = ["simulate", "--stack", str(s), "--workload", str(w), "--output", str(out),
+            "--pod-startup-delay", "60s", "--pod-startup-jitter", "0"]  # fmt: skip
+    assert cli_main(argv) == 0
+    rows = requests(out)
+    assert [float(r["send_s"]) for r in rows] == pytest.approx([0.0, 20.0, 40.0])
+    assert [r["error"] for r in rows] == ["Timeout"] * 3
+    assert [r["pod"] for r in rows] == [""] * 3  # none reached a pod
+    assert summary(out)["failures"]["count"] == 3
