@@ -31,7 +31,8 @@ from typing import cast
 from pyllmd.core.heap import gc_paused
 from pyllmd.sim.batch.scheduler import Engine, Request, StepLog, StepRecord, block_hashes
 from pyllmd.simulate.cluster import Fleet, PodRun
-from pyllmd.simulate.routing import Disaggregated, RoundRobin, Router
+from pyllmd.simulate.gateway import RoundRobin
+from pyllmd.simulate.routing import Disaggregated, Router
 from pyllmd.simulate.scrape import Scraper
 from pyllmd.simulate.workload import Client, Send
 

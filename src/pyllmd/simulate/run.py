@@ -42,11 +42,12 @@ from pyllmd.simulate.cluster import (
 )
 from pyllmd.simulate.control import Control, scaler_of
 from pyllmd.simulate.deployment import Variant, build_engine_spec, parse_stack, variants_for
+from pyllmd.simulate.gateway import BuiltinGateway
 from pyllmd.simulate.kvfeed import DEFAULT_DELAY_S, drop_prefix_cache
 from pyllmd.simulate.promql import Evaluator
 from pyllmd.simulate.replay import Outcome, replay
 from pyllmd.simulate.report import request_rows, write
-from pyllmd.simulate.routing import BuiltinGateway, EppRouter, Router
+from pyllmd.simulate.routing import EppRouter, Router
 from pyllmd.simulate.scrape import SCRAPE_INTERVAL, Scraper
 from pyllmd.simulate.timeline import Point, dashboard_panels, evaluate, plot, write_csv
 from pyllmd.simulate.workload import Client, Workload, parse_workload, scaled

@@ -298,7 +298,8 @@ def test_the_virtual_run_uses_the_live_servers_decision_code(tmp_path: Path) -> 
     from pyllmd.simulate.cluster import Fleet, StartupDelay, Timers, VirtualCluster
     from pyllmd.simulate.control import Control
     from pyllmd.simulate.deployment import build_engine_spec, parse_stack
-    from pyllmd.simulate.routing import BuiltinGateway, EppRouter
+    from pyllmd.simulate.gateway import BuiltinGateway
+    from pyllmd.simulate.routing import EppRouter
     from pyllmd.simulate.scrape import Scraper
     from pyllmd.stackfile import parse_local_spec
 
