@@ -138,8 +138,7 @@ def _replay(
             client.done(send, now)
             return rid
         run = by_name[pod]
-        eng = run.engine
-        size = eng.cfg.block_size
+        size = run.engine.cfg.block_size
         prompt = tuple(send.tokens)
         key = prompt if len(bs) < 2 else (size, *prompt)
         prompt_hashes = hashes.get(key)
@@ -149,6 +148,11 @@ def _replay(
             prompt_hashes = hashes[key] = block_hashes(prompt, size)
         output_len = send.output_len if decode is None else 1  # P/D: prefill and one token
         req = Request(rid, now + run.first, len(prompt), output_len, prompt_hashes)
+        return hand(run, req, send if decode is None else PrefillLeg(send, decode), send, now)
+
+    def hand(run: PodRun, req: Request, entry: Send | PrefillLeg, send: Send, now: float) -> int:
+        """`req` (for `send`) into `run`'s engine at `now`, or refused by it; the next id."""
+        eng = run.engine
         if timeout is not None:
             req.deadline = send.start + timeout
         if not run.busy() and eng.now < req.arrival:
@@ -158,12 +162,12 @@ def _replay(
         if req.refused is not None:
             send.error = req.refused
             client.done(send, now)
-            return rid + 1
-        run.open[req.rid] = (req, send if decode is None else PrefillLeg(send, decode))
+            return req.rid + 1
+        run.open[req.rid] = (req, entry)
         if req.deadline is not None:
             heapq.heappush(run.deadlines, (req.deadline, req.rid, req))
         busy.push(run)
-        return rid + 1
+        return req.rid + 1
 
     def prefilled(leg: PrefillLeg, req: Request, end: float) -> None:
         """The prefill pod answered: the decode pod's sidecar sends the request on, and the
@@ -184,25 +188,11 @@ def _replay(
             send.error = "decode pod gone"
             client.done(send, t)
             return rid
-        eng = run.engine
-        arrival = max(t, eng.waiting[-1].arrival) if eng.waiting else t
+        waiting = run.engine.waiting
+        arrival = max(t, waiting[-1].arrival) if waiting else t
         req = Request(rid, arrival, len(send.tokens), send.output_len, hashes)
         req.preloaded = len(send.tokens) - 1  # the KV came from the prefill pod
-        if timeout is not None:
-            req.deadline = send.start + timeout
-        if not run.busy() and eng.now < arrival:
-            eng.now = arrival
-        eng.add(req)
-        requests[send.index] = (run.name, req)
-        if req.refused is not None:
-            send.error = req.refused
-            client.done(send, t)
-            return rid + 1
-        run.open[req.rid] = (req, send)
-        if req.deadline is not None:
-            heapq.heappush(run.deadlines, (req.deadline, req.rid, req))
-        busy.push(run)
-        return rid + 1
+        return hand(run, req, send, send, t)
 
     def acts(now: float, rid: int, lazy: bool) -> int:
         """The client's sends at `now`, routed and handed to their pods (when `lazy`, a pod
