@@ -319,20 +319,29 @@ def routing_stack(setup: RoutingSetup, policy: str) -> dict[str, Any]:
 def routing_workload(setup: RoutingSetup) -> dict[str, Any]:
     """The "KV-cache wins" shape: many tenants, each with a long system prompt, more of them
     than one pod's cache holds; each request a tenant's prompt and a short question."""
+    load = {"type": "poisson", "stages": [{"rate": setup.rate, "duration": setup.duration}]}
+    return tenants_workload(setup.tenants, 4, setup.prompt, 64, 32, load)
+
+
+def tenants_workload(
+    tenants: int, users: int, system: int, question: int, output: int, load: dict[str, Any]
+) -> dict[str, Any]:
+    """inference-perf's shared-prefix data: `tenants` system prompts of `system` tokens,
+    `users` questions of `question` tokens each, `output` tokens out; streamed completions."""
     return {
         "api": {"type": "completion", "streaming": True},
         "data": {
             "type": "shared_prefix",
             "shared_prefix": {
-                "num_unique_system_prompts": setup.tenants,
-                "num_users_per_system_prompt": 4,
-                "system_prompt_len": setup.prompt,
-                "question_len": 64,
-                "output_len": 32,
+                "num_unique_system_prompts": tenants,
+                "num_users_per_system_prompt": users,
+                "system_prompt_len": system,
+                "question_len": question,
+                "output_len": output,
             },
         },
         "server": {"type": "vllm", "model_name": MODEL, "ignore_eos": True},
-        "load": {"type": "poisson", "stages": [{"rate": setup.rate, "duration": setup.duration}]},
+        "load": load,
     }
 
 
@@ -474,25 +483,13 @@ def divergent_workload(setup: DivergentSetup, rate: float) -> dict[str, Any]:
     """Each tenant's prompt with `requests / tenants` questions, in shuffled order, sent at
     Poisson arrivals of `rate` for as long as the requests take, whatever is in flight (as
     bench (h)'s open-loop client)."""
-    return {
-        "api": {"type": "completion", "streaming": True},
-        "data": {
-            "type": "shared_prefix",
-            "shared_prefix": {
-                "num_unique_system_prompts": setup.tenants,
-                "num_users_per_system_prompt": setup.requests // setup.tenants,
-                "system_prompt_len": setup.system,
-                "question_len": setup.question,
-                "output_len": setup.output,
-            },
-        },
-        "server": {"type": "vllm", "model_name": MODEL, "ignore_eos": True},
-        "load": {
-            "type": "poisson",
-            "stages": [{"rate": rate, "duration": setup.requests / rate}],
-            "worker_max_concurrency": 2 * setup.requests,  # open-loop: no in-flight cap
-        },
+    load = {
+        "type": "poisson",
+        "stages": [{"rate": rate, "duration": setup.requests / rate}],
+        "worker_max_concurrency": 2 * setup.requests,  # open-loop: no in-flight cap
     }
+    users = setup.requests // setup.tenants
+    return tenants_workload(setup.tenants, users, setup.system, setup.question, setup.output, load)
 
 
 def divergent(out: Path, setup: DivergentSetup) -> dict[float, list[RoutingResult]]:

@@ -98,6 +98,18 @@ class StartupDelay:
         return rng.lognormvariate(math.log(self.mean) - sigma2 / 2, math.sqrt(sigma2))
 
 
+def pod_engine(spec: EngineSpec) -> Engine:
+    """A pod's engine: `spec`'s scheduler and step model, every token time and step kept
+    for the reports."""
+    return Engine(
+        spec.scheduler,
+        spec.step.time,
+        record_tokens=True,
+        record_steps=True,
+        decode_time=spec.step.decode,
+    )
+
+
 @dataclass
 class PodRun:
     """One pod: its engine, what it was sent, and where it is in its life."""
@@ -183,13 +195,7 @@ class Fleet:
         """Ready pods named `names`, all running `spec`, none ever scaled (a plain replay)."""
         fleet = cls((), {}, (), Timers())
         for name in names:
-            engine = Engine(
-                spec.scheduler,
-                spec.step.time,
-                record_tokens=True,
-                record_steps=True,
-                decode_time=spec.step.decode,
-            )
+            engine = pod_engine(spec)
             run = PodRun(name, engine, first=spec.profile.first_token_s,
                          last=spec.profile.last_token_s)  # fmt: skip
             fleet.runs.append(run)
@@ -246,13 +252,7 @@ class Fleet:
 
     def _create(self, dep: _Deployment, now: float) -> PodRun:
         spec = dep.spec
-        engine = Engine(
-            spec.scheduler,
-            spec.step.time,
-            record_tokens=True,
-            record_steps=True,
-            decode_time=spec.step.decode,
-        )
+        engine = pod_engine(spec)
         name = f"{dep.variant.name}-{dep.counter}"
         dep.counter += 1
         run = PodRun(
