@@ -6,6 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` and `make test-e2e-smoke`: `auto` is one per CPU;
+# `WORKERS=0` runs everything in the one pytest process (for debugging).
+WORKERS ?= auto
 # System packages are installed as root; elsewhere through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LINT_PATHS := src tests bench tools
@@ -134,10 +137,10 @@ test-inference-perf: $(STAMP) inference-perf-venv
 
 # pytest exits 5 when it collected no test; make treats that as a failure.
 test: $(STAMP) deploy-deps
-	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadfile tests/unit $(PYTEST_ARGS)
 
 test-e2e-smoke: $(STAMP) e2e-deps
-	$(BIN)/pytest -q tests/e2e -m "e2e and not full and not ray" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadfile tests/e2e -m "e2e and not full and not ray" $(PYTEST_ARGS)
 
 test-e2e-full: $(STAMP) e2e-deps
 	$(BIN)/pytest -q tests/e2e -m "e2e and not ray" $(PYTEST_ARGS)
