@@ -35,6 +35,9 @@ from pyllmd.simulate.ramp import daily_ramp
 from pyllmd.simulate.run import load_options, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `bench` is imported from the repository, as pytest does
+from bench import epp_kv_wins_report as kv_wins_report  # noqa: E402  (figure (h)'s tie rule)
+
 DOC = ROOT / "docs" / "developer-guide" / "experiments.md"
 IMG = ROOT / "docs" / "developer-guide" / "experiments"
 START = "<!-- experiments:autoscaling:start -->"
@@ -524,17 +527,14 @@ def _ranked(values: dict[str, float], best_high: bool = False) -> list[str]:
     return sorted(values, key=lambda k: -values[k] if best_high else values[k])
 
 
-# figure (h)'s own tie rule (bench/epp_kv_wins_report.py): TTFT p90s closer than 10 % of the
-# larger or 10 ms, hit rates closer than one point, are a tie, not an order
-TIE_WITHIN, TIE_S, TIE_HIT = 0.10, 0.010, 0.01
-
-
 def _p90_tie(a: float, b: float) -> bool:
-    return abs(a - b) < max(TIE_WITHIN * max(a, b), TIE_S)
+    """Figure (h)'s own tie of two TTFT p90s (seconds): `bench.epp_kv_wins_report.same`."""
+    return kv_wins_report.same(1000 * a, 1000 * b)
 
 
 def _hit_tie(a: float, b: float) -> bool:
-    return abs(a - b) < TIE_HIT
+    """Figure (h)'s own tie of two hit rates (fractions): closer than `TIE_POINTS`."""
+    return abs(100 * (a - b)) < kv_wins_report.TIE_POINTS
 
 
 def _chain(values: dict[str, float], best_high: bool, tie: Callable[[float, float], bool]) -> str:
