@@ -71,6 +71,7 @@ FIT_BOUNDS: dict[str, tuple[float, float]] = {
     "allreduce_s": (1e-7, 1e-3),
     "first_token_s": (1e-5, 0.1),
     "last_token_s": (1e-6, 0.1),
+    "sampler_passes": (0.01, 2000.0),
 }
 
 
@@ -469,6 +470,13 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
 DATA_SPREAD = 0.05
 
 
+def log_in_bounds(name: str, value: float) -> float:
+    """log of a coefficient clamped to FIT_BOUNDS: a profile written before a coefficient
+    existed has it at 0 (the term off), which the fit starts from as the lower bound."""
+    lo, hi = FIT_BOUNDS[name]
+    return math.log(min(hi, max(lo, value)))
+
+
 def prior_residuals(x: Sequence[float], names: Sequence[str], prior: Profile) -> list[float]:
     """DATA_SPREAD · (log x − log prior) / spread, one per fitted coefficient."""
     out = []
@@ -477,7 +485,7 @@ def prior_residuals(x: Sequence[float], names: Sequence[str], prior: Profile) ->
         if term is None:
             out.append(0.0)
             continue
-        out.append(DATA_SPREAD / term.spread * (v - math.log(getattr(prior, n))))
+        out.append(DATA_SPREAD / term.spread * (v - log_in_bounds(n, getattr(prior, n))))
     return out
 
 
@@ -527,7 +535,7 @@ def fit_lm(
         _, e = evaluate(runs, prof, seconds, reuse)
         return residuals(e), e
 
-    x = [math.log(getattr(start, n)) for n in names]
+    x = [log_in_bounds(n, getattr(start, n)) for n in names]
     r, errs = data(x)
     cost = sum(v * v for v in full(r, x))
     lam = 1e-3

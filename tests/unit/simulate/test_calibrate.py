@@ -226,6 +226,16 @@ def test_a_fit_starts_from_the_physical_prior_and_leaves_what_the_runs_cannot_id
     )
 
 
+def test_a_profile_written_before_the_sampler_term_can_be_the_prior(tmp_path: Path) -> None:
+    # such a profile has sampler_passes 0 (the term off): the fit starts it at its lower bound
+    old = replace(prior_profile(), sampler_passes=0.0)
+    lo, _ = ff.FIT_BOUNDS["sampler_passes"]
+    assert ff.log_in_bounds("sampler_passes", 0.0) == math.log(lo)
+    run = _truth_run(tmp_path, prior_profile())
+    fitted = ff.fit_map([run], old, None, "repeat", iterations=1, log=lambda s: None)
+    assert lo <= fitted.sampler_passes < prior_profile().sampler_passes
+
+
 def test_hold_out_refits_start_from_the_prior_not_from_the_profile_being_scored(
     tmp_path: Path,
 ) -> None:

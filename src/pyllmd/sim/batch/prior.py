@@ -94,9 +94,19 @@ PRIOR: dict[str, PriorTerm] = {
         1.0,
         "the final streamed chunk and the end of the response through the API server",
     ),
+    "sampler_passes": PriorTerm(
+        60.0,
+        0.5,
+        "vLLM applies the checkpoint's generation_config sampling defaults (top-p, top-k); its "
+        "PyTorch top-k/top-p path sorts each sequence's fp32 logits row (a segmented radix sort "
+        "of key and index: about 35 row-sized passes) and then runs softmax, cumulative sum, "
+        "mask, scatter, temperature and the exponential draw over it (about 20 more)",
+    ),
 }
-# roofline_p is not a prior: the fit does not move it (0 = max(compute, memory), a roofline)
-PRIOR_ROOFLINE_P = 0.0
+# roofline_p is not a prior: the fit does not move it. 4 is a smooth roofline: a GEMM between
+# the memory and the compute bound (a decode batch of a few dozen to a few hundred tokens) runs
+# below both peaks at once, which max(compute, memory) (0) does not see
+PRIOR_ROOFLINE_P = 4.0
 
 
 def prior_profile() -> Profile:

@@ -3,7 +3,7 @@
 A step runs prefill chunks (new tokens with the context before them) and decode sequences (one
 new token each) through every layer. Its time is
 
-    t = t_step + t_seq·S + [t_layer·L if the step is not a captured decode graph]
+    t = t_step + (t_seq + t_sampler)·S + [t_layer·L if the step is not a captured decode graph]
         + R(t_linear_compute, t_weights) + R(t_attention_compute, t_kv)
         + t_allreduce·2L + t_gather                                   (TP > 1 only)
 
@@ -15,6 +15,9 @@ where R(a, b) = (a^p + b^p)^(1/p) is a smooth roofline (p → ∞ is max(a, b)) 
   layer) / (mbu_weights · HBM bandwidth);
 - t_attention_compute = attention FLOPs per (query, context) pair · pairs / (mfu_attention · peak);
 - t_kv = KV bytes of the context read + KV bytes written / (mbu_kv · HBM bandwidth);
+- t_sampler = sampler_passes · vocab · 4 bytes / HBM bandwidth: the sampler's passes over
+  each sequence's fp32 logits (a sort for top-p/top-k, softmax, the draw); every rank samples
+  the whole vocabulary, so it does not shrink with TP;
 - an all-reduce moves 2(tp-1)/tp · T · hidden · 2 bytes over the link, plus a latency of
   `allreduce_s` per other rank (tp − 1).
 
@@ -53,6 +56,7 @@ class Profile:
     link_efficiency: float = 0.7  # fraction of the link bandwidth an all-reduce reaches
     first_token_s: float = 0.005  # per request before its prefill: HTTP, tokenization
     last_token_s: float = 0.001  # per request after its last token
+    sampler_passes: float = 0.0  # per sequence: HBM passes over its fp32 logits (vocab · 4 B)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -153,7 +157,8 @@ class StepModel:
         self.s_per_kv_token = arch.kv_bytes_per_token(tp, kv_dtype_bytes) / (p.mbu_kv * bw)
         self.power = p.roofline_p
         self.fixed = p.step_s
-        self.s_per_seq = p.seq_s
+        # the sampler reads each sequence's logits row (the full vocabulary, fp32) many times
+        self.s_per_seq = p.seq_s + p.sampler_passes * arch.vocab * 4.0 / bw
         self.eager = p.layer_s * arch.layers
         if tp > 1:
             link = acc.link_gbps * 1e9 * max(p.link_efficiency, 1e-6)
@@ -164,6 +169,9 @@ class StepModel:
             self.s_comm_seq = (tp - 1) / tp * arch.vocab * 2.0 / link
         else:
             self.comm_fixed = self.s_comm_token = self.s_comm_seq = 0.0
+        # a decode step reads as many KV entries as it has attention pairs, and the roofline is
+        # homogeneous (R(a·x, b·x) = x·R(a, b)): its attention term is one factor times the pairs
+        self.s_per_decode_pair = self._roof(self.s_per_pair, self.s_per_kv_token)
         self._decode: dict[int, Callable[[float], float]] = {}
 
     def _roof(self, a: float, b: float) -> float:
@@ -201,13 +209,17 @@ class StepModel:
         weights = self.s_weights
         if self.s_per_expert:
             weights += self.s_per_expert * self.arch.distinct_experts(tokens)
-        att = self.s_per_pair * pairs
-        kv = self.s_per_kv_token * kv_tokens
         p = self.power
         if p <= 0:
+            att = self.s_per_pair * pairs
+            kv = self.s_per_kv_token * kv_tokens
             t += (linear if linear > weights else weights) + (att if att > kv else kv)
+        elif pairs == kv_tokens:  # a decode step: see s_per_decode_pair
+            t += self._roof(linear, weights) + self.s_per_decode_pair * pairs
         else:
-            t += self._roof(linear, weights) + self._roof(att, kv)
+            t += self._roof(linear, weights) + self._roof(
+                self.s_per_pair * pairs, self.s_per_kv_token * kv_tokens
+            )
         if self.tp > 1:
             t += self.comm_fixed + self.s_comm_token * tokens + self.s_comm_seq * seqs
         return t + self.s_per_seq * seqs
@@ -222,17 +234,18 @@ class StepModel:
         return fn
 
     def _decode_fn(self, seqs: int) -> Callable[[float], float]:
-        if self.power > 0:  # the smooth roofline: no constant to fold
-            time = self.time
-            return lambda pairs: time(seqs, pairs, pairs, seqs, True)
         tokens = self.padded(seqs)
         linear = self.s_per_linear_token * tokens + self.s_per_head_seq * seqs
         weights = self.s_weights
         if self.s_per_expert:
             weights += self.s_per_expert * self.arch.distinct_experts(tokens)
-        lw = linear if linear > weights else weights
-        # max(a·p, b·p) is the larger factor times p (rounding keeps the order)
-        c = self.s_per_pair if self.s_per_pair > self.s_per_kv_token else self.s_per_kv_token
+        if self.power > 0:
+            lw = self._roof(linear, weights)
+            c = self.s_per_decode_pair
+        else:
+            lw = linear if linear > weights else weights
+            # max(a·p, b·p) is the larger factor times p (rounding keeps the order)
+            c = self.s_per_pair if self.s_per_pair > self.s_per_kv_token else self.s_per_kv_token
         fixed = self.fixed
         last = self.s_per_seq * seqs
         if self.tp > 1:

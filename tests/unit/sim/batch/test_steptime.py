@@ -70,6 +70,22 @@ def test_tensor_parallelism_adds_all_reduces_and_splits_the_work() -> None:
     assert t4 - no_comm == pytest.approx((2 * 80 + 1) * 1e-5 * 3, rel=0.01)  # 3 other ranks
 
 
+def test_the_sampler_costs_each_sequence_passes_over_its_logits_whatever_the_tp() -> None:
+    arch = get_architecture("meta-llama/Llama-3.1-70B-Instruct")  # vocabulary 128,256
+    row = 128_256 * 4.0 / H100.hbm_bytes_per_s  # one pass over a sequence's fp32 logits
+    for tp in (1, 4):
+        off = StepModel(arch, H100, tp, MAX)
+        on = StepModel(arch, H100, tp, replace(MAX, sampler_passes=50.0))
+        extra = on.step_time([], [500] * 32) - off.step_time([], [500] * 32)
+        # every rank samples the whole vocabulary: the cost does not shrink with TP
+        assert extra == pytest.approx(32 * 50.0 * row, rel=1e-9)
+    # a smaller vocabulary (Llama-2: 32,000) costs proportionally less
+    small = StepModel(LLAMA7, H100, 1, replace(MAX, sampler_passes=50.0))
+    assert small.step_time([], [500]) - StepModel(LLAMA7, H100, 1, MAX).step_time(
+        [], [500]
+    ) == pytest.approx(50.0 * 32_000 * 4.0 / H100.hbm_bytes_per_s, rel=1e-9)
+
+
 def test_moe_reads_more_experts_as_the_batch_grows() -> None:
     arch = get_architecture("mistralai/Mixtral-8x7B-v0.1")
     p = replace(MAX, step_s=0.0, seq_s=0.0, mbu_kv=1e9)  # KV reads free: weights only
@@ -119,7 +135,8 @@ def test_profile_reads_yaml_as_calibrate_writes_it_and_as_a_user_writes_it(tmp_p
 def test_the_decode_fast_path_gives_the_step_time_to_the_last_bit(
     model: str, tp: int, power: float
 ) -> None:
-    m = StepModel(get_architecture(model), H100, tp, replace(Profile(), roofline_p=power), 256)
+    prof = replace(Profile(), roofline_p=power, sampler_passes=80.0)
+    m = StepModel(get_architecture(model), H100, tp, prof, 256)
     for seqs in (1, 3, 8, 100, 255, 256, 300):
         decode = m.decode(seqs)
         for pairs in (seqs, 7 * seqs + 13, 1_000_003, 4_000_000):
