@@ -68,7 +68,13 @@ async def test_collects_simulator_kv_and_queue_through_https_prometheus(
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 result = await source.collect(group, {POD: VA})
-                if result.status == "ok" and result.replicas[0].queue_length == 2:
+                # wait for the collection that shows both the queue and the running request's
+                # blocks (one CI run collected the queue of 2 with no block yet)
+                if (
+                    result.status == "ok"
+                    and result.replicas[0].queue_length == 2
+                    and result.replicas[0].kv_usage > 0
+                ):
                     break
                 await asyncio.sleep(0.25)
     finally:
