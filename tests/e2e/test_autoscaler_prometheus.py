@@ -69,7 +69,7 @@ async def test_collects_simulator_kv_and_queue_through_https_prometheus(
             while time.monotonic() < deadline:
                 result = await source.collect(group, {POD: VA})
                 # wait for the collection that shows both the queue and the running request's
-                # blocks (one CI run collected the queue of 2 with no block yet)
+                # blocks (one smoke run collected the queue of 2 with no block yet)
                 if (
                     result.status == "ok"
                     and result.replicas[0].queue_length == 2
