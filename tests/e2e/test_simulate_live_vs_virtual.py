@@ -3,14 +3,20 @@
 intervals, to the same final replicas, and the latencies agree (p50 within 15 %, p90 25 %).
 
 One autoscaled variant (Llama-2-7B on an L40S with the batch model: decode steps of about
-20 ms, four sequences at most) gets a constant load it cannot serve alone, so the controller
-scales it up. The virtual run is told what the live one does: cycles every 5 s, Prometheus
-scraping every second, and pods Ready after the start-up time measured live.
+20 ms, four sequences at most, under 4 requests/s) gets a burst it cannot serve alone, then a
+light load; the arrival times are a trace both runs replay. The saturation analyzer reads the
+queue's maximum over the last minute, so the controller scales up at the first cycle, holds
+while the burst's queue (well above the saturation threshold of 5) is in that window, and
+scales down at the first cycle whose window is past it. Every cycle is far from a threshold:
+a load that queues a few requests on the pods makes the shipped thresholds (queue 5, spare 3)
+flip on one queued request. The virtual run is told what the live one does: cycles every
+10 s, Prometheus scraping every second, and pods Ready after the start-up time measured live.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import statistics
 import subprocess
@@ -30,9 +36,9 @@ pytestmark = pytest.mark.e2e
 
 MODEL = "meta-llama/Llama-2-7b-hf"
 INTERVAL = 10.0
-RATE = 4.5  # requests per second: above what one pod of four sequences serves (about 4)
-DURATION = 60.0
-PROMPT = 600
+BURST = (4.5, 12.0)  # requests per second until this time: a queue of about 10 on one pod
+LIGHT = (2.0, 85.0)  # then this rate until this time: a request or two in flight
+PROMPT = 1000
 OUTPUT = 40
 ARGS = ["--model", MODEL, "--accelerator", "L40S", "--max-num-seqs", "4",
         "--max-model-len", "4096", "--max-num-batched-tokens", "1024",
@@ -46,17 +52,32 @@ variants:
     deployment: {{replicas: 1, args: {json.dumps(ARGS)}}}
 configMaps:
 {SATURATION_CONFIG_MAP}"""
-WORKLOAD = f"""
+WORKLOAD = """
 api: {{type: completion, streaming: true}}
-data:
-  type: random
-  input_distribution: {{min: {PROMPT}, max: {PROMPT}, mean: {PROMPT}, std_dev: 0}}
-  output_distribution: {{min: {OUTPUT}, max: {OUTPUT}, mean: {OUTPUT}, std_dev: 0}}
-server: {{type: vllm, model_name: {MODEL}, ignore_eos: true}}
+data: {{type: random, trace: {{file: {trace}, format: AzurePublicDataset}}}}
+server: {{type: vllm, model_name: {model}, ignore_eos: true}}
 load:
-  type: constant
-  stages: [{{rate: {RATE}, duration: {DURATION}}}]
+  type: trace_replay
+  trace: {{file: {trace}, format: AzurePublicDataset}}
+  stages: [{{rate: 1, duration: 1}}]
 """
+
+
+def arrivals() -> list[float]:
+    """The send times of the load, in seconds from its start."""
+    times: list[float] = []
+    start = 0.0
+    for rate, end in (BURST, LIGHT):
+        times += [start + i / rate for i in range(round((end - start) * rate))]
+        start = end
+    return times
+
+
+def azure_trace(times: list[float]) -> str:
+    """`times` as an Azure LLM inference trace (inference-perf's AzurePublicDataset)."""
+    base = datetime.datetime(2024, 1, 1)
+    rows = (f"{base + datetime.timedelta(seconds=t)},{PROMPT},{OUTPUT}\n" for t in times)
+    return "TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(rows)
 
 
 async def live_load(stack: Stack) -> tuple[list[float], list[float], list[tuple[float, int]]]:
@@ -96,10 +117,9 @@ async def live_load(stack: Stack) -> tuple[list[float], list[float], list[tuple[
             await asyncio.sleep(0.25)
 
     watcher = asyncio.create_task(watch())
-    n = int(RATE * DURATION)
     async with asyncio.timeout(240):
-        await asyncio.gather(*(one(t0 + i / RATE) for i in range(n)))
-    await asyncio.sleep(INTERVAL + 1)  # the cycle after the last response
+        await asyncio.gather(*(one(t0 + at) for at in arrivals()))
+    # the virtual run ends with its last response: no cycle after it is compared
     watcher.cancel()
     await client.close()
     return ttfts, gaps, changes
@@ -120,7 +140,10 @@ def pod_start_seconds(start_sim: Callable[..., SimProcess]) -> float:
 
 def virtual(tmp_path: Path, startup: float) -> dict[str, Any]:
     (tmp_path / "v-stack.yaml").write_text(STACK, encoding="utf-8")
-    (tmp_path / "v-workload.yaml").write_text(WORKLOAD, encoding="utf-8")
+    trace = tmp_path / "v-trace.csv"
+    trace.write_text(azure_trace(arrivals()), encoding="utf-8")
+    workload = WORKLOAD.format(trace=trace, model=MODEL)
+    (tmp_path / "v-workload.yaml").write_text(workload, encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "-m", "pyllmd", "simulate", "--stack", str(tmp_path / "v-stack.yaml"),
          "--workload", str(tmp_path / "v-workload.yaml"), "--output", str(tmp_path / "v"),
@@ -150,8 +173,9 @@ def test_live_and_virtual_scale_alike_and_agree_on_latency(
     report = virtual(tmp_path, startup)
     v_events = events(tmp_path)
     live_events = changes[1:]
-    # the same final replicas, and the same moves each within one interval
-    assert live_events and v_events, (changes, v_events)
+    # the scenario's moves (up at the burst, down after it), the same live, each within one
+    # interval, to the same final replicas
+    assert [r for _, r in v_events] == [2, 1], (changes, v_events)
     assert live_events[-1][1] == v_events[-1][1], (changes, v_events)
     assert [r for _, r in live_events] == [r for _, r in v_events], (changes, v_events)
     for (t_live, _), (t_virtual, _) in zip(live_events, v_events, strict=True):
