@@ -22,13 +22,14 @@ from tests.e2e.stacks import SATURATION_CONFIG_MAP
 
 pytestmark = pytest.mark.e2e
 
+# one replica: idle at its minimum, so no cycle moves it while the test compares the held target
 STACK = f"""
 namespace: llm
 variants:
   - variantAutoscaling:
       metadata: {{name: solo, labels: {{inference.optimization/acceleratorName: A100}}}}
       spec: {{scaleTargetRef: {{kind: Deployment, name: solo}}, modelID: m}}
-    deployment: {{replicas: 2, args: [--model, m, --max-num-seqs, "2"]}}
+    deployment: {{replicas: 1, args: [--model, m, --max-num-seqs, "2"]}}
 configMaps:
 {SATURATION_CONFIG_MAP}"""
 

@@ -132,8 +132,9 @@ async def test_killed_endpoint_stops_receiving_traffic(make_gateway: GatewayFact
             after.append(await _complete(gw, f"after {n}"))
         except openai.APIError:
             failures.append(loop.time() - killed_at)
-    # Only requests sent before the victim's metrics went stale may have failed.
-    assert len(failures) <= 4, failures
+    # Only requests sent before the victim's metrics went stale may have failed. How many is
+    # chance (the queue scorer ties the idle pods and a failure returns at once), so the test
+    # bounds when they failed, not how many.
     assert all(t < staleness + 1.0 for t in failures), failures
     assert len(after) == 30 - len(failures)
     assert set(after[-20:]) <= survivors

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,8 +66,21 @@ def test_queue_limit_refuses_excess_at_once(start_sim: StartSim) -> None:
         "--model", "m", "--max-num-seqs", "1", "--max-waiting-queue-length", "2",
         "--time-to-first-token", "1s",
     )  # fmt: skip
+    # the clients are built first and released together: all six arrive while the first runs
+    clients = [openai.OpenAI(base_url=sim.base_url + "/v1", api_key="unused", max_retries=0,
+                             timeout=60) for _ in range(6)]  # fmt: skip
+    barrier = threading.Barrier(6)
+
+    def send(client: openai.OpenAI) -> int:
+        barrier.wait(timeout=10)
+        try:
+            client.completions.create(model="m", prompt="Hello there", max_tokens=2)
+        except openai.APIStatusError as e:
+            return e.status_code
+        return 200
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-        statuses = list(pool.map(lambda _: _complete(sim.base_url), range(6)))
+        statuses = list(pool.map(send, clients))
     assert sorted(statuses) == [200, 200, 200, 429, 429, 429]
 
 
