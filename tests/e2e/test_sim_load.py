@@ -19,14 +19,21 @@ pytestmark = pytest.mark.e2e
 StartSim = Callable[..., SimProcess]
 
 
-def _complete(base_url: str, max_tokens: int = 2) -> int:
+def _client(base_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def _status(client: openai.OpenAI, max_tokens: int = 2) -> int:
     """One completion with the sync openai client; returns the HTTP status."""
-    client = openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
     try:
         client.completions.create(model="m", prompt="Hello there", max_tokens=max_tokens)
     except openai.APIStatusError as e:
         return e.status_code
     return 200
+
+
+def _complete(base_url: str, max_tokens: int = 2) -> int:
+    return _status(_client(base_url), max_tokens)
 
 
 def test_prometheus_sees_running_and_waiting_during_load(
@@ -67,17 +74,12 @@ def test_queue_limit_refuses_excess_at_once(start_sim: StartSim) -> None:
         "--time-to-first-token", "1s",
     )  # fmt: skip
     # the clients are built first and released together: all six arrive while the first runs
-    clients = [openai.OpenAI(base_url=sim.base_url + "/v1", api_key="unused", max_retries=0,
-                             timeout=60) for _ in range(6)]  # fmt: skip
+    clients = [_client(sim.base_url) for _ in range(6)]
     barrier = threading.Barrier(6)
 
     def send(client: openai.OpenAI) -> int:
         barrier.wait(timeout=10)
-        try:
-            client.completions.create(model="m", prompt="Hello there", max_tokens=2)
-        except openai.APIStatusError as e:
-            return e.status_code
-        return 200
+        return _status(client)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         statuses = list(pool.map(send, clients))
